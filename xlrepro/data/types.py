@@ -1,0 +1,88 @@
+"""Examples of the five task formats, as read from the original files.
+
+Every reader returns a ``ReadResult``: the examples, the file(s) read with their sha256, and a
+count of examples skipped by a documented rule (never silently: ``skipped`` names the rule).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Format(str, enum.Enum):
+    CLASSIFICATION = "classification"  # sentence or sentence-pair classification
+    MULTIPLE_CHOICE = "multiple_choice"
+    SPAN_QA = "span_qa"  # extractive QA (SQuAD v1.1 style)
+    TAGGING = "tagging"  # token tagging, labels on the first sub-word of each word
+    RETRIEVAL = "retrieval"  # encoder only: sentence embeddings, no head
+
+
+@dataclass
+class ClassificationExample:
+    guid: str
+    text_a: str
+    text_b: str | None
+    label: str | None  # None where labels are withheld
+
+
+@dataclass
+class MultipleChoiceExample:
+    guid: str
+    context: str
+    choices: list[str]
+    label: int | None
+    question: str | None = None  # e.g. COPA's "cause"/"effect", CSQA's question
+
+
+@dataclass
+class Answer:
+    text: str
+    start: int  # character offset in the context (Unicode code points)
+
+
+@dataclass
+class SpanQAExample:
+    guid: str
+    question: str
+    context: str
+    answers: list[Answer]
+    title: str | None = None
+    is_impossible: bool = False
+
+
+@dataclass
+class TaggingExample:
+    guid: str
+    words: list[str]
+    tags: list[str] | None  # None where labels are withheld
+
+
+@dataclass
+class BitextExample:
+    """A retrieval corpus: two sides and the gold pairs (by id).
+
+    Tatoeba: ids are line indices and gold pairs are (i, i). BUCC: ids are the corpus ids.
+    """
+
+    guid: str
+    src_lang: str
+    tgt_lang: str
+    src_ids: list[str]
+    src_sentences: list[str]
+    tgt_ids: list[str]
+    tgt_sentences: list[str]
+    gold: list[tuple[str, str]] | None
+
+
+Example = ClassificationExample | MultipleChoiceExample | SpanQAExample | TaggingExample | BitextExample
+
+
+@dataclass
+class ReadResult:
+    examples: list
+    files: dict[str, str]  # path -> sha256
+    skipped: dict[str, int] = field(default_factory=dict)  # rule -> count
+    raw: object = None  # format-specific raw structure needed by official scorers (e.g. SQuAD 'data')
+
+    def __len__(self) -> int:
+        return len(self.examples)

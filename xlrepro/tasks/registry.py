@@ -1,0 +1,252 @@
+"""Tasks as data: ``xlrepro/tasks/<name>.yaml``, one entry per task.
+
+An entry says everything the pipeline needs: format, version, benchmarks, languages (derived
+from the language table by the task's column label), per-language split availability, label
+set, metric, where its English training data comes from, its Hub source pinned by revision,
+and readers for the original local file layouts. Adding a task of an existing format is one
+YAML file. Unknown keys are rejected (with a did-you-mean); ``tests/test_registry.py`` loads
+every entry and checks it against its sample files.
+
+Split names are xlrepro's: ``train``, ``dev``, ``test``. Layout file templates may use
+``{lang}`` (ISO 639-1), ``{iso639_3}``, ``{tatoeba}``, ``{ud}`` and ``{split}``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from xlrepro import languages as langtab
+from xlrepro.data.readers import get_reader
+from xlrepro.data.types import Format, ReadResult
+from xlrepro.errors import ConfigError, DataFormatError, did_you_mean
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo: str
+    revision: str | None  # a 40-hex commit SHA; None = not yet pinned (loading refuses without allow_unpinned)
+    config: str | None = None  # template, e.g. "PAN-X.{lang}"
+    splits: dict = field(default_factory=dict)  # xlrepro split -> Hub split name
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str  # e.g. "xtreme" (XTREME's processed download), "original"
+    reader: str
+    files: dict  # split -> template (str) or dict of named templates (e.g. tatoeba src/eng)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    languages: tuple[str, ...] | None = None  # None = every language of the task
+    missing: tuple[str, ...] = ()  # languages of the task without this split
+    labelled: bool = True  # False where the official files withhold labels (XTREME test sets)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    version: int
+    format: Format
+    description: str
+    benchmarks: tuple[str, ...]  # "xtreme", "xtreme_r", "intermediate"
+    language_column: dict  # benchmark -> column label in languages.tsv; {"fixed": [...]} for English-only tasks
+    metric: str
+    splits: dict  # split -> SplitSpec
+    layouts: tuple[Layout, ...]
+    hub: HubSource | None = None
+    labels: tuple[str, ...] | None = None
+    train_source: str | None = None  # the task whose English train split trains this one (XNLI <- MNLI)
+    dev_source: str | None = None  # English dev used for early stopping (default: train_source's dev)
+    num_choices: int | None = None
+    max_seq_length: int = 256
+    recipe: dict = field(default_factory=dict)  # jiant/XTREME recipe values with their source
+    retrieval: dict = field(default_factory=dict)  # retrieval protocol defaults
+    notes: str | None = None
+
+    # ------------------------------------------------------------------ languages and splits
+    def languages(self, benchmark: str | None = None) -> list[str]:
+        """The task's evaluation languages (ISO 639-1) in ``benchmark`` (default: the first it belongs to)."""
+        col = self.language_column
+        if "fixed" in col:
+            return list(col["fixed"])
+        bench = benchmark or next(b for b in self.benchmarks if b in col)
+        if bench not in col:
+            raise KeyError(f"task {self.name} is not part of {bench}")
+        return langtab.languages_for(col[bench], bench)
+
+    def all_languages(self) -> list[str]:
+        seen = []
+        for b in self.language_column:
+            for l in (self.language_column[b] if b == "fixed" else self.languages(b)):
+                if l not in seen:
+                    seen.append(l)
+        return seen
+
+    def split_languages(self, split: str, benchmark: str | None = None) -> list[str]:
+        spec = self.splits.get(split)
+        if spec is None:
+            return []
+        base = list(spec.languages) if spec.languages is not None else self.all_languages() if benchmark is None \
+            else self.languages(benchmark)
+        return [l for l in base if l not in spec.missing]
+
+    def has_labels(self, split: str) -> bool:
+        return split in self.splits and self.splits[split].labelled
+
+    # ------------------------------------------------------------------ reading
+    def layout(self, name: str | None = None) -> Layout:
+        if name is None:
+            return self.layouts[0]
+        for l in self.layouts:
+            if l.name == name:
+                return l
+        raise KeyError(f"task {self.name} has no layout {name!r}{did_you_mean(name, [l.name for l in self.layouts])}")
+
+    def files(self, root: str | Path, split: str, lang: str, layout: str | None = None) -> dict[str, Path]:
+        lay = self.layout(layout)
+        if split not in lay.files:
+            raise KeyError(f"task {self.name}, layout {lay.name}: no files for split {split!r}")
+        tmpl = lay.files[split]
+        tmpls = tmpl if isinstance(tmpl, dict) else {"file": tmpl}
+        L = langtab.get(lang)
+        fill = {"lang": lang, "iso639_3": L.iso639_3, "tatoeba": L.tatoeba_code or "", "ud": L.ud_name or "",
+                "split": split}
+        return {k: Path(root) / v.format(**fill) for k, v in tmpls.items()}
+
+    def find_layout(self, root: str | Path, split: str, lang: str) -> str:
+        """The first layout whose files for (split, lang) exist under ``root``."""
+        tried = []
+        for lay in self.layouts:
+            if split not in lay.files:
+                continue
+            paths = self.files(root, split, lang, lay.name)
+            if all(_expand(p) for p in paths.values()):
+                return lay.name
+            tried.append(f"{lay.name}: {', '.join(str(p) for p in paths.values())}")
+        raise FileNotFoundError(f"task {self.name}: no files for split {split!r}, language {lang!r} under {root}; "
+                                "looked for\n  " + "\n  ".join(tried))
+
+    def read(self, root: str | Path, split: str, lang: str, layout: str | None = None) -> ReadResult:
+        """Read one (split, language) of the task from a local folder in one of its layouts."""
+        if split not in self.splits:
+            raise KeyError(f"task {self.name} has no split {split!r} (has {list(self.splits)})")
+        if lang not in self.split_languages(split):
+            raise KeyError(f"task {self.name}: language {lang!r} has no {split} split "
+                           f"(languages with one: {self.split_languages(split)})")
+        name = layout or self.find_layout(root, split, lang)
+        lay = self.layout(name)
+        opts = dict(lay.options)
+        if self.labels is not None:
+            opts.setdefault("labels", list(self.labels))
+        paths = self.files(root, split, lang, name)
+        fn = get_reader(lay.reader)
+        if len(paths) == 1 and "file" in paths and glob.has_magic(str(paths["file"])):
+            # e.g. UD: every treebank of the language, concatenated in sorted order (as XTREME does)
+            matches = _expand(paths["file"])
+            if not matches:
+                raise FileNotFoundError(f"task {self.name}: no file matches {paths['file']}")
+            parts = [fn({"file": m}, src_lang=lang, **opts) for m in matches]
+            merged = ReadResult([e for p in parts for e in p.examples], {k: v for p in parts for k, v in p.files.items()})
+            for p in parts:
+                for rule, n in p.skipped.items():
+                    merged.skipped[rule] = merged.skipped.get(rule, 0) + n
+            return merged
+        return fn(paths, src_lang=lang, **opts)
+
+
+def _expand(path: Path) -> list[Path]:
+    if glob.has_magic(str(path)):
+        return [Path(p) for p in sorted(glob.glob(str(path)))]
+    return [path] if path.exists() else []
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _strict(cls, data: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            raise ConfigError(f"{where}: unknown key {k!r}{did_you_mean(k, names)}")
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+
+
+def _parse(data: dict, where: str) -> TaskSpec:
+    data = dict(data)
+    _strict(TaskSpec, {k: v for k, v in data.items()}, where)
+    try:
+        data["format"] = Format(data["format"])
+    except ValueError:
+        raise ConfigError(f"{where}: format {data['format']!r} is not one of {[f.value for f in Format]}") from None
+    data["benchmarks"] = tuple(data["benchmarks"])
+    if data.get("labels") is not None:
+        data["labels"] = tuple(data["labels"])
+    splits = {}
+    for s, spec in (data.get("splits") or {}).items():
+        if s not in SPLITS:
+            raise ConfigError(f"{where}: unknown split {s!r}{did_you_mean(s, SPLITS)}")
+        spec = dict(spec or {})
+        _strict(SplitSpec, spec, f"{where} splits.{s}")
+        for k in ("languages", "missing"):
+            if spec.get(k) is not None:
+                spec[k] = tuple(spec[k])
+        splits[s] = SplitSpec(**spec)
+    data["splits"] = splits
+    layouts = []
+    for i, lay in enumerate(data.get("layouts") or []):
+        _strict(Layout, lay, f"{where} layouts[{i}]")
+        layouts.append(Layout(**lay))
+    if not layouts:
+        raise ConfigError(f"{where}: at least one local layout is required")
+    data["layouts"] = tuple(layouts)
+    if data.get("hub") is not None:
+        _strict(HubSource, data["hub"], f"{where} hub")
+        data["hub"] = HubSource(**data["hub"])
+    return TaskSpec(**data)
+
+
+@functools.lru_cache(maxsize=1)
+def all_tasks() -> dict[str, TaskSpec]:
+    out = {}
+    folder = importlib.resources.files("xlrepro.tasks")
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        where = f"xlrepro/tasks/{entry.name}"
+        try:
+            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: invalid YAML: {e}") from None
+        spec = _parse(data, where)
+        if spec.name + ".yaml" != entry.name:
+            raise ConfigError(f"{where}: name {spec.name!r} does not match the file name")
+        for layout in spec.layouts:
+            get_reader(layout.reader)  # unknown readers fail at load time
+        out[spec.name] = spec
+    for spec in out.values():
+        for ref in (spec.train_source, spec.dev_source):
+            if ref is not None and ref not in out:
+                raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train/dev source {ref!r} is not a task"
+                                  f"{did_you_mean(ref, out)}")
+    return out
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise KeyError(f"unknown task {name!r}{did_you_mean(name, tasks)}")
+    return tasks[name]
