@@ -1,0 +1,5 @@
+import sys
+
+from xlrepro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,343 @@
+"""Typed experiment configs: dataclasses loaded from YAML, with dotted command-line overrides.
+
+``load_config(path, overrides=["target.train.lr=2e-5", ...])`` returns an ``ExperimentConfig``.
+Unknown keys are rejected with a did-you-mean, values are type-checked, and ``seed`` is required
+(never random by default). ``to_dict`` gives the resolved config that every run saves.
+Shipped configs live in ``xlrepro/configs/`` and are all validated by ``tests/test_config.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xlrepro.errors import ConfigError, did_you_mean
+
+
+@dataclass
+class ModelConfig:
+    """The encoder. ``name_or_path``: a Hub id (pinned by ``revision``) or a local directory."""
+
+    name_or_path: str = "xlm-roberta-large"
+    revision: str | None = None
+    # Build the encoder from this XLM-R-shaped config instead of loading weights (smoke/tests).
+    init_config: dict | None = None
+    tokenizer: str | None = None  # default: name_or_path
+    classifier_dropout: float = 0.1
+    attention: str = "padded"  # "padded" | "packed" (varlen attention)
+
+
+@dataclass
+class TrainConfig:
+    """One training phase. Defaults are jiant's XTREME recipe (shared/notes/paper.md §4.1)."""
+
+    lr: float = 1e-5
+    batch_size: int = 4
+    grad_accum: int = 8
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs when set
+    warmup_proportion: float = 0.1
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    max_seq_length: int | None = None  # default: the task's
+    eval_every_steps: int = 1000
+    eval_subset: int = 500  # English dev examples used for early stopping
+    patience: int = 30  # evaluations without improvement before stopping
+    eval_batch_size: int | None = None  # default: 2 x batch_size
+    checkpoint_every_steps: int = 1000
+    engine: str = "torch"  # "torch" (the DeepSpeed engine plugs in here)
+    volume: int | str = "all"  # training examples used: an integer or "all" (nested, prefix-stable subsets)
+    shuffle_labels: bool = False  # negative control: permute the training labels
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+
+
+@dataclass
+class DataConfig:
+    """Where task data comes from: a local folder of original files, or the Hub (pinned)."""
+
+    root: str = "data"  # one subfolder per task, named like the task, in one of its layouts
+    source: str = "local"  # "local" | "hub"
+    task_dirs: dict = field(default_factory=dict)  # task -> folder (overrides root/<task>)
+    layouts: dict = field(default_factory=dict)  # task -> layout name (default: first that exists)
+    languages: list | None = None  # restrict evaluation to these languages (default: all of the task)
+    allow_unpinned_hub: bool = False
+
+
+@dataclass
+class IntermediateConfig:
+    tasks: list = field(default_factory=list)  # empty = no intermediate phase (the baseline)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class TargetConfig:
+    tasks: list = field(default_factory=list)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    per_task: dict = field(default_factory=dict)  # task -> {TrainConfig field: value}
+    eval_splits: list = field(default_factory=lambda: ["dev", "test"])
+    eval_batch_size: int = 32
+
+
+@dataclass
+class RetrievalConfig:
+    """Retrieval straight from the intermediate encoder (no target fine-tuning)."""
+
+    tasks: list = field(default_factory=list)
+    layer: int = 14  # hidden_states[layer]; index 0 = embeddings
+    pooling: str = "mean"  # "mean" (non-padding tokens, special tokens included) | "cls"
+    similarity: str = "cosine"  # "cosine" | "dot"
+    batch_size: int = 32
+    max_seq_length: int = 512
+
+
+@dataclass
+class PretrainConfig:
+    """Multilingual MLM pre-training: the smoke world's stand-in for XLM-R's pre-training."""
+
+    corpus: str = ""  # folder of <lang>.txt files
+    steps: int = 0
+    batch_size: int = 32
+    lr: float = 5e-4
+    max_seq_length: int = 64
+    mlm_probability: float = 0.15
+    warmup_proportion: float = 0.06
+
+
+@dataclass
+class SmokeConfig:
+    """The generated world of ``xlrepro reproduce smoke`` (see ``xlrepro/smoke``)."""
+
+    languages: list = field(default_factory=lambda: ["en", "tr", "vi", "zh"])
+    n_train: int = 2000
+    n_dev: int = 200
+    n_test: int = 300
+    n_corpus: int = 8000
+    code_switch: float = 0.5
+    vocab_size: int = 700
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    seed: int
+    output_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig | None = None
+    intermediate: IntermediateConfig = field(default_factory=IntermediateConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    smoke: SmokeConfig | None = None
+    # Re-run the target phase with shuffled training labels for these tasks (negative control).
+    controls: list = field(default_factory=list)
+    description: str = ""
+
+
+# ---------------------------------------------------------------------- (de)serialisation
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} matches none of {[_type_name(a) for a in args]}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is list or origin is list:
+        if isinstance(value, list):
+            return list(value)
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from a dict; unknown keys and bad types raise ``ConfigError``."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for k in data:
+        if k not in names:
+            raise ConfigError(f"{where + '.' if where else ''}{k}: unknown key{did_you_mean(k, names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name in data:
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required (no default)")
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(obj) -> str:
+    """sha256 of the canonical JSON of a config (dataclass or dict): the run's identity."""
+    data = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def apply_override(data: dict, dotted: str) -> None:
+    """Apply ``a.b.c=value`` to a nested dict (value parsed as YAML: numbers, lists, null...)."""
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r}: expected key.path=value")
+    key, raw = dotted.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {dotted!r}: value is not valid YAML ({e})") from None
+    parts = key.strip().split(".")
+    node = data
+    cls = ExperimentConfig
+    for i, p in enumerate(parts[:-1]):
+        if cls is not None:
+            names = [f.name for f in dataclasses.fields(cls)]
+            if p not in names:
+                raise ConfigError(f"override {key}: unknown key {p!r}{did_you_mean(p, names)}")
+            hint = typing.get_type_hints(cls)[p]
+            args = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+            cls = hint if dataclasses.is_dataclass(hint) else (args[0] if args else None)
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    if cls is not None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if parts[-1] not in names:
+            raise ConfigError(f"override {key}: unknown key {parts[-1]!r}{did_you_mean(parts[-1], names)}")
+    node[parts[-1]] = value
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Configs shipped with the package: name -> path (``xlrepro/configs/<name>.yaml``)."""
+    root = importlib.resources.files("xlrepro").joinpath("configs")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    shipped = shipped_configs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    if p.exists():
+        return p
+    raise ConfigError(f"no config {name_or_path!r}: not a file and not a shipped config"
+                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> ExperimentConfig:
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    for o in overrides:
+        apply_override(data, o)
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    validate(cfg, str(path))
+    return cfg
+
+
+def validate(cfg: ExperimentConfig, where: str = "config") -> None:
+    """Cross-field checks: task names exist, per-task overrides name TrainConfig fields, enums."""
+    from xlrepro.tasks import all_tasks
+
+    tasks = all_tasks()
+    for section, names in (("intermediate.tasks", cfg.intermediate.tasks), ("target.tasks", cfg.target.tasks),
+                           ("retrieval.tasks", cfg.retrieval.tasks), ("controls", cfg.controls)):
+        for n in names:
+            if n not in tasks:
+                raise ConfigError(f"{where}: {section}: unknown task {n!r}{did_you_mean(n, tasks)}")
+    for n in cfg.controls:
+        if n not in cfg.target.tasks:
+            raise ConfigError(f"{where}: controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
+    train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for t, over in cfg.target.per_task.items():
+        if t not in tasks:
+            raise ConfigError(f"{where}: target.per_task: unknown task {t!r}{did_you_mean(t, tasks)}")
+        for k, v in (over or {}).items():
+            if k not in train_fields:
+                raise ConfigError(f"{where}: target.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
+        from_dict(TrainConfig, {**to_dict(cfg.target.train), **(over or {})}, f"target.per_task.{t}")
+    for t in cfg.retrieval.tasks:
+        if tasks[t].format.value != "retrieval":
+            raise ConfigError(f"{where}: retrieval.tasks: {t!r} is a {tasks[t].format.value} task")
+    for t in cfg.target.tasks:
+        if tasks[t].format.value == "retrieval":
+            raise ConfigError(f"{where}: target.tasks: {t!r} is a retrieval task; list it under retrieval.tasks")
+    enums = {"model.attention": (cfg.model.attention, ("padded", "packed")),
+             "data.source": (cfg.data.source, ("local", "hub")),
+             "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
+             "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
+    for tc_name, tc in (("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)):
+        enums[f"{tc_name}.engine"] = (tc.engine, ("torch",))
+        if isinstance(tc.volume, str) and tc.volume != "all":
+            raise ConfigError(f"{where}: {tc_name}.volume: expected an integer or 'all', got {tc.volume!r}")
+    for key, (value, allowed) in enums.items():
+        if value not in allowed:
+            raise ConfigError(f"{where}: {key}: {value!r} is not one of {list(allowed)}{did_you_mean(value, allowed)}")
+    for split in cfg.target.eval_splits:
+        if split not in ("dev", "test"):
+            raise ConfigError(f"{where}: target.eval_splits: {split!r} is not 'dev' or 'test'")
+
+
+def train_config_for(cfg: ExperimentConfig, task: str) -> TrainConfig:
+    """The target phase's TrainConfig for one task (``target.train`` + ``target.per_task[task]``)."""
+    return from_dict(TrainConfig, {**to_dict(cfg.target.train), **(cfg.target.per_task.get(task) or {})})

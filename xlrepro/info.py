@@ -1,0 +1,65 @@
+"""``xlrepro info``: build metadata and which backend each op runs on, with reasons."""
+from __future__ import annotations
+
+import json
+
+
+def ops_status() -> dict:
+    import torch
+
+    from xlrepro.ops import _lib, families
+    from xlrepro.ops._dispatch import describe
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    ops = {}
+    for name, backends in families().items():
+        per_device = {}
+        for d in devices:
+            desc = describe(backends, d)
+            chosen = next((b for b, v in desc.items() if v["available"]), None)
+            per_device[d] = {"selected": chosen, "backends": desc}
+        ops[name] = per_device
+    return {"extension_loaded": _lib.load(), "reason": _lib.unavailable_reason(), "build": _lib.build_info(),
+            "ops": ops}
+
+
+def info() -> dict:
+    import platform
+
+    import torch
+
+    return {
+        "xlrepro": __import__("xlrepro").__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **ops_status(),
+    }
+
+
+def format_info(d: dict) -> str:
+    b = d["build"] or {}
+    lines = [
+        f"xlrepro {d['xlrepro']}  python {d['python']}  torch {d['torch']} (CUDA {d['torch_cuda'] or 'none'})",
+        f"GPU: {d['gpu'] or 'none visible'}",
+        f"extension xlrepro._C: {'loaded' if d['extension_loaded'] else 'NOT loaded'}"
+        + (f" — {d['reason']}" if d["reason"] else ""),
+    ]
+    if b:
+        lines.append(f"  built {b.get('built_at')} as {b.get('extension') or 'none'} for torch {b.get('torch_version')}"
+                     + (f", CUDA {b.get('torch_cuda_version')} arch {b.get('cuda_arch_list')}" if b.get("extension") == "cuda" else "")
+                     + (f"; {b['reason']}" if b.get("reason") else ""))
+        lines.append(f"  git {b.get('git_commit') or 'unknown'}; sources: {', '.join(b.get('sources') or [])}")
+    lines.append("ops (device: selected backend; others and why not):")
+    for op, per_dev in d["ops"].items():
+        for dev, v in per_dev.items():
+            others = "; ".join(f"{n}: {', '.join(x['reasons'])}" for n, x in v["backends"].items() if x["reasons"])
+            lines.append(f"  {op:<24} {dev:<5} -> {v['selected']}" + (f"   ({others})" if others else ""))
+    return "\n".join(lines)
+
+
+def main(as_json: bool = False) -> str:
+    d = info()
+    return json.dumps(d, indent=2, default=str) if as_json else format_info(d)

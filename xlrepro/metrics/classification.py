@@ -1,0 +1,102 @@
+"""Accuracy metrics: XNLI, PAWS-X, XCOPA (``evaluate.py:accuracy``) and Tatoeba.
+
+Both functions return values on a 0-100 scale, like ``evaluate.py``.
+"""
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Sequence, Union
+
+from ._common import OFFICIAL, check_mode
+
+Label = Union[str, int]
+
+
+def accuracy(predictions: Sequence[Label], labels: Sequence[Label], mode: str = OFFICIAL) -> dict:
+    """Exact-match accuracy, as ``evaluate.py:accuracy`` (scorers.md A9).
+
+    Args:
+        predictions: one predicted label per example (strings as read from a prediction file,
+            or ints).
+        labels: the gold labels, same length.
+        mode: ``"official"`` or ``"corrected"``; both compute the same number (exact equality
+            is the benchmark's definition, not a bug).
+
+    Returns:
+        ``{"accuracy": 100 * correct / n, "mode": mode}``.
+
+    Official behaviour reproduced:
+        * comparison is exact and case/whitespace sensitive: ``'Entailment' != 'entailment'``,
+          ``'00' != '0'``, ``' neutral' != 'neutral'``. (``evaluate.py`` strips every line when
+          it reads a file - see :func:`xlrepro.metrics.evaluate.read_label` - but this function
+          does not strip.)
+        * values are compared as ``str(p) == str(l)``: the official code compares strings read
+          from files, so an int ``1`` here stands for the line ``1``. (Called directly with
+          mixed types, the official function would find ``'1' != 1``.)
+
+    Raises:
+        ValueError: different lengths (``evaluate_one_task`` asserts equal counts; called
+            directly the official function would silently truncate with ``zip``), or empty
+            input (the official code raises ``ZeroDivisionError``).
+    """
+    check_mode(mode, "accuracy")
+    if len(predictions) != len(labels):
+        raise ValueError(
+            f"accuracy: {len(predictions)} predictions but {len(labels)} labels; the official "
+            "evaluate.py asserts that the counts match")
+    if len(predictions) == 0:
+        raise ValueError("accuracy: empty input (the official code divides by zero)")
+    correct = sum(int(str(p) == str(l)) for p, l in zip(predictions, labels))
+    return {"accuracy": float(correct) / len(predictions) * 100, "mode": mode}
+
+
+_BRACKETED_INT = re.compile(r"\[?\s*(-?\d+)\s*\]?")
+
+
+def _parse_index(value, row: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"tatoeba_accuracy: row {row}: a bool is not a row index")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if hasattr(value, "shape") and hasattr(value, "reshape"):  # numpy array / scalar
+        flat = value.reshape(-1)
+        if flat.shape[0] != 1:
+            raise ValueError(f"tatoeba_accuracy: row {row}: expected one index, got array of shape {value.shape}")
+        return _parse_index(flat[0].item(), row)
+    if isinstance(value, str):
+        m = _BRACKETED_INT.fullmatch(value.strip())
+        if m:
+            return int(m.group(1))
+    raise ValueError(f"tatoeba_accuracy: row {row}: cannot read a row index from {value!r}")
+
+
+def tatoeba_accuracy(predicted_indices: Sequence[Union[int, str]], mode: str = OFFICIAL) -> dict:
+    """Tatoeba retrieval accuracy: row ``i`` is correct when its prediction is ``i``.
+
+    The prediction of (English) row ``i`` is the index of the retrieved non-English sentence
+    (scorers.md E1: English queries, the non-English side is indexed).
+
+    Args:
+        predicted_indices: the predicted row index for each row, in row order.
+        mode: ``"official"`` compares ``str(prediction) == str(i)`` exactly as ``evaluate.py``
+            compares a prediction line with the label line ``i``; so the ``[12]`` strings written
+            by ``evaluate_retrieval.py`` (``str(numpy_row)``, scorers.md E2) never match.
+            ``"corrected"`` parses ints, numpy scalars/1-element arrays and the strings ``"12"``
+            and ``"[12]"`` before comparing (the manual conversion step E2 implies).
+
+    Returns:
+        ``{"accuracy": 0-100, "mode": mode}``.
+
+    Raises:
+        ValueError: empty input, or (corrected mode) a value that is not a single index.
+    """
+    check_mode(mode, "tatoeba_accuracy")
+    n = len(predicted_indices)
+    if n == 0:
+        raise ValueError("tatoeba_accuracy: empty input (the official code divides by zero)")
+    if mode == OFFICIAL:
+        correct = sum(int(str(p) == str(i)) for i, p in enumerate(predicted_indices))
+    else:
+        correct = sum(int(_parse_index(p, i) == i) for i, p in enumerate(predicted_indices))
+    return {"accuracy": float(correct) / n * 100, "mode": mode}

@@ -1,0 +1,62 @@
+"""Masked-language-model training: the smoke world's pre-training (and, later, MLM mixing).
+
+Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
+``<mask>``, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
+training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from xlrepro.data.io import lines, read_text
+from xlrepro.formats import Batch, _pad
+from xlrepro.train import Stream, train
+from xlrepro.config import TrainConfig
+
+
+def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = ids.clone()
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    for t in (tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id):
+        special |= ids == t
+    chosen = (torch.rand(ids.shape) < p) & ~special
+    labels[~chosen] = -100
+    ids = ids.clone()
+    to_mask = chosen & (torch.rand(ids.shape) < 0.8)
+    ids[to_mask] = tokenizer.mask_token_id
+    to_random = chosen & ~to_mask & (torch.rand(ids.shape) < 0.5)
+    ids[to_random] = torch.randint(len(tokenizer), ids.shape)[to_random]
+    return ids, labels
+
+
+def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    p = cfg.pretrain
+    texts = [l for f in files for l in lines(read_text(f)[0]) if l.strip()]
+    enc = tokenizer(texts, truncation=True, max_length=p.max_seq_length)["input_ids"]
+    feats = [{"ex": i, "input_ids": ids} for i, ids in enumerate(enc)]
+    mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
+    torch.manual_seed(cfg.seed)
+    model = XLMRobertaForMaskedLM(mcfg).to(device)
+
+    def collate(fs):
+        ids = _pad([f["input_ids"] for f in fs], tokenizer.pad_token_id)
+        masked, labels = mask_tokens(ids, tokenizer, p.mlm_probability)
+        return Batch({"input_ids": masked, "attention_mask": (ids != tokenizer.pad_token_id).long()},
+                     {"labels": labels}, [f["ex"] for f in fs])
+
+    def loss_fn(m, batch):
+        out = m(input_ids=batch.inputs["input_ids"].to(device), attention_mask=batch.inputs["attention_mask"].to(device),
+                labels=batch.targets["labels"].to(device))
+        return out.loss
+
+    tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size, grad_accum=1, max_steps=p.steps,
+                       warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
+                       checkpoint_every_steps=max(50, p.steps // 4))
+    run.log({"event": "data", "n_sentences": len(texts), "files": [str(f) for f in files]})
+    state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
+    model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
+    return state

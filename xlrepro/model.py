@@ -1,0 +1,132 @@
+"""The XLM-R encoder with one head per task, and the encoder-only hand-off between phases.
+
+``MultiTaskModel`` = a Hugging Face ``XLMRobertaModel`` (no pooler) + ``heads[task]``. Heads:
+
+  classification   RoBERTa-style: <s> vector -> dropout -> dense -> tanh -> dropout -> labels
+  multiple_choice  each (context, choice) pair encoded separately; <s> -> dense -> tanh -> 1 score
+  span_qa          token vectors -> (start, end) logits
+  tagging          token vectors -> dropout -> tag logits (labels on each word's first sub-word)
+  mlm              XLM-R's LM head, tied to the input embeddings (pre-training, MLM mixing)
+
+Phase hand-off (``save_encoder`` / ``load_encoder``) keeps the encoder and drops every head;
+the next phase attaches fresh heads initialised from a recorded seed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xlrepro.data.types import Format
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, hidden: int, n_out: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, n_out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (B, L, H)
+        x = self.dropout(h[:, 0])
+        x = torch.tanh(self.dense(x))
+        return self.out(self.dropout(x))
+
+
+class SpanHead(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.out = nn.Linear(hidden, 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, L, 2)
+        return self.out(h)
+
+
+class TaggingHead(nn.Module):
+    def __init__(self, hidden: int, n_tags: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, n_tags)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(h))
+
+
+def make_head(fmt: Format, hidden: int, n_labels: int | None, dropout: float, encoder=None) -> nn.Module:
+    if fmt == Format.CLASSIFICATION:
+        return ClassificationHead(hidden, n_labels, dropout)
+    if fmt == Format.MULTIPLE_CHOICE:
+        return ClassificationHead(hidden, 1, dropout)
+    if fmt == Format.SPAN_QA:
+        return SpanHead(hidden)
+    if fmt == Format.TAGGING:
+        return TaggingHead(hidden, n_labels, dropout)
+    raise ValueError(f"no head for format {fmt}")
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = nn.ModuleDict()
+        self.head_formats: dict[str, Format] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder.config.hidden_size
+
+    def add_head(self, task: str, fmt: Format, n_labels: int | None, dropout: float, seed: int) -> None:
+        """Attach a freshly initialised head; its init depends only on ``seed`` (logged)."""
+        devices = {p.device for p in self.encoder.parameters()}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = make_head(fmt, self.hidden_size, n_labels, dropout)
+            for m in head.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=self.encoder.config.initializer_range)
+                    nn.init.zeros_(m.bias)
+        self.heads[task] = head.to(next(iter(devices)))
+        self.head_formats[task] = fmt
+
+    def encode(self, input_ids, attention_mask, output_hidden_states: bool = False, **kw):
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                            output_hidden_states=output_hidden_states, **kw)
+
+    def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        fmt = self.head_formats[task]
+        if fmt == Format.MULTIPLE_CHOICE:
+            B, C, L = input_ids.shape
+            h = self.encode(input_ids.view(B * C, L), attention_mask.view(B * C, L)).last_hidden_state
+            return self.heads[task](h).view(B, C)
+        h = self.encode(input_ids, attention_mask).last_hidden_state
+        return self.heads[task](h)
+
+
+def build_encoder(model_cfg, vocab_size: int | None = None, seed: int = 0):
+    """The pretrained encoder (Hub id pinned by revision, or a local directory), or a fresh
+    XLM-R-shaped encoder built from ``model_cfg.init_config`` (smoke world, tests)."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    if model_cfg.init_config is not None:
+        cfg = XLMRobertaConfig(**{**model_cfg.init_config, **({"vocab_size": vocab_size} if vocab_size else {})})
+        torch.manual_seed(seed)
+        return XLMRobertaModel(cfg, add_pooling_layer=False)
+    return XLMRobertaModel.from_pretrained(model_cfg.name_or_path, revision=model_cfg.revision,
+                                           add_pooling_layer=False)
+
+
+def save_encoder(model: MultiTaskModel, out_dir: str | Path, meta: dict | None = None) -> None:
+    """Write the encoder alone (safetensors + config) so the next phase can start from it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(str(out_dir), safe_serialization=True)
+    (out_dir / "handoff.json").write_text(json.dumps({"kind": "encoder-only", "dropped_heads": sorted(model.heads),
+                                                      **(meta or {})}, indent=2))
+
+
+def load_encoder(path: str | Path):
+    from transformers import XLMRobertaModel
+
+    return XLMRobertaModel.from_pretrained(str(path), add_pooling_layer=False)

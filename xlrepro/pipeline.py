@@ -1,0 +1,359 @@
+"""The three phases as one readable recipe.
+
+  (0) pre-training     smoke world only: multilingual MLM, the stand-in for XLM-R's pre-training
+  (1) intermediate     fine-tune the encoder on an English intermediate task; keep the encoder
+  (2) target           fresh head; fine-tune on the target task's English training data with
+                       early stopping on an English dev subset (best checkpoint reloaded); then
+                       (3) zero-shot evaluation on every language and split that has labels
+  (3') retrieval       BUCC/Tatoeba-style evaluation straight from the intermediate encoder
+
+Every phase is a ``Run`` keyed by the hash of its resolved spec, which includes the hashes of the
+runs it starts from: finished runs are skipped, interrupted ones resume. Results are records
+(task, language, split, metric, value, mode) with provenance; ``xlrepro.report`` renders them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+
+from xlrepro import languages as langtab
+from xlrepro.config import ExperimentConfig, TrainConfig, config_hash, to_dict, train_config_for
+from xlrepro.data.types import Format, ReadResult
+from xlrepro.formats import adapter_for
+from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
+from xlrepro.runs import Run, atomic_write_json, atomic_write_text, files_digest, provenance
+from xlrepro.tasks import get_task
+from xlrepro.train import Stream, set_seed, train
+
+log = logging.getLogger("xlrepro")
+
+METRIC_MODE = "official"
+
+
+def main_metric(scores: dict) -> float:
+    for k in ("f1", "accuracy", "map@20"):
+        if k in scores:
+            return float(scores[k])
+    raise KeyError(f"no main metric in {sorted(scores)}")
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, out_dir: str | Path, device: str | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.records: list[dict] = []
+        self.runs: dict[str, dict] = {}
+        self.tokenizer = None
+        self.data_root = Path(cfg.data.root)
+        self.tokenizer_path = cfg.model.tokenizer or cfg.model.name_or_path
+
+    # ------------------------------------------------------------------ data
+    def task_dir(self, task: str) -> Path:
+        return Path(self.cfg.data.task_dirs.get(task) or self.data_root / task)
+
+    def read(self, task: str, split: str, lang: str) -> ReadResult:
+        spec = get_task(task)
+        if self.cfg.data.source == "hub":
+            from xlrepro.data.hub import read_hub
+            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub)
+        return spec.read(self.task_dir(task), split, lang, self.cfg.data.layouts.get(task))
+
+    def eval_languages(self, task: str, split: str) -> list[str]:
+        langs = get_task(task).split_languages(split)
+        keep = self.cfg.data.languages
+        if keep is None and self.cfg.smoke is not None:
+            keep = self.cfg.smoke.languages  # the generated world has only these
+        return [l for l in langs if keep is None or l in keep]
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self) -> None:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        cfg = self.cfg
+        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
+        if cfg.smoke is not None:
+            from xlrepro.smoke.tokenizer import build_tokenizer
+            from xlrepro.smoke.world import generate
+
+            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed})[:12]
+            world = self.out / f"world-{key}"
+            if not (world / "WORLD.json").exists():
+                generate(world, cfg.smoke.languages, cfg.seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
+                         cfg.smoke.n_corpus, cfg.smoke.code_switch)
+            tok_dir = world / "tokenizer"
+            if not (tok_dir / "tokenizer.json").exists():
+                build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
+            self.data_root = world
+            self.tokenizer_path = str(tok_dir)
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path,
+                                                       revision=None if cfg.smoke else cfg.model.revision)
+
+    # ------------------------------------------------------------------ phases
+    def base_encoder_spec(self) -> dict:
+        m = to_dict(self.cfg.model)
+        return {"model": m, "tokenizer": self.tokenizer_path if self.cfg.smoke is None else "smoke"}
+
+    def pretrain(self) -> tuple[Path | None, dict]:
+        """(encoder dir or None for the configured base model, spec of that encoder)."""
+        cfg = self.cfg
+        base = self.base_encoder_spec()
+        if cfg.pretrain is None or cfg.pretrain.steps == 0:
+            return None, base
+        corpus = self.data_root / "corpus" if cfg.smoke else Path(cfg.pretrain.corpus)
+        files = sorted(corpus.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
+        from xlrepro.data.io import sha256_file
+
+        spec = {"kind": "pretrain", "base": base, "pretrain": to_dict(cfg.pretrain), "seed": cfg.seed,
+                "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
+                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+        run = Run(self.out, "pretrain", "mlm", spec)
+        enc_dir = run.dir / "encoder"
+        if not run.done:
+            from xlrepro.mlm import pretrain_mlm
+
+            state = pretrain_mlm(cfg, self.tokenizer, files, run, self.device)
+            self.tokenizer.save_pretrained(str(enc_dir))
+            run.finish({"steps": state.step})
+        self.runs[run.hash] = {"kind": "pretrain", "dir": str(run.dir), **run.summary()}
+        return enc_dir, {"kind": "pretrain", "run": run.hash}
+
+    def _new_model(self, encoder_dir: Path | None, seed: int) -> MultiTaskModel:
+        if encoder_dir is None:
+            enc = build_encoder(self.cfg.model, vocab_size=len(self.tokenizer), seed=seed)
+        else:
+            enc = load_encoder(encoder_dir)
+        return MultiTaskModel(enc).to(self.device)
+
+    def _train_task(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, run: Run, seed: int,
+                    shuffle_labels: bool = False) -> dict:
+        """Train ``model`` on ``task``'s English training data; early-stop on its English dev subset."""
+        spec = get_task(task)
+        train_task = get_task(spec.train_source) if spec.train_source else spec
+        dev_task = get_task(spec.dev_source or train_task.name)
+        max_len = train_cfg.max_seq_length or spec.max_seq_length
+        adapter = adapter_for(spec, self.tokenizer, max_len, train_cfg)
+        model.add_head(task, spec.format, adapter.n_labels(), self.cfg.model.classifier_dropout, seed=seed + 1)
+        train_data = self.read(train_task.name, "train", "en")
+        examples = list(train_data.examples)
+        # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
+        order = list(range(len(examples)))
+        random.Random(seed).shuffle(order)
+        if train_cfg.volume != "all":
+            if train_cfg.volume > len(examples):
+                raise ValueError(f"volume {train_cfg.volume} exceeds the {len(examples)} training examples of {train_task.name}")
+            order = order[: train_cfg.volume]
+        examples = [examples[i] for i in sorted(order)]
+        if shuffle_labels:
+            labels = [adapter.label_of(e) for e in examples]
+            if all(l is None for l in labels):
+                raise ValueError(f"task {task}: the shuffled-label control needs a classification or multiple-choice task")
+            random.Random(seed + 7).shuffle(labels)
+            examples = [adapter.with_label(e, l) for e, l in zip(examples, labels)]
+        feats = adapter.featurize(examples, train=True)
+        dev = self.read(dev_task.name, "dev", "en")
+        dev_examples = dev.examples[: train_cfg.eval_subset]
+        dev_feats = adapter.featurize(dev_examples, train=False)
+        dev_result = ReadResult(dev_examples, dev.files, raw=None)
+
+        def evaluate() -> float:
+            preds = self.predict(model, task, adapter, dev_feats, dev_examples, train_cfg.eval_batch_size or 2 * train_cfg.batch_size)
+            return main_metric(adapter.score(preds, dev_examples, dev_result, "en", METRIC_MODE))
+
+        device = self.device
+
+        def loss_fn(m, batch):
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            targets = {k: v.to(device) for k, v in batch.targets.items()}
+            return adapter.loss(m(task, **inputs), targets)
+
+        run.log({"event": "data", "task": task, "train_source": train_task.name, "n_examples": len(examples),
+                 "n_features": len(feats), "volume": train_cfg.volume, "dev_subset": len(dev_examples),
+                 "shuffle_labels": shuffle_labels, "train_files": train_data.files, "skipped": train_data.skipped})
+        state = train(model, Stream(task, feats, adapter.collate, loss_fn), train_cfg, seed, run.dir, evaluate, run.log,
+                      desc=f"{run.kind}:{task}")
+        return {"n_examples": len(examples), "n_features": len(feats), "steps": state.step,
+                "best_step": state.best_step, "best_dev": state.best_score, "stopped_early": state.stopped_early,
+                "train_source": train_task.name, "dev_source": dev_task.name, "dev_subset": len(dev_examples),
+                "train_data_sha256": files_digest(train_data.files), "adapter": adapter}
+
+    @torch.no_grad()
+    def predict(self, model, task, adapter, feats, examples, batch_size: int):
+        model.eval()
+        logits = []
+        for s in range(0, len(feats), batch_size):
+            batch = adapter.collate(feats[s:s + batch_size])
+            out = model(task, **{k: v.to(self.device) for k, v in batch.inputs.items()}).float().cpu()
+            if adapter.fmt == Format.SPAN_QA or adapter.fmt == Format.TAGGING:
+                mask = batch.inputs["attention_mask"]
+                logits += [o[: int(m.sum())] for o, m in zip(out, mask)]
+            else:
+                logits += list(out)
+        model.train()
+        return adapter.predict(logits, feats, examples)
+
+    def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
+        cfg = self.cfg
+        tasks = cfg.intermediate.tasks
+        if not tasks:
+            return upstream_dir, upstream_spec
+        if len(tasks) != 1:
+            raise NotImplementedError("multi-task intermediate training is not in this version; "
+                                      "give one task in intermediate.tasks")
+        task = tasks[0]
+        spec = {"kind": "intermediate", "task": task, "task_version": get_task(task).version,
+                "train": to_dict(cfg.intermediate.train), "upstream": upstream_spec, "seed": cfg.seed,
+                "data": self._data_spec(task)}
+        run = Run(self.out, "intermediate", task, spec)
+        if not run.done:
+            model = self._new_model(upstream_dir, cfg.seed)
+            info = self._train_task(model, task, cfg.intermediate.train, run, cfg.seed)
+            info.pop("adapter")
+            save_encoder(model, run.dir / "encoder", {"task": task, "run": run.hash})
+            self.tokenizer.save_pretrained(str(run.dir / "encoder"))
+            run.finish(info)
+        self.runs[run.hash] = {"kind": "intermediate", "task": task, "dir": str(run.dir), **run.summary()}
+        return run.dir / "encoder", {"kind": "intermediate", "run": run.hash}
+
+    def _data_spec(self, task: str) -> dict:
+        return {"source": self.cfg.data.source, "layout": self.cfg.data.layouts.get(task),
+                "languages": self.cfg.data.languages}
+
+    def target(self, task: str, encoder_dir, encoder_spec, control: bool = False) -> None:
+        cfg = self.cfg
+        tcfg = train_config_for(cfg, task)
+        tspec = get_task(task)
+        spec = {"kind": "target", "task": task, "task_version": tspec.version, "train": to_dict(tcfg),
+                "upstream": encoder_spec, "seed": cfg.seed, "control_shuffled_labels": control,
+                "eval_splits": cfg.target.eval_splits, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+        kind = "control" if control else "target"
+        run = Run(self.out, kind, task, spec)
+        if not run.done:
+            model = self._new_model(encoder_dir, cfg.seed)
+            info = self._train_task(model, task, tcfg, run, cfg.seed, shuffle_labels=control)
+            adapter = info.pop("adapter")
+            records = []
+            for split in cfg.target.eval_splits:
+                for lang in self.eval_languages(task, split):
+                    data = self.read(task, split, lang)
+                    feats = adapter.featurize(data.examples, train=False)
+                    preds = self.predict(model, task, adapter, feats, data.examples, cfg.target.eval_batch_size)
+                    labelled = all(self._has_label(e) for e in data.examples)
+                    self._export_predictions(run, task, split, lang, adapter, preds, data.examples)
+                    if not labelled:
+                        run.log({"event": "unlabelled", "split": split, "language": lang,
+                                 "note": "labels withheld: predictions exported, not scored"})
+                        continue
+                    scores = adapter.score(preds, data.examples, data, lang, METRIC_MODE)
+                    for metric, value in scores.items():
+                        if metric in ("mode", "note") or not isinstance(value, (int, float)):
+                            continue
+                        records.append({"task": task, "language": lang, "split": split, "metric": metric,
+                                        "value": float(value), "mode": scores.get("mode", METRIC_MODE),
+                                        "n": len(data.examples), "data_sha256": files_digest(data.files)})
+            atomic_write_json(run.dir / "results.json", {"records": records})
+            run.finish({k: v for k, v in info.items()})
+        self._collect(run, kind, task, encoder_spec)
+
+    @staticmethod
+    def _has_label(e) -> bool:
+        if hasattr(e, "label"):
+            return e.label is not None
+        if hasattr(e, "tags"):
+            return e.tags is not None
+        if hasattr(e, "answers"):
+            return bool(e.answers)
+        return True
+
+    def _export_predictions(self, run: Run, task: str, split: str, lang: str, adapter, preds, examples) -> None:
+        """Predictions in the XTREME submission layout: predictions/<task>/<split>-<lang>.<ext>."""
+        folder = run.dir / "predictions" / task
+        if adapter.fmt == Format.SPAN_QA:
+            atomic_write_json(folder / f"{split}-{lang}.json", {e.guid: p for e, p in zip(examples, preds)})
+        elif adapter.fmt == Format.TAGGING:
+            atomic_write_text(folder / f"{split}-{lang}.tsv", "".join("\n".join(s) + "\n\n" for s in preds))
+        else:
+            atomic_write_text(folder / f"{split}-{lang}.tsv", "".join(f"{p}\n" for p in preds))
+
+    def retrieval(self, task: str, encoder_dir, encoder_spec) -> None:
+        from xlrepro.metrics import tatoeba_accuracy
+        from xlrepro.retrieval import embed, nearest, search_backend
+
+        cfg = self.cfg
+        r = cfg.retrieval
+        spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version, "retrieval": to_dict(r),
+                "upstream": encoder_spec, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+        run = Run(self.out, "retrieval", task, spec)
+        if not run.done:
+            model = self._new_model(encoder_dir, cfg.seed)
+            records = []
+            for lang in self.eval_languages(task, "test"):
+                data = self.read(task, "test", lang)
+                ex = data.examples[0]
+                args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size,
+                            device=self.device)
+                src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
+                eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
+                # official direction: English queries, the other side is the index (scorers.md E1)
+                _, idx = nearest(eng, src, r.similarity, k=1)
+                acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
+                _, ridx = nearest(src, eng, r.similarity, k=1)
+                rev = tatoeba_accuracy(ridx[:, 0].tolist(), mode=METRIC_MODE)
+                common = {"task": task, "language": lang, "split": "test", "n": len(ex.src_sentences),
+                          "data_sha256": files_digest(data.files)}
+                records.append({**common, "metric": "accuracy", "value": float(acc["accuracy"]), "mode": acc["mode"]})
+                records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
+                                "mode": rev["mode"]})
+            protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity,
+                        "direction": "en queries -> other side indexed", "search": search_backend()}
+            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            run.finish({"protocol": protocol})
+        self._collect(run, "retrieval", task, encoder_spec)
+
+    def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
+        res = json.loads((run.dir / "results.json").read_text())
+        inter = self.cfg.intermediate.tasks[0] if self.cfg.intermediate.tasks else None
+        for rec in res["records"]:
+            self.records.append({**rec, "phase": kind, "intermediate": inter, "control": kind == "control",
+                                 "run": run.hash[:12]})
+        self.runs[run.hash] = {"kind": kind, "task": task, "dir": str(run.dir), **run.summary()}
+
+    # ------------------------------------------------------------------ all
+    def run(self) -> dict:
+        self.prepare()
+        cfg = self.cfg
+        set_seed(cfg.seed)
+        enc_dir, enc_spec = self.pretrain()
+        inter_dir, inter_spec = self.intermediate(enc_dir, enc_spec)
+        for task in cfg.retrieval.tasks:
+            self.retrieval(task, inter_dir, inter_spec)
+        for task in cfg.target.tasks:
+            self.target(task, inter_dir, inter_spec)
+        for task in cfg.controls:
+            self.target(task, inter_dir, inter_spec, control=True)
+        results = {
+            "experiment": cfg.name,
+            "config_hash": config_hash(cfg),
+            "seed": cfg.seed,
+            "smoke_scale": cfg.smoke is not None,
+            "metric_mode": METRIC_MODE,
+            "provenance": provenance(cfg.seed),
+            "records": [{**r, "resource_group": langtab.get(r["language"]).resource_group} for r in self.records],
+            "runs": self.runs,
+        }
+        atomic_write_json(self.out / "results.json", results)
+        from xlrepro.report import write_report
+
+        write_report(results, self.out)
+        return results

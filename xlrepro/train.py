@@ -1,0 +1,218 @@
+"""The training loop and the engine it drives.
+
+The loop owns data order, accumulation, evaluation, early stopping and checkpoints; the engine
+owns the optimiser step. ``TorchEngine`` is plain PyTorch (AdamW, linear warm-up and decay,
+gradient clipping); a DeepSpeed engine implements the same five methods (``backward``, ``step``,
+``state_dict``, ``load_state_dict``, ``lr``) and plugs in without touching the loop.
+
+Determinism and resumption: the order of batches in epoch ``e`` is a permutation drawn from
+``(seed, e)`` alone, so a run resumed from a checkpoint (model, optimiser, scheduler, RNG
+states, position in the data) continues with exactly the batches an uninterrupted run would
+have seen. Losses are means over each micro-batch, divided by the accumulation count before
+``backward``; the logged loss is the mean over the accumulated micro-batches.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from xlrepro.config import TrainConfig
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class TorchEngine:
+    """AdamW with decoupled weight decay (none on biases and LayerNorm), linear warm-up then decay."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
+        self.model = model
+        self.cfg = cfg
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps)
+        warmup = int(cfg.warmup_proportion * total_steps)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / max(1, warmup)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> float:
+        """Clip, step, schedule, zero; returns the gradient norm before clipping."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def make_engine(model, cfg: TrainConfig, total_steps: int):
+    if cfg.engine == "torch":
+        return TorchEngine(model, cfg, total_steps)
+    raise ValueError(f"unknown engine {cfg.engine!r}")
+
+
+@dataclass
+class Stream:
+    """Batches of one task: ``step_fn(batch) -> loss`` and the features in a fixed order."""
+
+    task: str
+    feats: list
+    collate: Callable
+    loss_fn: Callable  # (model, Batch) -> loss tensor
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimiser steps done
+    micro: int = 0  # micro-batches consumed
+    best_score: float | None = None
+    best_step: int = -1
+    evals_since_best: int = 0
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batches_per_epoch(n_feats: int, batch_size: int) -> int:
+    return math.ceil(n_feats / batch_size)
+
+
+def total_steps(cfg: TrainConfig, n_feats: int) -> int:
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    return max(1, math.ceil(batches_per_epoch(n_feats, cfg.batch_size) * cfg.epochs / cfg.grad_accum))
+
+
+def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int) -> Iterator:
+    bpe = batches_per_epoch(len(stream.feats), cfg.batch_size)
+    m = start_micro
+    while True:
+        epoch, k = divmod(m, bpe)
+        order = _epoch_order(len(stream.feats), seed, epoch)
+        idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+        yield stream.collate([stream.feats[i] for i in idx])
+        m += 1
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: torch.nn.Module, stream: Stream, cfg: TrainConfig, seed: int, run_dir: Path,
+          evaluate: Callable[[], float] | None, log: Callable[[dict], None], desc: str = "train") -> LoopState:
+    """Train ``model`` on ``stream``; early-stop on ``evaluate()`` (higher is better) and reload the best.
+
+    Checkpoints go to ``run_dir/checkpoint.pt`` (atomically); a present checkpoint is resumed.
+    """
+    run_dir = Path(run_dir)
+    n_steps = total_steps(cfg, len(stream.feats))
+    engine = make_engine(model, cfg, n_steps)
+    state = LoopState()
+    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best_model.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        engine.load_state_dict(ckpt["engine"])
+        state = LoopState(**ckpt["loop"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        random.setstate(ckpt["rng"]["python"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        log({"event": "resume", "step": state.step, "micro": state.micro})
+    else:
+        set_seed(seed)
+
+    def save_checkpoint():
+        _atomic_torch_save({"model": model.state_dict(), "engine": engine.state_dict(), "loop": state.__dict__,
+                            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    "numpy": np.random.get_state()}}, ckpt_path)
+
+    def run_eval():
+        if evaluate is None:
+            return
+        model.eval()
+        with torch.no_grad():
+            score = float(evaluate())
+        model.train()
+        improved = state.best_score is None or score > state.best_score
+        state.history.append({"step": state.step, "score": score})
+        log({"event": "eval", "step": state.step, "score": score, "best": improved})
+        if improved:
+            state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
+            _atomic_torch_save(model.state_dict(), best_path)
+        else:
+            state.evals_since_best += 1
+
+    model.train()
+    it = _micro_batches(stream, cfg, seed, state.micro)
+    bar = tqdm(total=n_steps, initial=state.step, desc=desc, leave=False, mininterval=2.0,
+               disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0")
+    t0 = time.time()
+    while state.step < n_steps:
+        losses = []
+        for _ in range(cfg.grad_accum):
+            batch = next(it)
+            loss = stream.loss_fn(model, batch)
+            engine.backward(loss / cfg.grad_accum)
+            losses.append(float(loss.detach()))
+            state.micro += 1
+        gnorm = engine.step()
+        state.step += 1
+        bar.update(1)
+        log({"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
+             "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)})
+        if state.step % cfg.eval_every_steps == 0 or state.step == n_steps:
+            run_eval()
+            if state.evals_since_best >= cfg.patience:
+                state.stopped_early = True
+                log({"event": "early_stop", "step": state.step, "best_step": state.best_step})
+                break
+        if state.step % cfg.checkpoint_every_steps == 0 and state.step < n_steps:
+            save_checkpoint()
+    bar.close()
+    if evaluate is not None and best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
+        log({"event": "reload_best", "best_step": state.best_step, "best_score": state.best_score})
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return state
