@@ -160,16 +160,28 @@ def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = Fa
     ``filter_language=True`` keeps only the questions whose id carries ``src_lang``'s prefix
     (``tydiqa_language_prefix``): for the official multilingual files; the others are counted in
     ``skipped`` and dropped from ``raw``.
+
+    XTREME's download blanks the answers of its TyDiQA test files (the GoldP dev set) to
+    ``[{"answer_start": 0, "text": ""}]`` (``utils_preprocess.py`` ``remove_qa_test_annotations``).
+    Such a question gets ``answers == []`` (withheld, not an empty gold answer) and is counted
+    under ``skipped`` (kept, not dropped).
     """
     res = read_squad_json(paths)
     name = Path(paths["file"]).name
     prefix = tydiqa_language_prefix(src_lang) if filter_language else ""
-    out = []
+    out, withheld = [], 0
     for n, ex in enumerate(res.examples):
         if ex.guid.startswith(prefix):
             ex.guid = f"{name}#{n}"
+            if ex.answers and all(a.text == "" for a in ex.answers):
+                ex.answers = []
+                withheld += 1
             out.append(ex)
-    skipped = len(res.examples) - len(out)
+    skipped = {}
+    if len(res.examples) > len(out):
+        skipped[f"TyDi QA id prefix is not {prefix!r}"] = len(res.examples) - len(out)
+    if withheld:
+        skipped["answers withheld (blank answer text; kept with answers=[])"] = withheld
     raw = res.raw
     if filter_language:
         raw = []
@@ -181,7 +193,7 @@ def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = Fa
                     paras.append({**para, "qas": qas})
             if paras:
                 raw.append({**art, "paragraphs": paras})
-    return ReadResult(out, res.files, {f"TyDi QA id prefix is not {prefix!r}": skipped} if skipped else {}, raw=raw)
+    return ReadResult(out, res.files, skipped, raw=raw)
 
 
 # --------------------------------------------------------------------------- BUCC 2018
