@@ -179,10 +179,15 @@ def test_header_tsv_malformed(tmp_path):
     with pytest.raises(DataFormatError) as e:
         get_task("sst2").read(tmp_path, "train", "en")
     assert_names(e.value, p, 1, "sentence")
-    q = _write(tmp_path / "qqp" / "dev.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t2\t3\tA?\tB?\n")
-    with pytest.raises(DataFormatError, match="expected 6 tab-separated columns") as e:
-        get_task("qqp").read(tmp_path / "qqp", "dev", "en")
-    assert_names(e.value, q, 2, "is_duplicate")
+    _write(p, "sentence\tlabel\nok \t1\nno label\n")
+    with pytest.raises(DataFormatError, match="expected 2 tab-separated columns") as e:
+        get_task("sst2").read(tmp_path, "train", "en")
+    assert_names(e.value, p, 3, "label")
+    # QQP: GLUE's train.tsv has rows broken by an embedded newline; they are skipped and counted
+    _write(tmp_path / "qqp" / "train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+           "1\t2\t3\tA?\tB?\t0\n4\t5\t6\tC\n\tD?\t1\n")
+    res = get_task("qqp").read(tmp_path / "qqp", "train", "en")
+    assert len(res) == 1 and res.skipped == {"row with a wrong number of columns": 2}
 
 
 # =========================================================================== SQuAD v2.0

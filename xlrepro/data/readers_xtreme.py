@@ -25,7 +25,8 @@ from xlrepro.errors import DataFormatError
 @reader("header_tsv")
 def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sentence2",
                     label_column: str | None = "label", id_column: str | None = None,
-                    language_column: str | None = None, src_lang: str = "", labels=None, **_) -> ReadResult:
+                    language_column: str | None = None, skip_malformed: bool = False, src_lang: str = "",
+                    labels=None, **_) -> ReadResult:
     """A tab-separated file with a header row, columns picked by name (no quoting, as GLUE/PAWS-X write them).
 
     ``text_a`` / ``text_b`` (``None``: single-sentence task, e.g. SST-2) / ``label_column`` /
@@ -33,6 +34,9 @@ def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sent
     (test files): labels None. ``language_column``: the name of a language column; only rows whose value is the
     requested language are kept (XNLI-1.0's ``xnli.dev.tsv`` holds all 15 languages), and a
     file without a single such row is an error. guid = the id column, else ``<file>:<line>``.
+    A row with a wrong number of columns is an error, unless ``skip_malformed`` (GLUE's QQP
+    ``train.tsv`` has rows broken by an embedded newline, nyu-mll/GLUE-baselines#5): then such
+    rows are skipped and counted in ``skipped``.
     """
     path = paths["file"]
     rows, digest = tsv_rows(path)
@@ -48,20 +52,22 @@ def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sent
             raise DataFormatError(path, f"header lacks the {role} column (have {header})", line=1, field=col)
         idx[role] = header.index(col)
     il = header.index(label_column) if label_column is not None and label_column in header else None
-    out, skipped = [], 0
+    out, bad = [], 0
     for i, f in rows[1:]:
         if len(f) != len(header):
+            if skip_malformed:
+                bad += 1
+                continue
             raise DataFormatError(path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}",
                                   line=i, field=header[len(f)] if len(f) < len(header) else None)
         if "language" in idx and f[idx["language"]] != src_lang:
-            skipped += 1
             continue
         lab = _check_label(f[il], labels, path, i, label_column) if il is not None else None
         guid = f[idx["id"]] if "id" in idx else f"{Path(path).name}:{i}"
         out.append(ClassificationExample(guid, f[idx["text_a"]], f[idx["text_b"]] if "text_b" in idx else None, lab))
     if "language" in idx and not out:
         raise DataFormatError(path, f"no row with {language_column} = {src_lang!r}", field=language_column)
-    return ReadResult(out, {str(path): digest})
+    return ReadResult(out, {str(path): digest}, {"row with a wrong number of columns": bad} if bad else {})
 
 
 @reader("xnli_original_jsonl")
