@@ -421,3 +421,16 @@ def test_ccg_malformed(tmp_path):
     with pytest.raises(DataFormatError, match="no wsj_\\*.auto files"):
         _write(p, good)
         get_task("ccg").read(tmp_path, "test", "en")  # section 23 missing from this partial copy
+
+
+def test_composite_task_config_is_checked():
+    from xlrepro.errors import ConfigError
+    from xlrepro.tasks.registry import _parse
+    base = {"name": "x", "version": 1, "format": "classification", "description": "d", "benchmarks": ["intermediate"],
+            "language_column": {"fixed": ["en"]}, "metric": "accuracy", "splits": {"train": {}}}
+    assert _parse({**base, "components": ["anli"], "layouts": []}, "x.yaml").components == ("anli",)
+    with pytest.raises(ConfigError, match="has no layouts"):
+        _parse({**base, "components": ["anli"], "layouts": [{"name": "a", "reader": "anli_jsonl", "files": {}}]},
+               "x.yaml")
+    with pytest.raises(ConfigError, match="at least one local layout"):
+        _parse({**base, "layouts": []}, "x.yaml")

@@ -592,3 +592,13 @@ def test_mewslix_malformed(tmp_path):
     with pytest.raises(DataFormatError, match="MD5") as e:
         get_task("mewslix").read(tmp_path, "dev", "en")
     assert_names(e.value, p, 1, "mentions[0].metadata.text_md5")
+
+
+def test_panx_xtreme_layout_generated(tmp_path):
+    # no PAN-X sample in XTREME's processed form exists; its format is UD-POS's 'word<TAB>TAG' (test: words only)
+    _write(tmp_path / "dev-sw.tsv", "Dar\tB-LOC\nes\tI-LOC\nSalaam\tI-LOC\n\nNi\tO\n")
+    _write(tmp_path / "test-sw.tsv", "Dar\nes\n\nNi\n", crlf=True)
+    dev = get_task("panx").read(tmp_path, "dev", "sw")
+    test = get_task("panx").read(tmp_path, "test", "sw")
+    assert [e.words for e in dev.examples] == [["Dar", "es", "Salaam"], ["Ni"]] and dev.examples[1].tags == ["O"]
+    assert len(test) == 2 and test.examples[0].tags is None
