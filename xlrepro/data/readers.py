@@ -319,3 +319,5 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     ids = [str(i) for i in range(len(src))]
     ex = BitextExample(f"tatoeba.{src_lang}", src_lang, "en", ids, src, list(ids), eng, [(i, i) for i in ids])
     return ReadResult([ex], {str(paths["src"]): src_digest, str(paths["eng"]): eng_digest})
+
+from xlrepro.data import readers_intermediate, readers_xtreme  # noqa: E402,F401  (register their readers)

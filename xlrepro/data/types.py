@@ -1,4 +1,4 @@
-"""Examples of the five task formats, as read from the original files.
+"""Examples of the task formats, as read from the original files.
 
 Every reader returns a ``ReadResult``: the examples, the file(s) read with their sha256, and a
 count of examples skipped by a documented rule (never silently: ``skipped`` names the rule).
@@ -74,7 +74,48 @@ class BitextExample:
     gold: list[tuple[str, str]] | None
 
 
-Example = ClassificationExample | MultipleChoiceExample | SpanQAExample | TaggingExample | BitextExample
+@dataclass
+class QASentencePool:
+    """LAReQA / XQuAD-R: one language's questions and that language's candidate answer sentences.
+
+    Retrieval is language-agnostic: the candidate pool is the union of the sentences of every
+    language (``pool_lareqa``), and question ids are shared across languages (11-way parallel),
+    so the gold sentences of a question are every pooled sentence whose ``sentence_qids`` holds
+    its id. ``contexts[i]`` is the paragraph of sentence i (the LAReQA answer encoder reads the
+    sentence together with its paragraph).
+    """
+
+    guid: str
+    lang: str
+    question_ids: list[str]
+    questions: list[str]
+    sentence_ids: list[str]  # "<lang>:<article>:<paragraph>:<sentence>" (0-based indices)
+    sentences: list[str]
+    contexts: list[str]
+    sentence_qids: list[list[str]]  # ids of the questions whose answer starts in sentence i
+    gold: list[tuple[str, str]]  # (question_id, sentence_id) within this language
+
+
+@dataclass
+class EntityMentionExample:
+    """Mewsli-X: one entity mention in a WikiNews article, to be linked to a WikiData entity.
+
+    ``start``/``end`` are Unicode code-point offsets into ``context`` (``context[start:end] == mention``).
+    """
+
+    guid: str  # the release's example_id
+    lang: str
+    document_id: str
+    context: str
+    start: int
+    end: int
+    mention: str
+    entity_id: str | None  # WikiData QID (the gold entity)
+    sentence_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+Example = (ClassificationExample | MultipleChoiceExample | SpanQAExample | TaggingExample | BitextExample
+           | QASentencePool | EntityMentionExample)
 
 
 @dataclass

@@ -8,7 +8,13 @@ YAML file. Unknown keys are rejected (with a did-you-mean); ``tests/test_registr
 every entry and checks it against its sample files.
 
 Split names are xlrepro's: ``train``, ``dev``, ``test``. Layout file templates may use
-``{lang}`` (ISO 639-1), ``{iso639_3}``, ``{tatoeba}``, ``{ud}`` and ``{split}``.
+``{lang}`` (ISO 639-1), ``{iso639_3}``, ``{tatoeba}``, ``{ud}``, ``{name_lower}`` (the table's
+English name, lower-cased: TyDi QA's ``english``, ``swahili``) and ``{split}``. Readers are
+called as ``fn(paths, src_lang=lang, split=split, **layout.options)``.
+
+A composite task (``components:``, e.g. ANLI+ = ANLI + MNLI + SNLI) has no layouts of its own:
+each split it declares is the concatenation, in the listed order, of that split of every
+component, each read from its own root (``root/<component>/`` or ``root[component]``).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import dataclasses
 import functools
 import glob
 import importlib.resources
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +80,9 @@ class TaskSpec:
     recipe: dict = field(default_factory=dict)  # jiant/XTREME recipe values with their source
     retrieval: dict = field(default_factory=dict)  # retrieval protocol defaults
     notes: str | None = None
+    # Composite task: its splits are the concatenation (in this order) of the same split of these
+    # tasks, each read from its own root; guids get a "<component>/" prefix. Such a task has no layouts.
+    components: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ languages and splits
     def languages(self, benchmark: str | None = None) -> list[str]:
@@ -121,7 +131,7 @@ class TaskSpec:
         tmpls = tmpl if isinstance(tmpl, dict) else {"file": tmpl}
         L = langtab.get(lang)
         fill = {"lang": lang, "iso639_3": L.iso639_3, "tatoeba": L.tatoeba_code or "", "ud": L.ud_name or "",
-                "split": split}
+                "name_lower": L.name.lower(), "split": split}
         return {k: Path(root) / v.format(**fill) for k, v in tmpls.items()}
 
     def find_layout(self, root: str | Path, split: str, lang: str) -> str:
@@ -137,13 +147,19 @@ class TaskSpec:
         raise FileNotFoundError(f"task {self.name}: no files for split {split!r}, language {lang!r} under {root}; "
                                 "looked for\n  " + "\n  ".join(tried))
 
-    def read(self, root: str | Path, split: str, lang: str, layout: str | None = None) -> ReadResult:
-        """Read one (split, language) of the task from a local folder in one of its layouts."""
+    def read(self, root, split: str, lang: str, layout: str | None = None) -> ReadResult:
+        """Read one (split, language) of the task from a local folder in one of its layouts.
+
+        For a composite task ``root`` is a folder with one sub-folder per component, or a mapping
+        component -> root.
+        """
         if split not in self.splits:
             raise KeyError(f"task {self.name} has no split {split!r} (has {list(self.splits)})")
         if lang not in self.split_languages(split):
             raise KeyError(f"task {self.name}: language {lang!r} has no {split} split "
                            f"(languages with one: {self.split_languages(split)})")
+        if self.components:
+            return self._read_components(root, split, lang)
         name = layout or self.find_layout(root, split, lang)
         lay = self.layout(name)
         opts = dict(lay.options)
@@ -156,13 +172,25 @@ class TaskSpec:
             matches = _expand(paths["file"])
             if not matches:
                 raise FileNotFoundError(f"task {self.name}: no file matches {paths['file']}")
-            parts = [fn({"file": m}, src_lang=lang, **opts) for m in matches]
+            parts = [fn({"file": m}, src_lang=lang, split=split, **opts) for m in matches]
             merged = ReadResult([e for p in parts for e in p.examples], {k: v for p in parts for k, v in p.files.items()})
             for p in parts:
                 for rule, n in p.skipped.items():
                     merged.skipped[rule] = merged.skipped.get(rule, 0) + n
             return merged
-        return fn(paths, src_lang=lang, **opts)
+        return fn(paths, src_lang=lang, split=split, **opts)
+
+    def _read_components(self, root, split: str, lang: str) -> ReadResult:
+        out = ReadResult([], {})
+        for comp in self.components:
+            part = get_task(comp).read(root[comp] if isinstance(root, Mapping) else Path(root) / comp, split, lang)
+            for ex in part.examples:
+                ex.guid = f"{comp}/{ex.guid}"
+            out.examples.extend(part.examples)
+            out.files.update(part.files)
+            for rule, n in part.skipped.items():
+                out.skipped[f"{comp}: {rule}"] = n
+        return out
 
 
 def _expand(path: Path) -> list[Path]:
@@ -210,7 +238,10 @@ def _parse(data: dict, where: str) -> TaskSpec:
     for i, lay in enumerate(data.get("layouts") or []):
         _strict(Layout, lay, f"{where} layouts[{i}]")
         layouts.append(Layout(**lay))
-    if not layouts:
+    data["components"] = tuple(data.get("components") or ())
+    if data["components"] and layouts:
+        raise ConfigError(f"{where}: a composite task (components) reads through its components; it has no layouts")
+    if not layouts and not data["components"]:
         raise ConfigError(f"{where}: at least one local layout is required")
     data["layouts"] = tuple(layouts)
     if data.get("hub") is not None:
@@ -242,6 +273,17 @@ def all_tasks() -> dict[str, TaskSpec]:
             if ref is not None and ref not in out:
                 raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train/dev source {ref!r} is not a task"
                                   f"{did_you_mean(ref, out)}")
+        for comp in spec.components:
+            where = f"xlrepro/tasks/{spec.name}.yaml: component {comp!r}"
+            if comp not in out:
+                raise ConfigError(f"{where} is not a task{did_you_mean(comp, out)}")
+            c = out[comp]
+            if c.components or c.format != spec.format or c.labels != spec.labels:
+                raise ConfigError(f"{where} must be a plain task with the same format and labels "
+                                  f"(has {c.format.value}, {c.labels}; expected {spec.format.value}, {spec.labels})")
+            missing = [s for s in spec.splits if s not in c.splits]
+            if missing:
+                raise ConfigError(f"{where} has no split(s) {missing}")
     return out
 
 
