@@ -1,8 +1,7 @@
-import dataclasses
 
 import pytest
 
-from xlrepro.config import (ExperimentConfig, TrainConfig, apply_override, config_hash, from_dict, load_config,
+from xlrepro.config import (ExperimentConfig, config_hash, from_dict, load_config,
                             shipped_configs, to_dict, train_config_for)
 from xlrepro.errors import ConfigError
 

@@ -7,7 +7,6 @@ items per language, a 3-way chance accuracy has a standard deviation of about 2.
 """
 import json
 import time
-from pathlib import Path
 
 import pytest
 
