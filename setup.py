@@ -49,8 +49,23 @@ def _max_jobs() -> str:
     return str(max(1, min(os.cpu_count() or 1, by_mem)))
 
 
-def _write_build_info(info: dict) -> None:
-    path = os.path.join(HERE, "xlrepro", "_build_info.json")
+def _nvidia_wheel_includes() -> list[str]:
+    import site
+
+    out = []
+    for sp in site.getsitepackages() + [site.getusersitepackages()]:
+        out += sorted(glob.glob(os.path.join(sp, "nvidia", "*", "include")))
+    return out
+
+
+_BUILD_INFO: dict = {}
+
+
+def _write_build_info(info: dict, folder: str | None = None) -> None:
+    """Write the build record next to the extension that was built (the source tree for -e installs)."""
+    _BUILD_INFO.update(info)
+    path = os.path.join(folder or os.path.join(HERE, "xlrepro"), "_build_info.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
@@ -86,14 +101,16 @@ def _extension():
 
     debug = os.environ.get("DEBUG") == "1"
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-std=c++17", "-fopenmp"]
+    cxx += ["-std=c++20", "-fopenmp"]  # torch >= 2.14 headers need C++20
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     kwargs = dict(extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         kwargs["extra_compile_args"]["nvcc"] = (["-O0", "-g", "-G"] if debug else ["-O3"]) + [
-            "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+            "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
+        # CUDA wheels of torch ship headers (cusparse.h, ...) that a minimal toolkit may lack
+        kwargs["include_dirs"] = _nvidia_wheel_includes()
         ext = ce.CUDAExtension("xlrepro._C", sources, **kwargs)
     else:
         ext = ce.CppExtension("xlrepro._C", sources, **kwargs)
@@ -109,8 +126,16 @@ def _extension():
         "debug": debug,
         "python": sys.version.split()[0],
     })
-    _write_build_info(info)
-    return [ext], {"build_ext": ce.BuildExtension.with_options(use_ninja=True)}
+    base = ce.BuildExtension.with_options(use_ninja=True)
+
+    class BuildExtWithInfo(base):
+        def run(self):
+            super().run()
+            # next to the built xlrepro/_C*.so: the source tree (inplace) or the build folder
+            _write_build_info(_BUILD_INFO, os.path.dirname(self.get_ext_fullpath("xlrepro._C")))
+
+    _BUILD_INFO.update(info)
+    return [ext], {"build_ext": BuildExtWithInfo}
 
 
 ext_modules, cmdclass = _extension()

@@ -314,7 +314,7 @@ class Experiment:
                 records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
                                 "mode": rev["mode"]})
             protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity,
-                        "direction": "en queries -> other side indexed", "search": search_backend()}
+                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1))}
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)

@@ -4,14 +4,14 @@ The protocol is explicit and logged with every number: the hidden layer (``hidde
 index 0 = embeddings), pooling (``mean`` over non-padding tokens, special tokens included, or
 ``cls``), similarity (``cosine`` or raw ``dot``), and for Tatoeba the direction (English
 queries, index on the other side, as the official code does; the reverse is logged as a
-diagnostic). Search goes through ``xlrepro.ops.knn`` when the fused op is available, else through
-the PyTorch path below.
+diagnostic). Search goes through ``xlrepro.ops.knn``, which runs the fused op where it is built and its
+PyTorch reference elsewhere; the backend used is recorded.
 """
 from __future__ import annotations
 
 import torch
 
-from xlrepro.ops import masked_mean_pool
+from xlrepro.ops import knn, masked_mean_pool
 
 
 @torch.no_grad()
@@ -39,26 +39,16 @@ def embed(encoder, tokenizer, sentences: list[str], layer: int, pooling: str, ma
 
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor, similarity: str, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (scores, indices) of each query among the keys; ties go to the lowest index."""
-    try:
-        from xlrepro.ops import knn  # the fused op family (when present in this build)
-    except ImportError:
-        knn = None
-    if knn is not None:
-        return knn(queries, keys, k, similarity=similarity)
-    q, kk = queries.float(), keys.float()
-    if similarity == "cosine":
-        q = torch.nn.functional.normalize(q, dim=-1)
-        kk = torch.nn.functional.normalize(kk, dim=-1)
-    scores = q @ kk.T
-    # stable descending sort: among equal scores the lowest key index comes first
-    vals, idx = torch.sort(scores, dim=1, descending=True, stable=True)
-    return vals[:, :k], idx[:, :k]
+    """Top-k (scores, indices) of each query among the keys; ties go to the lowest index.
+
+    Runs ``xlrepro.ops.knn`` (fused op where built, its PyTorch reference elsewhere).
+    """
+    return knn(queries.float().contiguous(), keys.float().contiguous(), k, similarity=similarity)
 
 
-def search_backend() -> str:
-    try:
-        from xlrepro.ops import knn  # noqa: F401
-        return "xlrepro.ops.knn"
-    except ImportError:
-        return "torch matmul + stable sort (fused op not in this build)"
+def search_backend(queries: torch.Tensor) -> str:
+    """Which backend ``nearest`` runs for inputs like ``queries`` (recorded with every result)."""
+    from xlrepro.ops._dispatch import select
+    from xlrepro.ops.similarity import KNN_BACKENDS
+
+    return "xlrepro.ops.knn/" + select(KNN_BACKENDS, "auto", queries.float().contiguous(), k=1).name

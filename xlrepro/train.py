@@ -99,7 +99,8 @@ class Stream:
 @dataclass
 class LoopState:
     step: int = 0  # optimiser steps done
-    micro: int = 0  # micro-batches consumed
+    micro: dict = field(default_factory=dict)  # task -> micro-batches consumed from its stream
+    sampler: dict | None = None  # the task sampler's RNG state (multi-task)
     best_score: float | None = None
     best_step: int = -1
     evals_since_best: int = 0
@@ -115,10 +116,13 @@ def batches_per_epoch(n_feats: int, batch_size: int) -> int:
     return math.ceil(n_feats / batch_size)
 
 
-def total_steps(cfg: TrainConfig, n_feats: int) -> int:
+def total_steps(cfg: TrainConfig, n_feats: int | list[int]) -> int:
+    """Optimiser steps: ``max_steps``, or ``epochs`` passes over every stream's batches."""
     if cfg.max_steps is not None:
         return cfg.max_steps
-    return max(1, math.ceil(batches_per_epoch(n_feats, cfg.batch_size) * cfg.epochs / cfg.grad_accum))
+    sizes = n_feats if isinstance(n_feats, list) else [n_feats]
+    n_batches = sum(batches_per_epoch(n, cfg.batch_size) for n in sizes)
+    return max(1, math.ceil(n_batches * cfg.epochs / cfg.grad_accum))
 
 
 def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int) -> Iterator:
@@ -138,14 +142,21 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(model: torch.nn.Module, stream: Stream, cfg: TrainConfig, seed: int, run_dir: Path,
-          evaluate: Callable[[], float] | None, log: Callable[[dict], None], desc: str = "train") -> LoopState:
-    """Train ``model`` on ``stream``; early-stop on ``evaluate()`` (higher is better) and reload the best.
+def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConfig, seed: int, run_dir: Path,
+          evaluate: Callable[[], float] | None, log: Callable[[dict], None], desc: str = "train",
+          sampler=None) -> LoopState:
+    """Train ``model`` on one stream, or on several with ``sampler`` choosing each micro-batch's
+    task (multi-task); early-stop on ``evaluate()`` (higher is better) and reload the best.
 
     Checkpoints go to ``run_dir/checkpoint.pt`` (atomically); a present checkpoint is resumed.
+    Each logged step has the mean loss and, per task, the mean loss of that task's micro-batches.
     """
     run_dir = Path(run_dir)
-    n_steps = total_steps(cfg, len(stream.feats))
+    streams = [streams] if isinstance(streams, Stream) else list(streams)
+    by_task = {s.task: s for s in streams}
+    if len(streams) > 1 and sampler is None:
+        raise ValueError("several streams need a TaskSampler")
+    n_steps = total_steps(cfg, [len(s.feats) for s in streams])
     engine = make_engine(model, cfg, n_steps)
     state = LoopState()
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best_model.pt"
@@ -154,6 +165,8 @@ def train(model: torch.nn.Module, stream: Stream, cfg: TrainConfig, seed: int, r
         model.load_state_dict(ckpt["model"])
         engine.load_state_dict(ckpt["engine"])
         state = LoopState(**ckpt["loop"])
+        if sampler is not None and state.sampler is not None:
+            sampler.load_state(state.sampler)
         torch.set_rng_state(ckpt["rng"]["torch"])
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
@@ -162,6 +175,7 @@ def train(model: torch.nn.Module, stream: Stream, cfg: TrainConfig, seed: int, r
         set_seed(seed)
 
     def save_checkpoint():
+        state.sampler = sampler.state() if sampler is not None else None
         _atomic_torch_save({"model": model.state_dict(), "engine": engine.state_dict(), "loop": state.__dict__,
                             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                                     "numpy": np.random.get_state()}}, ckpt_path)
@@ -183,23 +197,29 @@ def train(model: torch.nn.Module, stream: Stream, cfg: TrainConfig, seed: int, r
             state.evals_since_best += 1
 
     model.train()
-    it = _micro_batches(stream, cfg, seed, state.micro)
+    # each stream's batch order depends on (seed, task index, epoch) only
+    its = {s.task: _micro_batches(s, cfg, seed + 1000 * i, state.micro.get(s.task, 0)) for i, s in enumerate(streams)}
     bar = tqdm(total=n_steps, initial=state.step, desc=desc, leave=False, mininterval=2.0,
                disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0")
     t0 = time.time()
     while state.step < n_steps:
-        losses = []
+        losses, per_task = [], {}
         for _ in range(cfg.grad_accum):
-            batch = next(it)
-            loss = stream.loss_fn(model, batch)
+            task = sampler.next() if sampler is not None else streams[0].task
+            batch = next(its[task])
+            loss = by_task[task].loss_fn(model, batch)
             engine.backward(loss / cfg.grad_accum)
             losses.append(float(loss.detach()))
-            state.micro += 1
+            per_task.setdefault(task, []).append(losses[-1])
+            state.micro[task] = state.micro.get(task, 0) + 1
         gnorm = engine.step()
         state.step += 1
         bar.update(1)
-        log({"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
-             "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)})
+        event = {"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
+                 "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)}
+        if len(streams) > 1:
+            event["task_loss"] = {k: sum(v) / len(v) for k, v in per_task.items()}
+        log(event)
         if state.step % cfg.eval_every_steps == 0 or state.step == n_steps:
             run_eval()
             if state.evals_since_best >= cfg.patience:
