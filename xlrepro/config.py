@@ -76,8 +76,16 @@ class DataConfig:
 
 @dataclass
 class IntermediateConfig:
+    """The intermediate phase: one English task, or several trained jointly (multi-task)."""
+
     tasks: list = field(default_factory=list)  # empty = no intermediate phase (the baseline)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sampler: str = "proportional"  # multi-task: "proportional" | "temperature" | "uniform"
+    temperature: float = 1.0  # for sampler=temperature: p_i ∝ n_i ** (1/T)
+    volume_scope: str = "per_task"  # train.volume applies to each task, or to the "total" (split by size)
+    mlm_mix: float = 0.0  # fraction of micro-batches that are multilingual MLM (continued-MLM ablation)
+    mlm_corpus: str = ""  # folder of <lang>.txt plain-text files (smoke default: the world's corpus)
+    translated: dict = field(default_factory=dict)  # task -> {language: folder of a translated copy}
 
 
 @dataclass
@@ -334,6 +342,21 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
              "data.source": (cfg.data.source, ("local", "hub")),
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
+    enums["intermediate.sampler"] = (cfg.intermediate.sampler, ("proportional", "temperature", "uniform"))
+    enums["intermediate.volume_scope"] = (cfg.intermediate.volume_scope, ("per_task", "total"))
+    if not 0.0 <= cfg.intermediate.mlm_mix < 1.0:
+        raise ConfigError(f"{where}: intermediate.mlm_mix: expected a fraction in [0, 1), got {cfg.intermediate.mlm_mix}")
+    for t, by_lang in cfg.intermediate.translated.items():
+        if t not in cfg.intermediate.tasks:
+            raise ConfigError(f"{where}: intermediate.translated.{t}: not one of intermediate.tasks {cfg.intermediate.tasks}")
+        if not isinstance(by_lang, dict):
+            raise ConfigError(f"{where}: intermediate.translated.{t}: expected {{language: folder}}")
+        for lang in by_lang:
+            from xlrepro import languages as langtab
+            try:
+                langtab.get(lang)
+            except KeyError as e:
+                raise ConfigError(f"{where}: intermediate.translated.{t}: {e.args[0]}") from None
     for tc_name, tc in (("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)):
         enums[f"{tc_name}.engine"] = (tc.engine, ("torch",))
         if isinstance(tc.volume, str) and tc.volume != "all":

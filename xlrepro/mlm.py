@@ -33,30 +33,53 @@ def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, t
     return ids, labels
 
 
-def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
-    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
-
-    p = cfg.pretrain
+def pack_corpus(tokenizer, files: list[Path], max_len: int) -> list[dict]:
+    """Sentences of the corpus files packed into sequences of at most ``max_len`` tokens."""
     texts = [l for f in files for l in lines(read_text(f)[0]) if l.strip()]
-    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=p.max_seq_length - 2)["input_ids"]
+    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len - 2)["input_ids"]
     feats, cur = [], []
     for ids in enc:
         piece = ids + [tokenizer.sep_token_id]
-        if cur and len(cur) + len(piece) > p.max_seq_length - 1:
+        if cur and len(cur) + len(piece) > max_len - 1:
             feats.append({"ex": len(feats), "input_ids": [tokenizer.cls_token_id] + cur})
             cur = []
         cur += piece
     if cur:
         feats.append({"ex": len(feats), "input_ids": [tokenizer.cls_token_id] + cur})
+    return feats
+
+
+def mlm_collate(tokenizer, p: float):
+    def collate(fs):
+        ids = _pad([f["input_ids"] for f in fs], tokenizer.pad_token_id)
+        masked, labels = mask_tokens(ids, tokenizer, p)
+        return Batch({"input_ids": masked, "attention_mask": (ids != tokenizer.pad_token_id).long()},
+                     {"labels": labels}, [f["ex"] for f in fs])
+    return collate
+
+
+def mlm_stream(model, tokenizer, files: list[Path], max_len: int, p: float, device: str, seed: int) -> Stream:
+    """An MLM stream for continued multilingual MLM during intermediate training (``mlm`` head)."""
+    model.add_mlm_head(seed=seed + 2)
+
+    def loss_fn(m, batch):
+        logits = m("mlm", batch.inputs["input_ids"].to(device), batch.inputs["attention_mask"].to(device))
+        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch.targets["labels"].to(device).flatten(),
+                                                 ignore_index=-100)
+
+    return Stream("mlm", pack_corpus(tokenizer, files, max_len), mlm_collate(tokenizer, p), loss_fn)
+
+
+def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    p = cfg.pretrain
+    feats = pack_corpus(tokenizer, files, p.max_seq_length)
     mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
     torch.manual_seed(cfg.seed)
     model = XLMRobertaForMaskedLM(mcfg).to(device)
 
-    def collate(fs):
-        ids = _pad([f["input_ids"] for f in fs], tokenizer.pad_token_id)
-        masked, labels = mask_tokens(ids, tokenizer, p.mlm_probability)
-        return Batch({"input_ids": masked, "attention_mask": (ids != tokenizer.pad_token_id).long()},
-                     {"labels": labels}, [f["ex"] for f in fs])
+    collate = mlm_collate(tokenizer, p.mlm_probability)
 
     def loss_fn(m, batch):
         out = m(input_ids=batch.inputs["input_ids"].to(device), attention_mask=batch.inputs["attention_mask"].to(device),
@@ -66,7 +89,7 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size, grad_accum=1, max_steps=p.steps,
                        warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
                        checkpoint_every_steps=max(50, p.steps // 4))
-    run.log({"event": "data", "n_sentences": len(texts), "n_sequences": len(feats), "files": [str(f) for f in files]})
+    run.log({"event": "data", "n_sequences": len(feats), "files": [str(f) for f in files]})
     state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
     model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
     return state

@@ -90,12 +90,25 @@ class MultiTaskModel(nn.Module):
         self.heads[task] = head.to(next(iter(devices)))
         self.head_formats[task] = fmt
 
+    def add_mlm_head(self, seed: int) -> None:
+        """XLM-R's LM head (dense, GELU, LayerNorm, decoder tied to the input embeddings)."""
+        from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLMHead
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = XLMRobertaLMHead(self.encoder.config)
+        head.decoder.weight = self.encoder.embeddings.word_embeddings.weight
+        self.heads["mlm"] = head.to(self.encoder.embeddings.word_embeddings.weight.device)
+        self.head_formats["mlm"] = None
+
     def encode(self, input_ids, attention_mask, output_hidden_states: bool = False, **kw):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                             output_hidden_states=output_hidden_states, **kw)
 
     def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         fmt = self.head_formats[task]
+        if task == "mlm":
+            return self.heads["mlm"](self.encode(input_ids, attention_mask).last_hidden_state)
         if fmt == Format.MULTIPLE_CHOICE:
             B, C, L = input_ids.shape
             h = self.encode(input_ids.reshape(B * C, L), attention_mask.reshape(B * C, L)).last_hidden_state

@@ -26,6 +26,7 @@ from xlrepro.config import ExperimentConfig, TrainConfig, config_hash, to_dict, 
 from xlrepro.data.types import Format, ReadResult
 from xlrepro.formats import adapter_for
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
+from xlrepro.sampling import nested_subset, subset_digest
 from xlrepro.runs import Run, atomic_write_json, atomic_write_text, files_digest, provenance
 from xlrepro.tasks import get_task
 from xlrepro.train import Stream, set_seed, train
@@ -134,9 +135,13 @@ class Experiment:
             enc = load_encoder(encoder_dir)
         return MultiTaskModel(enc).to(self.device)
 
-    def _train_task(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, run: Run, seed: int,
-                    shuffle_labels: bool = False) -> dict:
-        """Train ``model`` on ``task``'s English training data; early-stop on its English dev subset."""
+    def _task_stream(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, seed: int, volume,
+                     shuffle_labels: bool = False, translated: dict | None = None):
+        """Stream, dev evaluator and data record of one task trained on its English training data.
+
+        ``volume``: nested subset of the English examples; ``translated``: {language: folder} of
+        user-supplied translated copies of the training set (same layout), added after subsetting.
+        """
         spec = get_task(task)
         train_task = get_task(spec.train_source) if spec.train_source else spec
         dev_task = get_task(spec.dev_source or train_task.name)
@@ -144,15 +149,16 @@ class Experiment:
         adapter = adapter_for(spec, self.tokenizer, max_len, train_cfg)
         model.add_head(task, spec.format, adapter.n_labels(), self.cfg.model.classifier_dropout, seed=seed + 1)
         train_data = self.read(train_task.name, "train", "en")
-        examples = list(train_data.examples)
         # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
-        order = list(range(len(examples)))
-        random.Random(seed).shuffle(order)
-        if train_cfg.volume != "all":
-            if train_cfg.volume > len(examples):
-                raise ValueError(f"volume {train_cfg.volume} exceeds the {len(examples)} training examples of {train_task.name}")
-            order = order[: train_cfg.volume]
-        examples = [examples[i] for i in sorted(order)]
+        keep = nested_subset(len(train_data.examples), volume, seed)
+        examples = [train_data.examples[i] for i in keep]
+        language_mix = {"en": len(examples)}
+        files = dict(train_data.files)
+        for lang, folder in (translated or {}).items():
+            extra = train_task.read(folder, "train", "en", self.cfg.data.layouts.get(train_task.name))
+            examples += extra.examples
+            language_mix[lang] = language_mix.get(lang, 0) + len(extra.examples)
+            files.update(extra.files)
         if shuffle_labels:
             labels = [adapter.label_of(e) for e in examples]
             if all(l is None for l in labels):
@@ -164,9 +170,10 @@ class Experiment:
         dev_examples = dev.examples[: train_cfg.eval_subset]
         dev_feats = adapter.featurize(dev_examples, train=False)
         dev_result = ReadResult(dev_examples, dev.files, raw=None)
+        batch_size = train_cfg.eval_batch_size or 2 * train_cfg.batch_size
 
         def evaluate() -> float:
-            preds = self.predict(model, task, adapter, dev_feats, dev_examples, train_cfg.eval_batch_size or 2 * train_cfg.batch_size)
+            preds = self.predict(model, task, adapter, dev_feats, dev_examples, batch_size)
             return main_metric(adapter.score(preds, dev_examples, dev_result, "en", METRIC_MODE))
 
         device = self.device
@@ -176,15 +183,62 @@ class Experiment:
             targets = {k: v.to(device) for k, v in batch.targets.items()}
             return adapter.loss(m(task, **inputs), targets)
 
-        run.log({"event": "data", "task": task, "train_source": train_task.name, "n_examples": len(examples),
-                 "n_features": len(feats), "volume": train_cfg.volume, "dev_subset": len(dev_examples),
-                 "shuffle_labels": shuffle_labels, "train_files": train_data.files, "skipped": train_data.skipped})
-        state = train(model, Stream(task, feats, adapter.collate, loss_fn), train_cfg, seed, run.dir, evaluate, run.log,
-                      desc=f"{run.kind}:{task}")
-        return {"n_examples": len(examples), "n_features": len(feats), "steps": state.step,
-                "best_step": state.best_step, "best_dev": state.best_score, "stopped_early": state.stopped_early,
-                "train_source": train_task.name, "dev_source": dev_task.name, "dev_subset": len(dev_examples),
-                "train_data_sha256": files_digest(train_data.files), "adapter": adapter}
+        info = {"n_examples": len(examples), "n_available": len(train_data.examples), "volume": volume,
+                "subset_sha256": subset_digest([e.guid for e in examples]), "n_features": len(feats),
+                "language_mix": language_mix, "train_source": train_task.name, "dev_source": dev_task.name,
+                "dev_subset": len(dev_examples), "train_data_sha256": files_digest(files),
+                "shuffle_labels": shuffle_labels, "skipped": train_data.skipped}
+        return Stream(task, feats, adapter.collate, loss_fn), evaluate, info, adapter
+
+    def _train_tasks(self, model: MultiTaskModel, tasks: list[str], train_cfg: TrainConfig, run: Run, seed: int,
+                     shuffle_labels: bool = False, inter=None) -> dict:
+        """Train on one task, or on several at once (shared encoder, one head each; ``inter`` gives
+        the sampler, volume scope, MLM mixing and translated data); early-stop on the mean of the
+        tasks' English dev scores and reload the best."""
+        from xlrepro.sampling import MixSampler, TaskSampler, split_volume
+
+        if inter is not None and inter.volume_scope == "total" and train_cfg.volume != "all":
+            sizes = {t: len(self.read(get_task(t).train_source or t, "train", "en").examples) for t in tasks}
+            volumes = split_volume(train_cfg.volume, sizes)
+        else:
+            volumes = {t: train_cfg.volume for t in tasks}
+        streams, evals, infos, adapters = [], [], {}, {}
+        for t in tasks:
+            stream, ev, info, ad = self._task_stream(model, t, train_cfg, seed, volumes[t], shuffle_labels,
+                                                     (inter.translated.get(t) if inter is not None else None))
+            streams.append(stream), evals.append(ev)
+            infos[t], adapters[t] = info, ad
+            run.log({"event": "data", "task": t, **info})
+        sampler = None
+        if len(streams) > 1 or (inter is not None and inter.mlm_mix > 0):
+            sampler = TaskSampler({t: len(s.feats) for t, s in zip(tasks, streams)}, inter.sampler if inter else
+                                  "proportional", inter.temperature if inter else 1.0, seed)
+            run.log({"event": "sampler", "method": sampler.method, "probabilities": sampler.probabilities()})
+        if inter is not None and inter.mlm_mix > 0:
+            from xlrepro.mlm import mlm_stream
+
+            files = self._mlm_corpus_files(inter)
+            streams.append(mlm_stream(model, self.tokenizer, files, self.cfg.pretrain.max_seq_length if self.cfg.pretrain
+                                      else 128, 0.15, self.device, seed))
+            sampler = MixSampler(sampler, inter.mlm_mix, seed)
+            run.log({"event": "mlm_mix", "ratio": inter.mlm_mix, "corpus": [str(f) for f in files]})
+
+        def evaluate() -> float:
+            return sum(e() for e in evals) / len(evals)
+
+        state = train(model, streams, train_cfg, seed, run.dir, evaluate, run.log, desc=f"{run.kind}:{'+'.join(tasks)}",
+                      sampler=sampler)
+        return {"tasks": infos, "steps": state.step, "best_step": state.best_step, "best_dev": state.best_score,
+                "stopped_early": state.stopped_early, "_adapters": adapters}
+
+    def _mlm_corpus_files(self, inter) -> list[Path]:
+        folder = Path(inter.mlm_corpus) if inter.mlm_corpus else (self.data_root / "corpus" if self.cfg.smoke else None)
+        if folder is None:
+            raise ValueError("intermediate.mlm_mix > 0 needs intermediate.mlm_corpus: a folder of <lang>.txt files")
+        files = sorted(folder.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"intermediate.mlm_corpus: no *.txt files in {folder}")
+        return files
 
     @torch.no_grad()
     def predict(self, model, task, adapter, feats, examples, batch_size: int):
@@ -206,19 +260,17 @@ class Experiment:
         tasks = cfg.intermediate.tasks
         if not tasks:
             return upstream_dir, upstream_spec
-        if len(tasks) != 1:
-            raise NotImplementedError("multi-task intermediate training is not in this version; "
-                                      "give one task in intermediate.tasks")
-        task = tasks[0]
-        spec = {"kind": "intermediate", "task": task, "task_version": get_task(task).version,
-                "train": to_dict(cfg.intermediate.train), "upstream": upstream_spec, "seed": cfg.seed,
-                "data": self._data_spec(task)}
+        task = "+".join(tasks)
+        inter = {k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"}
+        spec = {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
+                "intermediate": inter, "upstream": upstream_spec, "seed": cfg.seed,
+                "data": {t: self._data_spec(t) for t in tasks}}
         run = Run(self.out, "intermediate", task, spec)
         if not run.done:
             model = self._new_model(upstream_dir, cfg.seed)
-            info = self._train_task(model, task, cfg.intermediate.train, run, cfg.seed)
-            info.pop("adapter")
-            save_encoder(model, run.dir / "encoder", {"task": task, "run": run.hash})
+            info = self._train_tasks(model, tasks, cfg.intermediate.train, run, cfg.seed, inter=cfg.intermediate)
+            info.pop("_adapters")
+            save_encoder(model, run.dir / "encoder", {"tasks": tasks, "run": run.hash})
             self.tokenizer.save_pretrained(str(run.dir / "encoder"))
             run.finish(info)
         self.runs[run.hash] = {"kind": "intermediate", "task": task, "dir": str(run.dir), **run.summary()}
@@ -239,8 +291,8 @@ class Experiment:
         run = Run(self.out, kind, task, spec)
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
-            info = self._train_task(model, task, tcfg, run, cfg.seed, shuffle_labels=control)
-            adapter = info.pop("adapter")
+            info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control)
+            adapter = info.pop("_adapters")[task]
             records = []
             for split in cfg.target.eval_splits:
                 for lang in self.eval_languages(task, split):
@@ -321,7 +373,7 @@ class Experiment:
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())
-        inter = self.cfg.intermediate.tasks[0] if self.cfg.intermediate.tasks else None
+        inter = "+".join(self.cfg.intermediate.tasks) or None
         for rec in res["records"]:
             self.records.append({**rec, "phase": kind, "intermediate": inter, "control": kind == "control",
                                  "run": run.hash[:12]})

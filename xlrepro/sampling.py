@@ -64,3 +64,40 @@ class TaskSampler:
 
     def load_state(self, state: dict) -> None:
         self._rng.bit_generator.state = state
+
+
+def split_volume(total: int, sizes: dict[str, int]) -> dict[str, int]:
+    """A total volume split over tasks in proportion to their sizes (largest remainder, ≥ 1 each)."""
+    n = sum(sizes.values())
+    if total > n:
+        raise ValueError(f"total volume {total} exceeds the {n} available training examples")
+    if total < len(sizes):
+        raise ValueError(f"total volume {total} is smaller than the number of tasks ({len(sizes)})")
+    raw = {k: total * v / n for k, v in sizes.items()}
+    out = {k: max(1, int(math.floor(r))) for k, r in raw.items()}
+    rest = total - sum(out.values())
+    for k in sorted(raw, key=lambda k: (out[k] - raw[k], k))[:max(0, rest)]:
+        out[k] += 1
+    return out
+
+
+class MixSampler:
+    """With probability ``ratio`` the next micro-batch is MLM; otherwise the task sampler decides."""
+
+    def __init__(self, tasks: "TaskSampler | None", ratio: float, seed: int, mlm_task: str = "mlm"):
+        self.tasks, self.ratio, self.mlm_task = tasks, ratio, mlm_task
+        self._rng = np.random.default_rng([seed, 0x313])
+        self.method = f"mlm_mix({ratio})+" + (tasks.method if tasks else "single")
+
+    def next(self) -> str:
+        if self._rng.random() < self.ratio:
+            return self.mlm_task
+        return self.tasks.next()
+
+    def state(self) -> dict:
+        return {"mix": self._rng.bit_generator.state, "tasks": self.tasks.state() if self.tasks else None}
+
+    def load_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["mix"]
+        if self.tasks is not None:
+            self.tasks.load_state(state["tasks"])
