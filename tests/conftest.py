@@ -30,3 +30,13 @@ def samples() -> Path:
     if SAMPLES is None:
         pytest.skip("the real-format samples (../shared/data-samples beside the checkout, or $XLREPRO_SHARED) are absent")
     return SAMPLES
+
+
+def assert_names(exc, path, line=None, field=None):
+    """A DataFormatError's message names the file, and the line and field when given."""
+    msg = str(exc)
+    assert str(path) in msg, msg
+    if line is not None:
+        assert f"line {line}" in msg, msg
+    if field is not None:
+        assert f"field {field!r}" in msg, msg

@@ -16,16 +16,7 @@ from xlrepro.errors import DataFormatError
 from xlrepro.tasks import all_tasks, get_task
 
 
-from conftest import SAMPLES, needs_samples  # noqa: E402  (shared sample lookup)
-
-
-def assert_names(exc: DataFormatError, path, line=None, field=None):
-    msg = str(exc)
-    assert str(path) in msg, msg
-    if line is not None:
-        assert f"line {line}" in msg, msg
-    if field is not None:
-        assert f"field {field!r}" in msg, msg
+from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 
 def _write(path: Path, text: str, crlf: bool = False) -> Path:

@@ -22,7 +22,7 @@ from xlrepro.errors import DataFormatError
 from xlrepro.tasks import all_tasks, get_task
 
 
-from conftest import SAMPLES, needs_samples  # noqa: E402  (shared sample lookup)
+from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 
 def read_direct(task: str, layout: str, root: Path, split: str, lang: str):
@@ -33,15 +33,6 @@ def read_direct(task: str, layout: str, root: Path, split: str, lang: str):
     if spec.labels is not None:
         opts.setdefault("labels", list(spec.labels))
     return get_reader(lay.reader)(spec.files(root, split, lang, layout), src_lang=lang, split=split, **opts)
-
-
-def assert_names(exc: DataFormatError, path, line=None, field=None):
-    msg = str(exc)
-    assert str(path) in msg, msg
-    if line is not None:
-        assert f"line {line}" in msg, msg
-    if field is not None:
-        assert f"field {field!r}" in msg, msg
 
 
 # =========================================================================== registry and languages
