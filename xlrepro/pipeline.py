@@ -80,9 +80,9 @@ class Experiment:
         atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
-            from xlrepro.smoke.world import generate
+            from xlrepro.smoke.world import WORLD_VERSION, generate
 
-            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed})[:12]
+            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
             if not (world / "WORLD.json").exists():
                 generate(world, cfg.smoke.languages, cfg.seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
@@ -345,6 +345,11 @@ class Experiment:
         spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version, "retrieval": to_dict(r),
                 "upstream": encoder_spec, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
         run = Run(self.out, "retrieval", task, spec)
+        if not run.done and task == "bucc2018":
+            model = self._new_model(encoder_dir, cfg.seed)
+            records, protocol = self._bucc(model, task)
+            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            run.finish({"protocol": protocol})
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             records = []
@@ -370,6 +375,53 @@ class Experiment:
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
+
+    def _bucc(self, model, task: str) -> tuple[list, dict]:
+        """BUCC mining: ratio margin (k=4 each way, 'max' retrieval) over de-duplicated sentences;
+        the threshold is tuned on the dev ("sample") gold and applied unchanged to test. The
+        dev score with its own threshold is reported separately as ``f1_dev_oracle``."""
+        from xlrepro.metrics import bucc_dedup_sentences, bucc_evaluate, bucc_optimize
+        from xlrepro.ops import margin_mine
+        from xlrepro.retrieval import embed
+
+        r = self.cfg.retrieval
+        tr = get_task(task).retrieval
+        k, margin = int(tr.get("k", 4)), tr.get("margin", "ratio")
+        args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size, device=self.device)
+        records = []
+        for lang in self.eval_languages(task, "test"):
+            cands, golds, files = {}, {}, {}
+            for split in ("dev", "test"):
+                data = self.read(task, split, lang)
+                ex = data.examples[0]
+                # LASER's text_load_unify: mine over unique lines (first-occurrence order)
+                src_u = list(dict.fromkeys(ex.src_sentences))
+                tgt_u = list(dict.fromkeys(ex.tgt_sentences))
+                x = embed(model.encoder, self.tokenizer, src_u, **args)
+                y = embed(model.encoder, self.tokenizer, tgt_u, **args)
+                si, ti, sc = margin_mine(x, y, k=k, margin=margin, mode="max", similarity=r.similarity)
+                # read_candidate2score: texts back to ids; repeated sentences dropped (official, D5)
+                s2id = bucc_dedup_sentences(ex.src_ids, ex.src_sentences, METRIC_MODE)
+                t2id = bucc_dedup_sentences(ex.tgt_ids, ex.tgt_sentences, METRIC_MODE)
+                c2s = {}
+                for a, b, v in zip(si.tolist(), ti.tolist(), sc.tolist()):
+                    sa, tb = src_u[a].strip(), tgt_u[b].strip()
+                    if sa in s2id and tb in t2id:
+                        key = (s2id[sa], t2id[tb])
+                        c2s[key] = max(v, c2s.get(key, float("-inf")))
+                cands[split], golds[split], files[split] = c2s, ex.gold, files_digest(data.files)
+            tuned = bucc_optimize(cands["dev"], golds["dev"], METRIC_MODE)
+            test = bucc_evaluate(cands["test"], golds["test"], threshold=tuned["threshold"], mode=METRIC_MODE)
+            common = {"task": task, "language": lang, "mode": METRIC_MODE}
+            records.append({**common, "split": "dev", "metric": "f1_dev_oracle", "value": float(tuned["best_f1"]),
+                            "n": len(golds["dev"]), "data_sha256": files["dev"]})
+            for m in ("f1", "precision", "recall"):
+                records.append({**common, "split": "test", "metric": m, "value": float(test[m]), "n": len(golds["test"]),
+                                "data_sha256": files["test"], "threshold": tuned["threshold"],
+                                "threshold_source": "tuned on dev gold"})
+        protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "margin": margin, "k": k,
+                    "retrieval": "max", "threshold": "tuned on dev (BUCC sample), applied to test"}
+        return records, protocol
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())

@@ -20,6 +20,7 @@ readers run on it:
   xquad/     xquad.xx.json                                           extractive QA
   udpos/     UD_<Name>-SMOKE/xx_smoke-ud-{train,dev,test}.conllu     UPOS tagging
   tatoeba/   tatoeba.xxx-eng.{xxx,eng}                               bitext retrieval
+  bucc2018/  xx-en.{dev,test}.{xx,en,gold}                           bitext mining (BUCC languages only)
   corpus/    <lang>.txt, mixed.txt                                   MLM pre-training text
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xlrepro import languages as langtab
+
+WORLD_VERSION = 2  # bump when the generator's output changes (it is part of the world's cache key)
 
 CLASSES = ("person", "animal", "food", "tool")
 NOUNS = {
@@ -380,7 +383,26 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
         _atomic_write(tmp / "tatoeba" / f"tatoeba.{code}-eng.{code}", "\n".join(text(langs[c].clause(x)) for x in clauses) + "\n")
         _atomic_write(tmp / "tatoeba" / f"tatoeba.{code}-eng.eng", "\n".join(text(en.clause(x)) for x in clauses) + "\n")
 
-    manifest = {"seed": seed, "languages": languages,
+    # BUCC 2018 (XTREME layout): comparable corpora, a third of the sentences translated
+    for c in others:
+        if "BUCC" not in langtab.get(c).xtreme_tasks:
+            continue
+        for split, n in (("dev", n_dev), ("test", n_test)):
+            clauses = [sample_clause(rng) for _ in range(n)]
+            pairs = rng.sample(range(n), n // 3)
+            src = [(f"{c}-{split}-{i:06d}", text(langs[c].clause(cl))) for i, cl in enumerate(clauses)]
+            eng = [(f"en-{split}-{i:06d}", text(en.clause(sample_clause(rng) if i not in pairs else clauses[i])))
+                   for i in range(n)]
+            order = list(range(n))
+            rng.shuffle(order)  # the English side is not in the same order
+            eng = [eng[i] for i in order]
+            gold = sorted((f"{c}-{split}-{i:06d}", f"en-{split}-{i:06d}") for i in pairs)
+            base = tmp / "bucc2018" / f"{c}-en.{split}"
+            _atomic_write(base.with_name(base.name + f".{c}"), "".join(f"{i}\t{t}\n" for i, t in src))
+            _atomic_write(base.with_name(base.name + ".en"), "".join(f"{i}\t{t}\n" for i, t in eng))
+            _atomic_write(base.with_name(base.name + ".gold"), "".join(f"{a}\t{b}\n" for a, b in gold))
+
+    manifest = {"seed": seed, "world_version": WORLD_VERSION, "languages": languages,
                 "word_order": {c: {"order": l.order, "adjective_after_noun": l.adj_after, "determiner": l.has_det}
                                for c, l in langs.items()},
                 "sizes": {"train": n_train, "dev": n_dev, "test": n_test, "corpus": n_corpus},
