@@ -120,6 +120,7 @@ class PretrainConfig:
     max_seq_length: int = 64
     mlm_probability: float = 0.15
     warmup_proportion: float = 0.06
+    pack: bool = False  # pack sentences into max_seq_length sequences (RoBERTa FULL-SENTENCES) or one per row
 
 
 @dataclass

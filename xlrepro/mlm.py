@@ -1,8 +1,8 @@
 """Masked-language-model training: the smoke world's pre-training (and, later, MLM mixing).
 
-Text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in ``</s>``) are
-concatenated in corpus order into sequences of up to ``max_seq_length`` tokens, so each step
-sees many sentences at little padding cost. Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
+With ``pack``, text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in
+``</s>``) are concatenated in corpus order into sequences of up to ``max_seq_length`` tokens;
+otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences). Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
 ``<mask>``, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
 training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
@@ -33,9 +33,13 @@ def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, t
     return ids, labels
 
 
-def pack_corpus(tokenizer, files: list[Path], max_len: int) -> list[dict]:
-    """Sentences of the corpus files packed into sequences of at most ``max_len`` tokens."""
+def pack_corpus(tokenizer, files: list[Path], max_len: int, pack: bool = True) -> list[dict]:
+    """Sentences of the corpus files packed into sequences of at most ``max_len`` tokens
+    (``pack=False``: one sentence per sequence)."""
     texts = [l for f in files for l in lines(read_text(f)[0]) if l.strip()]
+    if not pack:
+        enc = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
+        return [{"ex": i, "input_ids": ids} for i, ids in enumerate(enc)]
     enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len - 2)["input_ids"]
     feats, cur = [], []
     for ids in enc:
@@ -74,7 +78,7 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     p = cfg.pretrain
-    feats = pack_corpus(tokenizer, files, p.max_seq_length)
+    feats = pack_corpus(tokenizer, files, p.max_seq_length, p.pack)
     mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
     torch.manual_seed(cfg.seed)
     model = XLMRobertaForMaskedLM(mcfg).to(device)
