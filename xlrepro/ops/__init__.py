@@ -9,10 +9,14 @@ from __future__ import annotations
 from xlrepro.ops._dispatch import BackendUnavailable
 from xlrepro.ops.pooling import masked_mean_pool, masked_mean_pool_reference
 from xlrepro.ops import pooling as _pooling
+from xlrepro.ops.attention import (pad_input, unpad_input, varlen_attention, varlen_attention_backend,
+                                   varlen_attention_reference)
+from xlrepro.ops import attention as _attention
 
 # name -> backends (priority order). Each op family adds itself here.
 _FAMILIES = {
     "masked_mean_pool": _pooling.BACKENDS,
+    "varlen_attention": _attention.BACKENDS,
 }
 
 
@@ -20,4 +24,6 @@ def families() -> dict:
     return dict(_FAMILIES)
 
 
-__all__ = ["BackendUnavailable", "masked_mean_pool", "masked_mean_pool_reference", "families"]
+__all__ = ["BackendUnavailable", "masked_mean_pool", "masked_mean_pool_reference", "families",
+           "varlen_attention", "varlen_attention_reference", "varlen_attention_backend", "unpad_input",
+           "pad_input"]
