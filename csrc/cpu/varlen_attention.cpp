@@ -13,7 +13,7 @@
 //             dK += dS^T Q, dQ += dS K. The task owns its sequence's dQ/dK/dV: no atomics.
 // The small GEMMs are register-blocked micro-kernels written with GCC vector extensions (one
 // 64-byte vector type, lowered to zmm/ymm/xmm), compiled for AVX-512, AVX2 and baseline x86
-// with target_clones and picked at load time: setup.py builds without -march flags, and ATen's
+// and picked at run time (XL_MULTIVERSION): setup.py builds without -march flags, and ATen's
 // per-call GEMM overhead is too high for (sequence, head) blocks of a few dozen tokens.
 // 2026-11-25 (attn)
 #include <ATen/ATen.h>
@@ -37,15 +37,53 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define XL_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define XL_CLONES
+// Leaf kernels are compiled three times (AVX-512, AVX2+FMA, baseline) and picked at run time from
+// the CPU's feature bits. (target_clones("arch=...") was tried first: its resolver tests the CPU
+// *model*, which virtual machines report generically, so it silently ran the SSE2 clone.)
+#if defined(__x86_64__) && defined(__GNUC__)
+#define XL_HAVE_ISA_VARIANTS 1
+#define XL_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2,f16c")))
+#define XL_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c")))
 #endif
 #define XL_INLINE inline __attribute__((always_inline))
 
 namespace xlrepro {
 namespace {
+
+// 2: AVX-512 (F, VL, BW, DQ), 1: AVX2 + FMA, 0: baseline.
+int cpu_isa() {
+#ifdef XL_HAVE_ISA_VARIANTS
+  static const int isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+      return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 0;
+  }();
+  return isa;
+#else
+  return 0;
+#endif
+}
+
+// Defines `ret name params` dispatching on cpu_isa() to copies of name##_impl compiled per ISA.
+#ifdef XL_HAVE_ISA_VARIANTS
+#define XL_MULTIVERSION(ret, name, params, args)                  \
+  XL_AVX512 ret name##_avx512 params { return name##_impl args; } \
+  XL_AVX2 ret name##_avx2 params { return name##_impl args; }     \
+  ret name##_base params { return name##_impl args; }             \
+  ret name params {                                               \
+    switch (cpu_isa()) {                                          \
+      case 2: return name##_avx512 args;                          \
+      case 1: return name##_avx2 args;                            \
+      default: return name##_base args;                           \
+    }                                                             \
+  }
+#else
+#define XL_MULTIVERSION(ret, name, params, args) \
+  ret name params { return name##_impl args; }
+#endif
 
 // ------------------------------------------------------------------------------------------
 // Argument checks (the Python entry point checks first, with the same wording; these guard
@@ -172,7 +210,7 @@ XL_INLINE void micro(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb
     for (int j = 0; j < NB; ++j) b[j] = vload(B + k * ldb + j * W);
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
-      const V a = vsplat(A[r * lda + k]);
+      const T a = A[r * lda + k];  // scalar * vector: a broadcast load
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) c[r][j] += a * b[j];
     }
@@ -206,14 +244,11 @@ XL_INLINE void gemm_impl(int64_t M, int64_t N, int64_t K, const T* A, int64_t ld
   for (; n + W <= N; n += W) gemm_cols<T, 1>(M, K, A, lda, B + n, ldb, C + n, ldc, acc);
 }
 
-XL_CLONES void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                    int64_t ldb, float* C, int64_t ldc, bool acc) {
-  gemm_impl<float>(M, N, K, A, lda, B, ldb, C, ldc, acc);
-}
-XL_CLONES void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
-                    int64_t ldb, double* C, int64_t ldc, bool acc) {
-  gemm_impl<double>(M, N, K, A, lda, B, ldb, C, ldc, acc);
-}
+#define XL_GEMM_PARAMS(T)                                                                        \
+  (int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc, \
+   bool acc)
+XL_MULTIVERSION(void, gemm, XL_GEMM_PARAMS(float), (M, N, K, A, lda, B, ldb, C, ldc, acc))
+XL_MULTIVERSION(void, gemm, XL_GEMM_PARAMS(double), (M, N, K, A, lda, B, ldb, C, ldc, acc))
 
 // Softmax pieces over one row of n (multiple of W) scores.
 // row <- row * scale, entries [valid, n) <- -inf; returns max(row).
@@ -252,22 +287,23 @@ XL_INLINE T exp_and_sum(T* row, int64_t n, T shift) {
 
 // One key block of the online softmax for one query row; returns the rescale factor of the
 // running output.
-XL_CLONES float row_softmax_step(float* row, int64_t valid, int64_t n, float scale, float* m, float* l) {
-  const float mx = scale_and_max(row, valid, n, scale);
-  const float mnew = std::max(*m, mx);
-  const float alpha = std::exp(*m - mnew);
+// One key block of the online softmax for one query row: scales the row, masks [valid, n),
+// turns it into exp(row - new max), updates the running max m and sum l; returns the factor
+// by which the running output must be rescaled.
+template <typename T>
+XL_INLINE T row_softmax_step_impl(T* row, int64_t valid, int64_t n, T scale, T* m, T* l) {
+  const T mx = scale_and_max(row, valid, n, scale);
+  const T mnew = *m > mx ? *m : mx;
+  const T alpha = std::exp(*m - mnew);
   *l = *l * alpha + exp_and_sum(row, n, mnew);
   *m = mnew;
   return alpha;
 }
-XL_CLONES double row_softmax_step(double* row, int64_t valid, int64_t n, double scale, double* m, double* l) {
-  const double mx = scale_and_max(row, valid, n, scale);
-  const double mnew = std::max(*m, mx);
-  const double alpha = std::exp(*m - mnew);
-  *l = *l * alpha + exp_and_sum(row, n, mnew);
-  *m = mnew;
-  return alpha;
-}
+XL_MULTIVERSION(float, row_softmax_step, (float* row, int64_t valid, int64_t n, float scale, float* m, float* l),
+                (row, valid, n, scale, m, l))
+XL_MULTIVERSION(double, row_softmax_step,
+                (double* row, int64_t valid, int64_t n, double scale, double* m, double* l),
+                (row, valid, n, scale, m, l))
 
 // Backward elementwise on a (rows x n) tile with leading dim ld:
 //   P = exp(S * scale - lse[col]);  dS = P * (dP - D[col]) (in place in dP).
@@ -287,18 +323,16 @@ XL_INLINE void dscores_tile_impl(const T* P, T* dP, int64_t rows, int64_t n, int
     for (int64_t j = 0; j < n; j += W)
       vstore(dP + r * ld + j, vload(P + r * ld + j) * (vload(dP + r * ld + j) - vload(D + j)));
 }
-XL_CLONES void probs_tile(float* S, int64_t rows, int64_t n, int64_t ld, float scale, const float* lse) {
-  probs_tile_impl(S, rows, n, ld, scale, lse);
-}
-XL_CLONES void probs_tile(double* S, int64_t rows, int64_t n, int64_t ld, double scale, const double* lse) {
-  probs_tile_impl(S, rows, n, ld, scale, lse);
-}
-XL_CLONES void dscores_tile(const float* P, float* dP, int64_t rows, int64_t n, int64_t ld, const float* D) {
-  dscores_tile_impl(P, dP, rows, n, ld, D);
-}
-XL_CLONES void dscores_tile(const double* P, double* dP, int64_t rows, int64_t n, int64_t ld, const double* D) {
-  dscores_tile_impl(P, dP, rows, n, ld, D);
-}
+XL_MULTIVERSION(void, probs_tile, (float* S, int64_t rows, int64_t n, int64_t ld, float scale, const float* lse),
+                (S, rows, n, ld, scale, lse))
+XL_MULTIVERSION(void, probs_tile,
+                (double* S, int64_t rows, int64_t n, int64_t ld, double scale, const double* lse),
+                (S, rows, n, ld, scale, lse))
+XL_MULTIVERSION(void, dscores_tile, (const float* P, float* dP, int64_t rows, int64_t n, int64_t ld, const float* D),
+                (P, dP, rows, n, ld, D))
+XL_MULTIVERSION(void, dscores_tile,
+                (const double* P, double* dP, int64_t rows, int64_t n, int64_t ld, const double* D),
+                (P, dP, rows, n, ld, D))
 
 // ------------------------------------------------------------------------------------------
 // Tasks
@@ -325,8 +359,8 @@ Strided<scalar_t> strided(const at::Tensor& t) {
 
 // rows x d block of x (starting at token `start`) -> dst[rows x ld], zero-padded to ld columns.
 template <typename scalar_t, typename acc_t>
-void pack_rows(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t rows, int64_t d, acc_t* dst,
-               int64_t ld) {
+XL_INLINE void pack_rows(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t rows, int64_t d,
+                         acc_t* dst, int64_t ld) {
   for (int64_t t = 0; t < rows; ++t) {
     const scalar_t* src = x.row(start + t, h);
     acc_t* o = dst + t * ld;
@@ -334,15 +368,40 @@ void pack_rows(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t row
     for (int64_t c = d; c < ld; ++c) o[c] = acc_t(0);
   }
 }
-// Transposed: dst[d x ld] with dst[c][t] = x[start + t][c], columns >= rows zeroed.
+// Transposed: dst[d x ld] with dst[c][t] = x[start + t][c], columns >= rows zeroed. Blocks of
+// 16 tokens, so that every store fills part of one cache line.
 template <typename scalar_t, typename acc_t>
-void pack_cols(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t rows, int64_t d, acc_t* dst,
-               int64_t ld) {
-  for (int64_t c = 0; c < d; ++c) std::fill(dst + c * ld + rows, dst + (c + 1) * ld, acc_t(0));
-  for (int64_t t = 0; t < rows; ++t) {
-    const scalar_t* src = x.row(start + t, h);
-    for (int64_t c = 0; c < d; ++c) dst[c * ld + t] = static_cast<acc_t>(src[c]);
+XL_INLINE void pack_cols(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t rows, int64_t d,
+                         acc_t* dst, int64_t ld) {
+  constexpr int64_t TB = 16;
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t t = rows; t < ld; ++t) dst[c * ld + t] = acc_t(0);
+  for (int64_t t0 = 0; t0 < rows; t0 += TB) {
+    const int64_t nt = std::min(TB, rows - t0);
+    const scalar_t* src[TB];
+    for (int64_t t = 0; t < nt; ++t) src[t] = x.row(start + t0 + t, h);
+    for (int64_t c = 0; c < d; ++c) {
+      acc_t* o = dst + c * ld + t0;
+      for (int64_t t = 0; t < nt; ++t) o[t] = static_cast<acc_t>(src[t][c]);
+    }
   }
+}
+
+// Row-major (rows x d) view of x's block for use as a GEMM operand: the input itself when it
+// already has the working dtype and d is a multiple of the vector width (fp32/fp64, head_dim 64),
+// else a converted, zero-padded copy in buf. Sets *ld to the leading dimension.
+template <typename scalar_t, typename acc_t>
+XL_INLINE const acc_t* rows_view(const Strided<scalar_t>& x, int64_t start, int64_t h, int64_t rows, int64_t d,
+                                 int64_t dpad, acc_t* buf, int64_t* ld) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (d == dpad) {
+      *ld = x.s_tok;
+      return x.row(start, h);
+    }
+  }
+  pack_rows(x, start, h, rows, d, buf, dpad);
+  *ld = dpad;
+  return buf;
 }
 
 struct Task {
@@ -376,12 +435,12 @@ void run_tasks(const std::vector<Task>& tasks, const std::function<State()>& mak
 
 template <typename acc_t>
 struct FwdWork {
-  std::vector<acc_t> kt, vp, qb, s, o, m, l;
+  std::vector<acc_t> kt, vp, qp, s, o, m, l;
   FwdWork(int64_t max_len, int64_t d, int64_t dpad) {
-    const int64_t lpad = round_up(std::max<int64_t>(max_len, 1), Vec<acc_t>::n);
-    kt.resize(d * lpad);
-    vp.resize(std::max<int64_t>(max_len, 1) * dpad);
-    qb.resize(kFwdBQ * dpad);
+    const int64_t L = std::max<int64_t>(max_len, 1);
+    kt.resize(d * round_up(L, Vec<acc_t>::n));
+    vp.resize(L * dpad);
+    qp.resize(L * dpad);
     s.resize(kFwdBQ * kFwdBK);
     o.resize(kFwdBQ * dpad);
     m.resize(kFwdBQ);
@@ -390,37 +449,39 @@ struct FwdWork {
 };
 
 template <typename scalar_t, typename acc_t>
-void fwd_task(const Task& t, FwdWork<acc_t>& w, const Strided<scalar_t>& q, const Strided<scalar_t>& k,
-              const Strided<scalar_t>& v, int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* out,
-              acc_t* lse) {
+XL_INLINE void fwd_task_impl(const Task& t, FwdWork<acc_t>& w, const Strided<scalar_t>& q,
+                             const Strided<scalar_t>& k, const Strided<scalar_t>& v, int64_t heads, int64_t d,
+                             int64_t total, acc_t scale, scalar_t* out, acc_t* lse) {
   constexpr int64_t W = Vec<acc_t>::n;
   const int64_t L = t.len, dpad = round_up(d, W), lpad = round_up(L, W);
   pack_cols(k, t.start, t.h, L, d, w.kt.data(), lpad);
-  pack_rows(v, t.start, t.h, L, d, w.vp.data(), dpad);
+  int64_t ldq, ldv;
+  const acc_t* Q = rows_view(q, t.start, t.h, L, d, dpad, w.qp.data(), &ldq);
+  const acc_t* V = rows_view(v, t.start, t.h, L, d, dpad, w.vp.data(), &ldv);
+  acc_t* S = w.s.data();
+  acc_t* O = w.o.data();
   for (int64_t i0 = 0; i0 < L; i0 += kFwdBQ) {
     const int64_t mq = std::min(kFwdBQ, L - i0);
-    pack_rows(q, t.start + i0, t.h, mq, d, w.qb.data(), dpad);
-    std::fill(w.o.begin(), w.o.begin() + mq * dpad, acc_t(0));
     std::fill(w.m.begin(), w.m.begin() + mq, -std::numeric_limits<acc_t>::infinity());
     std::fill(w.l.begin(), w.l.begin() + mq, acc_t(0));
     for (int64_t j0 = 0; j0 < L; j0 += kFwdBK) {
       const int64_t nk = std::min(kFwdBK, L - j0), nkp = round_up(nk, W);
-      gemm(mq, nkp, d, w.qb.data(), dpad, w.kt.data() + j0, lpad, w.s.data(), kFwdBK, false);
+      gemm(mq, nkp, d, Q + i0 * ldq, ldq, w.kt.data() + j0, lpad, S, kFwdBK, false);
       for (int64_t r = 0; r < mq; ++r) {
-        acc_t* row = w.s.data() + r * kFwdBK;
-        const acc_t alpha = row_softmax_step(row, nk, nkp, scale, &w.m[r], &w.l[r]);
-        if (alpha != acc_t(1)) {
-          acc_t* o = w.o.data() + r * dpad;
+        const acc_t alpha = row_softmax_step(S + r * kFwdBK, nk, nkp, scale, &w.m[r], &w.l[r]);
+        if (j0 > 0 && alpha != acc_t(1)) {
+          acc_t* o = O + r * dpad;
           for (int64_t c = 0; c < dpad; ++c) o[c] *= alpha;
         }
       }
-      gemm(mq, dpad, nk, w.s.data(), kFwdBK, w.vp.data() + j0 * dpad, dpad, w.o.data(), dpad, true);
+      // The first key block overwrites O (its rescale factor is exp(-inf) = 0).
+      gemm(mq, dpad, nk, S, kFwdBK, V + j0 * ldv, ldv, O, dpad, j0 > 0);
     }
     for (int64_t r = 0; r < mq; ++r) {
       const int64_t tok = t.start + i0 + r;
       const acc_t inv = acc_t(1) / w.l[r];
-      const acc_t* o = w.o.data() + r * dpad;
-      scalar_t* dst = out + (tok * heads + t.h) * d;
+      const acc_t* __restrict__ o = O + r * dpad;
+      scalar_t* __restrict__ dst = out + (tok * heads + t.h) * d;
       for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<scalar_t>(o[c] * inv);
       lse[t.h * total + tok] = w.m[r] + std::log(w.l[r]);
     }
@@ -432,7 +493,7 @@ struct BwdWork {
   std::vector<acc_t> qp, qt, kp, vp, dop, dot, lse, dd, dq, dk, dv, pt, dpt, ds;
   BwdWork(int64_t max_len, int64_t d, int64_t dpad) {
     const int64_t L = std::max<int64_t>(max_len, 1);
-    const int64_t lpad = round_up(L, std::max<int64_t>(Vec<acc_t>::n, kBwdBQ));
+    const int64_t lpad = round_up(L, Vec<acc_t>::n);
     for (auto* b : {&qp, &kp, &vp, &dop, &dq, &dk, &dv}) b->resize(L * dpad);
     for (auto* b : {&qt, &dot}) b->resize(d * lpad);
     lse.resize(lpad);
@@ -444,21 +505,22 @@ struct BwdWork {
 };
 
 template <typename scalar_t, typename acc_t>
-void bwd_task(const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g, const Strided<scalar_t>& q,
-              const Strided<scalar_t>& k, const Strided<scalar_t>& v, const Strided<scalar_t>& o,
-              const acc_t* lse, int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* dq_out,
-              scalar_t* dk_out, scalar_t* dv_out) {
+XL_INLINE void bwd_task_impl(const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g,
+                             const Strided<scalar_t>& q, const Strided<scalar_t>& k, const Strided<scalar_t>& v,
+                             const Strided<scalar_t>& o, const acc_t* lse, int64_t heads, int64_t d,
+                             int64_t total, acc_t scale, scalar_t* dq_out, scalar_t* dk_out, scalar_t* dv_out) {
   constexpr int64_t W = Vec<acc_t>::n;
   const int64_t L = t.len, dpad = round_up(d, W), lpad = round_up(L, W);
-  pack_rows(q, t.start, t.h, L, d, w.qp.data(), dpad);
+  int64_t ldq, ldk, ldv, ldo;
+  const acc_t* Q = rows_view(q, t.start, t.h, L, d, dpad, w.qp.data(), &ldq);
+  const acc_t* K = rows_view(k, t.start, t.h, L, d, dpad, w.kp.data(), &ldk);
+  const acc_t* V = rows_view(v, t.start, t.h, L, d, dpad, w.vp.data(), &ldv);
+  const acc_t* dO = rows_view(g, t.start, t.h, L, d, dpad, w.dop.data(), &ldo);
   pack_cols(q, t.start, t.h, L, d, w.qt.data(), lpad);
-  pack_rows(k, t.start, t.h, L, d, w.kp.data(), dpad);
-  pack_rows(v, t.start, t.h, L, d, w.vp.data(), dpad);
-  pack_rows(g, t.start, t.h, L, d, w.dop.data(), dpad);
   pack_cols(g, t.start, t.h, L, d, w.dot.data(), lpad);
   for (int64_t i = 0; i < L; ++i) {
     const scalar_t* orow = o.row(t.start + i, t.h);
-    const acc_t* grow = w.dop.data() + i * dpad;
+    const acc_t* grow = dO + i * ldo;
     acc_t s = 0;
     for (int64_t c = 0; c < d; ++c) s += grow[c] * static_cast<acc_t>(orow[c]);
     w.dd[i] = s;
@@ -467,42 +529,85 @@ void bwd_task(const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g, cons
   // Padded query columns: P = exp(finite - inf) = 0, so they contribute nothing.
   std::fill(w.dd.begin() + L, w.dd.begin() + lpad, acc_t(0));
   std::fill(w.lse.begin() + L, w.lse.begin() + lpad, std::numeric_limits<acc_t>::infinity());
-  for (auto* b : {&w.dq, &w.dk, &w.dv}) std::fill(b->begin(), b->begin() + L * dpad, acc_t(0));
+  // dQ/dK/dV need no zeroing: the first tile that touches a block overwrites it (acc = false).
 
+  acc_t* pt = w.pt.data();
+  acc_t* dpt = w.dpt.data();
+  acc_t* ds = w.ds.data();
   for (int64_t j0 = 0; j0 < L; j0 += kBwdBK) {
     const int64_t nk = std::min(kBwdBK, L - j0);
     for (int64_t i0 = 0; i0 < L; i0 += kBwdBQ) {
       const int64_t nq = std::min(kBwdBQ, L - i0), nqp = round_up(nq, W);
-      acc_t* pt = w.pt.data();
-      acc_t* dpt = w.dpt.data();
       // P^T (nk x nq) = exp(K Q^T * scale - lse)
-      gemm(nk, nqp, d, w.kp.data() + j0 * dpad, dpad, w.qt.data() + i0, lpad, pt, kBwdBQ, false);
+      gemm(nk, nqp, d, K + j0 * ldk, ldk, w.qt.data() + i0, lpad, pt, kBwdBQ, false);
       probs_tile(pt, nk, nqp, kBwdBQ, scale, w.lse.data() + i0);
       // dV += P^T dO
-      gemm(nk, dpad, nq, pt, kBwdBQ, w.dop.data() + i0 * dpad, dpad, w.dv.data() + j0 * dpad, dpad, true);
+      gemm(nk, dpad, nq, pt, kBwdBQ, dO + i0 * ldo, ldo, w.dv.data() + j0 * dpad, dpad, i0 > 0);
       // dP^T = V dO^T ; dS^T = P^T (dP^T - D)
-      gemm(nk, nqp, d, w.vp.data() + j0 * dpad, dpad, w.dot.data() + i0, lpad, dpt, kBwdBQ, false);
+      gemm(nk, nqp, d, V + j0 * ldv, ldv, w.dot.data() + i0, lpad, dpt, kBwdBQ, false);
       dscores_tile(pt, dpt, nk, nqp, kBwdBQ, w.dd.data() + i0);
       // dK += dS^T Q
-      gemm(nk, dpad, nq, dpt, kBwdBQ, w.qp.data() + i0 * dpad, dpad, w.dk.data() + j0 * dpad, dpad, true);
+      gemm(nk, dpad, nq, dpt, kBwdBQ, Q + i0 * ldq, ldq, w.dk.data() + j0 * dpad, dpad, i0 > 0);
       // dQ += dS K
-      acc_t* ds = w.ds.data();
       for (int64_t r = 0; r < nk; ++r)
         for (int64_t c = 0; c < nq; ++c) ds[c * kBwdBK + r] = dpt[r * kBwdBQ + c];
-      gemm(nq, dpad, nk, ds, kBwdBK, w.kp.data() + j0 * dpad, dpad, w.dq.data() + i0 * dpad, dpad, true);
+      gemm(nq, dpad, nk, ds, kBwdBK, K + j0 * ldk, ldk, w.dq.data() + i0 * dpad, dpad, j0 > 0);
     }
   }
   for (int64_t i = 0; i < L; ++i) {
     const int64_t off = ((t.start + i) * heads + t.h) * d;
-    const acc_t* a = w.dq.data() + i * dpad;
-    const acc_t* b = w.dk.data() + i * dpad;
-    const acc_t* c = w.dv.data() + i * dpad;
-    for (int64_t x = 0; x < d; ++x) {
-      dq_out[off + x] = static_cast<scalar_t>(a[x] * scale);
-      dk_out[off + x] = static_cast<scalar_t>(b[x] * scale);
-      dv_out[off + x] = static_cast<scalar_t>(c[x]);
-    }
+    const acc_t* __restrict__ a = w.dq.data() + i * dpad;
+    const acc_t* __restrict__ b = w.dk.data() + i * dpad;
+    const acc_t* __restrict__ c = w.dv.data() + i * dpad;
+    scalar_t* __restrict__ x = dq_out + off;
+    scalar_t* __restrict__ y = dk_out + off;
+    scalar_t* __restrict__ z = dv_out + off;
+    for (int64_t j = 0; j < d; ++j) x[j] = static_cast<scalar_t>(a[j] * scale);
+    for (int64_t j = 0; j < d; ++j) y[j] = static_cast<scalar_t>(b[j] * scale);
+    for (int64_t j = 0; j < d; ++j) z[j] = static_cast<scalar_t>(c[j]);
   }
+}
+
+// The task bodies (packing, softmax bookkeeping, conversions) per ISA as well; the GEMMs and
+// tile kernels they call dispatch on their own.
+#define XL_TASK_ARGS_FWD(scalar_t, acc_t)                                                             \
+  (const Task& t, FwdWork<acc_t>& w, const Strided<scalar_t>& q, const Strided<scalar_t>& k,         \
+   const Strided<scalar_t>& v, int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* out, \
+   acc_t* lse)
+#define XL_TASK_ARGS_BWD(scalar_t, acc_t)                                                             \
+  (const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g, const Strided<scalar_t>& q,         \
+   const Strided<scalar_t>& k, const Strided<scalar_t>& v, const Strided<scalar_t>& o, const acc_t* lse, \
+   int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* dq_out, scalar_t* dk_out,        \
+   scalar_t* dv_out)
+#define XL_FWD_CALL (t, w, q, k, v, heads, d, total, scale, out, lse)
+#define XL_BWD_CALL (t, w, g, q, k, v, o, lse, heads, d, total, scale, dq_out, dk_out, dv_out)
+
+#ifdef XL_HAVE_ISA_VARIANTS
+template <typename scalar_t, typename acc_t>
+XL_AVX512 void fwd_task_avx512 XL_TASK_ARGS_FWD(scalar_t, acc_t) { fwd_task_impl<scalar_t, acc_t> XL_FWD_CALL; }
+template <typename scalar_t, typename acc_t>
+XL_AVX2 void fwd_task_avx2 XL_TASK_ARGS_FWD(scalar_t, acc_t) { fwd_task_impl<scalar_t, acc_t> XL_FWD_CALL; }
+template <typename scalar_t, typename acc_t>
+XL_AVX512 void bwd_task_avx512 XL_TASK_ARGS_BWD(scalar_t, acc_t) { bwd_task_impl<scalar_t, acc_t> XL_BWD_CALL; }
+template <typename scalar_t, typename acc_t>
+XL_AVX2 void bwd_task_avx2 XL_TASK_ARGS_BWD(scalar_t, acc_t) { bwd_task_impl<scalar_t, acc_t> XL_BWD_CALL; }
+#endif
+
+template <typename scalar_t, typename acc_t>
+void fwd_task XL_TASK_ARGS_FWD(scalar_t, acc_t) {
+#ifdef XL_HAVE_ISA_VARIANTS
+  if (cpu_isa() == 2) return fwd_task_avx512<scalar_t, acc_t> XL_FWD_CALL;
+  if (cpu_isa() == 1) return fwd_task_avx2<scalar_t, acc_t> XL_FWD_CALL;
+#endif
+  fwd_task_impl<scalar_t, acc_t> XL_FWD_CALL;
+}
+template <typename scalar_t, typename acc_t>
+void bwd_task XL_TASK_ARGS_BWD(scalar_t, acc_t) {
+#ifdef XL_HAVE_ISA_VARIANTS
+  if (cpu_isa() == 2) return bwd_task_avx512<scalar_t, acc_t> XL_BWD_CALL;
+  if (cpu_isa() == 1) return bwd_task_avx2<scalar_t, acc_t> XL_BWD_CALL;
+#endif
+  bwd_task_impl<scalar_t, acc_t> XL_BWD_CALL;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -565,10 +670,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_attention_bwd_cpu(
   const int64_t max_seqlen = max_seqlen_s.expect_int();
   const auto cu = read_cu_seqlens(fn, cu_seqlens, q, max_seqlen);
   const int64_t total = q.size(0), heads = q.size(1), d = q.size(2);
-  at::Tensor dq = at::zeros({total, heads, d}, q.options());
-  at::Tensor dk = at::zeros({total, heads, d}, q.options());
-  at::Tensor dv = at::zeros({total, heads, d}, q.options());
-  if (total == 0 || heads == 0 || d == 0) return {dq, dk, dv};
+  // Every token belongs to one sequence (cu_seqlens[-1] == total), so every row is written.
+  at::Tensor dq = at::empty({total, heads, d}, q.options());
+  at::Tensor dk = at::empty({total, heads, d}, q.options());
+  at::Tensor dv = at::empty({total, heads, d}, q.options());
+  if (total == 0 || heads == 0 || d == 0) return {dq.zero_(), dk.zero_(), dv.zero_()};
   const at::Tensor lse_c = softmax_lse.contiguous();
   const auto tasks = make_tasks(cu, heads);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "varlen_attention_bwd_cpu", [&] {
