@@ -90,6 +90,9 @@ int cpu_isa() {
 // direct torch.ops calls).
 // ------------------------------------------------------------------------------------------
 
+// Last dimension contiguous (FlashAttention's rule); trivially true for empty or 1-wide tensors.
+bool last_dim_contiguous(const at::Tensor& t) { return t.numel() == 0 || t.size(-1) <= 1 || t.stride(-1) == 1; }
+
 void check_qkv(const char* fn, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   TORCH_CHECK(q.dim() == 3, fn, ": q must be (total_tokens, heads, head_dim), got ", q.dim(), " dims");
   TORCH_CHECK(k.sizes() == q.sizes(), fn, ": k shape ", k.sizes(), " must equal q shape ", q.sizes());
@@ -98,9 +101,9 @@ void check_qkv(const char* fn, const at::Tensor& q, const at::Tensor& k, const a
               ": q, k, v must share one dtype, got ", q.scalar_type(), ", ", k.scalar_type(), ", ",
               v.scalar_type());
   TORCH_CHECK(q.device() == k.device() && q.device() == v.device(), fn, ": q, k, v must be on one device");
-  TORCH_CHECK(q.stride(-1) == 1 || q.size(-1) <= 1, fn, ": q must have a contiguous last dimension");
-  TORCH_CHECK(k.stride(-1) == 1 || k.size(-1) <= 1, fn, ": k must have a contiguous last dimension");
-  TORCH_CHECK(v.stride(-1) == 1 || v.size(-1) <= 1, fn, ": v must have a contiguous last dimension");
+  TORCH_CHECK(last_dim_contiguous(q), fn, ": q must have a contiguous last dimension");
+  TORCH_CHECK(last_dim_contiguous(k), fn, ": k must have a contiguous last dimension");
+  TORCH_CHECK(last_dim_contiguous(v), fn, ": v must have a contiguous last dimension");
 }
 
 // Validates cu_seqlens (CPU tensor) and returns its values.
@@ -661,7 +664,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_attention_bwd_cpu(
               ": grad_out and out must have q's shape ", q.sizes());
   TORCH_CHECK(grad_out.scalar_type() == q.scalar_type() && out.scalar_type() == q.scalar_type(), fn,
               ": grad_out and out must have q's dtype ", q.scalar_type());
-  TORCH_CHECK(grad_out.stride(-1) == 1 && out.stride(-1) == 1, fn,
+  TORCH_CHECK(last_dim_contiguous(grad_out) && last_dim_contiguous(out), fn,
               ": grad_out and out must have a contiguous last dimension");
   const auto lse_dtype = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK(softmax_lse.scalar_type() == lse_dtype && softmax_lse.dim() == 2 &&

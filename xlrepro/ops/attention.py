@@ -83,7 +83,7 @@ def _check_args(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate_valu
         if t.device != q.device:
             raise ValueError(f"{fn}: {name} is on {t.device} but q is on {q.device}")
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.size(-1) > 1 and t.stride(-1) != 1:
+        if t.numel() and t.size(-1) > 1 and t.stride(-1) != 1:
             raise ValueError(f"{fn}: {name} must have a contiguous last dimension (stride(-1) == 1), "
                              f"got strides {t.stride()}")
     if cu_seqlens.dtype != torch.int32:
@@ -293,7 +293,7 @@ def _register_python_parts() -> None:
         q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
         if grad_out is None:
             grad_out = torch.zeros_like(out)
-        if grad_out.stride(-1) != 1:
+        if grad_out.numel() and grad_out.size(-1) > 1 and grad_out.stride(-1) != 1:
             grad_out = grad_out.contiguous()
         # The backward is itself a registered op, so it runs compiled and under tracing.
         dq, dk, dv = torch.ops.xlrepro.varlen_attention_bwd(grad_out, q, k, v, out, lse, cu_seqlens,
