@@ -129,10 +129,11 @@ def test_opcheck(requires_grad, dtype):
     lens = [3, 1, 6]
     q, k, v = (t.detach().requires_grad_(requires_grad) for t in make_qkv(lens, 2, 16, dtype))
     cu = cu_from(lens)
-    torch.library.opcheck(torch.ops.xlrepro.varlen_attention_fwd, (q, k, v, cu, 6, 0.25))
-    out, lse = torch.ops.xlrepro.varlen_attention_fwd(q.detach(), k.detach(), v.detach(), cu, 6, 0.25)
-    torch.library.opcheck(torch.ops.xlrepro.varlen_attention_bwd,
-                          (torch.randn_like(out), q.detach(), k.detach(), v.detach(), out, lse, cu, 6, 0.25))
+    for p, seed in ((0.0, 0), (0.2, 7)):
+        torch.library.opcheck(torch.ops.xlrepro.varlen_attention_fwd, (q, k, v, cu, 6, 0.25, p, seed))
+        out, lse = torch.ops.xlrepro.varlen_attention_fwd(q.detach(), k.detach(), v.detach(), cu, 6, 0.25, p, seed)
+        torch.library.opcheck(torch.ops.xlrepro.varlen_attention_bwd, (torch.randn_like(out), q.detach(), k.detach(),
+                                                                       v.detach(), out, lse, cu, 6, 0.25, p, seed))
 
 
 @requires_ext
@@ -323,37 +324,108 @@ def test_family_registered_and_described():
     assert [b.name for b in families()["varlen_attention"]] == ["cuda", "cpp", "reference"]
     q, *_ = _args()
     assert varlen_attention_backend(q) == ("cpp" if HAS_EXT else "reference")
-    assert varlen_attention_backend(q, dropout_p=0.1) == "reference"
+    assert varlen_attention_backend(q, dropout_p=0.1) == ("cpp" if HAS_EXT else "reference")
+    assert varlen_attention_backend(q, dropout_p=1.0) == "reference"
 
 
-@requires_ext
 def test_forced_backend_explains_every_backend():
     q, k, v, cu, ms = _args()
     with pytest.raises(BackendUnavailable) as e:
-        varlen_attention(q, k, v, cu, ms, dropout_p=0.1, backend="cpp")
+        varlen_attention(q, k, v, cu, ms, backend="cuda")
     msg = str(e.value)
-    assert "dropout_p = 0.1 > 0 is not implemented" in msg
+    assert "backend 'cuda' cannot run these inputs" in msg
     assert "cuda: device cpu not in ['cuda']" in msg and "reference: supported" in msg
+    assert ("cpp: supported" in msg) == HAS_EXT
 
 
-def test_dropout_reference_semantics():
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpp", marks=requires_ext)])
+def test_dropout_semantics(backend):
     lens = [6, 9]
     q, k, v = make_qkv(lens, 2, 8, torch.float64)
     cu = cu_from(lens)
-    base = varlen_attention(q, k, v, cu, 9)
+    base = varlen_attention(q, k, v, cu, 9, backend=backend)
     torch.manual_seed(3)
-    a = varlen_attention(q, k, v, cu, 9, dropout_p=0.3)
+    a = varlen_attention(q, k, v, cu, 9, dropout_p=0.3, backend=backend)
     torch.manual_seed(3)
-    b = varlen_attention(q, k, v, cu, 9, dropout_p=0.3)
-    assert torch.equal(a, b) and not torch.allclose(a, base)  # torch RNG: seeded, reproducible
+    b = varlen_attention(q, k, v, cu, 9, dropout_p=0.3, backend=backend)
+    assert torch.equal(a, b) and not torch.allclose(a, base)  # seeded by torch RNG: reproducible
     a.sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
     # Inverted dropout keeps the expectation: mean over draws approaches the dropout-free output.
     with torch.no_grad():
-        mean = torch.stack([varlen_attention(q, k, v, cu, 9, dropout_p=0.3) for _ in range(400)]).mean(0)
+        mean = torch.stack([varlen_attention(q, k, v, cu, 9, dropout_p=0.3, backend=backend)
+                            for _ in range(400)]).mean(0)
     assert (mean - base).abs().max() < 0.15 * base.abs().max()
-    # p = 1 drops everything.
-    assert torch.all(varlen_attention(q, k, v, cu, 9, dropout_p=1.0) == 0)
+
+
+def test_dropout_one_drops_everything():
+    q, k, v, cu, ms = _args()
+    assert torch.all(varlen_attention(q, k, v, cu, ms, dropout_p=1.0) == 0)
+
+
+@requires_ext
+def test_cpu_dropout_mask_is_scaled_bernoulli_per_head():
+    # With v = one-hot of the key position, out[q, h, :L] is row q of the dropped probability matrix.
+    L, H = 48, 2
+    q, k = (t.detach() for t in make_qkv([L], H, 64, torch.float64)[:2])
+    v = torch.zeros(L, H, 64, dtype=torch.float64)
+    v[torch.arange(L), :, torch.arange(L)] = 1
+    cu = cu_from([L])
+    P = varlen_attention(q, k, v, cu, L, backend="cpp")[..., :L]
+    torch.manual_seed(0)
+    Pd = varlen_attention(q, k, v, cu, L, dropout_p=0.25, backend="cpp")[..., :L]
+    kept = Pd != 0
+    torch.testing.assert_close(Pd[kept], P[kept] / 0.75)
+    frac = 1 - kept.double().mean().item()  # 4608 Bernoulli(0.25) draws: sd ~ 0.0064
+    assert abs(frac - 0.25) < 0.03
+    assert not torch.equal(kept[:, 0], kept[:, 1])  # heads draw different masks
+    torch.manual_seed(1)
+    assert not torch.equal(kept, varlen_attention(q, k, v, cu, L, dropout_p=0.25, backend="cpp")[..., :L] != 0)
+
+
+@requires_ext
+def test_cpu_dropout_gradcheck_fixed_seed():
+    lens = [3, 5]
+    q, k, v = make_qkv(lens, 2, 4, torch.float64)
+    cu = cu_from(lens)
+    fwd = torch.ops.xlrepro.varlen_attention_fwd
+    assert torch.autograd.gradcheck(lambda a, b, c: fwd(a, b, c, cu, 5, 0.5, 0.4, 1234)[0], (q, k, v))
+
+
+@requires_ext
+def test_cpu_dropout_backward_regenerates_mask_across_blocks():
+    # 300 tokens: several forward key blocks and backward tiles. Directional derivative check.
+    lens = [300, 7]
+    q, k, v = make_qkv(lens, 2, 16, torch.float64)
+    cu = cu_from(lens)
+    fwd = torch.ops.xlrepro.varlen_attention_fwd
+    f = lambda a, b, c: fwd(a, b, c, cu, 300, 0.25, 0.2, 99)[0]
+    w = torch.randn(q.shape, dtype=torch.float64)
+    gq, gk, gv = torch.autograd.grad((f(q, k, v) * w).sum(), (q, k, v))
+    dirs = [torch.randn_like(q) for _ in range(3)]
+    eps = 1e-6
+    with torch.no_grad():
+        plus = (f(*(x + eps * u for x, u in zip((q, k, v), dirs))) * w).sum()
+        minus = (f(*(x - eps * u for x, u in zip((q, k, v), dirs))) * w).sum()
+    numeric = (plus - minus) / (2 * eps)
+    analytic = sum((g * u).sum() for g, u in zip((gq, gk, gv), dirs))
+    assert abs(numeric - analytic) <= 1e-6 * max(1.0, abs(analytic))
+
+
+@requires_ext
+def test_cpu_dropout_does_not_depend_on_thread_count():
+    lens = [130, 33]
+    q, k, v = make_qkv(lens, 3, 64, torch.float32)
+    cu = cu_from(lens)
+    grad = torch.randn_like(q)
+    res = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        torch.manual_seed(5)
+        res.append(out_and_grads(lambda x, y, z: varlen_attention(x, y, z, cu, 130, dropout_p=0.1), q, k, v, grad))
+    torch.set_num_threads(1)
+    for x, y in zip(*res):
+        assert torch.equal(x, y)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 //   forward:  for each query block (64 rows), for each key block (256 keys):
 //             S = Q K^T, online softmax with running max / running sum, O = O * alpha + P V;
 //             out = O / l, lse = m + log l.
+//   dropout:  counter-based (hash of seed, head, query token, key token): the backward
+//             regenerates the forward's mask without storing it (see Dropout below).
 //   backward: recompute P = exp(S * scale - lse) per (key block 64, query block 128) tile in
 //             the transposed orientation; dV += P^T dO, dS = P (dP - D) with D = rowsum(dO o out),
 //             dK += dS^T Q, dQ += dS K. The task owns its sequence's dQ/dK/dV: no atomics.
@@ -337,6 +339,66 @@ XL_MULTIVERSION(void, dscores_tile,
                 (const double* P, double* dP, int64_t rows, int64_t n, int64_t ld, const double* D),
                 (P, dP, rows, n, ld, D))
 
+// Dropout of attention probabilities, regenerated identically in the backward: element
+// (head h, query token q, key token k) is kept iff (mix64(query_key(seed, h, q) ^ k) >> 32) >=
+// threshold, with global token indices, so the mask depends on neither blocking nor threads.
+// Kept probabilities are scaled by 1 / (1 - p), as nn.Dropout.
+struct Dropout {
+  bool on = false;
+  uint64_t seed = 0;
+  uint32_t threshold = 0;
+  double inv_keep = 1.0;
+};
+
+XL_INLINE uint64_t mix64(uint64_t z) {  // splitmix64 finaliser
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+inline uint64_t query_key(uint64_t seed, int64_t h, int64_t tok) {
+  return mix64(mix64(seed ^ (static_cast<uint64_t>(h) * 0x9E3779B97F4A7C15ULL)) ^ static_cast<uint64_t>(tok));
+}
+// row[c] (key token k0 + c) of one query: dropped or scaled.
+template <typename T>
+XL_INLINE void dropout_along_keys_impl(T* row, int64_t n, uint64_t qkey, uint64_t k0, uint32_t thr, T inv) {
+  for (int64_t c = 0; c < n; ++c) {
+    const uint32_t hsh = static_cast<uint32_t>(mix64(qkey ^ (k0 + static_cast<uint64_t>(c))) >> 32);
+    row[c] = hsh >= thr ? row[c] * inv : T(0);
+  }
+}
+// dst[c] = src[c] (query c, one key token ktok) dropped or scaled.
+template <typename T>
+XL_INLINE void dropout_along_queries_impl(const T* src, T* dst, int64_t n, const uint64_t* qkeys, uint64_t ktok,
+                                          uint32_t thr, T inv) {
+  for (int64_t c = 0; c < n; ++c) {
+    const uint32_t hsh = static_cast<uint32_t>(mix64(qkeys[c] ^ ktok) >> 32);
+    dst[c] = hsh >= thr ? src[c] * inv : T(0);
+  }
+}
+XL_MULTIVERSION(void, dropout_along_keys, (float* row, int64_t n, uint64_t qkey, uint64_t k0, uint32_t thr, float inv),
+                (row, n, qkey, k0, thr, inv))
+XL_MULTIVERSION(void, dropout_along_keys,
+                (double* row, int64_t n, uint64_t qkey, uint64_t k0, uint32_t thr, double inv),
+                (row, n, qkey, k0, thr, inv))
+XL_MULTIVERSION(void, dropout_along_queries,
+                (const float* src, float* dst, int64_t n, const uint64_t* qkeys, uint64_t ktok, uint32_t thr,
+                 float inv),
+                (src, dst, n, qkeys, ktok, thr, inv))
+XL_MULTIVERSION(void, dropout_along_queries,
+                (const double* src, double* dst, int64_t n, const uint64_t* qkeys, uint64_t ktok, uint32_t thr,
+                 double inv),
+                (src, dst, n, qkeys, ktok, thr, inv))
+
+Dropout make_dropout(const char* fn, double p, int64_t seed) {
+  TORCH_CHECK(p >= 0.0 && p < 1.0, fn, ": dropout_p must be in [0, 1) for the compiled kernel, got ", p);
+  Dropout d;
+  d.on = p > 0.0;
+  d.seed = static_cast<uint64_t>(seed);
+  d.threshold = static_cast<uint32_t>(std::min(4294967295.0, std::llround(p * 4294967296.0) * 1.0));
+  d.inv_keep = 1.0 / (1.0 - p);
+  return d;
+}
+
 // ------------------------------------------------------------------------------------------
 // Tasks
 // ------------------------------------------------------------------------------------------
@@ -439,8 +501,10 @@ void run_tasks(const std::vector<Task>& tasks, const std::function<State()>& mak
 template <typename acc_t>
 struct FwdWork {
   std::vector<acc_t> kt, vp, qp, s, o, m, l;
+  std::vector<uint64_t> qkey;
   FwdWork(int64_t max_len, int64_t d, int64_t dpad) {
     const int64_t L = std::max<int64_t>(max_len, 1);
+    qkey.resize(L);
     kt.resize(d * round_up(L, Vec<acc_t>::n));
     vp.resize(L * dpad);
     qp.resize(L * dpad);
@@ -454,7 +518,7 @@ struct FwdWork {
 template <typename scalar_t, typename acc_t>
 XL_INLINE void fwd_task_impl(const Task& t, FwdWork<acc_t>& w, const Strided<scalar_t>& q,
                              const Strided<scalar_t>& k, const Strided<scalar_t>& v, int64_t heads, int64_t d,
-                             int64_t total, acc_t scale, scalar_t* out, acc_t* lse) {
+                             int64_t total, acc_t scale, scalar_t* out, acc_t* lse, const Dropout& dr) {
   constexpr int64_t W = Vec<acc_t>::n;
   const int64_t L = t.len, dpad = round_up(d, W), lpad = round_up(L, W);
   pack_cols(k, t.start, t.h, L, d, w.kt.data(), lpad);
@@ -463,6 +527,9 @@ XL_INLINE void fwd_task_impl(const Task& t, FwdWork<acc_t>& w, const Strided<sca
   const acc_t* V = rows_view(v, t.start, t.h, L, d, dpad, w.vp.data(), &ldv);
   acc_t* S = w.s.data();
   acc_t* O = w.o.data();
+  if (dr.on)
+    for (int64_t i = 0; i < L; ++i) w.qkey[i] = query_key(dr.seed, t.h, t.start + i);
+  const acc_t inv_keep = static_cast<acc_t>(dr.inv_keep);
   for (int64_t i0 = 0; i0 < L; i0 += kFwdBQ) {
     const int64_t mq = std::min(kFwdBQ, L - i0);
     std::fill(w.m.begin(), w.m.begin() + mq, -std::numeric_limits<acc_t>::infinity());
@@ -472,6 +539,8 @@ XL_INLINE void fwd_task_impl(const Task& t, FwdWork<acc_t>& w, const Strided<sca
       gemm(mq, nkp, d, Q + i0 * ldq, ldq, w.kt.data() + j0, lpad, S, kFwdBK, false);
       for (int64_t r = 0; r < mq; ++r) {
         const acc_t alpha = row_softmax_step(S + r * kFwdBK, nk, nkp, scale, &w.m[r], &w.l[r]);
+        // Dropout after the running sum: the normaliser counts every key, as softmax-then-dropout.
+        if (dr.on) dropout_along_keys(S + r * kFwdBK, nkp, w.qkey[i0 + r], t.start + j0, dr.threshold, inv_keep);
         if (j0 > 0 && alpha != acc_t(1)) {
           acc_t* o = O + r * dpad;
           for (int64_t c = 0; c < dpad; ++c) o[c] *= alpha;
@@ -493,10 +562,13 @@ XL_INLINE void fwd_task_impl(const Task& t, FwdWork<acc_t>& w, const Strided<sca
 
 template <typename acc_t>
 struct BwdWork {
-  std::vector<acc_t> qp, qt, kp, vp, dop, dot, lse, dd, dq, dk, dv, pt, dpt, ds;
+  std::vector<acc_t> qp, qt, kp, vp, dop, dot, lse, dd, dq, dk, dv, pt, pdt, dpt, ds;
+  std::vector<uint64_t> qkey;
   BwdWork(int64_t max_len, int64_t d, int64_t dpad) {
     const int64_t L = std::max<int64_t>(max_len, 1);
     const int64_t lpad = round_up(L, Vec<acc_t>::n);
+    qkey.resize(lpad);
+    pdt.resize(kBwdBK * kBwdBQ);
     for (auto* b : {&qp, &kp, &vp, &dop, &dq, &dk, &dv}) b->resize(L * dpad);
     for (auto* b : {&qt, &dot}) b->resize(d * lpad);
     lse.resize(lpad);
@@ -511,7 +583,8 @@ template <typename scalar_t, typename acc_t>
 XL_INLINE void bwd_task_impl(const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g,
                              const Strided<scalar_t>& q, const Strided<scalar_t>& k, const Strided<scalar_t>& v,
                              const Strided<scalar_t>& o, const acc_t* lse, int64_t heads, int64_t d,
-                             int64_t total, acc_t scale, scalar_t* dq_out, scalar_t* dk_out, scalar_t* dv_out) {
+                             int64_t total, acc_t scale, scalar_t* dq_out, scalar_t* dk_out, scalar_t* dv_out,
+                             const Dropout& dr) {
   constexpr int64_t W = Vec<acc_t>::n;
   const int64_t L = t.len, dpad = round_up(d, W), lpad = round_up(L, W);
   int64_t ldq, ldk, ldv, ldo;
@@ -536,6 +609,12 @@ XL_INLINE void bwd_task_impl(const Task& t, BwdWork<acc_t>& w, const Strided<sca
 
   acc_t* pt = w.pt.data();
   acc_t* dpt = w.dpt.data();
+  acc_t* pdt = w.pdt.data();
+  const acc_t inv_keep = static_cast<acc_t>(dr.inv_keep);
+  if (dr.on) {
+    for (int64_t i = 0; i < L; ++i) w.qkey[i] = query_key(dr.seed, t.h, t.start + i);
+    std::fill(w.qkey.begin() + L, w.qkey.begin() + lpad, uint64_t(0));
+  }
   acc_t* ds = w.ds.data();
   for (int64_t j0 = 0; j0 < L; j0 += kBwdBK) {
     const int64_t nk = std::min(kBwdBK, L - j0);
@@ -544,10 +623,22 @@ XL_INLINE void bwd_task_impl(const Task& t, BwdWork<acc_t>& w, const Strided<sca
       // P^T (nk x nq) = exp(K Q^T * scale - lse)
       gemm(nk, nqp, d, K + j0 * ldk, ldk, w.qt.data() + i0, lpad, pt, kBwdBQ, false);
       probs_tile(pt, nk, nqp, kBwdBQ, scale, w.lse.data() + i0);
-      // dV += P^T dO
-      gemm(nk, dpad, nq, pt, kBwdBQ, dO + i0 * ldo, ldo, w.dv.data() + j0 * dpad, dpad, i0 > 0);
+      // dV += Pd^T dO, with Pd = P o mask / (1 - p) the dropped probabilities
+      const acc_t* pv = pt;
+      if (dr.on) {
+        for (int64_t r = 0; r < nk; ++r)
+          dropout_along_queries(pt + r * kBwdBQ, pdt + r * kBwdBQ, nqp, w.qkey.data() + i0, t.start + j0 + r,
+                                dr.threshold, inv_keep);
+        pv = pdt;
+      }
+      gemm(nk, dpad, nq, pv, kBwdBQ, dO + i0 * ldo, ldo, w.dv.data() + j0 * dpad, dpad, i0 > 0);
       // dP^T = V dO^T ; dS^T = P^T (dP^T - D)
       gemm(nk, nqp, d, V + j0 * ldv, ldv, w.dot.data() + i0, lpad, dpt, kBwdBQ, false);
+      // dL/dP = dL/dPd o mask / (1 - p); D = rowsum(dO o out) still equals rowsum(P o dL/dP).
+      if (dr.on)
+        for (int64_t r = 0; r < nk; ++r)
+          dropout_along_queries(dpt + r * kBwdBQ, dpt + r * kBwdBQ, nqp, w.qkey.data() + i0, t.start + j0 + r,
+                                dr.threshold, inv_keep);
       dscores_tile(pt, dpt, nk, nqp, kBwdBQ, w.dd.data() + i0);
       // dK += dS^T Q
       gemm(nk, dpad, nq, dpt, kBwdBQ, Q + i0 * ldq, ldq, w.dk.data() + j0 * dpad, dpad, i0 > 0);
@@ -576,14 +667,14 @@ XL_INLINE void bwd_task_impl(const Task& t, BwdWork<acc_t>& w, const Strided<sca
 #define XL_TASK_ARGS_FWD(scalar_t, acc_t)                                                             \
   (const Task& t, FwdWork<acc_t>& w, const Strided<scalar_t>& q, const Strided<scalar_t>& k,         \
    const Strided<scalar_t>& v, int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* out, \
-   acc_t* lse)
+   acc_t* lse, const Dropout& dr)
 #define XL_TASK_ARGS_BWD(scalar_t, acc_t)                                                             \
   (const Task& t, BwdWork<acc_t>& w, const Strided<scalar_t>& g, const Strided<scalar_t>& q,         \
    const Strided<scalar_t>& k, const Strided<scalar_t>& v, const Strided<scalar_t>& o, const acc_t* lse, \
    int64_t heads, int64_t d, int64_t total, acc_t scale, scalar_t* dq_out, scalar_t* dk_out,        \
-   scalar_t* dv_out)
-#define XL_FWD_CALL (t, w, q, k, v, heads, d, total, scale, out, lse)
-#define XL_BWD_CALL (t, w, g, q, k, v, o, lse, heads, d, total, scale, dq_out, dk_out, dv_out)
+   scalar_t* dv_out, const Dropout& dr)
+#define XL_FWD_CALL (t, w, q, k, v, heads, d, total, scale, out, lse, dr)
+#define XL_BWD_CALL (t, w, g, q, k, v, o, lse, heads, d, total, scale, dq_out, dk_out, dv_out, dr)
 
 #ifdef XL_HAVE_ISA_VARIANTS
 template <typename scalar_t, typename acc_t>
@@ -619,8 +710,10 @@ void bwd_task XL_TASK_ARGS_BWD(scalar_t, acc_t) {
 
 std::tuple<at::Tensor, at::Tensor> varlen_attention_fwd_cpu(const at::Tensor& q, const at::Tensor& k,
                                                             const at::Tensor& v, const at::Tensor& cu_seqlens,
-                                                            c10::SymInt max_seqlen_s, double scale) {
+                                                            c10::SymInt max_seqlen_s, double scale,
+                                                            double dropout_p, int64_t seed) {
   const char* fn = "varlen_attention";
+  const Dropout dr = make_dropout(fn, dropout_p, seed);
   check_qkv(fn, q, k, v);
   TORCH_CHECK(q.device().is_cpu(), fn, " (CPU kernel): q must be on CPU, got ", q.device());
   const int64_t max_seqlen = max_seqlen_s.expect_int();
@@ -647,7 +740,7 @@ std::tuple<at::Tensor, at::Tensor> varlen_attention_fwd_cpu(const at::Tensor& q,
     run_tasks<FwdWork<acc_t>>(
         tasks, [&] { return FwdWork<acc_t>(max_seqlen, d, dpad); },
         [&](const Task& t, FwdWork<acc_t>& w) {
-          fwd_task<scalar_t, acc_t>(t, w, qs, ks, vs, heads, d, total, static_cast<acc_t>(scale), o, l);
+          fwd_task<scalar_t, acc_t>(t, w, qs, ks, vs, heads, d, total, static_cast<acc_t>(scale), o, l, dr);
         });
   });
   return {out, lse};
@@ -656,8 +749,9 @@ std::tuple<at::Tensor, at::Tensor> varlen_attention_fwd_cpu(const at::Tensor& q,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_attention_bwd_cpu(
     const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& out, const at::Tensor& softmax_lse, const at::Tensor& cu_seqlens, c10::SymInt max_seqlen_s,
-    double scale) {
+    double scale, double dropout_p, int64_t seed) {
   const char* fn = "varlen_attention_bwd";
+  const Dropout dr = make_dropout(fn, dropout_p, seed);
   check_qkv(fn, q, k, v);
   TORCH_CHECK(q.device().is_cpu(), fn, " (CPU kernel): q must be on CPU, got ", q.device());
   TORCH_CHECK(grad_out.sizes() == q.sizes() && out.sizes() == q.sizes(), fn,
@@ -691,7 +785,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_attention_bwd_cpu(
         tasks, [&] { return BwdWork<acc_t>(max_seqlen, d, dpad); },
         [&](const Task& t, BwdWork<acc_t>& w) {
           bwd_task<scalar_t, acc_t>(t, w, gs, qs, ks, vs, os, l, heads, d, total, static_cast<acc_t>(scale), a,
-                                    b, c);
+                                    b, c, dr);
         });
   });
   return {dq, dk, dv};

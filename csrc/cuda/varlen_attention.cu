@@ -289,8 +289,10 @@ void launch_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, c
 
 std::tuple<at::Tensor, at::Tensor> varlen_attention_fwd_cuda(const at::Tensor& q, const at::Tensor& k,
                                                              const at::Tensor& v, const at::Tensor& cu_seqlens,
-                                                             c10::SymInt max_seqlen_s, double scale) {
+                                                             c10::SymInt max_seqlen_s, double scale,
+                                                             double dropout_p, int64_t /*seed*/) {
   const char* fn = "varlen_attention";
+  TORCH_CHECK(dropout_p == 0.0, fn, " (CUDA kernel): dropout is not implemented, got dropout_p = ", dropout_p);
   const int64_t max_seqlen = max_seqlen_s.expect_int();
   check_cuda_args(fn, q, k, v, cu_seqlens, max_seqlen);
   const c10::cuda::CUDAGuard guard(q.device());
@@ -339,8 +341,9 @@ void launch_bwd(const at::Tensor& g, const at::Tensor& q, const at::Tensor& k, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> varlen_attention_bwd_cuda(
     const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& out, const at::Tensor& softmax_lse, const at::Tensor& cu_seqlens, c10::SymInt max_seqlen_s,
-    double scale) {
+    double scale, double dropout_p, int64_t /*seed*/) {
   const char* fn = "varlen_attention_bwd";
+  TORCH_CHECK(dropout_p == 0.0, fn, " (CUDA kernel): dropout is not implemented, got dropout_p = ", dropout_p);
   const int64_t max_seqlen = max_seqlen_s.expect_int();
   check_cuda_args(fn, q, k, v, cu_seqlens, max_seqlen);
   TORCH_CHECK(grad_out.sizes() == q.sizes() && out.sizes() == q.sizes(), fn,

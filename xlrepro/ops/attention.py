@@ -10,18 +10,23 @@ XLM-R padded batch to this layout and back.
 Backends, in priority order (``xlrepro info`` and ``varlen_attention_backend`` say which runs):
 
 ``cuda``       compiled kernel (csrc/cuda/varlen_attention.cu): float32/bfloat16/float16,
-               head_dim 64 only. Compiled in CI but **not yet run on a GPU**, so auto-dispatch
-               uses it only when ``XLREPRO_VARLEN_CUDA=1`` (explicit ``backend="cuda"`` too).
+               head_dim 64 only, no dropout. Compiled in CI but **not yet run on a GPU**, so
+               auto-dispatch uses it only when ``XLREPRO_VARLEN_CUDA=1`` (explicit
+               ``backend="cuda"`` too).
 ``cpp``        compiled CPU kernel (csrc/cpu/varlen_attention.cpp): float32/float64/bfloat16/
-               float16, any head_dim; online softmax, backward recomputed from the saved
-               log-sum-exp; parallel over (sequence, head) tasks.
+               float16, any head_dim, dropout; online softmax, backward recomputed from the
+               saved log-sum-exp; parallel over (sequence, head) tasks.
 ``reference``  plain PyTorch, one sequence at a time, computing in the input dtype (the "plain
                PyTorch path" of the error rule); supports everything, including dropout.
 
-Dropout (2026-11-25, attn): ``dropout_p > 0`` drops attention probabilities with torch's RNG
-and rescales by ``1 / (1 - dropout_p)``, as ``nn.Dropout`` in XLM-R's self-attention. The
-compiled kernels do not implement it: for ``dropout_p > 0`` their ``not_supported_reasons``
-say so and auto-dispatch takes the reference (callers pass ``dropout_p=0`` at evaluation).
+Dropout (2026-11-25, attn): ``dropout_p > 0`` drops attention probabilities and rescales the
+kept ones by ``1 / (1 - dropout_p)``, as ``nn.Dropout`` in XLM-R's self-attention; callers pass
+``dropout_p=0`` at evaluation. The reference draws the mask with torch's RNG. The CPU kernel
+hashes (seed, head, query token, key token) into the mask, the FlashAttention way: the backward
+regenerates it from the seed instead of storing an L x L mask. The seed is drawn from torch's
+default generator per call, so ``torch.manual_seed`` makes runs reproducible (for a given
+backend: the two backends draw different, equally valid masks). ``dropout_p == 1`` and the
+CUDA kernel (no dropout yet) go to the reference.
 
 Accumulation is float32 (float64 for float64 inputs) in every backend except the reference,
 which computes in the input dtype like the eager model.
@@ -160,7 +165,11 @@ def varlen_attention_reference(q, k, v, cu_seqlens, max_seqlen, scale=None, drop
 # ---------------------------------------------------------------------------------------------
 
 def _compiled(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p):
-    out, _ = torch.ops.xlrepro.varlen_attention_fwd(q, k, v, cu_seqlens, max_seqlen, float(scale))
+    seed = 0
+    if dropout_p > 0:  # from torch's default generator, so torch.manual_seed governs the mask
+        seed = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (), dtype=torch.int64))
+    out, _ = torch.ops.xlrepro.varlen_attention_fwd(q, k, v, cu_seqlens, max_seqlen, float(scale),
+                                                    float(dropout_p), seed)
     return out
 
 
@@ -168,15 +177,16 @@ def _reference_fn(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p):
     return varlen_attention_reference(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate=False)
 
 
-def _no_dropout(main, dropout_p=0.0, **_):
-    if dropout_p > 0:
-        return [f"dropout_p = {dropout_p} > 0 is not implemented in the compiled kernels "
-                "(the reference applies it with torch's RNG)"]
+def _cpp_extra(main, dropout_p=0.0, **_):
+    if dropout_p >= 1:
+        return [f"dropout_p = {dropout_p}: everything is dropped (the reference returns zeros)"]
     return []
 
 
 def _cuda_extra(main, dropout_p=0.0, **kw):
-    reasons = _no_dropout(main, dropout_p)
+    reasons = []
+    if dropout_p > 0:
+        reasons.append(f"dropout_p = {dropout_p} > 0 is not implemented in the CUDA kernel")
     if main.dim() == 3 and main.shape[-1] not in CUDA_HEAD_DIMS:
         reasons.append(f"head_dim {main.shape[-1]} not in {list(CUDA_HEAD_DIMS)}")
     if not kw.get("explicit") and os.environ.get(_CUDA_OPT_IN) != "1":
@@ -188,7 +198,7 @@ def _cuda_extra(main, dropout_p=0.0, **kw):
 BACKENDS = (
     _dispatch.Backend("cuda", _compiled, ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
                       op="varlen_attention_fwd", extra=_cuda_extra),
-    _dispatch.Backend("cpp", _compiled, ("cpu",), FLOAT_DTYPES, op="varlen_attention_fwd", extra=_no_dropout),
+    _dispatch.Backend("cpp", _compiled, ("cpu",), FLOAT_DTYPES, op="varlen_attention_fwd", extra=_cpp_extra),
     _dispatch.Backend("reference", _reference_fn, ("cpu", "cuda", "meta"), FLOAT_DTYPES),
 )
 
@@ -211,7 +221,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     max_seqlen: int >= the longest sequence (from ``unpad_input``).
     scale: softmax scale, default ``head_dim ** -0.5``.
     dropout_p: attention-probability dropout; pass 0 at evaluation (the op does not look at
-        ``module.training``). > 0 runs the reference backend.
+        ``module.training``). The mask comes from torch's default generator (see module doc).
     backend: "auto" (first that supports the inputs), "cuda", "cpp" or "reference"; a forced
         backend that cannot run raises ``BackendUnavailable`` listing every backend's reasons.
     validate: check the values of cu_seqlens (one host sync on CUDA). Structural checks always run.
@@ -269,7 +279,7 @@ def _register_python_parts() -> None:
         return
 
     @torch.library.register_fake("xlrepro::varlen_attention_fwd")
-    def _fake_fwd(q, k, v, cu_seqlens, max_seqlen, scale):
+    def _fake_fwd(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p=0.0, seed=0):
         torch._check(q.dim() == 3, lambda: "varlen_attention: q must be (total_tokens, heads, head_dim)")
         torch._check(k.shape == q.shape and v.shape == q.shape, lambda: "varlen_attention: k, v must match q")
         torch._check(cu_seqlens.dim() == 1, lambda: "varlen_attention: cu_seqlens must be 1-D")
@@ -278,15 +288,16 @@ def _register_python_parts() -> None:
         return out, lse
 
     @torch.library.register_fake("xlrepro::varlen_attention_bwd")
-    def _fake_bwd(grad_out, q, k, v, out, softmax_lse, cu_seqlens, max_seqlen, scale):
+    def _fake_bwd(grad_out, q, k, v, out, softmax_lse, cu_seqlens, max_seqlen, scale, dropout_p=0.0, seed=0):
         return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
 
     def _setup_context(ctx, inputs, output):
-        q, k, v, cu_seqlens, max_seqlen, scale = inputs
+        q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, seed = inputs
         out, lse = output
         ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
         ctx.max_seqlen = max_seqlen
         ctx.scale = scale
+        ctx.dropout = (dropout_p, seed)  # the backward regenerates the same mask
         ctx.mark_non_differentiable(lse)
 
     def _backward(ctx, grad_out, _grad_lse):
@@ -297,8 +308,8 @@ def _register_python_parts() -> None:
             grad_out = grad_out.contiguous()
         # The backward is itself a registered op, so it runs compiled and under tracing.
         dq, dk, dv = torch.ops.xlrepro.varlen_attention_bwd(grad_out, q, k, v, out, lse, cu_seqlens,
-                                                            ctx.max_seqlen, ctx.scale)
-        return dq, dk, dv, None, None, None
+                                                            ctx.max_seqlen, ctx.scale, *ctx.dropout)
+        return dq, dk, dv, None, None, None, None, None
 
     torch.library.register_autograd("xlrepro::varlen_attention_fwd", _backward, setup_context=_setup_context)
 
