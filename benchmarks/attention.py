@@ -186,8 +186,11 @@ def main():
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
     ap.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     pools = length_pools()
     rows = []
@@ -228,7 +231,8 @@ def main():
     print("\n".join(notes))
     if args.append:
         with open(args.append, "a", encoding="utf-8") as f:
-            f.write(f"\n## Attention core fwd+bwd, {datetime.date.today().isoformat()}\n\n")
+            f.write(f"\n## Attention core fwd+bwd, {datetime.date.today().isoformat()}, "
+                    f"{torch.get_num_threads()} intra-op thread(s)\n\n")
             f.write("\n".join(lines) + "\n\n" + "\n".join(notes) + "\n")
 
 

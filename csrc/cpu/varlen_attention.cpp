@@ -2,9 +2,9 @@
 //
 // FlashAttention-2 structure on a CPU: one task per (sequence, head), tasks scheduled
 // longest-first over the intra-op threads (dynamic queue, so mixed lengths balance on few
-// cores). Inside a task everything is packed into a per-thread float32 workspace (float64 for
-// float64 inputs), so bf16/fp16/strided inputs cost one conversion pass and no B x L x L buffer
-// ever exists:
+// cores). Inside a task, operands are read in place (fp32/fp64, head_dim a multiple of 16/8) or
+// packed into a per-thread float32 workspace (float64 for float64 inputs), so bf16/fp16 inputs
+// cost one conversion pass; K^T is always packed. No B x L x L buffer ever exists:
 //   forward:  for each query block (64 rows), for each key block (256 keys):
 //             S = Q K^T, online softmax with running max / running sum, O = O * alpha + P V;
 //             out = O / l, lse = m + log l.
