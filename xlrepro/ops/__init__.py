@@ -7,14 +7,20 @@ raises an error that lists every backend with its reasons. ``families()`` feeds 
 from __future__ import annotations
 
 from xlrepro.ops._dispatch import BackendUnavailable
-from xlrepro.ops.pooling import masked_mean_pool, masked_mean_pool_reference
+from xlrepro.ops import attention as _attention
 from xlrepro.ops import pooling as _pooling
-from xlrepro.ops.similarity import knn, knn_both, margin_mine, KNN_BACKENDS, KNN_BOTH_BACKENDS, MARGIN_BACKENDS
+from xlrepro.ops.attention import (pad_input, unpad_input, varlen_attention, varlen_attention_backend,
+                                   varlen_attention_reference)
+from xlrepro.ops.pooling import masked_mean_pool, masked_mean_pool_reference
+from xlrepro.ops.similarity import KNN_BACKENDS, KNN_BOTH_BACKENDS, MARGIN_BACKENDS, knn, knn_both, margin_mine
 
 # name -> backends (priority order). Each op family adds itself here.
 _FAMILIES = {
     "masked_mean_pool": _pooling.BACKENDS,
-    "knn": KNN_BACKENDS, "knn_both": KNN_BOTH_BACKENDS, "margin_scores": MARGIN_BACKENDS,
+    "knn": KNN_BACKENDS,
+    "knn_both": KNN_BOTH_BACKENDS,
+    "margin_scores": MARGIN_BACKENDS,
+    "varlen_attention": _attention.BACKENDS,
 }
 
 
@@ -23,4 +29,5 @@ def families() -> dict:
 
 
 __all__ = ["BackendUnavailable", "masked_mean_pool", "masked_mean_pool_reference", "families",
-           "knn", "knn_both", "margin_mine"]
+           "knn", "knn_both", "margin_mine",
+           "varlen_attention", "varlen_attention_reference", "varlen_attention_backend", "unpad_input", "pad_input"]
