@@ -21,6 +21,7 @@ TORCH = os.environ.get("XLREPRO_TORCH", "torch==2.13.0")
 
 
 def install(session: nox.Session, *extra: str) -> None:
+    session.install("--upgrade", "pip")  # old pips build `-e .` without PEP 517 and lose --no-build-isolation
     session.install(TORCH)
     session.install("-r", "requirements/host.txt", *extra)
     # --no-build-isolation: compile xlrepro._C against the torch installed above
