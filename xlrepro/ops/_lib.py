@@ -73,3 +73,17 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
         return torch._C._dispatch_has_kernel_for_dispatch_key(f"xlrepro::{op}", dispatch_key)
     except RuntimeError:
         return False
+
+
+def has_schemas(*ops: str) -> bool:
+    """True when the loaded library declares every ``xlrepro::<op>``. A stale build (older
+    sources) lacks newer ops: their Python parts are then not registered and their compiled
+    backends report "no compiled kernel", so the PyTorch references run."""
+    if not load():
+        return False
+    missing = [op for op in ops if not hasattr(torch.ops.xlrepro, op)]
+    if missing and not _state.get("warned_stale"):
+        _state["warned_stale"] = True
+        log.warning("xlrepro: the compiled library lacks %s (stale build?); using the PyTorch references. "
+                    "Rebuild with `pip install --no-build-isolation -e .`", ", ".join(missing))
+    return not missing

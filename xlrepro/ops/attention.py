@@ -275,7 +275,7 @@ def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _register_python_parts() -> None:
-    if not _lib.load():
+    if not _lib.has_schemas("varlen_attention_fwd", "varlen_attention_bwd"):
         return
 
     @torch.library.register_fake("xlrepro::varlen_attention_fwd")

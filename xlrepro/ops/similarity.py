@@ -403,7 +403,7 @@ def mine_from_scores(fwd_idx: torch.Tensor, fwd_scores: torch.Tensor, bwd_idx: t
 def _register_python_parts() -> None:
     """Fake kernels for the compiled ops (only when the library is loaded). The ops are not
     differentiable (retrieval), so no autograd is registered."""
-    if not _lib.load():
+    if not _lib.has_schemas("knn", "knn_both", "margin_scores"):
         return
 
     @torch.library.register_fake("xlrepro::knn")
