@@ -35,7 +35,7 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 
-WORLD_VERSION = 2  # bump when the generator's output changes (it is part of the world's cache key)
+WORLD_VERSION = 3  # bump when the generator's output changes (it is part of the world's cache key)
 
 CLASSES = ("person", "animal", "food", "tool")
 NOUNS = {
@@ -99,12 +99,16 @@ class Language:
             self.order, self.adj_after = "SVO", False
         else:
             script = langtab.get(code).script.split()[0].split("(")[0].strip()
+            letters = _LETTERS.get(script) or _LETTERS["Latin"]
+            if letters is not None:  # each language its own orthography: a subset of the script's letters
+                cons, vows = letters
+                letters = ("".join(rng.sample(cons, max(6, 2 * len(cons) // 3))), "".join(rng.sample(vows, max(2, len(vows) - 1))))
             used = set()
             self.lexicon = {}
             for c in concepts:
-                w = _make_word(rng, script)
+                w = _make_word(rng, script, letters)
                 while w in used:
-                    w = _make_word(rng, script)
+                    w = _make_word(rng, script, letters)
                 used.add(w)
                 self.lexicon[c] = w
             self.order = ("SOV", "VSO", "SVO")[index % 3]
@@ -134,12 +138,12 @@ class Language:
         return out + [("?" if wh else ".", "PUNCT")]
 
 
-def _make_word(rng: random.Random, script: str) -> str:
+def _make_word(rng: random.Random, script: str, letters: tuple[str, str] | None = None) -> str:
     if script in ("Han", "Han + Kana") or script.startswith("Han"):
         return "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.choice((1, 2))))
     if script == "Hangul":
         return "".join(chr(rng.randint(0xAC00, 0xD7A3)) for _ in range(rng.choice((1, 2))))
-    cons, vows = _LETTERS.get(script) or _LETTERS["Latin"]
+    cons, vows = letters or _LETTERS.get(script) or _LETTERS["Latin"]
     return "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.choice((2, 2, 3))))
 
 
