@@ -7,7 +7,6 @@ SNLI were not sampled; CCGbank cannot be redistributed): their fixtures are gene
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,7 @@ from xlrepro.errors import DataFormatError
 from xlrepro.tasks import all_tasks, get_task
 
 
-def _find_samples() -> Path | None:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data-samples"
-    if here.is_dir():
-        return here
-    env = os.environ.get("XLREPRO_SHARED")
-    if env:
-        for cand in (Path(env) / "data-samples", Path(env)):
-            if (cand / "README.md").is_file() and (cand / "xquad").is_dir():
-                return cand
-    return None
-
-
-SAMPLES = _find_samples()
-needs_samples = pytest.mark.skipif(
-    SAMPLES is None, reason="real data samples not found: expected ../shared/data-samples beside the checkout, "
-                            "or XLREPRO_SHARED pointing at shared/ (or at shared/data-samples/)")
+from conftest import SAMPLES, needs_samples  # noqa: E402  (shared sample lookup)
 
 
 def assert_names(exc: DataFormatError, path, line=None, field=None):

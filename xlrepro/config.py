@@ -185,6 +185,11 @@ def _coerce(tp, value, where: str):
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -308,6 +313,9 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
     for n in cfg.controls:
         if n not in cfg.target.tasks:
             raise ConfigError(f"{where}: controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
+        if tasks[n].format.value not in ("classification", "multiple_choice"):
+            raise ConfigError(f"{where}: controls: the shuffled-label control needs a classification or "
+                              f"multiple-choice task; {n!r} is {tasks[n].format.value}")
     train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
     for t, over in cfg.target.per_task.items():
         if t not in tasks:

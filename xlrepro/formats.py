@@ -9,7 +9,6 @@ code: the registry entry names the format.
 from __future__ import annotations
 
 import collections
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,6 +1,8 @@
 """Masked-language-model training: the smoke world's pre-training (and, later, MLM mixing).
 
-Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
+Text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in ``</s>``) are
+concatenated in corpus order into sequences of up to ``max_seq_length`` tokens, so each step
+sees many sentences at little padding cost. Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
 ``<mask>``, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
 training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
@@ -36,8 +38,16 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
 
     p = cfg.pretrain
     texts = [l for f in files for l in lines(read_text(f)[0]) if l.strip()]
-    enc = tokenizer(texts, truncation=True, max_length=p.max_seq_length)["input_ids"]
-    feats = [{"ex": i, "input_ids": ids} for i, ids in enumerate(enc)]
+    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=p.max_seq_length - 2)["input_ids"]
+    feats, cur = [], []
+    for ids in enc:
+        piece = ids + [tokenizer.sep_token_id]
+        if cur and len(cur) + len(piece) > p.max_seq_length - 1:
+            feats.append({"ex": len(feats), "input_ids": [tokenizer.cls_token_id] + cur})
+            cur = []
+        cur += piece
+    if cur:
+        feats.append({"ex": len(feats), "input_ids": [tokenizer.cls_token_id] + cur})
     mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
     torch.manual_seed(cfg.seed)
     model = XLMRobertaForMaskedLM(mcfg).to(device)
@@ -56,7 +66,7 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size, grad_accum=1, max_steps=p.steps,
                        warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
                        checkpoint_every_steps=max(50, p.steps // 4))
-    run.log({"event": "data", "n_sentences": len(texts), "files": [str(f) for f in files]})
+    run.log({"event": "data", "n_sentences": len(texts), "n_sequences": len(feats), "files": [str(f) for f in files]})
     state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
     model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
     return state

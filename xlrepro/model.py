@@ -98,7 +98,7 @@ class MultiTaskModel(nn.Module):
         fmt = self.head_formats[task]
         if fmt == Format.MULTIPLE_CHOICE:
             B, C, L = input_ids.shape
-            h = self.encode(input_ids.view(B * C, L), attention_mask.view(B * C, L)).last_hidden_state
+            h = self.encode(input_ids.reshape(B * C, L), attention_mask.reshape(B * C, L)).last_hidden_state
             return self.heads[task](h).view(B, C)
         h = self.encode(input_ids, attention_mask).last_hidden_state
         return self.heads[task](h)

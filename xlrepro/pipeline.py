@@ -13,12 +13,10 @@ runs it starts from: finished runs are skipped, interrupted ones resume. Results
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import random
-import shutil
 from pathlib import Path
 
 import torch

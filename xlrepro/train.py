@@ -13,7 +13,6 @@ have seen. Losses are means over each micro-batch, divided by the accumulation c
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random

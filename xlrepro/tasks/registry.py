@@ -31,7 +31,7 @@ import yaml
 from xlrepro import languages as langtab
 from xlrepro.data.readers import get_reader
 from xlrepro.data.types import Format, ReadResult
-from xlrepro.errors import ConfigError, DataFormatError, did_you_mean
+from xlrepro.errors import ConfigError, did_you_mean
 
 SPLITS = ("train", "dev", "test")
 
