@@ -16,6 +16,6 @@ print(json.dumps({
     "torch_lock": os.path.basename(os.environ.get("TORCH_LOCK", "")) or None,
     "lock_sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(locks.glob("*.lock"))},
     "xlrepro_use_cuda": os.environ.get("XLREPRO_USE_CUDA"),
-    "torch_cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST"),
+    "torch_cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if os.environ.get("XLREPRO_USE_CUDA") == "1" else None,
     "source_date_epoch": os.environ.get("SOURCE_DATE_EPOCH"),
 }, indent=2, sort_keys=True))
