@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# CI: build the CPU image without Docker Hub and run the smoke reproduction inside it offline.
+#
+#   docker/ci_build.sh            (as root on Debian 12; nox -s docker_build calls it)
+#
+# 1. debootstrap a Debian bookworm root file system (Python 3.11) and `podman import` it: the
+#    stand-in for the pinned python:3.11-slim-bookworm base, referenced by its local digest, so
+#    the Dockerfile's digest pin is exercised for real;
+# 2. `podman build` docker/Dockerfile (runc, capped ulimits, --network host for the build only)
+#    from a clean copy of the checkout (tracked + untracked-not-ignored files), with the CPU lock;
+# 3. `podman run --network none` the smoke reproduction (XLREPRO_OFFLINE=1) as the image's
+#    non-root user, with results/ mounted, and check what it wrote;
+# 4. always clean up (trap): containers, images and the private podman storage are removed.
+#
+# Everything podman stores lives under one temporary folder (--root/--runroot), so the host's
+# podman state is never touched. Knobs (environment):
+#   XLREPRO_CI_OUT     where the smoke outputs are copied (default results/docker-smoke)
+#   XLREPRO_CI_KEEP=1  keep the temporary folder and the image (for debugging; prints the path)
+#   DEBIAN_MIRROR      default http://deb.debian.org/debian
+#   PIP_CERT           a CA bundle handed to pip inside the build as a secret (TLS-intercepting proxies)
+#   PIP_FIND_LINKS     a folder holding torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl; when
+#                      present the wheel is used instead of https://download.pytorch.org/whl/cpu
+#                      (the hash in docker/torch-cpu.lock is checked either way)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+t0=$(date +%s)
+step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
+die() { echo "ci_build: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (rootful podman and debootstrap)"
+command -v git >/dev/null || die "git is needed (the build context is the checkout's file list)"
+
+step "packages: podman, runc, debootstrap (Debian bookworm)"
+missing=()
+for c in podman:podman runc:runc debootstrap:debootstrap; do
+  command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c##*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}" containernetworking-plugins
+fi
+podman --version; runc --version | head -1
+
+T=$(mktemp -d /var/tmp/xlrepro-ci.XXXXXX)
+P=(podman --root "$T/storage" --runroot "$T/run" --tmpdir "$T/tmp")
+IMAGE=localhost/xlrepro:ci
+BASE=localhost/xlrepro-base:bookworm
+cleanup() {
+  rc=$?
+  set +e +o pipefail  # best effort from here on: a failed step must not skip the rest
+  if [ "${XLREPRO_CI_KEEP:-0}" = 1 ]; then
+    echo "ci_build: kept $T (podman --root $T/storage --runroot $T/run ...)"
+  else
+    "${P[@]}" rm -a -f >/dev/null 2>&1 || true
+    "${P[@]}" rmi -a -f >/dev/null 2>&1 || true
+    # unmount anything podman left mounted below $T before deleting it
+    grep -o " $T/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done
+    rm -rf "$T"
+  fi
+  echo "ci_build: exit $rc after $(( $(date +%s) - t0 )) s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$T/tmp" "$T/ctx" "$T/out"
+
+# podman 4.3 on this host: crun cannot run on cgroup v1 hybrid hosts, and podman's default
+# nofile/nproc ulimits exceed what root without CAP_SYS_RESOURCE may set (pitfalls B5).
+cat > "$T/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF="$T/containers.conf"
+
+step "stand-in base: debootstrap bookworm (minbase + python3, venv, ca-certificates)"
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  bookworm "$T/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" > "$T/debootstrap.log" 2>&1 \
+  || { tail -30 "$T/debootstrap.log"; die "debootstrap failed"; }
+tar --numeric-owner -C "$T/rootfs" -cf "$T/base.tar" .
+rm -rf "$T/rootfs"
+"${P[@]}" import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' "$T/base.tar" "$BASE" >/dev/null
+rm -f "$T/base.tar"
+BASE_DIGEST=$("${P[@]}" image inspect "$BASE" --format '{{.Digest}}')
+BASE_IMAGE="localhost/xlrepro-base:bookworm@$BASE_DIGEST"
+echo "BASE_IMAGE=$BASE_IMAGE"
+
+step "build context: clean copy of the checkout"
+# tracked files plus untracked ones git does not ignore, minus tool caches (.mypy_cache etc.)
+git ls-files -z --cached --others --exclude-standard \
+  | grep -zvE '(^|/)(\.[A-Za-z_-]*cache|__pycache__)/' \
+  | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
+  | tar --null -T - -cf - | tar -C "$T/ctx" -xf -
+WHEELS=""
+TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
+whl=torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+for d in ${PIP_FIND_LINKS:-}; do
+  if [ -f "$d/$whl" ]; then
+    mkdir -p "$T/ctx/docker/wheels" && cp "$d/$whl" "$T/ctx/docker/wheels/"
+    WHEELS=wheels; TORCH_INDEX_URL=""; echo "torch CPU wheel from $d (hash-checked against docker/torch-cpu.lock)"
+    break
+  fi
+done
+GIT_COMMIT=$(git rev-parse HEAD)
+SDE=$(git log -1 --format=%ct)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: the checkout has uncommitted changes; they are in the image"
+
+step "podman build (CPU variant, --network host for the build only)"
+secret=()
+if [ -n "${PIP_CERT:-}" ] && [ -s "$PIP_CERT" ]; then secret=(--secret "id=extra_ca,src=$PIP_CERT"); fi
+"${P[@]}" build --format oci --timestamp "$SDE" --network host --pull=never \
+  --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  --build-arg SOURCE_DATE_EPOCH="$SDE" \
+  --build-arg LOCK=docker/requirements-cpu.lock \
+  --build-arg TORCH_LOCK=docker/torch-cpu.lock \
+  --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" \
+  --build-arg WHEELS="$WHEELS" \
+  --build-arg GIT_COMMIT="$GIT_COMMIT" \
+  "${secret[@]}" \
+  -f "$T/ctx/docker/Dockerfile" -t "$IMAGE" "$T/ctx"
+IMAGE_DIGEST=$("${P[@]}" image inspect "$IMAGE" --format '{{.Digest}}')
+IMAGE_ID=$("${P[@]}" image inspect "$IMAGE" --format '{{.Id}}')
+echo "image $IMAGE id $IMAGE_ID digest $IMAGE_DIGEST size $("${P[@]}" image inspect "$IMAGE" --format '{{.Size}}') bytes"
+rm -rf "$T/ctx"
+
+step "image checks: non-root user, entrypoint, image record"
+uid=$("${P[@]}" run --rm --network none --entrypoint id "$IMAGE" -u)
+[ "$uid" != 0 ] || die "the image runs as root"
+echo "runs as uid $uid"
+"${P[@]}" run --rm --network none "$IMAGE" info
+"${P[@]}" run --rm --network none --entrypoint cat "$IMAGE" /opt/xlrepro/image.json
+
+step "smoke reproduction inside the image, network off"
+chown "$uid" "$T/out"
+"${P[@]}" run --rm --network none \
+  -e XLREPRO_OFFLINE=1 -e XLREPRO_IMAGE_DIGEST="$IMAGE_DIGEST" \
+  -v "$T/out:/work/results" \
+  "$IMAGE" reproduce smoke --out results/smoke
+for f in results.json report.md scores.png; do
+  [ -s "$T/out/smoke/$f" ] || die "the smoke run wrote no $f"
+done
+python3 - "$T/out/smoke/results.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = len(r.get("records", []))
+assert n > 0, "results.json has no records"
+print(f"results.json: {n} records")
+EOF
+
+OUT=${XLREPRO_CI_OUT:-$REPO/results/docker-smoke}
+mkdir -p "$OUT" && cp -r "$T/out/smoke/." "$OUT/"
+cat > "$OUT/image.txt" <<EOF
+image_id=$IMAGE_ID
+image_digest=$IMAGE_DIGEST
+base_image=$BASE_IMAGE
+git_commit=$GIT_COMMIT
+source_date_epoch=$SDE
+EOF
+step "OK: image built and smoke reproduction passed offline; outputs in $OUT"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Regenerate the image's lock files (run from anywhere; needs uv==0.13.9 and PyPI).
+#   docker/lock.sh                 # keep the current --exclude-newer date (no version changes)
+#   docker/lock.sh 2027-01-01      # move the date: picks up newer releases of unpinned deps
+# Resolution is for the image's platform (CPython 3.11, x86_64 manylinux_2_28), not this host's,
+# and nothing is downloaded. tests/test_docker_policy.py re-runs the same command and diffs.
+# docker/torch-cpu.lock is written by hand (see its header).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cur=
+if [ -f docker/requirements-cpu.lock ]; then
+  cur=$(sed -n 's/.*--exclude-newer \([^ ]*\).*/\1/p' docker/requirements-cpu.lock | head -1)
+fi
+date=${1:-${cur:-}}
+[ -n "$date" ] || { echo "usage: docker/lock.sh YYYY-MM-DD (no lock yet to take the date from)" >&2; exit 2; }
+case "$date" in *T*) ;; *) date="${date}T00:00:00Z" ;; esac
+for v in cpu gpu; do
+  uv pip compile "docker/requirements-$v.in" -o "docker/requirements-$v.lock" --quiet \
+    --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+    --exclude-newer "$date"
+done
+echo "locks written with --exclude-newer $date"
