@@ -105,9 +105,18 @@ def provenance(seed: int | None = None) -> dict:
     if torch.cuda.is_available():
         gpu = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
                "capability": ".".join(map(str, torch.cuda.get_device_capability(0)))}
+    image = None
+    if os.environ.get("XLREPRO_IMAGE_INFO"):  # inside the pinned image (docker/image_info.py writes it)
+        try:
+            image = json.loads(Path(os.environ["XLREPRO_IMAGE_INFO"]).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            image = {"error": f"cannot read {os.environ['XLREPRO_IMAGE_INFO']}: {e}"}
     return {
-        "git_commit": _git(["rev-parse", "HEAD"]),
+        # inside the image there is no .git: the build passes the commit in XLREPRO_GIT_COMMIT
+        "git_commit": _git(["rev-parse", "HEAD"]) or os.environ.get("XLREPRO_GIT_COMMIT"),
         "git_dirty": bool(status) if status is not None else None,
+        "image": {"digest": os.environ.get("XLREPRO_IMAGE_DIGEST"), "info": image} if image or
+                 os.environ.get("XLREPRO_IMAGE_DIGEST") else None,
         "versions": versions,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
