@@ -79,6 +79,7 @@ def test_shuffled_labels_stay_at_chance(smoke):
 
 def test_results_carry_provenance_and_split(smoke):
     _, results, _ = smoke
+    assert results["config"]["name"] == "smoke" and results["config"]["seed"] == 1
     prov = results["provenance"]
     for key in ("git_commit", "versions", "cpu", "extension", "seed", "determinism"):
         assert key in prov

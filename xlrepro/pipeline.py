@@ -447,6 +447,7 @@ class Experiment:
         results = {
             "experiment": cfg.name,
             "config_hash": config_hash(cfg),
+            "config": to_dict(cfg),  # the resolved config (also in config.json; each run's spec in runs/*/spec.json)
             "seed": cfg.seed,
             "smoke_scale": cfg.smoke is not None,
             "metric_mode": METRIC_MODE,
