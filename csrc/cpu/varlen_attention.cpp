@@ -175,7 +175,7 @@ XL_INLINE Vec<float>::type vexp(Vec<float>::type x) {
   x = x > hi ? hi : x;
   const V magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   V t = x * vsplat(1.44269504088896341f) + magic;
-  const I n = reinterpret_cast<I&>(t) - reinterpret_cast<const I&>(magic);
+  const I n = (I)t - (I)magic;  // GCC vector casts of equal size reinterpret the bits (no aliasing UB)
   const V fn = t - magic;
   V r = x - fn * vsplat(0.693359375f);
   r = r - fn * vsplat(-2.12194440e-4f);
@@ -189,7 +189,7 @@ XL_INLINE Vec<float>::type vexp(Vec<float>::type x) {
   // 2^n, split in two factors so that n = -127 and n = 128 stay representable.
   const I h = n >> 1;
   const I e1 = (h + 127) << 23, e2 = (n - h + 127) << 23;
-  p = p * reinterpret_cast<const V&>(e1) * reinterpret_cast<const V&>(e2);
+  p = p * (V)e1 * (V)e2;
   return under ? vsplat(0.0f) : p;
 }
 XL_INLINE Vec<double>::type vexp(Vec<double>::type x) {
