@@ -68,3 +68,19 @@ def test_multiple_choice_masks_missing_choices(tok):
     logits = torch.tensor([[0.0, 0.0, 50.0], [0.0, 0.0, 1.0]])
     assert ad.predict(logits, feats, None) == [0, 2], "a padded-out choice can never be predicted"
     assert torch.isfinite(ad.loss(logits, batch.targets))
+
+
+def test_squad_v2_predicts_no_answer_when_the_null_score_wins(tok):
+    cfg = TrainConfig(doc_stride=64, max_query_length=16)
+    ctx = "the old king holds the sharp knife ."
+    ex = SpanQAExample("q", "the old king holds what ?", ctx, [], is_impossible=True)
+    for task, expect_empty in (("squad_v2", True), ("squad", False)):
+        ad = adapter_for(get_task(task), tok, 48, cfg)
+        feats = ad.featurize([ex], train=True)
+        assert feats[0]["start"] == feats[0]["end"] == 0, "unanswerable questions point at <s>"
+        l = torch.zeros(len(feats[0]["input_ids"]), 2)
+        l[0] = 5.0  # null score 10
+        first_ctx = next(p for p, o in enumerate(feats[0]["offsets"]) if o is not None)
+        l[first_ctx] = 4.0  # best span scores 8
+        pred = ad.predict([l], feats, [ex])[0]
+        assert (pred == "") == expect_empty, (task, pred)

@@ -185,11 +185,18 @@ class SpanQAAdapter(FormatAdapter):
         s, e = logits.float().unbind(-1)
         return (F.cross_entropy(s, targets["start"]) + F.cross_entropy(e, targets["end"])) / 2
 
+    @property
+    def allows_no_answer(self) -> bool:
+        """SQuAD v2.0-style tasks may answer "" (no answer): predicted when the null score
+        (start and end on <s>, the minimum over the example's windows) beats every span."""
+        return self.task.metric == "squad_v2"
+
     def predict(self, logits, feats, examples, n_best: int = 20):
-        best = {}
+        best, null = {}, {}
         for l, f in zip(logits, feats):
             l = torch.as_tensor(l).float()
             s_log, e_log = l[:, 0].numpy(), l[:, 1].numpy()
+            null[f["ex"]] = min(null.get(f["ex"], float("inf")), float(s_log[0] + e_log[0]))
             offs = f["offsets"]
             s_idx = np.argsort(-s_log)[:n_best]
             e_idx = np.argsort(-e_log)[:n_best]
@@ -204,7 +211,10 @@ class SpanQAAdapter(FormatAdapter):
                         best[f["ex"]] = (score, offs[s][0], offs[e][1])
         preds = []
         for i, ex in enumerate(examples):
-            preds.append(ex.context[best[i][1]:best[i][2]] if i in best else "")
+            if i not in best or (self.allows_no_answer and null.get(i, float("-inf")) > best[i][0]):
+                preds.append("")
+            else:
+                preds.append(ex.context[best[i][1]:best[i][2]])
         return preds
 
     def score(self, predictions, examples, result, lang, mode):

@@ -12,14 +12,14 @@ from .bucc import bucc_dedup_sentences, bucc_evaluate, bucc_extract, bucc_f1, bu
 from .classification import accuracy, tatoeba_accuracy
 from .evaluate import read_label, read_squad, read_tag, score_folder, score_language
 from .qa import (mlqa_mixed_segmentation, mlqa_normalize_answer, mlqa_scores, qa_score, squad_normalize_answer,
-                 squad_scores)
+                 squad_scores, squad_v2_scores)
 from .retrieval import average_precision_at_k, lareqa_map_at_k, mewslix_evaluate_all, mewslix_map_at_k
 from .tagging import get_entities, tagging_f1, token_accuracy
 
 __all__ = [
     "accuracy", "tatoeba_accuracy",
     "tagging_f1", "token_accuracy", "get_entities",
-    "squad_scores", "mlqa_scores", "qa_score", "squad_normalize_answer", "mlqa_normalize_answer",
+    "squad_scores", "squad_v2_scores", "mlqa_scores", "qa_score", "squad_normalize_answer", "mlqa_normalize_answer",
     "mlqa_mixed_segmentation",
     "bucc_optimize", "bucc_extract", "bucc_f1", "bucc_evaluate", "bucc_dedup_sentences",
     "average_precision_at_k", "lareqa_map_at_k", "mewslix_map_at_k", "mewslix_evaluate_all",

@@ -250,12 +250,68 @@ def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: s
     return result
 
 
+def _v2_tokens(text: str) -> List[str]:
+    return squad_normalize_answer(text).split() if text else []
+
+
+def _v2_f1(gold: str, pred: str) -> float:
+    g, p = _v2_tokens(gold), _v2_tokens(pred)
+    if not g or not p:  # unanswerable gold or empty prediction: 1 only if both are empty
+        return float(g == p)
+    return _token_f1(p, g)
+
+
+def squad_v2_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mode: str = OFFICIAL) -> dict:
+    """The official SQuAD v2.0 evaluation (``evaluate-v2.0.py`` without a no-answer-probability file).
+
+    Gold answers are the answers whose text normalises to something non-empty; a question with
+    none is unanswerable and its only gold is ``""``. EM compares normalised strings; F1 is the
+    bag-of-tokens F1, and 1 or 0 when either side is empty (1 only if both are). The empty string
+    is the "no answer" prediction.
+
+    ``official``: a question without a prediction is left out of the averages (the official
+    script prints "Missing prediction" and averages over the predicted questions).
+    ``corrected``: it counts as 0. Returns ``exact_match``, ``f1`` (0-100), ``total``,
+    ``HasAns_*`` / ``NoAns_*`` breakdowns where present, ``n_missing``, ``mode``.
+    """
+    check_mode(mode, "squad_v2_scores")
+    rows = []  # (has_answer, exact, f1)
+    missing = 0
+    for article in dataset:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                golds = [a["text"] for a in qa.get("answers", []) if squad_normalize_answer(a["text"])] or [""]
+                if qa["id"] not in predictions:
+                    missing += 1
+                    if mode == OFFICIAL:
+                        continue
+                    rows.append((golds != [""], 0.0, 0.0))
+                    continue
+                pred = predictions[qa["id"]]
+                em = max(float(squad_normalize_answer(g) == squad_normalize_answer(pred)) for g in golds)
+                f1 = max(_v2_f1(g, pred) for g in golds)
+                rows.append((golds != [""], em, f1))
+    if not rows:
+        raise ValueError("squad_v2_scores: no question was scored (empty dataset or no predictions)")
+    out = {"exact_match": 100.0 * sum(r[1] for r in rows) / len(rows), "f1": 100.0 * sum(r[2] for r in rows) / len(rows),
+           "total": len(rows), "n_missing": missing, "mode": mode}
+    for name, flag in (("HasAns", True), ("NoAns", False)):
+        part = [r for r in rows if r[0] == flag]
+        if part:
+            out[f"{name}_exact_match"] = 100.0 * sum(r[1] for r in part) / len(part)
+            out[f"{name}_f1"] = 100.0 * sum(r[2] for r in part) / len(part)
+            out[f"{name}_total"] = len(part)
+    return out
+
+
 def qa_score(predictions: Mapping[str, str], dataset: Sequence[dict], task: str, lang: str,
              mode: str = OFFICIAL) -> dict:
     """Dispatch like ``evaluate.py``: ``task == "mlqa"`` -> :func:`mlqa_scores` with ``lang``;
-    any other task (xquad, tydiqa, ...) -> :func:`squad_scores` (``lang`` unused, English
-    normalisation). Returns that function's dict."""
+    ``squad_v2`` -> :func:`squad_v2_scores`; any other task (xquad, tydiqa, squad, ...) ->
+    :func:`squad_scores` (``lang`` unused, English normalisation). Returns that function's dict."""
     if task == "mlqa":
         return mlqa_scores(predictions, dataset, lang, mode)
+    if task == "squad_v2":
+        return squad_v2_scores(predictions, dataset, mode)
     return squad_scores(predictions, dataset, mode)
 
