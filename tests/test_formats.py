@@ -71,7 +71,7 @@ def test_multiple_choice_masks_missing_choices(tok):
 
 
 def test_squad_v2_predicts_no_answer_when_the_null_score_wins(tok):
-    cfg = TrainConfig(doc_stride=64, max_query_length=16)
+    cfg = TrainConfig(doc_stride=8, max_query_length=16)
     ctx = "the old king holds the sharp knife ."
     ex = SpanQAExample("q", "the old king holds what ?", ctx, [], is_impossible=True)
     for task, expect_empty in (("squad_v2", True), ("squad", False)):
