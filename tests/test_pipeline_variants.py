@@ -69,3 +69,18 @@ def test_volume_and_translated_data_are_recorded(tmp_path):
     assert a["subset_sha256"] != b["subset_sha256"]
     with pytest.raises(ValueError, match="exceeds the 120"):
         run(tmp_path / "b", "intermediate.tasks=[mnli]", "intermediate.train.volume=121")
+
+
+def test_packed_attention_trains_like_padded(tmp_path):
+    """model.attention=packed runs every phase; with dropout off its loss trajectory is the padded one's."""
+    nodrop = ["model.init_config.hidden_dropout_prob=0.0", "model.init_config.attention_probs_dropout_prob=0.0",
+              "model.classifier_dropout=0.0", "intermediate.tasks=[hellaswag]"]
+    losses = {}
+    for mode in ("padded", "packed"):
+        res = run(tmp_path / mode, *nodrop, f"model.attention={mode}")
+        target = next(v for v in res["runs"].values() if v["kind"] == "target")
+        events = _log(tmp_path / mode / "runs" / target["dir"].split("/runs/")[1])
+        losses[mode] = [e["loss"] for e in events if e["event"] == "train"]
+        assert any(r["task"] == "xnli" for r in res["records"])
+    assert len(losses["packed"]) == len(losses["padded"]) == 4
+    assert losses["packed"] == pytest.approx(losses["padded"], rel=1e-4)

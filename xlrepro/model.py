@@ -67,9 +67,11 @@ def make_head(fmt: Format, hidden: int, n_labels: int | None, dropout: float, en
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, packed: bool = False, attention_backend: str = "auto"):
         super().__init__()
         self.encoder = encoder
+        self.packed = packed  # model.attention: "packed" (varlen attention on unpadded tokens) or "padded"
+        self.attention_backend = attention_backend
         self.heads = nn.ModuleDict()
         self.head_formats: dict[str, Format] = {}
 
@@ -102,8 +104,25 @@ class MultiTaskModel(nn.Module):
         self.head_formats["mlm"] = None
 
     def encode(self, input_ids, attention_mask, output_hidden_states: bool = False, **kw):
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                            output_hidden_states=output_hidden_states, **kw)
+        """Padded (B, L) in, padded (B, L, H) out. With ``self.packed`` the encoder runs on the
+        unpadded tokens (token-wise layers on (T, H), attention per sequence through
+        ``xlrepro.ops.varlen_attention``) and the result is scattered back to (B, L, H)."""
+        if not self.packed:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                output_hidden_states=output_hidden_states, **kw)
+        from types import SimpleNamespace
+
+        from xlrepro.packing import pack_batch, packed_encoder_forward, unpack
+
+        B, L = input_ids.shape
+        ids, cu, mx, idx = pack_batch(input_ids, attention_mask)
+        out = packed_encoder_forward(self.encoder, ids, cu, mx, output_hidden_states=output_hidden_states,
+                                     attention_backend=self.attention_backend)
+        if output_hidden_states:
+            h, hs = out
+            return SimpleNamespace(last_hidden_state=unpack(h, idx, B, L),
+                                   hidden_states=tuple(unpack(x, idx, B, L) for x in hs))
+        return SimpleNamespace(last_hidden_state=unpack(out, idx, B, L), hidden_states=None)
 
     def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         fmt = self.head_formats[task]

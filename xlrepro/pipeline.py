@@ -133,7 +133,7 @@ class Experiment:
             enc = build_encoder(self.cfg.model, vocab_size=len(self.tokenizer), seed=seed)
         else:
             enc = load_encoder(encoder_dir)
-        return MultiTaskModel(enc).to(self.device)
+        return MultiTaskModel(enc, packed=self.cfg.model.attention == "packed").to(self.device)
 
     def _task_stream(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, seed: int, volume,
                      shuffle_labels: bool = False, translated: dict | None = None):
