@@ -84,3 +84,12 @@ def test_packed_attention_trains_like_padded(tmp_path):
         assert any(r["task"] == "xnli" for r in res["records"])
     assert len(losses["packed"]) == len(losses["padded"]) == 4
     assert losses["packed"] == pytest.approx(losses["padded"], rel=1e-4)
+
+
+def test_token_budget_batches_run_every_phase(tmp_path):
+    res = run(tmp_path, "intermediate.tasks=[hellaswag]", "model.attention=packed",
+              "intermediate.train.token_budget=600", "target.train.token_budget=300", "target.train.packing_window=64")
+    target = next(v for v in res["runs"].values() if v["kind"] == "target")
+    spec = json.loads((tmp_path / "runs" / target["dir"].split("/runs/")[1] / "spec.json").read_text())
+    assert spec["train"]["token_budget"] == 300
+    assert any(r["task"] == "xnli" for r in res["records"])

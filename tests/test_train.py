@@ -40,9 +40,11 @@ def _losses(log_path):
     return [e["loss"] for e in map(json.loads, open(log_path)) if e["event"] == "train"]
 
 
-def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path):
+@pytest.mark.parametrize("token_budget", [None, 40])
+def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path, token_budget):
+    """Also with token-budget batches (micro-batches of at most 40 real tokens)."""
     cfg = TrainConfig(lr=1e-3, batch_size=4, grad_accum=2, max_steps=12, checkpoint_every_steps=4,
-                      eval_every_steps=100, warmup_proportion=0.2)
+                      eval_every_steps=100, warmup_proportion=0.2, token_budget=token_budget, packing_window=16)
 
     def run(dir_, crash_at=None):
         m, feats, collate = _setup()
@@ -50,6 +52,9 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path):
 
         def loss_fn(model, b):
             calls["n"] += 1
+            if token_budget is not None:
+                tokens = int(b.inputs["attention_mask"].sum())
+                assert tokens <= token_budget or len(b.meta) == 1, tokens
             if crash_at is not None and calls["n"] == crash_at:
                 raise Crash()
             return torch.nn.functional.cross_entropy(model("t", **b.inputs), b.targets["labels"])

@@ -56,6 +56,11 @@ class TrainConfig:
     checkpoint_every_steps: int = 1000
     engine: str = "torch"  # "torch" (the DeepSpeed engine plugs in here)
     volume: int | str = "all"  # training examples used: an integer or "all" (nested, prefix-stable subsets)
+    # Token-budget batches instead of batch_size examples: each micro-batch holds at most this many
+    # real tokens (first-fit decreasing inside shuffled windows of packing_window examples). The loss
+    # is still the mean over each micro-batch's examples. Pairs with model.attention=packed.
+    token_budget: int | None = None
+    packing_window: int = 1000
     shuffle_labels: bool = False  # negative control: permute the training labels
     doc_stride: int = 128
     max_query_length: int = 64

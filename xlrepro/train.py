@@ -95,6 +95,14 @@ class Stream:
     collate: Callable
     loss_fn: Callable  # (model, Batch) -> loss tensor
 
+    def lengths(self) -> list[int]:
+        """Tokens per feature (all choices of a multiple-choice feature together)."""
+        out = []
+        for f in self.feats:
+            ids = f["input_ids"]
+            out.append(sum(len(c) for c in ids) if ids and isinstance(ids[0], list) else len(ids))
+        return out
+
 
 @dataclass
 class LoopState:
@@ -116,24 +124,43 @@ def batches_per_epoch(n_feats: int, batch_size: int) -> int:
     return math.ceil(n_feats / batch_size)
 
 
-def total_steps(cfg: TrainConfig, n_feats: int | list[int]) -> int:
-    """Optimiser steps: ``max_steps``, or ``epochs`` passes over every stream's batches."""
+def total_steps(cfg: TrainConfig, n_feats: int | list[int], n_batches: int | None = None) -> int:
+    """Optimiser steps: ``max_steps``, or ``epochs`` passes over every stream's batches
+    (``n_batches``: batches per epoch when they are planned by a token budget)."""
     if cfg.max_steps is not None:
         return cfg.max_steps
     sizes = n_feats if isinstance(n_feats, list) else [n_feats]
-    n_batches = sum(batches_per_epoch(n, cfg.batch_size) for n in sizes)
+    if n_batches is None:
+        n_batches = sum(batches_per_epoch(n, cfg.batch_size) for n in sizes)
     return max(1, math.ceil(n_batches * cfg.epochs / cfg.grad_accum))
 
 
+def _epoch_batches(stream: Stream, cfg: TrainConfig, seed: int, epoch: int) -> list:
+    """The batches (lists of feature indices) of one epoch: fixed-size batches of a seeded
+    permutation, or, with ``cfg.token_budget``, token-budget batches (first-fit decreasing inside
+    shuffled windows, so batch composition stays random; ``xlrepro.packing.plan_packed_batches``)."""
+    if cfg.token_budget:
+        from xlrepro.packing import plan_packed_batches
+
+        return plan_packed_batches(stream.lengths(), cfg.token_budget, cfg.packing_window, seed, epoch)
+    order = _epoch_order(len(stream.feats), seed, epoch)
+    return [order[k:k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
+
+
 def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int) -> Iterator:
-    bpe = batches_per_epoch(len(stream.feats), cfg.batch_size)
-    m = start_micro
+    # find (epoch, k) of micro-batch number start_micro; every epoch's plan depends on (seed, epoch) only
+    epoch, k = 0, start_micro
+    plan = _epoch_batches(stream, cfg, seed, epoch)
+    while k >= len(plan):
+        k -= len(plan)
+        epoch += 1
+        plan = _epoch_batches(stream, cfg, seed, epoch)
     while True:
-        epoch, k = divmod(m, bpe)
-        order = _epoch_order(len(stream.feats), seed, epoch)
-        idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-        yield stream.collate([stream.feats[i] for i in idx])
-        m += 1
+        yield stream.collate([stream.feats[i] for i in plan[k]])
+        k += 1
+        if k == len(plan):
+            epoch, k = epoch + 1, 0
+            plan = _epoch_batches(stream, cfg, seed, epoch)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -156,7 +183,8 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     by_task = {s.task: s for s in streams}
     if len(streams) > 1 and sampler is None:
         raise ValueError("several streams need a TaskSampler")
-    n_steps = total_steps(cfg, [len(s.feats) for s in streams])
+    n_steps = total_steps(cfg, [len(s.feats) for s in streams],
+                          sum(len(_epoch_batches(s, cfg, seed, 0)) for s in streams) if cfg.token_budget else None)
     engine = make_engine(model, cfg, n_steps)
     state = LoopState()
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best_model.pt"
