@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from xlrepro.ops import varlen_attention, varlen_attention_backend
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data-samples"
-if not DATA.exists():
-    DATA = Path("/work/shared/data-samples")
+DATA = HERE.parent.parent / "shared" / "data-samples"  # ../shared beside the checkout
+if not DATA.exists() and os.environ.get("XLREPRO_SHARED"):
+    DATA = Path(os.environ["XLREPRO_SHARED"]) / "data-samples"
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
