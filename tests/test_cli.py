@@ -31,3 +31,21 @@ def test_config_errors_exit_2_with_a_message():
     r = xlrepro("config", "validate", "smok", check=False)
     assert r.returncode == 2 and "did you mean 'smoke'" in r.stderr
     assert xlrepro("config", "validate", "smoke").stdout.strip() == "smoke: valid"
+
+
+def test_score_reads_the_submission_layout(tmp_path):
+    from xlrepro.tasks import get_task
+
+    langs = get_task("xnli").languages("xtreme")
+    for folder, first in (("pred", "entailment"), ("gold", "entailment")):
+        (tmp_path / folder / "xnli").mkdir(parents=True)
+        for i, lang in enumerate(langs):
+            # predictions: one of 2 right for the first language, both right elsewhere
+            second = "neutral" if (folder == "gold" or i > 0) else "contradiction"
+            (tmp_path / folder / "xnli" / f"test-{lang}.tsv").write_text(f"{first}\n{second}\n")
+    out = json.loads(xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
+                             "--version", "xtreme").stdout)
+    text = json.dumps(out)
+    assert "xnli" in text
+    # mean over the 15 languages: (50 + 14 x 100) / 15
+    assert f"{(50 + 14 * 100) / 15:.6f}"[:7] in text
