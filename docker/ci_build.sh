@@ -137,7 +137,7 @@ step "smoke reproduction inside the image, network off"
 chown "$uid" "$T/out"
 "${P[@]}" run --rm --network none \
   -e XLREPRO_OFFLINE=1 -e XLREPRO_IMAGE_DIGEST="$IMAGE_DIGEST" \
-  -v "$T/out:/work/results" \
+  -v "$T/out:/srv/xlrepro/results" \
   "$IMAGE" reproduce smoke --out results/smoke
 for f in results.json report.md scores.png; do
   [ -s "$T/out/smoke/$f" ] || die "the smoke run wrote no $f"

@@ -188,7 +188,7 @@ def test_scanner_catches_a_wrong_command(nox_sessions, cli):
         _check_cli(cli, ["score", "--predictions", "P"], "test")
     with pytest.raises(AssertionError, match="no shipped config"):
         _check_cli(cli, ["reproduce", "no_such_config"], "test")
-    assert _image_argv(_split("docker run --rm -v x:/work/results xlrepro:cpu reproduce smoke")) == ["reproduce", "smoke"]
+    assert _image_argv(_split("docker run --rm -v x:/srv/xlrepro/results xlrepro:cpu reproduce smoke")) == ["reproduce", "smoke"]
 
 
 APPENDIX = ["A.1 Abstract", "A.2 Artifact check-list", "A.3 Description", "A.4 Installation",
