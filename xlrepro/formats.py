@@ -51,9 +51,6 @@ class FormatAdapter:
     def n_labels(self) -> int | None:
         return len(self.labels) if self.labels else None
 
-    def example_count(self, feats: list[dict]) -> int:
-        return len({f["ex"] for f in feats})
-
 
 class ClassificationAdapter(FormatAdapter):
     fmt = Format.CLASSIFICATION
@@ -171,9 +168,6 @@ class SpanQAAdapter(FormatAdapter):
                         end = max(k for k in ctx_tok if offsets[k][0] < e_char)
                 out.append({"ex": i, "input_ids": enc["input_ids"][w], "offsets": offsets, "start": start, "end": end})
         return out
-
-    def example_count(self, feats):
-        return len({f["ex"] for f in feats})
 
     def collate(self, feats):
         ids = _pad([f["input_ids"] for f in feats], self.tok.pad_token_id)

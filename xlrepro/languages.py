@@ -47,6 +47,11 @@ class Language:
             return "mid"
         return "high"
 
+    def template_fields(self) -> dict[str, str]:
+        """The placeholders that file and Hub-config templates may use for this language."""
+        return {"lang": self.code, "iso639_3": self.iso639_3, "tatoeba": self.tatoeba_code or "",
+                "ud": self.ud_name or "", "name_lower": self.name.lower()}
+
     def naming(self, scheme: str) -> str:
         """The language's name in an upstream naming scheme (used by task source templates)."""
         value = {

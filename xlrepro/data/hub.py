@@ -18,8 +18,7 @@ from xlrepro.errors import ConfigError, DataFormatError
 def hub_config(spec, lang: str) -> str | None:
     if spec.hub.config is None:
         return None
-    L = langtab.get(lang)
-    return spec.hub.config.format(lang=lang, iso639_3=L.iso639_3, tatoeba=L.tatoeba_code or "", ud=L.ud_name or "")
+    return spec.hub.config.format(**langtab.get(lang).template_fields())
 
 
 def read_hub(spec, split: str, lang: str, allow_unpinned: bool = False) -> ReadResult:

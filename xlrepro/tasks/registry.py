@@ -129,9 +129,7 @@ class TaskSpec:
             raise KeyError(f"task {self.name}, layout {lay.name}: no files for split {split!r}")
         tmpl = lay.files[split]
         tmpls = tmpl if isinstance(tmpl, dict) else {"file": tmpl}
-        L = langtab.get(lang)
-        fill = {"lang": lang, "iso639_3": L.iso639_3, "tatoeba": L.tatoeba_code or "", "ud": L.ud_name or "",
-                "name_lower": L.name.lower(), "split": split}
+        fill = {**langtab.get(lang).template_fields(), "split": split}
         return {k: Path(root) / v.format(**fill) for k, v in tmpls.items()}
 
     def find_layout(self, root: str | Path, split: str, lang: str) -> str:
