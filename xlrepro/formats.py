@@ -213,8 +213,12 @@ class SpanQAAdapter(FormatAdapter):
 
     def score(self, predictions, examples, result, lang, mode):
         from xlrepro.metrics import qa_score
-        pred = {ex.guid: p for ex, p in zip(examples, predictions)}
-        dataset = result.raw if result is not None and result.raw is not None else _squad_data(examples)
+        from xlrepro.submission import qa_ids
+
+        raw = result.raw if result is not None else None
+        # keyed by the file's own question ids (TyDiQA's guids are file positions, not its ids)
+        pred = dict(zip(qa_ids(examples, raw), predictions))
+        dataset = raw if raw is not None else _squad_data(examples)
         return qa_score(pred, dataset, task=self.task.name, lang=lang, mode=mode)
 
     def n_labels(self):

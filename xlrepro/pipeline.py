@@ -7,6 +7,12 @@
                        (3) zero-shot evaluation on every language and split that has labels
   (3') retrieval       BUCC/Tatoeba-style evaluation straight from the intermediate encoder
 
+A target task with a training chain (XCOPA in XTREME-R: Social IQa, then COPA) first trains its
+earlier English stages as ``chain`` runs, each continuing from the previous model, encoder and (where
+the format matches) head; the target run continues from the last of them. Predictions of every
+evaluated split are written in the XTREME submission layout (``xlrepro.submission``); a split
+without labels is exported, never scored; ``<out>/submission/`` gathers the test predictions.
+
 Every phase is a ``Run`` keyed by the hash of its resolved spec, which includes the hashes of the
 runs it starts from: finished runs are skipped, interrupted ones resume. Results are records
 (task, language, split, metric, value, mode) with provenance; ``xlrepro.report`` renders them.
@@ -136,7 +142,7 @@ class Experiment:
         return MultiTaskModel(enc, packed=self.cfg.model.attention == "packed").to(self.device)
 
     def _task_stream(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, seed: int, volume,
-                     shuffle_labels: bool = False, translated: dict | None = None):
+                     shuffle_labels: bool = False, translated: dict | None = None, head_init: dict | None = None):
         """Stream, dev evaluator and data record of one task trained on its English training data.
 
         ``volume``: nested subset of the English examples; ``translated``: {language: folder} of
@@ -148,6 +154,8 @@ class Experiment:
         max_len = train_cfg.max_seq_length or spec.max_seq_length
         adapter = adapter_for(spec, self.tokenizer, max_len, train_cfg)
         model.add_head(task, spec.format, adapter.n_labels(), self.cfg.model.classifier_dropout, seed=seed + 1)
+        if head_init is not None:  # continue a training chain with the previous stage's head
+            model.heads[task].load_state_dict(head_init)
         train_data = self.read(train_task.name, "train", "en")
         # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
         keep = nested_subset(len(train_data.examples), volume, seed)
@@ -191,7 +199,7 @@ class Experiment:
         return Stream(task, feats, adapter.collate, loss_fn), evaluate, info, adapter
 
     def _train_tasks(self, model: MultiTaskModel, tasks: list[str], train_cfg: TrainConfig, run: Run, seed: int,
-                     shuffle_labels: bool = False, inter=None) -> dict:
+                     shuffle_labels: bool = False, inter=None, head_init: dict | None = None) -> dict:
         """Train on one task, or on several at once (shared encoder, one head each; ``inter`` gives
         the sampler, volume scope, MLM mixing and translated data); early-stop on the mean of the
         tasks' English dev scores and reload the best."""
@@ -205,7 +213,8 @@ class Experiment:
         streams, evals, infos, adapters = [], [], {}, {}
         for t in tasks:
             stream, ev, info, ad = self._task_stream(model, t, train_cfg, seed, volumes[t], shuffle_labels,
-                                                     (inter.translated.get(t) if inter is not None else None))
+                                                     (inter.translated.get(t) if inter is not None else None),
+                                                     (head_init or {}).get(t))
             streams.append(stream), evals.append(ev)
             infos[t], adapters[t] = info, ad
             run.log({"event": "data", "task": t, **info})
@@ -282,6 +291,7 @@ class Experiment:
 
     def target(self, task: str, encoder_dir, encoder_spec, control: bool = False) -> None:
         cfg = self.cfg
+        encoder_dir, encoder_spec, head_init = self._train_chain(task, encoder_dir, encoder_spec, control)
         tcfg = train_config_for(cfg, task)
         tspec = get_task(task)
         spec = {"kind": "target", "task": task, "task_version": tspec.version, "train": to_dict(tcfg),
@@ -291,7 +301,8 @@ class Experiment:
         run = Run(self.out, kind, task, spec)
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
-            info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control)
+            info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control,
+                                     head_init={task: head_init} if head_init is not None else None)
             adapter = info.pop("_adapters")[task]
             records = []
             for split in cfg.target.eval_splits:
@@ -300,7 +311,7 @@ class Experiment:
                     feats = adapter.featurize(data.examples, train=False)
                     preds = self.predict(model, task, adapter, feats, data.examples, cfg.target.eval_batch_size)
                     labelled = all(self._has_label(e) for e in data.examples)
-                    self._export_predictions(run, task, split, lang, adapter, preds, data.examples)
+                    self._export_predictions(run, task, split, lang, adapter, preds, data.examples, data.raw)
                     if not labelled:
                         run.log({"event": "unlabelled", "split": split, "language": lang,
                                  "note": "labels withheld: predictions exported, not scored"})
@@ -311,7 +322,8 @@ class Experiment:
                             continue
                         records.append({"task": task, "language": lang, "split": split, "metric": metric,
                                         "value": float(value), "mode": scores.get("mode", METRIC_MODE),
-                                        "n": len(data.examples), "data_sha256": files_digest(data.files)})
+                                        "n": len(data.examples), "data_sha256": files_digest(data.files),
+                                        "train_chain": tspec.training_chain()})
             atomic_write_json(run.dir / "results.json", {"records": records})
             run.finish({k: v for k, v in info.items()})
         self._collect(run, kind, task, encoder_spec)
@@ -326,15 +338,56 @@ class Experiment:
             return bool(e.answers)
         return True
 
-    def _export_predictions(self, run: Run, task: str, split: str, lang: str, adapter, preds, examples) -> None:
+    def _export_predictions(self, run: Run, task: str, split: str, lang: str, adapter, preds, examples,
+                            raw=None) -> None:
         """Predictions in the XTREME submission layout: predictions/<task>/<split>-<lang>.<ext>."""
-        folder = run.dir / "predictions" / task
-        if adapter.fmt == Format.SPAN_QA:
-            atomic_write_json(folder / f"{split}-{lang}.json", {e.guid: p for e, p in zip(examples, preds)})
-        elif adapter.fmt == Format.TAGGING:
-            atomic_write_text(folder / f"{split}-{lang}.tsv", "".join("\n".join(s) + "\n\n" for s in preds))
-        else:
-            atomic_write_text(folder / f"{split}-{lang}.tsv", "".join(f"{p}\n" for p in preds))
+        from xlrepro.submission import write_predictions
+
+        write_predictions(run.dir / "predictions", task, split, lang, adapter.fmt, preds, examples, raw)
+
+    def _train_chain(self, task: str, encoder_dir, encoder_spec, control: bool):
+        """Train the stages of ``task``'s training chain before its own (``train_source``) stage.
+
+        Each stage is a ``chain`` run keyed by its spec (the stage task, its train config, the
+        upstream encoder, seed, control flag): it starts from the previous model, trains on the
+        stage's English train split with early stopping on its English dev, and hands on its
+        encoder and head. Returns (encoder dir, encoder spec, head state for the target or None).
+        The head is handed on only between stages of the same format (XTREME-R's XCOPA chain
+        keeps the multiple-choice head from Social IQa to COPA). A stage's train config is
+        ``target.per_task[<stage>]`` when given, else the target task's.
+        """
+        chain = get_task(task).training_chain()
+        head = None
+        for stage in chain[:-1]:
+            encoder_dir, encoder_spec, head = self._chain_stage(task, stage, encoder_dir, encoder_spec, head, control)
+        if head is not None and head["format"] != get_task(task).format.value:
+            head = None
+        return encoder_dir, encoder_spec, head["state"] if head is not None else None
+
+    def _chain_stage(self, target: str, stage: str, encoder_dir, encoder_spec, head, control: bool):
+        cfg = self.cfg
+        sspec = get_task(stage)
+        tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else target)
+        carry = head is not None and head["format"] == sspec.format.value
+        spec = {"kind": "chain", "task": stage, "task_version": sspec.version, "train": to_dict(tcfg),
+                "upstream": encoder_spec, "head_from_upstream": carry, "seed": cfg.seed,
+                "control_shuffled_labels": control, "data": self._data_spec(stage)}
+        run = Run(self.out, "chain", stage, spec)
+        if not run.done:
+            model = self._new_model(encoder_dir, cfg.seed)
+            info = self._train_tasks(model, [stage], tcfg, run, cfg.seed, shuffle_labels=control,
+                                     head_init={stage: head["state"]} if carry else None)
+            info.pop("_adapters")
+            save_encoder(model, run.dir / "encoder", {"tasks": [stage], "run": run.hash, "chain_of": target})
+            self.tokenizer.save_pretrained(str(run.dir / "encoder"))
+            from xlrepro.train import _atomic_torch_save
+
+            _atomic_torch_save({"task": stage, "format": sspec.format.value, "state": model.heads[stage].state_dict()},
+                               run.dir / "head.pt")
+            run.finish(info)
+        self.runs[run.hash] = {"kind": "chain", "task": stage, "chain_of": target, "dir": str(run.dir), **run.summary()}
+        head = torch.load(run.dir / "head.pt", map_location="cpu", weights_only=True)
+        return run.dir / "encoder", {"kind": "chain", "task": stage, "run": run.hash}, head
 
     def retrieval(self, task: str, encoder_dir, encoder_spec) -> None:
         from xlrepro.metrics import tatoeba_accuracy
@@ -347,7 +400,7 @@ class Experiment:
         run = Run(self.out, "retrieval", task, spec)
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
-            records, protocol = self._bucc(model, task)
+            records, protocol = self._bucc(model, task, run)
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         if not run.done:
@@ -362,6 +415,7 @@ class Experiment:
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
                 # official direction: English queries, the other side is the index (scorers.md E1)
                 _, idx = nearest(eng, src, r.similarity, k=1)
+                self._export_retrieval(run, task, "test", lang, idx[:, 0].tolist())
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
                 _, ridx = nearest(src, eng, r.similarity, k=1)
                 rev = tatoeba_accuracy(ridx[:, 0].tolist(), mode=METRIC_MODE)
@@ -376,11 +430,11 @@ class Experiment:
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
 
-    def _bucc(self, model, task: str) -> tuple[list, dict]:
+    def _bucc(self, model, task: str, run: Run | None = None) -> tuple[list, dict]:
         """BUCC mining: ratio margin (k=4 each way, 'max' retrieval) over de-duplicated sentences;
         the threshold is tuned on the dev ("sample") gold and applied unchanged to test. The
         dev score with its own threshold is reported separately as ``f1_dev_oracle``."""
-        from xlrepro.metrics import bucc_dedup_sentences, bucc_evaluate, bucc_optimize
+        from xlrepro.metrics import bucc_dedup_sentences, bucc_evaluate, bucc_extract, bucc_optimize
         from xlrepro.ops import margin_mine
         from xlrepro.retrieval import embed
 
@@ -412,6 +466,8 @@ class Experiment:
                 cands[split], golds[split], files[split] = c2s, ex.gold, files_digest(data.files)
             tuned = bucc_optimize(cands["dev"], golds["dev"], METRIC_MODE)
             test = bucc_evaluate(cands["test"], golds["test"], threshold=tuned["threshold"], mode=METRIC_MODE)
+            if run is not None:
+                self._export_retrieval(run, task, "test", lang, bucc_extract(cands["test"], tuned["threshold"]))
             common = {"task": task, "language": lang, "mode": METRIC_MODE}
             records.append({**common, "split": "dev", "metric": "f1_dev_oracle", "value": float(tuned["best_f1"]),
                             "n": len(golds["dev"]), "data_sha256": files["dev"]})
@@ -422,6 +478,39 @@ class Experiment:
         protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "margin": margin, "k": k,
                     "retrieval": "max", "threshold": "tuned on dev (BUCC sample), applied to test"}
         return records, protocol
+
+    @staticmethod
+    def _export_retrieval(run: Run, task: str, split: str, lang: str, predictions) -> None:
+        """Retrieval predictions in the submission layout: BUCC's extracted pairs at the threshold
+        tuned on dev, Tatoeba's retrieved line index per English sentence."""
+        from xlrepro.submission import write_predictions
+
+        write_predictions(run.dir / "predictions", task, split, lang, Format.RETRIEVAL, predictions)
+
+    def _assemble_submission(self) -> None:
+        """``<out>/submission/<task>/test-<lang>.<ext>``: the test predictions of this experiment's
+        target and retrieval runs (not the controls), in the layout ``xlrepro score`` and the
+        leaderboard read, and ``MANIFEST.json`` naming the run of each file and whether the split
+        was scored here (False: labels withheld, exported only)."""
+        import shutil
+
+        dest = self.out / "submission"
+        manifest = {}
+        scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r["control"]}
+        for h, info in sorted(self.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0])):
+            if info["kind"] not in ("target", "retrieval"):
+                continue
+            folder = Path(info["dir"]) / "predictions" / info["task"]
+            for f in sorted(folder.glob("test-*")):
+                lang = f.stem.split("-", 1)[1]
+                target = dest / info["task"] / f.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp")
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, target)
+                manifest.setdefault(info["task"], {})[lang] = {"run": h[:12], "scored": (info["task"], lang) in scored}
+        if manifest:
+            atomic_write_json(dest / "MANIFEST.json", manifest)
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())
@@ -444,6 +533,7 @@ class Experiment:
             self.target(task, inter_dir, inter_spec)
         for task in cfg.controls:
             self.target(task, inter_dir, inter_spec, control=True)
+        self._assemble_submission()
         results = {
             "experiment": cfg.name,
             "config_hash": config_hash(cfg),

@@ -75,6 +75,10 @@ class TaskSpec:
     labels: tuple[str, ...] | None = None
     train_source: str | None = None  # the task whose English train split trains this one (XNLI <- MNLI)
     dev_source: str | None = None  # English dev used for early stopping (default: train_source's dev)
+    # English tasks trained one after the other on the same model (encoder and, where the format
+    # matches, head) before the target is evaluated; the last is train_source (XCOPA in XTREME-R:
+    # Social IQa, then COPA). Empty = the single stage train_source (or the task itself).
+    train_chain: tuple[str, ...] = ()
     num_choices: int | None = None
     max_seq_length: int = 256
     recipe: dict = field(default_factory=dict)  # jiant/XTREME recipe values with their source
@@ -110,6 +114,14 @@ class TaskSpec:
         base = list(spec.languages) if spec.languages is not None else self.all_languages() if benchmark is None \
             else self.languages(benchmark)
         return [l for l in base if l not in spec.missing]
+
+    def training_chain(self) -> list[str]:
+        """The English training tasks in the order they are trained (one stage for most tasks)."""
+        if self.train_chain:
+            return list(self.train_chain)
+        if self.train_source:
+            return [self.train_source]
+        return [self.name] if "train" in self.splits else []
 
     def has_labels(self, split: str) -> bool:
         return split in self.splits and self.splits[split].labelled
@@ -237,6 +249,10 @@ def _parse(data: dict, where: str) -> TaskSpec:
         _strict(Layout, lay, f"{where} layouts[{i}]")
         layouts.append(Layout(**lay))
     data["components"] = tuple(data.get("components") or ())
+    data["train_chain"] = tuple(data.get("train_chain") or ())
+    if data["train_chain"] and data["train_chain"][-1] != data.get("train_source"):
+        raise ConfigError(f"{where}: train_chain {list(data['train_chain'])} must end with train_source "
+                          f"{data.get('train_source')!r} (the stage whose data trains the target last)")
     if data["components"] and layouts:
         raise ConfigError(f"{where}: a composite task (components) reads through its components; it has no layouts")
     if not layouts and not data["components"]:
@@ -267,10 +283,14 @@ def all_tasks() -> dict[str, TaskSpec]:
             get_reader(layout.reader)  # unknown readers fail at load time
         out[spec.name] = spec
     for spec in out.values():
-        for ref in (spec.train_source, spec.dev_source):
+        for ref in (spec.train_source, spec.dev_source, *spec.train_chain):
             if ref is not None and ref not in out:
                 raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train/dev source {ref!r} is not a task"
                                   f"{did_you_mean(ref, out)}")
+        for stage in spec.train_chain:
+            if "train" not in out[stage].splits or "dev" not in out[stage].splits:
+                raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train_chain stage {stage!r} needs a train and a "
+                                  "dev split (its English dev early-stops that stage)")
         for comp in spec.components:
             where = f"xlrepro/tasks/{spec.name}.yaml: component {comp!r}"
             if comp not in out:

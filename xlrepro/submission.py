@@ -1,0 +1,154 @@
+"""Predictions (and labels) in the XTREME / XTREME-R submission layout: what ``evaluate.py`` and
+``xlrepro score`` read.
+
+  <folder>/<task>/<split>-<lang>.<ext>     ext: json for xquad, mlqa, tydiqa, mewslix; jsonl for
+                                           xcopa; tsv otherwise (``metrics.evaluate.task_file_extension``)
+
+The leaderboard takes the ``test`` files; the pipeline writes every evaluated split the same way.
+File contents, one file per task and language, in the order of the task's own files:
+
+  classification (xnli, pawsx)    one label string per line
+  multiple choice (xcopa)         the index of the chosen alternative per line ("0" / "1")
+  tagging (udpos, panx)           one tag per word and line, a blank line after every sentence
+  span QA (xquad, mlqa, tydiqa)   JSON {question id: answer text}; the ids are the official ones of the
+                                  task's file (TyDiQA's guids are file positions, so its ids come from the
+                                  file's data, which keeps the examples' order)
+  bucc2018                        one extracted pair per line, ``<xx id> TAB <en id>`` (the gold file's form)
+  tatoeba                         for each English sentence, in file order, the line index (0-based) of the
+                                  retrieved non-English sentence (evaluate.py compares it with the label
+                                  file's index; the official retrieval script's ``[12]`` form never matches)
+  mewslix                         JSON {example id: [entity ids, best first]} (scored as MRR@20 over the first)
+
+LAReQA has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
+(temporary file, then rename).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from xlrepro.data.types import Format
+from xlrepro.metrics.evaluate import task_file_extension
+from xlrepro.runs import atomic_write_text
+
+RETRIEVAL_FILE_TASKS = ("bucc2018", "tatoeba", "mewslix")
+NO_SUBMISSION_FILE = ("lareqa",)
+
+
+def submission_path(folder: str | Path, task: str, split: str, lang: str) -> Path:
+    """``<folder>/<task>/<split>-<lang>.<ext>``."""
+    return Path(folder) / task / f"{split}-{lang}.{task_file_extension(task)}"
+
+
+def qa_ids(examples: Sequence, raw: Sequence[dict] | None) -> list[str]:
+    """The official question ids of span-QA examples, in example order.
+
+    ``raw`` is the reader's ``ReadResult.raw`` (the file's ``data``, same question order as the
+    examples). Without it the guids are the ids (SQuAD, XQuAD, MLQA). A count mismatch or a
+    repeated id is an error: a submission keyed by them would silently lose answers.
+    """
+    if raw is None:
+        ids = [e.guid for e in examples]
+    else:
+        ids = [str(qa["id"]) for art in raw for para in art["paragraphs"] for qa in para.get("qas", [])]
+        if len(ids) != len(examples):
+            raise ValueError(f"qa_ids: the file's data has {len(ids)} questions but there are {len(examples)} "
+                             "examples; expected the reader's raw data of exactly these examples")
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"qa_ids: question id {i!r} occurs twice; a submission keyed by id would lose an answer")
+        seen.add(i)
+    return ids
+
+
+def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = (), raw=None) -> str:
+    """The content of one prediction file (see the module doc).
+
+    ``predictions``: the adapter's predictions in example order (label strings, choice indices,
+    tag lists, answer strings); for bucc2018 the extracted ``(xx id, en id)`` pairs; for tatoeba
+    the retrieved non-English line index per English sentence; for mewslix ``{example id:
+    [entity ids]}``.
+    """
+    if task in NO_SUBMISSION_FILE:
+        raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so there is no submission file")
+    if task == "bucc2018":
+        return "".join(f"{_field(a, task)}\t{_field(b, task)}\n" for a, b in predictions)
+    if task == "tatoeba":
+        return "".join(f"{int(i)}\n" for i in predictions)
+    if task == "mewslix":
+        if not isinstance(predictions, Mapping):
+            raise ValueError("mewslix: expected {example id: [entity ids]}")
+        return json.dumps({str(k): [str(e) for e in v] for k, v in predictions.items()}, ensure_ascii=False) + "\n"
+    predictions = list(predictions)
+    if len(predictions) != len(examples):
+        raise ValueError(f"{task}: {len(predictions)} predictions for {len(examples)} examples")
+    if fmt == Format.SPAN_QA:
+        return json.dumps(dict(zip(qa_ids(examples, raw), predictions)), ensure_ascii=False) + "\n"
+    if fmt == Format.TAGGING:
+        out = []
+        for e, tags in zip(examples, predictions):
+            if len(tags) != len(e.words) or not tags:
+                raise ValueError(f"{task}: {len(tags)} tags for the {len(e.words)} words of {e.guid}")
+            out.append("".join(f"{_field(t, task)}\n" for t in tags) + "\n")
+        return "".join(out)
+    if fmt in (Format.CLASSIFICATION, Format.MULTIPLE_CHOICE):
+        return "".join(f"{_field(p, task)}\n" for p in predictions)
+    raise ValueError(f"{task}: no submission format for {fmt}")
+
+
+def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
+    """The gold of labelled examples in the label layout ``evaluate.py`` reads (the counterpart of
+    :func:`prediction_text`; for checking exports, and for scoring splits whose labels one holds).
+    An example without its label is an error: a withheld split has no label file."""
+    if task in NO_SUBMISSION_FILE:
+        raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so there is no label file")
+    if task in ("bucc2018", "tatoeba"):
+        (ex,) = examples
+        if ex.gold is None:
+            raise ValueError(f"{task}: {ex.guid} has no gold pairs")
+        if task == "bucc2018":
+            return prediction_text(task, fmt, ex.gold)
+        src_index = {s: i for i, s in enumerate(ex.src_ids)}
+        gold = dict((t, s) for s, t in ex.gold)
+        return prediction_text(task, fmt, [src_index[gold[t]] for t in ex.tgt_ids])
+    if task == "mewslix":
+        missing = [e.guid for e in examples if e.entity_id is None]
+        if missing:
+            raise ValueError(f"mewslix: {len(missing)} mentions without an entity id (first: {missing[0]})")
+        return prediction_text(task, fmt, {e.guid: [e.entity_id] for e in examples})
+    if fmt == Format.SPAN_QA:
+        unlabelled = [e.guid for e in examples if not e.answers]
+        if unlabelled:
+            raise ValueError(f"{task}: {len(unlabelled)} questions without answers (first: {unlabelled[0]})")
+        if raw is None:
+            raw = [{"title": "", "paragraphs": [{"context": e.context, "qas": [
+                {"id": e.guid, "question": e.question,
+                 "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers]}]}]} for e in examples]
+        return json.dumps({"version": "1.1", "data": list(raw)}, ensure_ascii=False) + "\n"
+    gold = [e.tags if fmt == Format.TAGGING else e.label for e in examples]
+    if any(g is None for g in gold):
+        raise ValueError(f"{task}: labels withheld; a split without labels has no label file")
+    return prediction_text(task, fmt, gold, examples)
+
+
+def write_predictions(folder: str | Path, task: str, split: str, lang: str, fmt: Format, predictions,
+                      examples: Sequence = (), raw=None) -> Path:
+    path = submission_path(folder, task, split, lang)
+    atomic_write_text(path, prediction_text(task, fmt, predictions, examples, raw))
+    return path
+
+
+def write_labels(folder: str | Path, task: str, split: str, lang: str, fmt: Format, examples: Sequence,
+                 raw=None) -> Path:
+    path = submission_path(folder, task, split, lang)
+    atomic_write_text(path, label_text(task, fmt, examples, raw))
+    return path
+
+
+def _field(value, task: str) -> str:
+    s = str(value)
+    if not s or s != s.strip() or any(c in s for c in "\t\n\r"):
+        raise ValueError(f"{task}: {value!r} cannot be written as one field of a line (evaluate.py strips lines)")
+    return s
