@@ -35,20 +35,38 @@ def cmd_info(a) -> int:
 def cmd_tasks(a) -> int:
     from xlrepro.tasks import all_tasks
 
-    rows = []
-    for t in all_tasks().values():
-        rows.append({"name": t.name, "version": t.version, "format": t.format.value, "benchmarks": list(t.benchmarks),
-                     "languages": {s: t.split_languages(s) for s in t.splits}, "metric": t.metric,
-                     "english_training_source": t.train_source or (t.name if "train" in t.splits else None),
-                     "hub": {"repo": t.hub.repo, "revision": t.hub.revision} if t.hub else None})
+    rows = [task_row(t) for t in all_tasks().values()]
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
             n = {s: len(v) for s, v in r["languages"].items()}
             print(f"{r['name']:<12} v{r['version']}  {r['format']:<16} {','.join(r['benchmarks']):<22} "
-                  f"metric={r['metric']:<18} train={r['english_training_source'] or '-':<10} languages/split={n}")
+                  f"metric={r['metric']:<18} train={'>'.join(r['english_training_chain']) or '-':<16} "
+                  f"languages/split={n}")
     return 0
+
+
+def task_row(t) -> dict:
+    """One task of ``xlrepro tasks --json``.
+
+    ``languages``: split -> languages over all the task's benchmarks; ``languages_by_benchmark``:
+    benchmark -> split -> languages (e.g. PAN-X test: 40 in XTREME, 48 in XTREME-R);
+    ``labelled``: split -> whether the official files carry labels (False: XTREME withholds them;
+    such a split is exported for the leaderboard, never scored); ``english_training_source``: the
+    task whose English train split trains it last; ``english_training_chain``: every English
+    training stage in order (XCOPA: socialiqa, copa); ``english_dev_source``: the English dev split
+    that early-stops the last stage (None for tasks with no training).
+    """
+    chain = t.training_chain()
+    dev = t.dev_source or (chain[-1] if chain else None)
+    return {"name": t.name, "version": t.version, "description": t.description, "format": t.format.value,
+            "benchmarks": list(t.benchmarks), "languages": {s: t.split_languages(s) for s in t.splits},
+            "languages_by_benchmark": {b: {s: t.split_languages(s, b) for s in t.splits} for b in t.benchmarks},
+            "labelled": {s: t.has_labels(s) for s in t.splits}, "metric": t.metric,
+            "english_training_source": chain[-1] if chain else None, "english_training_chain": chain,
+            "english_dev_source": dev,
+            "hub": {"repo": t.hub.repo, "revision": t.hub.revision, "config": t.hub.config} if t.hub else None}
 
 
 def cmd_reproduce(a) -> int:

@@ -195,7 +195,8 @@ class Experiment:
                 "subset_sha256": subset_digest([e.guid for e in examples]), "n_features": len(feats),
                 "language_mix": language_mix, "train_source": train_task.name, "dev_source": dev_task.name,
                 "dev_subset": len(dev_examples), "train_data_sha256": files_digest(files),
-                "shuffle_labels": shuffle_labels, "skipped": train_data.skipped}
+                "shuffle_labels": shuffle_labels, "skipped": train_data.skipped,
+                "head": "continued from the previous chain stage" if head_init is not None else "fresh"}
         return Stream(task, feats, adapter.collate, loss_fn), evaluate, info, adapter
 
     def _train_tasks(self, model: MultiTaskModel, tasks: list[str], train_cfg: TrainConfig, run: Run, seed: int,
