@@ -11,9 +11,10 @@ import time
 import pytest
 
 from xlrepro.config import load_config
+from xlrepro.metrics.evaluate import score_language
 from xlrepro.pipeline import Experiment
 
-CHANCE = {"xnli": 100 / 3, "xcopa": 50.0}
+CHANCE = {"xnli": 100 / 3, "xcopa": 50.0, "pawsx": 50.0}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +33,18 @@ def _scores(results, task, metric, phase="target", split="test"):
 def test_every_phase_and_format_produced_results(smoke):
     out, results, _ = smoke
     tasks = {(r["task"], r["phase"]) for r in results["records"]}
-    assert {("xnli", "target"), ("xcopa", "target"), ("xquad", "target"), ("udpos", "target"),
-            ("tatoeba", "retrieval"), ("xnli", "control")} <= tasks
+    assert {("xnli", "target"), ("xcopa", "target"), ("xquad", "target"), ("udpos", "target"), ("pawsx", "target"),
+            ("panx", "target"), ("mlqa", "target"), ("tydiqa", "target"), ("tatoeba", "retrieval"),
+            ("bucc2018", "retrieval"), ("xnli", "control")} <= tasks
     langs = {r["language"] for r in results["records"]}
     assert len(langs) >= 4
     kinds = {v["kind"] for v in results["runs"].values()}
-    assert kinds == {"pretrain", "intermediate", "target", "control", "retrieval"}
-    for path in ("report.md", "scores.png", "results.json", "config.json"):
+    assert kinds == {"pretrain", "intermediate", "chain", "target", "control", "retrieval"}
+    for path in ("report.md", "scores.png", "results.json", "config.json", "submission/MANIFEST.json"):
         assert (out / path).stat().st_size > 0, path
     report = (out / "report.md").read_text()
     assert "Smoke scale" in report and "## xnli" in report and "![zero-shot test scores](scores.png)" in report
+    assert "English training: socialiqa → copa" in report
 
 
 def _mean(xs):
@@ -67,6 +70,28 @@ def test_zero_shot_transfer_is_above_chance(smoke):
     assert _mean(tatoeba.values()) > 3, tatoeba  # chance: 1 in 300 = 0.33
     bucc = _scores(results, "bucc2018", "f1", phase="retrieval")
     assert set(bucc) == {"zh"}
+
+
+def test_withheld_test_labels_are_exported_not_scored(smoke):
+    """PAWS-X and PAN-X test labels are withheld in the world, as XTREME's download withholds them:
+    no test score is recorded, the predictions are exported, and scored against the labels the
+    world kept aside (labels/<task>/test-xx.tsv) they are above chance, so the export lines up
+    with the examples. Chance: PAWS-X 50 (balanced labels); PAN-X entity F1 0 for an all-O tagger."""
+    out, results, _ = smoke
+    assert not _scores(results, "pawsx", "accuracy") and not _scores(results, "panx", "f1")
+    world = next(out.glob("world-*"))
+    manifest = json.loads((out / "submission" / "MANIFEST.json").read_text())
+    scores = {}
+    for task, metric in (("pawsx", "accuracy"), ("panx", "f1")):
+        assert set(manifest[task]) == set(_scores(results, task, metric, split="dev"))
+        for lang, entry in manifest[task].items():
+            assert entry["scored"] is False
+            scores[task, lang] = score_language(task, str(out / "submission" / task / f"test-{lang}.tsv"),
+                                                str(world / "labels" / task / f"test-{lang}.tsv"), lang)[metric]
+    assert min(v for (t, _), v in scores.items() if t == "pawsx") > PAWSX_MIN, scores
+    assert min(v for (t, _), v in scores.items() if t == "panx") > PANX_MIN, scores
+    for task in ("xnli", "xcopa", "xquad", "mlqa", "tydiqa", "udpos", "tatoeba", "bucc2018"):
+        assert task in manifest, task
 
 
 def test_shuffled_labels_stay_at_chance(smoke):

@@ -490,16 +490,16 @@ class Experiment:
 
     def _assemble_submission(self) -> None:
         """``<out>/submission/<task>/test-<lang>.<ext>``: the test predictions of this experiment's
-        target and retrieval runs (not the controls), in the layout ``xlrepro score`` and the
+        runs (target, retrieval; not the controls), in the layout ``xlrepro score`` and the
         leaderboard read, and ``MANIFEST.json`` naming the run of each file and whether the split
         was scored here (False: labels withheld, exported only)."""
         import shutil
 
         dest = self.out / "submission"
         manifest = {}
-        scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r["control"]}
+        scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r.get("control")}
         for h, info in sorted(self.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0])):
-            if info["kind"] not in ("target", "retrieval"):
+            if info["kind"] == "control" or "task" not in info:  # every run that exports predictions but the controls
                 continue
             folder = Path(info["dir"]) / "predictions" / info["task"]
             for f in sorted(folder.glob("test-*")):

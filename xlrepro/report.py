@@ -73,6 +73,11 @@ def render(results: dict, plot_name: str | None) -> str:
     for (task, phase), splits in sorted(tables(recs).items()):
         title = f"## {task}" + (" — negative control (shuffled training labels)" if phase == "control" else "")
         lines += [title, ""]
+        chain = next((r.get("train_chain") for r in recs if r["task"] == task and r["phase"] == phase
+                      and r.get("train_chain")), None)
+        if chain:
+            lines += [f"English training: {' → '.join(chain)}" + (" (one model, stage after stage)" if len(chain) > 1
+                                                                   else ""), ""]
         for split, by_lang in sorted(splits.items()):
             metrics = sorted({m for v in by_lang.values() for m in v}, key=lambda m: (m not in PRIMARY, m))
             langs = sorted(by_lang, key=lambda l: (l != "en", l))
