@@ -8,6 +8,9 @@
                                              the same, for any config file
   xlrepro config show|validate <config> [overrides]
   xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
+  xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
+  xlrepro data pin [--task T ...] [--write] [--repin]
+                                             resolve (and record) the commit of each Hub source
 """
 from __future__ import annotations
 
@@ -107,6 +110,49 @@ def cmd_score(a) -> int:
     return 0
 
 
+def cmd_data(a) -> int:
+    from xlrepro.data import pin as pinmod
+    from xlrepro.tasks import all_tasks
+
+    tasks = all_tasks()
+    if a.action == "status":
+        rows = pinmod.status(tasks)
+        if a.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                state = "-" if r["pinned"] is None else (r["revision"] if r["pinned"] else "UNPINNED")
+                print(f"{r['task']:<12} {r['repo'] or '(no Hub source)':<40} {state}")
+        unpinned = [r["task"] for r in rows if r["pinned"] is False]
+        print(f"{len(unpinned)} of {sum(r['pinned'] is not None for r in rows)} Hub sources unpinned"
+              + (f": {', '.join(unpinned)}" if unpinned else ""), file=sys.stderr)
+        return 1 if (a.strict and unpinned) else 0
+    if os.environ.get("HF_HUB_OFFLINE", "0") == "1":
+        print("xlrepro: error: `data pin` needs the Hub (HF_HUB_OFFLINE=1 is set)", file=sys.stderr)
+        return 2
+    from huggingface_hub import HfApi
+
+    from xlrepro.errors import XlreproError
+
+    try:
+        pins = pinmod.plan(tasks, HfApi(), only=a.task, repin=a.repin)
+    except XlreproError:
+        raise
+    except Exception as e:  # the Hub client's transport errors (httpx / requests) share no base class
+        print(f"xlrepro: error: the Hub did not answer a revision query ({type(e).__name__}: {e}); "
+              "run `xlrepro data pin` where huggingface.co is reachable", file=sys.stderr)
+        return 2
+    for p in pins:
+        print(f"{p.task:<12} {p.repo:<40} {p.current or 'UNPINNED'} -> {p.revision} ({p.ref}; {p.note})")
+        if a.write:
+            pinmod.write_pin(pinmod.task_file(p.task), p)
+    if not pins:
+        print("nothing to pin (every Hub source has a revision; --repin resolves them again)")
+    elif not a.write:
+        print("dry run: pass --write to record these revisions in xlrepro/tasks/*.yaml")
+    return 0
+
+
 def _xtreme_folder(task: str) -> str:
     return {"pawsx": "pawsx", "panx": "panx", "bucc2018": "bucc2018", "mewslix": "mewslix"}.get(task, task)
 
@@ -144,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--version", choices=["xtreme", "xtreme-r"], default="xtreme")
     s.add_argument("--mode", choices=["official", "corrected"], default="official")
     s.set_defaults(fn=cmd_score)
+
+    s = sub.add_parser("data", help="Hub pinning of the task registry: status, pin")
+    s.add_argument("action", choices=["status", "pin"])
+    s.add_argument("--json", action="store_true", help="status: machine-readable")
+    s.add_argument("--strict", action="store_true", help="status: exit 1 if any Hub source is unpinned")
+    s.add_argument("--task", action="append", help="pin: only this task (repeatable)")
+    s.add_argument("--write", action="store_true", help="pin: record the revisions in xlrepro/tasks/*.yaml")
+    s.add_argument("--repin", action="store_true", help="pin: resolve pinned sources again too")
+    s.set_defaults(fn=cmd_data)
     return p
 
 

@@ -88,6 +88,26 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def lock_hashes() -> dict[str, str]:
+    """sha256 of every lock/requirements file of the source tree (host runs and the image alike)."""
+    root = Path(__file__).resolve().parents[1]
+    out = {}
+    for pattern in ("requirements/*.txt", "docker/*.lock", "docker/*.in"):
+        for f in sorted(root.glob(pattern)):
+            out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def installed_distributions() -> dict[str, str]:
+    """name -> version of every installed distribution (what `pip freeze` lists)."""
+    out = {}
+    for d in importlib.metadata.distributions():
+        name = d.metadata.get("Name")
+        if name:
+            out[name.lower()] = d.version
+    return dict(sorted(out.items()))
+
+
 def provenance(seed: int | None = None) -> dict:
     """Code, environment, hardware and extension build of this process (for every results file)."""
     import torch
@@ -118,6 +138,8 @@ def provenance(seed: int | None = None) -> dict:
         "image": {"digest": os.environ.get("XLREPRO_IMAGE_DIGEST"), "info": image} if image or
                  os.environ.get("XLREPRO_IMAGE_DIGEST") else None,
         "versions": versions,
+        "locks": lock_hashes(),
+        "installed": installed_distributions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu_model(),

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import glob
 import importlib.resources
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,10 @@ def _parse(data: dict, where: str) -> TaskSpec:
     if data.get("hub") is not None:
         _strict(HubSource, data["hub"], f"{where} hub")
         data["hub"] = HubSource(**data["hub"])
+        rev = data["hub"].revision
+        if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
+            raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
+                              f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
     return TaskSpec(**data)
 
 
