@@ -11,6 +11,8 @@
   nox -s bench      the micro-benchmarks in benchmarks/ (`nox -s bench -- retrieval --quick`)
   nox -s docker_build  build the CPU image with podman over a debootstrapped Debian base and run
                     the smoke reproduction inside it with the network off (root, Debian 12)
+  nox -s "reproduce(result='<name>')"  one paper result or scaling figure (xlrepro/experiments/),
+                    on the host, or in the image when XLREPRO_IMAGE=<image> is set
 
 Each of tests/smoke/info/typecheck/gpu_tests/bench makes its own virtualenv with Python 3.11,
 installs torch (CPU build unless said otherwise) and the pinned requirements, and (except
@@ -199,3 +201,50 @@ def docker_build(session: nox.Session) -> None:
         session.error("docker_build needs root on a Debian 12 host (debootstrap, rootful podman); "
                       "to build the image elsewhere follow docker/README.md")
     session.run("bash", "docker/ci_build.sh", *session.posargs, external=True)
+
+
+# One session per paper result and scaling figure: the spec files in xlrepro/experiments/ (plus
+# the smoke reproduction). `nox -l` lists them as reproduce(result='<name>').
+RESULTS = ["smoke"] + sorted(p.stem for p in Path("xlrepro/experiments").glob("*.yaml"))
+
+
+def _container_engine() -> str | None:
+    for engine in (os.environ.get("XLREPRO_CONTAINER_ENGINE"), "docker", "podman"):
+        if engine and shutil.which(engine):
+            return engine
+    return None
+
+
+@nox.session(python=PYTHON, download_python="never")
+@nox.parametrize("result", RESULTS)
+def reproduce(session: nox.Session, result: str) -> None:
+    """`xlrepro reproduce <result>` on the host, or inside the image when XLREPRO_IMAGE names one.
+
+    Host: a virtualenv like `tests` (torch from XLREPRO_TORCH). Image: `<engine> run` with
+    data/ and models/ mounted read-only, results/ read-write and the Hugging Face cache in the
+    volume XLREPRO_HF_VOLUME (default xlrepro-hf); XLREPRO_OFFLINE=1 also turns the network off.
+    Extra arguments go to `xlrepro reproduce` (e.g. `-- --dry-run`, or dotted overrides)."""
+    out = os.path.join("results", result)
+    image = os.environ.get("XLREPRO_IMAGE")
+    if not image:
+        install(session)
+        session.run("xlrepro", "reproduce", result, "--out", out, *session.posargs)
+        return
+    engine = _container_engine()
+    if engine is None:
+        session.error("XLREPRO_IMAGE is set but neither docker nor podman is installed "
+                      "(XLREPRO_CONTAINER_ENGINE names another engine)")
+    cwd = os.getcwd()
+    for d in ("data", "models", "results"):
+        os.makedirs(d, exist_ok=True)
+    # the host user's uid writes results/ (owned by the host user afterwards); HOME is not needed
+    cmd = [engine, "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+           "-v", f"{cwd}/data:/srv/xlrepro/data:ro", "-v", f"{cwd}/models:/srv/xlrepro/models:ro",
+           "-v", f"{cwd}/results:/srv/xlrepro/results",
+           "-v", f"{os.environ.get('XLREPRO_HF_VOLUME', 'xlrepro-hf')}:/cache/huggingface"]
+    if os.environ.get("XLREPRO_OFFLINE", "0") == "1":
+        cmd += ["--network", "none", "-e", "XLREPRO_OFFLINE=1"]
+    if shutil.which("nvidia-smi") and engine == "docker":
+        cmd += ["--gpus", "all"]
+    session.run(*cmd, image, "reproduce", result, "--out", f"/srv/xlrepro/results/{result}", *session.posargs,
+                external=True)
