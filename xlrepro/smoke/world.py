@@ -22,6 +22,7 @@ readers run on it:
   tatoeba/   tatoeba.xxx-eng.{xxx,eng}                               bitext retrieval
   bucc2018/  xx-en.{dev,test}.{xx,en,gold}                           bitext mining (BUCC languages only)
   corpus/    <lang>.txt, mixed.txt                                   MLM pre-training text
+  lareqa/, mewslix/, mewslix_wikipedia/                              dual-encoder retrieval (world_retrieval.py)
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 
-WORLD_VERSION = 3  # bump when the generator's output changes (it is part of the world's cache key)
+WORLD_VERSION = 4  # bump when the generator's output changes (it is part of the world's cache key)
 
 CLASSES = ("person", "animal", "food", "tool")
 NOUNS = {
@@ -405,6 +406,9 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
             _atomic_write(base.with_name(base.name + f".{c}"), "".join(f"{i}\t{t}\n" for i, t in src))
             _atomic_write(base.with_name(base.name + ".en"), "".join(f"{i}\t{t}\n" for i, t in eng))
             _atomic_write(base.with_name(base.name + ".gold"), "".join(f"{a}\t{b}\n" for a, b in gold))
+
+    from xlrepro.smoke.world_retrieval import generate_retrieval  # LAReQA, Mewsli-X (own RNG)
+    generate_retrieval(tmp, langs, seed, n_train, n_dev, n_test)
 
     manifest = {"seed": seed, "world_version": WORLD_VERSION, "languages": languages,
                 "word_order": {c: {"order": l.order, "adjective_after_noun": l.adj_after, "determiner": l.has_det}
