@@ -10,7 +10,7 @@ from xlrepro.config import load_config
 from xlrepro.data.readers import get_reader
 from xlrepro.data.readers_retrieval import mewslix_entity_text, mewslix_mention_text, sentence_breaks
 from xlrepro.data.types import EntityDescription, EntityMentionExample
-from xlrepro.dual_encoder import DualEncoder, encode, lareqa_map_knn, load_dual_encoder, save_dual_encoder
+from xlrepro.dual_encoder import DualEncoder, lareqa_map_knn, load_dual_encoder, save_dual_encoder
 from xlrepro.errors import ConfigError, DataFormatError
 from xlrepro.metrics import lareqa_map_at_k
 from xlrepro.pipeline import Experiment
