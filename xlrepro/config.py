@@ -103,8 +103,19 @@ class TargetConfig:
 
 
 @dataclass
+class DualEncoderConfig:
+    """Dual-encoder fine-tuning of LAReQA and Mewsli-X (``xlrepro.dual_encoder``): ``train`` plus
+    ``per_task[task]`` overrides (TrainConfig fields). Query/candidate lengths come from the task's
+    registry ``retrieval`` entry. ``token_budget`` batching is not supported (in-batch negatives)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    per_task: dict = field(default_factory=dict)  # lareqa / mewslix -> {TrainConfig field: value}
+    logit_scale: float = 100.0  # initial value of the learnable logit scale (XTREME-R's BertForRetrieval)
+
+
+@dataclass
 class RetrievalConfig:
-    """Retrieval straight from the intermediate encoder (no target fine-tuning)."""
+    """Retrieval evaluation: BUCC/Tatoeba from an encoder (no head), LAReQA/Mewsli-X via a dual encoder."""
 
     tasks: list = field(default_factory=list)
     layer: int = 14  # hidden_states[layer]; index 0 = embeddings
@@ -112,6 +123,14 @@ class RetrievalConfig:
     similarity: str = "cosine"  # "cosine" | "dot"
     batch_size: int = 32
     max_seq_length: int = 512
+    # Protocol of a task that is in several benchmarks: Tatoeba is read from the intermediate encoder in
+    # XTREME, from a SQuAD v1.1 fine-tuned encoder in XTREME-R (the task registry's retrieval.encoder).
+    benchmark: str = "xtreme"  # "xtreme" | "xtreme_r"
+    # task -> encoder source, overriding the benchmark's: "intermediate" | "squad_mrc" (SQuAD span-QA
+    # fine-tuning with target.train + target.per_task.squad, as XTREME-R's run_tatoeba.sh) |
+    # "squad_dual_encoder" (the LAReQA dual encoder). Recorded with every number.
+    encoder: dict = field(default_factory=dict)
+    dual_encoder: DualEncoderConfig = field(default_factory=DualEncoderConfig)
 
 
 @dataclass
@@ -348,6 +367,30 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
              "data.source": (cfg.data.source, ("local", "hub")),
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
+    enums["retrieval.benchmark"] = (cfg.retrieval.benchmark, ("xtreme", "xtreme_r"))
+    from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
+
+    for t, src in cfg.retrieval.encoder.items():
+        if t not in tasks or t in DUAL_ENCODER_TASKS or tasks[t].format.value != "retrieval":
+            raise ConfigError(f"{where}: retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style "
+                              f"retrieval tasks, not {t!r}")
+        if src not in ENCODER_SOURCES:
+            raise ConfigError(f"{where}: retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
+                              f"{did_you_mean(str(src), ENCODER_SOURCES)}")
+    for t, over in cfg.retrieval.dual_encoder.per_task.items():
+        if t not in DUAL_ENCODER_TASKS:
+            raise ConfigError(f"{where}: retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task "
+                              f"{list(DUAL_ENCODER_TASKS)}")
+        for k in (over or {}):
+            if k not in train_fields:
+                raise ConfigError(f"{where}: retrieval.dual_encoder.per_task.{t}.{k}: unknown key"
+                                  f"{did_you_mean(k, train_fields)}")
+        from_dict(TrainConfig, {**to_dict(cfg.retrieval.dual_encoder.train), **(over or {})},
+                  f"retrieval.dual_encoder.per_task.{t}")
+    if cfg.retrieval.dual_encoder.train.token_budget or any((o or {}).get("token_budget")
+                                                            for o in cfg.retrieval.dual_encoder.per_task.values()):
+        raise ConfigError(f"{where}: retrieval.dual_encoder: token_budget batching is not supported "
+                          "(the in-batch negatives need fixed-size batches)")
     enums["intermediate.sampler"] = (cfg.intermediate.sampler, ("proportional", "temperature", "uniform"))
     enums["intermediate.volume_scope"] = (cfg.intermediate.volume_scope, ("per_task", "total"))
     if not 0.0 <= cfg.intermediate.mlm_mix < 1.0:

@@ -5,7 +5,9 @@
   (2) target           fresh head; fine-tune on the target task's English training data with
                        early stopping on an English dev subset (best checkpoint reloaded); then
                        (3) zero-shot evaluation on every language and split that has labels
-  (3') retrieval       BUCC/Tatoeba-style evaluation straight from the intermediate encoder
+  (3') retrieval       BUCC/Tatoeba-style evaluation straight from the intermediate encoder (XTREME-R
+                       Tatoeba: from a SQuAD-fine-tuned one); LAReQA/Mewsli-X: a dual encoder fine-tuned
+                       on the English training source, then ranked (xlrepro/dual_encoder.py)
 
 A target task with a training chain (XCOPA in XTREME-R: Social IQa, then COPA) first trains its
 earlier English stages as ``chain`` runs, each continuing from the previous model, encoder and (where
@@ -391,22 +393,33 @@ class Experiment:
         return run.dir / "encoder", {"kind": "chain", "task": stage, "run": run.hash}, head
 
     def retrieval(self, task: str, encoder_dir, encoder_spec) -> None:
+        from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, dual_encoder_retrieval, retrieval_encoder
         from xlrepro.metrics import tatoeba_accuracy
         from xlrepro.retrieval import embed, nearest, search_backend
 
+        if task in DUAL_ENCODER_TASKS:  # LAReQA, Mewsli-X: fine-tuned dual encoder (xlrepro/dual_encoder.py)
+            return dual_encoder_retrieval(self, task, encoder_dir, encoder_spec)
+        # which encoder is read (XTREME: the intermediate one; XTREME-R Tatoeba: SQuAD-fine-tuned)
+        encoder_dir, encoder_spec, source = retrieval_encoder(self, task, encoder_dir, encoder_spec)
         cfg = self.cfg
         r = cfg.retrieval
-        spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version, "retrieval": to_dict(r),
+        spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
+                "retrieval": {k: v for k, v in to_dict(r).items() if k != "dual_encoder"}, "encoder_source": source,
                 "upstream": encoder_spec, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
         run = Run(self.out, "retrieval", task, spec)
+        encoder_info = {"encoder_source": source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
             records, protocol = self._bucc(model, task, run)
+            protocol = {**encoder_info, **protocol, "search": "xlrepro.ops.margin_mine"}
+            records = [{**rec, "protocol": protocol} for rec in records]
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             records = []
+            protocol = {**encoder_info, "layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "k": 1,
+                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1))}
             for lang in self.eval_languages(task, "test"):
                 data = self.read(task, "test", lang)
                 ex = data.examples[0]
@@ -421,12 +434,10 @@ class Experiment:
                 _, ridx = nearest(src, eng, r.similarity, k=1)
                 rev = tatoeba_accuracy(ridx[:, 0].tolist(), mode=METRIC_MODE)
                 common = {"task": task, "language": lang, "split": "test", "n": len(ex.src_sentences),
-                          "data_sha256": files_digest(data.files)}
+                          "data_sha256": files_digest(data.files), "protocol": protocol}
                 records.append({**common, "metric": "accuracy", "value": float(acc["accuracy"]), "mode": acc["mode"]})
                 records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
                                 "mode": rev["mode"]})
-            protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity,
-                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1))}
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)

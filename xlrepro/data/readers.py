@@ -321,3 +321,5 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     return ReadResult([ex], {str(paths["src"]): src_digest, str(paths["eng"]): eng_digest})
 
 from xlrepro.data import readers_intermediate, readers_xtreme  # noqa: E402,F401  (register their readers)
+
+from xlrepro.data import readers_retrieval  # noqa: E402,F401  (dual-encoder retrieval: Mewsli-X pairs, candidates)

@@ -114,6 +114,26 @@ class EntityMentionExample:
     sentence_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
+@dataclass
+class EntityDescription:
+    """Mewsli-X: one candidate entity (``candidate_set_entities.jsonl``, or the entity of a training pair)."""
+
+    entity_id: str  # WikiData QID
+    title: str
+    description: str
+    description_language: str
+    description_url: str
+    sentence_spans: list[tuple[int, int]] = field(default_factory=list)  # code-point offsets into description
+
+
+@dataclass
+class MentionEntityPair:
+    """Mewsli-X fine-tuning pair (``wikipedia_pairs-*.jsonl``): an English Wikipedia mention and its entity."""
+
+    mention: EntityMentionExample
+    entity: EntityDescription
+
+
 Example = (ClassificationExample | MultipleChoiceExample | SpanQAExample | TaggingExample | BitextExample
            | QASentencePool | EntityMentionExample)
 

@@ -23,6 +23,7 @@ readers run on it:
   bucc2018/  xx-en.{dev,test}.{xx,en,gold}                           bitext mining (BUCC languages only)
   corpus/    <lang>.txt, mixed.txt                                   MLM pre-training text
   pawsx/ panx/ mlqa/ tydiqa/ socialiqa/ labels/                      see ``world_tasks`` (own random stream)
+  lareqa/, mewslix/, mewslix_wikipedia/                              dual-encoder retrieval (world_retrieval.py)
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 
-WORLD_VERSION = 4  # bump when the generator's output changes (it is part of the world's cache key)
+WORLD_VERSION = 5  # bump when the generator's output changes (it is part of the world's cache key)
 
 CLASSES = ("person", "animal", "food", "tool")
 NOUNS = {
@@ -409,6 +410,8 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
 
     from xlrepro.smoke import world_tasks  # PAWS-X, PAN-X, MLQA, TyDiQA, Social IQa, withheld test labels
     world_tasks.generate(tmp, langs, seed, n_train, n_dev, n_test)
+    from xlrepro.smoke.world_retrieval import generate_retrieval  # LAReQA, Mewsli-X (own RNG)
+    generate_retrieval(tmp, langs, seed, n_train, n_dev, n_test)
 
     manifest = {"seed": seed, "world_version": WORLD_VERSION, "languages": languages,
                 "word_order": {c: {"order": l.order, "adjective_after_noun": l.adj_after, "determiner": l.has_det}
