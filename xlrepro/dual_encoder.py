@@ -398,7 +398,6 @@ def _protocol(exp, task: str, de_spec: dict) -> dict:
 
 def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
     """Train the dual encoder of ``task`` (LAReQA or Mewsli-X) and evaluate it; records carry the protocol."""
-    from xlrepro.config import to_dict
     from xlrepro.pipeline import METRIC_MODE
     from xlrepro.runs import Run, atomic_write_json
     from xlrepro.tasks import get_task
