@@ -74,18 +74,24 @@ class Experiment:
         return [l for l in langs if keep is None or l in keep]
 
     # ------------------------------------------------------------------ setup
+    @property
+    def base_seed(self) -> int:
+        """Seed of the smoke world and of MLM pre-training (``base_seed``, default ``seed``), so
+        that fine-tuning seeds can vary over one shared world and pre-trained encoder."""
+        return self.cfg.seed if self.cfg.base_seed is None else self.cfg.base_seed
+
     def prepare(self) -> None:
+        """The smoke world (generated once per world key) and the tokenizer."""
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         cfg = self.cfg
-        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
 
-            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed, "world_version": WORLD_VERSION})[:12]
+            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
             if not (world / "WORLD.json").exists():
-                generate(world, cfg.smoke.languages, cfg.seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
+                generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
                          cfg.smoke.n_corpus, cfg.smoke.code_switch)
             tok_dir = world / "tokenizer"
             if not (tok_dir / "tokenizer.json").exists():
@@ -102,27 +108,43 @@ class Experiment:
         m = to_dict(self.cfg.model)
         return {"model": m, "tokenizer": self.tokenizer_path if self.cfg.smoke is None else "smoke"}
 
+    def _pretrain_files(self) -> list[Path]:
+        corpus = self.data_root / "corpus" if self.cfg.smoke else Path(self.cfg.pretrain.corpus)
+        files = sorted(corpus.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
+        return files
+
+    # Each phase's resolved spec (its run's identity) on its own, so a sweep can key its run
+    # graph by the same hashes without running anything (xlrepro.sweep). Needs prepare().
+    def pretrain_spec(self) -> dict | None:
+        """Spec of the MLM pre-training run, or None when the encoder is the configured base model."""
+        cfg = self.cfg
+        if cfg.pretrain is None or cfg.pretrain.steps == 0:
+            return None
+        from xlrepro.data.io import sha256_file
+
+        files = self._pretrain_files()
+        return {"kind": "pretrain", "base": self.base_encoder_spec(), "pretrain": to_dict(cfg.pretrain),
+                "seed": self.base_seed, "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
+                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+
     def pretrain(self) -> tuple[Path | None, dict]:
         """(encoder dir or None for the configured base model, spec of that encoder)."""
         cfg = self.cfg
         base = self.base_encoder_spec()
-        if cfg.pretrain is None or cfg.pretrain.steps == 0:
+        spec = self.pretrain_spec()
+        if spec is None:
             return None, base
-        corpus = self.data_root / "corpus" if cfg.smoke else Path(cfg.pretrain.corpus)
-        files = sorted(corpus.glob("*.txt"))
-        if not files:
-            raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
-        from xlrepro.data.io import sha256_file
-
-        spec = {"kind": "pretrain", "base": base, "pretrain": to_dict(cfg.pretrain), "seed": cfg.seed,
-                "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
-                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+        files = self._pretrain_files()
         run = Run(self.out, "pretrain", "mlm", spec)
         enc_dir = run.dir / "encoder"
         if not run.done:
+            import dataclasses
+
             from xlrepro.mlm import pretrain_mlm
 
-            state = pretrain_mlm(cfg, self.tokenizer, files, run, self.device)
+            state = pretrain_mlm(dataclasses.replace(cfg, seed=self.base_seed), self.tokenizer, files, run, self.device)
             self.tokenizer.save_pretrained(str(enc_dir))
             run.finish({"steps": state.step})
         self.runs[run.hash] = {"kind": "pretrain", "dir": str(run.dir), **run.summary()}
@@ -255,16 +277,24 @@ class Experiment:
         model.train()
         return adapter.predict(logits, feats, examples)
 
-    def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
+    def intermediate_spec(self, upstream_spec: dict) -> dict | None:
+        """Spec of the intermediate run, or None for the no-intermediate baseline."""
         cfg = self.cfg
         tasks = cfg.intermediate.tasks
         if not tasks:
-            return upstream_dir, upstream_spec
-        task = "+".join(tasks)
+            return None
         inter = {k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"}
-        spec = {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
+        return {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
                 "intermediate": inter, "upstream": upstream_spec, "seed": cfg.seed,
                 "data": {t: self._data_spec(t) for t in tasks}}
+
+    def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
+        cfg = self.cfg
+        tasks = cfg.intermediate.tasks
+        spec = self.intermediate_spec(upstream_spec)
+        if spec is None:
+            return upstream_dir, upstream_spec
+        task = "+".join(tasks)
         run = Run(self.out, "intermediate", task, spec)
         if not run.done:
             model = self._new_model(upstream_dir, cfg.seed)
@@ -280,13 +310,17 @@ class Experiment:
         return {"source": self.cfg.data.source, "layout": self.cfg.data.layouts.get(task),
                 "languages": self.cfg.data.languages}
 
+    def target_spec(self, task: str, encoder_spec: dict, control: bool = False) -> dict:
+        cfg = self.cfg
+        return {"kind": "target", "task": task, "task_version": get_task(task).version,
+                "train": to_dict(train_config_for(cfg, task)), "upstream": encoder_spec, "seed": cfg.seed,
+                "control_shuffled_labels": control, "eval_splits": cfg.target.eval_splits,
+                "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+
     def target(self, task: str, encoder_dir, encoder_spec, control: bool = False) -> None:
         cfg = self.cfg
         tcfg = train_config_for(cfg, task)
-        tspec = get_task(task)
-        spec = {"kind": "target", "task": task, "task_version": tspec.version, "train": to_dict(tcfg),
-                "upstream": encoder_spec, "seed": cfg.seed, "control_shuffled_labels": control,
-                "eval_splits": cfg.target.eval_splits, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+        spec = self.target_spec(task, encoder_spec, control)
         kind = "control" if control else "target"
         run = Run(self.out, kind, task, spec)
         if not run.done:
@@ -342,8 +376,7 @@ class Experiment:
 
         cfg = self.cfg
         r = cfg.retrieval
-        spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version, "retrieval": to_dict(r),
-                "upstream": encoder_spec, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+        spec = self.retrieval_spec(task, encoder_spec)
         run = Run(self.out, "retrieval", task, spec)
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
@@ -375,6 +408,11 @@ class Experiment:
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
+
+    def retrieval_spec(self, task: str, encoder_spec: dict) -> dict:
+        return {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
+                "retrieval": to_dict(self.cfg.retrieval), "upstream": encoder_spec, "data": self._data_spec(task),
+                "metric_mode": METRIC_MODE}
 
     def _bucc(self, model, task: str) -> tuple[list, dict]:
         """BUCC mining: ratio margin (k=4 each way, 'max' retrieval) over de-duplicated sentences;
@@ -435,6 +473,7 @@ class Experiment:
     def run(self) -> dict:
         self.prepare()
         cfg = self.cfg
+        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         set_seed(cfg.seed)
         enc_dir, enc_spec = self.pretrain()
         inter_dir, inter_spec = self.intermediate(enc_dir, enc_spec)
