@@ -187,6 +187,11 @@ class Runner:
         node = g.nodes[key]
         if node.state(g.out) == "done":
             log_event(g.out, {"event": "skip", "node": key[:12], "kind": node.kind, "task": node.task})
+            if node.kind in ("target", "control") and not (g.out / node.run_dir / "items.json").exists():
+                # killed between the run's done.json and its derived item scores: derive them, train nothing
+                from xlrepro.items import write_items
+
+                write_items(self.experiment(g.cells[node.cells[0]]), node.task, g.out / node.run_dir)
             return "skipped"
         cell = g.cells[node.cells[0]]
         exp = self.experiment(cell)
@@ -204,6 +209,12 @@ class Runner:
         enc_spec = {"kind": up.kind, "run": up.key} if up else exp.base_encoder_spec()
         if exp.tokenizer is None:
             exp.prepare()
+        if key in nodes:  # who runs it: commit, image, hardware, versions (kept from the first start)
+            prov = g.out / nodes[key].run_dir / "provenance.json"
+            if not prov.exists():
+                from xlrepro.runs import provenance
+
+                atomic_write_json(prov, provenance(exp.cfg.seed))
         log_event(g.out, {"event": "start", "node": key[:12], "kind": kind, "task": task,
                           "state": nodes[key].state(g.out) if key in nodes else "pending"})
         t0 = time.time()
@@ -221,10 +232,6 @@ class Runner:
             raise RuntimeError(f"node {kind}-{task}: the pipeline ran a different spec than the graph's "
                                f"{key[:12]} (graph and pipeline disagree)")
         run_dir = Path(exp.runs[key]["dir"])
-        if not (run_dir / "provenance.json").exists():  # who ran it: commit, image, hardware, versions
-            from xlrepro.runs import provenance
-
-            atomic_write_json(run_dir / "provenance.json", provenance(exp.cfg.seed))
         if kind in ("target", "control"):
             from xlrepro.items import write_items
 

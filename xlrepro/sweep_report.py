@@ -130,8 +130,9 @@ def analyse(out: Path, desc: dict, spec) -> dict:
         m = _main_metric(task, {r["metric"] for r in rs})
         if m:
             main[task] = m
-    rows = collections.defaultdict(lambda: collections.defaultdict(dict))  # (task, variant, volume) -> lang -> seed -> rec
-    cell_ids = collections.defaultdict(set)
+    # (task, variant, volume) -> language -> seed -> record
+    rows: dict[tuple, dict[str, dict[int, dict]]] = collections.defaultdict(lambda: collections.defaultdict(dict))
+    cell_ids: dict[tuple, set] = collections.defaultdict(set)
     for r in test:
         if r["metric"] == main.get(r["task"]):
             rows[(r["task"], r["variant"], r["volume"])][r["language"]][r["seed"]] = r
@@ -147,8 +148,8 @@ def analyse(out: Path, desc: dict, spec) -> dict:
                 entry = _items_for(runs, r["run"], "test", lang, r)
                 if entry is not None and len(entry["scores"]) > 1:
                     x, f = statistic(entry)
-                    ci = stats.bootstrap_ci(np.arange(len(x)), n_boot=N_BOOT, seed=seed,
-                                            statistic=lambda idx, f=f: f(idx.astype(int)))
+                    ci = stats.bootstrap_ci(list(range(len(x))), n_boot=N_BOOT, seed=seed,
+                                            statistic=_as_index(f))
                     cis.append(ci["half_width"])
             langs[lang] = {"seeds": stats.seed_summary(vals), "ci_half_width": float(np.mean(cis)) if cis else None,
                            "n": int(next(iter(by_seed.values())).get("n", 0))}
@@ -157,7 +158,7 @@ def analyse(out: Path, desc: dict, spec) -> dict:
             for seed, r in by_seed.items():
                 seed_means[seed].append(r["value"])
         complete = {s: float(np.mean(v)) for s, v in seed_means.items() if len(v) == len(by_lang)}
-        groups = {}
+        groups: dict[str, dict] = {}
         for seed in complete:
             g = stats.group_means({l: by_lang[l][seed]["value"] for l in by_lang if seed in by_lang[l]})
             for name, v in g["means"].items():
@@ -171,6 +172,11 @@ def analyse(out: Path, desc: dict, spec) -> dict:
     comparison = _paper_comparison(recs, spec, desc)
     return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
             "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main}
+
+
+def _as_index(f):
+    """bootstrap_ci resamples the item positions 0..n-1 (as floats); f scores the drawn items."""
+    return lambda pos: f(np.asarray(pos).astype(int))
 
 
 def _group(items, key):
@@ -226,7 +232,7 @@ def _paired_tests(rows, runs, spec) -> list[dict]:
             else:
                 a = np.concatenate([np.asarray(x["scores"], float) for x, _ in pairs])
                 b = np.concatenate([np.asarray(y["scores"], float) for _, y in pairs])
-                res = stats.paired_bootstrap(a, b, n_boot=N_BOOT, seed=0)
+                res = stats.paired_bootstrap(a.tolist(), b.tolist(), n_boot=N_BOOT, seed=0)
             tests.append({"task": task, "variant": variant, "volume": volume, "language": lang,
                           "n_seeds": len(pairs), **res,
                           "cannot_tell": stats.underpowered(res["half_width"], res["diff"])})
@@ -296,7 +302,7 @@ def _best_variant(recs, task, metric, split) -> str | None:
         s = _task_average(recs, task, lambda r, v=v: r["variant"] == v, split, metric)
         if s is not None:
             scores[v] = s
-    return max(scores, key=scores.get) if scores else None
+    return max(scores, key=lambda v: scores[v]) if scores else None
 
 
 def _paper_comparison(recs, spec, desc) -> list[dict]:
@@ -363,40 +369,48 @@ def _save(fig, path: Path) -> None:
 
 
 def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_group: bool) -> str | None:
+    """Score vs. log volume per intermediate variant: one panel (all languages), or one panel per
+    resource group. Points: seed mean ± sd; line: log-linear fit; band: its slope's 95% CI."""
     plt = _plt()
     sel = [f for f in fits if f["task"] == task and ((f["group"] != "all languages") == by_group)]
     if not sel:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, f in enumerate(sorted(sel, key=lambda f: (f["variant"], f["group"]))):
-        pts = collections.defaultdict(list)
-        for v, y in f["points"]:
-            pts[v].append(y)
-        xs = sorted(pts)
-        label = f["variant"] if not by_group else f"{f['variant']} · {f['group']}"
-        color = f"C{i % 10}"
-        ax.errorbar(xs, [np.mean(pts[x]) for x in xs], yerr=[np.std(pts[x]) for x in xs], fmt="o", color=color,
-                    capsize=3, label=label)
-        fit = f["fit"]
-        if fit:
-            lx = np.log10(xs)
-            grid = np.linspace(lx.min(), lx.max(), 50)
-            xm = float(np.mean(np.log10([p[0] for p in f["points"]])))
-            ym = fit["intercept"] + fit["slope"] * xm
-            ax.plot(10 ** grid, fit["intercept"] + fit["slope"] * grid, "-", color=color, lw=1)
-            lo = ym + fit["slope_low"] * (grid - xm)
-            hi = ym + fit["slope_high"] * (grid - xm)
-            ax.fill_between(10 ** grid, np.minimum(lo, hi), np.maximum(lo, hi), color=color, alpha=0.12)
-    if baseline and not by_group:
-        base = [c for c in cells if c["task"] == task and c["variant"] == baseline and c["mean"]]
-        if base:
-            ax.axhline(base[0]["mean"]["mean"], color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
-    ax.set_xscale("log")
-    ax.set_xlabel("English intermediate training examples (log scale)")
-    ax.set_ylabel(f"{task} test score (seed mean ± sd)")
-    ax.set_title(f"{task}: score vs. intermediate volume" + (" by resource group" if by_group else "") +
-                 "\nline: log-linear fit; band: 95% bootstrap CI of the slope")
-    ax.legend(fontsize="x-small")
+    groups = list(dict.fromkeys(f["group"] for f in sel))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups) + 1, 4), squeeze=False, sharey=True)
+    variants = sorted({f["variant"] for f in sel})
+    for ax, group in zip(axes[0], groups):
+        for f in [f for f in sel if f["group"] == group]:
+            color = f"C{variants.index(f['variant']) % 10}"
+            pts = collections.defaultdict(list)
+            for v, y in f["points"]:
+                pts[v].append(y)
+            xs = sorted(pts)
+            ax.errorbar(xs, [np.mean(pts[x]) for x in xs], yerr=[np.std(pts[x]) for x in xs], fmt="o", color=color,
+                        capsize=3, label=f["variant"])
+            fit = f["fit"]
+            if fit:
+                grid = np.linspace(np.log10(min(xs)), np.log10(max(xs)), 50)
+                xm = float(np.mean(np.log10([p[0] for p in f["points"]])))
+                ym = fit["intercept"] + fit["slope"] * xm
+                ax.plot(10 ** grid, fit["intercept"] + fit["slope"] * grid, "-", color=color, lw=1)
+                lo, hi = ym + fit["slope_low"] * (grid - xm), ym + fit["slope_high"] * (grid - xm)
+                ax.fill_between(10 ** grid, np.minimum(lo, hi), np.maximum(lo, hi), color=color, alpha=0.15)
+        if baseline:
+            base = [c for c in cells if c["task"] == task and c["variant"] == baseline and c["mean"]]
+            if base and group == "all languages":
+                ax.axhline(base[0]["mean"]["mean"], color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
+            elif base:
+                vals = [v for s, v in base[0]["groups"].get(group, {}).get("by_seed", {}).items()]
+                if vals:
+                    ax.axhline(float(np.mean(vals)), color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
+        langs = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
+        ax.set_title(group + (f" ({' '.join(langs)})" if langs else ""), fontsize="small")
+        ax.set_xscale("log")
+        ax.set_xlabel("English intermediate examples (log)")
+        ax.legend(fontsize="x-small")
+    axes[0][0].set_ylabel(f"{task} test score (seed mean ± sd)")
+    fig.suptitle(f"{task}: score vs. intermediate volume" + (" per resource group" if by_group else "") +
+                 " — line: log-linear fit; band: 95% CI of its slope", fontsize="small")
     fig.tight_layout()
     name = f"scaling-{task}{'-groups' if by_group else ''}.png"
     _save(fig, folder / name)
@@ -460,6 +474,13 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
             L.append(f"| {r['system']} | {row} | {r['task']} | {r['metric']} | {r.get('language') or 'mean'} | "
                      f"{_fmt(r['value'])} | {r['tag'] or '—'} | {r['source'] or '—'} | {_fmt(r['ours'])} | "
                      f"{_fmt(r['diff'])} | {_fmt(r['tolerance'])} | {r['mark']} |")
+        counts = collections.Counter(r["mark"] for r in t["rows"])
+        L += ["", "Marks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]
+        notes = [r for r in t["rows"] if r.get("note") and r["value"] is not None]
+        L += [f"- {r['system']} {r['task']} {r['metric']}: {r['note']}" for r in notes]
+        if any(r["chosen"] for r in t["rows"]):
+            L.append(f"- `best → X`: per target, the variant with the best mean on the {spec.select_on} split; "
+                     "its score on this table's split is shown.")
         L.append("")
     # per task tables
     L += ["## Scores per task, variant and volume (test split)", "",
@@ -543,7 +564,8 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
 
 
 def provenance_of(a: dict) -> dict:
-    commits, images, hardware, versions, data = set(), set(), set(), set(), {}
+    commits, images, hardware, versions = set(), set(), set(), set()
+    data: dict[tuple, set] = {}
     for rid, run in a["runs"].items():
         p = run["dir"] / "provenance.json"
         if not p.exists():
