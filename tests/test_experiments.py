@@ -180,3 +180,15 @@ def test_bad_paper_numbers_are_rejected(entry, message):
 def test_reproduce_rejects_sweep_options_for_a_plain_config(capsys):
     assert cli(["reproduce", "smoke", "--dry-run"]) == 2
     assert "applies to experiment specs" in capsys.readouterr().err
+
+
+def test_reproduce_tells_specs_from_configs(tmp_path):
+    from xlrepro.experiments import is_spec
+
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("name: mine\nseed: 1\n")
+    spec = tmp_path / "study.yaml"
+    spec.write_text(yaml.safe_dump(_spec()))
+    assert is_spec("xstilts-table") and is_spec(str(spec))
+    assert not is_spec("smoke") and not is_spec(str(cfg)) and not is_spec("xstilts-squad")
+    assert set(shipped_specs()).isdisjoint({p.stem for p in (Path(__file__).parents[1] / "xlrepro" / "configs").glob("*.yaml")})

@@ -87,3 +87,26 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
     assert [(d["action"], d["seed"], d["next_seed"]) for d in log] == [("reseed", 1, 1001), ("reseed", 1001, 2001),
                                                                         ("accept", 2001, None)]
     assert log[-1]["run_dir"] != log[0]["run_dir"] and log[-1]["policy"] == "seed + 1000*k"
+
+
+def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, monkeypatch):
+    from xlrepro import sweep
+    from xlrepro.experiments import expand, parse_spec
+
+    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
+                       "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+                       "variants": [{"label": "none", "overrides": ["intermediate.tasks=[]"]}], "seeds": [1]}, "t.yaml")
+    graph = sweep.Graph(spec, expand(spec), tmp_path, [])
+    (node,) = graph.nodes.values()
+    run_dir = tmp_path / node.run_dir
+    run_dir.mkdir(parents=True)
+    (run_dir / "done.json").write_text("{}")  # finished, killed before items.json and the decision
+    healthy = {"kind": "binary", "scores": [], "predictions": ["a", "b", "c"] * 5, "labels": ["a", "b", "c"] * 5}
+    monkeypatch.setattr(sweep.Runner, "experiment", lambda self, cell: None)
+    monkeypatch.setattr("xlrepro.items.write_items",
+                        lambda exp, task, d: (d / "items.json").write_text(json.dumps({"items": {"dev/en": healthy}})))
+    assert sweep.Runner(graph, "cpu").run(node.key) == "skipped"
+    log = [json.loads(l) for l in (tmp_path / "reseeds.jsonl").read_text().splitlines()]
+    assert [d["action"] for d in log] == ["accept"]
+    sweep.Runner(graph, "cpu").run(node.key)  # decided: not again
+    assert len((tmp_path / "reseeds.jsonl").read_text().splitlines()) == 1

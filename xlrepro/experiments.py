@@ -93,11 +93,18 @@ def resolve_spec_path(name_or_path: str) -> Path:
 
 
 def is_spec(name_or_path: str) -> bool:
-    try:
-        resolve_spec_path(name_or_path)
+    """A shipped spec name, or a YAML file that looks like a spec (``kind`` and ``config`` keys)
+    rather than an experiment config (which has ``seed``)."""
+    if name_or_path in shipped_specs():
         return True
-    except ConfigError:
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml") or not p.is_file():
         return False
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "kind" in data and "config" in data and "seed" not in data
 
 
 def parse_spec(data: dict, where: str) -> ExperimentSpec:

@@ -192,6 +192,9 @@ class Runner:
                 from xlrepro.items import write_items
 
                 write_items(self.experiment(g.cells[node.cells[0]]), node.task, g.out / node.run_dir)
+            if node.kind == "target" and not self._decided(node.cells[0], node.task):
+                # killed before the re-seed policy decided on this run: decide now (finished re-seeds are skipped)
+                self._collapse_policy(g.cells[node.cells[0]], node, self.experiment(g.cells[node.cells[0]]))
             return "skipped"
         cell = g.cells[node.cells[0]]
         exp = self.experiment(cell)
@@ -240,6 +243,18 @@ class Runner:
                           "seconds": round(time.time() - t0, 2)})
 
     # ------------------------------------------------------------------ re-seed policy
+    def _decided(self, cell_index: int, task: str) -> bool:
+        path = self.graph.out / "reseeds.jsonl"
+        if _task_format(task) not in COLLAPSE_FORMATS or self.graph.spec.max_reseeds == 0:
+            return True
+        last = None
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                e = json.loads(line) if line.strip() else None
+                if e and e["cell"] == cell_index and e["task"] == task:
+                    last = e
+        return last is not None and last["action"] in ("accept", "give-up")
+
     def _collapse_policy(self, cell: Cell, node: Node, exp) -> None:
         """paper.md §7: a fine-tune collapsed to the majority class is re-run with seed + 1000*k
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to

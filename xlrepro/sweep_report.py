@@ -506,6 +506,9 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
             L.append(f"| {c['variant']} | {_vol_label(c['volume'])} | "
                      f"{_fmt(m['mean']) if m else '—'}{' ± ' + _fmt(m['sd']) if m and m['sd'] is not None else ''} | "
                      + " | ".join(cells_txt) + " |")
+        if any(r["task"] == task and r["phase"] == "retrieval" for r in a["records"]):
+            L += ["", "Retrieval runs export no per-query predictions: their CIs are rebuilt from n and the accuracy "
+                  "(exact for an accuracy), and no paired test against the baseline is made."]
         ns = {l: d["n"] for c in cs for l, d in c["languages"].items()}
         small = {l: n for l, n in ns.items() if n and stats.ci_half_width(n) * 100 > 5}
         L += ["", f"Test items per language: {', '.join(f'{l} {n}' for l, n in sorted(ns.items()))}."]
