@@ -403,7 +403,7 @@ def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_gro
                 vals = [v for s, v in base[0]["groups"].get(group, {}).get("by_seed", {}).items()]
                 if vals:
                     ax.axhline(float(np.mean(vals)), color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
-        langs = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
+        langs: list = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
         ax.set_title(group + (f" ({' '.join(langs)})" if langs else ""), fontsize="small")
         ax.set_xscale("log")
         ax.set_xlabel("English intermediate examples (log)")
