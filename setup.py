@@ -146,7 +146,8 @@ setup(
     description="Reproducible English intermediate-task training for zero-shot cross-lingual transfer "
                 "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
     packages=find_packages(include=["xlrepro", "xlrepro.*"]),
-    package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "tasks/*.yaml", "configs/**/*.yaml"]},
+    package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "data/*.yaml", "tasks/*.yaml", "configs/**/*.yaml",
+                            "experiments/*.yaml"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[
@@ -160,6 +161,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
+    extras_require={"cluster": ["submitit>=1.5"]},  # the SLURM executor (requirements/cluster.txt pins it)
     entry_points={"console_scripts": ["xlrepro=xlrepro.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

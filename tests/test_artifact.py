@@ -7,7 +7,7 @@ and fenced blocks), split into single commands at newlines, ``&&``, ``;`` and ``
   the default ones), parametrised ones by their full name;
 - ``xlrepro <args>``, and ``docker|podman run ... <image> <args>`` (the image's entrypoint is
   ``xlrepro``): the CLI's own parser accepts the arguments (placeholders like ``<config>`` are fine
-  as values), and a config given to ``reproduce``/``train`` is a shipped one;
+  as values), and a config given to ``reproduce``/``train`` is a shipped config or experiment spec;
 - ARTIFACT.md has the artifact-appendix headings A.1-A.9 and every claim row names either a
   command or says it is not yet supported.
 
@@ -113,7 +113,8 @@ def cli():
 
 
 def _shipped_configs() -> set[str]:
-    return {p.stem for p in (REPO / "xlrepro" / "configs").glob("*.yaml")}
+    """Shipped experiment configs and experiment specs (both run by `xlrepro reproduce <name>`)."""
+    return {p.stem for d in ("configs", "experiments") for p in (REPO / "xlrepro" / d).glob("*.yaml")}
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str]:

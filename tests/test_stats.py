@@ -360,3 +360,34 @@ def test_min_detectable_difference():
         stats.min_detectable_difference(100, power=1.0)
     with pytest.raises(ValueError, match="p must"):
         stats.min_detectable_difference(100, p=0.0)
+
+
+# --------------------------------------------------------------------------- paired_bootstrap_statistic
+
+def test_paired_bootstrap_statistic_equals_paired_bootstrap_for_a_mean():
+    rng = np.random.default_rng(3)
+    a = (rng.random(300) < 0.7).astype(float)
+    b = (rng.random(300) < 0.6).astype(float)
+    ref = stats.paired_bootstrap(a, b, n_boot=500, seed=11)
+    got = stats.paired_bootstrap_statistic(300, lambda idx: float(a[idx].mean() - b[idx].mean()), n_boot=500, seed=11)
+    for k in ("diff", "low", "high", "p_value", "n", "n_boot"):
+        assert got[k] == pytest.approx(ref[k]), k
+
+
+def test_paired_bootstrap_statistic_detects_a_planted_ratio_difference():
+    # per-sentence chunk counts [correct, predicted, gold]: system A finds 80% of the chunks, B 60%
+    rng = np.random.default_rng(5)
+    gold = rng.integers(1, 5, size=400)
+    ca = np.stack([rng.binomial(gold, 0.8), gold, gold], axis=1)
+    cb = np.stack([rng.binomial(gold, 0.6), gold, gold], axis=1)
+
+    def f1(c, idx):
+        s = c[idx].sum(axis=0)
+        return 200.0 * s[0] / (s[1] + s[2])
+
+    res = stats.paired_bootstrap_statistic(400, lambda idx: f1(ca, idx) - f1(cb, idx), n_boot=500, seed=0)
+    assert 15 < res["diff"] < 25 and res["low"] > 0 and res["p_value"] < 0.01
+    null = stats.paired_bootstrap_statistic(400, lambda idx: f1(ca, idx) - f1(ca, idx), n_boot=200, seed=0)
+    assert null["diff"] == 0 and null["p_value"] == 1.0
+    with pytest.raises(ValueError, match="n_items"):
+        stats.paired_bootstrap_statistic(0, lambda idx: 0.0)

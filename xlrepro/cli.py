@@ -4,6 +4,9 @@
   xlrepro tasks [--json]                     the task registry
   xlrepro reproduce <config> [--out DIR] [key.path=value ...]
                                              run an experiment (e.g. ``reproduce smoke``)
+  xlrepro reproduce <result> [--dry-run] [--executor local|slurm|...] [--out DIR] [key.path=value ...]
+                                             run an experiment spec's graph of runs (xlrepro/experiments/)
+  xlrepro report <dir>                       the reproduction report of the finished runs in <dir>
   xlrepro train <config> [--out DIR] [overrides]
                                              the same, for any config file
   xlrepro config show|validate <config> [overrides]
@@ -74,13 +77,87 @@ def task_row(t) -> dict:
 
 def cmd_reproduce(a) -> int:
     from xlrepro.config import load_config
+    from xlrepro.experiments import is_spec
     from xlrepro.pipeline import Experiment
+
+    if is_spec(a.config):
+        return cmd_sweep(a)
+    for opt in ("dry_run", "executor"):
+        if getattr(a, opt, None) not in (None, False, "local"):
+            raise _usage(f"--{opt.replace('_', '-')} applies to experiment specs (xlrepro/experiments/), "
+                         f"not to the config {a.config!r}")
 
     cfg = load_config(a.config, a.overrides)
     out = a.out or os.path.join("results", cfg.name)
     results = Experiment(cfg, out, device=a.device).run()
     n = len(results["records"])
     print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+    return 0
+
+
+def _usage(msg: str):
+    from xlrepro.errors import ConfigError
+
+    return ConfigError(msg)
+
+
+def cmd_sweep(a) -> int:
+    from xlrepro import sweep
+    from xlrepro.experiments import load_spec
+
+    spec = load_spec(a.config)
+    out = a.out or os.path.join("results", spec.name)
+    graph = sweep.build_graph(a.config, out, a.overrides)
+    if a.dry_run:
+        print(dry_run_table(graph, a.card, a.mfu))
+        return 0
+    if a.executor == "local":
+        counts = sweep.run_local(graph, device=a.device, gpus=a.gpus)
+    else:
+        params = {"timeout_min": a.timeout_min, "gpus_per_node": a.gpus_per_job, "cpus_per_task": a.cpus_per_job}
+        if a.slurm_partition:
+            params["slurm_partition"] = a.slurm_partition
+        counts = sweep.run_submitit(graph, a.executor, max_parallel=a.max_parallel, **params)
+    from xlrepro.sweep_report import build_report
+
+    paths = build_report(out)
+    print(f"{spec.name}: {counts['ran']} runs executed, {counts['skipped']} already finished; "
+          f"report -> {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def dry_run_table(graph, card: str, mfu: float) -> str:
+    from xlrepro.estimate import CARDS, gpu_hours, param_count, run_tokens
+
+    states = graph.states()
+    lines = [f"{graph.spec.name}: {graph.spec.result}",
+             f"{len(graph.cells)} cells, {len(graph.nodes)} runs -> {graph.out}", "",
+             f"{'state':<10} {'kind':<12} {'task':<16} {'run folder':<44} {'tokens':>12} {'GPU-h':>8}"]
+    total = remaining = 0.0
+    for key, node in graph.nodes.items():
+        cfg = graph.cells[node.cells[0]].cfg
+        n = param_count(cfg.model, cfg.smoke.vocab_size if cfg.smoke else None)
+        tokens = run_tokens(cfg, node.kind, node.task)
+        h = gpu_hours(n, tokens, card, mfu)
+        total += h
+        if states[key] != "done":
+            remaining += h
+        lines.append(f"{states[key]:<10} {node.kind:<12} {node.task:<16} {node.run_dir:<44} {tokens:>12.3g} {h:>8.2f}")
+    counts = {s: list(states.values()).count(s) for s in ("done", "resumable", "pending")}
+    c = CARDS[card]
+    lines += ["", f"runs: {counts['done']} done, {counts['resumable']} resumable, {counts['pending']} pending",
+              f"estimated GPU-hours: {total:.1f} in all, {remaining:.1f} still to run "
+              f"(6 x N x training tokens / ({c.peak_bf16_dense_tflops:g} TFLOP/s x MFU {mfu:g}); {c.name}, peak BF16 dense: "
+              f"{c.source}; tokens counted at maximum sequence length, evaluation not counted)"]
+    return "\n".join(lines)
+
+
+def cmd_report(a) -> int:
+    from xlrepro.sweep_report import build_report
+
+    paths = build_report(a.dir)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -177,6 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--out", help="output folder (default: results/<name>)")
         s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
         s.set_defaults(fn=cmd_reproduce)
+        if name == "reproduce":
+            from xlrepro.estimate import CARDS, DEFAULT_MFU
+
+            g = s.add_argument_group("experiment specs (xlrepro/experiments/*.yaml)")
+            g.add_argument("--dry-run", action="store_true", help="list the runs, their state and a GPU-hour estimate")
+            g.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
+                           help="local: this machine; slurm: one submitit job per run (pip install -r requirements/cluster.txt)")
+            g.add_argument("--gpus", type=int, default=1, help="local: run this many runs at once, one GPU each")
+            g.add_argument("--card", default="h100", choices=sorted(CARDS), help="card for the GPU-hour estimate")
+            g.add_argument("--mfu", type=float, default=DEFAULT_MFU, help="assumed model-FLOP utilisation for the estimate")
+            g.add_argument("--slurm-partition", default=None)
+            g.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: time limit per run (minutes)")
+            g.add_argument("--gpus-per-job", type=int, default=1)
+            g.add_argument("--cpus-per-job", type=int, default=8)
+            g.add_argument("--max-parallel", type=int, default=64, help="slurm: most jobs queued at once")
+
+    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML) from the finished runs in a folder")
+    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json)")
+    s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("config", help="show or validate a config")
     s.add_argument("action", choices=["show", "validate"])

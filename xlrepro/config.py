@@ -164,6 +164,9 @@ class SmokeConfig:
 class ExperimentConfig:
     name: str
     seed: int
+    # Seed of the smoke world and of MLM pre-training (default: ``seed``). A sweep over fine-tuning
+    # seeds fixes it so that every seed shares one world and one pre-trained encoder.
+    base_seed: int | None = None
     output_dir: str = "runs"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -288,10 +288,36 @@ def _dev_evaluator(exp, task: str, model: DualEncoder, tcfg, q_len: int, c_len: 
     return evaluate
 
 
+def dual_encoder_spec(exp, task: str, encoder_spec: dict) -> dict:
+    """The spec of ``task``'s dual-encoder training run started from ``encoder_spec``."""
+    from xlrepro.config import to_dict
+    from xlrepro.tasks import get_task
+
+    cfg = exp.cfg
+    tspec = get_task(task)
+    tcfg = dual_encoder_train_config(cfg, task)
+    return {"kind": "dual_encoder", "task": task, "task_version": tspec.version, "train_source": tspec.train_source,
+            "dev_source": tspec.dev_source, "train": to_dict(tcfg), "upstream": encoder_spec, "seed": cfg.seed,
+            "query_max_length": int(tspec.retrieval["query_max_length"]),
+            "candidate_max_length": int(tspec.retrieval["candidate_max_length"]),
+            "logit_scale_init": cfg.retrieval.dual_encoder.logit_scale,
+            "data": {t: exp._data_spec(t) for t in (tspec.train_source, tspec.dev_source)}}
+
+
+def squad_mrc_spec(exp, encoder_spec: dict) -> dict:
+    """The spec of the SQuAD fine-tuning run (XTREME-R's Tatoeba encoder) started from ``encoder_spec``."""
+    from xlrepro.config import to_dict, train_config_for
+    from xlrepro.tasks import get_task
+
+    cfg = exp.cfg
+    return {"kind": "squad_mrc", "task": "squad", "task_version": get_task("squad").version,
+            "train": to_dict(train_config_for(cfg, "squad")), "upstream": encoder_spec, "seed": cfg.seed,
+            "data": exp._data_spec("squad")}
+
+
 def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path, dict]:
     """Fine-tune (or reuse) the dual encoder of ``task`` on its English training source, starting
     from the encoder handed to the retrieval phase. Returns (model folder, spec reference)."""
-    from xlrepro.config import to_dict
     from xlrepro.runs import Run, files_digest
     from xlrepro.sampling import nested_subset, subset_digest
     from xlrepro.tasks import get_task
@@ -300,12 +326,8 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
     cfg = exp.cfg
     tspec = get_task(task)
     tcfg = dual_encoder_train_config(cfg, task)
-    q_len, c_len = int(tspec.retrieval["query_max_length"]), int(tspec.retrieval["candidate_max_length"])
-    spec = {"kind": "dual_encoder", "task": task, "task_version": tspec.version, "train_source": tspec.train_source,
-            "dev_source": tspec.dev_source, "train": to_dict(tcfg), "upstream": encoder_spec, "seed": cfg.seed,
-            "query_max_length": q_len, "candidate_max_length": c_len,
-            "logit_scale_init": cfg.retrieval.dual_encoder.logit_scale,
-            "data": {t: exp._data_spec(t) for t in (tspec.train_source, tspec.dev_source)}}
+    spec = dual_encoder_spec(exp, task, encoder_spec)
+    q_len, c_len = spec["query_max_length"], spec["candidate_max_length"]
     run = Run(exp.out, "dual_encoder", task, spec)
     if not run.done:
         encoder = exp._new_model(encoder_dir, cfg.seed).encoder
@@ -339,14 +361,12 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
 def train_squad_mrc(exp, encoder_dir, encoder_spec) -> tuple[Path, dict]:
     """SQuAD v1.1 span-QA fine-tuning of the retrieval phase's encoder (``target.train`` +
     ``target.per_task.squad``); the encoder alone is kept (XTREME-R's Tatoeba checkpoint)."""
-    from xlrepro.config import to_dict, train_config_for
+    from xlrepro.config import train_config_for
     from xlrepro.runs import Run
-    from xlrepro.tasks import get_task
 
     cfg = exp.cfg
     tcfg = train_config_for(cfg, "squad")
-    spec = {"kind": "squad_mrc", "task": "squad", "task_version": get_task("squad").version, "train": to_dict(tcfg),
-            "upstream": encoder_spec, "seed": cfg.seed, "data": exp._data_spec("squad")}
+    spec = squad_mrc_spec(exp, encoder_spec)
     run = Run(exp.out, "squad_mrc", "squad", spec)
     if not run.done:
         model = exp._new_model(encoder_dir, cfg.seed)
@@ -359,17 +379,38 @@ def train_squad_mrc(exp, encoder_dir, encoder_spec) -> tuple[Path, dict]:
     return run.dir / "encoder", {"kind": "squad_mrc", "run": run.hash}
 
 
+def retrieval_encoder_source(exp, task: str) -> str:
+    """``retrieval.encoder[task]``, else the task's registry choice for ``retrieval.benchmark``,
+    else "intermediate"."""
+    from xlrepro.tasks import get_task
+
+    r = exp.cfg.retrieval
+    by_bench = get_task(task).retrieval.get("encoder") or {}
+    return r.encoder.get(task) or (by_bench.get(r.benchmark) if isinstance(by_bench, dict) else None) \
+        or "intermediate"
+
+
+def retrieval_encoder_ref(exp, task: str, encoder_spec: dict) -> tuple[dict, str]:
+    """What ``retrieval_encoder`` returns as (spec reference, source), computed without training."""
+    from xlrepro.config import config_hash
+
+    source = retrieval_encoder_source(exp, task)
+    if source == "intermediate":
+        return encoder_spec, source
+    if source == "squad_mrc":
+        return {"kind": "squad_mrc", "run": config_hash(squad_mrc_spec(exp, encoder_spec))}, source
+    if source == "squad_dual_encoder":
+        return {"kind": "dual_encoder", "task": "lareqa",
+                "run": config_hash(dual_encoder_spec(exp, "lareqa", encoder_spec))}, source
+    raise ValueError(f"retrieval encoder for {task}: unknown source {source!r} (expected one of {ENCODER_SOURCES})")
+
+
 def retrieval_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path | None, dict, str]:
     """The encoder a BUCC/Tatoeba-style task reads: ``retrieval.encoder[task]``, else the task's
     registry choice for ``retrieval.benchmark``, else the encoder handed to the retrieval phase
     ("intermediate": the intermediate encoder, or the pre-trained one without an intermediate phase).
     Returns (encoder folder, spec reference, source name)."""
-    from xlrepro.tasks import get_task
-
-    r = exp.cfg.retrieval
-    by_bench = get_task(task).retrieval.get("encoder") or {}
-    source = r.encoder.get(task) or (by_bench.get(r.benchmark) if isinstance(by_bench, dict) else None) \
-        or "intermediate"
+    source = retrieval_encoder_source(exp, task)
     if source == "intermediate":
         return encoder_dir, encoder_spec, source
     if source == "squad_mrc":
@@ -396,18 +437,28 @@ def _protocol(exp, task: str, de_spec: dict) -> dict:
             "search": "xlrepro.ops.knn/" + select(KNN_BACKENDS, "auto", torch.zeros(1, 1), k=1).name}
 
 
-def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
-    """Train the dual encoder of ``task`` (LAReQA or Mewsli-X) and evaluate it; records carry the protocol."""
+def dual_retrieval_spec(exp, task: str, encoder_spec: dict) -> dict:
+    """The spec of ``task``'s retrieval run behind a dual encoder trained from ``encoder_spec``."""
+    from xlrepro.config import config_hash
     from xlrepro.pipeline import METRIC_MODE
-    from xlrepro.runs import Run, atomic_write_json
     from xlrepro.tasks import get_task
 
-    model_dir, de_spec = train_dual_encoder(exp, task, encoder_dir, encoder_spec)
-    protocol = _protocol(exp, task, de_spec)
+    de_spec = {"kind": "dual_encoder", "task": task, "run": config_hash(dual_encoder_spec(exp, task, encoder_spec))}
     splits = [s for s in exp.cfg.target.eval_splits if s in get_task(task).splits]
-    spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version, "protocol": protocol,
-            "batch_size": exp.cfg.retrieval.batch_size, "eval_splits": splits, "upstream": de_spec,
-            "data": exp._data_spec(task), "metric_mode": METRIC_MODE}
+    return {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
+            "protocol": _protocol(exp, task, de_spec), "batch_size": exp.cfg.retrieval.batch_size,
+            "eval_splits": splits, "upstream": de_spec, "data": exp._data_spec(task), "metric_mode": METRIC_MODE}
+
+
+def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
+    """Train the dual encoder of ``task`` (LAReQA or Mewsli-X) and evaluate it; records carry the protocol."""
+    from xlrepro.runs import Run, atomic_write_json
+
+    model_dir, de_spec = train_dual_encoder(exp, task, encoder_dir, encoder_spec)
+    spec = dual_retrieval_spec(exp, task, encoder_spec)
+    if spec["upstream"] != de_spec:
+        raise RuntimeError(f"{task}: dual encoder run {de_spec} differs from the predicted {spec['upstream']}")
+    protocol, splits = spec["protocol"], spec["eval_splits"]
     run = Run(exp.out, "retrieval", task, spec)
     if not run.done:
         model = load_dual_encoder(model_dir, packed=exp.cfg.model.attention == "packed").to(exp.device)

@@ -82,18 +82,24 @@ class Experiment:
         return [l for l in langs if keep is None or l in keep]
 
     # ------------------------------------------------------------------ setup
+    @property
+    def base_seed(self) -> int:
+        """Seed of the smoke world and of MLM pre-training (``base_seed``, default ``seed``), so
+        that fine-tuning seeds can vary over one shared world and pre-trained encoder."""
+        return self.cfg.seed if self.cfg.base_seed is None else self.cfg.base_seed
+
     def prepare(self) -> None:
+        """The smoke world (generated once per world key) and the tokenizer."""
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         cfg = self.cfg
-        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
 
-            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed, "world_version": WORLD_VERSION})[:12]
+            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
             if not (world / "WORLD.json").exists():
-                generate(world, cfg.smoke.languages, cfg.seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
+                generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
                          cfg.smoke.n_corpus, cfg.smoke.code_switch)
             tok_dir = world / "tokenizer"
             if not (tok_dir / "tokenizer.json").exists():
@@ -110,27 +116,43 @@ class Experiment:
         m = to_dict(self.cfg.model)
         return {"model": m, "tokenizer": self.tokenizer_path if self.cfg.smoke is None else "smoke"}
 
+    def _pretrain_files(self) -> list[Path]:
+        corpus = self.data_root / "corpus" if self.cfg.smoke else Path(self.cfg.pretrain.corpus)
+        files = sorted(corpus.glob("*.txt"))
+        if not files:
+            raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
+        return files
+
+    # Each phase's resolved spec (its run's identity) on its own, so a sweep can key its run
+    # graph by the same hashes without running anything (xlrepro.sweep). Needs prepare().
+    def pretrain_spec(self) -> dict | None:
+        """Spec of the MLM pre-training run, or None when the encoder is the configured base model."""
+        cfg = self.cfg
+        if cfg.pretrain is None or cfg.pretrain.steps == 0:
+            return None
+        from xlrepro.data.io import sha256_file
+
+        files = self._pretrain_files()
+        return {"kind": "pretrain", "base": self.base_encoder_spec(), "pretrain": to_dict(cfg.pretrain),
+                "seed": self.base_seed, "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
+                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+
     def pretrain(self) -> tuple[Path | None, dict]:
         """(encoder dir or None for the configured base model, spec of that encoder)."""
         cfg = self.cfg
         base = self.base_encoder_spec()
-        if cfg.pretrain is None or cfg.pretrain.steps == 0:
+        spec = self.pretrain_spec()
+        if spec is None:
             return None, base
-        corpus = self.data_root / "corpus" if cfg.smoke else Path(cfg.pretrain.corpus)
-        files = sorted(corpus.glob("*.txt"))
-        if not files:
-            raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
-        from xlrepro.data.io import sha256_file
-
-        spec = {"kind": "pretrain", "base": base, "pretrain": to_dict(cfg.pretrain), "seed": cfg.seed,
-                "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
-                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+        files = self._pretrain_files()
         run = Run(self.out, "pretrain", "mlm", spec)
         enc_dir = run.dir / "encoder"
         if not run.done:
+            import dataclasses
+
             from xlrepro.mlm import pretrain_mlm
 
-            state = pretrain_mlm(cfg, self.tokenizer, files, run, self.device)
+            state = pretrain_mlm(dataclasses.replace(cfg, seed=self.base_seed), self.tokenizer, files, run, self.device)
             self.tokenizer.save_pretrained(str(enc_dir))
             run.finish({"steps": state.step})
         self.runs[run.hash] = {"kind": "pretrain", "dir": str(run.dir), **run.summary()}
@@ -267,16 +289,24 @@ class Experiment:
         model.train()
         return adapter.predict(logits, feats, examples)
 
-    def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
+    def intermediate_spec(self, upstream_spec: dict) -> dict | None:
+        """Spec of the intermediate run, or None for the no-intermediate baseline."""
         cfg = self.cfg
         tasks = cfg.intermediate.tasks
         if not tasks:
-            return upstream_dir, upstream_spec
-        task = "+".join(tasks)
+            return None
         inter = {k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"}
-        spec = {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
+        return {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
                 "intermediate": inter, "upstream": upstream_spec, "seed": cfg.seed,
                 "data": {t: self._data_spec(t) for t in tasks}}
+
+    def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
+        cfg = self.cfg
+        tasks = cfg.intermediate.tasks
+        spec = self.intermediate_spec(upstream_spec)
+        if spec is None:
+            return upstream_dir, upstream_spec
+        task = "+".join(tasks)
         run = Run(self.out, "intermediate", task, spec)
         if not run.done:
             model = self._new_model(upstream_dir, cfg.seed)
@@ -292,14 +322,42 @@ class Experiment:
         return {"source": self.cfg.data.source, "layout": self.cfg.data.layouts.get(task),
                 "languages": self.cfg.data.languages}
 
+    def target_spec(self, task: str, encoder_spec: dict, control: bool = False) -> dict:
+        """The spec of the run ``target(task, ..., encoder_spec)`` registers, computed without
+        training (the sweep graph keys its nodes with it). With a training chain its upstream is
+        the last chain stage, derived from the stages' own specs."""
+        cfg = self.cfg
+        _, upstream = self.chain_stage_specs(task, encoder_spec, control)
+        return {"kind": "target", "task": task, "task_version": get_task(task).version,
+                "train": to_dict(train_config_for(cfg, task)), "upstream": upstream, "seed": cfg.seed,
+                "control_shuffled_labels": control, "eval_splits": cfg.target.eval_splits,
+                "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+
+    def chain_stage_specs(self, task: str, encoder_spec: dict, control: bool = False) -> tuple[list, dict]:
+        """[(stage, spec)] of the chain runs before ``task``'s own stage, and the encoder reference
+        the target run starts from (``encoder_spec`` itself when the task has no chain). A stage
+        keeps the previous stage's head when the formats match."""
+        cfg = self.cfg
+        stages, prev_format = [], None
+        for stage in get_task(task).training_chain()[:-1]:
+            sspec = get_task(stage)
+            tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else task)
+            spec = {"kind": "chain", "task": stage, "task_version": sspec.version, "train": to_dict(tcfg),
+                    "upstream": encoder_spec, "head_from_upstream": prev_format == sspec.format.value,
+                    "seed": cfg.seed, "control_shuffled_labels": control, "data": self._data_spec(stage)}
+            stages.append((stage, spec))
+            encoder_spec = {"kind": "chain", "task": stage, "run": config_hash(spec)}
+            prev_format = sspec.format.value
+        return stages, encoder_spec
+
     def target(self, task: str, encoder_dir, encoder_spec, control: bool = False) -> None:
         cfg = self.cfg
+        spec = self.target_spec(task, encoder_spec, control)
         encoder_dir, encoder_spec, head_init = self._train_chain(task, encoder_dir, encoder_spec, control)
+        if spec["upstream"] != encoder_spec:  # the chain trained what chain_stage_specs predicted
+            raise RuntimeError(f"{task}: chain ended at {encoder_spec}, expected {spec['upstream']}")
         tcfg = train_config_for(cfg, task)
         tspec = get_task(task)
-        spec = {"kind": "target", "task": task, "task_version": tspec.version, "train": to_dict(tcfg),
-                "upstream": encoder_spec, "seed": cfg.seed, "control_shuffled_labels": control,
-                "eval_splits": cfg.target.eval_splits, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
         kind = "control" if control else "target"
         run = Run(self.out, kind, task, spec)
         if not run.done:
@@ -351,30 +409,27 @@ class Experiment:
     def _train_chain(self, task: str, encoder_dir, encoder_spec, control: bool):
         """Train the stages of ``task``'s training chain before its own (``train_source``) stage.
 
-        Each stage is a ``chain`` run keyed by its spec (the stage task, its train config, the
-        upstream encoder, seed, control flag): it starts from the previous model, trains on the
-        stage's English train split with early stopping on its English dev, and hands on its
-        encoder and head. Returns (encoder dir, encoder spec, head state for the target or None).
+        Each stage is a ``chain`` run keyed by its spec (``chain_stage_specs``: the stage task, its
+        train config, the upstream encoder, seed, control flag): it starts from the previous model,
+        trains on the stage's English train split with early stopping on its English dev, and hands
+        on its encoder and head. Returns (encoder dir, encoder spec, head state for the target or None).
         The head is handed on only between stages of the same format (XTREME-R's XCOPA chain
         keeps the multiple-choice head from Social IQa to COPA). A stage's train config is
         ``target.per_task[<stage>]`` when given, else the target task's.
         """
-        chain = get_task(task).training_chain()
+        stages, _ = self.chain_stage_specs(task, encoder_spec, control)
         head = None
-        for stage in chain[:-1]:
-            encoder_dir, encoder_spec, head = self._chain_stage(task, stage, encoder_dir, encoder_spec, head, control)
+        for stage, spec in stages:
+            encoder_dir, encoder_spec, head = self._chain_stage(task, stage, spec, encoder_dir, head, control)
         if head is not None and head["format"] != get_task(task).format.value:
             head = None
         return encoder_dir, encoder_spec, head["state"] if head is not None else None
 
-    def _chain_stage(self, target: str, stage: str, encoder_dir, encoder_spec, head, control: bool):
+    def _chain_stage(self, target: str, stage: str, spec: dict, encoder_dir, head, control: bool):
         cfg = self.cfg
         sspec = get_task(stage)
         tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else target)
-        carry = head is not None and head["format"] == sspec.format.value
-        spec = {"kind": "chain", "task": stage, "task_version": sspec.version, "train": to_dict(tcfg),
-                "upstream": encoder_spec, "head_from_upstream": carry, "seed": cfg.seed,
-                "control_shuffled_labels": control, "data": self._data_spec(stage)}
+        carry = spec["head_from_upstream"]
         run = Run(self.out, "chain", stage, spec)
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
@@ -399,13 +454,14 @@ class Experiment:
 
         if task in DUAL_ENCODER_TASKS:  # LAReQA, Mewsli-X: fine-tuned dual encoder (xlrepro/dual_encoder.py)
             return dual_encoder_retrieval(self, task, encoder_dir, encoder_spec)
+        predicted = self.retrieval_spec(task, encoder_spec)
         # which encoder is read (XTREME: the intermediate one; XTREME-R Tatoeba: SQuAD-fine-tuned)
         encoder_dir, encoder_spec, source = retrieval_encoder(self, task, encoder_dir, encoder_spec)
         cfg = self.cfg
         r = cfg.retrieval
-        spec = {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
-                "retrieval": {k: v for k, v in to_dict(r).items() if k != "dual_encoder"}, "encoder_source": source,
-                "upstream": encoder_spec, "data": self._data_spec(task), "metric_mode": METRIC_MODE}
+        spec = self._retrieval_spec(task, encoder_spec, source)
+        if spec != predicted:  # retrieval_spec (the sweep's node key) must name the run made here
+            raise RuntimeError(f"{task}: retrieval encoder {encoder_spec} differs from the predicted {predicted['upstream']}")
         run = Run(self.out, "retrieval", task, spec)
         encoder_info = {"encoder_source": source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
         if not run.done and task == "bucc2018":
@@ -441,6 +497,24 @@ class Experiment:
             atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
+
+    def retrieval_spec(self, task: str, encoder_spec: dict) -> dict:
+        """The spec of the run ``retrieval(task, ..., encoder_spec)`` registers, computed without
+        training anything (the sweep graph keys its nodes with it): the encoder it reads may be a
+        fine-tuned one (XTREME-R Tatoeba: SQuAD; LAReQA/Mewsli-X: a dual encoder), whose run
+        reference is derived from that run's own spec."""
+        from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, dual_retrieval_spec, retrieval_encoder_ref
+
+        if task in DUAL_ENCODER_TASKS:
+            return dual_retrieval_spec(self, task, encoder_spec)
+        enc_ref, source = retrieval_encoder_ref(self, task, encoder_spec)
+        return self._retrieval_spec(task, enc_ref, source)
+
+    def _retrieval_spec(self, task: str, encoder_ref: dict, source: str) -> dict:
+        return {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
+                "retrieval": {k: v for k, v in to_dict(self.cfg.retrieval).items() if k != "dual_encoder"},
+                "encoder_source": source, "upstream": encoder_ref, "data": self._data_spec(task),
+                "metric_mode": METRIC_MODE}
 
     def _bucc(self, model, task: str, run: Run | None = None) -> tuple[list, dict]:
         """BUCC mining: ratio margin (k=4 each way, 'max' retrieval) over de-duplicated sentences;
@@ -536,6 +610,7 @@ class Experiment:
     def run(self) -> dict:
         self.prepare()
         cfg = self.cfg
+        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         set_seed(cfg.seed)
         enc_dir, enc_spec = self.pretrain()
         inter_dir, inter_spec = self.intermediate(enc_dir, enc_spec)

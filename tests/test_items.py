@@ -1,0 +1,112 @@
+"""Item-level scores (xlrepro.items): their aggregate equals the official corpus-level metric, so
+bootstrap CIs and paired tests resample the right thing; and the re-seed policy of the sweep."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+from xlrepro.data.types import Answer, ClassificationExample, SpanQAExample, TaggingExample
+from xlrepro.formats import _squad_data
+from xlrepro.items import collapse_check, item_scores, statistic
+from xlrepro.metrics import accuracy, qa_score, tagging_f1
+from xlrepro.tasks import get_task
+
+
+def test_tagging_items_give_the_official_micro_f1():
+    rnd = random.Random(0)
+    tags = ["B-PER", "I-PER", "B-LOC", "I-LOC", "O", "O"]
+    gold = [[rnd.choice(tags) for _ in range(rnd.randint(1, 12))] for _ in range(60)]
+    pred = [[t if rnd.random() < 0.7 else rnd.choice(tags) for t in s] for s in gold]
+    ex = [TaggingExample(str(i), ["w"] * len(s), s) for i, s in enumerate(gold)]
+    e = item_scores(get_task("panx"), "tagging", pred, ex, "de", "official")
+    assert e["kind"] == "ratio"
+    _, f = statistic(e)
+    assert f(np.arange(len(ex))) == pytest.approx(tagging_f1(pred, gold)["f1"])
+    sub = np.array([0, 0, 5, 7, 7, 7])  # a resample recomputes the ratio over the drawn sentences
+    assert f(sub) == pytest.approx(tagging_f1([pred[i] for i in sub], [gold[i] for i in sub])["f1"])
+
+
+def test_classification_and_qa_items_average_to_the_metric():
+    ex = [ClassificationExample(str(i), "a", "b", lab) for i, lab in enumerate(["x", "y", "x", "z", "y"])]
+    preds = ["x", "x", "x", "z", "z"]
+    e = item_scores(get_task("xnli"), "classification", preds, ex, "de", "official")
+    assert np.mean(e["scores"]) == pytest.approx(accuracy(preds, [x.label for x in ex])["accuracy"])
+    qa = [SpanQAExample("q1", "who?", "the old king sat", [Answer("old king", 4)]),
+          SpanQAExample("q2", "what?", "a red cup", [Answer("red cup", 2)]),
+          SpanQAExample("q3", "where?", "in the house", [Answer("the house", 3)])]
+    p = {"q1": "the old king", "q2": "cup", "q3": "garden"}
+    e = item_scores(get_task("xquad"), "span_qa", p, qa, "en", "official")
+    whole = qa_score(p, _squad_data(qa), task="xquad", lang="en", mode="official")
+    assert np.mean(e["scores"]) == pytest.approx(whole["f1"])
+    assert np.mean(e["exact_match"]) == pytest.approx(whole["exact_match"])
+
+
+def test_collapse_check_reads_english_dev_first(tmp_path):
+    items = {"test/en": {"kind": "binary", "scores": [100.0] * 6, "predictions": list("abcabc"), "labels": list("abcabc")},
+             "dev/en": {"kind": "binary", "scores": [], "predictions": ["a"] * 9, "labels": list("abcabcabc")}}
+    (tmp_path / "items.json").write_text(json.dumps({"items": items}))
+    res = collapse_check(tmp_path)
+    assert res["on"] == "dev/en" and res["collapsed"] and "dominant-prediction" in res["reason"]
+    (tmp_path / "items.json").write_text(json.dumps({"items": {"dev/de": items["test/en"]}}))
+    assert collapse_check(tmp_path)["collapsed"] is False
+
+
+def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
+    """The policy re-runs a collapsed classification target with seed + 1000 (intermediate included),
+    logs each decision to reseeds.jsonl, and the report then uses the accepted run."""
+    from xlrepro import sweep
+    from xlrepro.experiments import parse_spec
+
+    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
+                       "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+                       "variants": [{"label": "mnli", "overrides": ["intermediate.tasks=[mnli]"]}], "seeds": [1],
+                       "max_reseeds": 2}, "t.yaml")
+    graph = sweep.Graph(spec, __import__("xlrepro.experiments", fromlist=["expand"]).expand(spec), tmp_path, [])
+    executed = []
+    collapsed = {"predictions": ["entailment"] * 30, "labels": ["entailment", "neutral", "contradiction"] * 10}
+    healthy = {"predictions": ["entailment", "neutral", "contradiction"] * 10, "labels": collapsed["labels"]}
+
+    def fake_execute(self, exp, kind, task, key, upstream, nodes):
+        run_dir = tmp_path / nodes[key].run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "done.json").write_text("{}")
+        executed.append((kind, exp.cfg.seed))
+        if kind == "target":  # the first re-seed collapses too, the second is healthy
+            entry = collapsed if exp.cfg.seed in (1, 1001) else healthy
+            (run_dir / "items.json").write_text(json.dumps({"items": {"dev/en": {"kind": "binary", "scores": [], **entry}}}))
+
+    monkeypatch.setattr(sweep.Runner, "_execute", fake_execute)
+    monkeypatch.setattr(sweep.Runner, "experiment", lambda self, cell: sweep._experiment(cell, tmp_path))
+    runner = sweep.Runner(graph, "cpu")
+    for key in graph.nodes:
+        runner.run(key)
+    assert executed == [("intermediate", 1), ("target", 1), ("intermediate", 1001), ("target", 1001),
+                        ("intermediate", 2001), ("target", 2001)]
+    log = [json.loads(l) for l in (tmp_path / "reseeds.jsonl").read_text().splitlines()]
+    assert [(d["action"], d["seed"], d["next_seed"]) for d in log] == [("reseed", 1, 1001), ("reseed", 1001, 2001),
+                                                                        ("accept", 2001, None)]
+    assert log[-1]["run_dir"] != log[0]["run_dir"] and log[-1]["policy"] == "seed + 1000*k"
+
+
+def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, monkeypatch):
+    from xlrepro import sweep
+    from xlrepro.experiments import expand, parse_spec
+
+    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
+                       "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+                       "variants": [{"label": "none", "overrides": ["intermediate.tasks=[]"]}], "seeds": [1]}, "t.yaml")
+    graph = sweep.Graph(spec, expand(spec), tmp_path, [])
+    (node,) = graph.nodes.values()
+    run_dir = tmp_path / node.run_dir
+    run_dir.mkdir(parents=True)
+    (run_dir / "done.json").write_text("{}")  # finished, killed before items.json and the decision
+    healthy = {"kind": "binary", "scores": [], "predictions": ["a", "b", "c"] * 5, "labels": ["a", "b", "c"] * 5}
+    monkeypatch.setattr(sweep.Runner, "experiment", lambda self, cell: None)
+    monkeypatch.setattr("xlrepro.items.write_items",
+                        lambda exp, task, d: (d / "items.json").write_text(json.dumps({"items": {"dev/en": healthy}})))
+    assert sweep.Runner(graph, "cpu").run(node.key) == "skipped"
+    log = [json.loads(l) for l in (tmp_path / "reseeds.jsonl").read_text().splitlines()]
+    assert [d["action"] for d in log] == ["accept"]
+    sweep.Runner(graph, "cpu").run(node.key)  # decided: not again
+    assert len((tmp_path / "reseeds.jsonl").read_text().splitlines()) == 1

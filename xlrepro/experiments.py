@@ -1,0 +1,217 @@
+"""Experiments as data: one YAML spec per paper result or scaling figure (``xlrepro/experiments/``).
+
+A spec names a base experiment config (``xlrepro/configs/``) and the grid of cells to run::
+
+    name: scaling-xtreme-r
+    result: "Extension: score vs. volume of English intermediate data (XTREME-R)"
+    kind: scaling                    # table | submission | ablation | scaling
+    config: xstilts-squad            # base config; every cell is this config plus overrides
+    overrides: ["target.tasks=[xnli, xcopa]"]
+    variants:                        # the rows: one labelled set of overrides each
+      - {label: baseline, overrides: ["intermediate.tasks=[]"]}
+      - {label: mnli, overrides: ["intermediate.tasks=[mnli]"]}
+    volumes: [1000, 10000, all]      # intermediate.train.volume (variants without an intermediate task: once)
+    seeds: [1, 2, 3]
+    baseline: baseline               # the variant paired tests compare against
+    paper: [xtreme_test]             # tables of data/paper_numbers.yaml set beside ours
+
+Cells = variants x volumes x seeds; each cell is a full ``ExperimentConfig`` (loaded, typed and
+validated like any config). ``xlrepro.sweep`` turns the cells into a graph of runs. Unknown keys
+are rejected with a did-you-mean; every shipped spec is validated and expanded by a test.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from xlrepro.config import ExperimentConfig, apply_override, from_dict, resolve_config_path, validate
+from xlrepro.errors import ConfigError, did_you_mean
+
+KINDS = ("table", "submission", "ablation", "scaling")
+
+
+@dataclass
+class Variant:
+    label: str
+    overrides: list = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    result: str  # which result of the paper (or of the extension) this spec reproduces
+    kind: str  # one of KINDS
+    config: str  # base experiment config: a shipped name or a YAML path
+    variants: list = field(default_factory=list)  # list of Variant (mappings in YAML)
+    overrides: list = field(default_factory=list)  # dotted overrides for every cell
+    volumes: list = field(default_factory=list)  # intermediate.train.volume values; empty = the config's
+    seeds: list = field(default_factory=lambda: [1])
+    base_seed: int | None = None  # smoke world / pre-training seed shared by every cell (default: each cell's seed)
+    baseline: str | None = None  # label of the variant that paired tests compare against
+    paper: list = field(default_factory=list)  # ids of tables in data/paper_numbers.yaml
+    max_reseeds: int = 2  # collapsed classification fine-tunes re-run with seed + 1000*k (stats.reseed_policy)
+    select_on: str = "dev"  # submission: per target, the variant with the best mean on this split
+    description: str = ""
+
+
+@dataclass
+class Cell:
+    """One point of the grid: a full experiment config and the labels that place it in the tables."""
+
+    index: int
+    variant: str
+    volume: int | str | None  # None: no intermediate phase (volume does not apply)
+    seed: int
+    overrides: list
+    cfg: ExperimentConfig
+
+    @property
+    def labels(self) -> dict:
+        return {"variant": self.variant, "volume": self.volume, "seed": self.seed}
+
+
+def shipped_specs() -> dict[str, Path]:
+    root = importlib.resources.files("xlrepro").joinpath("experiments")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_spec_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    shipped = shipped_specs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise ConfigError(f"no experiment spec {name_or_path!r}: not a file and not a shipped spec"
+                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+
+
+def is_spec(name_or_path: str) -> bool:
+    """A shipped spec name, or a YAML file that looks like a spec (``kind`` and ``config`` keys)
+    rather than an experiment config (which has ``seed``)."""
+    if name_or_path in shipped_specs():
+        return True
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml") or not p.is_file():
+        return False
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "kind" in data and "config" in data and "seed" not in data
+
+
+def parse_spec(data: dict, where: str) -> ExperimentSpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at top level")
+    try:
+        spec = from_dict(ExperimentSpec, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    variants = []
+    for i, v in enumerate(spec.variants):
+        if isinstance(v, Variant):
+            variants.append(v)
+            continue
+        try:
+            variants.append(from_dict(Variant, v, f"variants[{i}]") if isinstance(v, dict) else _bad(
+                f"variants[{i}]: expected a mapping with label and overrides, got {v!r}"))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    spec.variants = variants or [Variant(label="main")]
+    _check(spec, where)
+    return spec
+
+
+def _bad(msg: str):
+    raise ConfigError(msg)
+
+
+def _check(spec: ExperimentSpec, where: str) -> None:
+    if spec.kind not in KINDS:
+        raise ConfigError(f"{where}: kind: {spec.kind!r} is not one of {list(KINDS)}{did_you_mean(spec.kind, KINDS)}")
+    labels = [v.label for v in spec.variants]
+    dup = sorted({l for l in labels if labels.count(l) > 1})
+    if dup:
+        raise ConfigError(f"{where}: variants: duplicate labels {dup}")
+    for i, v in enumerate(spec.variants):
+        if not isinstance(v.overrides, list) or not all(isinstance(o, str) and "=" in o for o in v.overrides):
+            raise ConfigError(f"{where}: variants[{i}] ({v.label}).overrides: expected a list of key.path=value strings")
+    if not all(isinstance(o, str) and "=" in o for o in spec.overrides):
+        raise ConfigError(f"{where}: overrides: expected a list of key.path=value strings")
+    for v in spec.volumes:
+        if not ((isinstance(v, int) and not isinstance(v, bool) and v > 0) or v == "all"):
+            raise ConfigError(f"{where}: volumes: {v!r} is not a positive integer or 'all'")
+    if not spec.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec.seeds):
+        raise ConfigError(f"{where}: seeds: expected a non-empty list of non-negative integers, got {spec.seeds!r}")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise ConfigError(f"{where}: seeds: repeated seeds in {spec.seeds}")
+    if spec.baseline is not None and spec.baseline not in labels:
+        raise ConfigError(f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}")
+    if spec.kind == "scaling" and not spec.volumes:
+        raise ConfigError(f"{where}: a scaling spec needs volumes")
+    if spec.select_on not in ("dev", "test"):
+        raise ConfigError(f"{where}: select_on: expected 'dev' or 'test', got {spec.select_on!r}")
+    from xlrepro.paper import load_paper_numbers
+
+    tables = load_paper_numbers()["tables"]
+    for t in spec.paper:
+        if t not in tables:
+            raise ConfigError(f"{where}: paper: no table {t!r} in paper_numbers.yaml{did_you_mean(t, tables)}")
+    resolve_config_path(spec.config)  # raises with the shipped names when missing
+
+
+def load_spec(name_or_path: str) -> ExperimentSpec:
+    path = resolve_spec_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    return parse_spec(data, str(path))
+
+
+def _load_cell_config(base: str, overrides: list[str], where: str) -> ExperimentConfig:
+    path = resolve_config_path(base)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        for o in overrides:
+            apply_override(data, o)
+        cfg = from_dict(ExperimentConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    validate(cfg, where)
+    return cfg
+
+
+def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> list[Cell]:
+    """The cells of a spec, in a stable order (variant, volume, seed). A variant without an
+    intermediate phase is run once per seed (volume None); cells with identical resolved
+    configs are kept once (the first label wins)."""
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    from xlrepro.config import config_hash
+
+    for v in spec.variants:
+        base_over = list(spec.overrides) + list(v.overrides) + list(extra_overrides)
+        probe = _load_cell_config(spec.config, base_over + [f"seed={spec.seeds[0]}"], f"{spec.name}: variant {v.label}")
+        volumes: list = [None] if not probe.intermediate.tasks or not spec.volumes else list(spec.volumes)
+        for vol, seed in itertools.product(volumes, spec.seeds):
+            over = base_over + [f"seed={seed}"]
+            if spec.base_seed is not None:
+                over.append(f"base_seed={spec.base_seed}")
+            if vol is not None:
+                over.append(f"intermediate.train.volume={vol}")
+            cfg = _load_cell_config(spec.config, over, f"{spec.name}: variant {v.label}, volume {vol}, seed {seed}")
+            h = config_hash(dataclasses.replace(cfg, name="", description=""))
+            if h in seen:
+                continue
+            seen.add(h)
+            label_volume = vol if vol is not None else (None if not cfg.intermediate.tasks else cfg.intermediate.train.volume)
+            cells.append(Cell(len(cells), v.label, label_volume, seed, over, cfg))
+    return cells

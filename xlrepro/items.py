@@ -1,0 +1,117 @@
+"""Item-level scores of a finished target run, for bootstrap CIs and paired tests.
+
+The pipeline exports each run's predictions (``predictions/<task>/<split>-<lang>.<ext>``, the
+XTREME submission layout). ``write_items`` scores them item by item against the gold data and
+writes ``items.json`` into the run folder (atomically; derived data, recomputed if missing):
+
+* classification / multiple choice: ``binary`` items, 100 when correct else 0 (their mean is
+  the accuracy), with the predictions and labels (for collapse detection);
+* span QA: ``mean`` items, the per-question F1 and exact match of the task's official scorer
+  (their means are the official F1 / EM);
+* tagging: ``ratio`` items, per-sentence chunk counts ``[correct, predicted, gold]``; F1 =
+  200 * sum(correct) / (sum(predicted) + sum(gold)), so resampling sentences keeps the corpus-level
+  (micro) F1 of the official scorer.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from xlrepro.runs import atomic_write_json
+
+ITEMS_VERSION = 1
+
+
+def _read_predictions(path: Path, fmt: str):
+    if fmt == "span_qa":
+        return json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    if fmt == "tagging":
+        return [blk.split("\n") for blk in text.split("\n\n") if blk.strip()] if text.strip() else []
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+
+
+def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
+    """One (split, language) entry of items.json from predictions and gold examples."""
+    if fmt in ("classification", "multiple_choice"):
+        labels = [str(e.label) for e in examples]
+        preds = [str(p) for p in preds]
+        if len(preds) != len(labels):
+            raise ValueError(f"{task.name}/{lang}: {len(preds)} predictions for {len(labels)} examples")
+        return {"metric": "accuracy", "kind": "binary", "scores": [100.0 if p == g else 0.0 for p, g in zip(preds, labels)],
+                "predictions": preds, "labels": labels}
+    if fmt == "span_qa":
+        from xlrepro.formats import _squad_data
+        from xlrepro.metrics import qa_score
+
+        f1, em = [], []
+        for e in examples:
+            s = qa_score({e.guid: preds.get(e.guid, "")}, _squad_data([e]), task=task.name, lang=lang, mode=mode)
+            f1.append(float(s["f1"]))
+            em.append(float(s["exact_match"]))
+        return {"metric": "f1", "kind": "mean", "scores": f1, "exact_match": em}
+    if fmt == "tagging":
+        from xlrepro.metrics.tagging import get_entities
+
+        counts = []
+        for p, e in zip(preds, examples):
+            pc, gc = set(get_entities(list(p), mode)), set(get_entities(list(e.tags), mode))
+            counts.append([len(pc & gc), len(pc), len(gc)])
+        return {"metric": "f1", "kind": "ratio", "scores": counts}
+    raise ValueError(f"no item-level scores for format {fmt!r}")
+
+
+def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
+    """Write ``items.json`` for a finished target/control run (no-op when present)."""
+    from xlrepro.pipeline import METRIC_MODE
+    from xlrepro.tasks import get_task
+
+    path = Path(run_dir) / "items.json"
+    if path.exists():
+        return path
+    task = get_task(task_name)
+    fmt = task.format.value
+    folder = Path(run_dir) / "predictions" / task_name
+    entries = {}
+    for f in sorted(folder.glob("*-*.*")) if folder.is_dir() else []:
+        split, lang = f.stem.split("-", 1)
+        data = exp.read(task_name, split, lang)
+        if not all(exp._has_label(e) for e in data.examples):
+            continue
+        entries[f"{split}/{lang}"] = item_scores(task, fmt, _read_predictions(f, fmt), data.examples, lang, METRIC_MODE)
+    atomic_write_json(path, {"version": ITEMS_VERSION, "task": task_name, "format": fmt, "items": entries})
+    return path
+
+
+def load_items(run_dir: Path) -> dict:
+    path = Path(run_dir) / "items.json"
+    return json.loads(path.read_text(encoding="utf-8"))["items"] if path.exists() else {}
+
+
+def statistic(entry: dict):
+    """(values array, function of an index array -> score) for bootstrap over items."""
+    if entry["kind"] == "ratio":
+        c = np.asarray(entry["scores"], dtype=float).reshape(-1, 3)
+
+        def f1(idx):
+            s = c[idx].sum(axis=0)
+            return 0.0 if s[1] + s[2] == 0 else 200.0 * s[0] / (s[1] + s[2])
+
+        return c, f1
+    x = np.asarray(entry["scores"], dtype=float)
+    return x, lambda idx: float(x[idx].mean())
+
+
+def collapse_check(run_dir: Path) -> dict | None:
+    """detect_collapse on the English dev predictions (else another dev language, else test)."""
+    from xlrepro.stats import detect_collapse
+
+    items = load_items(run_dir)
+    binary = {k: v for k, v in items.items() if v["kind"] == "binary"}
+    for key in ["dev/en", *sorted(k for k in binary if k.startswith("dev/")), "test/en", *sorted(binary)]:
+        if key in binary:
+            res = detect_collapse(binary[key]["predictions"], binary[key]["labels"])
+            return {**res, "on": key}
+    return None
