@@ -146,7 +146,7 @@ setup(
     description="Reproducible English intermediate-task training for zero-shot cross-lingual transfer "
                 "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
     packages=find_packages(include=["xlrepro", "xlrepro.*"]),
-    package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "tasks/*.yaml", "configs/**/*.yaml"]},
+    package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "tasks/*.yaml", "configs/**/*.yaml", "configs/deepspeed/*.json"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[

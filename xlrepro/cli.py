@@ -140,14 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         a.overrides = list(a.overrides) + extra
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from xlrepro import distributed as dist
     from xlrepro.errors import XlreproError
 
+    # under a launcher every message names its rank; the launcher stops the other ranks
+    who = f" ({dist.describe()})" if dist.launched() and dist.world_size() > 1 else ""
+    ok = False
     try:
-        return a.fn(a)
+        code = a.fn(a)
+        ok = True
+        return code
     except (XlreproError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"xlrepro: error: {msg}", file=sys.stderr)
+        print(f"xlrepro: error{who}: {msg}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        if who:
+            print(f"xlrepro: {dist.describe()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
+    finally:
+        dist.shutdown(wait=ok)  # explicit teardown (ZeRO-3 can abort if the group outlives the interpreter)
 
 
 if __name__ == "__main__":

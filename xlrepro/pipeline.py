@@ -10,6 +10,10 @@
 Every phase is a ``Run`` keyed by the hash of its resolved spec, which includes the hashes of the
 runs it starts from: finished runs are skipped, interrupted ones resume. Results are records
 (task, language, split, metric, value, mode) with provenance; ``xlrepro.report`` renders them.
+
+Under a launcher (``torchrun``/``deepspeed``, DeepSpeed engine) every rank runs this recipe in
+lockstep; training steps are data-parallel, rank 0 alone writes files, and the other ranks read
+them after ``Run.finish``'s barrier (``xlrepro.distributed``).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from xlrepro import distributed as dist
 from xlrepro import languages as langtab
 from xlrepro.config import ExperimentConfig, TrainConfig, config_hash, to_dict, train_config_for
 from xlrepro.data.types import Format, ReadResult
@@ -48,7 +53,7 @@ class Experiment:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
         self.records: list[dict] = []
         self.runs: dict[str, dict] = {}
         self.tokenizer = None
@@ -75,21 +80,24 @@ class Experiment:
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        # ranks on one machine share its cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         cfg = self.cfg
-        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
+        if dist.is_main():
+            atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
 
             key = config_hash({"smoke": to_dict(cfg.smoke), "seed": cfg.seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
-            if not (world / "WORLD.json").exists():
+            if dist.is_main() and not (world / "WORLD.json").exists():
                 generate(world, cfg.smoke.languages, cfg.seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
                          cfg.smoke.n_corpus, cfg.smoke.code_switch)
             tok_dir = world / "tokenizer"
-            if not (tok_dir / "tokenizer.json").exists():
+            if dist.is_main() and not (tok_dir / "tokenizer.json").exists():
                 build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
+            dist.barrier()  # the other ranks read the world rank 0 wrote
             self.data_root = world
             self.tokenizer_path = str(tok_dir)
         from transformers import AutoTokenizer
@@ -123,7 +131,8 @@ class Experiment:
             from xlrepro.mlm import pretrain_mlm
 
             state = pretrain_mlm(cfg, self.tokenizer, files, run, self.device)
-            self.tokenizer.save_pretrained(str(enc_dir))
+            if dist.is_main():
+                self.tokenizer.save_pretrained(str(enc_dir))
             run.finish({"steps": state.step})
         self.runs[run.hash] = {"kind": "pretrain", "dir": str(run.dir), **run.summary()}
         return enc_dir, {"kind": "pretrain", "run": run.hash}
@@ -270,8 +279,9 @@ class Experiment:
             model = self._new_model(upstream_dir, cfg.seed)
             info = self._train_tasks(model, tasks, cfg.intermediate.train, run, cfg.seed, inter=cfg.intermediate)
             info.pop("_adapters")
-            save_encoder(model, run.dir / "encoder", {"tasks": tasks, "run": run.hash})
-            self.tokenizer.save_pretrained(str(run.dir / "encoder"))
+            if dist.is_main():
+                save_encoder(model, run.dir / "encoder", {"tasks": tasks, "run": run.hash})
+                self.tokenizer.save_pretrained(str(run.dir / "encoder"))
             run.finish(info)
         self.runs[run.hash] = {"kind": "intermediate", "task": task, "dir": str(run.dir), **run.summary()}
         return run.dir / "encoder", {"kind": "intermediate", "run": run.hash}
@@ -312,7 +322,8 @@ class Experiment:
                         records.append({"task": task, "language": lang, "split": split, "metric": metric,
                                         "value": float(value), "mode": scores.get("mode", METRIC_MODE),
                                         "n": len(data.examples), "data_sha256": files_digest(data.files)})
-            atomic_write_json(run.dir / "results.json", {"records": records})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records})
             run.finish({k: v for k, v in info.items()})
         self._collect(run, kind, task, encoder_spec)
 
@@ -328,6 +339,8 @@ class Experiment:
 
     def _export_predictions(self, run: Run, task: str, split: str, lang: str, adapter, preds, examples) -> None:
         """Predictions in the XTREME submission layout: predictions/<task>/<split>-<lang>.<ext>."""
+        if not dist.is_main():
+            return
         folder = run.dir / "predictions" / task
         if adapter.fmt == Format.SPAN_QA:
             atomic_write_json(folder / f"{split}-{lang}.json", {e.guid: p for e, p in zip(examples, preds)})
@@ -348,7 +361,8 @@ class Experiment:
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
             records, protocol = self._bucc(model, task)
-            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
@@ -372,7 +386,8 @@ class Experiment:
                                 "mode": rev["mode"]})
             protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity,
                         "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1))}
-            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
 
@@ -455,8 +470,9 @@ class Experiment:
             "records": [{**r, "resource_group": langtab.get(r["language"]).resource_group} for r in self.records],
             "runs": self.runs,
         }
-        atomic_write_json(self.out / "results.json", results)
-        from xlrepro.report import write_report
+        if dist.is_main():
+            atomic_write_json(self.out / "results.json", results)
+            from xlrepro.report import write_report
 
-        write_report(results, self.out)
+            write_report(results, self.out)
         return results
