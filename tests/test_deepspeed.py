@@ -317,3 +317,61 @@ def test_killing_one_rank_stops_the_run_and_a_restart_resumes_to_the_same_result
     assert a["param_sha256"] == b["param_sha256"] == full["param_sha256"]
     assert a["final_dev"] == full["final_dev"] and a["best_step"] == full["best_step"]
     assert _losses(a["events"]) == _losses(full["events"])[int(tag[4:]):]
+
+
+# ---------------------------------------------------------------------- xlrepro plan
+
+
+@needs_ds
+def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
+    _require_ds()
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from xlrepro.plan import KNOWN_MODELS, encoder_params, plan
+
+    with torch.device("meta"):  # the count matches the real module's
+        m = XLMRobertaModel(XLMRobertaConfig(**KNOWN_MODELS["xlm-roberta-large"]), add_pooling_layer=False)
+    total, largest = encoder_params(KNOWN_MODELS["xlm-roberta-large"])
+    assert total == sum(p.numel() for p in m.parameters()) and 550e6 < total < 570e6
+    p = plan(load_config("xstilts-squad"), gpus_per_node=4)
+    mem = {(r["zero_stage"], r["offload"]): r["gpu_gib"] for r in p["memory"]}
+    assert mem[(2, "none")] == round(estimate_zero2_model_states_mem_needs(total, 4, 1, cpu_offload=False)[1] / 2**30, 2)
+    assert mem[(3, "optimizer+params")] == round(
+        estimate_zero3_model_states_mem_needs(total, largest, 4, 1, True, True)[1] / 2**30, 2)
+    assert mem[(0, "none")] > mem[(1, "none")] > mem[(2, "none")] > mem[(2, "optimizer")]
+    # GPU-hours = 6 x params x tokens / (peak x MFU)
+    assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (989e12 * 0.35) / 3600, 1)
+    squad = next(ph for ph in p["phases"] if ph["phase"] == "intermediate:squad")
+    assert squad["steps"] == -(-87599 * 3 // 32) and squad["tokens"] == squad["steps"] * 32 * 384
+
+
+# ---------------------------------------------------------------------- the pipeline, one process
+
+
+@needs_ds
+def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
+    """`xlrepro train` with no launcher: MLM pre-training on ZeRO-2, the intermediate task mixed with
+    MLM on ZeRO-3 (its consolidated encoder handed off as safetensors), the target on ZeRO-2 bf16."""
+    _require_ds()
+    inter = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+             "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}")
+    target = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+              "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-bf16}")
+    cmd = [sys.executable, "-m", "xlrepro", "train", "smoke", "--out", str(tmp_path), "smoke.n_train=120",
+           "smoke.n_dev=40", "smoke.n_test=40", "smoke.n_corpus=600", "pretrain.steps=6", "pretrain.batch_size=16",
+           "pretrain.engine=deepspeed", "pretrain.deepspeed=zero2", f"intermediate.train={inter}",
+           "intermediate.mlm_mix=0.3", "target.tasks=[xnli]", "target.per_task={}", f"target.train={target}",
+           "retrieval.tasks=[]", "controls=[]"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, "XLREPRO_PROGRESS": "0"})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    assert "mpi4py" not in p.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["task"] for r in results["records"]} == {"xnli"}
+    inter_dir = next((tmp_path / "runs").glob("intermediate-*"))
+    assert (inter_dir / "encoder" / "model.safetensors").exists()
+    events = [json.loads(l) for l in (inter_dir / "log.jsonl").read_text().splitlines()]
+    assert {"hellaswag", "mlm"} <= set().union(*(e.get("task_loss", {}) for e in events if e["event"] == "train"))
+    assert not list((tmp_path / "runs").glob("*/ds_checkpoint"))

@@ -7,6 +7,8 @@
   xlrepro train <config> [--out DIR] [overrides]
                                              the same, for any config file
   xlrepro config show|validate <config> [overrides]
+  xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.35]
+                                             per-GPU memory under each ZeRO stage, GPU-hours
   xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
 """
 from __future__ import annotations
@@ -63,6 +65,22 @@ def cmd_reproduce(a) -> int:
     return 0
 
 
+def cmd_plan(a) -> int:
+    from xlrepro.config import load_config
+    from xlrepro.errors import ConfigError
+    from xlrepro.plan import plan, render
+
+    examples = {}
+    for item in a.examples or []:
+        task, _, n = item.partition("=")
+        if not n.isdigit():
+            raise ConfigError(f"--examples {item!r}: expected TASK=N (English training examples)")
+        examples[task] = int(n)
+    p = plan(load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, a.mfu, examples)
+    print(json.dumps(p, indent=2) if a.json else render(p))
+    return 0
+
+
 def cmd_config(a) -> int:
     import yaml
 
@@ -113,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--out", help="output folder (default: results/<name>)")
         s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
         s.set_defaults(fn=cmd_reproduce)
+
+    s = sub.add_parser("plan", help="per-GPU memory under each ZeRO stage and expected GPU-hours of a config")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--gpus-per-node", type=int, default=8)
+    s.add_argument("--nodes", type=int, default=1)
+    s.add_argument("--card", default="h100", help="h100, h200, a100, v100 or l40s (peak dense bf16 TFLOP/s)")
+    s.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation assumed (default 0.35)")
+    s.add_argument("--examples", action="append", metavar="TASK=N", help="English training examples of a task")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_plan)
 
     s = sub.add_parser("config", help="show or validate a config")
     s.add_argument("action", choices=["show", "validate"])

@@ -251,3 +251,24 @@ class DeepSpeedEngine:
         self.model.load_state_dict(full)
         del device
         dist.barrier()
+
+
+def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilder")) -> dict[str, float]:
+    """Compile DeepSpeed's CPU ops now (into $TORCH_EXTENSIONS_DIR, where DeepSpeed's JIT loader
+    finds them later): the shared-memory communication op every process group loads and the
+    CPU Adam that optimizer offload steps with. Seconds per op (a cached op loads in well under one)."""
+    import time
+
+    from deepspeed.accelerator import get_accelerator
+
+    took = {}
+    for name in names:
+        builder = get_accelerator().create_op_builder(name)
+        if builder is None:
+            continue
+        t0 = time.time()
+        builder.load(verbose=False)
+        took[name] = round(time.time() - t0, 1)
+        print(f"DeepSpeed op {builder.NAME}: ready in {took[name]} s "
+              f"(TORCH_EXTENSIONS_DIR={os.environ.get('TORCH_EXTENSIONS_DIR', 'default')})")
+    return took
