@@ -350,28 +350,69 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
 # ---------------------------------------------------------------------- the pipeline, one process
 
 
+def _smoke_args(out):
+    inter = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+             "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}")
+    target = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+              "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-bf16}")
+    return ["train", "smoke", "--out", str(out), "smoke.n_train=120", "smoke.n_dev=40", "smoke.n_test=40",
+            "smoke.n_corpus=600", "pretrain.steps=6", "pretrain.batch_size=16", "pretrain.engine=deepspeed",
+            "pretrain.deepspeed=zero2", f"intermediate.train={inter}", "intermediate.mlm_mix=0.3", "target.tasks=[xnli]",
+            "target.per_task={}", f"target.train={target}", "retrieval.tasks=[]", "controls=[]"]
+
+
+def _check_smoke_run(out):
+    results = json.loads((out / "results.json").read_text())
+    assert {r["task"] for r in results["records"]} == {"xnli"}
+    inter_dir = next((out / "runs").glob("intermediate-*"))
+    assert (inter_dir / "encoder" / "model.safetensors").exists()
+    events = [json.loads(l) for l in (inter_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3, 4, 5, 6], "one writer: rank 0"
+    assert {"hellaswag", "mlm"} <= set().union(*(e.get("task_loss", {}) for e in events if e["event"] == "train"))
+    assert not list((out / "runs").glob("*/ds_checkpoint"))
+    return results
+
+
+@needs_ds
+def test_xlrepro_train_on_two_ranks_with_multi_task_zero3(tmp_path):
+    """Under torchrun the ranks run the pipeline in lockstep; MLM-mixed multi-task micro-batches of
+    different tasks on different ranks still gather and reduce the same parameters (ZeRO-3)."""
+    _require_ds()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xlrepro",
+           *_smoke_args(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    assert p.stdout.count("result records") == 1, "rank 0 alone reports"
+    _check_smoke_run(tmp_path)
+
+
 @needs_ds
 def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
     """`xlrepro train` with no launcher: MLM pre-training on ZeRO-2, the intermediate task mixed with
     MLM on ZeRO-3 (its consolidated encoder handed off as safetensors), the target on ZeRO-2 bf16."""
     _require_ds()
-    inter = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
-             "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}")
-    target = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
-              "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-bf16}")
-    cmd = [sys.executable, "-m", "xlrepro", "train", "smoke", "--out", str(tmp_path), "smoke.n_train=120",
-           "smoke.n_dev=40", "smoke.n_test=40", "smoke.n_corpus=600", "pretrain.steps=6", "pretrain.batch_size=16",
-           "pretrain.engine=deepspeed", "pretrain.deepspeed=zero2", f"intermediate.train={inter}",
-           "intermediate.mlm_mix=0.3", "target.tasks=[xnli]", "target.per_task={}", f"target.train={target}",
-           "retrieval.tasks=[]", "controls=[]"]
+    cmd = [sys.executable, "-m", "xlrepro", *_smoke_args(tmp_path)]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, "XLREPRO_PROGRESS": "0"})
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     assert "mpi4py" not in p.stderr
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert {r["task"] for r in results["records"]} == {"xnli"}
-    inter_dir = next((tmp_path / "runs").glob("intermediate-*"))
-    assert (inter_dir / "encoder" / "model.safetensors").exists()
-    events = [json.loads(l) for l in (inter_dir / "log.jsonl").read_text().splitlines()]
-    assert {"hellaswag", "mlm"} <= set().union(*(e.get("task_loss", {}) for e in events if e["event"] == "train"))
-    assert not list((tmp_path / "runs").glob("*/ds_checkpoint"))
+    _check_smoke_run(tmp_path)
+
+
+@needs_ds
+def test_a_failing_rank_is_named_and_stops_the_run(tmp_path):
+    _require_ds()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xlrepro",
+           "train", "smoke", "--out", str(tmp_path), "smoke.n_train=60", "smoke.n_dev=20", "smoke.n_test=20",
+           "smoke.n_corpus=300", "pretrain.steps=0", "intermediate.train.engine=deepspeed",
+           "intermediate.train.deepspeed=zero2", "intermediate.train.grad_accum=3", "target.tasks=[]",
+           "retrieval.tasks=[]", "controls=[]"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    assert p.returncode != 0
+    assert "xlrepro: error (rank 1 of 2): train.grad_accum = 3 is not a multiple of the world size 2" in p.stderr, \
+        p.stderr[-3000:]
+    assert not (tmp_path / "results.json").exists()

@@ -61,7 +61,10 @@ def cmd_reproduce(a) -> int:
     out = a.out or os.path.join("results", cfg.name)
     results = Experiment(cfg, out, device=a.device).run()
     n = len(results["records"])
-    print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+    from xlrepro import distributed as dist
+
+    if dist.is_main():
+        print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
     return 0
 
 

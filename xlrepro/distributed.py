@@ -103,12 +103,11 @@ def shutdown(wait: bool = True) -> None:
             with contextlib.suppress(Exception):
                 dist.barrier()
         dist.destroy_process_group()
-    try:  # DeepSpeed keeps its own handle on the group: drop it so a later group starts clean
-        import deepspeed.comm.comm as dscomm
+    import sys
 
-        dscomm.cdb = None
-    except ImportError:
-        pass
+    dscomm = sys.modules.get("deepspeed.comm.comm")  # never import DeepSpeed just to tear down
+    if dscomm is not None:  # it keeps its own handle on the group: drop it so a later group starts clean
+        setattr(dscomm, "cdb", None)
 
 
 def broadcast_object(obj, src: int = 0):

@@ -122,6 +122,9 @@ class DeepSpeedEngine:
         self.model = model
         self.ds_config = resolve_ds_config(cfg, self.world)
         self.stage = _zero_stage(self.ds_config)
+        heads = getattr(model, "heads", None)
+        if isinstance(heads, torch.nn.ModuleDict) and len(heads) > 1:
+            setattr(model, "lockstep_heads", True)  # multi-task / MLM mixing: the same modules on every rank
         groups = param_groups(model, cfg.weight_decay)
         if _offloads_optimizer(self.ds_config):
             # ZeRO-Offload steps on the CPU: DeepSpeed's vectorised CPU Adam (the cpu_adam op)
@@ -144,25 +147,26 @@ class DeepSpeedEngine:
         if not self.ds.is_gradient_accumulation_boundary():
             self.ds.step()  # DeepSpeed counts micro-batches in step(); no update before the boundary
 
-    def step(self) -> float:
-        """The optimiser update at the accumulation boundary; the gradient norm before clipping."""
+    def step(self) -> float | None:
+        """The optimiser update at the accumulation boundary; the gradient norm before clipping
+        (None where DeepSpeed computed none: ZeRO-1/2 with its norm computation switched off)."""
         if not self.ds.is_gradient_accumulation_boundary():
             raise RuntimeError(f"{dist.describe()}: optimiser step requested off the accumulation boundary "
                                f"(DeepSpeed micro-step {self.ds.micro_steps}, gradient_accumulation_steps "
                                f"{self.ds.gradient_accumulation_steps()})")
-        norm = None
+        norm: float | None = None
         if self.stage == 0 and not (self.ds.bfloat16_enabled() or self.ds.fp16_enabled()):
             # plain data parallelism records no norm: the gradients are already averaged here
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
         self.ds.step()
         if norm is None:
-            norm = self.ds.get_global_grad_norm()
-            norm = float(norm) if norm is not None else float("nan")
+            ds_norm = self.ds.get_global_grad_norm()
+            norm = float(ds_norm) if ds_norm is not None else None
         return norm
 
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
     def state_dict(self) -> dict:
         raise NotImplementedError("the DeepSpeed engine's state lives in its checkpoints: use save_checkpoint")
@@ -220,7 +224,7 @@ class DeepSpeedEngine:
         """The model's full state with the fp32 master weights (collective under ZeRO-3: every rank calls it)."""
         from deepspeed.utils import safe_get_full_fp32_param
 
-        names = {}
+        names: dict[int, list[str]] = {}
         for n, p in self.model.named_parameters(remove_duplicate=False):
             names.setdefault(id(p), []).append(n)
         out = {}
@@ -239,7 +243,6 @@ class DeepSpeedEngine:
         """Tear the engine down and leave a plain fp32 module holding ``state`` (default: the
         final weights): ZeRO-3 partitions gathered, DeepSpeed's hooks removed."""
         full = self.full_state_dict() if state is None else state
-        device = next(iter(self.model.buffers()), None)
         self.ds.destroy()
         self.ds = self.forward_module = None
         for n, p in self.model.named_parameters():
@@ -249,7 +252,8 @@ class DeepSpeedEngine:
             p.grad = None
         self.model.float()
         self.model.load_state_dict(full)
-        del device
+        if getattr(self.model, "lockstep_heads", False):
+            setattr(self.model, "lockstep_heads", False)
         dist.barrier()
 
 

@@ -80,6 +80,8 @@ class Experiment:
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
+        if dist.launched() and dist.world_size() > 1:
+            dist.ensure_initialized()  # now: the barriers and agreements below need the group
         # ranks on one machine share its cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         cfg = self.cfg
