@@ -28,9 +28,9 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 
-def setup(seed=0, n=64):
+def setup(seed=0, n=64, packed=False):
     enc = build_encoder(ModelConfig(init_config=TINY), vocab_size=40, seed=seed)
-    m = MultiTaskModel(enc)
+    m = MultiTaskModel(enc, packed=packed)
     m.add_head("t", Format.CLASSIFICATION, 2, 0.0, seed=seed + 1)
     g = torch.Generator().manual_seed(0)
     feats = []
@@ -65,6 +65,7 @@ def main(argv=None):
     ap.add_argument("--checkpoint-every", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--token-budget", type=int, default=None)
+    ap.add_argument("--packed", action="store_true", help="model.attention=packed (varlen attention)")
     ap.add_argument("--step-sleep", type=float, default=0.0)
     ap.add_argument("--save-encoder", action="store_true")
     a = ap.parse_args(argv)
@@ -72,7 +73,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / f"pid-rank{dist.rank()}").write_text(str(os.getpid()))
     torch.set_num_threads(1)
-    m, feats, collate = setup()
+    m, feats, collate = setup(packed=a.packed)
     cfg = TrainConfig(lr=1e-3, batch_size=a.batch_size, grad_accum=a.grad_accum, max_steps=a.steps,
                       checkpoint_every_steps=a.checkpoint_every, eval_every_steps=a.eval_every, patience=100,
                       warmup_proportion=0.2, engine="deepspeed", deepspeed=a.deepspeed, token_budget=a.token_budget,

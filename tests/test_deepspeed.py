@@ -241,18 +241,23 @@ def zero2_two_ranks(tmp_path_factory):
     return out
 
 
+PACKED = ["--packed", "--token-budget", "40"]  # varlen attention, micro-batches of at most 40 real tokens
+
+
 @needs_ds
 @pytest.mark.parametrize("config", ["zero1", "zero2"])
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path, config, zero2_two_ranks):
+    """ZeRO-2 with fixed-size batches; ZeRO-1 with packed token-budget batches (their sizes vary)."""
     _require_ds()
+    args = ARGS if config == "zero2" else ARGS + PACKED
     if config == "zero2":
         two = zero2_two_ranks
     else:
         two = tmp_path / "w2"
-        p = _torchrun(two, config, *ARGS)
+        p = _torchrun(two, config, *args)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     one = tmp_path / "w1"
-    p = _torchrun(one, config, *ARGS, nproc=1)
+    p = _torchrun(one, config, *args, nproc=1)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (r1,), (a, b) = _ranks(one, 1), _ranks(two)
     assert a["world"] == 2 and b["world"] == 2 and r1["world"] == 1
