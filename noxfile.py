@@ -1,6 +1,8 @@
 """nox sessions: the entry points a reviewer and CI use.
 
-  nox -s tests      the whole test suite (CPU), the smoke reproduction end to end included
+  nox -s tests      the whole test suite (CPU), the smoke reproduction end to end included, and
+                    the DeepSpeed engine (deepspeed from requirements/deepspeed.txt; its CPU ops
+                    are compiled once into .nox/.torch_extensions and reused)
   nox -s smoke      the kick-the-tires reproduction: `xlrepro reproduce smoke --out results/smoke`
   nox -s info       build metadata and op availability of the installed package
   nox -s cuda_build compile the CUDA kernels (torch CUDA build + nvcc; no GPU needed to compile)
@@ -41,11 +43,23 @@ def install(session: nox.Session, *extra: str) -> None:
     session.install("--no-build-isolation", "-e", ".")
 
 
+def install_deepspeed(session: nox.Session) -> dict:
+    """deepspeed (its setup.py imports torch: no build isolation) and its CPU ops (shared-memory
+    communication, CPU Adam), compiled once into .nox/.torch_extensions and reused by later runs
+    and CI steps that keep .nox (a first build takes a few minutes on 2 cores)."""
+    session.install("--no-build-isolation", "-r", "requirements/deepspeed.txt")
+    env = {"TORCH_EXTENSIONS_DIR": os.path.abspath(os.path.join(".nox", ".torch_extensions"))}
+    session.run("python", "-c", "from xlrepro.ds_engine import prebuild_ops; prebuild_ops()", env=env)
+    return env
+
+
 @nox.session(python=PYTHON, download_python="never")
 def tests(session: nox.Session) -> None:
     install(session, "-r", "requirements/test.txt")
+    env = install_deepspeed(session)
     session.run("xlrepro", "info")
-    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs, env={"XLREPRO_PROGRESS": "0"})
+    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
+                env={"XLREPRO_PROGRESS": "0", "XLREPRO_REQUIRE_DEEPSPEED": "1", **env})
 
 
 @nox.session(python=PYTHON, download_python="never")

@@ -147,7 +147,7 @@ setup(
                 "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
     packages=find_packages(include=["xlrepro", "xlrepro.*"]),
     package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "data/*.yaml", "tasks/*.yaml", "configs/**/*.yaml",
-                            "experiments/*.yaml"]},
+                              "configs/deepspeed/*.json", "experiments/*.yaml"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[

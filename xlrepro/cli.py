@@ -10,6 +10,8 @@
   xlrepro train <config> [--out DIR] [overrides]
                                              the same, for any config file
   xlrepro config show|validate <config> [overrides]
+  xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.35]
+                                             per-GPU memory under each ZeRO stage, GPU-hours
   xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
   xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
   xlrepro data pin [--task T ...] [--write] [--repin]
@@ -91,7 +93,26 @@ def cmd_reproduce(a) -> int:
     out = a.out or os.path.join("results", cfg.name)
     results = Experiment(cfg, out, device=a.device).run()
     n = len(results["records"])
-    print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+    from xlrepro import distributed as dist
+
+    if dist.is_main():
+        print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+    return 0
+
+
+def cmd_plan(a) -> int:
+    from xlrepro.config import load_config
+    from xlrepro.errors import ConfigError
+    from xlrepro.plan import plan, render
+
+    examples = {}
+    for item in a.examples or []:
+        task, _, n = item.partition("=")
+        if not n.isdigit():
+            raise ConfigError(f"--examples {item!r}: expected TASK=N (English training examples)")
+        examples[task] = int(n)
+    p = plan(load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, a.mfu, examples)
+    print(json.dumps(p, indent=2) if a.json else render(p))
     return 0
 
 
@@ -274,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json)")
     s.set_defaults(fn=cmd_report)
 
+    s = sub.add_parser("plan", help="per-GPU memory under each ZeRO stage and expected GPU-hours of a config")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--gpus-per-node", type=int, default=8)
+    s.add_argument("--nodes", type=int, default=1)
+    s.add_argument("--card", default="h100", help="h100, h200, a100, v100 or l40s (peak dense bf16 TFLOP/s)")
+    s.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation assumed (default 0.35)")
+    s.add_argument("--examples", action="append", metavar="TASK=N", help="English training examples of a task")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_plan)
+
     s = sub.add_parser("config", help="show or validate a config")
     s.add_argument("action", choices=["show", "validate"])
     s.add_argument("config")
@@ -309,14 +341,26 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         a.overrides = list(a.overrides) + extra
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from xlrepro import distributed as dist
     from xlrepro.errors import XlreproError
 
+    # under a launcher every message names its rank; the launcher stops the other ranks
+    who = f" ({dist.describe()})" if dist.launched() and dist.world_size() > 1 else ""
+    ok = False
     try:
-        return a.fn(a)
+        code = a.fn(a)
+        ok = True
+        return code
     except (XlreproError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"xlrepro: error: {msg}", file=sys.stderr)
+        print(f"xlrepro: error{who}: {msg}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        if who:
+            print(f"xlrepro: {dist.describe()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
+    finally:
+        dist.shutdown(wait=ok)  # explicit teardown (ZeRO-3 can abort if the group outlives the interpreter)
 
 
 if __name__ == "__main__":

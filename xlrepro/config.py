@@ -54,7 +54,9 @@ class TrainConfig:
     patience: int = 30  # evaluations without improvement before stopping
     eval_batch_size: int | None = None  # default: 2 x batch_size
     checkpoint_every_steps: int = 1000
-    engine: str = "torch"  # "torch" (the DeepSpeed engine plugs in here)
+    engine: str = "torch"  # "torch" (one process) | "deepspeed" (ZeRO; one process or many under a launcher)
+    # engine=deepspeed: a DeepSpeed JSON config, by name (xlrepro/configs/deepspeed/<name>.json) or path
+    deepspeed: str | None = None
     volume: int | str = "all"  # training examples used: an integer or "all" (nested, prefix-stable subsets)
     # Token-budget batches instead of batch_size examples: each micro-batch holds at most this many
     # real tokens (first-fit decreasing inside shuffled windows of packing_window examples). The loss
@@ -145,6 +147,8 @@ class PretrainConfig:
     mlm_probability: float = 0.15
     warmup_proportion: float = 0.06
     pack: bool = False  # pack sentences into max_seq_length sequences (RoBERTa FULL-SENTENCES) or one per row
+    engine: str = "torch"  # as train.engine
+    deepspeed: str | None = None  # as train.deepspeed
 
 
 @dataclass
@@ -318,6 +322,23 @@ def resolve_config_path(name_or_path: str) -> Path:
                       f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
 
 
+def shipped_deepspeed_configs() -> dict[str, Path]:
+    """DeepSpeed configs shipped with the package: name -> path (``xlrepro/configs/deepspeed/<name>.json``)."""
+    root = importlib.resources.files("xlrepro").joinpath("configs", "deepspeed")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".json")}
+
+
+def resolve_deepspeed_config(name_or_path: str) -> Path:
+    shipped = shipped_deepspeed_configs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    raise ConfigError(f"no DeepSpeed config {name_or_path!r}: not a file and not a shipped one"
+                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+
+
 def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> ExperimentConfig:
     path = resolve_config_path(name_or_path)
     try:
@@ -409,8 +430,23 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
                 langtab.get(lang)
             except KeyError as e:
                 raise ConfigError(f"{where}: intermediate.translated.{t}: {e.args[0]}") from None
+    engines = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)]
+    engines += [(f"target.per_task.{t}", train_config_for(cfg, t)) for t in cfg.target.per_task]
+    if cfg.pretrain is not None:
+        engines.append(("pretrain", cfg.pretrain))
+    for tc_name, tc in engines:
+        if tc.engine not in ("torch", "deepspeed"):
+            raise ConfigError(f"{where}: {tc_name}.engine: {tc.engine!r} is not one of ['torch', 'deepspeed']"
+                              f"{did_you_mean(tc.engine, ('torch', 'deepspeed'))}")
+        if tc.engine == "deepspeed":
+            if tc.deepspeed is None:
+                raise ConfigError(f"{where}: {tc_name}.deepspeed: engine 'deepspeed' needs a DeepSpeed config "
+                                  f"(one of {sorted(shipped_deepspeed_configs())}, or a JSON file)")
+            try:
+                resolve_deepspeed_config(tc.deepspeed)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {tc_name}.deepspeed: {e}") from None
     for tc_name, tc in (("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)):
-        enums[f"{tc_name}.engine"] = (tc.engine, ("torch",))
         if isinstance(tc.volume, str) and tc.volume != "all":
             raise ConfigError(f"{where}: {tc_name}.volume: expected an integer or 'all', got {tc.volume!r}")
     for key, (value, allowed) in enums.items():

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlrepro import distributed as dist
 from xlrepro.model import MultiTaskModel, load_encoder, save_encoder
 
 DUAL_ENCODER_TASKS = ("lareqa", "mewslix")
@@ -350,8 +351,9 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
         run.log({"event": "data", "task": task, **info})
         state = train(model, Stream(task, feats, make_collate(exp.tokenizer.pad_token_id), loss_fn), tcfg, cfg.seed,
                       run.dir, evaluate, run.log, desc=f"dual_encoder:{task}")
-        save_dual_encoder(model, run.dir / "model", {"task": task, "run": run.hash})
-        exp.tokenizer.save_pretrained(str(run.dir / "model"))
+        if dist.is_main():
+            save_dual_encoder(model, run.dir / "model", {"task": task, "run": run.hash})
+            exp.tokenizer.save_pretrained(str(run.dir / "model"))
         run.finish({**info, "steps": state.step, "best_step": state.best_step, "best_dev": state.best_score,
                     "stopped_early": state.stopped_early, "logit_scale": float(model.logit_scale.detach())})
     exp.runs[run.hash] = {"kind": "dual_encoder", "task": task, "dir": str(run.dir), **run.summary()}
@@ -372,8 +374,9 @@ def train_squad_mrc(exp, encoder_dir, encoder_spec) -> tuple[Path, dict]:
         model = exp._new_model(encoder_dir, cfg.seed)
         info = exp._train_tasks(model, ["squad"], tcfg, run, cfg.seed)
         info.pop("_adapters")
-        save_encoder(model, run.dir / "encoder", {"tasks": ["squad"], "run": run.hash})
-        exp.tokenizer.save_pretrained(str(run.dir / "encoder"))
+        if dist.is_main():
+            save_encoder(model, run.dir / "encoder", {"tasks": ["squad"], "run": run.hash})
+            exp.tokenizer.save_pretrained(str(run.dir / "encoder"))
         run.finish(info)
     exp.runs[run.hash] = {"kind": "squad_mrc", "task": "squad", "dir": str(run.dir), **run.summary()}
     return run.dir / "encoder", {"kind": "squad_mrc", "run": run.hash}
@@ -466,7 +469,8 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
             records, extra = _evaluate_lareqa(exp, model, splits, protocol, run)
         else:
             records, extra = _evaluate_mewslix(exp, model, splits, protocol, run)
-        atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol, **extra})
+        if dist.is_main():
+            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol, **extra})
         run.finish({"protocol": protocol, **extra})
     exp._collect(run, "retrieval", task, de_spec)
 
@@ -534,7 +538,8 @@ def _evaluate_mewslix(exp, model, splits, protocol, run) -> tuple[list, dict]:
                        protocol["query_max_length"], bs, exp.device)
             preds = dict(zip([m.guid for m in data.examples], ranked_ids(Q, C, ent_ids, k)))
             gold = {m.guid: [m.entity_id] for m in data.examples}
-            atomic_write_json(run.dir / "predictions" / task / f"{split}-{lang}.json", preds)
+            if dist.is_main():
+                atomic_write_json(run.dir / "predictions" / task / f"{split}-{lang}.json", preds)
             scores = mewslix_map_at_k(preds, gold, k=k, mode=METRIC_MODE)
             records.append({"task": task, "language": lang, "split": split, "metric": f"map@{k}",
                             "value": float(scores[f"map@{k}"]), "mode": scores["mode"], "n": len(gold),

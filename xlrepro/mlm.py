@@ -15,7 +15,9 @@ import torch
 from xlrepro.data.io import lines, read_text
 from xlrepro.formats import Batch, _pad
 from xlrepro.train import Stream, train
+from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig
+from xlrepro.errors import ConfigError
 
 
 def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,10 +92,15 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
                 labels=batch.targets["labels"].to(device))
         return out.loss
 
-    tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size, grad_accum=1, max_steps=p.steps,
+    # one micro-batch per step; with the DeepSpeed engine on W ranks, W micro-batches of batch_size / W
+    world = dist.world_size() if p.engine == "deepspeed" else 1
+    if p.batch_size % world:
+        raise ConfigError(f"pretrain.batch_size = {p.batch_size} is not a multiple of the world size {world}")
+    tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size // world, grad_accum=world, max_steps=p.steps,
                        warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
-                       checkpoint_every_steps=max(50, p.steps // 4))
+                       checkpoint_every_steps=max(50, p.steps // 4), engine=p.engine, deepspeed=p.deepspeed)
     run.log({"event": "data", "n_sequences": len(feats), "files": [str(f) for f in files]})
     state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
-    model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
+    if dist.is_main():
+        model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
     return state

@@ -74,6 +74,10 @@ class MultiTaskModel(nn.Module):
         self.attention_backend = attention_backend
         self.heads = nn.ModuleDict()
         self.head_formats: dict[str, Format] = {}
+        # Set by the DeepSpeed engine: every training forward runs every head once, in a fixed
+        # order, so all ranks run the same modules whatever task each one's micro-batch has
+        # (ZeRO-3 gathers and all ranks' gradient reductions are collectives over the same parameters).
+        self.lockstep_heads = False
 
     @property
     def hidden_size(self) -> int:
@@ -124,16 +128,26 @@ class MultiTaskModel(nn.Module):
                                    hidden_states=tuple(unpack(x, idx, B, L) for x in hs))
         return SimpleNamespace(last_hidden_state=unpack(out, idx, B, L), hidden_states=None)
 
+    def _head(self, task: str, h: torch.Tensor) -> torch.Tensor:
+        if not (self.lockstep_heads and self.training and len(self.heads) > 1):
+            return self.heads[task](h)
+        out, touch = None, None
+        for name, head in self.heads.items():  # each head once, in the same order on every rank
+            if name == task:
+                out = head(h)
+            else:  # a zero-weighted touch: gradients exactly 0, the same reductions everywhere
+                t = head(h[:1, :1]).float().sum() * 0.0
+                touch = t if touch is None else touch + t
+        return out + touch.to(out.dtype)
+
     def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         fmt = self.head_formats[task]
-        if task == "mlm":
-            return self.heads["mlm"](self.encode(input_ids, attention_mask).last_hidden_state)
         if fmt == Format.MULTIPLE_CHOICE:
             B, C, L = input_ids.shape
             h = self.encode(input_ids.reshape(B * C, L), attention_mask.reshape(B * C, L)).last_hidden_state
-            return self.heads[task](h).view(B, C)
+            return self._head(task, h).view(B, C)
         h = self.encode(input_ids, attention_mask).last_hidden_state
-        return self.heads[task](h)
+        return self._head(task, h)
 
 
 def build_encoder(model_cfg, vocab_size: int | None = None, seed: int = 0):

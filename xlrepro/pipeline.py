@@ -18,6 +18,10 @@ without labels is exported, never scored; ``<out>/submission/`` gathers the test
 Every phase is a ``Run`` keyed by the hash of its resolved spec, which includes the hashes of the
 runs it starts from: finished runs are skipped, interrupted ones resume. Results are records
 (task, language, split, metric, value, mode) with provenance; ``xlrepro.report`` renders them.
+
+Under a launcher (``torchrun``/``deepspeed``, DeepSpeed engine) every rank runs this recipe in
+lockstep; training steps are data-parallel, rank 0 alone writes files, and the other ranks read
+them after ``Run.finish``'s barrier (``xlrepro.distributed``).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from xlrepro import distributed as dist
 from xlrepro import languages as langtab
 from xlrepro.config import ExperimentConfig, TrainConfig, config_hash, to_dict, train_config_for
 from xlrepro.data.types import Format, ReadResult
@@ -56,7 +61,7 @@ class Experiment:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
         self.records: list[dict] = []
         self.runs: dict[str, dict] = {}
         self.tokenizer = None
@@ -90,7 +95,10 @@ class Experiment:
 
     def prepare(self) -> None:
         """The smoke world (generated once per world key) and the tokenizer."""
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        if dist.launched() and dist.world_size() > 1:
+            dist.ensure_initialized()  # now: the barriers and agreements below need the group
+        # ranks on one machine share its cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         cfg = self.cfg
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
@@ -98,12 +106,13 @@ class Experiment:
 
             key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
-            if not (world / "WORLD.json").exists():
+            if dist.is_main() and not (world / "WORLD.json").exists():
                 generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
                          cfg.smoke.n_corpus, cfg.smoke.code_switch)
             tok_dir = world / "tokenizer"
-            if not (tok_dir / "tokenizer.json").exists():
+            if dist.is_main() and not (tok_dir / "tokenizer.json").exists():
                 build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
+            dist.barrier()  # the other ranks read the world rank 0 wrote
             self.data_root = world
             self.tokenizer_path = str(tok_dir)
         from transformers import AutoTokenizer
@@ -153,7 +162,8 @@ class Experiment:
             from xlrepro.mlm import pretrain_mlm
 
             state = pretrain_mlm(dataclasses.replace(cfg, seed=self.base_seed), self.tokenizer, files, run, self.device)
-            self.tokenizer.save_pretrained(str(enc_dir))
+            if dist.is_main():
+                self.tokenizer.save_pretrained(str(enc_dir))
             run.finish({"steps": state.step})
         self.runs[run.hash] = {"kind": "pretrain", "dir": str(run.dir), **run.summary()}
         return enc_dir, {"kind": "pretrain", "run": run.hash}
@@ -312,8 +322,9 @@ class Experiment:
             model = self._new_model(upstream_dir, cfg.seed)
             info = self._train_tasks(model, tasks, cfg.intermediate.train, run, cfg.seed, inter=cfg.intermediate)
             info.pop("_adapters")
-            save_encoder(model, run.dir / "encoder", {"tasks": tasks, "run": run.hash})
-            self.tokenizer.save_pretrained(str(run.dir / "encoder"))
+            if dist.is_main():
+                save_encoder(model, run.dir / "encoder", {"tasks": tasks, "run": run.hash})
+                self.tokenizer.save_pretrained(str(run.dir / "encoder"))
             run.finish(info)
         self.runs[run.hash] = {"kind": "intermediate", "task": task, "dir": str(run.dir), **run.summary()}
         return run.dir / "encoder", {"kind": "intermediate", "run": run.hash}
@@ -385,7 +396,8 @@ class Experiment:
                                         "value": float(value), "mode": scores.get("mode", METRIC_MODE),
                                         "n": len(data.examples), "data_sha256": files_digest(data.files),
                                         "train_chain": tspec.training_chain()})
-            atomic_write_json(run.dir / "results.json", {"records": records})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records})
             run.finish({k: v for k, v in info.items()})
         self._collect(run, kind, task, encoder_spec)
 
@@ -404,6 +416,8 @@ class Experiment:
         """Predictions in the XTREME submission layout: predictions/<task>/<split>-<lang>.<ext>."""
         from xlrepro.submission import write_predictions
 
+        if not dist.is_main():
+            return
         write_predictions(run.dir / "predictions", task, split, lang, adapter.fmt, preds, examples, raw)
 
     def _train_chain(self, task: str, encoder_dir, encoder_spec, control: bool):
@@ -436,12 +450,13 @@ class Experiment:
             info = self._train_tasks(model, [stage], tcfg, run, cfg.seed, shuffle_labels=control,
                                      head_init={stage: head["state"]} if carry else None)
             info.pop("_adapters")
-            save_encoder(model, run.dir / "encoder", {"tasks": [stage], "run": run.hash, "chain_of": target})
-            self.tokenizer.save_pretrained(str(run.dir / "encoder"))
-            from xlrepro.train import _atomic_torch_save
+            if dist.is_main():
+                save_encoder(model, run.dir / "encoder", {"tasks": [stage], "run": run.hash, "chain_of": target})
+                self.tokenizer.save_pretrained(str(run.dir / "encoder"))
+                from xlrepro.train import _atomic_torch_save
 
-            _atomic_torch_save({"task": stage, "format": sspec.format.value, "state": model.heads[stage].state_dict()},
-                               run.dir / "head.pt")
+                _atomic_torch_save({"task": stage, "format": sspec.format.value,
+                                    "state": model.heads[stage].state_dict()}, run.dir / "head.pt")
             run.finish(info)
         self.runs[run.hash] = {"kind": "chain", "task": stage, "chain_of": target, "dir": str(run.dir), **run.summary()}
         head = torch.load(run.dir / "head.pt", map_location="cpu", weights_only=True)
@@ -469,7 +484,8 @@ class Experiment:
             records, protocol = self._bucc(model, task, run)
             protocol = {**encoder_info, **protocol, "search": "xlrepro.ops.margin_mine"}
             records = [{**rec, "protocol": protocol} for rec in records]
-            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
@@ -494,7 +510,8 @@ class Experiment:
                 records.append({**common, "metric": "accuracy", "value": float(acc["accuracy"]), "mode": acc["mode"]})
                 records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
                                 "mode": rev["mode"]})
-            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+            if dist.is_main():
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
 
@@ -571,7 +588,8 @@ class Experiment:
         tuned on dev, Tatoeba's retrieved line index per English sentence."""
         from xlrepro.submission import write_predictions
 
-        write_predictions(run.dir / "predictions", task, split, lang, Format.RETRIEVAL, predictions)
+        if dist.is_main():
+            write_predictions(run.dir / "predictions", task, split, lang, Format.RETRIEVAL, predictions)
 
     def _assemble_submission(self) -> None:
         """``<out>/submission/<task>/test-<lang>.<ext>``: the test predictions of this experiment's
@@ -580,6 +598,8 @@ class Experiment:
         was scored here (False: labels withheld, exported only)."""
         import shutil
 
+        if not dist.is_main():
+            return
         dest = self.out / "submission"
         manifest = {}
         scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r.get("control")}
@@ -610,7 +630,8 @@ class Experiment:
     def run(self) -> dict:
         self.prepare()
         cfg = self.cfg
-        atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
+        if dist.is_main():
+            atomic_write_text(self.out / "config.json", json.dumps(to_dict(cfg), indent=2) + "\n")
         set_seed(cfg.seed)
         enc_dir, enc_spec = self.pretrain()
         inter_dir, inter_spec = self.intermediate(enc_dir, enc_spec)
@@ -632,8 +653,9 @@ class Experiment:
             "records": [{**r, "resource_group": langtab.get(r["language"]).resource_group} for r in self.records],
             "runs": self.runs,
         }
-        atomic_write_json(self.out / "results.json", results)
-        from xlrepro.report import write_report
+        if dist.is_main():
+            atomic_write_json(self.out / "results.json", results)
+            from xlrepro.report import write_report
 
-        write_report(results, self.out)
+            write_report(results, self.out)
         return results

@@ -2,8 +2,9 @@
 
 A run's directory is keyed by the hash of its resolved spec (config fragment + upstream run
 hashes + data file hashes): ``<out>/runs/<kind>-<task>-<hash12>/``. ``done.json`` means the run
-finished and is skipped; a ``checkpoint.pt`` means it resumes; otherwise it starts fresh. Every
-run writes ``spec.json`` (its resolved spec), ``log.jsonl`` (one JSON event per line) and, when
+finished and is skipped; a checkpoint (``checkpoint.pt``, or ``ds_checkpoint/latest.json`` from the
+DeepSpeed engine) means it resumes; otherwise it starts fresh. Under a launcher only rank 0 writes
+(``xlrepro.distributed``); the other ranks read. Every run writes ``spec.json`` (its resolved spec), ``log.jsonl`` (one JSON event per line) and, when
 it evaluates, ``results.json``. Files are written to a temporary name and renamed.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from xlrepro import distributed as dist
 from xlrepro.config import config_hash
 
 
@@ -42,29 +44,36 @@ class Run:
         self.dir = Path(out_dir) / "runs" / f"{kind}-{task}-{self.hash[:12]}"
         self.dir.mkdir(parents=True, exist_ok=True)
         spec_path = self.dir / "spec.json"
-        if not spec_path.exists():
+        if dist.is_main() and not spec_path.exists():
             atomic_write_json(spec_path, spec)
+        # every rank takes the same branch (skip, resume or start), whatever the others have written since
+        self._done = bool(dist.broadcast_object((self.dir / "done.json").exists()))
 
     @property
     def done(self) -> bool:
-        return (self.dir / "done.json").exists()
+        return self._done
 
     @property
     def state(self) -> str:
         if self.done:
             return "done"
-        if (self.dir / "checkpoint.pt").exists():
+        if (self.dir / "checkpoint.pt").exists() or (self.dir / "ds_checkpoint" / "latest.json").exists():
             return "resumable"
         return "new"
 
     def log(self, event: dict) -> None:
+        if not dist.is_main():
+            return
         event = {"time": round(time.time(), 3), **event}
         with open(self.dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(event, default=str) + "\n")
 
     def finish(self, summary: dict) -> None:
-        atomic_write_json(self.dir / "done.json", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                                   **summary})
+        if dist.is_main():
+            atomic_write_json(self.dir / "done.json", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                       **summary})
+        self._done = True
+        dist.barrier()  # done.json exists for every rank before any rank moves on
 
     def summary(self) -> dict:
         return json.loads((self.dir / "done.json").read_text())

@@ -2,14 +2,22 @@
 
 The loop owns data order, accumulation, evaluation, early stopping and checkpoints; the engine
 owns the optimiser step. ``TorchEngine`` is plain PyTorch (AdamW, linear warm-up and decay,
-gradient clipping); a DeepSpeed engine implements the same five methods (``backward``, ``step``,
-``state_dict``, ``load_state_dict``, ``lr``) and plugs in without touching the loop.
+gradient clipping); ``xlrepro.ds_engine.DeepSpeedEngine`` implements the same interface on
+DeepSpeed (ZeRO 0-3, offload, bf16): ``forward_module``, ``backward``, ``step``, ``lr``,
+``has_checkpoint``/``save_checkpoint``/``load_checkpoint``/``remove_checkpoint``,
+``full_state_dict`` and ``finish``. ``train.engine`` in the run config picks one.
 
 Determinism and resumption: the order of batches in epoch ``e`` is a permutation drawn from
 ``(seed, e)`` alone, so a run resumed from a checkpoint (model, optimiser, scheduler, RNG
 states, position in the data) continues with exactly the batches an uninterrupted run would
-have seen. Losses are means over each micro-batch, divided by the accumulation count before
-``backward``; the logged loss is the mean over the accumulated micro-batches.
+have seen. Losses are means over each micro-batch; each of a step's ``grad_accum`` micro-batches
+weighs ``1 / grad_accum`` in the gradient, and the logged loss is the mean over them.
+
+Several ranks (DeepSpeed engine under a launcher): every rank draws the same micro-batches (the
+same collation, masking and task sampling); rank ``r`` of ``W`` runs micro-batches ``r, r+W, ...``
+of each step, so the global batch is that of the config whatever the world size. The logged loss
+is the mean over all ranks' micro-batches (summed across ranks, not averaged per rank), and
+only rank 0 writes checkpoints' shared files, the best model and the log.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig
 
 
@@ -34,32 +43,51 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decoupled weight decay, none on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(warmup_proportion: float, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_proportion`` of the steps, then linear decay to 0."""
+    warmup = int(warmup_proportion * total_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return schedule
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 class TorchEngine:
-    """AdamW with decoupled weight decay (none on biases and LayerNorm), linear warm-up then decay."""
+    """AdamW with decoupled weight decay (none on biases and LayerNorm), linear warm-up then decay.
+    One process; checkpoints in ``<run>/checkpoint.pt`` (written atomically)."""
 
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
-        decay, no_decay = [], []
-        for n, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
         self.model = model
+        self.forward_module = model
         self.cfg = cfg
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, eps=cfg.adam_eps)
-        warmup = int(cfg.warmup_proportion * total_steps)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / max(1, warmup)
-            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, eps=cfg.adam_eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           linear_schedule(cfg.warmup_proportion, total_steps))
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        """``loss``: the mean over one micro-batch; it weighs ``1 / grad_accum`` in the step."""
+        (loss / self.cfg.grad_accum).backward()
 
     def step(self) -> float:
         """Clip, step, schedule, zero; returns the gradient norm before clipping."""
@@ -79,10 +107,44 @@ class TorchEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def has_checkpoint(self, run_dir: Path) -> bool:
+        return (Path(run_dir) / "checkpoint.pt").exists()
+
+    def save_checkpoint(self, run_dir: Path, client_state: dict, rng: dict) -> None:
+        _atomic_torch_save({"model": self.model.state_dict(), "engine": self.state_dict(), "loop": client_state,
+                            "rng": rng}, Path(run_dir) / "checkpoint.pt")
+
+    def load_checkpoint(self, run_dir: Path) -> tuple[dict, dict] | None:
+        if not self.has_checkpoint(run_dir):
+            return None
+        ckpt = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.load_state_dict(ckpt["engine"])
+        return ckpt["loop"], ckpt["rng"]
+
+    def remove_checkpoint(self, run_dir: Path) -> None:
+        path = Path(run_dir) / "checkpoint.pt"
+        if path.exists():
+            path.unlink()
+
+    def full_state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def finish(self, state: dict | None = None) -> None:
+        if state is not None:
+            self.model.load_state_dict(state)
+
 
 def make_engine(model, cfg: TrainConfig, total_steps: int):
     if cfg.engine == "torch":
+        if dist.world_size() > 1:
+            raise RuntimeError(f"{dist.describe()}: train.engine 'torch' runs in one process; under a launcher "
+                               "with several ranks use train.engine=deepspeed")
         return TorchEngine(model, cfg, total_steps)
+    if cfg.engine == "deepspeed":
+        from xlrepro.ds_engine import DeepSpeedEngine
+
+        return DeepSpeedEngine(model, cfg, total_steps)
     raise ValueError(f"unknown engine {cfg.engine!r}")
 
 
@@ -163,10 +225,14 @@ def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int
             plan = _epoch_batches(stream, cfg, seed, epoch)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
 
 
 def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConfig, seed: int, run_dir: Path,
@@ -175,8 +241,9 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     """Train ``model`` on one stream, or on several with ``sampler`` choosing each micro-batch's
     task (multi-task); early-stop on ``evaluate()`` (higher is better) and reload the best.
 
-    Checkpoints go to ``run_dir/checkpoint.pt`` (atomically); a present checkpoint is resumed.
-    Each logged step has the mean loss and, per task, the mean loss of that task's micro-batches.
+    Checkpoints go through the engine (``checkpoint.pt``, or ``ds_checkpoint/`` for DeepSpeed); a
+    present checkpoint is resumed. Each logged step has the mean loss and, per task, the mean loss
+    of that task's micro-batches (over all ranks). Only rank 0 calls ``log`` and writes files.
     """
     run_dir = Path(run_dir)
     streams = [streams] if isinstance(streams, Stream) else list(streams)
@@ -185,42 +252,42 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
         raise ValueError("several streams need a TaskSampler")
     n_steps = total_steps(cfg, [len(s.feats) for s in streams],
                           sum(len(_epoch_batches(s, cfg, seed, 0)) for s in streams) if cfg.token_budget else None)
+    set_seed(seed)  # before the engine: the same on every rank and in a resumed run
     engine = make_engine(model, cfg, n_steps)
+    world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
+    log_main = log if main else (lambda event: None)
     state = LoopState()
-    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best_model.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        engine.load_state_dict(ckpt["engine"])
-        state = LoopState(**ckpt["loop"])
+    best_path = run_dir / "best_model.pt"
+    resumed = engine.load_checkpoint(run_dir)
+    if resumed is not None:
+        loop, rng = resumed
+        state = LoopState(**loop)
         if sampler is not None and state.sampler is not None:
             sampler.load_state(state.sampler)
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        log({"event": "resume", "step": state.step, "micro": state.micro})
-    else:
-        set_seed(seed)
+        _set_rng_state(rng)
+        log_main({"event": "resume", "step": state.step, "micro": state.micro})
 
     def save_checkpoint():
         state.sampler = sampler.state() if sampler is not None else None
-        _atomic_torch_save({"model": model.state_dict(), "engine": engine.state_dict(), "loop": state.__dict__,
-                            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                    "numpy": np.random.get_state()}}, ckpt_path)
+        engine.save_checkpoint(run_dir, dict(state.__dict__), _rng_state())
 
     def run_eval():
         if evaluate is None:
             return
         model.eval()
         with torch.no_grad():
-            score = float(evaluate())
+            score = float(evaluate())  # every rank evaluates (ZeRO-3 gathers are collective)
         model.train()
+        score = dist.broadcast_object(score)  # one decision for all ranks
         improved = state.best_score is None or score > state.best_score
         state.history.append({"step": state.step, "score": score})
-        log({"event": "eval", "step": state.step, "score": score, "best": improved})
+        log_main({"event": "eval", "step": state.step, "score": score, "best": improved})
         if improved:
             state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
-            _atomic_torch_save(model.state_dict(), best_path)
+            weights = engine.full_state_dict()
+            if main:
+                _atomic_torch_save(weights, best_path)
+            dist.barrier()
         else:
             state.evals_since_best += 1
 
@@ -228,38 +295,48 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     # each stream's batch order depends on (seed, task index, epoch) only
     its = {s.task: _micro_batches(s, cfg, seed + 1000 * i, state.micro.get(s.task, 0)) for i, s in enumerate(streams)}
     bar = tqdm(total=n_steps, initial=state.step, desc=desc, leave=False, mininterval=2.0,
-               disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0")
+               disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0" or not main)
     t0 = time.time()
     while state.step < n_steps:
-        losses, per_task = [], {}
-        for _ in range(cfg.grad_accum):
+        tasks, losses = [], [0.0] * cfg.grad_accum
+        for k in range(cfg.grad_accum):
             task = sampler.next() if sampler is not None else streams[0].task
-            batch = next(its[task])
-            loss = by_task[task].loss_fn(model, batch)
-            engine.backward(loss / cfg.grad_accum)
-            losses.append(float(loss.detach()))
-            per_task.setdefault(task, []).append(losses[-1])
+            batch = next(its[task])  # every rank draws (and collates) every micro-batch: same RNG use
+            tasks.append(task)
             state.micro[task] = state.micro.get(task, 0) + 1
+            if k % world != rank:
+                continue
+            loss = by_task[task].loss_fn(engine.forward_module, batch)
+            engine.backward(loss)
+            losses[k] = float(loss.detach())
         gnorm = engine.step()
+        losses = dist.all_reduce_sum(losses)  # each slot was filled by exactly one rank
         state.step += 1
         bar.update(1)
         event = {"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
                  "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)}
         if len(streams) > 1:
+            per_task: dict[str, list[float]] = {}
+            for t, l in zip(tasks, losses):
+                per_task.setdefault(t, []).append(l)
             event["task_loss"] = {k: sum(v) / len(v) for k, v in per_task.items()}
-        log(event)
+        log_main(event)
         if state.step % cfg.eval_every_steps == 0 or state.step == n_steps:
             run_eval()
             if state.evals_since_best >= cfg.patience:
                 state.stopped_early = True
-                log({"event": "early_stop", "step": state.step, "best_step": state.best_step})
+                log_main({"event": "early_stop", "step": state.step, "best_step": state.best_step})
                 break
         if state.step % cfg.checkpoint_every_steps == 0 and state.step < n_steps:
             save_checkpoint()
     bar.close()
-    if evaluate is not None and best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
-        log({"event": "reload_best", "best_step": state.best_step, "best_score": state.best_score})
-    if ckpt_path.exists():
-        ckpt_path.unlink()
+    best = None
+    if evaluate is not None:
+        dist.barrier()
+        if best_path.exists():
+            best = torch.load(best_path, map_location="cpu", weights_only=True)
+    engine.finish(best)
+    if best is not None:
+        log_main({"event": "reload_best", "best_step": state.best_step, "best_score": state.best_score})
+    engine.remove_checkpoint(run_dir)
     return state

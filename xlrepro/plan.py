@@ -1,0 +1,141 @@
+"""``xlrepro plan <config>``: what a run needs, so a reviewer can pick the hardware.
+
+Per-GPU memory of the model states (parameters, gradients, Adam states) under each ZeRO stage,
+from DeepSpeed's own estimators (``estimate_zero2_model_states_mem_needs_all_cold`` and the
+ZeRO-3 one: they work from parameter counts, no model is built), and expected GPU-hours:
+
+    FLOPs = 6 x parameters x training tokens;  GPU-hours = FLOPs / (card peak x MFU) / 3600
+
+Training tokens are an upper bound: every phase runs to its ``max_steps`` or ``epochs`` (no
+early stop) and every example is counted at ``max_seq_length`` (padding included; a
+multiple-choice example counts once per choice). Activation memory is not included (it depends
+on batch and sequence length; DeepSpeed's estimators leave it out too).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from xlrepro.config import ExperimentConfig, train_config_for
+from xlrepro.errors import ConfigError
+
+# Encoder shapes of the Hub models the shipped configs use (their config.json on the Hub).
+KNOWN_MODELS = {
+    "xlm-roberta-large": {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24,
+                          "intermediate_size": 4096, "max_position_embeddings": 514, "type_vocab_size": 1,
+                          "num_attention_heads": 16},
+    "xlm-roberta-base": {"vocab_size": 250002, "hidden_size": 768, "num_hidden_layers": 12,
+                         "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1,
+                         "num_attention_heads": 12},
+}
+# English training examples per task (shared/notes/paper.md §3 and benchmarks.md; "all" volume)
+TRAIN_EXAMPLES = {"mnli": 392702, "xnli": 392702, "pawsx": 49401, "udpos": 21253, "panx": 20000, "squad": 87599,
+                  "xquad": 87599, "mlqa": 87599, "tydiqa": 3696, "hellaswag": 39905, "squad_v2": 130319}
+CHOICES = {"hellaswag": 4, "copa": 2, "xcopa": 2, "commonsenseqa": 5, "cosmosqa": 4, "socialiqa": 3}
+# dense bf16/fp16 tensor-core peak, TFLOP/s (vendor data sheets, SXM parts, no sparsity)
+CARDS = {"h100": 989.0, "h200": 989.0, "a100": 312.0, "v100": 125.0, "l40s": 362.0}
+MFU = 0.35  # model FLOPs utilisation assumed for encoder fine-tuning at these sequence lengths
+
+
+def encoder_params(shape: dict) -> tuple[int, int]:
+    """(parameters, largest layer's parameters) of an XLM-R encoder without pooler."""
+    V, H, L, I = shape["vocab_size"], shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    emb = (V + shape["max_position_embeddings"] + shape.get("type_vocab_size", 1)) * H + 2 * H
+    layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H
+    return emb + L * layer, V * H
+
+
+def model_shape(cfg: ExperimentConfig) -> dict:
+    if cfg.model.init_config is not None:
+        return {"vocab_size": cfg.smoke.vocab_size if cfg.smoke else 250002, **cfg.model.init_config}
+    p = Path(cfg.model.name_or_path) / "config.json"
+    if p.is_file():
+        return json.loads(p.read_text())
+    if cfg.model.name_or_path in KNOWN_MODELS:
+        return KNOWN_MODELS[cfg.model.name_or_path]
+    raise ConfigError(f"model.name_or_path {cfg.model.name_or_path!r}: shape unknown to `xlrepro plan` "
+                      f"(known: {sorted(KNOWN_MODELS)}, or a local folder with config.json)")
+
+
+def phase_tokens(cfg: ExperimentConfig, examples: dict[str, int]) -> list[dict]:
+    """Training tokens (upper bound) of every training phase."""
+    phases = []
+
+    def one(name, tasks, tc):
+        seq = tc.max_seq_length or 512
+        n = 0
+        for t in tasks:
+            if isinstance(tc.volume, int):
+                n += tc.volume
+            elif t in examples:
+                n += examples[t]
+            else:
+                raise ConfigError(f"{name}: the English training size of {t!r} is unknown to `xlrepro plan`: "
+                                  f"pass --examples {t}=N")
+        global_batch = tc.batch_size * tc.grad_accum
+        steps = tc.max_steps if tc.max_steps is not None else math.ceil(n * tc.epochs / global_batch)
+        per_example = seq * max(CHOICES.get(t, 1) for t in tasks)
+        phases.append({"phase": name, "steps": steps, "global_batch": global_batch, "max_seq_length": seq,
+                       "tokens": steps * global_batch * per_example, "engine": tc.engine, "deepspeed": tc.deepspeed})
+
+    if cfg.intermediate.tasks:
+        one("intermediate:" + "+".join(cfg.intermediate.tasks), cfg.intermediate.tasks, cfg.intermediate.train)
+    for t in cfg.target.tasks:
+        one(f"target:{t}", [t], train_config_for(cfg, t))
+    return phases
+
+
+def plan(cfg: ExperimentConfig, gpus_per_node: int = 8, nodes: int = 1, card: str = "h100", mfu: float = MFU,
+         examples: dict[str, int] | None = None) -> dict:
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    if card not in CARDS:
+        raise ConfigError(f"--card {card!r}: one of {sorted(CARDS)}")
+    total, largest = encoder_params(model_shape(cfg))
+    gib = 2**30
+    memory = []
+    for stage in (0, 1, 2, 3):
+        for offload in ("none", "optimizer", "optimizer+params"):
+            if offload == "optimizer+params" and stage < 3 or offload != "none" and stage < 2:
+                continue
+            if stage == 2:
+                cpu, gpu = estimate_zero2_model_states_mem_needs(total, gpus_per_node, nodes,
+                                                                 cpu_offload=offload != "none")
+            elif stage == 3:
+                cpu, gpu, _ = estimate_zero3_model_states_mem_needs(total, largest, gpus_per_node, nodes,
+                                                                    cpu_offload=offload != "none",
+                                                                    cpu_offload_params=offload == "optimizer+params")
+            else:
+                # DeepSpeed has no estimator for ZeRO-0/1: the same bytes per parameter as its ZeRO-2 one
+                # (2 16-bit params + 2 16-bit grads + 16 fp32 grads/params/Adam), with only the last
+                # 16 partitioned (ZeRO-1) or nothing (ZeRO-0); CPU: none needed
+                shard = gpus_per_node * nodes if stage == 1 else 1
+                gpu, cpu = 4 * total + 16 * total / shard, 0
+            memory.append({"zero_stage": stage, "offload": offload, "gpu_gib": round(gpu / gib, 2),
+                           "cpu_gib_per_node": round(cpu / gib, 2)})
+    phases = phase_tokens(cfg, {**TRAIN_EXAMPLES, **(examples or {})})
+    tokens = sum(p["tokens"] for p in phases)
+    flops = 6 * total * tokens
+    hours = flops / (CARDS[card] * 1e12 * mfu) / 3600
+    return {"config": cfg.name, "parameters": total, "largest_layer_parameters": largest,
+            "gpus_per_node": gpus_per_node, "nodes": nodes, "memory": memory, "phases": phases,
+            "training_tokens_upper_bound": tokens, "flops": flops, "card": card, "card_peak_tflops": CARDS[card],
+            "mfu": mfu, "gpu_hours": round(hours, 1), "seeds_note": "per seed; multiply by the seeds you run"}
+
+
+def render(p: dict) -> str:
+    lines = [f"{p['config']}: {p['parameters'] / 1e6:.0f}M parameters (largest layer {p['largest_layer_parameters'] / 1e6:.0f}M), "
+             f"{p['nodes']} node(s) x {p['gpus_per_node']} GPUs",
+             "", "model states per GPU (DeepSpeed estimators; activations not included)",
+             f"  {'ZeRO':<5} {'offload':<17} {'GPU GiB':>8} {'CPU GiB/node':>13}"]
+    for m in p["memory"]:
+        lines.append(f"  {m['zero_stage']:<5} {m['offload']:<17} {m['gpu_gib']:>8.2f} {m['cpu_gib_per_node']:>13.2f}")
+    lines += ["", "training phases (tokens: upper bound, no early stop, padded to max_seq_length)"]
+    for ph in p["phases"]:
+        lines.append(f"  {ph['phase']:<28} {ph['steps']:>8} steps x {ph['global_batch']:>3} x {ph['max_seq_length']:>4} "
+                     f"= {ph['tokens'] / 1e6:>9.1f}M tokens")
+    lines += ["", f"GPU-hours (one seed, bf16 mixed precision) = 6 x {p['parameters'] / 1e6:.0f}M params x {p['training_tokens_upper_bound'] / 1e9:.2f}B "
+                  f"tokens / ({p['card']} {p['card_peak_tflops']:.0f} TFLOP/s x MFU {p['mfu']}) = {p['gpu_hours']}"]
+    return "\n".join(lines)
