@@ -238,7 +238,9 @@ def reproduce(session: nox.Session, result: str) -> None:
     data/ and models/ mounted read-only, results/ read-write and the Hugging Face cache in the
     volume XLREPRO_HF_VOLUME (default xlrepro-hf); XLREPRO_OFFLINE=1 also turns the network off.
     Extra arguments go to `xlrepro reproduce` (e.g. `-- --dry-run`, or dotted overrides)."""
-    out = os.path.join("results", result)
+    # the X-STILTs specs share one folder: runs are keyed by their spec hash, so the baseline and
+    # intermediate x target runs of xstilts-table are reused by xstilts-submission, not retrained
+    out = os.path.join("results", "xstilts" if result.startswith("xstilts-") else result)
     image = os.environ.get("XLREPRO_IMAGE")
     if not image:
         install(session)
@@ -260,5 +262,5 @@ def reproduce(session: nox.Session, result: str) -> None:
         cmd += ["--network", "none", "-e", "XLREPRO_OFFLINE=1"]
     if shutil.which("nvidia-smi") and engine == "docker":
         cmd += ["--gpus", "all"]
-    session.run(*cmd, image, "reproduce", result, "--out", f"/srv/xlrepro/results/{result}", *session.posargs,
+    session.run(*cmd, image, "reproduce", result, "--out", f"/srv/xlrepro/{out}", *session.posargs,
                 external=True)
