@@ -110,3 +110,28 @@ def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, 
     assert [d["action"] for d in log] == ["accept"]
     sweep.Runner(graph, "cpu").run(node.key)  # decided: not again
     assert len((tmp_path / "reseeds.jsonl").read_text().splitlines()) == 1
+
+
+def test_retrieval_items_give_tatoeba_accuracy_and_bucc_set_f1():
+    from xlrepro.data.types import BitextExample
+    from xlrepro.metrics import bucc_f1, tatoeba_accuracy
+
+    ids = [str(i) for i in range(6)]
+    tat = BitextExample("tatoeba.de", "de", "en", ids, ["s"] * 6, ids, ["e"] * 6, [(i, i) for i in ids])
+    preds = ["0", "2", "2", "3", "0", "5"]  # the exported file's lines: retrieved line per English query
+    e = item_scores(get_task("tatoeba"), "retrieval", preds, [tat], "de", "official")
+    assert e["kind"] == "binary"
+    assert np.mean(e["scores"]) == pytest.approx(tatoeba_accuracy([int(p) for p in preds])["accuracy"])
+    with pytest.raises(ValueError, match="5 predictions for 6"):
+        item_scores(get_task("tatoeba"), "retrieval", preds[:5], [tat], "de", "official")
+
+    src = ["de-1", "de-2", "de-3", "de-4", "de-5"]
+    gold = [("de-1", "en-1"), ("de-2", "en-2"), ("de-4", "en-4"), ("de-4", "en-9")]
+    bucc = BitextExample("bucc.de", "de", "en", src, ["s"] * 5, ["en-1"], ["e"], gold)
+    lines = ["de-1\ten-1", "de-2\ten-7", "de-3\ten-3", "de-4\ten-4"]
+    e = item_scores(get_task("bucc2018"), "retrieval", lines, [bucc], "de", "official")
+    assert e["kind"] == "ratio" and len(e["scores"]) == len(src)
+    _, f = statistic(e)
+    assert f(np.arange(len(src))) == pytest.approx(bucc_f1([tuple(x.split("\t")) for x in lines], gold)["f1"])
+    with pytest.raises(ValueError, match="not in the data"):
+        item_scores(get_task("bucc2018"), "retrieval", ["de-99\ten-1"], [bucc], "de", "official")

@@ -1,4 +1,4 @@
-"""Item-level scores of a finished target run, for bootstrap CIs and paired tests.
+"""Item-level scores of a finished target or retrieval run, for bootstrap CIs and paired tests.
 
 The pipeline exports each run's predictions (``predictions/<task>/<split>-<lang>.<ext>``, the
 XTREME submission layout). ``write_items`` scores them item by item against the gold data and
@@ -10,7 +10,10 @@ writes ``items.json`` into the run folder (atomically; derived data, recomputed 
   (their means are the official F1 / EM);
 * tagging: ``ratio`` items, per-sentence chunk counts ``[correct, predicted, gold]``; F1 =
   200 * sum(correct) / (sum(predicted) + sum(gold)), so resampling sentences keeps the corpus-level
-  (micro) F1 of the official scorer.
+  (micro) F1 of the official scorer;
+* Tatoeba: ``binary`` items, one per English query (retrieved line correct or not);
+* BUCC: ``ratio`` items, one per source sentence, ``[correct, predicted, gold]`` pair counts of the
+  pairs extracted at the threshold tuned on dev (set-level F1 as the official scorer computes it).
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import numpy as np
 
 from xlrepro.runs import atomic_write_json
 
-ITEMS_VERSION = 1
+ITEMS_VERSION = 2  # 2: Tatoeba and BUCC retrieval runs
+RETRIEVAL_ITEM_TASKS = ("tatoeba", "bucc2018")  # retrieval runs with item-level scores
 
 
 def _read_predictions(path: Path, fmt: str):
@@ -60,11 +64,35 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
             pc, gc = set(get_entities(list(p), mode)), set(get_entities(list(e.tags), mode))
             counts.append([len(pc & gc), len(pc), len(gc)])
         return {"metric": "f1", "kind": "ratio", "scores": counts}
-    raise ValueError(f"no item-level scores for format {fmt!r}")
+    if fmt == "retrieval" and task.name == "tatoeba":
+        # one item per English query: the retrieved line index is correct when it is the query's own line
+        (ex,) = examples
+        if len(preds) != len(ex.tgt_sentences):
+            raise ValueError(f"tatoeba/{lang}: {len(preds)} predictions for {len(ex.tgt_sentences)} English sentences")
+        return {"metric": "accuracy", "kind": "binary",
+                "scores": [100.0 if int(p) == i else 0.0 for i, p in enumerate(preds)]}
+    if fmt == "retrieval" and task.name == "bucc2018":
+        # one item per source sentence: [correct, predicted, gold] pair counts, so resampling sentences
+        # keeps the official set-level F1 = 200 * correct / (predicted + gold)
+        (ex,) = examples
+        pred = {tuple(line.split("\t")) for line in preds if line}
+        gold = {tuple(g) for g in ex.gold}
+        by_src: dict = {}
+        for a, b in pred:
+            by_src.setdefault(a, [0, 0, 0])[1] += 1
+            by_src[a][0] += (a, b) in gold
+        for a, _ in gold:
+            by_src.setdefault(a, [0, 0, 0])[2] += 1
+        unknown = set(by_src) - set(ex.src_ids)
+        if unknown:
+            raise ValueError(f"bucc2018/{lang}: predicted or gold source ids not in the data: {sorted(unknown)[:5]}")
+        return {"metric": "f1", "kind": "ratio",
+                "scores": [by_src.get(i, [0, 0, 0]) for i in dict.fromkeys(ex.src_ids)]}
+    raise ValueError(f"no item-level scores for format {fmt!r} (task {task.name})")
 
 
 def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
-    """Write ``items.json`` for a finished target/control run (no-op when present)."""
+    """Write ``items.json`` for a finished target/control run, or a Tatoeba/BUCC retrieval run (no-op when present)."""
     from xlrepro.pipeline import METRIC_MODE
     from xlrepro.tasks import get_task
 

@@ -187,7 +187,7 @@ class Runner:
         node = g.nodes[key]
         if node.state(g.out) == "done":
             log_event(g.out, {"event": "skip", "node": key[:12], "kind": node.kind, "task": node.task})
-            if node.kind in ("target", "control") and not (g.out / node.run_dir / "items.json").exists():
+            if _has_items(node.kind, node.task) and not (g.out / node.run_dir / "items.json").exists():
                 # killed between the run's done.json and its derived item scores: derive them, train nothing
                 from xlrepro.items import write_items
 
@@ -235,7 +235,7 @@ class Runner:
             raise RuntimeError(f"node {kind}-{task}: the pipeline ran a different spec than the graph's "
                                f"{key[:12]} (graph and pipeline disagree)")
         run_dir = Path(exp.runs[key]["dir"])
-        if kind in ("target", "control"):
+        if _has_items(kind, task):
             from xlrepro.items import write_items
 
             write_items(exp, task, run_dir)
@@ -297,6 +297,13 @@ class Runner:
                 if n.state(g.out) != "done":
                     self._execute(rexp, n.kind, n.task, k, n.upstream, nodes)
             run_dir = g.out / nodes[keys[-1]].run_dir
+
+
+def _has_items(kind: str, task: str) -> bool:
+    """Whether a finished run of this kind gets item-level scores (items.json) for CIs and paired tests."""
+    from xlrepro.items import RETRIEVAL_ITEM_TASKS
+
+    return kind in ("target", "control") or (kind == "retrieval" and task in RETRIEVAL_ITEM_TASKS)
 
 
 def _task_format(task: str) -> str:

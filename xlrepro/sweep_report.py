@@ -94,7 +94,7 @@ def collect(out: Path, desc: dict) -> dict:
 
 
 def _items_for(runs: dict, rid: str, split: str, lang: str, rec: dict) -> dict | None:
-    items = load_items(runs[rid]["dir"]) if runs[rid]["kind"] != "retrieval" else {}
+    items = load_items(runs[rid]["dir"])  # Tatoeba and BUCC retrieval runs have items too
     entry = items.get(f"{split}/{lang}")
     if entry is not None:
         return entry
