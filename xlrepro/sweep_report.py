@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xlrepro import stats
-from xlrepro.items import load_items, statistic
+from xlrepro.items import RETRIEVAL_ITEM_TASKS, load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark
 from xlrepro.runs import atomic_write_json, atomic_write_text
 
@@ -506,9 +506,10 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
             L.append(f"| {c['variant']} | {_vol_label(c['volume'])} | "
                      f"{_fmt(m['mean']) if m else '—'}{' ± ' + _fmt(m['sd']) if m and m['sd'] is not None else ''} | "
                      + " | ".join(cells_txt) + " |")
-        if any(r["task"] == task and r["phase"] == "retrieval" for r in a["records"]):
-            L += ["", "Retrieval runs export no per-query predictions: their CIs are rebuilt from n and the accuracy "
-                  "(exact for an accuracy), and no paired test against the baseline is made."]
+        if task not in RETRIEVAL_ITEM_TASKS and any(r["task"] == task and r["phase"] == "retrieval"
+                                                    for r in a["records"]):
+            L += ["", f"{task}: no item-level scores are kept for this retrieval task, so its numbers have no "
+                  "bootstrap CI and no paired test against the baseline (seed spread only)."]
         ns = {l: d["n"] for c in cs for l, d in c["languages"].items()}
         small = {l: n for l, n in ns.items() if n and stats.ci_half_width(n) * 100 > 5}
         L += ["", f"Test items per language: {', '.join(f'{l} {n}' for l, n in sorted(ns.items()))}."]
