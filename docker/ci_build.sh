@@ -10,7 +10,9 @@
 #    from a clean copy of the checkout (tracked + untracked-not-ignored files), with the CPU lock;
 # 3. `podman run --network none` the smoke reproduction (XLREPRO_OFFLINE=1) as the image's
 #    non-root user, with results/ mounted, and check what it wrote;
-# 4. always clean up (trap): containers, images and the private podman storage are removed.
+# 4. train the smoke pipeline on the DeepSpeed engine inside the image (ZeRO-2/ZeRO-3/offload), as
+#    an arbitrary uid and offline, with the DeepSpeed ops the image compiled at build time;
+# 5. always clean up (trap): containers, images and the private podman storage are removed.
 #
 # Everything podman stores lives under one temporary folder (--root/--runroot), so the host's
 # podman state is never touched. Knobs (environment):
@@ -131,7 +133,15 @@ uid=$("${P[@]}" run --rm --network none --entrypoint id "$IMAGE" -u)
 [ "$uid" != 0 ] || die "the image runs as root"
 echo "runs as uid $uid"
 "${P[@]}" run --rm --network none "$IMAGE" info
-"${P[@]}" run --rm --network none --entrypoint cat "$IMAGE" /opt/xlrepro/image.json
+"${P[@]}" run --rm --network none --entrypoint cat "$IMAGE" /opt/xlrepro/image.json | tee "$T/image.json"
+python3 - "$T/image.json" <<'EOF'
+import json, sys
+ds = json.load(open(sys.argv[1]))["deepspeed"]
+assert ds.get("version"), "the image has no deepspeed"
+missing = {"deepspeed_shm_comm", "cpu_adam"} - set(ds["prebuilt_ops"])
+assert not missing, f"DeepSpeed ops not compiled at build time: {sorted(missing)}"
+print(f"deepspeed {ds['version']}, ops compiled at build time: {', '.join(ds['prebuilt_ops'])}")
+EOF
 
 step "smoke reproduction inside the image, network off"
 chown "$uid" "$T/out"
@@ -148,6 +158,35 @@ r = json.load(open(sys.argv[1]))
 n = len(r.get("records", []))
 assert n > 0, "results.json has no records"
 print(f"results.json: {n} records")
+EOF
+
+step "DeepSpeed inside the image, network off, as another uid (ZeRO-2, ZeRO-3 hand-off, ZeRO-2 offload)"
+# the same pipeline on the DeepSpeed engine: pretraining on ZeRO-2, the intermediate phase (MLM
+# mixed in) on ZeRO-3 with the consolidated safetensors hand-off, the target phase on ZeRO-2 with
+# optimizer offload (DeepSpeed's CPU Adam); the ops compiled at build time must load as they are
+mkdir -p "$T/ds" && chmod 777 "$T/ds"
+inter="{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}"
+target="{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-offload}"
+"${P[@]}" run --rm --network none --user 4242:4242 -e HOME=/tmp -e XLREPRO_OFFLINE=1 \
+  -v "$T/ds:/srv/xlrepro/results" --entrypoint bash "$IMAGE" -c '
+    set -euo pipefail
+    xlrepro info | grep "^deepspeed"
+    xlrepro train smoke --out results/ds smoke.n_train=120 smoke.n_dev=40 smoke.n_test=40 smoke.n_corpus=600 \
+      pretrain.steps=6 pretrain.batch_size=16 pretrain.engine=deepspeed pretrain.deepspeed=zero2 \
+      "intermediate.train=$1" intermediate.mlm_mix=0.3 "target.tasks=[xnli]" "target.per_task={}" \
+      "target.train=$2" "retrieval.tasks=[]" "controls=[]"
+    rebuilt=$(find /opt/xlrepro/torch_extensions -name "*.so" -newer /opt/xlrepro/image.json)
+    [ -z "$rebuilt" ] || { echo "DeepSpeed ops were recompiled at run time: $rebuilt" >&2; exit 1; }
+    if ls /tmp/.cache 2>/dev/null | grep -q xlrepro-torch-extensions; then
+      echo "DeepSpeed ops were compiled into a per-CPU cache at run time" >&2; exit 1
+    fi
+    echo "DeepSpeed ops loaded as compiled at build time"
+  ' bash "$inter" "$target"
+python3 - "$T/ds/ds/results.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert {x["task"] for x in r["records"]} == {"xnli"}, r["records"][:3]
+print(f"DeepSpeed run: {len(r['records'])} xnli records")
 EOF
 
 OUT=${XLREPRO_CI_OUT:-$REPO/results/docker-smoke}

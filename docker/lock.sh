@@ -4,7 +4,8 @@
 #   docker/lock.sh 2027-01-01      # move the date: picks up newer releases of unpinned deps
 # Resolution is for the image's platform (CPython 3.11, x86_64 manylinux_2_28), not this host's,
 # and nothing is downloaded. tests/test_docker_policy.py re-runs the same command and diffs.
-# docker/torch-cpu.lock is written by hand (see its header).
+# docker/torch-cpu.lock is written by hand (see its header); docker/deepspeed.lock comes from
+# docker/deepspeed.in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cur=
@@ -19,4 +20,9 @@ for v in cpu gpu; do
     --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
     --exclude-newer "$date"
 done
+# deepspeed alone (its requirements are in both locks above through deepspeed-requires.in); --no-deps
+# because resolving its requirements would build the sdist, whose setup.py imports torch
+uv pip compile docker/deepspeed.in -o docker/deepspeed.lock --quiet --no-deps \
+  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --exclude-newer "$date"
 echo "locks written with --exclude-newer $date"

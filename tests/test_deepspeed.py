@@ -44,6 +44,53 @@ def _require_ds():
         pytest.fail("XLREPRO_REQUIRE_DEEPSPEED=1 but deepspeed is not importable")
 
 
+# ---------------------------------------------------------------------- the image's prebuilt ops (no DeepSpeed run)
+
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 avx avx2 fma hypervisor {extra}\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+
+
+def _image_record(tmp_path, flags, ops_dir):
+    rec = tmp_path / "image.json"
+    rec.write_text(json.dumps({"deepspeed": {"version": "0.19.8", "ops_dir": ops_dir, "build_cpu_flags": flags}}))
+    return str(rec)
+
+
+def test_cpu_isa_flags_reads_the_first_flags_line():
+    from xlrepro.ds_engine import cpu_isa_flags
+
+    assert cpu_isa_flags(CPUINFO.format(extra="avx512f")) == ["avx", "avx2", "avx512f", "fma", "sse", "sse2", "ssse3"]
+    assert cpu_isa_flags("no flags here") == []
+
+
+def test_prebuilt_ops_of_a_richer_cpu_are_not_loaded(tmp_path, monkeypatch):
+    """Ops compiled (-march=native) on a CPU with AVX-512 must not load on one without it."""
+    from xlrepro.ds_engine import ensure_ops_dir
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/opt/xlrepro/torch_extensions")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rec = _image_record(tmp_path, ["avx", "avx2", "avx512f", "fma"], "/opt/xlrepro/torch_extensions")
+    # same features (the hypervisor flag is not an instruction set): the image's folder stays
+    assert ensure_ops_dir(rec, CPUINFO.format(extra="avx512f")) is None
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == "/opt/xlrepro/torch_extensions"
+    # this CPU lacks avx512f: a per-CPU cache instead, keyed by this CPU's flags
+    folder = ensure_ops_dir(rec, CPUINFO.format(extra=""))
+    assert folder and Path(folder).is_dir() and Path(folder).parent == tmp_path / "cache"
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == folder
+    assert ensure_ops_dir(rec, CPUINFO.format(extra="")) is None, "already moved: a second call changes nothing"
+
+
+def test_a_chosen_extensions_folder_or_no_record_is_left_alone(tmp_path, monkeypatch):
+    from xlrepro.ds_engine import ensure_ops_dir
+
+    rec = _image_record(tmp_path, ["avx512f"], "/opt/xlrepro/torch_extensions")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
+    assert ensure_ops_dir(rec, CPUINFO.format(extra="")) is None
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "mine")
+    monkeypatch.delenv("XLREPRO_IMAGE_INFO", raising=False)
+    assert ensure_ops_dir(None, CPUINFO.format(extra="")) is None  # not in the image
+    assert ensure_ops_dir(str(tmp_path / "missing.json"), CPUINFO.format(extra="")) is None
+
+
 # ---------------------------------------------------------------------- config reconciliation (no DeepSpeed run)
 
 

@@ -34,6 +34,7 @@ DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 LOCKS = {"cpu": DOCKER / "requirements-cpu.lock", "gpu": DOCKER / "requirements-gpu.lock"}
 TORCH_CPU_LOCK = DOCKER / "torch-cpu.lock"
+DEEPSPEED_LOCK = DOCKER / "deepspeed.lock"
 TORCH_CPU_WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 PIP_INSTALL = re.compile(r"\b(?:pip3?(?:\.\d+)?|-m\s+pip|uv\s+pip)\s+install\b")
@@ -184,7 +185,7 @@ def _lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 def test_locks_pinned_and_hashed():
-    for path in (*LOCKS.values(), TORCH_CPU_LOCK):
+    for path in (*LOCKS.values(), TORCH_CPU_LOCK, DEEPSPEED_LOCK):
         _lock_entries(path)
 
 
@@ -221,6 +222,78 @@ def test_image_pins_agree_with_host_requirements():
     lock = _lock_entries(LOCKS["cpu"])
     for name, version in host.items():
         assert lock[name][0] == version, f"{name}: lock {lock[name][0]}, host.txt {version}"
+
+
+def test_deepspeed_pins_agree_and_its_requirements_are_in_both_locks():
+    """One DeepSpeed version everywhere; its runtime requirements come with the binary locks."""
+    host = _pins(REPO / "requirements" / "deepspeed.txt")
+    assert host == _pins(DOCKER / "deepspeed.in"), "requirements/deepspeed.txt and docker/deepspeed.in differ"
+    (name, (version, hashes)), = _lock_entries(DEEPSPEED_LOCK).items()
+    assert name == "deepspeed" and version == host["deepspeed"], (name, version, host)
+    for variant, lock in LOCKS.items():
+        entries = _lock_entries(lock)
+        assert "deepspeed" not in entries, f"{lock.name}: deepspeed belongs in deepspeed.lock (its sdist builds apart)"
+        for req in _requirement_names(DOCKER / "deepspeed-requires.in"):
+            assert req in entries, f"{lock.name} lacks DeepSpeed's requirement {req}"
+        included = (DOCKER / f"requirements-{variant}.in").read_text()
+        assert "-r deepspeed-requires.in" in included, f"requirements-{variant}.in does not include deepspeed-requires.in"
+
+
+def _requirement_names(path: Path) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            out.append(re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]).lower())
+    return out
+
+
+def test_dockerfile_builds_deepspeed_from_its_lock_against_the_image_torch():
+    text = DOCKERFILE.read_text()
+    runs = [" ".join(i["value"].split()) for i in _parser().structure if i["instruction"] == "RUN"]
+    ds = [r for r in runs if "deepspeed.lock" in r]
+    assert len(ds) == 1, "one RUN installs docker/deepspeed.lock"
+    for flag in ("--require-hashes", "--no-build-isolation", "--no-deps", "--no-binary=deepspeed", "DS_BUILD_OPS=0"):
+        assert flag in ds[0], f"the DeepSpeed install lacks {flag}"
+    torch_step = next(i for i, r in enumerate(runs) if "--only-binary :all:" in r)
+    assert runs.index(ds[0]) > torch_step, "DeepSpeed must be built after torch is installed"
+    assert "TORCH_EXTENSIONS_DIR=/opt/xlrepro/torch_extensions" in text
+    assert "chmod -R a+rwX /opt/xlrepro/torch_extensions" in text, "any uid must be able to load the prebuilt ops"
+
+
+def _deepspeed_sdist(tmp_path: Path) -> Path | None:
+    (version, hashes), = _lock_entries(DEEPSPEED_LOCK).values()
+    name = f"deepspeed-{version}.tar.gz"
+    for d in (os.environ.get("PIP_FIND_LINKS") or "").split() + [str(DOCKER / "wheels")]:
+        if (Path(d) / name).is_file():
+            return Path(d) / name
+    pip = subprocess.run([os.sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                          f"deepspeed=={version}", "-d", str(tmp_path), "-q"], capture_output=True, text=True,
+                         timeout=300)
+    return tmp_path / name if pip.returncode == 0 and (tmp_path / name).is_file() else None
+
+
+def test_deepspeed_requires_match_the_sdist(tmp_path):
+    """docker/deepspeed-requires.in is deepspeed's requirements/requirements.txt less torch, and the
+    sdist pip would fetch has the locked sha256."""
+    import tarfile
+
+    sdist = _deepspeed_sdist(tmp_path)
+    if sdist is None:
+        (pytest.fail if os.environ.get("XLREPRO_LOCK_CHECK") == "required" else pytest.skip)(
+            "the deepspeed sdist is neither in $PIP_FIND_LINKS nor downloadable from the package index")
+    (version, hashes), = _lock_entries(DEEPSPEED_LOCK).values()
+    assert hashlib.sha256(sdist.read_bytes()).hexdigest() in hashes, f"{sdist}: sha256 not in deepspeed.lock"
+    with tarfile.open(sdist) as t:
+        req = t.extractfile(f"deepspeed-{version}/requirements/requirements.txt").read().decode()
+    upstream = {re.sub(r"\s+", "", l) for l in req.splitlines() if l.strip() and not l.startswith("#")}
+    listed = set()
+    for line in (DOCKER / "deepspeed-requires.in").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            listed.add(re.sub(r"\s+", "", line))
+    assert listed == {r for r in upstream if not r.startswith("torch")}, (
+        f"docker/deepspeed-requires.in differs from deepspeed {version}'s requirements: {sorted(listed ^ upstream)}")
 
 
 def _local_torch_cpu_wheel() -> Path | None:
@@ -261,10 +334,10 @@ def _pypi_reachable() -> str | None:
         return f"{type(e).__name__}: {e}"
 
 
-@pytest.mark.parametrize("variant", sorted(LOCKS))
+@pytest.mark.parametrize("variant", [*sorted(LOCKS), "deepspeed"])
 def test_lock_is_fresh(variant, tmp_path):
     """Re-run the command recorded in the lock's header (same --exclude-newer) and diff."""
-    lock = LOCKS[variant]
+    lock = LOCKS.get(variant, DEEPSPEED_LOCK)
     uv = shutil.which("uv")
     required = os.environ.get("XLREPRO_LOCK_CHECK") == "required"
     if uv is None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,7 @@ class DeepSpeedEngine:
     name = "deepspeed"
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+        ensure_ops_dir()
         import deepspeed
 
         from xlrepro.train import linear_schedule, param_groups
@@ -257,12 +259,64 @@ class DeepSpeedEngine:
         dist.barrier()
 
 
+# x86 instruction-set flags of /proc/cpuinfo that -march=native can turn into instructions
+_ISA_FLAG = re.compile(r"^(mmx|sse|ssse|avx|fma|f16c|bmi|amx|adx|aes|sha|vaes|vpclmul|pclmul|gfni|movbe|popcnt|"
+                       r"lzcnt|abm|rdrand|rdseed|xsave|clflushopt|clwb|prefetchw|serialize|movdir|cx16)")
+
+
+def cpu_isa_flags(cpuinfo: str | None = None) -> list[str]:
+    """The instruction-set flags of this CPU (first ``flags`` line of /proc/cpuinfo), sorted."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return sorted({f for f in line.split(":", 1)[1].split() if _ISA_FLAG.match(f)})
+    return []
+
+
+def ensure_ops_dir(image_info: str | None = None, cpuinfo: str | None = None) -> str | None:
+    """Keep DeepSpeed from loading ops compiled for another CPU.
+
+    DeepSpeed compiles its C++ ops with ``-march=native``. The image compiles them at build time
+    into ``$TORCH_EXTENSIONS_DIR`` and records the build CPU's instruction-set flags in its build
+    record (``$XLREPRO_IMAGE_INFO``, key ``deepspeed.build_cpu_flags``). When this CPU lacks one of
+    them, the prebuilt ops could stop the run with an illegal instruction, so ``TORCH_EXTENSIONS_DIR``
+    is pointed at a cache of this CPU's own (compiled on first use, then reused). Returns the new
+    folder, or None when nothing changed (no record, or a compatible CPU)."""
+    path = image_info or os.environ.get("XLREPRO_IMAGE_INFO")
+    if not path:
+        return None
+    try:
+        rec = json.loads(Path(path).read_text()).get("deepspeed") or {}
+    except (OSError, ValueError):
+        return None
+    built = set(rec.get("build_cpu_flags") or [])
+    here = cpu_isa_flags(cpuinfo)
+    missing = sorted(built - set(here)) if here else []
+    if not built or not missing or os.environ.get("TORCH_EXTENSIONS_DIR") != rec.get("ops_dir"):
+        return None  # nothing recorded, same CPU features, or the user chose another folder already
+    import hashlib
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path(os.environ.get("HOME") or "/tmp") / ".cache")
+    folder = cache / f"xlrepro-torch-extensions-{hashlib.sha256(' '.join(here).encode()).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(folder)
+    logging.getLogger("xlrepro").warning(
+        "the image's DeepSpeed ops were compiled on a CPU with %s, which this CPU lacks; they are compiled "
+        "for this CPU into %s instead (a few minutes, once)", ", ".join(missing), folder)
+    return str(folder)
+
+
 def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilder")) -> dict[str, float]:
     """Compile DeepSpeed's CPU ops now (into $TORCH_EXTENSIONS_DIR, where DeepSpeed's JIT loader
     finds them later): the shared-memory communication op every process group loads and the
     CPU Adam that optimizer offload steps with. Seconds per op (a cached op loads in well under one)."""
     import time
 
+    ensure_ops_dir()
     from deepspeed.accelerator import get_accelerator
 
     took = {}

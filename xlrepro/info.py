@@ -35,8 +35,25 @@ def info() -> dict:
         "torch_cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "deepspeed": deepspeed_status(),
         **ops_status(),
     }
+
+
+def deepspeed_status() -> dict:
+    """DeepSpeed's version (without importing it: that takes seconds) and the compiled ops its JIT
+    loader will find in $TORCH_EXTENSIONS_DIR (the image compiles them at build time)."""
+    import os
+    from importlib import metadata
+    from pathlib import Path
+
+    try:
+        version = metadata.version("deepspeed")
+    except metadata.PackageNotFoundError:
+        return {"version": None}
+    ext = os.environ.get("TORCH_EXTENSIONS_DIR")
+    ops = sorted({p.parent.name for p in Path(ext).rglob("*.so")}) if ext and Path(ext).is_dir() else []
+    return {"version": version, "torch_extensions_dir": ext, "compiled_ops": ops}
 
 
 def format_info(d: dict) -> str:
@@ -52,6 +69,13 @@ def format_info(d: dict) -> str:
                      + (f", CUDA {b.get('torch_cuda_version')} arch {b.get('cuda_arch_list')}" if b.get("extension") == "cuda" else "")
                      + (f"; {b['reason']}" if b.get("reason") else ""))
         lines.append(f"  git {b.get('git_commit') or 'unknown'}; sources: {', '.join(b.get('sources') or [])}")
+    ds = d.get("deepspeed") or {}
+    if ds.get("version"):
+        lines.append(f"deepspeed {ds['version']}: compiled ops {', '.join(ds['compiled_ops']) or 'none yet (compiled on first use)'}"
+                     f" in TORCH_EXTENSIONS_DIR={ds['torch_extensions_dir'] or 'default'}")
+    else:
+        lines.append("deepspeed: not installed (train.engine=deepspeed needs it: pip install --no-build-isolation "
+                     "-r requirements/deepspeed.txt)")
     lines.append("ops (device: selected backend; others and why not):")
     for op, per_dev in d["ops"].items():
         for dev, v in per_dev.items():
