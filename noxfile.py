@@ -244,7 +244,12 @@ def reproduce(session: nox.Session, result: str) -> None:
     image = os.environ.get("XLREPRO_IMAGE")
     if not image:
         install(session)
-        session.run("xlrepro", "reproduce", result, "--out", out, *session.posargs)
+        env = {}
+        # the paper-scale recipes train on the DeepSpeed engine (xstilts-squad.yaml); a dry run and the
+        # smoke-scale results (torch engine) do not need it
+        if result not in ("smoke", "scaling-smoke") and "--dry-run" not in session.posargs:
+            env = install_deepspeed(session)
+        session.run("xlrepro", "reproduce", result, "--out", out, *session.posargs, env=env)
         return
     engine = _container_engine()
     if engine is None:

@@ -1,6 +1,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 
 def xlrepro(*args, check=True):
@@ -16,6 +19,36 @@ def test_info_json_explains_the_build():
     assert cpu["backends"]["cuda"]["reasons"] == ["device cpu not supported"]
     text = xlrepro("info").stdout
     assert "extension xlrepro._C: loaded" in text and "masked_mean_pool" in text
+
+
+def test_info_reports_deepspeed_and_its_compiled_ops(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from xlrepro import info as info_mod
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda n: "0.19.8" if n == "deepspeed" else real(n))
+    for folder in ("deepspeed_shm_comm", "py311_cpu/cpu_adam"):  # $TORCH_EXTENSIONS_DIR/<op>/ (or torch's default layout)
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / f"{Path(folder).name}.so").write_bytes(b"")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    ds = info_mod.deepspeed_status()
+    assert ds == {"version": "0.19.8", "torch_extensions_dir": str(tmp_path), "compiled_ops": ["cpu_adam", "deepspeed_shm_comm"]}
+    text = info_mod.format_info({**info_mod.info(), "deepspeed": ds})
+    assert f"deepspeed 0.19.8: compiled ops cpu_adam, deepspeed_shm_comm in TORCH_EXTENSIONS_DIR={tmp_path}" in text
+    monkeypatch.setattr(metadata, "version", lambda n: (_ for _ in ()).throw(metadata.PackageNotFoundError(n)))
+    assert info_mod.deepspeed_status() == {"version": None}
+
+
+def test_the_deepspeed_launchers_local_rank_argument_is_accepted_and_checked(monkeypatch, capsys):
+    from xlrepro.cli import main
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert main(["--local_rank=1", "tasks", "--json"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--local_rank=0", "tasks", "--json"])
+    assert "--local_rank=0 disagrees with LOCAL_RANK=1" in capsys.readouterr().err
 
 
 def test_tasks_json_lists_the_registry():

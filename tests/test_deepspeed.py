@@ -440,6 +440,48 @@ def test_xlrepro_train_on_two_ranks_with_multi_task_zero3(tmp_path):
     _check_smoke_run(tmp_path)
 
 
+def _launch_env():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                                           "LOCAL_RANK")}
+    return {**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+
+
+@needs_ds
+def test_xlrepro_train_under_the_deepspeed_launcher_on_one_node_and_on_two(tmp_path):
+    """The `deepspeed` launcher (it passes --local_rank=N before the command): two ranks on one node,
+    and the multi-node path — a hostfile of two nodes, each started with --no_ssh --node_rank i as a
+    cluster scheduler would start them (here both on this machine). The same world size gives the
+    same results."""
+    _require_ds()
+    from xlrepro.distributed import _free_port
+
+    launcher = Path(sys.executable).parent / "deepspeed"
+    assert launcher.exists(), f"no deepspeed launcher next to {sys.executable}"
+    one = tmp_path / "one-node"
+    p = subprocess.run([str(launcher), "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "xlrepro",
+                        *_smoke_args(one)], capture_output=True, text=True, timeout=300, env=_launch_env())
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    assert "--local_rank=1" in p.stdout + p.stderr, "the launcher passed --local_rank (the CLI accepts it)"
+    first = _check_smoke_run(one)
+
+    two = tmp_path / "two-nodes"
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
+    port = str(_free_port())
+    nodes = [subprocess.Popen([str(launcher), "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(i),
+                               "--master_addr", "127.0.0.1", "--master_port", port, "--module", "xlrepro",
+                               *_smoke_args(two)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=_launch_env()) for i in (0, 1)]
+    outs = [n.communicate(timeout=300)[0] for n in nodes]
+    for i, (n, out) in enumerate(zip(nodes, outs)):
+        assert n.returncode == 0, f"node {i}:\n{out[-4000:]}"
+        assert f"nnodes=2, num_local_procs=1, node_rank={i}" in out
+    assert sum(o.count("result records") for o in outs) == 1, "rank 0 (on node 0) alone reports"
+    second = _check_smoke_run(two)
+    values = lambda r: sorted((x["language"], x["split"], x["value"]) for x in r["records"])  # noqa: E731
+    assert values(first) == values(second)
+
+
 @needs_ds
 def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
     """`xlrepro train` with no launcher: MLM pre-training on ZeRO-2, the intermediate task mixed with

@@ -258,6 +258,9 @@ def _xtreme_folder(task: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xlrepro", description="Reproduce Phang et al. 2020 and the volume-scaling study.")
     p.add_argument("-v", "--verbose", action="store_true")
+    # the `deepspeed` launcher passes --local_rank=N before the command (unless --no_local_rank);
+    # LOCAL_RANK in the environment is what xlrepro uses, and the two must agree
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("info", help="build metadata and which backend each op runs on")
@@ -343,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from xlrepro import distributed as dist
     from xlrepro.errors import XlreproError
+
+    if a.local_rank is not None and a.local_rank != int(os.environ.get("LOCAL_RANK", a.local_rank)):
+        parser.error(f"--local_rank={a.local_rank} disagrees with LOCAL_RANK={os.environ['LOCAL_RANK']} of the launcher")
 
     # under a launcher every message names its rank; the launcher stops the other ranks
     who = f" ({dist.describe()})" if dist.launched() and dist.world_size() > 1 else ""
