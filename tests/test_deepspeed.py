@@ -393,8 +393,19 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
     assert mem[(3, "optimizer+params")] == round(
         estimate_zero3_model_states_mem_needs(total, largest, 4, 1, True, True)[1] / 2**30, 2)
     assert mem[(0, "none")] > mem[(1, "none")] > mem[(2, "none")] > mem[(2, "optimizer")]
-    # GPU-hours = 6 x params x tokens / (peak x MFU)
-    assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (989e12 * 0.35) / 3600, 1)
+    # GPU-hours = 6 x params x tokens / (peak x MFU), the peak of the precision the phases train in:
+    # the paper recipe is fp32 (H100: 67 TFLOP/s on CUDA cores); a bf16 DeepSpeed config uses 989.4
+    assert {ph["precision"] for ph in p["phases"]} == {"fp32"}
+    assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (67e12 * 0.35) / 3600, 1)
+    bf16 = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16", "target.train.deepspeed=zero3-bf16"]),
+                gpus_per_node=4)
+    assert {ph["precision"] for ph in bf16["phases"]} == {"bf16"}
+    assert bf16["gpu_hours"] == round(6 * total * bf16["training_tokens_upper_bound"] / (989.4e12 * 0.35) / 3600, 1)
+    mixed = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16"]), gpus_per_node=4)
+    inter = next(ph for ph in mixed["phases"] if ph["phase"].startswith("intermediate"))
+    assert inter["precision"] == "bf16" and inter["gpu_hours"] == pytest.approx(
+        6 * total * inter["tokens"] / (989.4e12 * 0.35) / 3600)
+    assert p["gpu_hours"] > mixed["gpu_hours"] > bf16["gpu_hours"]
     squad = next(ph for ph in p["phases"] if ph["phase"] == "intermediate:squad")
     assert squad["steps"] == -(-87599 * 3 // 32) and squad["tokens"] == squad["steps"] * 32 * 384
 

@@ -116,7 +116,10 @@ def test_dry_run_lists_states_and_gpu_hours(tmp_path, capsys):
     assert cli(["reproduce", "xstilts-table", "--dry-run", "--out", str(tmp_path), "--card", "a100", "--mfu", "0.5"]) == 0
     text = capsys.readouterr().out
     assert "1 done, 1 resumable, 97 pending" in text
-    assert "312 TFLOP/s x MFU 0.5" in text and "A100" in text
+    # the paper recipe trains in fp32 (DeepSpeed ZeRO-2 without bf16): A100 FP32 peak, not its tensor cores
+    assert "MFU 0.5" in text and "dense peak FP32 19.5 TFLOP/s [" in text and "A100" in text
+    rows = [l.split() for l in text.splitlines() if l.split() and l.split()[0] in ("done", "resumable", "pending")]
+    assert {r[-2] for r in rows if r[1] in ("intermediate", "target")} == {"fp32"}
     total = float(text.split("estimated GPU-hours: ")[1].split(" ")[0])
     still = float(text.split(" in all, ")[1].split(" ")[0])
     assert 0 < still < total
@@ -128,7 +131,12 @@ def test_gpu_hour_arithmetic():
     expect = 6 * 560e6 * 1e9 / (989.4e12 * 0.25) / 3600
     assert gpu_hours(560e6, 1e9, "h100", 0.25) == pytest.approx(expect)
     assert gpu_hours(560e6, 1e9, "a100", 0.25) == pytest.approx(expect * 989.4 / 312)
-    assert CARDS["h200"].peak_bf16_dense_tflops == CARDS["h100"].peak_bf16_dense_tflops
+    assert CARDS["h200"].peak_dense_tflops == CARDS["h100"].peak_dense_tflops
+    # fp32 on CUDA cores: 989.4 / 67 (H100) and 312 / 19.5 (A100) times the bf16 estimate
+    assert gpu_hours(560e6, 1e9, "h100", 0.25, "fp32") == pytest.approx(expect * 989.4 / 67)
+    assert gpu_hours(560e6, 1e9, "a100", 0.25, "fp32") == pytest.approx(expect * 989.4 / 19.5)
+    with pytest.raises(KeyError, match="precision 'fp8'"):
+        gpu_hours(1e6, 1e6, "h100", 0.25, "fp8")
     from xlrepro.config import ModelConfig
 
     tiny = ModelConfig(init_config={"hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 16,
@@ -139,6 +147,16 @@ def test_gpu_hour_arithmetic():
         gpu_hours(1e6, 1e6, "h100", 0)
     with pytest.raises(KeyError, match="unknown card"):
         gpu_hours(1e6, 1e6, "v100")
+
+
+def test_train_precision_follows_the_engine_and_the_deepspeed_config():
+    from xlrepro.config import TrainConfig
+    from xlrepro.estimate import train_precision
+
+    assert train_precision(TrainConfig()) == "fp32"  # torch engine: fp32, no autocast
+    assert train_precision(TrainConfig(engine="deepspeed", deepspeed="zero2")) == "fp32"
+    assert train_precision(TrainConfig(engine="deepspeed", deepspeed="zero3-bf16")) == "bf16"
+    assert train_precision(TrainConfig(engine="deepspeed", deepspeed="zero2-fp16")) == "fp16"
 
 
 def test_paper_numbers_keep_sources_tolerances_and_gaps():

@@ -6,7 +6,11 @@
   training size) x epochs x max length, or ``max_steps`` x batch x accumulation x max length.
   Evaluation passes, early-stopping evaluations and retrieval embedding (forward only) are not
   counted; neither are the extra doc-stride windows of QA.
-* peak: dense BF16 tensor-core throughput of the card (datasheet numbers, without sparsity).
+* peak: the card's dense datasheet throughput (no sparsity) in the precision the run trains in
+  (``train_precision``): bf16/fp16 tensor cores for a DeepSpeed config with ``bf16``/``fp16``
+  enabled, plain FP32 otherwise. FP32 means CUDA cores, not TF32 tensor cores: xlrepro leaves
+  torch's ``allow_tf32`` off, so fp32 matmuls stay fp32 (as in the paper's fp32 training); at
+  fp32 a run costs about 15x (H100) or 16x (A100) the GPU-hours of the same run in bf16.
 * MFU: the model-FLOP utilisation you assume (stated in the output; nothing here measured it).
 
 An estimate for planning, not a measurement.
@@ -16,20 +20,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
+
+
 @dataclass(frozen=True)
 class Card:
     name: str
-    peak_bf16_dense_tflops: float
+    peak_dense_tflops: dict  # precision -> dense TFLOP/s (datasheet, no sparsity)
     source: str
 
+    def peak(self, precision: str) -> float:
+        if precision not in self.peak_dense_tflops:
+            raise KeyError(f"precision {precision!r}: one of {list(self.peak_dense_tflops)}")
+        return self.peak_dense_tflops[precision]
 
+
+_HOPPER = {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 67.0}
 CARDS = {
-    "h100": Card("NVIDIA H100 SXM5 80GB", 989.4,
-                 "NVIDIA H100 Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOPS with sparsity = 989.4 dense"),
-    "h200": Card("NVIDIA H200 SXM 141GB", 989.4,
-                 "NVIDIA H200 Tensor Core GPU datasheet: BF16 Tensor Core 1,979 TFLOPS with sparsity = 989.4 dense"),
-    "a100": Card("NVIDIA A100 SXM4 80GB", 312.0,
-                 "NVIDIA A100 Tensor Core GPU datasheet: BF16 Tensor Core 312 TFLOPS dense (624 with sparsity)"),
+    "h100": Card("NVIDIA H100 SXM5 80GB", _HOPPER,
+                 "NVIDIA H100 Tensor Core GPU datasheet (SXM5): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+                 "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense"),
+    "h200": Card("NVIDIA H200 SXM 141GB", _HOPPER,
+                 "NVIDIA H200 Tensor Core GPU datasheet (SXM): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+                 "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense"),
+    "a100": Card("NVIDIA A100 SXM4 80GB", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+                 "NVIDIA A100 Tensor Core GPU datasheet (SXM): FP32 19.5 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+                 "156 / 312 / 312 TFLOPS dense"),
 }
 DEFAULT_MFU = 0.25
 
@@ -95,10 +111,40 @@ def run_tokens(cfg, kind: str, task: str) -> float:
     return 0.0  # retrieval: forward passes only, not counted
 
 
-def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = DEFAULT_MFU) -> float:
+def train_precision(train) -> str:
+    """The precision a phase's matmuls run in on a GPU: ``bf16``/``fp16`` when its DeepSpeed config
+    enables them, else ``fp32`` (the torch engine and fp32 DeepSpeed configs; TF32 stays off)."""
+    if getattr(train, "engine", "torch") != "deepspeed" or not getattr(train, "deepspeed", None):
+        return "fp32"
+    import json
+
+    from xlrepro.config import resolve_deepspeed_config
+
+    ds = json.loads(resolve_deepspeed_config(train.deepspeed).read_text())
+    for prec in ("bf16", "fp16"):
+        if (ds.get(prec) or {}).get("enabled") in (True, "true"):
+            return prec
+    return "fp32"
+
+
+def run_precision(cfg, kind: str, task: str) -> str:
+    """``train_precision`` of the phase a run trains (fp32 for runs that only evaluate)."""
+    if kind == "pretrain":
+        return train_precision(cfg.pretrain)
+    if kind == "intermediate":
+        return train_precision(cfg.intermediate.train)
+    if kind in ("target", "control"):
+        from xlrepro.config import train_config_for
+
+        return train_precision(train_config_for(cfg, task))
+    return "fp32"
+
+
+def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = DEFAULT_MFU,
+              precision: str = "bf16") -> float:
     if card not in CARDS:
         raise KeyError(f"unknown card {card!r}; known: {sorted(CARDS)}")
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     flops = 6.0 * n_params * tokens
-    return flops / (CARDS[card].peak_bf16_dense_tflops * 1e12 * mfu) / 3600.0
+    return flops / (CARDS[card].peak(precision) * 1e12 * mfu) / 3600.0

@@ -6,6 +6,10 @@ ZeRO-3 one: they work from parameter counts, no model is built), and expected GP
 
     FLOPs = 6 x parameters x training tokens;  GPU-hours = FLOPs / (card peak x MFU) / 3600
 
+per phase, with the card's dense peak in the precision the phase trains in (``estimate.train_precision``:
+bf16/fp16 from its DeepSpeed config, fp32 on CUDA cores otherwise; ``estimate.CARDS`` has the
+datasheet numbers).
+
 Training tokens are an upper bound: every phase runs to its ``max_steps`` or ``epochs`` (no
 early stop) and every example is counted at ``max_seq_length`` (padding included; a
 multiple-choice example counts once per choice). Activation memory is not included (it depends
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from xlrepro.config import ExperimentConfig, train_config_for
 from xlrepro.errors import ConfigError
+from xlrepro.estimate import CARDS, train_precision
 
 # Encoder shapes of the Hub models the shipped configs use (their config.json on the Hub).
 KNOWN_MODELS = {
@@ -33,8 +38,6 @@ KNOWN_MODELS = {
 TRAIN_EXAMPLES = {"mnli": 392702, "xnli": 392702, "pawsx": 49401, "udpos": 21253, "panx": 20000, "squad": 87599,
                   "xquad": 87599, "mlqa": 87599, "tydiqa": 3696, "hellaswag": 39905, "squad_v2": 130319}
 CHOICES = {"hellaswag": 4, "copa": 2, "xcopa": 2, "commonsenseqa": 5, "cosmosqa": 4, "socialiqa": 3}
-# dense bf16/fp16 tensor-core peak, TFLOP/s (vendor data sheets, SXM parts, no sparsity)
-CARDS = {"h100": 989.0, "h200": 989.0, "a100": 312.0, "v100": 125.0, "l40s": 362.0}
 MFU = 0.35  # model FLOPs utilisation assumed for encoder fine-tuning at these sequence lengths
 
 
@@ -77,7 +80,8 @@ def phase_tokens(cfg: ExperimentConfig, examples: dict[str, int]) -> list[dict]:
         steps = tc.max_steps if tc.max_steps is not None else math.ceil(n * tc.epochs / global_batch)
         per_example = seq * max(CHOICES.get(t, 1) for t in tasks)
         phases.append({"phase": name, "steps": steps, "global_batch": global_batch, "max_seq_length": seq,
-                       "tokens": steps * global_batch * per_example, "engine": tc.engine, "deepspeed": tc.deepspeed})
+                       "tokens": steps * global_batch * per_example, "engine": tc.engine, "deepspeed": tc.deepspeed,
+                       "precision": train_precision(tc)})
 
     if cfg.intermediate.tasks:
         one("intermediate:" + "+".join(cfg.intermediate.tasks), cfg.intermediate.tasks, cfg.intermediate.train)
@@ -116,12 +120,16 @@ def plan(cfg: ExperimentConfig, gpus_per_node: int = 8, nodes: int = 1, card: st
             memory.append({"zero_stage": stage, "offload": offload, "gpu_gib": round(gpu / gib, 2),
                            "cpu_gib_per_node": round(cpu / gib, 2)})
     phases = phase_tokens(cfg, {**TRAIN_EXAMPLES, **(examples or {})})
+    for ph in phases:
+        ph["peak_tflops"] = CARDS[card].peak(ph["precision"])
+        ph["gpu_hours"] = 6 * total * ph["tokens"] / (ph["peak_tflops"] * 1e12 * mfu) / 3600
     tokens = sum(p["tokens"] for p in phases)
     flops = 6 * total * tokens
-    hours = flops / (CARDS[card] * 1e12 * mfu) / 3600
+    hours = sum(p["gpu_hours"] for p in phases)
     return {"config": cfg.name, "parameters": total, "largest_layer_parameters": largest,
             "gpus_per_node": gpus_per_node, "nodes": nodes, "memory": memory, "phases": phases,
-            "training_tokens_upper_bound": tokens, "flops": flops, "card": card, "card_peak_tflops": CARDS[card],
+            "training_tokens_upper_bound": tokens, "flops": flops, "card": card,
+            "card_peak_tflops": {p["precision"]: p["peak_tflops"] for p in phases}, "card_source": CARDS[card].source,
             "mfu": mfu, "gpu_hours": round(hours, 1), "seeds_note": "per seed; multiply by the seeds you run"}
 
 
@@ -135,7 +143,10 @@ def render(p: dict) -> str:
     lines += ["", "training phases (tokens: upper bound, no early stop, padded to max_seq_length)"]
     for ph in p["phases"]:
         lines.append(f"  {ph['phase']:<28} {ph['steps']:>8} steps x {ph['global_batch']:>3} x {ph['max_seq_length']:>4} "
-                     f"= {ph['tokens'] / 1e6:>9.1f}M tokens")
-    lines += ["", f"GPU-hours (one seed, bf16 mixed precision) = 6 x {p['parameters'] / 1e6:.0f}M params x {p['training_tokens_upper_bound'] / 1e9:.2f}B "
-                  f"tokens / ({p['card']} {p['card_peak_tflops']:.0f} TFLOP/s x MFU {p['mfu']}) = {p['gpu_hours']}"]
+                     f"= {ph['tokens'] / 1e6:>9.1f}M tokens  {ph['precision']:>4}  {ph['gpu_hours']:>8.1f} GPU-h")
+    peaks = ", ".join(f"{k} {v:g}" for k, v in sorted(p["card_peak_tflops"].items()))
+    lines += ["", f"GPU-hours (one seed) = sum over phases of 6 x {p['parameters'] / 1e6:.0f}M params x tokens / "
+                  f"({p['card']} dense peak in the phase's precision [{peaks} TFLOP/s] x MFU {p['mfu']}) = {p['gpu_hours']}",
+              "  fp32 = CUDA cores (TF32 off, as the paper's fp32 training); a bf16 config (e.g. *.train.deepspeed="
+              "zero2-bf16) costs about 1/15 of it on Hopper"]
     return "\n".join(lines)
