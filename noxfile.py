@@ -210,7 +210,9 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def docker_build(session: nox.Session) -> None:
-    """CI image check: docker/ci_build.sh (root on Debian 12; installs podman/runc/debootstrap)."""
+    """CI image check: docker/ci_build.sh (root on Debian 12; installs podman/runc/debootstrap).
+    `nox -s docker_build -- gpu` builds the GPU variant over a stand-in CUDA base instead (CUDA_HOME:
+    a CUDA 13 toolkit; about 4 GB of wheels from PyPI; not part of CI)."""
     if os.name != "posix" or os.geteuid() != 0:
         session.error("docker_build needs root on a Debian 12 host (debootstrap, rootful podman); "
                       "to build the image elsewhere follow docker/README.md")

@@ -2,6 +2,14 @@
 # CI: build the CPU image without Docker Hub and run the smoke reproduction inside it offline.
 #
 #   docker/ci_build.sh            (as root on Debian 12; nox -s docker_build calls it)
+#   docker/ci_build.sh gpu        the GPU variant over a stand-in CUDA base (not in CI: a 4 GB
+#                                 download; nox -s docker_build -- gpu)
+#
+# The GPU variant's stand-in base is the same debootstrapped Debian with the host's CUDA toolkit
+# ($CUDA_HOME, 13.x) copied to /usr/local/cuda, standing in for nvidia/cuda:13.0.x-devel; torch and
+# the nvidia-* runtime wheels come from PyPI through docker/requirements-gpu.lock. Without a GPU
+# the checks are: the CUDA extension was compiled (sm_80/sm_90), torch, the extension and DeepSpeed
+# import, and the smoke reproduction runs on the CPU inside the GPU image, offline.
 #
 # 1. debootstrap a Debian bookworm root file system (Python 3.11) and `podman import` it: the
 #    stand-in for the pinned python:3.11-slim-bookworm base, referenced by its local digest, so
@@ -24,6 +32,8 @@
 #                      present the wheel is used instead of https://download.pytorch.org/whl/cpu
 #                      (the hash in docker/torch-cpu.lock is checked either way)
 set -euo pipefail
+VARIANT=${1:-${XLREPRO_CI_VARIANT:-cpu}}
+case "$VARIANT" in cpu|gpu) ;; *) echo "usage: docker/ci_build.sh [cpu|gpu]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 t0=$(date +%s)
@@ -32,6 +42,11 @@ die() { echo "ci_build: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (rootful podman and debootstrap)"
 command -v git >/dev/null || die "git is needed (the build context is the checkout's file list)"
+if [ "$VARIANT" = gpu ]; then
+  CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+  [ -x "$CUDA_HOME/bin/nvcc" ] || die "gpu: no nvcc under CUDA_HOME=$CUDA_HOME (the stand-in base copies that toolkit)"
+  "$CUDA_HOME/bin/nvcc" --version | grep -q "release 13\." || die "gpu: $CUDA_HOME is not CUDA 13.x (torch 2.13.0 from PyPI is built for CUDA 13.0)"
+fi
 
 step "packages: podman, runc, debootstrap (Debian bookworm)"
 missing=()
@@ -47,8 +62,8 @@ podman --version; runc --version | head -1
 
 T=$(mktemp -d /var/tmp/xlrepro-ci.XXXXXX)
 P=(podman --root "$T/storage" --runroot "$T/run" --tmpdir "$T/tmp")
-IMAGE=localhost/xlrepro:ci
-BASE=localhost/xlrepro-base:bookworm
+IMAGE=localhost/xlrepro:ci-$VARIANT
+BASE=localhost/xlrepro-base:bookworm-$VARIANT
 cleanup() {
   rc=$?
   set +e +o pipefail  # best effort from here on: a failed step must not skip the rest
@@ -82,12 +97,22 @@ step "stand-in base: debootstrap bookworm (minbase + python3, venv, ca-certifica
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   bookworm "$T/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" > "$T/debootstrap.log" 2>&1 \
   || { tail -30 "$T/debootstrap.log"; die "debootstrap failed"; }
+base_env=(--change 'ENV LANG=C.UTF-8')
+if [ "$VARIANT" = gpu ]; then
+  step "stand-in CUDA base: the host's toolkit ($CUDA_HOME) in /usr/local/cuda"
+  cuda_dir=$(readlink -f "$CUDA_HOME")
+  mkdir -p "$T/rootfs/usr/local"
+  cp -a "$cuda_dir" "$T/rootfs/usr/local/$(basename "$cuda_dir")"
+  [ "$(basename "$cuda_dir")" = cuda ] || ln -s "$(basename "$cuda_dir")" "$T/rootfs/usr/local/cuda"
+  base_env+=(--change 'ENV PATH=/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+             --change 'ENV CUDA_HOME=/usr/local/cuda')
+fi
 tar --numeric-owner -C "$T/rootfs" -cf "$T/base.tar" .
 rm -rf "$T/rootfs"
-"${P[@]}" import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' "$T/base.tar" "$BASE" >/dev/null
+"${P[@]}" import --change 'CMD ["/bin/bash"]' "${base_env[@]}" "$T/base.tar" "$BASE" >/dev/null
 rm -f "$T/base.tar"
 BASE_DIGEST=$("${P[@]}" image inspect "$BASE" --format '{{.Digest}}')
-BASE_IMAGE="localhost/xlrepro-base:bookworm@$BASE_DIGEST"
+BASE_IMAGE="$BASE@$BASE_DIGEST"
 echo "BASE_IMAGE=$BASE_IMAGE"
 
 step "build context: clean copy of the checkout"
@@ -99,6 +124,7 @@ git ls-files -z --cached --others --exclude-standard \
 WHEELS=""
 TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
 whl=torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+[ "$VARIANT" = cpu ] || PIP_FIND_LINKS=""  # the GPU lock takes torch and its CUDA wheels from PyPI
 for d in ${PIP_FIND_LINKS:-}; do
   if [ -f "$d/$whl" ]; then
     mkdir -p "$T/ctx/docker/wheels" && cp "$d/$whl" "$T/ctx/docker/wheels/"
@@ -110,16 +136,21 @@ GIT_COMMIT=$(git rev-parse HEAD)
 SDE=$(git log -1 --format=%ct)
 [ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: the checkout has uncommitted changes; they are in the image"
 
-step "podman build (CPU variant, --network host for the build only)"
+step "podman build ($VARIANT variant, --network host for the build only)"
 secret=()
 if [ -n "${PIP_CERT:-}" ] && [ -s "$PIP_CERT" ]; then secret=(--secret "id=extra_ca,src=$PIP_CERT"); fi
+if [ "$VARIANT" = cpu ]; then
+  variant_args=(--build-arg LOCK=docker/requirements-cpu.lock --build-arg TORCH_LOCK=docker/torch-cpu.lock
+                --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" --build-arg WHEELS="$WHEELS")
+else  # the GPU variant's arguments, as docker/README.md gives them
+  variant_args=(--build-arg LOCK=docker/requirements-gpu.lock --build-arg TORCH_LOCK= --build-arg TORCH_INDEX_URL=
+                --build-arg XLREPRO_USE_CUDA=1 --build-arg TORCH_CUDA_ARCH_LIST="8.0;9.0"
+                --build-arg XLREPRO_DS_ACCELERATOR=cuda --build-arg DEEPSPEED_PREBUILD=)
+fi
 "${P[@]}" build --format oci --timestamp "$SDE" --network host --pull=never \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg SOURCE_DATE_EPOCH="$SDE" \
-  --build-arg LOCK=docker/requirements-cpu.lock \
-  --build-arg TORCH_LOCK=docker/torch-cpu.lock \
-  --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" \
-  --build-arg WHEELS="$WHEELS" \
+  "${variant_args[@]}" \
   --build-arg GIT_COMMIT="$GIT_COMMIT" \
   "${secret[@]}" \
   -f "$T/ctx/docker/Dockerfile" -t "$IMAGE" "$T/ctx"
@@ -134,13 +165,24 @@ uid=$("${P[@]}" run --rm --network none --entrypoint id "$IMAGE" -u)
 echo "runs as uid $uid"
 "${P[@]}" run --rm --network none "$IMAGE" info
 "${P[@]}" run --rm --network none --entrypoint cat "$IMAGE" /opt/xlrepro/image.json | tee "$T/image.json"
-python3 - "$T/image.json" <<'EOF'
+"${P[@]}" run --rm --network none "$IMAGE" info --json > "$T/info.json"
+python3 - "$VARIANT" "$T/image.json" "$T/info.json" <<'EOF'
 import json, sys
-ds = json.load(open(sys.argv[1]))["deepspeed"]
-assert ds.get("version"), "the image has no deepspeed"
-missing = {"deepspeed_shm_comm", "cpu_adam"} - set(ds["prebuilt_ops"])
-assert not missing, f"DeepSpeed ops not compiled at build time: {sorted(missing)}"
-print(f"deepspeed {ds['version']}, ops compiled at build time: {', '.join(ds['prebuilt_ops'])}")
+variant, image, info = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+ds = image["deepspeed"]
+assert ds.get("version") and info["deepspeed"]["version"] == ds["version"], "the image has no deepspeed"
+assert info["extension_loaded"], f"xlrepro._C does not load: {info['reason']}"
+if variant == "cpu":
+    missing = {"deepspeed_shm_comm", "cpu_adam"} - set(ds["prebuilt_ops"])
+    assert not missing, f"DeepSpeed ops not compiled at build time: {sorted(missing)}"
+    assert info["build"]["extension"] == "cpu"
+else:
+    b = info["build"]
+    assert b["extension"] == "cuda" and b["cuda_arch_list"] == "8.0;9.0", b
+    assert (info["torch_cuda"] or "").startswith("13.0"), info["torch_cuda"]
+    assert ds["ds_accelerator"] == "cuda" and ds["prebuilt_ops"] == [], ds
+print(f"{variant} image: xlrepro._C {info['build']['extension']}, torch {info['torch']} (CUDA {info['torch_cuda']}), "
+      f"deepspeed {ds['version']}, ops compiled at build time: {', '.join(ds['prebuilt_ops']) or 'none'}")
 EOF
 
 step "smoke reproduction inside the image, network off"
@@ -160,6 +202,7 @@ assert n > 0, "results.json has no records"
 print(f"results.json: {n} records")
 EOF
 
+if [ "$VARIANT" = cpu ]; then
 step "DeepSpeed inside the image, network off, as another uid (ZeRO-2, ZeRO-3 hand-off, ZeRO-2 offload)"
 # the same pipeline on the DeepSpeed engine: pretraining on ZeRO-2, the intermediate phase (MLM
 # mixed in) on ZeRO-3 with the consolidated safetensors hand-off, the target phase on ZeRO-2 with
@@ -188,10 +231,14 @@ r = json.load(open(sys.argv[1]))
 assert {x["task"] for x in r["records"]} == {"xnli"}, r["records"][:3]
 print(f"DeepSpeed run: {len(r['records'])} xnli records")
 EOF
+else
+  echo "gpu variant: no DeepSpeed run here (its engine needs the GPU the image is for; none is here)"
+fi
 
-OUT=${XLREPRO_CI_OUT:-$REPO/results/docker-smoke}
+OUT=${XLREPRO_CI_OUT:-$REPO/results/docker-smoke$([ "$VARIANT" = cpu ] || echo "-$VARIANT")}
 mkdir -p "$OUT" && cp -r "$T/out/smoke/." "$OUT/"
 cat > "$OUT/image.txt" <<EOF
+variant=$VARIANT
 image_id=$IMAGE_ID
 image_digest=$IMAGE_DIGEST
 base_image=$BASE_IMAGE
