@@ -114,20 +114,31 @@ struct KnnResult {
   at::Tensor row_scores, row_idx, col_scores, col_idx;
 };
 
+// bf16_screen: x_in and y_in are bfloat16 and used as they are (no normalisation, no checks of
+// values); each tile is computed by ATen's bf16 GEMM (fp32 accumulation, bf16 result) and widened
+// exactly to fp32 before the merge. Otherwise the fp32 path of knn / knn_both.
 KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_in, int64_t k_rows, int64_t k_cols,
-                   bool cols, bool cosine, int64_t block_rows, int64_t block_cols) {
+                   bool cols, bool cosine, int64_t block_rows, int64_t block_cols, bool bf16_screen = false) {
   similarity::check_pair(op, x_in, y_in, cols ? "x" : "queries", cols ? "y" : "keys");
   TORCH_CHECK(x_in.device().is_cpu(), op, " (CPU kernel): inputs must be on CPU");
   TORCH_CHECK(block_rows >= 1 && block_cols >= 1, op, ": block sizes must be >= 1");
   const int64_t N = x_in.size(0), M = y_in.size(0), d = x_in.size(1);
   similarity::check_k(op, k_rows, M, cols ? "rows of y" : "keys");
   if (cols) similarity::check_k(op, k_cols, N, "rows of x");
-  double ax = 0, ay = 0;
-  const at::Tensor X = similarity::prepare(op, x_in, cosine, &ax);
-  const at::Tensor Y = similarity::prepare(op, y_in, cosine, &ay);
-  similarity::check_overflow(op, ax, ay, d, cosine);
+  at::Tensor X, Y;
+  if (bf16_screen) {
+    TORCH_CHECK(x_in.scalar_type() == at::kBFloat16 && y_in.scalar_type() == at::kBFloat16, op,
+                ": inputs must be bfloat16");
+    X = x_in.contiguous();
+    Y = y_in.contiguous();
+  } else {
+    double ax = 0, ay = 0;
+    X = similarity::prepare(op, x_in, cosine, &ax);
+    Y = similarity::prepare(op, y_in, cosine, &ay);
+    similarity::check_overflow(op, ax, ay, d, cosine);
+  }
 
-  auto fopt = X.options();
+  auto fopt = X.options().dtype(at::kFloat);
   auto lopt = X.options().dtype(at::kLong);
   at::Tensor rv = at::full({N, k_rows}, kNegInf, fopt);
   at::Tensor ri = at::full({N, k_rows}, kNoIndex, lopt);
@@ -140,6 +151,7 @@ KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_i
   }
   const int64_t br = std::min(block_rows, N), bc = std::min(block_cols, M);
   at::Tensor buf = at::empty({br * bc}, fopt);
+  at::Tensor buf16 = bf16_screen ? at::empty({br * bc}, X.options()) : at::Tensor();
   float* rvp = rv.data_ptr<float>();
   int64_t* rip = ri.data_ptr<int64_t>();
   for (int64_t r0 = 0; r0 < N; r0 += br) {
@@ -148,8 +160,14 @@ KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_i
     for (int64_t c0 = 0; c0 < M; c0 += bc) {
       const int64_t tc = std::min(bc, M - c0);
       at::Tensor S = buf.narrow(0, 0, tr * tc).view({tr, tc});
-      // The same call, on the same tile, as the reference's `xb @ yb.T`: identical bits.
-      at::mm_out(S, xb, Y.narrow(0, c0, tc).t());
+      if (bf16_screen) {
+        at::Tensor S16 = buf16.narrow(0, 0, tr * tc).view({tr, tc});
+        at::mm_out(S16, xb, Y.narrow(0, c0, tc).t());
+        S.copy_(S16);  // exact widening
+      } else {
+        // The same call, on the same tile, as the reference's `xb @ yb.T`: identical bits.
+        at::mm_out(S, xb, Y.narrow(0, c0, tc).t());
+      }
       const float* Sp = S.data_ptr<float>();
       at::parallel_for(0, tr, 1, [&](int64_t i0, int64_t i1) {
         const int64_t t = cols ? std::min<int64_t>(at::get_thread_num(), T - 1) : 0;
@@ -200,6 +218,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_both_cpu(const at
                                                                         int64_t k_rows, int64_t k_cols, bool cosine,
                                                                         int64_t block_rows, int64_t block_cols) {
   KnnResult r = knn_core("knn_both", x, y, k_rows, k_cols, /*cols=*/true, cosine, block_rows, block_cols);
+  return {r.row_scores, r.row_idx, r.col_scores, r.col_idx};
+}
+
+// Screened lists of the bf16 screen (xlrepro/ops/screen.py): k_cols = 0 means rows only (the
+// column outputs are then empty).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_screen_bf16_cpu(const at::Tensor& xb,
+                                                                               const at::Tensor& yb, int64_t k_rows,
+                                                                               int64_t k_cols, int64_t block_rows,
+                                                                               int64_t block_cols) {
+  TORCH_CHECK(k_cols >= 0, "knn_screen_bf16: k_cols must be >= 0");
+  const bool cols = k_cols > 0;
+  KnnResult r = knn_core("knn_screen_bf16", xb, yb, k_rows, k_cols, cols, false, block_rows, block_cols, true);
+  if (!cols) {
+    r.col_scores = at::empty({yb.size(0), 0}, r.row_scores.options());
+    r.col_idx = at::empty({yb.size(0), 0}, r.row_idx.options());
+  }
   return {r.row_scores, r.row_idx, r.col_scores, r.col_idx};
 }
 
@@ -262,6 +296,7 @@ TORCH_LIBRARY_IMPL(xlrepro, CPU, m) {
   m.impl("knn", &knn_cpu);
   m.impl("knn_both", &knn_both_cpu);
   m.impl("margin_scores", &margin_scores_cpu);
+  m.impl("knn_screen_bf16", &knn_screen_bf16_cpu);
 }
 
 }  // namespace xlrepro
