@@ -262,3 +262,12 @@ def test_compiled_screen_lists_equal_torch_screen_lists():
     assert torch.equal(rv, rv2) and torch.equal(cv, cv2)
     S = (xb @ yb.T).float()
     assert torch.equal(S.gather(1, ri), rv) and torch.equal(S.T.gather(1, ci), cv)
+
+
+def test_info_reports_the_screen():
+    from xlrepro import info
+    d = info.ops_status()["screens"]["bf16"]
+    assert d["available"] is True and d["screen_kernel"] == ("cpp" if HAVE_EXT else "torch")
+    assert d["fast"] == (bool(d["native_bf16"]) and not d["reasons"])
+    text = info.format_info(info.info())
+    assert "screen='bf16'" in text and f"screen kernel: {d['screen_kernel']}" in text

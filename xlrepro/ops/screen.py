@@ -15,7 +15,8 @@ How (rows; columns are the same with the roles of x and y swapped):
    the best screened value of every non-candidate (``-inf`` when all M columns are candidates).
 2. **Exact re-scoring.** The candidates are re-scored in fp32 with the reference's formulation:
    one fp32 GEMM ``X[rows] @ Y[U].T`` per group of ``group`` rows, ``U`` the sorted union of the
-   group's candidates (padded to at least ``min_cols`` columns). The reference's tiles are
+   group's candidates (padded to at least ``MIN_OTHER`` columns); ``group`` is the smallest of
+   ``GROUPS`` whose re-scoring reproduces the first reference tile (``choose_group``). The reference's tiles are
    ``X[r0:r1] @ Y[c0:c1].T``; the BLAS computes an entry the same way for both only while both
    GEMMs take the same code path, which the BLAS chooses from the shape (measured on MKL: below
    about 192 rows or 256 columns at d = 1024 it takes another path and the last bits differ).
@@ -63,7 +64,8 @@ import torch
 from xlrepro.ops import _lib
 
 SCREENS = ("bf16",)
-GROUP = 256        # rows (columns) per re-scoring GEMM
+GROUPS = (32, 64, 128, 192, 256)  # rows (columns) per re-scoring GEMM to try, smallest first
+GROUP = GROUPS[-1]
 MIN_OTHER = 512    # the re-scoring GEMM's other side is padded to at least this many rows
 U32 = 2.0 ** -24
 BF16_OUT = 2.0 ** -8 * (1 + 2.0 ** -7)
@@ -267,28 +269,58 @@ def full_cols(X, Y, cols: torch.Tensor, r0: int, r1: int, group: int = GROUP, mi
     return out
 
 
+def _probe_rows(X, Y, T, r0, r1, c0, c1, c, group, min_other) -> bool:
+    """Re-score a group of rows at scattered candidates of tile T (= S[r0:r1, c0:c1]) == T?"""
+    n, c = min(group, r1 - r0), min(c, c1 - c0)
+    probe = c0 + (torch.arange(n)[:, None] * 7 + torch.arange(c)[None, :] * 13) % (c1 - c0)
+    probe = torch.sort(probe, dim=1).values
+    got = rescore_rows(X, Y, torch.arange(r0, r0 + n), probe, group, min_other)
+    return torch.equal(got, T[:n].gather(1, probe - c0))
+
+
+def _probe_cols(X, Y, T, r0, r1, c0, c1, c, group, min_other) -> bool:
+    n, c = min(group, c1 - c0), min(c, r1 - r0)
+    probe = r0 + (torch.arange(n)[:, None] * 7 + torch.arange(c)[None, :] * 13) % (r1 - r0)
+    probe = torch.sort(probe, dim=1).values
+    got = rescore_cols(X, Y, torch.arange(c0, c0 + n), probe, group, min_other)
+    return torch.equal(got, T.T[:n].gather(1, probe - r0))
+
+
+def choose_group(X, Y, T, br, bc, c, rows: bool, cols: bool, min_other: int = MIN_OTHER) -> int:
+    """The smallest group in GROUPS whose re-scoring reproduces the first reference tile ``T``
+    (the BLAS's shape-dependent paths: at d = 1024 MKL needs ~192 rows, at d = 768 far fewer).
+    The re-scoring cost per row is proportional to the group; check_rescoring still verifies it."""
+    for g in GROUPS:
+        if rows and not _probe_rows(X, Y, T, 0, br, 0, bc, c, g, min_other):
+            continue
+        if cols and not _probe_cols(X, Y, T, 0, br, 0, bc, c, g, min_other):
+            continue
+        return g
+    return GROUPS[-1]
+
+
 def check_rescoring(X, Y, row_cand, col_cand, br, bc, group=GROUP, min_other=MIN_OTHER,
-                    row_scores=None, col_scores=None) -> str | None:
+                    row_scores=None, col_scores=None, tiles: dict | None = None) -> str | None:
     """Compare the re-scoring with the reference's own tiles (step 2 of the module docstring).
 
     For one tile per distinct tile shape of the reference blocking: a probe group of rows (and of
     columns) re-scored at scattered candidates of the tile, a scattered group recomputed in full
     over the tile (the fallback's formulation), and every real candidate inside the tile.
-    Returns None when all are bit-identical, else what differed."""
+    ``tiles``: reference tiles already computed, by origin. Returns None when all are
+    bit-identical, else what differed."""
     N, M = X.shape[0], Y.shape[0]
     br, bc = min(br, N), min(bc, M)
+    tiles = {} if tiles is None else tiles
     for r0 in _tile_starts(N, br):
         r1 = min(r0 + br, N)
         for c0 in _tile_starts(M, bc):
             c1 = min(c0 + bc, M)
-            T = X[r0:r1] @ Y[c0:c1].T  # exactly the reference's tile
+            if (r0, c0) not in tiles:
+                tiles[(r0, c0)] = X[r0:r1] @ Y[c0:c1].T  # exactly the reference's tile
+            T = tiles[(r0, c0)]
             where = f"the reference tile at rows {r0}:{r1}, columns {c0}:{c1}"
             if row_cand is not None:
-                n, c = min(group, r1 - r0), min(row_cand.shape[1], c1 - c0)
-                probe = c0 + (torch.arange(n)[:, None] * 7 + torch.arange(c)[None, :] * 13) % (c1 - c0)
-                probe = torch.sort(probe, dim=1).values
-                got = rescore_rows(X, Y, torch.arange(r0, r0 + n), probe, group, min_other)
-                if not torch.equal(got, T[:n].gather(1, probe - c0)):
+                if not _probe_rows(X, Y, T, r0, r1, c0, c1, row_cand.shape[1], group, min_other):
                     return f"row re-scoring differs from {where}"
                 sub = torch.arange(r0, r1, 3)[:group]
                 if not torch.equal(full_rows(X, Y, sub, c0, c1, group, min_other), T[sub - r0]):
@@ -299,11 +331,7 @@ def check_rescoring(X, Y, row_cand, col_cand, br, bc, group=GROUP, min_other=MIN
                 if ii.numel() and not torch.equal(rs[m], T[ii, rc[m] - c0]):
                     return f"row re-scoring of candidates differs from {where}"
             if col_cand is not None:
-                n, c = min(group, c1 - c0), min(col_cand.shape[1], r1 - r0)
-                probe = r0 + (torch.arange(n)[:, None] * 7 + torch.arange(c)[None, :] * 13) % (r1 - r0)
-                probe = torch.sort(probe, dim=1).values
-                got = rescore_cols(X, Y, torch.arange(c0, c0 + n), probe, group, min_other)
-                if not torch.equal(got, T.T[:n].gather(1, probe - r0)):
+                if not _probe_cols(X, Y, T, r0, r1, c0, c1, col_cand.shape[1], group, min_other):
                     return f"column re-scoring differs from {where}"
                 sub = torch.arange(c0, c1, 3)[:group]
                 if not torch.equal(full_cols(X, Y, sub, r0, r1, group, min_other), T.T[sub - c0]):
@@ -390,7 +418,7 @@ def _side(X, Y, k, extra, screened, bounds, rescore, group, min_other):
 
 def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int | None, k_cols: int | None,
                       extra: int | None, br: int, bc: int, exact_all, report: dict | None,
-                      group: int = GROUP, min_other: int = MIN_OTHER):
+                      group: int | None = None, min_other: int = MIN_OTHER):
     """The screen on prepared fp32 ``X`` (N, d), ``Y`` (M, d) (see the module docstring).
 
     ``exact_all()`` computes the unscreened answer (used when the screen cannot run or its
@@ -419,6 +447,11 @@ def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int | None, k
     compiled = compiled_screen()
     info["screen_backend"] = "cpp" if compiled else "torch"
     rows_s, cols_s = _screen_lists(Xb, Yb, kr, kc, br, bc, compiled)
+    tiles = {(0, 0): X[:br] @ Y[:bc].T}  # the first reference tile (checked again below)
+    if group is None:
+        c = min(k_main + extra, min(N, M))
+        group = choose_group(X, Y, tiles[(0, 0)], br, bc, c, bool(k_rows), bool(k_cols), min_other)
+    info["group"] = group
     rows = cols = None
     if k_rows:
         B = _bounds(nx, nxb, ex, ny, nyb, ey, d, amx + amy)
@@ -427,7 +460,7 @@ def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int | None, k
         B = _bounds(ny, nyb, ey, nx, nxb, ex, d, amx + amy)
         cols = _side(X, Y, k_cols, extra, cols_s, B, rescore_cols, group, min_other)
     bad = check_rescoring(X, Y, rows[3] if rows else None, cols[3] if cols else None, br, bc, group, min_other,
-                          rows[4] if rows else None, cols[4] if cols else None)
+                          rows[4] if rows else None, cols[4] if cols else None, tiles)
     if bad is not None:
         return _all_exact(bad + "; computed exactly without the screen")
     out = []

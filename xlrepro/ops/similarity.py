@@ -312,7 +312,7 @@ def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", 
 
 def screened(op: str, x, y, k_rows: int | None, k_cols: int | None, similarity: str, screen, extra,
              report: dict | None, exact_all, block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS,
-             group: int = _screen.GROUP, min_other: int = _screen.MIN_OTHER):
+             group: int | None = None, min_other: int = _screen.MIN_OTHER):
     """The screened path of knn / knn_both (see xlrepro/ops/screen.py); arguments already checked
     except the screen's own. ``exact_all()`` returns the unscreened answer."""
     _screen.check_screen(op, screen, extra)
