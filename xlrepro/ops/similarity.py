@@ -29,6 +29,12 @@ Contract (what the tests check):
   different devices, ``k < 1`` or ``k`` larger than the pool, NaN/Inf in the inputs, and
   magnitudes at which a float32 dot product (or squared norm) could overflow.
 
+* **bf16 screen** (opt-in, CPU): ``screen="bf16"`` on ``knn``, ``knn_both`` and ``margin_mine``
+  finds candidates with a bf16 GEMM, re-scores them exactly (bit-identical to the fp32 tiles,
+  checked on every call), certifies each row with a rigorous error bound and recomputes the rows
+  it cannot certify; the answer is identical to the unscreened call, and ``report=`` says which
+  rows were recomputed (xlrepro/ops/screen.py).
+
 Margin mining (``margin_mine``) follows LASER's ``mine_bitext`` as XTREME uses it
 (scorers.md D7, D8): k-NN each way with ``k = min(k, pool)``, the mean of the k similarities
 (left-to-right float32 sum / k, which is numpy's float32 mean for k < 8), margin of every
