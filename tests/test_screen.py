@@ -150,11 +150,16 @@ def test_well_separated_needs_no_fallback():
 
 # ---------------------------------------------------------------- soundness of the bound
 
-@pytest.mark.parametrize("case", ["random", "coherent", "scaled"])
+@pytest.mark.parametrize("case", ["random", "coherent", "scaled", "positive_long"])
 def test_bound_covers_the_real_error(case):
-    """|bf16 GEMM result - reference fp32 score| <= B_i for every pair (full matrices)."""
-    d = 64
-    if case == "random":
+    """|bf16 GEMM result - reference fp32 score| <= B_i for every pair (full matrices).
+
+    ``positive_long``: d = 4096 positive values, so a bf16 GEMM that rounded partial sums to bf16
+    (between blocks of its reduction) would exceed the bound."""
+    d = 4096 if case == "positive_long" else 64
+    if case == "positive_long":
+        X, Y = _rand(8, d, seed=28).abs(), _rand(16, d, seed=29).abs()
+    elif case == "random":
         X, Y = _rand(40, d, seed=16), _rand(50, d, seed=17)
     elif case == "coherent":
         # every element just below a bf16 rounding boundary (1 + 2^-8 - tiny rounds to 1): the

@@ -26,17 +26,18 @@ How (rows; columns are the same with the roles of x and y swapped):
    the call computes everything exactly (the unscreened op) and the report says why.
 3. **Certificate.** For a pair (i, j) let ``s`` be the reference's fp32 score, ``a`` the bf16
    GEMM's fp32 accumulator and ``o`` its bf16 output. With ``e = x - x~`` (the actual rounding
-   errors, whose norms are computed), ``u = 2^-24`` and ``g = (d+1)u / (1-(d+1)u)`` (any summation
-   order, FMA or not, in fp32):
+   errors, whose norms are computed), ``u = 2^-24``, ``g(u) = (d+1)u / (1-(d+1)u)`` (any summation
+   order, FMA or not) and the bf16 GEMM's own arithmetic allowed twice the fp32 unit roundoff
+   (in case the hardware truncates):
 
-       |o - a| <= 2^-8 (1 + 2^-7) |o|                        (bf16 output rounding)
-       |a - x~.y~| <= g ||x~|| ||y~||                        (fp32 accumulation; Cauchy-Schwarz)
+       |o - a| <= 2^-7 |o|                                   (bf16 output, nearest or truncated)
+       |a - x~.y~| <= g(2u) ||x~|| ||y~||                    (fp32 accumulation; Cauchy-Schwarz)
        |x~.y~ - x.y| <= ||x~|| ||e_y|| + ||e_x|| ||y~|| + ||e_x|| ||e_y||
-       |x.y - s| <= g ||x|| ||y||                            (the reference's fp32 GEMM)
+       |x.y - s| <= g(u) ||x|| ||y||                         (the reference's fp32 GEMM)
 
-   plus ``A = (d+2) 2^-126 (1 + max|x~| + max|y~|)`` for flushed subnormals. Taking the maxima of
-   the j-side norms over all j gives a per-row bound ``B_i``; since ``o -> o + 2^-8(1+2^-7)|o|`` is
-   increasing, every non-candidate has ``s <= U_i = v + 2^-8(1+2^-7)|v| + B_i`` (evaluated in
+   plus ``A = 2 (d+2) 2^-126 (1 + max|x~| + max|y~|)`` for flushed subnormals. Taking the maxima
+   of the j-side norms over all j gives a per-row bound ``B_i``; since ``o -> o + 2^-7|o|`` is
+   increasing, every non-candidate has ``s <= U_i = v + 2^-7|v| + B_i`` (evaluated in
    float64 and inflated by 1e-9 relative). Row i is **certified** when the k-th best exact score
    among its candidates is strictly greater than ``U_i``: then no non-candidate can reach the top
    k, not even by a tie (ties go to the lowest index, so a strict margin is needed), and the top k
@@ -68,7 +69,7 @@ GROUPS = (32, 64, 128, 192, 256)  # rows (columns) per re-scoring GEMM to try, s
 GROUP = GROUPS[-1]
 MIN_OTHER = 512    # the re-scoring GEMM's other side is padded to at least this many rows
 U32 = 2.0 ** -24
-BF16_OUT = 2.0 ** -8 * (1 + 2.0 ** -7)
+BF16_OUT = 2.0 ** -7  # |o - a| <= 2^-7 |o| for round-to-nearest and for truncation
 INFLATE = 1 + 1e-9
 
 
@@ -196,6 +197,25 @@ def _groups(idx: torch.Tensor, n: int, group: int):
             yield g0, g1, torch.cat([rows, extra]), 0
 
 
+def _unions(cand: torch.Tensor, bounds: list[tuple[int, int]], n_other: int, min_other: int):
+    """Per group (rows g0:g1 of ``cand``): the sorted union U of its candidates, plus the indices
+    ``[0, min(min_other, n_other))`` when that union is smaller, and each candidate's position in
+    its group's U. Vectorised over the groups (one sort for all)."""
+    G = len(bounds)
+    gid = torch.repeat_interleave(torch.arange(G), torch.tensor([g1 - g0 for g0, g1 in bounds]))
+    keys = gid[:, None] * n_other + cand
+    uk = torch.unique(keys)
+    counts = torch.bincount(uk // n_other, minlength=G)
+    P = min(min_other, n_other)
+    short = (counts < P).nonzero(as_tuple=True)[0]
+    if short.numel():
+        uk = torch.unique(torch.cat([uk, (short[:, None] * n_other + torch.arange(P)[None, :]).reshape(-1)]))
+        counts = torch.bincount(uk // n_other, minlength=G)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.searchsorted(uk, keys) - starts[gid][:, None]
+    return uk % n_other, counts.tolist(), starts.tolist(), pos
+
+
 def _positions(U: torch.Tensor, cand: torch.Tensor, n: int) -> torch.Tensor:
     inv = torch.empty(n, dtype=torch.long)
     inv[U] = torch.arange(U.numel())
@@ -204,14 +224,15 @@ def _positions(U: torch.Tensor, cand: torch.Tensor, n: int) -> torch.Tensor:
 
 def rescore_rows(X, Y, rows: torch.Tensor, cand: torch.Tensor, group: int = GROUP, min_other: int = MIN_OTHER):
     """fp32 S[rows[r], cand[r, c]], computed as ``X[R] @ Y[U].T`` per group of rows (R: the group,
-    padded to min(group, N) rows; U: the sorted union of its candidates, padded to at least
-    min(min_other, M) columns)."""
+    padded to min(group, N) rows; U: the sorted union of its candidates, with the first
+    min(min_other, M) indices added when it is smaller)."""
     N, M = X.shape[0], Y.shape[0]
     out = torch.empty(cand.shape, dtype=torch.float32)
-    for g0, g1, R, off in _groups(rows, N, group):
-        U = _pad_index(torch.unique(cand[g0:g1]), min_other, M)
-        S = X.index_select(0, R) @ Y.index_select(0, U).T
-        out[g0:g1] = S[off:off + g1 - g0].gather(1, _positions(U, cand[g0:g1], M))
+    groups = list(_groups(rows, N, group))
+    U, counts, starts, pos = _unions(cand, [(g0, g1) for g0, g1, _, _ in groups], M, min_other)
+    for (g0, g1, R, off), n, s in zip(groups, counts, starts):
+        S = X.index_select(0, R) @ Y.index_select(0, U[s:s + n]).T
+        out[g0:g1] = S[off:off + g1 - g0].gather(1, pos[g0:g1])
     return out
 
 
@@ -220,10 +241,11 @@ def rescore_cols(X, Y, cols: torch.Tensor, cand: torch.Tensor, group: int = GROU
     the reference's tiles)."""
     N, M = X.shape[0], Y.shape[0]
     out = torch.empty(cand.shape, dtype=torch.float32)
-    for g0, g1, C, off in _groups(cols, M, group):
-        U = _pad_index(torch.unique(cand[g0:g1]), min_other, N)
-        S = X.index_select(0, U) @ Y.index_select(0, C).T
-        out[g0:g1] = S.T[off:off + g1 - g0].gather(1, _positions(U, cand[g0:g1], N))
+    groups = list(_groups(cols, M, group))
+    U, counts, starts, pos = _unions(cand, [(g0, g1) for g0, g1, _, _ in groups], N, min_other)
+    for (g0, g1, C, off), n, s in zip(groups, counts, starts):
+        S = X.index_select(0, U[s:s + n]) @ Y.index_select(0, C).T
+        out[g0:g1] = S.T[off:off + g1 - g0].gather(1, pos[g0:g1])
     return out
 
 
@@ -367,8 +389,9 @@ def _bounds(nx, nxb, ex, ny, nyb, ey, d: int, amax: float):
     """Per-row bound B_i on |a_ij - s_ij| over all j (module docstring, step 3), float64."""
     nn = d + 1
     g = nn * U32 / (1 - nn * U32)
-    A = (d + 2) * 2.0 ** -126 * (1 + amax)
-    b = g * (nxb * nyb.max() + nx * ny.max()) + nxb * ey.max() + ex * nyb.max() + ex * ey.max() + A
+    g2 = nn * 2 * U32 / (1 - nn * 2 * U32)
+    A = 2 * (d + 2) * 2.0 ** -126 * (1 + amax)
+    b = g2 * nxb * nyb.max() + g * nx * ny.max() + nxb * ey.max() + ex * nyb.max() + ex * ey.max() + A
     return b * INFLATE
 
 
