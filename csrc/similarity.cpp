@@ -29,6 +29,9 @@ TORCH_LIBRARY_FRAGMENT(xlrepro, m) {
   // bf16 results), scores widened exactly to float32; same ordering and tie rule as knn.
   m.def("knn_screen_bf16(Tensor xb, Tensor yb, int k_rows, int k_cols, int block_rows=2048, "
         "int block_cols=2048) -> (Tensor, Tensor, Tensor, Tensor)");
+  // For the bf16 screen: x (n, d) float32 -> (bf16(x) rounded to nearest even, stats (n, 4) float64
+  // with ||x||, ||bf16(x)||, ||x - bf16(x)||, max |bf16(x)| per row, accumulated in float64).
+  m.def("bf16_split(Tensor x) -> (Tensor, Tensor)");
   m.def("margin_scores(Tensor fwd_sim, Tensor fwd_idx, Tensor bwd_sim, Tensor bwd_idx, str margin) "
         "-> (Tensor, Tensor)");
 }

@@ -24,7 +24,7 @@ from xlrepro.ops import _lib, screen, similarity as sim
 
 torch.set_num_threads(2)
 
-HAVE_EXT = _lib.load() and _lib.has_kernel("knn_screen_bf16", "CPU")
+HAVE_EXT = _lib.load() and _lib.has_kernel("knn_screen_bf16", "CPU") and _lib.has_kernel("bf16_split", "CPU")
 requires_ext = pytest.mark.skipif(not HAVE_EXT, reason=f"CPU extension not built: {_lib.unavailable_reason()}")
 SMALL = dict(block_rows=37, block_cols=23, group=16, min_other=24)  # several tiles, ragged edges
 
@@ -255,6 +255,27 @@ def test_opcheck_screen_op():
         torch.ops.xlrepro.knn_screen_bf16(xb.float(), yb, 2, 2)
     with pytest.raises(RuntimeError, match="exceeds the number"):
         torch.ops.xlrepro.knn_screen_bf16(xb, yb, 26, 0)
+
+
+@requires_ext
+def test_bf16_split_op(monkeypatch):
+    x = _rand(40, 24, seed=30)
+    x[3] = 0
+    x[5, :4] = 1e-40  # subnormals
+    torch.library.opcheck(torch.ops.xlrepro.bf16_split.default, (x,))
+    xb, st = torch.ops.xlrepro.bf16_split(x)
+    assert torch.equal(xb, x.bfloat16())  # the same rounding as torch's conversion
+    b = xb.double()
+    ref = torch.stack([x.double().norm(dim=1), b.norm(dim=1), (x.double() - b).norm(dim=1), b.abs().amax(1)], 1)
+    assert torch.allclose(st, ref, rtol=1e-12, atol=0)
+    compiled = screen._norms(x, 24)
+    monkeypatch.setattr(screen, "compiled_split", lambda: False)
+    fallback = screen._norms(x, 24)
+    assert torch.equal(compiled[4], fallback[4]) and compiled[3] == fallback[3]
+    for a, b in zip(compiled[:3], fallback[:3]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-15)
+    with pytest.raises(RuntimeError, match="must be float32"):
+        torch.ops.xlrepro.bf16_split(x.double())
 
 
 @requires_ext

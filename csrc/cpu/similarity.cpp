@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -237,6 +238,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_screen_bf16_cpu(c
   return {r.row_scores, r.row_idx, r.col_scores, r.col_idx};
 }
 
+// One pass over the prepared fp32 rows for the bf16 screen: xb = bf16(x) (round to nearest even)
+// and, per row, in float64: ||x||, ||xb||, ||x - xb||, max |xb| (columns 0..3 of `stats`).
+std::tuple<at::Tensor, at::Tensor> bf16_split_cpu(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() == 2, "bf16_split: x must be 2-D, got shape ", x_in.sizes());
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat, "bf16_split: x must be float32, got ", x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), d = x.size(1);
+  at::Tensor xb = at::empty({n, d}, x.options().dtype(at::kBFloat16));
+  at::Tensor stats = at::empty({n, 4}, x.options().dtype(at::kDouble));
+  const float* xp = x.data_ptr<float>();
+  c10::BFloat16* bp = xb.data_ptr<c10::BFloat16>();
+  double* sp = stats.data_ptr<double>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double sx = 0, sb = 0, se = 0, mb = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        const float v = xp[i * d + j];
+        const c10::BFloat16 b(v);
+        bp[i * d + j] = b;
+        const double bv = static_cast<float>(b), vv = v, e = vv - bv;
+        sx += vv * vv;
+        sb += bv * bv;
+        se += e * e;
+        mb = std::max(mb, std::abs(bv));
+      }
+      sp[i * 4 + 0] = std::sqrt(sx);
+      sp[i * 4 + 1] = std::sqrt(sb);
+      sp[i * 4 + 2] = std::sqrt(se);
+      sp[i * 4 + 3] = mb;
+    }
+  });
+  return {xb, stats};
+}
+
 // Sequential float32 mean of each row (left to right, as numpy's float32 mean for k < 8).
 at::Tensor row_means(const at::Tensor& s) {
   const int64_t n = s.size(0), k = s.size(1);
@@ -297,6 +332,7 @@ TORCH_LIBRARY_IMPL(xlrepro, CPU, m) {
   m.impl("knn_both", &knn_both_cpu);
   m.impl("margin_scores", &margin_scores_cpu);
   m.impl("knn_screen_bf16", &knn_screen_bf16_cpu);
+  m.impl("bf16_split", &bf16_split_cpu);
 }
 
 }  // namespace xlrepro

@@ -73,11 +73,13 @@ BF16_OUT = 2.0 ** -7  # |o - a| <= 2^-7 |o| for round-to-nearest and for truncat
 INFLATE = 1 + 1e-9
 
 
-def default_extra(k: int) -> int:
-    """Screened candidates kept beyond k (k + extra are re-scored). Measured on random cosine
-    data (d = 1024, M = 8k-20k, k = 4): 4 extra leave ~13% of the rows uncertified, 8 extra ~1%,
-    12 extra none; re-scoring costs grow with k + extra, fallbacks with the uncertified share."""
-    return max(8, 2 * k)
+def default_extra(k: int, pool: int = 0) -> int:
+    """Screened candidates kept beyond k (k + extra are re-scored); ``pool``: the number of
+    candidates the lists choose from (the larger of N and M). Measured on random cosine data
+    (d = 1024) with this bound: k = 4 and 8 extra leave 1.4% (M = 10k-20k) to 3.4% (M = 100k)
+    of the rows uncertified, 12 extra 0-0.2%; k = 1 and 8 extra none. Re-scoring costs grow with
+    k + extra, fallbacks with the uncertified share times M."""
+    return max(8, 2 * k) if pool <= 32768 else max(12, 3 * k)
 
 
 def check_screen(op: str, screen, extra) -> None:
@@ -122,6 +124,10 @@ def availability() -> dict:
 def compiled_screen() -> bool:
     """True when the compiled CPU screen (xlrepro::knn_screen_bf16) is available."""
     return _lib.load() and _lib.has_kernel("knn_screen_bf16", "CPU")
+
+
+def compiled_split() -> bool:
+    return _lib.load() and _lib.has_kernel("bf16_split", "CPU")
 
 
 def _screen_lists(Xb, Yb, k_rows: int, k_cols: int | None, br: int, bc: int, compiled: bool):
@@ -371,9 +377,14 @@ def check_rescoring(X, Y, row_cand, col_cand, br, bc, group=GROUP, min_other=MIN
 def _norms(t: torch.Tensor, d: int):
     """Upper bounds of (||t_i||, ||t~_i||, ||t_i - t~_i||) (float64) and max|t~|, and t~ = bf16(t).
 
-    The norms are computed in fp32 (relative error <= (d+2) 2^-24; squares below 2^-126 may be
-    lost, at most sqrt(d) 2^-63 of a norm), so they are inflated by (1 + (d+4) 2^-23) and
-    sqrt(d) 2^-60; e = t - t~ is exact in fp32 (t~ keeps t's leading bits)."""
+    Compiled (xlrepro::bf16_split): one pass, squares summed in float64 (relative error below
+    (d+2) 2^-52, inflated by that). Otherwise in fp32 (relative error <= (d+2) 2^-24; squares
+    below 2^-126 may be lost, at most sqrt(d) 2^-63 of a norm), inflated by (1 + (d+4) 2^-23)
+    and sqrt(d) 2^-60; e = t - t~ is exact in fp32 (t~ keeps t's leading bits)."""
+    if compiled_split():
+        tb, st = torch.ops.xlrepro.bf16_split(t)
+        up = 1 + (d + 4) * 2.0 ** -52
+        return st[:, 0] * up, st[:, 1] * up, st[:, 2] * up, float(st[:, 3].max()), tb
     tb = t.bfloat16()
     b = tb.float()
     up = 1 + (d + 4) * 2.0 ** -23
@@ -439,17 +450,17 @@ def _side(X, Y, k, extra, screened, bounds, rescore, group, min_other):
     return scores, idx, (~cert).nonzero(as_tuple=True)[0], cand, cs
 
 
-def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int | None, k_cols: int | None,
+def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int, k_cols: int | None,
                       extra: int | None, br: int, bc: int, exact_all, report: dict | None,
                       group: int | None = None, min_other: int = MIN_OTHER):
     """The screen on prepared fp32 ``X`` (N, d), ``Y`` (M, d) (see the module docstring).
 
     ``exact_all()`` computes the unscreened answer (used when the screen cannot run or its
-    re-scoring check fails). Returns the rows' (scores, idx) and/or the columns' (scores, idx)."""
+    re-scoring check fails). Returns the rows' (scores, idx) and, when ``k_cols``, the columns'."""
     N, M, d = X.shape[0], Y.shape[0], X.shape[1]
     br, bc = min(br, N), min(bc, M)
     k_main = max(k for k in (k_rows, k_cols) if k)
-    extra = default_extra(k_main) if extra is None else extra
+    extra = default_extra(k_main, max(N, M)) if extra is None else extra
     info = {"screen": "bf16", "extra": extra, "rows": N if k_rows else 0, "cols": M if k_cols else 0}
 
     def _all_exact(reason):
@@ -465,7 +476,7 @@ def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int | None, k
         return _all_exact("magnitudes too large for the bf16 screen (possible overflow)")
     nx, nxb, ex, amx, Xb = _norms(X, d)
     ny, nyb, ey, amy, Yb = _norms(Y, d)
-    kr = min(k_rows + extra + 1, M) if k_rows else None
+    kr = min(k_rows + extra + 1, M)
     kc = min(k_cols + extra + 1, N) if k_cols else None
     compiled = compiled_screen()
     info["screen_backend"] = "cpp" if compiled else "torch"

@@ -281,7 +281,8 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "do
     ``screen="bf16"`` (CPU, opt-in): find candidates with a bf16 GEMM, re-score them exactly in
     fp32 and certify the answer with a rigorous error bound; rows that cannot be certified are
     recomputed exactly, so the result is always identical to the call without a screen.
-    ``screen_extra``: candidates kept beyond k (default ``max(4, k)``). ``report``: a dict that
+    ``screen_extra``: candidates kept beyond k (default ``max(8, 2k)``, ``max(12, 3k)`` beyond
+    32768 rows; see ``screen.default_extra``). ``report``: a dict that
     the call fills with ``rows_fallback`` (how many rows were recomputed), ``fallback_rows`` (which),
     ``exact_fallback_all`` and ``reason`` (why the screen was not used at all, or None). See
     ``xlrepro/ops/screen.py`` for the bound and the checks.
@@ -316,7 +317,7 @@ def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", 
     return _run(b, "knn_both", x, y, k, k, similarity=similarity)
 
 
-def screened(op: str, x, y, k_rows: int | None, k_cols: int | None, similarity: str, screen, extra,
+def screened(op: str, x, y, k_rows: int, k_cols: int | None, similarity: str, screen, extra,
              report: dict | None, exact_all, block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS,
              group: int | None = None, min_other: int = _screen.MIN_OTHER):
     """The screened path of knn / knn_both (see xlrepro/ops/screen.py); arguments already checked
@@ -474,6 +475,12 @@ def _register_python_parts() -> None:
     @torch.library.register_fake("xlrepro::margin_scores")
     def _fake_margin(fwd_sim, fwd_idx, bwd_sim, bwd_idx, margin):
         return torch.empty_like(fwd_sim), torch.empty_like(bwd_sim)
+
+    if _lib.has_schemas("bf16_split"):
+        @torch.library.register_fake("xlrepro::bf16_split")
+        def _fake_split(x):
+            torch._check(x.dim() == 2, lambda: "bf16_split: x must be 2-D")
+            return x.new_empty(x.shape, dtype=torch.bfloat16), x.new_empty((x.shape[0], 4), dtype=torch.float64)
 
     if _lib.has_schemas("knn_screen_bf16"):
         @torch.library.register_fake("xlrepro::knn_screen_bf16")
