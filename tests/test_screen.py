@@ -205,6 +205,10 @@ def test_overflow_risk_skips_the_screen():
     a = ops.knn_both(x, y, 2, screen="bf16", report=rep)
     assert _equal(a, ops.knn_both(x, y, 2))
     assert rep["exact_fallback_all"] and "overflow" in rep["reason"]
+    rep = {}  # cosine normalises first: the same inputs are screened
+    assert _equal(ops.knn_both(x, y, 2, similarity="cosine", screen="bf16", report=rep),
+                  ops.knn_both(x, y, 2, similarity="cosine"))
+    assert rep["reason"] is None
 
 
 def test_screen_helpers():

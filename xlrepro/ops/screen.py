@@ -9,15 +9,18 @@ from the screen or recomputed exactly.
 How (rows; columns are the same with the roles of x and y swapped):
 
 1. **Screen.** ``X``/``Y`` are the fp32 inputs after the reference's own preparation (cosine: the
-   same fp32 normalisation). They are rounded to bf16 (``X~``, ``Y~``) and ``X~ . Y~^T`` is computed
-   in tiles by torch's bf16 GEMM (fp32 accumulation, result rounded to bf16). Each row keeps its
+   same fp32 normalisation). They are rounded to bf16 (``X~``, ``Y~``, nearest even; compiled
+   ``xlrepro::bf16_split`` also returns the norms of step 3 in one pass) and ``X~ . Y~^T`` is
+   computed in tiles by torch's bf16 GEMM (fp32 accumulation, result rounded to bf16), merged into
+   per-row and per-column lists by the compiled ``xlrepro::knn_screen_bf16`` (the same one-pass
+   merge as ``knn_both``; ``torch.topk`` per tile without the extension). Each row keeps its
    ``c = k + extra`` best screened candidates and ``v``, the (c+1)-th best screened value, which is
    the best screened value of every non-candidate (``-inf`` when all M columns are candidates).
 2. **Exact re-scoring.** The candidates are re-scored in fp32 with the reference's formulation:
    one fp32 GEMM ``X[rows] @ Y[U].T`` per group of ``group`` rows, ``U`` the sorted union of the
-   group's candidates (padded to at least ``MIN_OTHER`` columns); ``group`` is the smallest of
-   ``GROUPS`` whose re-scoring reproduces the first reference tile (``choose_group``). The reference's tiles are
-   ``X[r0:r1] @ Y[c0:c1].T``; the BLAS computes an entry the same way for both only while both
+   group's candidates (with the first ``MIN_OTHER`` indices added when it is smaller); ``group``
+   is the smallest of ``GROUPS`` whose re-scoring reproduces the first reference tile
+   (``choose_group``). The reference's tiles are ``X[r0:r1] @ Y[c0:c1].T``; the BLAS computes an entry the same way for both only while both
    GEMMs take the same code path, which the BLAS chooses from the shape (measured on MKL: below
    about 192 rows or 256 columns at d = 1024 it takes another path and the last bits differ).
    That is not a documented guarantee, so every call **checks it**: for one tile of every distinct
@@ -46,7 +49,7 @@ How (rows; columns are the same with the roles of x and y swapped):
    formulation as step 2 (``X[rows] @ Y[tile].T`` for each column tile, rows in groups of
    ``group``; checked in step 2 as well) and gets the reference's top-k. The report counts and
    lists these rows. Inputs whose magnitudes could overflow the bf16 GEMM
-   (``d (1+2^-8)^2 max|x| max|y| >= 2^127``) skip the screen and are computed exactly.
+   (``1.01 d max|x~| max|y~| >= 2^127``) skip the screen and are computed exactly.
 
 Cost: the bf16 GEMM (the machine's bf16 GEMM runs at ~3.6x its fp32 rate), plus re-scoring of
 about ``group * (k + extra) * d`` multiply-adds per row and direction (the GEMM of a group covers
@@ -450,7 +453,7 @@ def _side(X, Y, k, extra, screened, bounds, rescore, group, min_other):
     return scores, idx, (~cert).nonzero(as_tuple=True)[0], cand, cs
 
 
-def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int, k_cols: int | None,
+def screened_knn_both(op: str, X, Y, k_rows: int, k_cols: int | None,
                       extra: int | None, br: int, bc: int, exact_all, report: dict | None,
                       group: int | None = None, min_other: int = MIN_OTHER):
     """The screen on prepared fp32 ``X`` (N, d), ``Y`` (M, d) (see the module docstring).
@@ -472,10 +475,10 @@ def screened_knn_both(op: str, X, Y, ax: float, ay: float, k_rows: int, k_cols: 
             report.update(info)
         return out
 
-    if d * (1 + 2.0 ** -8) ** 2 * ax * ay >= 2.0 ** 127:
-        return _all_exact("magnitudes too large for the bf16 screen (possible overflow)")
     nx, nxb, ex, amx, Xb = _norms(X, d)
     ny, nyb, ey, amy, Yb = _norms(Y, d)
+    if 1.01 * d * amx * amy >= 2.0 ** 127:
+        return _all_exact("magnitudes too large for the bf16 screen (possible overflow)")
     kr = min(k_rows + extra + 1, M)
     kc = min(k_cols + extra + 1, N) if k_cols else None
     compiled = compiled_screen()

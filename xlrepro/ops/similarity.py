@@ -331,7 +331,7 @@ def screened(op: str, x, y, k_rows: int, k_cols: int | None, similarity: str, sc
     X, ax = _prepare(op, x, cosine)
     Y, ay = _prepare(op, y, cosine)
     _check_overflow(op, ax, ay, X.shape[1], cosine)
-    return _screen.screened_knn_both(op, X, Y, ax, ay, k_rows, k_cols, extra, block_rows, block_cols,
+    return _screen.screened_knn_both(op, X, Y, k_rows, k_cols, extra, block_rows, block_cols,
                                      exact_all, report, group, min_other)
 
 
