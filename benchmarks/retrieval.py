@@ -10,6 +10,9 @@ cosine similarity, k = 4). Methods (both directions unless said):
   gemm         one bare fp32 GEMM of the shape, x @ y.T (the floor; materialises N x M)
   knn_both     xlrepro.ops.knn_both (compiled kernel when built): row + column top-k, one pass
   margin_mine  xlrepro.ops.margin_mine(mode="max", margin="ratio"): knn_both + margins + greedy
+  knn_both+bf16  knn_both(..., screen="bf16"): bf16 GEMM screen, exact fp32 re-scoring of the
+               candidates, certified rows, exact fallback (same answer as knn_both; notes: time
+               relative to knn_both, share of rows/columns that needed the fallback, identity)
   torch        blocked torch matmul + topk, two passes (one per direction)
   faiss        faiss-cpu IndexFlatIP, two searches (BUCC mining as LASER does it)
   numpy        blocked numpy matmul + argpartition, two passes
@@ -17,7 +20,9 @@ cosine similarity, k = 4). Methods (both directions unless said):
 GFLOP/s counts one N x M x d GEMM (2 N M d) for every method, so it is comparable across rows.
 Peak memory: the largest RSS increase over the process's RSS before the call, sampled every 2 ms.
 The BUCC-scale point (N = M = 100k, d = 1024) is an estimate: a measured subset of the query rows
-against all 100k keys, scaled linearly in N (every method's cost is linear in N at fixed M).
+against all 100k keys, scaled linearly in N (every method's cost is linear in N at fixed M). The
+screen's column side does not scale that way, so there the screen is measured rows-only:
+`knn` and `knn+bf16` (knn(..., screen="bf16")), both on the subset.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import torch
 
 import xlrepro.ops as ops
 from xlrepro.ops import _lib, similarity as sim
+from xlrepro.ops.screen import availability as screen_availability, default_extra
 
 K = 4
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -134,7 +140,7 @@ def agree(a, b) -> float:
     return float((a == b).all(axis=1).mean())
 
 
-def run_shape(n, d, methods, check, rows):
+def run_shape(n, d, methods, check, rows, screen=True):
     g = torch.Generator().manual_seed(n + d)
     x = torch.randn(n, d, generator=g)
     y = torch.randn(n, d, generator=g)
@@ -155,6 +161,13 @@ def run_shape(n, d, methods, check, rows):
     res["knn_both"] = (t, mb, ident)
     t, mb, _ = timed(lambda: ops.margin_mine(x, y, k=K, margin="ratio", mode="max"))
     res["margin_mine"] = (t, mb, "")
+    if screen:
+        rep = {}
+        t, mb, sb = timed(lambda: ops.knn_both(x, y, K, similarity="cosine", screen="bf16", report=rep))
+        same = "yes" if all(torch.equal(u, v) for u, v in zip(sb, kb)) else "NO"
+        res["knn_both+bf16"] = (t, mb, f"x knn_both {t / res['knn_both'][0]:.2f}; fallback rows "
+                                f"{rep['rows_fallback'] / n:.2%} cols {rep['cols_fallback'] / n:.2%}; identical: {same}"
+                                + (f"; {rep['reason']}" if rep["reason"] else ""))
     if "torch" in methods:
         t, mb, o = timed(lambda: torch_two_pass(x, y))
         res["torch"] = (t, mb, f"idx {agree(o[1], kb[1]) * 100:.2f}%")
@@ -169,7 +182,7 @@ def run_shape(n, d, methods, check, rows):
                      res["faiss"][0] / t if "faiss" in res else float("nan"), mb, note))
 
 
-def run_bucc_estimate(sub, rows, n=100_000, d=1024):
+def run_bucc_estimate(sub, rows, n=100_000, d=1024, screen=True, have_faiss=True):
     """N = M = 100k, d = 1024: `sub` query rows against all 100k keys, scaled by n / sub."""
     g = torch.Generator().manual_seed(7)
     y = torch.randn(n, d, generator=g)
@@ -182,12 +195,21 @@ def run_bucc_estimate(sub, rows, n=100_000, d=1024):
     # The kernel's work per row block is the same for every block; the column lists are for all M.
     t, mb, _ = timed(lambda: ops.knn_both(x, y, K, similarity="cosine"))
     res["knn_both"] = (t * scale, mb, f"measured {sub} rows")
-    t, mb, _ = timed(lambda: faiss_one_direction(x, y))
-    # two searches of n queries each against n keys = 2 * scale times this measurement
-    res["faiss"] = (2 * t * scale, mb, f"2 x measured {sub} queries")
+    if screen:
+        t, mb, kn = timed(lambda: ops.knn(x, y, K, similarity="cosine"))
+        res["knn"] = (t * scale, mb, f"rows only; measured {sub} rows")
+        rep = {}
+        t, mb, ks = timed(lambda: ops.knn(x, y, K, similarity="cosine", screen="bf16", report=rep))
+        same = "yes" if all(torch.equal(u, v) for u, v in zip(ks, kn)) else "NO"
+        res["knn+bf16"] = (t * scale, mb, f"rows only; measured {sub} rows; x knn {t * scale / res['knn'][0]:.2f}; "
+                           f"fallback rows {rep['rows_fallback'] / sub:.2%}; identical: {same}")
+    if have_faiss:
+        t, mb, _ = timed(lambda: faiss_one_direction(x, y))
+        # two searches of n queries each against n keys = 2 * scale times this measurement
+        res["faiss"] = (2 * t * scale, mb, f"2 x measured {sub} queries")
     for name, (t, mb, note) in res.items():
         rows.append(("100k x 100k, d=1024 (est.)", name, t, flop / t / 1e9, t / res["gemm"][0],
-                     res["faiss"][0] / t, mb, note))
+                     res["faiss"][0] / t if "faiss" in res else float("nan"), mb, note))
 
 
 def main():
@@ -196,6 +218,7 @@ def main():
     ap.add_argument("--no-check", action="store_true", help="skip the bit-identity check against the reference")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bucc-subset", type=int, default=4096)
+    ap.add_argument("--no-screen", action="store_true", help="skip the bf16-screen rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -211,12 +234,16 @@ def main():
           f"threads={args.threads}  torch {torch.__version__}  knn_both backend: {path}"
           + ("" if _lib.load() else f" ({_lib.unavailable_reason()})"))
     print(f"# tile {sim.BLOCK_ROWS}x{sim.BLOCK_COLS}, k={K}, cosine, fp32; faiss: {have_faiss}")
+    if not args.no_screen:
+        av = screen_availability()
+        print(f"# bf16 screen: native bf16 GEMM {av['native_bf16'] or 'none'}; screen kernel {av['screen_kernel']}; "
+              f"extra candidates {default_extra(K)} (beyond 32768 rows {default_extra(K, 10**9)})")
     rows = []
     shapes = [(10_000, 768), (10_000, 1024)] + ([] if args.quick else [(20_000, 768), (20_000, 1024)])
     for n, d in shapes:
-        run_shape(n, d, methods, not args.no_check, rows)
-    if not args.quick and have_faiss:
-        run_bucc_estimate(args.bucc_subset, rows)
+        run_shape(n, d, methods, not args.no_check, rows, not args.no_screen)
+    if not args.quick and (have_faiss or not args.no_screen):
+        run_bucc_estimate(args.bucc_subset, rows, screen=not args.no_screen, have_faiss=have_faiss)
     hdr = ("shape", "method", "time s", "GFLOP/s", "x gemm", "faiss/this", "peak MB", "notes")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join("---" for _ in hdr) + "|")

@@ -23,6 +23,15 @@ TORCH_LIBRARY_FRAGMENT(xlrepro, m) {
   //   fwd_scores[i, c] = margin(fwd_sim[i, c], (fwd_mean[i] + bwd_mean[fwd_idx[i, c]]) / 2)
   //   bwd_scores[j, c] = margin(bwd_sim[j, c], (bwd_mean[j] + fwd_mean[bwd_idx[j, c]]) / 2)
   // margin: "ratio" (a / b), "distance" (a - b) or "absolute" (a). All float32.
+  // The screen of the bf16 screen (xlrepro/ops/screen.py): xb (N, d), yb (M, d) bfloat16 as given
+  // (already prepared and rounded). Top-k_rows of every row and top-k_cols of every column
+  // (k_cols = 0: none; empty (M, 0) outputs) of the bf16 GEMM tiles xb . yb^T (fp32 accumulation,
+  // bf16 results), scores widened exactly to float32; same ordering and tie rule as knn.
+  m.def("knn_screen_bf16(Tensor xb, Tensor yb, int k_rows, int k_cols, int block_rows=2048, "
+        "int block_cols=2048) -> (Tensor, Tensor, Tensor, Tensor)");
+  // For the bf16 screen: x (n, d) float32 -> (bf16(x) rounded to nearest even, stats (n, 4) float64
+  // with ||x||, ||bf16(x)||, ||x - bf16(x)||, max |bf16(x)| per row, accumulated in float64).
+  m.def("bf16_split(Tensor x) -> (Tensor, Tensor)");
   m.def("margin_scores(Tensor fwd_sim, Tensor fwd_idx, Tensor bwd_sim, Tensor bwd_idx, str margin) "
         "-> (Tensor, Tensor)");
 }

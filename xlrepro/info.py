@@ -19,8 +19,10 @@ def ops_status() -> dict:
             chosen = next((b for b, v in desc.items() if v["available"]), None)
             per_device[d] = {"selected": chosen, "backends": desc}
         ops[name] = per_device
+    from xlrepro.ops import screen
+
     return {"extension_loaded": _lib.load(), "reason": _lib.unavailable_reason(), "build": _lib.build_info(),
-            "ops": ops}
+            "ops": ops, "screens": {"bf16": screen.availability()}}
 
 
 def info() -> dict:
@@ -81,6 +83,11 @@ def format_info(d: dict) -> str:
         for dev, v in per_dev.items():
             others = "; ".join(f"{n}: {', '.join(x['reasons'])}" for n, x in v["backends"].items() if x["reasons"])
             lines.append(f"  {op:<24} {dev:<5} -> {v['selected']}" + (f"   ({others})" if others else ""))
+    for name, v in (d.get("screens") or {}).items():
+        lines.append(f"screen={name!r} (knn/knn_both/margin_mine, CPU): available; "
+                     + ("native bf16 GEMM (" + ", ".join(v["native_bf16"]) + ")" if v["fast"]
+                        else "no native bf16 GEMM, slower than fp32 (" + "; ".join(v["reasons"]) + ")")
+                     + f"; screen kernel: {v['screen_kernel']}")
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -114,20 +115,31 @@ struct KnnResult {
   at::Tensor row_scores, row_idx, col_scores, col_idx;
 };
 
+// bf16_screen: x_in and y_in are bfloat16 and used as they are (no normalisation, no checks of
+// values); each tile is computed by ATen's bf16 GEMM (fp32 accumulation, bf16 result) and widened
+// exactly to fp32 before the merge. Otherwise the fp32 path of knn / knn_both.
 KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_in, int64_t k_rows, int64_t k_cols,
-                   bool cols, bool cosine, int64_t block_rows, int64_t block_cols) {
+                   bool cols, bool cosine, int64_t block_rows, int64_t block_cols, bool bf16_screen = false) {
   similarity::check_pair(op, x_in, y_in, cols ? "x" : "queries", cols ? "y" : "keys");
   TORCH_CHECK(x_in.device().is_cpu(), op, " (CPU kernel): inputs must be on CPU");
   TORCH_CHECK(block_rows >= 1 && block_cols >= 1, op, ": block sizes must be >= 1");
   const int64_t N = x_in.size(0), M = y_in.size(0), d = x_in.size(1);
   similarity::check_k(op, k_rows, M, cols ? "rows of y" : "keys");
   if (cols) similarity::check_k(op, k_cols, N, "rows of x");
-  double ax = 0, ay = 0;
-  const at::Tensor X = similarity::prepare(op, x_in, cosine, &ax);
-  const at::Tensor Y = similarity::prepare(op, y_in, cosine, &ay);
-  similarity::check_overflow(op, ax, ay, d, cosine);
+  at::Tensor X, Y;
+  if (bf16_screen) {
+    TORCH_CHECK(x_in.scalar_type() == at::kBFloat16 && y_in.scalar_type() == at::kBFloat16, op,
+                ": inputs must be bfloat16");
+    X = x_in.contiguous();
+    Y = y_in.contiguous();
+  } else {
+    double ax = 0, ay = 0;
+    X = similarity::prepare(op, x_in, cosine, &ax);
+    Y = similarity::prepare(op, y_in, cosine, &ay);
+    similarity::check_overflow(op, ax, ay, d, cosine);
+  }
 
-  auto fopt = X.options();
+  auto fopt = X.options().dtype(at::kFloat);
   auto lopt = X.options().dtype(at::kLong);
   at::Tensor rv = at::full({N, k_rows}, kNegInf, fopt);
   at::Tensor ri = at::full({N, k_rows}, kNoIndex, lopt);
@@ -140,6 +152,7 @@ KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_i
   }
   const int64_t br = std::min(block_rows, N), bc = std::min(block_cols, M);
   at::Tensor buf = at::empty({br * bc}, fopt);
+  at::Tensor buf16 = bf16_screen ? at::empty({br * bc}, X.options()) : at::Tensor();
   float* rvp = rv.data_ptr<float>();
   int64_t* rip = ri.data_ptr<int64_t>();
   for (int64_t r0 = 0; r0 < N; r0 += br) {
@@ -148,8 +161,14 @@ KnnResult knn_core(const char* op, const at::Tensor& x_in, const at::Tensor& y_i
     for (int64_t c0 = 0; c0 < M; c0 += bc) {
       const int64_t tc = std::min(bc, M - c0);
       at::Tensor S = buf.narrow(0, 0, tr * tc).view({tr, tc});
-      // The same call, on the same tile, as the reference's `xb @ yb.T`: identical bits.
-      at::mm_out(S, xb, Y.narrow(0, c0, tc).t());
+      if (bf16_screen) {
+        at::Tensor S16 = buf16.narrow(0, 0, tr * tc).view({tr, tc});
+        at::mm_out(S16, xb, Y.narrow(0, c0, tc).t());
+        S.copy_(S16);  // exact widening
+      } else {
+        // The same call, on the same tile, as the reference's `xb @ yb.T`: identical bits.
+        at::mm_out(S, xb, Y.narrow(0, c0, tc).t());
+      }
       const float* Sp = S.data_ptr<float>();
       at::parallel_for(0, tr, 1, [&](int64_t i0, int64_t i1) {
         const int64_t t = cols ? std::min<int64_t>(at::get_thread_num(), T - 1) : 0;
@@ -201,6 +220,56 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_both_cpu(const at
                                                                         int64_t block_rows, int64_t block_cols) {
   KnnResult r = knn_core("knn_both", x, y, k_rows, k_cols, /*cols=*/true, cosine, block_rows, block_cols);
   return {r.row_scores, r.row_idx, r.col_scores, r.col_idx};
+}
+
+// Screened lists of the bf16 screen (xlrepro/ops/screen.py): k_cols = 0 means rows only (the
+// column outputs are then empty).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_screen_bf16_cpu(const at::Tensor& xb,
+                                                                               const at::Tensor& yb, int64_t k_rows,
+                                                                               int64_t k_cols, int64_t block_rows,
+                                                                               int64_t block_cols) {
+  TORCH_CHECK(k_cols >= 0, "knn_screen_bf16: k_cols must be >= 0");
+  const bool cols = k_cols > 0;
+  KnnResult r = knn_core("knn_screen_bf16", xb, yb, k_rows, k_cols, cols, false, block_rows, block_cols, true);
+  if (!cols) {
+    r.col_scores = at::empty({yb.size(0), 0}, r.row_scores.options());
+    r.col_idx = at::empty({yb.size(0), 0}, r.row_idx.options());
+  }
+  return {r.row_scores, r.row_idx, r.col_scores, r.col_idx};
+}
+
+// One pass over the prepared fp32 rows for the bf16 screen: xb = bf16(x) (round to nearest even)
+// and, per row, in float64: ||x||, ||xb||, ||x - xb||, max |xb| (columns 0..3 of `stats`).
+std::tuple<at::Tensor, at::Tensor> bf16_split_cpu(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() == 2, "bf16_split: x must be 2-D, got shape ", x_in.sizes());
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat, "bf16_split: x must be float32, got ", x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), d = x.size(1);
+  at::Tensor xb = at::empty({n, d}, x.options().dtype(at::kBFloat16));
+  at::Tensor stats = at::empty({n, 4}, x.options().dtype(at::kDouble));
+  const float* xp = x.data_ptr<float>();
+  c10::BFloat16* bp = xb.data_ptr<c10::BFloat16>();
+  double* sp = stats.data_ptr<double>();
+  at::parallel_for(0, n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double sx = 0, sb = 0, se = 0, mb = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        const float v = xp[i * d + j];
+        const c10::BFloat16 b(v);
+        bp[i * d + j] = b;
+        const double bv = static_cast<float>(b), vv = v, e = vv - bv;
+        sx += vv * vv;
+        sb += bv * bv;
+        se += e * e;
+        mb = std::max(mb, std::abs(bv));
+      }
+      sp[i * 4 + 0] = std::sqrt(sx);
+      sp[i * 4 + 1] = std::sqrt(sb);
+      sp[i * 4 + 2] = std::sqrt(se);
+      sp[i * 4 + 3] = mb;
+    }
+  });
+  return {xb, stats};
 }
 
 // Sequential float32 mean of each row (left to right, as numpy's float32 mean for k < 8).
@@ -262,6 +331,8 @@ TORCH_LIBRARY_IMPL(xlrepro, CPU, m) {
   m.impl("knn", &knn_cpu);
   m.impl("knn_both", &knn_both_cpu);
   m.impl("margin_scores", &margin_scores_cpu);
+  m.impl("knn_screen_bf16", &knn_screen_bf16_cpu);
+  m.impl("bf16_split", &bf16_split_cpu);
 }
 
 }  // namespace xlrepro

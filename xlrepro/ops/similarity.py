@@ -29,6 +29,12 @@ Contract (what the tests check):
   different devices, ``k < 1`` or ``k`` larger than the pool, NaN/Inf in the inputs, and
   magnitudes at which a float32 dot product (or squared norm) could overflow.
 
+* **bf16 screen** (opt-in, CPU): ``screen="bf16"`` on ``knn``, ``knn_both`` and ``margin_mine``
+  finds candidates with a bf16 GEMM, re-scores them exactly (bit-identical to the fp32 tiles,
+  checked on every call), certifies each row with a rigorous error bound and recomputes the rows
+  it cannot certify; the answer is identical to the unscreened call, and ``report=`` says which
+  rows were recomputed (xlrepro/ops/screen.py).
+
 Margin mining (``margin_mine``) follows LASER's ``mine_bitext`` as XTREME uses it
 (scorers.md D7, D8): k-NN each way with ``k = min(k, pool)``, the mean of the k similarities
 (left-to-right float32 sum / k, which is numpy's float32 mean for k < 8), margin of every
@@ -44,6 +50,7 @@ from __future__ import annotations
 import torch
 
 from xlrepro.ops import _dispatch, _lib
+from xlrepro.ops import screen as _screen
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 SIMILARITIES = ("cosine", "dot")
@@ -263,32 +270,69 @@ MARGIN_BACKENDS = (
 
 # ----------------------------------------------------------------------------- public
 
-def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto"):
+def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto",
+        screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
     """Top-k keys of every query: ``(scores (N, k) float32, indices (N, k) int64)``.
 
     ``similarity``: "dot" (raw inner product; LAReQA, Mewsli-X) or "cosine" (normalisation
     fused; Tatoeba). Sorted by score descending, ties by lowest key index. ``backend``: "auto",
     "cuda", "cpp" or "reference". Contract: see the module docstring.
+
+    ``screen="bf16"`` (CPU, opt-in): find candidates with a bf16 GEMM, re-score them exactly in
+    fp32 and certify the answer with a rigorous error bound; rows that cannot be certified are
+    recomputed exactly, so the result is always identical to the call without a screen.
+    ``screen_extra``: candidates kept beyond k (default ``max(8, 2k)``, ``max(12, 3k)`` beyond
+    32768 rows; see ``screen.default_extra``). ``report``: a dict that
+    the call fills with ``rows_fallback`` (how many rows were recomputed), ``fallback_rows`` (which),
+    ``exact_fallback_all`` and ``reason`` (why the screen was not used at all, or None). See
+    ``xlrepro/ops/screen.py`` for the bound and the checks.
     """
     _check_similarity("knn", similarity)
     _check_pair("knn", queries, keys, "queries", "keys")
     _check_k("knn", k, keys.shape[0], "keys")
+    if screen is not None:
+        return screened("knn", queries, keys, k, None, similarity, screen, screen_extra, report,
+                        lambda: knn(queries, keys, k, similarity, backend))
     b = _dispatch.select(KNN_BACKENDS, backend, queries, k=k)
     return _run(b, "knn", queries, keys, k, similarity=similarity)
 
 
-def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto"):
+def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto",
+             screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
     """Top-k of every row and of every column of ``x . y^T`` from one pass.
 
     Returns ``(row_scores (N, k), row_idx (N, k) into y, col_scores (M, k), col_idx (M, k) into x)``;
     the column results are what ``knn(y, x, k)`` means, scored from the same tiles as the rows.
+    ``screen``/``screen_extra``/``report``: as in ``knn``; the report also has ``cols_fallback``
+    and ``fallback_cols``.
     """
     _check_similarity("knn_both", similarity)
     _check_pair("knn_both", x, y, "x", "y")
     _check_k("knn_both", k, y.shape[0], "rows of y")
     _check_k("knn_both", k, x.shape[0], "rows of x")
+    if screen is not None:
+        return screened("knn_both", x, y, k, k, similarity, screen, screen_extra, report,
+                        lambda: knn_both(x, y, k, similarity, backend))
     b = _dispatch.select(KNN_BOTH_BACKENDS, backend, x, k=k)
     return _run(b, "knn_both", x, y, k, k, similarity=similarity)
+
+
+def screened(op: str, x, y, k_rows: int, k_cols: int | None, similarity: str, screen, extra,
+             report: dict | None, exact_all, block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS,
+             group: int | None = None, min_other: int = _screen.MIN_OTHER):
+    """The screened path of knn / knn_both (see xlrepro/ops/screen.py); arguments already checked
+    except the screen's own. ``exact_all()`` returns the unscreened answer."""
+    _screen.check_screen(op, screen, extra)
+    if report is not None and not isinstance(report, dict):
+        raise ValueError(f"{op}: report must be a dict (filled by the call) or None, got {type(report).__name__}")
+    if x.device.type != "cpu" or y.device.type != "cpu":
+        raise ValueError(f"{op}: screen={screen!r} runs on CPU only; inputs are on {x.device} and {y.device}")
+    cosine = similarity == "cosine"
+    X, ax = _prepare(op, x, cosine)
+    Y, ay = _prepare(op, y, cosine)
+    _check_overflow(op, ax, ay, X.shape[1], cosine)
+    return _screen.screened_knn_both(op, X, Y, k_rows, k_cols, extra, block_rows, block_cols,
+                                     exact_all, report, group, min_other)
 
 
 def _run(b: _dispatch.Backend, op: str, *args, **kwargs):
@@ -313,7 +357,8 @@ def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
 
 
 def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "ratio", mode: str = "max",
-                similarity: str = "cosine", threshold: float = 0.0, backend: str = "auto"):
+                similarity: str = "cosine", threshold: float = 0.0, backend: str = "auto",
+                screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
     """Mine candidate pairs between source ``x`` (N, d) and target ``y`` (M, d), as LASER/XTREME.
 
     Returns ``(src (P,) int64, tgt (P,) int64, scores (P,) float32)`` in the official output order
@@ -332,7 +377,8 @@ def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "rat
     ``k`` is capped per direction at the pool size (LASER's ``min(neighborhood, n)``).
     ``margin``: "ratio" (a / b), "distance" (a - b), "absolute" (a), with
     ``b = (fwd_mean[x] + bwd_mean[y]) / 2``. ``similarity``: "cosine" (default; LASER normalises)
-    or "dot". Deduplicating sentences is the caller's job (D6).
+    or "dot". Deduplicating sentences is the caller's job (D6). ``screen``/``screen_extra``/
+    ``report``: the k-NN of both sides through the bf16 screen, as in ``knn_both`` (same result).
     """
     if margin not in MARGINS:
         raise ValueError(f"margin_mine: margin must be one of {MARGINS}, got {margin!r}")
@@ -345,7 +391,11 @@ def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "rat
     N, M = x.shape[0], y.shape[0]
     kf, kb = min(k, M), min(k, N)
     b = _dispatch.select(KNN_BOTH_BACKENDS, backend, x, k=kf, k_cols=kb)
-    fs, fi, bs, bi = _run(b, "knn_both", x, y, kf, kb, similarity=similarity)
+    if screen is not None:
+        fs, fi, bs, bi = screened("margin_mine", x, y, kf, kb, similarity, screen, screen_extra, report,
+                                  lambda: _run(b, "knn_both", x, y, kf, kb, similarity=similarity))
+    else:
+        fs, fi, bs, bi = _run(b, "knn_both", x, y, kf, kb, similarity=similarity)
     # A forced backend forces the same one for the margins (both compiled or both reference).
     mb = _dispatch.select(MARGIN_BACKENDS, backend, fs)
     fsc, bsc = mb.fn(fs, fi, bs, bi, margin)
@@ -425,6 +475,22 @@ def _register_python_parts() -> None:
     @torch.library.register_fake("xlrepro::margin_scores")
     def _fake_margin(fwd_sim, fwd_idx, bwd_sim, bwd_idx, margin):
         return torch.empty_like(fwd_sim), torch.empty_like(bwd_sim)
+
+    if _lib.has_schemas("bf16_split"):
+        @torch.library.register_fake("xlrepro::bf16_split")
+        def _fake_split(x):
+            torch._check(x.dim() == 2, lambda: "bf16_split: x must be 2-D")
+            return x.new_empty(x.shape, dtype=torch.bfloat16), x.new_empty((x.shape[0], 4), dtype=torch.float64)
+
+    if _lib.has_schemas("knn_screen_bf16"):
+        @torch.library.register_fake("xlrepro::knn_screen_bf16")
+        def _fake_screen(xb, yb, k_rows, k_cols, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
+            torch._check(xb.dim() == 2 and yb.dim() == 2, lambda: "knn_screen_bf16: inputs must be 2-D")
+            torch._check(xb.shape[1] == yb.shape[1], lambda: "knn_screen_bf16: embedding dims differ")
+            n, m = xb.shape[0], yb.shape[0]
+            f, i = torch.float32, torch.long
+            return (xb.new_empty((n, k_rows), dtype=f), xb.new_empty((n, k_rows), dtype=i),
+                    xb.new_empty((m, k_cols), dtype=f), xb.new_empty((m, k_cols), dtype=i))
 
 
 _register_python_parts()
