@@ -61,8 +61,15 @@ class DualEncoder(nn.Module):
         return self.body.encoder
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.body.encode(input_ids, attention_mask).last_hidden_state
-        return F.normalize(torch.tanh(self.pooler(h[:, 0])), p=2, dim=1)
+        if self.body.packed:  # unpadded tokens; the <s> vectors are taken from the packed output directly
+            from xlrepro.packing import pack_batch, packed_encoder_forward
+
+            ids, cu, mx, _ = pack_batch(input_ids, attention_mask)
+            first = packed_encoder_forward(self.encoder, ids, cu, mx,
+                                           attention_backend=self.body.attention_backend)[cu[:-1].long()]
+        else:
+            first = self.body.encode(input_ids, attention_mask).last_hidden_state[:, 0]
+        return F.normalize(torch.tanh(self.pooler(first)), p=2, dim=1)
 
     def forward(self, q_input_ids, q_attention_mask, a_input_ids, a_attention_mask) -> torch.Tensor:
         q = self.embed(q_input_ids, q_attention_mask)
