@@ -3,6 +3,7 @@
     python benchmarks/retrieval.py                # full table (a few minutes on 2 cores)
     python benchmarks/retrieval.py --quick        # 10k shapes only
     python benchmarks/retrieval.py --no-check     # skip the comparison with the fp32 reference
+    python benchmarks/retrieval.py --embed        # instead: packed vs padded retrieval embeddings
 
 Every ratio is against baselines measured in the same run on the same inputs (random normal,
 cosine similarity, k = 4). Methods (both directions unless said):
@@ -23,6 +24,14 @@ The BUCC-scale point (N = M = 100k, d = 1024) is an estimate: a measured subset 
 against all 100k keys, scaled linearly in N (every method's cost is linear in N at fixed M). The
 screen's column side does not scale that way, so there the screen is measured rows-only:
 `knn` and `knn+bf16` (knn(..., screen="bf16")), both on the subset.
+
+``--embed``: the embedding step before the search (``xlrepro.retrieval.embed``, hidden_states[last]
+mean-pooled, batches of 32 sentences sorted by length as the pipeline runs it) with the encoder
+padded vs packed (``packed=True``: varlen attention, pooled from the packed tokens). Sentences are
+the Tatoeba (all languages and English) and BUCC zh-en samples of ../shared/data-samples; no XLM-R
+tokenizer is available offline, so each sentence becomes random ids of its estimated subword length
+(``benchmarks/attention.est_subwords`` + 2 special tokens). Encoder: ``--embed-model`` (base2 = a
+2-layer XLM-R-base-width encoder, or the smoke model). Real tokens/s, minimum of ``--repeats``.
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ import os
 import platform
 import threading
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -212,8 +222,88 @@ def run_bucc_estimate(sub, rows, n=100_000, d=1024, screen=True, have_faiss=True
                      res["faiss"][0] / t if "faiss" in res else float("nan"), mb, note))
 
 
+def embed_pools() -> dict[str, list[str]]:
+    """name -> sentences of the shared samples (Tatoeba: every language file; BUCC: zh-en dev, both sides)."""
+    import glob
+
+    from attention import DATA
+
+    pools = {}
+    tat = sorted(glob.glob(str(DATA / "tatoeba" / "data" / "tatoeba" / "v1" / "tatoeba.*-eng.*")))
+    pools["tatoeba"] = [line.rstrip("\n") for p in tat for line in open(p, encoding="utf-8") if line.strip()]
+    bucc = sorted(glob.glob(str(DATA / "bucc2018" / "zh-en.dev.[a-z][a-z]")))
+    pools["bucc"] = [line.rstrip("\n").split("\t", 1)[-1] for p in bucc for line in open(p, encoding="utf-8")
+                     if line.strip()]
+    return {k: v for k, v in pools.items() if v}
+
+
+class EstimatedTokenizer:
+    """Random ids of each sentence's estimated XLM-R subword length (+ <s> </s>), padded with 1."""
+
+    pad_token_id = 1
+
+    def __init__(self, vocab: int = 5000):
+        self.vocab = vocab
+
+    def __call__(self, texts, truncation=True, max_length=None, padding=False, return_tensors=None):
+        from attention import est_subwords
+        from transformers import BatchEncoding
+
+        ids = []
+        for t in texts:
+            g = np.random.default_rng(zlib.crc32(t.encode("utf-8")))
+            ids.append(([0] + g.integers(3, self.vocab, est_subwords(t)).tolist() + [2])[:max_length])
+        if not padding:
+            return {"input_ids": ids}
+        L = max(len(x) for x in ids)
+        return BatchEncoding({"input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
+                              "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])})
+
+
+def run_embed(model_name: str, repeats: int) -> None:
+    from model_packing import MODELS
+
+    from xlrepro.config import ModelConfig
+    from xlrepro.model import build_encoder
+    from xlrepro.ops import varlen_attention_backend
+    from xlrepro.retrieval import embed
+
+    cfg = {**MODELS[model_name], "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1}
+    enc = build_encoder(ModelConfig(init_config=cfg), vocab_size=5000, seed=0)
+    tok = EstimatedTokenizer()
+    layer = cfg["num_hidden_layers"]
+    print(f"# retrieval embeddings  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
+          f"threads={torch.get_num_threads()}  torch {torch.__version__}  model {model_name}  "
+          f"varlen backend: {varlen_attention_backend(torch.empty(1, 1, 64))}")
+    hdr = ("pool", "sentences", "mean tokens", "padding share (padded)", "padded tok/s", "packed tok/s",
+           "packed/padded", "max rel. diff")
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "|".join("---" for _ in hdr) + "|")
+    for name, sents in embed_pools().items():
+        lens = [len(x) for x in tok(sents, max_length=512)["input_ids"]]
+        order = sorted(range(len(sents)), key=lambda i: len(sents[i]))  # as embed batches them
+        padded_slots = sum(max(lens[i] for i in order[s:s + 32]) * len(order[s:s + 32])
+                           for s in range(0, len(order), 32))
+        out, best = {}, {}
+        for packed in (False, True):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                out[packed] = embed(enc, tok, sents, layer=layer, pooling="mean", max_len=512, batch_size=32,
+                                    packed=packed)
+                times.append(time.perf_counter() - t0)
+            best[packed] = min(times)
+        rel = ((out[True] - out[False]).abs().max() / out[False].abs().max()).item()
+        tps = {p: sum(lens) / best[p] for p in best}
+        print(f"| {name} | {len(sents)} | {np.mean(lens):.1f} | {1 - sum(lens) / padded_slots:.1%} | "
+              f"{tps[False]:.0f} | {tps[True]:.0f} | {tps[True] / tps[False]:.2f} | {rel:.1e} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--embed", action="store_true", help="packed vs padded retrieval embeddings instead of search")
+    ap.add_argument("--embed-model", default="base2", choices=["base2", "smoke"])
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="10k shapes only, no 100k estimate")
     ap.add_argument("--no-check", action="store_true", help="skip the bit-identity check against the reference")
     ap.add_argument("--threads", type=int, default=2)
@@ -221,6 +311,13 @@ def main():
     ap.add_argument("--no-screen", action="store_true", help="skip the bf16-screen rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.embed:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # attention.py, model_packing.py beside this
+        run_embed(args.embed_model, args.repeats)
+        return
     try:
         import faiss
         faiss.omp_set_num_threads(args.threads)

@@ -1,5 +1,6 @@
 """Dual-encoder retrieval (LAReQA, Mewsli-X), the Mewsli-X training/candidate readers and input
 strings, the knn-based @20 metrics, and the Tatoeba encoder choice (XTREME vs XTREME-R)."""
+import copy
 import json
 
 import numpy as np
@@ -101,6 +102,37 @@ def test_dual_encoder_loss_is_in_batch_softmax_over_scaled_cosines(tmp_path):
     with torch.no_grad():
         assert torch.allclose(again.embed(a, m_a), ea, atol=1e-6)
     assert json.loads((tmp_path / "m" / "handoff.json").read_text())["dual_encoder"] is True
+
+
+def test_packed_dual_encoder_equals_padded():
+    """model.attention=packed: the towers' <s> vectors come straight from the packed tokens; embeddings,
+    loss and gradients equal the padded model's (fp32, relative error <= 1e-5 / gradients 1e-4)."""
+    torch.manual_seed(0)
+    enc = _tiny_encoder()
+    q = torch.randint(3, 50, (4, 9))
+    a = torch.randint(3, 50, (4, 13))
+    m_q, m_a = torch.ones_like(q), torch.ones_like(a)
+    for row, n in enumerate((1, 7, 9, 3)):
+        m_q[row, n:] = 0
+    for row, n in enumerate((13, 2, 11, 5)):
+        m_a[row, n:] = 0
+    q, a = q.masked_fill(m_q == 0, 1), a.masked_fill(m_a == 0, 1)
+    out = {}
+    for packed in (False, True):
+        model = DualEncoder(copy.deepcopy(enc), packed=packed, seed=3).eval()
+        model.zero_grad()
+        loss = model(q, m_q, a, m_a)
+        loss.backward()
+        with torch.no_grad():
+            out[packed] = (model.embed(q, m_q), model.embed(a, m_a), loss.detach(),
+                           {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    for i in range(3):
+        ref = out[False][i]
+        assert ((out[True][i] - ref).abs().max() / ref.abs().max()).item() <= 1e-5, i
+    grads_pad, grads_pk = out[False][3], out[True][3]
+    assert grads_pad.keys() == grads_pk.keys() and len(grads_pad) > 10
+    for k, g in grads_pad.items():
+        assert (grads_pk[k] - g).abs().max().item() <= 1e-4 * max(g.abs().max().item(), 1e-6), k
 
 
 # --------------------------------------------------------------------------- Mewsli-X inputs and readers
@@ -209,6 +241,30 @@ def test_encoder_choice_is_validated():
         load_config("smoke", ["retrieval.dual_encoder.train.token_budget=100"])
 
 
+def test_retrieval_spec_hashes_do_not_depend_on_the_search_backend(tmp_path, monkeypatch):
+    """Same config, same run folder whether or not the C++ extension is built: the knn backend is
+    recorded with the results, never hashed into a retrieval run's spec."""
+    import torch
+
+    from xlrepro.config import config_hash
+    from xlrepro.ops import _lib
+    from xlrepro.retrieval import search_backend
+
+    cfg = load_config("smoke", ["retrieval.tasks=[tatoeba, bucc2018, lareqa, mewslix]"])
+    enc = {"kind": "intermediate", "run": "0" * 64}
+
+    def hashes():
+        exp = Experiment(cfg, tmp_path)
+        return {t: config_hash(exp.retrieval_spec(t, enc)) for t in cfg.retrieval.tasks}
+
+    built = hashes()
+    if _lib.has_kernel("knn", "CPU"):  # the build is here, so the patch below really changes the backend
+        assert search_backend(torch.zeros(1, 1)) == "xlrepro.ops.knn/cpp"
+    monkeypatch.setattr(_lib, "load", lambda: False)
+    assert search_backend(torch.zeros(1, 1)) == "xlrepro.ops.knn/reference"
+    assert hashes() == built
+
+
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
         "intermediate.train.max_steps=4", "intermediate.train.eval_every_steps=4", "target.train.max_steps=4",
         "target.train.eval_every_steps=4", "target.tasks=[]", "controls=[]",
@@ -234,12 +290,33 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     assert mewslix["metric"] == "map@20" and mewslix["n"] == 9 and mewslix["protocol"]["n_candidates"] == 120
     assert "WikiNews" in mewslix["protocol"]["eval_domain"] and "Wikipedia" in mewslix["protocol"]["train_domain"]
     assert mewslix["protocol"]["search"].startswith("xlrepro.ops.knn/")
+    assert mewslix["protocol"]["attention"] == lareqa["protocol"]["attention"] == cfg.model.attention
     assert tatoeba["protocol"]["encoder_source"] == "squad_mrc" and tatoeba["protocol"]["benchmark_protocol"] == "xtreme_r"
     assert tatoeba["protocol"]["encoder_upstream"]["kind"] == "squad_mrc"
     de = next(v for v in res["runs"].values() if v["kind"] == "dual_encoder" and v["task"] == "mewslix")
     assert de["n_pairs"] == 60 and de["train_source"] == "mewslix_wikipedia" and de["steps"] == 6
     pred = json.loads(next(tmp_path.glob("runs/retrieval-mewslix-*/predictions/mewslix/test-tr.json")).read_text())
     assert len(pred) == 9 and all(len(v) == 20 for v in pred.values())
+
+    # item-level scores (bootstrap CIs, paired tests): per-mention RR@20 and per-question AP@20, whose
+    # means are the records' official values; LAReQA's per-question files stay out of the submission
+    from xlrepro.items import load_items, write_items
+
+    exp = Experiment(cfg, tmp_path)
+    exp.prepare()
+    n_entries = 0
+    for task in ("lareqa", "mewslix"):
+        (run_dir,) = {v["dir"] for v in res["runs"].values() if v["kind"] == "retrieval" and v["task"] == task}
+        items = load_items(write_items(exp, task, run_dir).parent)
+        assert set(items) == {f"{s}/{l}" for (t, l, s) in recs if t == task}
+        for key, entry in items.items():
+            split, lang = key.split("/")
+            rec = recs[(task, lang, split)]
+            assert entry["kind"] == "mean" and entry["metric"] == rec["metric"] and len(entry["scores"]) == rec["n"]
+            assert np.mean(entry["scores"]) == pytest.approx(rec["value"], rel=1e-12, abs=1e-12)
+            n_entries += 1
+    assert n_entries == 4 + 4
+    assert not (tmp_path / "submission" / "lareqa").exists()
 
     # the XTREME protocol reads the intermediate encoder; the SQuAD dual encoder is the third choice
     # and reuses the finished LAReQA dual-encoder run

@@ -135,3 +135,55 @@ def test_retrieval_items_give_tatoeba_accuracy_and_bucc_set_f1():
     assert f(np.arange(len(src))) == pytest.approx(bucc_f1([tuple(x.split("\t")) for x in lines], gold)["f1"])
     with pytest.raises(ValueError, match="not in the data"):
         item_scores(get_task("bucc2018"), "retrieval", ["de-99\ten-1"], [bucc], "de", "official")
+
+
+def _mention(guid, entity):
+    from xlrepro.data.types import EntityMentionExample
+
+    return EntityMentionExample(guid, "de", "d", "Bob met x", 0, 3, "Bob", entity)
+
+
+def test_mewslix_items_give_the_official_mrr_at_20():
+    from xlrepro.metrics import mewslix_map_at_k
+
+    mentions = [_mention(f"m{i}", f"Q{i}") for i in range(5)]
+    preds = {"m0": ["Q0", "Q9"], "m1": ["Q9", "Q1"], "m2": [f"Q{j}" for j in range(10, 30)] + ["Q2"],
+             "m3": [" Q3"]}  # m2's gold sits at rank 21 (outside @20), m3's is unstripped, m4 is missing
+    gold = {m.guid: [m.entity_id] for m in mentions}
+    for mode in ("official", "corrected"):
+        e = item_scores(get_task("mewslix"), "retrieval", preds, mentions, "de", mode)
+        assert e["kind"] == "mean" and e["metric"] == "map@20"
+        assert e["scores"][:3] == [100.0, 50.0, 0.0] and e["scores"][4] == 0.0
+        assert np.mean(e["scores"]) == pytest.approx(mewslix_map_at_k(preds, gold, k=20, mode=mode)["map@20"],
+                                                     rel=1e-12)
+    with pytest.raises(ValueError, match="not in the data"):
+        item_scores(get_task("mewslix"), "retrieval", {"m99": ["Q1"]}, mentions, "de", "official")
+    with pytest.raises(ValueError, match="without a gold entity"):
+        item_scores(get_task("mewslix"), "retrieval", preds, mentions + [_mention("m5", None)], "de", "official")
+
+
+def test_lareqa_items_are_the_per_question_average_precisions():
+    from xlrepro.data.types import QASentencePool
+
+    pool = QASentencePool("p.de", "de", ["a", "b", "c"], ["?"] * 3, ["de:0:0:0"], ["s"], ["c"], [["a", "b", "c"]],
+                          [("a", "de:0:0:0"), ("b", "de:0:0:0"), ("c", "de:0:0:0")])
+    per_q = {"metric": "map@20", "question_ids": ["a", "b", "c"], "average_precision": [1.0, 0.25, 0.0]}
+    e = item_scores(get_task("lareqa"), "retrieval", per_q, [pool], "de", "official")
+    assert e == {"metric": "map@20", "kind": "mean", "scores": [100.0, 25.0, 0.0]}
+    with pytest.raises(ValueError, match="question ids differ"):
+        item_scores(get_task("lareqa"), "retrieval", {**per_q, "question_ids": ["a", "c", "b"]}, [pool], "de",
+                    "official")
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        item_scores(get_task("lareqa"), "retrieval", {**per_q, "average_precision": [1.0, 25.0, 0.0]}, [pool],
+                    "de", "official")
+
+
+def test_a_retrieval_run_without_per_item_files_gets_no_items(tmp_path):
+    """Runs finished before LAReQA/Mewsli-X exported their per-item files: empty items, no error."""
+    from xlrepro.items import load_items, write_items
+
+    for task in ("lareqa", "mewslix"):
+        run_dir = tmp_path / task
+        run_dir.mkdir()
+        write_items(None, task, run_dir)  # no file to score: the experiment is never asked for data
+        assert load_items(run_dir) == {}

@@ -53,3 +53,68 @@ def test_html_keeps_tables_images_and_the_smoke_banner():
     assert "<h1>T</h1>" in h and "<blockquote><b>Smoke scale.</b> x</blockquote>" in h
     assert "<th>a</th>" in h and "<td><i>no reference</i></td>" in h and "src='c.png'" in h
     assert "<li>item <code>x</code></li>" in h
+
+
+def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
+    """Finished LAReQA / Mewsli-X runs are scored item by item from their per-question files (the
+    report shows a CI and a paired test); a run without those files (finished before they were
+    written) gets neither, and the report says so instead of failing."""
+    import json
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from xlrepro.data.types import EntityMentionExample, QASentencePool, ReadResult
+    from xlrepro.items import write_items
+    from xlrepro.metrics import mewslix_map_at_k
+    from xlrepro.pipeline import Experiment
+    from xlrepro.sweep_report import analyse, provenance_of, render
+
+    rng = np.random.default_rng(0)
+    n = 40
+    mentions = [EntityMentionExample(f"m{i}", "de", "d", "Bob met x", 0, 3, "Bob", f"Q{i}") for i in range(n)]
+    qids = [f"q{i}" for i in range(n)]
+    pool = QASentencePool("p.de", "de", qids, ["?"] * n, ["de:0:0:0"], ["s"], ["c"], [qids], [])
+    exp = SimpleNamespace(read=lambda task, split, lang: ReadResult(mentions if task == "mewslix" else [pool], {}),
+                          _has_label=Experiment._has_label)
+    nodes, cells = {}, []
+    for ci, (variant, p_hit) in enumerate((("baseline", 0.3), ("mnli", 0.8), ("squad", 0.5))):
+        keys = []
+        for task in ("lareqa", "mewslix"):
+            run_dir = tmp_path / "runs" / f"retrieval-{task}-{variant}"
+            run_dir.mkdir(parents=True)
+            (run_dir / "done.json").write_text("{}")
+            if task == "mewslix":  # gold at rank 1 with probability p_hit, else at rank 4
+                preds = {m.guid: ([m.entity_id] if rng.random() < p_hit else ["X1", "X2", "X3", m.entity_id])
+                         for m in mentions}
+                value = mewslix_map_at_k(preds, {m.guid: [m.entity_id] for m in mentions})["map@20"]
+                item_file, content = run_dir / "predictions" / "mewslix" / "test-de.json", preds
+            else:
+                aps = np.where(rng.random(n) < p_hit, 1.0, 0.25).tolist()
+                value = float(np.mean(aps)) * 100
+                item_file = run_dir / "per_question" / "lareqa" / "test-de.json"
+                content = {"metric": "map@20", "question_ids": qids, "average_precision": aps}
+            if not (variant == "squad" and task == "mewslix"):  # that one finished before the files existed
+                item_file.parent.mkdir(parents=True)
+                item_file.write_text(json.dumps(content))
+            (run_dir / "results.json").write_text(json.dumps({"records": [
+                {"task": task, "language": "de", "split": "test", "metric": "map@20", "value": value, "n": n}]}))
+            write_items(exp, task, run_dir)
+            key = f"{task}-{variant}"
+            nodes[key] = {"kind": "retrieval", "task": task, "run_dir": str(run_dir.relative_to(tmp_path)),
+                          "upstream": None}
+            keys.append(key)
+        cells.append({"index": ci, "runs": keys, "variant": variant, "volume": None, "seed": 1, "intermediate": None})
+    desc = {"spec": "planted", "nodes": nodes, "cells": cells}
+    spec = SimpleNamespace(baseline="baseline", kind="table", paper=[], select_on="dev", result="planted", seeds=[1])
+    a = analyse(tmp_path, desc, spec)
+    ci = {(c["task"], c["variant"]): c["languages"]["de"]["ci_half_width"] for c in a["cells"]}
+    assert all(ci[(t, v)] is not None and ci[(t, v)] > 0 for t in ("lareqa", "mewslix") for v in ("baseline", "mnli"))
+    assert ci[("lareqa", "squad")] is not None and ci[("mewslix", "squad")] is None
+    tests = {(t["task"], t["variant"]): t for t in a["paired"]}
+    assert set(tests) == {("lareqa", "mnli"), ("lareqa", "squad"), ("mewslix", "mnli")}
+    assert tests[("mewslix", "mnli")]["diff"] > 0 and tests[("lareqa", "mnli")]["diff"] > 0
+    assert a["no_item_runs"] == {"mewslix": ["retrieval-mewslix-squad"]}
+    md = render(desc, spec, a, {"heatmaps": {}, "scaling": {}}, provenance_of(a))
+    assert "mewslix: 1 run(s) have no item-level scores" in md and "lareqa: 1 run(s)" not in md
+    assert md.count("[CI ±") == 5

@@ -61,8 +61,15 @@ class DualEncoder(nn.Module):
         return self.body.encoder
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.body.encode(input_ids, attention_mask).last_hidden_state
-        return F.normalize(torch.tanh(self.pooler(h[:, 0])), p=2, dim=1)
+        if self.body.packed:  # unpadded tokens; the <s> vectors are taken from the packed output directly
+            from xlrepro.packing import pack_batch, packed_encoder_forward
+
+            ids, cu, mx, _ = pack_batch(input_ids, attention_mask)
+            first = packed_encoder_forward(self.encoder, ids, cu, mx,
+                                           attention_backend=self.body.attention_backend)[cu[:-1].long()]
+        else:
+            first = self.body.encode(input_ids, attention_mask).last_hidden_state[:, 0]
+        return F.normalize(torch.tanh(self.pooler(first)), p=2, dim=1)
 
     def forward(self, q_input_ids, q_attention_mask, a_input_ids, a_attention_mask) -> torch.Tensor:
         q = self.embed(q_input_ids, q_attention_mask)
@@ -424,8 +431,9 @@ def retrieval_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path |
 
 
 def _protocol(exp, task: str, de_spec: dict) -> dict:
-    from xlrepro.ops._dispatch import select
-    from xlrepro.ops.similarity import KNN_BACKENDS
+    """The evaluation protocol that is part of the run's spec (hashed). What only says how it was
+    computed (the knn backend, which depends on the build, and the attention mode, whose results
+    agree within fp32 tolerance) is recorded with the results instead (``_recorded_protocol``)."""
     from xlrepro.tasks import get_task
 
     r = get_task(task).retrieval
@@ -436,8 +444,15 @@ def _protocol(exp, task: str, de_spec: dict) -> dict:
             "query_max_length": int(r["query_max_length"]), "candidate_max_length": int(r["candidate_max_length"]),
             "train": {"lr": tcfg.lr, "batch_size": tcfg.batch_size, "grad_accum": tcfg.grad_accum, "epochs": tcfg.epochs,
                       "max_steps": tcfg.max_steps, "negatives": "in-batch"},
-            "train_domain": r.get("train_domain"), "eval_domain": r.get("eval_domain"),
-            "search": "xlrepro.ops.knn/" + select(KNN_BACKENDS, "auto", torch.zeros(1, 1), k=1).name}
+            "train_domain": r.get("train_domain"), "eval_domain": r.get("eval_domain")}
+
+
+def _recorded_protocol(exp, protocol: dict) -> dict:
+    """The spec's protocol + how this run computed it: the knn backend used (embeddings are float32 on
+    the CPU when ranked) and the encoder's attention mode (``model.attention``)."""
+    from xlrepro.retrieval import search_backend
+
+    return {**protocol, "search": search_backend(torch.zeros(1, 1)), "attention": exp.cfg.model.attention}
 
 
 def dual_retrieval_spec(exp, task: str, encoder_spec: dict) -> dict:
@@ -461,9 +476,10 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
     spec = dual_retrieval_spec(exp, task, encoder_spec)
     if spec["upstream"] != de_spec:
         raise RuntimeError(f"{task}: dual encoder run {de_spec} differs from the predicted {spec['upstream']}")
-    protocol, splits = spec["protocol"], spec["eval_splits"]
+    splits = spec["eval_splits"]
     run = Run(exp.out, "retrieval", task, spec)
     if not run.done:
+        protocol = _recorded_protocol(exp, spec["protocol"])
         model = load_dual_encoder(model_dir, packed=exp.cfg.model.attention == "packed").to(exp.device)
         if task == "lareqa":
             records, extra = _evaluate_lareqa(exp, model, splits, protocol, run)
@@ -476,9 +492,11 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
 
 
 def _evaluate_lareqa(exp, model, splits, protocol, run) -> tuple[list, dict]:
-    """Every question of every language ranks the answer sentences of all evaluated languages pooled."""
+    """Every question of every language ranks the answer sentences of all evaluated languages pooled.
+    Each language's per-question AP@k goes to ``per_question/lareqa/<split>-<lang>.json`` (rank 0)."""
+    from xlrepro.items import item_source_folder
     from xlrepro.pipeline import METRIC_MODE
-    from xlrepro.runs import files_digest
+    from xlrepro.runs import atomic_write_json, files_digest
 
     task, k, bs = "lareqa", protocol["k"], exp.cfg.retrieval.batch_size
     records, extra = [], {}
@@ -502,6 +520,11 @@ def _evaluate_lareqa(exp, model, splits, protocol, run) -> tuple[list, dict]:
         extra[split] = pooled
         for l in langs:
             aps = [a for a, ql in zip(res["per_question"], q_lang) if ql == l]
+            if dist.is_main():  # per-question AP: the run's item-level scores (xlrepro.items; no submission file)
+                atomic_write_json(item_source_folder(run.dir, task) / f"{split}-{l}.json",
+                                  {"metric": f"map@{k}", "mode": METRIC_MODE, "pool_languages": langs,
+                                   "n_candidates": len(c_text), "question_ids": pools[l].examples[0].question_ids,
+                                   "average_precision": aps})
             records.append({"task": task, "language": l, "split": split, "metric": f"map@{k}",
                             "value": float(np.mean(aps)) * 100, "mode": METRIC_MODE, "n": len(aps),
                             "data_sha256": files_digest({p: h for r in pools.values() for p, h in r.files.items()}),

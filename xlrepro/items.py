@@ -13,7 +13,15 @@ writes ``items.json`` into the run folder (atomically; derived data, recomputed 
   (micro) F1 of the official scorer;
 * Tatoeba: ``binary`` items, one per English query (retrieved line correct or not);
 * BUCC: ``ratio`` items, one per source sentence, ``[correct, predicted, gold]`` pair counts of the
-  pairs extracted at the threshold tuned on dev (set-level F1 as the official scorer computes it).
+  pairs extracted at the threshold tuned on dev (set-level F1 as the official scorer computes it);
+* Mewsli-X: ``mean`` items, one per mention, its reciprocal rank@20 x 100 recomputed from the exported
+  ranked entity ids (``metrics.mewslix_reciprocal_ranks``; their mean is the official "map@20");
+* LAReQA: ``mean`` items, one per question of the language, its AP@20 x 100 against the pool of all
+  evaluated languages. LAReQA has no submission file, so the run writes these per-question values
+  itself (``per_question/lareqa/<split>-<lang>.json``, outside the submission layout); their mean
+  is the language's mAP@20 record.
+
+A run finished before its task wrote these files gets no items (the report then shows no CI for it).
 """
 from __future__ import annotations
 
@@ -24,12 +32,20 @@ import numpy as np
 
 from xlrepro.runs import atomic_write_json
 
-ITEMS_VERSION = 2  # 2: Tatoeba and BUCC retrieval runs
-RETRIEVAL_ITEM_TASKS = ("tatoeba", "bucc2018")  # retrieval runs with item-level scores
+ITEMS_VERSION = 3  # 2: Tatoeba and BUCC retrieval runs; 3: LAReQA and Mewsli-X
+RETRIEVAL_ITEM_TASKS = ("tatoeba", "bucc2018", "lareqa", "mewslix")  # retrieval runs with item-level scores
+# tasks without a submission file whose runs write their per-item values here instead of predictions/
+PER_QUESTION_FOLDER = {"lareqa": "per_question"}
+
+
+def item_source_folder(run_dir: Path, task_name: str) -> Path:
+    """Where a run keeps the files its items are scored from: ``predictions/<task>`` (the submission
+    layout), or ``per_question/<task>`` for a task without a submission file (LAReQA)."""
+    return Path(run_dir) / PER_QUESTION_FOLDER.get(task_name, "predictions") / task_name
 
 
 def _read_predictions(path: Path, fmt: str):
-    if fmt == "span_qa":
+    if fmt == "span_qa" or path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
     text = path.read_text(encoding="utf-8")
     if fmt == "tagging":
@@ -88,11 +104,41 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
             raise ValueError(f"bucc2018/{lang}: predicted or gold source ids not in the data: {sorted(unknown)[:5]}")
         return {"metric": "f1", "kind": "ratio",
                 "scores": [by_src.get(i, [0, 0, 0]) for i in dict.fromkeys(ex.src_ids)]}
+    if fmt == "retrieval" and task.name == "mewslix":
+        # one item per mention: its reciprocal rank@k (x 100), the official "map@20" term
+        from xlrepro.metrics import mewslix_reciprocal_ranks
+
+        k = int(task.retrieval.get("k", 20))
+        if not isinstance(preds, dict):
+            raise ValueError(f"mewslix/{lang}: expected predictions {{mention id: [entity ids]}}, got {type(preds).__name__}")
+        missing = [e.guid for e in examples if e.entity_id is None]
+        if missing:
+            raise ValueError(f"mewslix/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})")
+        gold = {e.guid: [e.entity_id] for e in examples}
+        unknown = set(preds) - set(gold)
+        if unknown:
+            raise ValueError(f"mewslix/{lang}: predicted mention ids not in the data: {sorted(unknown)[:5]}")
+        return {"metric": f"map@{k}", "kind": "mean",
+                "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold, k=k, mode=mode)]}
+    if fmt == "retrieval" and task.name == "lareqa":
+        # one item per question: its AP@k (x 100) as the run computed it against the pooled candidates
+        (pool,) = examples
+        if not isinstance(preds, dict) or not {"question_ids", "average_precision", "metric"} <= set(preds):
+            raise ValueError(f"lareqa/{lang}: expected a per-question file with question_ids, average_precision "
+                             "and metric")
+        qids, aps = list(preds["question_ids"]), [float(a) for a in preds["average_precision"]]
+        if qids != list(pool.question_ids):
+            raise ValueError(f"lareqa/{lang}: the per-question file's {len(qids)} question ids differ from the "
+                             f"{len(pool.question_ids)} questions of the data (order included)")
+        if len(aps) != len(qids) or not all(0.0 <= a <= 1.0 for a in aps):
+            raise ValueError(f"lareqa/{lang}: expected one average precision in [0, 1] per question")
+        return {"metric": preds["metric"], "kind": "mean", "scores": [100.0 * a for a in aps]}
     raise ValueError(f"no item-level scores for format {fmt!r} (task {task.name})")
 
 
 def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
-    """Write ``items.json`` for a finished target/control run, or a Tatoeba/BUCC retrieval run (no-op when present)."""
+    """Write ``items.json`` for a finished target/control run, or a retrieval run of ``RETRIEVAL_ITEM_TASKS``
+    (no-op when present)."""
     from xlrepro.pipeline import METRIC_MODE
     from xlrepro.tasks import get_task
 
@@ -101,7 +147,7 @@ def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
         return path
     task = get_task(task_name)
     fmt = task.format.value
-    folder = Path(run_dir) / "predictions" / task_name
+    folder = item_source_folder(run_dir, task_name)
     entries = {}
     for f in sorted(folder.glob("*-*.*")) if folder.is_dir() else []:
         split, lang = f.stem.split("-", 1)

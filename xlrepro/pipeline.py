@@ -491,12 +491,13 @@ class Experiment:
             model = self._new_model(encoder_dir, cfg.seed)
             records = []
             protocol = {**encoder_info, "layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "k": 1,
-                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1))}
+                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1)),
+                        "attention": "packed" if model.packed else "padded"}
             for lang in self.eval_languages(task, "test"):
                 data = self.read(task, "test", lang)
                 ex = data.examples[0]
                 args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size,
-                            device=self.device)
+                            device=self.device, packed=model.packed, attention_backend=model.attention_backend)
                 src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
                 # official direction: English queries, the other side is the index (scorers.md E1)
@@ -544,7 +545,8 @@ class Experiment:
         r = self.cfg.retrieval
         tr = get_task(task).retrieval
         k, margin = int(tr.get("k", 4)), tr.get("margin", "ratio")
-        args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size, device=self.device)
+        args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size, device=self.device,
+                    packed=model.packed, attention_backend=model.attention_backend)
         records = []
         for lang in self.eval_languages(task, "test"):
             cands, golds, files = {}, {}, {}
@@ -579,7 +581,8 @@ class Experiment:
                                 "data_sha256": files["test"], "threshold": tuned["threshold"],
                                 "threshold_source": "tuned on dev gold"})
         protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "margin": margin, "k": k,
-                    "retrieval": "max", "threshold": "tuned on dev (BUCC sample), applied to test"}
+                    "retrieval": "max", "threshold": "tuned on dev (BUCC sample), applied to test",
+                    "attention": "packed" if model.packed else "padded"}
         return records, protocol
 
     @staticmethod

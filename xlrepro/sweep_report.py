@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xlrepro import stats
-from xlrepro.items import RETRIEVAL_ITEM_TASKS, load_items, statistic
+from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark
 from xlrepro.runs import atomic_write_json, atomic_write_text
 
@@ -94,7 +94,7 @@ def collect(out: Path, desc: dict) -> dict:
 
 
 def _items_for(runs: dict, rid: str, split: str, lang: str, rec: dict) -> dict | None:
-    items = load_items(runs[rid]["dir"])  # Tatoeba and BUCC retrieval runs have items too
+    items = load_items(runs[rid]["dir"])  # retrieval runs have items too (items.RETRIEVAL_ITEM_TASKS)
     entry = items.get(f"{split}/{lang}")
     if entry is not None:
         return entry
@@ -139,6 +139,7 @@ def analyse(out: Path, desc: dict, spec) -> dict:
             cell_ids[(r["task"], r["variant"], r["volume"])].add(r["cell"])
     # per-language summaries with item CIs
     cells = []
+    no_items: dict[str, set] = collections.defaultdict(set)  # task -> runs without item scores (no CI)
     for (task, variant, volume), by_lang in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
         langs = {}
         for lang, by_seed in sorted(by_lang.items()):
@@ -146,6 +147,8 @@ def analyse(out: Path, desc: dict, spec) -> dict:
             cis = []
             for seed, r in by_seed.items():
                 entry = _items_for(runs, r["run"], "test", lang, r)
+                if entry is None:
+                    no_items[task].add(r["run"])
                 if entry is not None and len(entry["scores"]) > 1:
                     x, f = statistic(entry)
                     ci = stats.bootstrap_ci(list(range(len(x))), n_boot=N_BOOT, seed=seed,
@@ -171,7 +174,8 @@ def analyse(out: Path, desc: dict, spec) -> dict:
     scaling = _scaling(cells, _intermediate_volumes(out, desc), spec)
     comparison = _paper_comparison(recs, spec, desc)
     return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
-            "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main}
+            "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main,
+            "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}}
 
 
 def _as_index(f):
@@ -506,10 +510,11 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
             L.append(f"| {c['variant']} | {_vol_label(c['volume'])} | "
                      f"{_fmt(m['mean']) if m else '—'}{' ± ' + _fmt(m['sd']) if m and m['sd'] is not None else ''} | "
                      + " | ".join(cells_txt) + " |")
-        if task not in RETRIEVAL_ITEM_TASKS and any(r["task"] == task and r["phase"] == "retrieval"
-                                                    for r in a["records"]):
-            L += ["", f"{task}: no item-level scores are kept for this retrieval task, so its numbers have no "
-                  "bootstrap CI and no paired test against the baseline (seed spread only)."]
+        if a.get("no_item_runs", {}).get(task):
+            n_runs = len(a["no_item_runs"][task])
+            L += ["", f"{task}: {n_runs} run(s) have no item-level scores (no per-item file, e.g. finished before "
+                  "this task exported one), so their numbers have no bootstrap CI and no paired test against the "
+                  "baseline (seed spread only)."]
         ns = {l: d["n"] for c in cs for l, d in c["languages"].items()}
         small = {l: n for l, n in ns.items() if n and stats.ci_half_width(n) * 100 > 5}
         L += ["", f"Test items per language: {', '.join(f'{l} {n}' for l, n in sorted(ns.items()))}."]

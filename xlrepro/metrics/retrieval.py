@@ -159,13 +159,31 @@ def mewslix_map_at_k(predictions: Mapping[str, Sequence[str]], gold: Mapping[str
             "n_missing": missing, "n_unexpected": unexpected}
 
 
+def mewslix_reciprocal_ranks(predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]],
+                             k: int = 20, mode: str = OFFICIAL) -> list[float]:
+    """Per-mention terms of :func:`mewslix_map_at_k`, in ``gold``'s order: 1/rank of the first exact
+    match of the gold entity in the top k, 0 if none or if the prediction is missing (0-1 scale; the
+    official value is their mean x 100). Same rules and errors as :func:`mewslix_map_at_k`."""
+    check_mode(mode, "mewslix_reciprocal_ranks")
+    return _mewslix_rr(predictions, gold, k, mode)[0]
+
+
 def _mewslix_mrr(predictions, gold, k, mode):
     """(MRR on 0-1, n_missing, n_unexpected) - the unscaled official value."""
+    rrs, missing, unexpected = _mewslix_rr(predictions, gold, k, mode)
+    total = 0.0
+    for rr in rrs:  # the official running sum, in gold order
+        total += rr
+    return total / len(gold), missing, unexpected
+
+
+def _mewslix_rr(predictions, gold, k, mode):
+    """(per-mention reciprocal ranks in gold order, n_missing, n_unexpected)."""
     if not isinstance(gold, Mapping) or not isinstance(predictions, Mapping):
         raise ValueError("mewslix_map_at_k: predictions and gold must be dicts example_id -> list of entity ids")
     if len(gold) == 0:
         raise ValueError("mewslix_map_at_k: empty gold (the official code would report 0.0)")
-    total = 0.0
+    rrs = []
     missing = 0
     for example_id, labels in gold.items():
         if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
@@ -181,9 +199,9 @@ def _mewslix_mrr(predictions, gold, k, mode):
             if (p.strip() if mode == CORRECTED and isinstance(p, str) else p) == gold_id:
                 rr = 1.0 / rank
                 break
-        total += rr
+        rrs.append(rr)
     unexpected = len(set(predictions) - set(gold))
-    return total / len(gold), missing, unexpected
+    return rrs, missing, unexpected
 
 
 def mewslix_evaluate_all(per_lang_predictions: Mapping[str, Optional[Mapping[str, Sequence[str]]]],
