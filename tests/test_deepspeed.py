@@ -79,6 +79,27 @@ def test_prebuilt_ops_of_a_richer_cpu_are_not_loaded(tmp_path, monkeypatch):
     assert ensure_ops_dir(rec, CPUINFO.format(extra="")) is None, "already moved: a second call changes nothing"
 
 
+@needs_ds
+def test_nothing_is_prebuilt_for_a_gpu_accelerator(monkeypatch, capsys):
+    """On a GPU host the ZeRO configs without offload need no DeepSpeed op, and its CUDA op builds
+    would need nvcc: prebuild_ops builds nothing there."""
+    _require_ds()
+    import deepspeed.accelerator as acc
+
+    from xlrepro.ds_engine import prebuild_ops
+
+    class FakeCuda:
+        def device_name(self, *a):
+            return "cuda"
+
+        def create_op_builder(self, name):
+            raise AssertionError(f"{name} must not be built for a GPU accelerator")
+
+    monkeypatch.setattr(acc, "get_accelerator", lambda: FakeCuda())
+    assert prebuild_ops() == {}
+    assert "no op prebuilt" in capsys.readouterr().out
+
+
 def test_a_chosen_extensions_folder_or_no_record_is_left_alone(tmp_path, monkeypatch):
     from xlrepro.ds_engine import ensure_ops_dir
 

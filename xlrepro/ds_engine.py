@@ -319,6 +319,11 @@ def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilde
     ensure_ops_dir()
     from deepspeed.accelerator import get_accelerator
 
+    if get_accelerator().device_name() != "cpu":
+        # a GPU host: the engine's AdamW and NCCL need no DeepSpeed op, and DeepSpeed's CUDA op
+        # builds need nvcc; an op a config does need (CPU Adam for offload) compiles on first use
+        print(f"DeepSpeed accelerator {get_accelerator().device_name()}: no op prebuilt (none is needed without offload)")
+        return {}
     took = {}
     for name in names:
         builder = get_accelerator().create_op_builder(name)
