@@ -15,14 +15,23 @@ fi
 date=${1:-${cur:-}}
 [ -n "$date" ] || { echo "usage: docker/lock.sh YYYY-MM-DD (no lock yet to take the date from)" >&2; exit 2; }
 case "$date" in *T*) ;; *) date="${date}T00:00:00Z" ;; esac
+# Each lock is resolved from scratch into a temporary file and then renamed into place: uv treats
+# an existing output file as preferences, so compiling over the old lock would keep its versions
+# even where a fresh resolution (what tests/test_docker_policy.py checks) picks others. The header
+# records the canonical command.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+lock() {  # lock <in> <out> [extra uv flags...]
+  local in=$1 out=$2; shift 2
+  local args=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --exclude-newer "$date" "$@")
+  uv pip compile "$in" -o "$tmp/$(basename "$out")" --quiet "${args[@]}" \
+    --custom-compile-command "uv pip compile $in -o $out ${args[*]}"
+  mv "$tmp/$(basename "$out")" "$out"
+}
 for v in cpu gpu; do
-  uv pip compile "docker/requirements-$v.in" -o "docker/requirements-$v.lock" --quiet \
-    --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-    --exclude-newer "$date"
+  lock "docker/requirements-$v.in" "docker/requirements-$v.lock"
 done
 # deepspeed alone (its requirements are in both locks above through deepspeed-requires.in); --no-deps
 # because resolving its requirements would build the sdist, whose setup.py imports torch
-uv pip compile docker/deepspeed.in -o docker/deepspeed.lock --quiet --no-deps \
-  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-  --exclude-newer "$date"
+lock docker/deepspeed.in docker/deepspeed.lock --no-deps
 echo "locks written with --exclude-newer $date"
