@@ -463,14 +463,18 @@ def _register_python_parts() -> None:
         n = queries.shape[0]
         return (queries.new_empty((n, k), dtype=torch.float32), queries.new_empty((n, k), dtype=torch.long))
 
-    @torch.library.register_fake("xlrepro::knn_both")
-    def _fake_knn_both(x, y, k_rows, k_cols, cosine=False, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
-        torch._check(x.dim() == 2 and y.dim() == 2, lambda: "knn_both: inputs must be 2-D")
-        torch._check(x.shape[1] == y.shape[1], lambda: "knn_both: embedding dims differ")
+    def _both_directions(op, x, y, k_rows, k_cols):
+        """Fake outputs of a both-direction top-k op: (row scores, row ids, column scores, column ids)."""
+        torch._check(x.dim() == 2 and y.dim() == 2, lambda: f"{op}: inputs must be 2-D")
+        torch._check(x.shape[1] == y.shape[1], lambda: f"{op}: embedding dims differ")
         n, m = x.shape[0], y.shape[0]
         f, i = torch.float32, torch.long
         return (x.new_empty((n, k_rows), dtype=f), x.new_empty((n, k_rows), dtype=i),
                 x.new_empty((m, k_cols), dtype=f), x.new_empty((m, k_cols), dtype=i))
+
+    @torch.library.register_fake("xlrepro::knn_both")
+    def _fake_knn_both(x, y, k_rows, k_cols, cosine=False, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
+        return _both_directions("knn_both", x, y, k_rows, k_cols)
 
     @torch.library.register_fake("xlrepro::margin_scores")
     def _fake_margin(fwd_sim, fwd_idx, bwd_sim, bwd_idx, margin):
@@ -485,12 +489,7 @@ def _register_python_parts() -> None:
     if _lib.has_schemas("knn_screen_bf16"):
         @torch.library.register_fake("xlrepro::knn_screen_bf16")
         def _fake_screen(xb, yb, k_rows, k_cols, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
-            torch._check(xb.dim() == 2 and yb.dim() == 2, lambda: "knn_screen_bf16: inputs must be 2-D")
-            torch._check(xb.shape[1] == yb.shape[1], lambda: "knn_screen_bf16: embedding dims differ")
-            n, m = xb.shape[0], yb.shape[0]
-            f, i = torch.float32, torch.long
-            return (xb.new_empty((n, k_rows), dtype=f), xb.new_empty((n, k_rows), dtype=i),
-                    xb.new_empty((m, k_cols), dtype=f), xb.new_empty((m, k_cols), dtype=i))
+            return _both_directions("knn_screen_bf16", xb, yb, k_rows, k_cols)
 
 
 _register_python_parts()
