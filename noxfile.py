@@ -21,6 +21,7 @@ installs torch (CPU build unless said otherwise) and the pinned requirements, an
 typecheck) builds xlrepro's operator library against that torch.
 """
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,14 +90,41 @@ def cuda_build(session: nox.Session) -> None:
     session.install(os.environ.get("XLREPRO_TORCH_CUDA", "torch==2.14.1"))
     session.install("numpy", "ninja==1.13.2", "pybind11==3.1.0", "setuptools", "wheel")
     tmp = session.create_tmp()
-    session.run("python", "setup.py", "build_ext", "--build-temp", os.path.join(tmp, "build"),
-                "--build-lib", os.path.join(tmp, "lib"),
-                env={"CUDA_HOME": cuda_home, "XLREPRO_USE_CUDA": "1",
-                     "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")})
+    for d in ("build", "lib"):  # a full build every time: the ptxas check reads every kernel's report
+        shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    log = session.run("python", "setup.py", "build_ext", "--build-temp", os.path.join(tmp, "build"),
+                      "--build-lib", os.path.join(tmp, "lib"), silent=True,
+                      env={"CUDA_HOME": cuda_home, "XLREPRO_USE_CUDA": "1", "TORCH_CUDA_ARCH_LIST": archs,
+                           "XLREPRO_PTXAS_VERBOSE": "1"})
+    why = check_selection_registers(log or "", len(archs.split(";")))
+    if why:
+        session.error(why)
+    session.log(f"ptxas: the k-selection kernels have no stack frame and no spills ({archs})")
     session.run("python", "-c", "import glob, json, sys; so = glob.glob(sys.argv[1] + '/xlrepro/_C*.so'); "
                 "info = json.load(open(sys.argv[1] + '/xlrepro/_build_info.json')); "
                 "assert so and info['extension'] == 'cuda', (so, info); print('built', so[0], info['cuda_arch_list'])",
                 os.path.join(tmp, "lib"))
+
+
+SELECTION_KERNELS = ("row_select_kernel", "col_partial_kernel", "col_merge_kernel")
+SELECTION_LIST_SIZES = 6  # K in {1, 2, 4, 8, 16, 32}: csrc/cuda/topk.cuh, with_k
+
+
+def check_selection_registers(log: str, n_archs: int) -> str | None:
+    """Why ptxas's -v report fails the check, or None: every instance of the CUDA k-selection
+    kernels (csrc/cuda/similarity.cu) must have no stack frame and no spills (lists in registers)."""
+    props = re.findall(r"Function properties for (\S+)\s+(\d+) bytes stack frame, (\d+) bytes spill stores, "
+                       r"(\d+) bytes spill loads", log)
+    sel = [(name, int(a), int(b), int(c)) for name, a, b, c in props if any(k in name for k in SELECTION_KERNELS)]
+    want = len(SELECTION_KERNELS) * SELECTION_LIST_SIZES * n_archs
+    if len(sel) != want:
+        return f"ptxas reported {len(sel)} k-selection kernel instances, expected {want}"
+    bad = [f"{n}: stack {a} B, spill stores {b} B, spill loads {c} B" for n, a, b, c in sel if a or b or c]
+    if bad:
+        return "k-selection kernels whose lists left registers:\n  " + "\n  ".join(bad)
+    return None
+
 
 # Tools of the static checks (exact pins; requirements/test.txt pins the same versions).
 MYPY = ("mypy==2.4.1", "types-PyYAML==6.0.12.20261113")

@@ -9,6 +9,8 @@ The extension is a CPU extension (``CppExtension``) by default and a CUDA extens
   CUDA_HOME            the toolkit root (set it explicitly: auto-detection can pick a wrong folder)
   MAX_JOBS             parallel compile jobs (default: from free memory, at most the core count)
   DEBUG=1              -O0 -g
+  XLREPRO_PTXAS_VERBOSE=1  ptxas prints each kernel's registers, stack and spills (nox -s cuda_build
+                       checks from it that the k-selection kernels keep their lists in registers)
 
 Install without build isolation so the extension is compiled against the torch you run:
 ``pip install --no-build-isolation -e .``. The build writes ``xlrepro/_build_info.json``
@@ -109,6 +111,8 @@ def _extension():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         kwargs["extra_compile_args"]["nvcc"] = (["-O0", "-g", "-G"] if debug else ["-O3"]) + [
             "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
+        if os.environ.get("XLREPRO_PTXAS_VERBOSE") == "1":
+            kwargs["extra_compile_args"]["nvcc"] += ["-Xptxas", "-v"]
         # CUDA wheels of torch ship headers (cusparse.h, ...) that a minimal toolkit may lack
         kwargs["include_dirs"] = _nvidia_wheel_includes()
         ext = ce.CUDAExtension("xlrepro._C", sources, **kwargs)

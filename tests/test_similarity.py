@@ -425,3 +425,23 @@ def test_cuda_adversarial_and_margins():
         b = sim.margin_scores_reference(*[t.cpu() for t in got], margin)
         assert torch.equal(a[0].cpu(), b[0]) and torch.equal(a[1].cpu(), b[1])
     torch.library.opcheck(torch.ops.xlrepro.knn_both.default, (x.cuda(), y.cuda(), 3, 2, True, 16, 8))
+
+
+@requires_cuda
+def test_cuda_every_list_size_and_tile_shape():
+    """Every compile-time list size of csrc/cuda/topk.cuh, tiles narrower than k (running lists
+    with empty slots), several column chunks per tile, and the default tiles; random and tied."""
+    x, y = _rand(500, 32, seed=30).cuda(), _rand(450, 32, seed=31).cuda()
+    for k in (1, 2, 3, 4, 8, 9, 16, 17, 32):
+        kc = max(1, 33 - k)
+        xa, ya = _adversarial(300, 280, 6, seed=k)
+        S = xa @ ya.T
+        oracle = (_oracle_topk(S, k), _oracle_topk(S.T.contiguous(), k))
+        for blocks in ((200, 7), (64, 300), (2048, 2048)):
+            case = f"k={k} k_cols={kc} blocks={blocks}"
+            got = torch.ops.xlrepro.knn_both(x, y, k, kc, True, *blocks)
+            ref = sim.knn_both_reference(x, y, k, kc, "cosine", block_rows=blocks[0], block_cols=blocks[1])
+            assert all(torch.equal(u, v) for u, v in zip(got, ref)), case
+            got = torch.ops.xlrepro.knn_both(xa.cuda(), ya.cuda(), k, k, False, *blocks)
+            for (s, i), (vs, vi) in zip((got[:2], got[2:]), oracle):
+                assert torch.equal(s.cpu(), vs) and torch.equal(i.cpu(), vi), "tied inputs, " + case

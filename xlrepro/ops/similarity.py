@@ -58,7 +58,7 @@ MARGINS = ("ratio", "distance", "absolute")
 MODES = ("fwd", "bwd", "intersect", "max")
 BLOCK_ROWS = 2048  # tile of the GEMM; the compiled ops and the reference use the same blocking
 BLOCK_COLS = 2048
-CUDA_MAX_K = 32  # the CUDA k-selection keeps the lists in shared memory
+CUDA_MAX_K = 32  # the CUDA k-selection keeps each list in registers, sized at compile time (csrc/cuda/topk.cuh)
 
 
 # ----------------------------------------------------------------------------- checks
