@@ -82,3 +82,26 @@ def test_score_reads_the_submission_layout(tmp_path):
     assert "xnli" in text
     # mean over the 15 languages: (50 + 14 x 100) / 15
     assert f"{(50 + 14 * 100) / 15:.6f}"[:7] in text
+
+
+def test_config_list_names_every_shipped_config_and_spec():
+    from xlrepro.config import shipped_configs
+    from xlrepro.experiments import shipped_specs
+
+    r = xlrepro("config", "list")
+    rows = [line.split(None, 2) for line in r.stdout.splitlines()]
+    assert all(len(row) == 3 and row[2].strip() for row in rows), r.stdout  # kind, name, a description
+    assert {row[1] for row in rows if row[0] == "config"} == set(shipped_configs()) >= {"smoke"}
+    assert {row[1] for row in rows if row[0] == "spec"} == set(shipped_specs()) >= {"scaling-smoke"}
+    by_name = {row[1]: row[2] for row in rows}
+    assert by_name["smoke"].startswith("Smoke-scale run of the whole pipeline")  # its description: field
+    assert by_name["xstilts-multitask"].startswith("Phang et al. 2020, multi-task")  # first comment sentence
+    # every listed name is one that `xlrepro reproduce <name>` (whose help points at the list) loads
+    from xlrepro.config import load_config
+    from xlrepro.experiments import load_spec
+
+    for kind, name, _ in rows:
+        assert (load_config(name) if kind == "config" else load_spec(name)).name == name
+    bad = xlrepro("config", "show", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("xlrepro: error:") and "config list" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -9,6 +9,7 @@
   xlrepro report <dir>                       the reproduction report of the finished runs in <dir>
   xlrepro train <config> [--out DIR] [overrides]
                                              the same, for any config file
+  xlrepro config list                        the shipped configs and experiment specs
   xlrepro config show|validate <config> [overrides]
   xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.35]
                                              per-GPU memory under each ZeRO stage, GPU-hours
@@ -192,12 +193,31 @@ def cmd_config(a) -> int:
     import yaml
 
     from xlrepro.config import load_config, to_dict
+    from xlrepro.errors import ConfigError
 
+    if a.action == "list":
+        return _config_list()
+    if a.config is None:
+        raise ConfigError(f"`xlrepro config {a.action}` needs a config: a shipped name (`xlrepro config list`) "
+                          "or a YAML file")
     cfg = load_config(a.config, a.overrides)
     if a.action == "show":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     else:
         print(f"{a.config}: valid")
+    return 0
+
+
+def _config_list() -> int:
+    """The shipped configs and experiment specs, one line each: kind, name, description."""
+    from xlrepro.config import shipped_configs, shipped_description
+    from xlrepro.experiments import shipped_specs
+
+    rows = [("config", n, p) for n, p in sorted(shipped_configs().items())]
+    rows += [("spec", n, p) for n, p in sorted(shipped_specs().items())]
+    width = max(len(n) for _, n, _ in rows)
+    for kind, name, path in rows:
+        print(f"{kind:<6} {name:<{width}}  {shipped_description(path)}")
     return 0
 
 
@@ -315,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_plan)
 
-    s = sub.add_parser("config", help="show or validate a config")
-    s.add_argument("action", choices=["show", "validate"])
-    s.add_argument("config")
+    s = sub.add_parser("config", help="list the shipped configs and specs, or show or validate a config")
+    s.add_argument("action", choices=["list", "show", "validate"])
+    s.add_argument("config", nargs="?", help="show/validate: a shipped config name or a YAML file")
     s.add_argument("overrides", nargs="*")
     s.set_defaults(fn=cmd_config)
 

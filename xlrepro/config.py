@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -320,6 +321,26 @@ def resolve_config_path(name_or_path: str) -> Path:
         return p
     raise ConfigError(f"no config {name_or_path!r}: not a file and not a shipped config"
                       f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+
+
+def shipped_description(path: Path) -> str:
+    """One line about a shipped config or experiment spec: its ``description:`` if it has one,
+    else the first sentence of its opening comment."""
+    text = Path(path).read_text(encoding="utf-8")
+    m = re.search(r'^description:\s*"?(.*?)"?\s*$', text, re.M)
+    if m and m.group(1):
+        return m.group(1)
+    head = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        body = line.lstrip("#").strip()
+        if not body or body.startswith(("xlrepro ", "nox ")):
+            break
+        head.append(body)
+    first = " ".join(head)
+    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)\.(\s|$)", first)
+    return first[:end.start() + 1] if end else first
 
 
 def shipped_deepspeed_configs() -> dict[str, Path]:
