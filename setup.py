@@ -149,6 +149,8 @@ setup(
     version=VERSION,
     description="Reproducible English intermediate-task training for zero-shot cross-lingual transfer "
                 "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     packages=find_packages(include=["xlrepro", "xlrepro.*"]),
     package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "data/*.yaml", "tasks/*.yaml", "configs/**/*.yaml",
                               "configs/deepspeed/*.json", "experiments/*.yaml"]},

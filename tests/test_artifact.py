@@ -217,3 +217,27 @@ def test_every_claim_row_has_a_command_or_says_it_is_unsupported():
     assert len(rows) >= 10, "the claims table has too few rows"
     for r in rows:
         assert "`nox -s" in r or "`xlrepro " in r or "not yet supported" in r, f"claim row without a command: {r[:100]}"
+
+
+def test_license_and_citation_ship_with_the_code():
+    """Apache-2.0 in full (as google-research/xtreme and transformers use), declared in setup.py's
+    metadata, and a CITATION.cff that cites the software and the reproduced paper."""
+    import ast
+
+    import yaml
+
+    text = (REPO / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 170  # the full text
+    call = next(n for n in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup")
+    kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("license", "license_files")}
+    assert kw == {"license": "Apache-2.0", "license_files": ["LICENSE"]}
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"].startswith("1.2") and cff["type"] == "software" and cff["license"] == "Apache-2.0"
+    assert cff["title"] and cff["authors"] and "message" in cff
+    version = re.search(r'^VERSION = "(.+)"$', (REPO / "setup.py").read_text(), re.M).group(1)
+    assert str(cff["version"]) == version
+    paper = next(r for r in cff["references"] if "Intermediate-Task Training" in r["title"])
+    assert paper["year"] == 2020 and paper["authors"][0]["family-names"] == "Phang"
+    assert any("2005.13013" in str(i["value"]) for i in paper["identifiers"])
