@@ -45,6 +45,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data-samples"  # ../shared beside the checkout
 if not DATA.exists() and os.environ.get("XLREPRO_SHARED"):
     DATA = Path(os.environ["XLREPRO_SHARED"]) / "data-samples"
+if not DATA.exists():  # the shipped synthetic samples: same layout, lengths and word counts (tests/fixtures/)
+    DATA = HERE.parent / "tests" / "fixtures" / "data-samples"
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 

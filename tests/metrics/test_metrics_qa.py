@@ -159,7 +159,9 @@ def test_qa_score_dispatch():
 
 # ----------------------------------------------------------------- real samples (smoke)
 
-_SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data-samples")
+from conftest import SAMPLES  # noqa: E402  (../shared/data-samples, else tests/fixtures/data-samples)
+
+_SAMPLES = str(SAMPLES)
 
 
 def _gold_as_predictions(data):
