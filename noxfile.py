@@ -5,6 +5,8 @@
                     are compiled once into .nox/.torch_extensions and reused)
   nox -s smoke      the kick-the-tires reproduction: `xlrepro reproduce smoke --out results/smoke`
   nox -s info       build metadata and op availability of the installed package
+  nox -s dev        a working environment at .venv/ (xlrepro editable, the test packages);
+                    then `source .venv/bin/activate` and run `xlrepro ...`
   nox -s cuda_build compile the CUDA kernels (torch CUDA build + nvcc; no GPU needed to compile)
   nox -s lint       hadolint, shell syntax, the image pin policy and the document-drift checks
   nox -s lock_check the image lock files are what `docker/lock.sh` would write today (needs PyPI)
@@ -16,7 +18,7 @@
   nox -s "reproduce(result='<name>')"  one paper result or scaling figure (xlrepro/experiments/),
                     on the host, or in the image when XLREPRO_IMAGE=<image> is set
 
-Each of tests/smoke/info/typecheck/gpu_tests/bench makes its own virtualenv with Python 3.11,
+Each of tests/smoke/info/dev/typecheck/gpu_tests/bench makes its own virtualenv with Python 3.11,
 installs torch (CPU build unless said otherwise) and the pinned requirements, and (except
 typecheck) builds xlrepro's operator library against that torch.
 """
@@ -69,6 +71,23 @@ def smoke(session: nox.Session) -> None:
     out = os.environ.get("XLREPRO_SMOKE_OUT", "results/smoke")
     session.run("xlrepro", "reproduce", "smoke", "--out", out, *session.posargs)
     session.log(f"report: {out}/report.md, results: {out}/results.json")
+
+
+@nox.session(python=PYTHON, download_python="never", reuse_venv=True)
+def dev(session: nox.Session) -> None:
+    """A working environment for the `xlrepro` command: the tests session's packages, xlrepro
+    installed editable (extension compiled), reachable as .venv/ in the checkout. Then
+    `source .venv/bin/activate`; rerunning updates it in place."""
+    install(session, "-r", "requirements/test.txt")
+    link, target = Path(".venv"), Path(session.virtualenv.location)
+    if link.is_symlink() or not link.exists():
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+    elif link.resolve() != target.resolve():
+        session.error(f".venv exists and is not this session's environment ({target}); move it away first")
+    session.run("xlrepro", "info")
+    session.log("now: source .venv/bin/activate   (then `xlrepro --help`)")
 
 
 @nox.session(python=PYTHON, download_python="never")

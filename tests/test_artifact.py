@@ -241,3 +241,66 @@ def test_license_and_citation_ship_with_the_code():
     paper = next(r for r in cff["references"] if "Intermediate-Task Training" in r["title"])
     assert paper["year"] == 2020 and paper["authors"][0]["family-names"] == "Phang"
     assert any("2005.13013" in str(i["value"]) for i in paper["identifiers"])
+
+
+def _section(text: str, heading: str) -> str:
+    m = re.search(rf"^## {re.escape(heading)}[^\n]*\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert m, f"README.md has no '## {heading}' section"
+    return m.group(1)
+
+
+def test_readme_route_from_set_up_to_the_cli(nox_sessions, cli):
+    """A newcomer who follows Set-up gets a shell where the commands under "Using it" run: the route
+    names only existing sessions and subcommands, and one of its sessions installs xlrepro into the
+    environment the README tells them to activate."""
+    import ast
+
+    readme = (REPO / "README.md").read_text()
+    setup, using = _section(readme, "Set-up"), _section(readme, "Using it")
+    setup_cmds = [c for code in _code(setup) for c in code.splitlines() if c.strip()]
+    assert "pip install nox && nox -s smoke" in setup_cmds and "pip install nox && nox -s tests" in setup_cmds
+    sessions = [n for c in setup_cmds for part in re.split(r"&&|;", c)
+                for n in (_nox_sessions(_split(part.strip())) or [])]
+    assert sessions and all(n in nox_sessions for n in sessions), (sessions, sorted(nox_sessions))
+    activate = [m.group(1) for c in setup_cmds for m in [re.match(r"(?:source|\.) (\S+)/bin/activate$", c.strip())]
+                if m]
+    assert activate, "Set-up does not say which environment to activate for the `xlrepro` commands"
+    tree = ast.parse((REPO / "noxfile.py").read_text())
+    funcs = {f.name: ast.get_source_segment((REPO / "noxfile.py").read_text(), f)
+             for f in tree.body if isinstance(f, ast.FunctionDef)}
+    providers = [n for n in sessions if n in funcs and "install(session" in funcs[n]
+                 and any(f'Path("{a}")' in funcs[n] for a in activate)]
+    assert providers, f"no Set-up session installs xlrepro into {activate} (sessions {sessions})"
+    assert "-e" in funcs["install"] and "session.install" in funcs["install"]  # editable, extension compiled
+    used = [_split(c) for code in _code(using) for c in code.splitlines() if c.split(" #")[0].strip()]
+    subs = {w[1] for w in used if w[:1] == ["xlrepro"] and len(w) > 1}
+    assert subs and subs <= _subcommands(cli), subs - _subcommands(cli)
+
+
+def test_help_texts_and_messages_name_only_existing_commands(cli):
+    """Every `xlrepro ...` span in the CLI's help texts and in the package's strings and comments is
+    a command the CLI accepts (e.g. `xlrepro config list`, which `reproduce --help` points at)."""
+    texts = []
+
+    def walk(parser):
+        texts.extend(filter(None, [parser.description, parser.epilog]))
+        for a in parser._actions:
+            texts.extend(filter(None, [a.help if a.help != argparse.SUPPRESS else None]))
+            if isinstance(a, argparse._SubParsersAction):
+                for p in a.choices.values():
+                    walk(p)
+
+    walk(cli)
+    assert any("config list" in t for t in texts)
+    for path in sorted((REPO / "xlrepro").rglob("*.py")):
+        texts.append(path.read_text(encoding="utf-8"))
+    spans = {s for t in texts for s in re.findall(r"`(xlrepro [^`\n]+)`", t)}
+    assert len(spans) >= 5, spans
+    for span in sorted(spans):
+        if "{" in span:  # an f-string template
+            continue
+        argv = [w for w in _split(span)[1:] if w not in ("...", "…")]
+        if argv:
+            _check_cli(cli, argv, f"`{span}`")
+    with pytest.raises(AssertionError):
+        _check_cli(cli, ["config", "lists"], "test")
