@@ -1,4 +1,4 @@
-"""Attention-core benchmark for ``xlrepro.ops.varlen_attention`` (issue 6).
+"""Attention-core benchmark for ``xlrepro.ops.varlen_attention`` (results: benchmarks/RESULTS_attention.md).
 
 Forward + backward of the attention core only (no projections, no pad/unpad), XLM-R base shape
 (12 heads, head_dim 64), on batches whose lengths follow real task distributions:

@@ -1,4 +1,4 @@
-"""Whole-model training throughput: padded vs packed XLM-R (issue 6).
+"""Whole-model training throughput: padded vs packed XLM-R (model.attention=packed).
 
 Train steps (forward + backward + AdamW) of an XLM-R-shaped encoder with a classification head on
 the length distribution of a real task (see "Length pools" below). Real (non-padding) tokens per
@@ -110,7 +110,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     lengths, bs = length_pools()[a.task]
-    fixed_len = 384 if a.task == "squad" else 256  # jiant's fixed lengths (paper.md §4.1)
+    fixed_len = 384 if a.task == "squad" else 256  # jiant's fixed lengths (jiant scripts/benchmarks/xtreme/subscripts/c_tokenize_and_cache.sh)
     rows = run(a.model, a.steps, lengths, bs, fixed_len)
     by = {r[0]: r[1] for r in rows}
     print(f"# whole-model train step, {a.model}, {a.task} lengths (mean {np.mean(lengths):.0f}, max {max(lengths)}), "

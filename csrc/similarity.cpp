@@ -18,7 +18,7 @@ TORCH_LIBRARY_FRAGMENT(xlrepro, m) {
   // index rows of x. Same ordering and tie rule as knn.
   m.def("knn_both(Tensor x, Tensor y, int k_rows, int k_cols, bool cosine=False, int block_rows=2048, "
         "int block_cols=2048) -> (Tensor, Tensor, Tensor, Tensor)");
-  // LASER/XTREME margin of every k-NN candidate, both directions (scorers.md D7):
+  // LASER/XTREME margin of every k-NN candidate, both directions (google-research/xtreme third_party/utils_retrieve.py):
   //   fwd_mean[i] = (sum_c fwd_sim[i, c]) / k_f, summed left to right in float32 (bwd alike);
   //   fwd_scores[i, c] = margin(fwd_sim[i, c], (fwd_mean[i] + bwd_mean[fwd_idx[i, c]]) / 2)
   //   bwd_scores[j, c] = margin(bwd_sim[j, c], (bwd_mean[j] + fwd_mean[bwd_idx[j, c]]) / 2)

@@ -52,7 +52,8 @@ DEFAULT_MFU = 0.25
 # Parameter counts of named encoders (fairseq's XLM-R README lists Large as 560M, Base as 270M).
 KNOWN_PARAMS = {"xlm-roberta-large": 560e6, "xlm-roberta-base": 270e6}
 
-# English training examples per task (shared/notes/paper.md §3 and benchmarks.md §3, their tags).
+# English training examples per task: each official training split's size as its release states it
+# (ANLI+ = ANLI + MNLI + SNLI); sources per dataset in tests/fixtures/README.md and docs/data.md.
 TRAIN_SIZES = {
     "mnli": 392_702, "anli_plus": 1_104_934, "anli": 162_865, "snli": 549_367, "ccg": 38_015,
     "commonsenseqa": 9_741, "cosmosqa": 25_262, "hellaswag": 39_905, "qqp": 363_846, "squad": 87_599,

@@ -36,7 +36,9 @@ class Language:
 
     @property
     def resource_group(self) -> str:
-        """The scaling study's grouping (shared/notes/languages.md §3)."""
+        """The scaling study's grouping: English; unseen by XLM-R (not in its CC-100 pre-training,
+        Conneau et al. 2020, arXiv 1911.02116); then Joshi et al. 2020 (arXiv 2004.09095) class
+        <= 2, 3, >= 4 (docs/scaling-study.md)."""
         if self.code == "en":
             return "source"
         if not self.in_xlmr_pretraining:

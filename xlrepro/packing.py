@@ -1,5 +1,5 @@
 """Packed (padding-free) XLM-R: a forward of the Hugging Face encoder on unpadded tokens, and the
-batch planner of a packing collator (issue 6).
+batch planner of a packing collator (measured by benchmarks/model_packing.py).
 
 Why not Hugging Face's own padding-free path: concatenating sequences into one row and passing
 restarting ``position_ids`` only isolates the sequences under ``flash_attention_2``; with

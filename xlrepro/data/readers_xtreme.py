@@ -123,7 +123,7 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
 
 # --------------------------------------------------------------------------- TyDiQA-GoldP
 
-TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (benchmarks.md §3)
+TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (google-research-datasets/tydiqa tydiqa-goldp-v1.1-train.json)
 
 
 def tydiqa_language_prefix(lang: str) -> str:

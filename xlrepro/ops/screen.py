@@ -1,4 +1,4 @@
-"""bf16 screen with exact fp32 re-scoring for ``knn`` / ``knn_both`` / ``margin_mine`` (issue 5).
+"""bf16 screen with exact fp32 re-scoring for ``knn`` / ``knn_both`` / ``margin_mine`` (measurements: benchmarks/RESULTS.md).
 
 Opt-in: ``knn(..., screen="bf16")``, ``knn_both(..., screen="bf16")``, ``margin_mine(..., screen=...)``.
 The answer is always the fp32 answer of the same call without a screen (bit-identical scores and

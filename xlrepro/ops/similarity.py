@@ -13,7 +13,7 @@ Contract (what the tests check):
   ``similarity="cosine"`` first L2-normalises each row in float32 as
   ``x * where(ss > 0, 1 / sqrt(ss), 0)`` with ``ss = (x * x).sum(1)``, so zero vectors stay zero
   and score 0 against everything (as ``faiss.normalize_L2`` leaves them); ``"dot"`` uses the
-  raw inner product (LAReQA's official scorer, scorers.md F2). The reference computes the same
+  raw inner product (LAReQA's official scorer, google-research/xtreme ``third_party/utils_lareqa.py``). The reference computes the same
   tiles with the same ATen calls, so on one machine and build the compiled scores and indices
   are **bit-identical** to the reference (tested with exact equality). Across BLAS builds or
   blockings scores may differ in the last bits (summation order); for inputs whose dot products
@@ -36,7 +36,7 @@ Contract (what the tests check):
   rows were recomputed (xlrepro/ops/screen.py).
 
 Margin mining (``margin_mine``) follows LASER's ``mine_bitext`` as XTREME uses it
-(scorers.md D7, D8): k-NN each way with ``k = min(k, pool)``, the mean of the k similarities
+(google-research/xtreme ``third_party/utils_retrieve.py``; docs/protocol.md): k-NN each way with ``k = min(k, pool)``, the mean of the k similarities
 (left-to-right float32 sum / k, which is numpy's float32 mean for k < 8), margin of every
 candidate ``margin(cos, (fwd_mean[x] + bwd_mean[y]) / 2)`` with ratio a/b, distance a-b,
 absolute a, best candidate = first argmax among the k, and the modes fwd / bwd / intersect /
@@ -362,7 +362,7 @@ def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "rat
     """Mine candidate pairs between source ``x`` (N, d) and target ``y`` (M, d), as LASER/XTREME.
 
     Returns ``(src (P,) int64, tgt (P,) int64, scores (P,) float32)`` in the official output order
-    (scorers.md D8):
+    (google-research/xtreme ``third_party/utils_retrieve.py``, ``mine_bitext``):
 
     * ``fwd``: one pair per source, in source order: (i, best target of i, its margin).
     * ``bwd``: one pair per target, in target order: (best source of j, j, its margin).
