@@ -8,6 +8,9 @@ Forward + backward of the attention core only (no projections, no pad/unpad), XL
   udpos    sentences of ../shared/data-samples/udpos/xtreme_processed, max 128
   squad    SQuAD v1.1 dev windows (max 384, doc stride 128, question <= 64 tokens)
 
+Without ../shared beside the checkout (or $XLREPRO_SHARED), the same files are read from
+tests/fixtures/data-samples: synthetic text of identical lengths, so the length pools are identical.
+
 No XLM-R tokenizer is available offline, so subword counts are *estimated*: 1.35 subwords per
 whitespace word, 0.8 per CJK/kana/hangul character, plus XLM-R's special tokens (2 for a single
 sentence, 4 for a pair). Compared in the same run, on the same batches:
