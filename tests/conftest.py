@@ -31,8 +31,9 @@ def find_samples() -> Path:
 
 
 SAMPLES = find_samples()
-# kept for the tests that import it: the shipped fixtures make the samples always present
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no samples folder {SAMPLES}")
+# kept for the tests that import it: the shipped fixtures make the samples always present, and a
+# missing folder (a wrong XLREPRO_SAMPLES) fails through the `samples` fixture instead of skipping
+needs_samples = pytest.mark.usefixtures("samples")
 
 
 @pytest.fixture(scope="session")
