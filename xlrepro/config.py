@@ -38,7 +38,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """One training phase. Defaults are jiant's XTREME recipe (shared/notes/paper.md §4.1)."""
+    """One training phase. Defaults are jiant's XTREME recipe (nyu-mll/jiant
+    jiant/scripts/benchmarks/xtreme/: subscripts/d_write_configs.sh, e_run_models.sh)."""
 
     lr: float = 1e-5
     batch_size: int = 4

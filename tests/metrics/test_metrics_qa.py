@@ -1,4 +1,5 @@
-"""Golden tests for the SQuAD v1.1 and MLQA evaluators (scorers.md C1-C11)."""
+"""Golden tests for the SQuAD v1.1 and MLQA evaluators (as google-research/xtreme
+third_party/evaluate_squad.py and evaluate_mlqa.py score)."""
 import json
 import os
 import unicodedata
