@@ -1,8 +1,10 @@
-"""Score an XTREME / XTREME-R submission folder like ``evaluate.py`` (scorers.md A, benchmarks.md §4).
+"""Score an XTREME / XTREME-R submission folder like google-research/xtreme's ``evaluate.py``
+(see docs/metrics.md for what is read and how, and for every difference from the official code).
 
 Layout: ``<folder>/<task>/test-<lang>.<ext>`` with ext ``json`` for QA tasks and Mewsli-X,
-``jsonl`` for XCOPA, ``tsv`` otherwise, for both the prediction and the label folder.
-The task -> languages map is passed in by the caller (the task registry).
+``jsonl`` for XCOPA (one JSON object per line, scored by its ``label`` field), ``tsv``
+otherwise, for both the prediction and the label folder. The task -> languages map is passed
+in by the caller (the task registry).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ _JSON_TASKS = _QA + ("mewslix",)
 #: Tasks whose prediction/label counts evaluate.py does not assert equal.
 _NO_LENGTH_CHECK = ("bucc2018", "mewslix", "mlqa", "tydiqa", "xquad")
 _ACCURACY_TASKS = ("pawsx", "xnli", "tatoeba", "xcopa")
+#: Tasks whose files are JSON lines read by their ``label`` field (``evaluate.py:read_xcopa``).
+_JSONL_LABEL_TASKS = ("xcopa",)
 _TAGGING_TASKS = ("udpos", "panx")
 #: Tasks of a version's list that evaluate.py cannot score from files (LAReQA needs embeddings).
 _NO_FILE_METRIC = ("lareqa",)
@@ -62,14 +66,14 @@ def _read_text_lines(path: str) -> List[str]:
 
 
 def read_label(path: str) -> List[str]:
-    """One label per line, every line ``strip()``ped (A6): trailing spaces, tabs and ``\\r``
+    """One label per line, every line ``strip()``ped (``evaluate.py:read_label``): trailing spaces, tabs and ``\\r``
     vanish and a blank line becomes the example ``''``. Raises ``FileNotFoundError`` /
     ``ValueError`` (with file and line) on a missing or non-UTF-8 file."""
     return [line.strip() for line in _read_text_lines(path)]
 
 
 def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
-    """Tag sentences separated by blank lines (A7).
+    """Tag sentences separated by blank lines (``evaluate.py:read_tag``).
 
     ``"official"``: every blank line closes a sentence, so two consecutive blank lines make an
     empty sentence and trailing blank lines add empty sentences; the whole stripped line is
@@ -92,9 +96,36 @@ def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
     return sentences
 
 
+def read_xcopa(path: str) -> list:
+    """The ``label`` field of every line, each line parsed as JSON (``evaluate.py:read_xcopa``).
+
+    Only ``label`` counts: ``{"label": 1}`` and ``{"idx": 0, "label": 1}`` are the same answer,
+    and key order or spacing do not matter. Values are compared as JSON values later, so the
+    number ``1`` and the string ``"1"`` differ, as in the official code. Lines end as in
+    Python's text mode (``\\n``, ``\\r\\n``, ``\\r``).
+
+    Raises:
+        FileNotFoundError: a missing file. ValueError naming file and line: not UTF-8, a line
+            that is not JSON (a blank line included; the official code raises a JSON decode
+            error), a line that is not an object with a ``label`` field (officially a
+            ``TypeError`` / ``KeyError``).
+    """
+    labels = []
+    for n, line in enumerate(_read_text_lines(path), start=1):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            what = "a blank line" if not line.strip() else f"invalid JSON ({e.msg})"
+            raise ValueError(f"{path}:{n}: {what}; expected one JSON object with a 'label' field per line") from None
+        if not isinstance(obj, dict) or "label" not in obj:
+            raise ValueError(f"{path}:{n}: expected a JSON object with a 'label' field, got {line.strip()[:60]!r}")
+        labels.append(obj["label"])
+    return labels
+
+
 def read_squad(path: str):
     """JSON file; returns ``obj['data']`` when the top level has a ``data`` key, else the object
-    (A8: a bare list or a prediction dict works). Raises ``ValueError`` naming file, line and
+    (``evaluate.py:read_squad``: a bare list or a prediction dict works). Raises ``ValueError`` naming file, line and
     column on invalid JSON."""
     return _read_json(path, data_rule=True)
 
@@ -134,7 +165,8 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
                    tagging_mode: Optional[str] = None) -> dict:
     """Score one ``(task, language)`` file pair like ``evaluate_one_task``; returns the metric
     dict of the task's metric function (accuracy / tagging_f1 / bucc_f1 / squad_scores /
-    mlqa_scores / mewslix_map_at_k with k=20).
+    mlqa_scores / mewslix_map_at_k with k=20). XCOPA files are read with :func:`read_xcopa`,
+    the other accuracy tasks and BUCC with :func:`read_label`.
 
     Raises:
         FileNotFoundError: a missing file; ValueError: unequal example counts where
@@ -142,7 +174,9 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
         bad file contents, or an unknown task.
     """
     check_mode(mode, "score_language")
-    if task in _ACCURACY_TASKS or task == "bucc2018":
+    if task in _JSONL_LABEL_TASKS:
+        predictions, labels = read_xcopa(prediction_file), read_xcopa(label_file)
+    elif task in _ACCURACY_TASKS or task == "bucc2018":
         predictions, labels = read_label(prediction_file), read_label(label_file)
     elif task in _TAGGING_TASKS:
         predictions, labels = read_tag(prediction_file, mode), read_tag(label_file, mode)
