@@ -150,4 +150,23 @@ def test_dedup_sentences_drops_repeats_officially():
     # corrected keeps it with the first id
     assert bucc_dedup_sentences(ids, sents, "corrected") == {"Hello": "1", "World": "3", "Bye": "4"}
     with pytest.raises(ValueError, match="3 ids but 4 sentences"):
-        bucc_dedup_sentences(ids[:3], sents)
+        bucc_dedup_sentences(ids[:3], sents, "corrected")
+    # official read_sent2id pairs the two files with zip: the 4th sentence has no id and is left out
+    # -> Hello (ids 1, 2) repeated and dropped, World -> 3
+    assert bucc_dedup_sentences(ids[:3], sents) == {"World": "3"}
+
+
+def test_optimize_official_accepts_nan_and_numpy_scores():
+    import numpy as np
+
+    # official: sorted(items, key=lambda x: -x[1]) with keys [-0.9, nan, -0.5]. Every comparison
+    # with nan is False, so timsort sees one non-descending run and keeps the order a, b, c.
+    # a is gold: n=1, c=1 -> P = R = 1, F1 = 1 > 0 -> threshold = (0.9 + nan) / 2 = nan.
+    # b: F1 = 2*(1/2)*1/(3/2) = 2/3, c: 2*(1/3)*1/(4/3) = 1/2, neither > 1 -> threshold nan, F1 100
+    out = bucc_optimize(_cands(("a", "A", 0.9), ("b", "B", float("nan")), ("c", "C", 0.5)), {"a\tA"})
+    assert math.isnan(out["threshold"]) and out["best_f1"] == 100.0
+    with pytest.raises(ValueError, match="not a number"):
+        bucc_optimize(_cands(("a", "A", 0.9), ("b", "B", float("nan"))), {"a\tA"}, "corrected")
+    # float32 scores (what a float32 margin gives): a first, F1 1 -> (0.75 + 0.25) / 2 = 0.5
+    out = bucc_optimize(_cands(("a", "A", np.float32(0.75)), ("b", "B", np.float32(0.25))), {"a\tA"})
+    assert out["threshold"] == 0.5

@@ -5,8 +5,8 @@ default arguments. The official numbers follow seqeval 0.0.12 (xlrepro mode ``"o
 seqeval 1.2.2 is what ``pip install seqeval`` gives today (mode ``"seqeval_1x"``). Each version
 is installed into a throwaway virtual environment (cached under pytest's cache folder, keyed by
 version) and scores a few hundred generated corpora: NER tags with B-/I-/E-/S- edge cases,
-lowercase and dashed types, UPOS runs, empty sentences, token-count and sentence-count
-mismatches. Wherever seqeval returns a value xlrepro must return the same (and the same chunk
+lowercase and dashed types, UPOS runs, empty sentences, flat tag lists, token-count and
+sentence-count mismatches. Wherever seqeval returns a value xlrepro must return the same (and the same chunk
 list); wherever seqeval raises xlrepro must raise.
 
 The install needs PyPI. When it fails the test fails, unless XLREPRO_OFFLINE=1 is set: then it
@@ -131,7 +131,8 @@ def _perturb(rng, sentence, pool):
 def generated_cases(n=N_CASES, seed=20260):
     rng = random.Random(seed)
     cases = [([], []), ([[]], [[]]), ([["X"], ["X", "X"]], [["X"], ["X", "X"]]),
-             ([["NOUN", "CCONJ", "NOUN"]], [["NOUN", "SCONJ", "NOUN"]]), ([["B-A-X"]], [["B-B-X"]])]
+             ([["NOUN", "CCONJ", "NOUN"]], [["NOUN", "SCONJ", "NOUN"]]), ([["B-A-X"]], [["B-B-X"]]),
+             (["B-PER", "I-PER", "O"], ["B-PER", "O", "O"]), (["NOUN", "NOUN"], [["NOUN", "NOUN"]])]  # flat lists
     while len(cases) < n:
         pool = UPOS if rng.random() < 0.5 else NER
         gold = [_sentence(rng, pool, runs=pool is UPOS) for _ in range(rng.randint(1, 6))]

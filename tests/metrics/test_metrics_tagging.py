@@ -178,6 +178,13 @@ def test_sentence_count_mismatch_and_empty_input():
     # an empty corpus: no chunk on either side -> 0.0.12 returns 0 for P, R and F1
     out = tagging_f1([], [])
     assert (out["f1"], out["precision"], out["recall"]) == (0.0, 0.0, 0.0)
+    # a flat list of tags: 0.0.12 does not flatten it (no element is a list) and chunks it as one
+    # sequence: gold [B-PER, I-PER, O] -> {(PER, 0, 1)}; pred [B-PER, O, O] -> {(PER, 0, 0)} -> 0;
+    # against a one-sentence corpus the offsets are the same -> (PER, 0, 1) both -> 100
+    assert tagging_f1(["B-PER", "O", "O"], ["B-PER", "I-PER", "O"])["f1"] == 0.0
+    assert tagging_f1(["B-PER", "I-PER", "O"], [["B-PER", "I-PER", "O"]])["f1"] == 100.0
+    with pytest.raises(ValueError, match="must be a list of tags"):
+        tagging_f1(["B-PER"], ["B-PER"], "corrected")
     for mode in ("corrected", "seqeval_1x"):
         with pytest.raises(ValueError, match="1 predicted sentences but 2 gold sentences"):
             tagging_f1([["O"]], [["O"], ["O"]], mode)

@@ -7,6 +7,7 @@ of a gold file. Percentages are on a 0-100 scale; thresholds are raw margin scor
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple, Union
 
@@ -24,14 +25,21 @@ def _as_tuple(pair: PairLike) -> Pair:
     return tuple(pair.split("\t")) if isinstance(pair, str) else tuple(pair)
 
 
-def _check_candidates(candidate2score: Mapping, func: str) -> List[Tuple[Pair, float]]:
+def _check_candidates(candidate2score: Mapping, func: str, strict: bool = True) -> List[Tuple[Pair, float]]:
+    """The (pair, score) items. ``strict`` (corrected mode): scores must be int/float and not NaN.
+    Otherwise (official mode) any real number passes, NaN and numpy scalars included, as the
+    official code sorts whatever it is given."""
     if not isinstance(candidate2score, Mapping):
         raise ValueError(f"{func}: candidate2score must be a dict (src_id, trg_id) -> score")
     if len(candidate2score) == 0:
         raise ValueError(f"{func}: no candidates")
     items = []
     for pair, score in candidate2score.items():
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
+        if strict:
+            bad = isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score)
+        else:
+            bad = not isinstance(score, numbers.Real)
+        if bad:
             raise ValueError(f"{func}: score of {pair!r} is not a number: {score!r}")
         items.append((pair, score))
     return items
@@ -71,8 +79,9 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     candidate the threshold is just above the highest score, so nothing is extracted.
 
     Raises:
-        ValueError: a NaN/non-number score; in corrected mode also no candidates or an empty
-            gold set (official mode returns threshold 0 there, as the official code does).
+        ValueError: a score that is not a real number; in corrected mode also a NaN or numpy
+            score, no candidates or an empty gold set (official mode returns threshold 0 for
+            the last two, as the official code does, and sorts NaN scores as it does).
     """
     check_mode(mode, "bucc_optimize")
     gold_set = {_joined(g) for g in gold}
@@ -82,7 +91,7 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
                 "n_gold": len(gold_set), "n_candidates": len(candidate2score) if isinstance(candidate2score, Mapping)
                 else 0, "mode": mode,
                 "note": [f"{what}: no candidate can be correct, so the threshold stays 0 as in the official code"]}
-    items = _check_candidates(candidate2score, "bucc_optimize")
+    items = _check_candidates(candidate2score, "bucc_optimize", strict=(mode == CORRECTED))
     if not gold_set:
         raise ValueError("bucc_optimize: empty gold set (the official code returns threshold 0)")
     items = sorted(items, key=lambda x: -x[1])  # stable: ties keep insertion order
@@ -243,11 +252,12 @@ def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str
         ``dict`` stripped text -> stripped id, in first-occurrence order.
 
     Raises:
-        ValueError: ``ids`` and ``sentences`` differ in length (the official code silently
-            truncates with ``zip``; a mismatch means the two files do not belong together).
+        ValueError: in corrected mode, ``ids`` and ``sentences`` of different lengths (the two
+            files do not belong together); official mode pairs them with ``zip`` up to the
+            shorter one, as the official code does.
     """
     check_mode(mode, "bucc_dedup_sentences")
-    if len(ids) != len(sentences):
+    if len(ids) != len(sentences) and mode == CORRECTED:
         raise ValueError(f"bucc_dedup_sentences: {len(ids)} ids but {len(sentences)} sentences")
     sent2id: Dict[str, str] = {}
     repeated: Set[str] = set()

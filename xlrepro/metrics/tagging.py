@@ -98,11 +98,21 @@ def get_entities(seq: Sequence, mode: str = OFFICIAL) -> List[Chunk]:
     return chunks
 
 
+def _as_corpus(corpus):
+    if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(t, str) for t in corpus):
+        return [list(corpus)]
+    return corpus
+
+
 def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) -> Tuple[list, list, bool]:
     """Return (pred, gold, token_counts_match) as lists of lists; raise on bad shapes.
 
     ``official``: an empty corpus and different sentence counts pass (seqeval 0.0.12 scores
     them); ``token_counts_match`` is then also False for different sentence counts."""
+    if official:
+        # seqeval 0.0.12 flattens a corpus only when it holds lists; a flat list of tags is one
+        # sequence, whose chunks are those of the same tags as one sentence
+        pred_tags, gold_tags = (_as_corpus(c) for c in (pred_tags, gold_tags))
     if len(gold_tags) == 0 and len(pred_tags) == 0 and not official:
         raise ValueError(f"{func}: empty input (no sentences)")
     if len(pred_tags) != len(gold_tags) and not official:
@@ -126,8 +136,9 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
     """Micro chunk F1 / precision / recall over all sentences (``evaluate.py:f1``).
 
     Args:
-        pred_tags: predicted tags, one list per sentence.
-        gold_tags: gold tags, one list per sentence.
+        pred_tags: predicted tags, one list per sentence (official mode also takes a flat list
+            of tags, as one sequence, like seqeval 0.0.12).
+        gold_tags: gold tags, one list per sentence (the same).
         mode: ``"official"`` = seqeval 0.0.12 (what the published numbers used);
             ``"seqeval_1x"`` = seqeval 1.2.2 default mode; ``"corrected"`` = 0.0.12 chunking
             (it has no evident bug to fix; the 1.x type parsing is the defect) but refuses
