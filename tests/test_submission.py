@@ -209,6 +209,25 @@ def test_an_unlabelled_split_has_no_label_file_and_bad_predictions_are_refused(t
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
+def test_score_reports_bad_files_without_a_traceback(tmp_path):
+    copa = xtreme_r_cases()["xcopa"]
+    langs = get_task("xcopa").languages("xtreme_r")
+    for lang in langs:
+        write_predictions(tmp_path / "pred", "xcopa", "test", lang, copa[0], copa[2], copa[1])
+        write_labels(tmp_path / "gold", "xcopa", "test", lang, copa[0], copa[1])
+    bad = submission_path(tmp_path / "pred", "xcopa", "test", langs[0])
+    bad.write_text("0\n1\n")  # the old bare-line form, which evaluate.py's read_xcopa rejects
+    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
+                "--version", "xtreme-r", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("xlrepro: error: ") and f"{bad}, line 1, field 'label'" in r.stderr, r.stderr
+    # a content problem a metric finds names the files too
+    bad.write_text('{"label": 0}\n')
+    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
+                "--version", "xtreme-r", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and f"{bad}: number of examples (1)" in r.stderr
+
+
 def test_assemble_submission_rebuilds_from_the_manifest(tmp_path):
     runs = tmp_path / "runs"
     for run, task, langs in (("r1", "xnli", ["de", "en"]), ("r2", "xnli", ["de"]), ("r3", "panx", ["fr"])):

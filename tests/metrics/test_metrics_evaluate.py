@@ -111,7 +111,7 @@ def test_score_folder_missing_language_file(tmp_path):
 def test_score_folder_length_mismatch_names_files(tmp_path):
     pred, gold = _xtreme_folders(tmp_path)
     _write(pred, "tatoeba", "de", "tsv", "0\n1\n2\n3\n\n")  # blank line -> 5th example '' (read_label strips)
-    with pytest.raises(ValueError, match=r"test-de.tsv \(5\).*\(4\).*tatoeba"):
+    with pytest.raises(ValueError, match=r"test-de.tsv: number of examples \(5\).*\(4\).*tatoeba"):
         score_folder(str(pred), str(gold), "xtreme", XTREME_LANGS)
 
 
@@ -155,11 +155,11 @@ def test_readers(tmp_path):
     assert read_label(str(path)) == ["a", "b", "c"]
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(b"ok\n\xff\n")
-    with pytest.raises(ValueError, match=r"bad.tsv:2: not valid UTF-8"):
+    with pytest.raises(ValueError, match=r"bad.tsv, line 2: not valid UTF-8"):
         read_label(str(bad))
     js = tmp_path / "bad.json"
     js.write_text('{"a": 1,\n "b": }', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.json:2:\d+: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json, line 2: invalid JSON"):
         read_squad(str(js))
     ok = _write(tmp_path, "xquad", "en", "json", {"data": [1, 2]})
     assert read_squad(str(ok)) == [1, 2]
@@ -274,12 +274,23 @@ def test_xcopa_labels_compare_as_json_values(tmp_path):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ("0\n", r"test-et.jsonl:1: expected a JSON object with a 'label' field"),       # bare label: 0['label'] fails
-    ('{"label": 0}\n\n', r"test-et.jsonl:2: a blank line"),                          # json.loads('\n') fails
-    ('{"label": 0}\n{"idx": 3}\n', r"test-et.jsonl:2: expected a JSON object with a 'label'"),  # KeyError
-    ('{"label": 0\n', r"test-et.jsonl:1: invalid JSON"),
+    ("0\n", r"test-et.jsonl, line 1, field 'label': expected a JSON object"),  # bare label: 0['label'] fails
+    ('{"label": 0}\n\n', r"test-et.jsonl, line 2: a blank line"),              # json.loads('\n') fails
+    ('{"label": 0}\n{"idx": 3}\n', r"test-et.jsonl, line 2, field 'label'"),   # KeyError
+    ('{"label": 0\n', r"test-et.jsonl, line 1: invalid JSON"),
 ])
 def test_xcopa_bad_lines_name_file_and_line(tmp_path, bad, match):
     p, g = _xcopa_pair(tmp_path, bad, '{"label": 0}\n{"label": 1}\n')
     with pytest.raises(ValueError, match=match):
         score_language("xcopa", p, g, "et")
+
+
+def test_metric_content_errors_name_the_files(tmp_path):
+    from xlrepro.errors import DataFormatError
+
+    # a gold list that is empty: the official code fails on labels[0] (IndexError); here the
+    # metric's error is re-raised naming both files
+    p = _write(tmp_path / "pred", "mewslix", "en", "json", {"e": ["Q1"]})
+    g = _write(tmp_path / "gold", "mewslix", "en", "json", {"e": []})
+    with pytest.raises(DataFormatError, match=r"pred/mewslix/test-en.json: .*non-empty list.*scored against .*gold"):
+        score_language("mewslix", str(p), str(g), "en")

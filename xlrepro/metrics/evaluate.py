@@ -12,6 +12,8 @@ import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from xlrepro.errors import DataFormatError
+
 from ._common import CORRECTED, DEFAULT_MODES, OFFICIAL, SEQEVAL_1X, check_mode, is_metric_key, official_source
 from .aggregate import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,
                         xtreme_score, XTREME_R_TASKS, XTREME_TASKS)
@@ -58,7 +60,7 @@ def _read_text_lines(path: str) -> List[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+        raise DataFormatError(path, f"not valid UTF-8 ({e.reason})", line=line) from None
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -116,9 +118,11 @@ def read_xcopa(path: str) -> list:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             what = "a blank line" if not line.strip() else f"invalid JSON ({e.msg})"
-            raise ValueError(f"{path}:{n}: {what}; expected one JSON object with a 'label' field per line") from None
+            raise DataFormatError(path, f"{what}; expected one JSON object with a 'label' field per line",
+                                  line=n) from None
         if not isinstance(obj, dict) or "label" not in obj:
-            raise ValueError(f"{path}:{n}: expected a JSON object with a 'label' field, got {line.strip()[:60]!r}")
+            raise DataFormatError(path, f"expected a JSON object with a 'label' field, got {line.strip()[:60]!r}",
+                                  line=n, field="label")
         labels.append(obj["label"])
     return labels
 
@@ -140,9 +144,9 @@ def _read_json(path: str, data_rule: bool):
         obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+        raise DataFormatError(path, f"not valid UTF-8 ({e.reason})", line=line) from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+        raise DataFormatError(path, f"invalid JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
     if data_rule and isinstance(obj, dict) and "data" in obj:
         return obj["data"]
     return obj
@@ -152,10 +156,10 @@ def _read_mewslix(path: str, mode: str) -> dict:
     obj = _read_json(path, data_rule=(mode == OFFICIAL))
     if not isinstance(obj, dict):
         if mode == OFFICIAL:
-            raise ValueError(
-                f"{path}: has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
+            raise DataFormatError(
+                path, "has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
                 "official Mewsli-X scoring fails (AttributeError); use mode='corrected'")
-        raise ValueError(f"{path}: expected a JSON object example_id -> list of entity ids")
+        raise DataFormatError(path, "expected a JSON object example_id -> list of entity ids")
     return obj
 
 
@@ -169,9 +173,10 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
     the other accuracy tasks and BUCC with :func:`read_label`.
 
     Raises:
-        FileNotFoundError: a missing file; ValueError: unequal example counts where
+        FileNotFoundError: a missing file. :class:`xlrepro.errors.DataFormatError` (a
+        ``ValueError``) naming the file and, where known, the line: unequal example counts where
         ``evaluate.py`` asserts them (all tasks except bucc2018, mewslix, mlqa, tydiqa, xquad),
-        bad file contents, or an unknown task.
+        or bad file contents. ValueError: an unknown task or mode.
     """
     check_mode(mode, "score_language")
     if task in _JSONL_LABEL_TASKS:
@@ -183,26 +188,31 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
     elif task in _QA:
         predictions, labels = read_squad(prediction_file), read_squad(label_file)
         if not isinstance(predictions, dict):
-            raise ValueError(f"{prediction_file}: expected a JSON object question_id -> answer text")
+            raise DataFormatError(prediction_file, "expected a JSON object question_id -> answer text")
     elif task == "mewslix":
         predictions, labels = _read_mewslix(prediction_file, mode), _read_mewslix(label_file, mode)
     else:
         raise ValueError(f"score_language: no metric for task {task!r}")
     if task not in _NO_LENGTH_CHECK and len(predictions) != len(labels):
         unit = "sentences" if task in _TAGGING_TASKS else "examples"
-        raise ValueError(f"number of {unit} in {prediction_file} ({len(predictions)}) and {label_file} "
-                         f"({len(labels)}) do not match in task {task} (evaluate.py asserts this)")
-    if task in _ACCURACY_TASKS:
-        return accuracy(predictions, labels, mode)
-    if task in _TAGGING_TASKS:
-        return tagging_f1(predictions, labels, tagging_mode or mode)
-    if task == "bucc2018":
-        return bucc_f1(predictions, labels, mode)
-    if task == "mlqa":
-        return mlqa_scores(predictions, labels, lang, mode)
-    if task in _QA:
-        return squad_scores(predictions, labels, mode)
-    return mewslix_map_at_k(predictions, labels, k=20, mode=mode)
+        raise DataFormatError(prediction_file, f"number of {unit} ({len(predictions)}) does not match {label_file} "
+                                               f"({len(labels)}) in task {task} (evaluate.py asserts this)")
+    try:
+        if task in _ACCURACY_TASKS:
+            return accuracy(predictions, labels, mode)
+        if task in _TAGGING_TASKS:
+            return tagging_f1(predictions, labels, tagging_mode or mode)
+        if task == "bucc2018":
+            return bucc_f1(predictions, labels, mode)
+        if task == "mlqa":
+            return mlqa_scores(predictions, labels, lang, mode)
+        if task in _QA:
+            return squad_scores(predictions, labels, mode)
+        return mewslix_map_at_k(predictions, labels, k=20, mode=mode)
+    except DataFormatError:
+        raise
+    except ValueError as e:  # a content problem the metric found: name the files
+        raise DataFormatError(prediction_file, f"{e} (scored against {label_file})") from None
 
 
 def _subfolders(folder: str) -> List[str]:
