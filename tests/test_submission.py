@@ -14,7 +14,8 @@ import pytest
 from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, EntityMentionExample, Format,
                                 MultipleChoiceExample, SpanQAExample, TaggingExample)
 from xlrepro.errors import ConfigError
-from xlrepro.submission import label_text, prediction_text, qa_ids, submission_path, write_labels, write_predictions
+from xlrepro.submission import (assemble_submission, label_text, prediction_text, qa_ids, submission_path,
+                                write_labels, write_predictions)
 from xlrepro.tasks import all_tasks, get_task
 from xlrepro.tasks.registry import _parse
 
@@ -87,6 +88,13 @@ def xtreme_r_cases():
     }
 
 
+def xtreme_r_all_cases():
+    """Every XTREME-R task that has a submission file (all but LAReQA)."""
+    cases = {t: c for t, c in family_cases().items() if "xtreme_r" in get_task(t).benchmarks}
+    cases.update(xtreme_r_cases())
+    return cases
+
+
 def _write_all(root, version, cases):
     bench = "xtreme" if version == "xtreme" else "xtreme_r"
     for task, (fmt, examples, preds, raw, _) in cases.items():
@@ -95,7 +103,7 @@ def _write_all(root, version, cases):
             write_labels(root / "gold", task, "test", lang, fmt, examples, raw)
 
 
-@pytest.mark.parametrize("version,cases", [("xtreme", family_cases), ("xtreme-r", xtreme_r_cases)])
+@pytest.mark.parametrize("version,cases", [("xtreme", family_cases), ("xtreme-r", xtreme_r_all_cases)])
 def test_score_reads_what_export_writes(tmp_path, version, cases):
     cases = cases()
     _write_all(tmp_path, version, cases)
@@ -109,6 +117,40 @@ def test_score_reads_what_export_writes(tmp_path, version, cases):
         # all nine tasks present: the XTREME score is the plain mean of the task metrics (QA: (EM+F1)/2)
         metrics = [75, 100, 100, 200 / 3, 50, 100, 100, 50, 50]
         assert out["overall"]["all_task"] == pytest.approx(sum(metrics) / 9)
+    else:
+        assert set(cases) == {t for t in all_tasks() if "xtreme_r" in get_task(t).benchmarks} - {"lareqa"}
+    # identical numbers: what `xlrepro score` reads back equals what the pipeline computes in memory
+    bench = "xtreme" if version == "xtreme" else "xtreme_r"
+    for task, case in cases.items():
+        for lang in get_task(task).languages(bench):
+            for metric, value in _in_memory_scores(task, case, lang).items():
+                assert out["detailed"][task][metric][lang] == value, (task, lang, metric)
+    # XCOPA files are JSON lines with a 'label' field (what evaluate.py's read_xcopa parses)
+    for path in (tmp_path / "pred" / "xcopa").glob("*.jsonl") if version == "xtreme-r" else ():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert rows and all(isinstance(r, dict) and "label" in r for r in rows), path
+
+
+def _in_memory_scores(task, case, lang):
+    """The metric values the pipeline records for these predictions (the adapters' score(), or the
+    retrieval metrics), restricted to the keys evaluate.py reports."""
+    from types import SimpleNamespace
+
+    from xlrepro.formats import adapter_for
+    from xlrepro.metrics import bucc_f1, mewslix_map_at_k, tatoeba_accuracy
+    from xlrepro.metrics._common import is_metric_key
+
+    fmt, examples, preds, raw, _ = case
+    if task == "bucc2018":
+        out = bucc_f1(preds, examples[0].gold)
+    elif task == "tatoeba":
+        out = tatoeba_accuracy(preds)
+    elif task == "mewslix":
+        out = mewslix_map_at_k(preds, {e.guid: [e.entity_id] for e in examples})
+    else:
+        out = adapter_for(get_task(task), None, 384, None).score(preds, examples, SimpleNamespace(raw=raw), lang,
+                                                                 "official")
+    return {k: v for k, v in out.items() if is_metric_key(k)}
 
 
 def test_files_are_in_the_official_layout(tmp_path):
@@ -133,7 +175,14 @@ def test_files_are_in_the_official_layout(tmp_path):
                                [("2", "0"), ("0", "1"), ("1", "2")])
     assert label_text("tatoeba", fmt, [shuffled]) == "2\n0\n1\n"
     copa = xtreme_r_cases()["xcopa"]
-    assert prediction_text("xcopa", copa[0], copa[2], copa[1]) == "0\n0\n"
+    # XCOPA: one JSON object per line with the example id and the chosen alternative (evaluate.py
+    # parses each line and compares 'label'); a numeric id is written as a number
+    assert prediction_text("xcopa", copa[0], copa[2], copa[1]) == \
+        '{"idx": "c0", "label": 0}\n{"idx": "c1", "label": 0}\n'
+    numeric = [MultipleChoiceExample("7", "p", ["a", "b"], 1)]
+    assert label_text("xcopa", copa[0], numeric) == '{"idx": 7, "label": 1}\n'
+    with pytest.raises(ValueError, match="index of an alternative"):
+        prediction_text("xcopa", copa[0], ["1"], numeric)
 
 
 def test_an_unlabelled_split_has_no_label_file_and_bad_predictions_are_refused(tmp_path):
@@ -158,6 +207,54 @@ def test_an_unlabelled_split_has_no_label_file_and_bad_predictions_are_refused(t
     with pytest.raises(ValueError, match="1 questions but there are 2"):
         qa_ids(ex, _raw(ex[:1], ["a"]))
     assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_score_reports_bad_files_without_a_traceback(tmp_path):
+    copa = xtreme_r_cases()["xcopa"]
+    langs = get_task("xcopa").languages("xtreme_r")
+    for lang in langs:
+        write_predictions(tmp_path / "pred", "xcopa", "test", lang, copa[0], copa[2], copa[1])
+        write_labels(tmp_path / "gold", "xcopa", "test", lang, copa[0], copa[1])
+    bad = submission_path(tmp_path / "pred", "xcopa", "test", langs[0])
+    bad.write_text("0\n1\n")  # the old bare-line form, which evaluate.py's read_xcopa rejects
+    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
+                "--version", "xtreme-r", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("xlrepro: error: ") and f"{bad}, line 1, field 'label'" in r.stderr, r.stderr
+    # a content problem a metric finds names the files too
+    bad.write_text('{"label": 0}\n')
+    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
+                "--version", "xtreme-r", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and f"{bad}: number of examples (1)" in r.stderr
+
+
+def test_assemble_submission_rebuilds_from_the_manifest(tmp_path):
+    runs = tmp_path / "runs"
+    for run, task, langs in (("r1", "xnli", ["de", "en"]), ("r2", "xnli", ["de"]), ("r3", "panx", ["fr"])):
+        for lang in langs:
+            f = runs / run / task / f"test-{lang}.tsv"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"{run}\n")
+    dest = tmp_path / "out" / "submission"
+    sources = [("xnli", "r1", runs / "r1" / "xnli"), ("xnli", "r2", runs / "r2" / "xnli"),
+               ("panx", "r3", runs / "r3" / "panx")]
+    manifest = assemble_submission(dest, sources, {("xnli", "de")})
+    # the later run wins for xnli/de
+    assert manifest == {"panx": {"fr": {"run": "r3", "scored": False}},
+                        "xnli": {"de": {"run": "r2", "scored": True}, "en": {"run": "r1", "scored": False}}}
+    assert (dest / "xnli" / "test-de.tsv").read_text() == "r2\n"
+    assert json.loads((dest / "MANIFEST.json").read_text()) == manifest
+    # a later run of the experiment without panx and without xnli/en: their files do not stay, nor do
+    # stray files or the temporary folder of an interrupted call
+    (dest / "xnli" / "stray.txt").write_text("old")
+    (tmp_path / "out" / ".submission.tmp-99999").mkdir()
+    manifest = assemble_submission(dest, [("xnli", "r2", runs / "r2" / "xnli")])
+    assert manifest == {"xnli": {"de": {"run": "r2", "scored": False}}}
+    listed = {"MANIFEST.json"} | {f"{t}/test-{l}.tsv" for t, ls in manifest.items() for l in ls}
+    assert {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} == listed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["submission"]
+    # nothing left to submit: the folder goes
+    assert assemble_submission(dest, []) == {} and not dest.exists()
 
 
 @needs_samples

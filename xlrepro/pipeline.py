@@ -598,28 +598,17 @@ class Experiment:
         """``<out>/submission/<task>/test-<lang>.<ext>``: the test predictions of this experiment's
         runs (target, retrieval; not the controls), in the layout ``xlrepro score`` and the
         leaderboard read, and ``MANIFEST.json`` naming the run of each file and whether the split
-        was scored here (False: labels withheld, exported only)."""
-        import shutil
+        was scored here (False: labels withheld, exported only). Rebuilt each time: files the
+        manifest does not list do not stay (``xlrepro.submission.assemble_submission``)."""
+        from xlrepro.submission import assemble_submission
 
         if not dist.is_main():
             return
-        dest = self.out / "submission"
-        manifest = {}
         scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r.get("control")}
-        for h, info in sorted(self.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0])):
-            if info["kind"] == "control" or "task" not in info:  # every run that exports predictions but the controls
-                continue
-            folder = Path(info["dir"]) / "predictions" / info["task"]
-            for f in sorted(folder.glob("test-*")):
-                lang = f.stem.split("-", 1)[1]
-                target = dest / info["task"] / f.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp")
-                shutil.copyfile(f, tmp)
-                os.replace(tmp, target)
-                manifest.setdefault(info["task"], {})[lang] = {"run": h[:12], "scored": (info["task"], lang) in scored}
-        if manifest:
-            atomic_write_json(dest / "MANIFEST.json", manifest)
+        sources = [(info["task"], h[:12], Path(info["dir"]) / "predictions" / info["task"])
+                   for h, info in sorted(self.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0]))
+                   if info["kind"] != "control" and "task" in info]  # every run that exports predictions but the controls
+        assemble_submission(self.out / "submission", sources, scored)
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())

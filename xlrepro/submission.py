@@ -8,7 +8,10 @@ The leaderboard takes the ``test`` files; the pipeline writes every evaluated sp
 File contents, one file per task and language, in the order of the task's own files:
 
   classification (xnli, pawsx)    one label string per line
-  multiple choice (xcopa)         the index of the chosen alternative per line ("0" / "1")
+  xcopa                           one JSON object per line, {"idx": <example id>, "label": <chosen
+                                  alternative, 0 or 1>} (``evaluate.py`` parses each line as JSON and
+                                  compares the ``label`` fields only)
+  other multiple choice           the index of the chosen alternative per line
   tagging (udpos, panx)           one tag per word and line, a blank line after every sentence
   span QA (xquad, mlqa, tydiqa)   JSON {question id: answer text}; the ids are the official ones of the
                                   task's file (TyDiQA's guids are file positions, so its ids come from the
@@ -20,19 +23,25 @@ File contents, one file per task and language, in the order of the task's own fi
   mewslix                         JSON {example id: [entity ids, best first]} (scored as MRR@20 over the first)
 
 LAReQA has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
-(temporary file, then rename).
+(temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
+``<out>/submission/`` from its runs' test files: the folder then holds exactly the files its
+``MANIFEST.json`` lists.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from xlrepro.data.types import Format
 from xlrepro.metrics.evaluate import task_file_extension
-from xlrepro.runs import atomic_write_text
+from xlrepro.runs import atomic_write_json, atomic_write_text
 
 RETRIEVAL_FILE_TASKS = ("bucc2018", "tatoeba", "mewslix")
+#: Tasks whose files are JSON lines scored by their ``label`` field (``evaluate.py:read_xcopa``).
+JSONL_LABEL_TASKS = ("xcopa",)
 NO_SUBMISSION_FILE = ("lareqa",)
 
 
@@ -93,6 +102,9 @@ def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = ()
                 raise ValueError(f"{task}: {len(tags)} tags for the {len(e.words)} words of {e.guid}")
             out.append("".join(f"{_field(t, task)}\n" for t in tags) + "\n")
         return "".join(out)
+    if task in JSONL_LABEL_TASKS:
+        return "".join(json.dumps({"idx": _json_idx(e.guid), "label": _choice(p, task, e.guid)}) + "\n"
+                       for e, p in zip(examples, predictions))
     if fmt in (Format.CLASSIFICATION, Format.MULTIPLE_CHOICE):
         return "".join(f"{_field(p, task)}\n" for p in predictions)
     raise ValueError(f"{task}: no submission format for {fmt}")
@@ -152,3 +164,66 @@ def _field(value, task: str) -> str:
     if not s or s != s.strip() or any(c in s for c in "\t\n\r"):
         raise ValueError(f"{task}: {value!r} cannot be written as one field of a line (evaluate.py strips lines)")
     return s
+
+
+def _json_idx(guid):
+    """An example's id as the JSON ``idx`` field: an int when the id is a decimal number (XCOPA's
+    own ``idx``), else the id string."""
+    g = str(guid)
+    return int(g) if g.isdecimal() and g.isascii() else g
+
+
+def _choice(value, task: str, guid) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{task}: the answer for {guid} must be the index of an alternative (an int), got {value!r}")
+    return value
+
+
+def assemble_submission(dest: str | Path, sources: Iterable[tuple[str, str, str | Path]],
+                        scored: set | frozenset = frozenset()) -> dict:
+    """Rebuild ``dest`` (``<out>/submission``) from the ``test-*`` files of some runs.
+
+    Args:
+        dest: the submission folder.
+        sources: ``(task, run id, folder)`` per run, in order; ``folder`` holds the run's
+            ``test-<lang>.<ext>`` files of ``task``. When two runs give the same task and
+            language, the later one wins.
+        scored: the ``(task, language)`` pairs whose test split was scored (labels held);
+            recorded in the manifest.
+
+    Returns:
+        The manifest ``{task: {lang: {"run", "scored"}}}``, also written to
+        ``dest/MANIFEST.json`` when not empty.
+
+    The new content is built in a sibling temporary folder and then put in place of ``dest``, so
+    ``dest`` holds exactly the files the manifest lists: files of earlier runs (other
+    languages, tasks no longer in the experiment, an old manifest) do not stay. With nothing to
+    list, ``dest`` is removed. A temporary folder left by an interrupted call is removed too.
+    """
+    dest = Path(dest)
+    chosen: dict[tuple[str, str], tuple[str, Path]] = {}
+    for task, run, folder in sources:
+        for f in sorted(Path(folder).glob("test-*")):
+            if f.is_file():
+                chosen[(task, f.stem.split("-", 1)[1])] = (run, f)
+    manifest: dict = {}
+    for (task, lang), (run, _) in sorted(chosen.items(), key=lambda kv: kv[0]):
+        manifest.setdefault(task, {})[lang] = {"run": run, "scored": (task, lang) in scored}
+    parent = dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob(f".{dest.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = parent / f".{dest.name}.tmp-{os.getpid()}"
+    old = parent / f".{dest.name}.old-{os.getpid()}"
+    if manifest:
+        for (task, _), (_, f) in chosen.items():
+            (tmp / task).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, tmp / task / f.name)
+        atomic_write_json(tmp / "MANIFEST.json", manifest)
+    if dest.exists():
+        os.replace(dest, old)
+    if manifest:
+        os.replace(tmp, dest)
+    for stale in parent.glob(f".{dest.name}.old-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return manifest

@@ -1,4 +1,5 @@
-"""Golden tests for task averages and benchmark aggregates (scorers.md A1-A4, benchmarks.md §4, §7)."""
+"""Golden tests for task averages and benchmark aggregates (google-research/xtreme ``evaluate.py``;
+the XTREME-R paper's Table 3; docs/metrics.md)."""
 import pytest
 
 from xlrepro.metrics import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,

@@ -1,4 +1,5 @@
-"""Golden tests for BUCC threshold optimisation, extraction and scoring (scorers.md D1-D5).
+"""Golden tests for BUCC threshold optimisation, extraction and scoring (google-research/xtreme
+``third_party/utils_retrieve.py`` and ``evaluate.py:bucc_f1``; docs/metrics.md).
 
 With c correct among the first n candidates and g gold pairs, F1 = 2PR/(P+R) = 2c/(n+g).
 """
@@ -31,7 +32,7 @@ def test_stable_sort_file_order_decides_ties():
 
 
 def test_two_thirds_rounding_makes_the_later_cutoff_win():
-    # Float facts from scorers.md D2 (plain Python arithmetic, not our code):
+    # Float facts of the official bucc_optimize arithmetic (plain Python, not our code):
     assert 2 * 0.75 * 0.6 / (0.75 + 0.6) == 0.6666666666666665          # 3 of 4, gold 5
     assert 2 * (4 / 7) * 0.8 / (4 / 7 + 0.8) == 0.6666666666666666      # 4 of 7, gold 5
     # ranking (scores 8..1): ok, x, ok, ok, x, x, ok, x; gold has a 5th unreachable pair.
@@ -103,10 +104,19 @@ def test_gold_as_tab_joined_lines_and_bad_input():
     cands = _cands(("a", "A", 0.9), ("b", "B", 0.1))
     # gold file lines: n1 P=1 R=1 -> F1 1, threshold (0.9+0.1)/2 = 0.5
     assert bucc_optimize(cands, {"a\tA"})["threshold"] == pytest.approx(0.5)
+    # official bucc_optimize with an empty gold set: no candidate is in gold, so ncorrect stays 0,
+    # the F1 branch never runs and `threshold = 0` is returned; with no candidates the loop does
+    # not run at all and the same 0 comes back.
+    for c, g in ((cands, set()), ({}, {"a\tA"})):
+        out = bucc_optimize(c, g)
+        assert out["threshold"] == 0 and out["best_f1"] == 0.0 and out["note"]
     with pytest.raises(ValueError, match="empty gold"):
-        bucc_optimize(cands, set())
+        bucc_optimize(cands, set(), "corrected")
     with pytest.raises(ValueError, match="no candidates"):
-        bucc_optimize({}, {"a\tA"})
+        bucc_optimize({}, {"a\tA"}, "corrected")
+    # and the whole bucc_eval chain then extracts every candidate with score >= 0 against the
+    # empty gold: bucc_f1 finds ncorrect = 0 -> P = R = F1 = 0
+    assert bucc_evaluate(cands, [])["f1"] == 0.0
 
 
 def test_bucc_f1_sets_and_lines():
@@ -123,8 +133,13 @@ def test_bucc_f1_sets_and_lines():
     assert bucc_f1(pred, gold, "corrected")["f1"] == pytest.approx(100 / 3)
     # tuples work too; nothing correct -> zeros
     assert bucc_f1([("x", "y")], [("a", "b")])["f1"] == 0.0
+    # empty gold, official evaluate.py:bucc_f1: labels = set() -> ncorrect = len(set() & preds) = 0
+    # -> `prec = rec = f1_val = 0` -> {'f1': 0, 'precision': 0, 'recall': 0} (times 100 = 0)
+    out = bucc_f1([("x", "y")], [])
+    assert (out["f1"], out["precision"], out["recall"]) == (0, 0, 0) and out["n_gold"] == 0
+    assert bucc_f1([], [])["f1"] == 0
     with pytest.raises(ValueError, match="empty gold"):
-        bucc_f1([("x", "y")], [])
+        bucc_f1([("x", "y")], [], "corrected")
 
 
 def test_dedup_sentences_drops_repeats_officially():
@@ -135,4 +150,23 @@ def test_dedup_sentences_drops_repeats_officially():
     # corrected keeps it with the first id
     assert bucc_dedup_sentences(ids, sents, "corrected") == {"Hello": "1", "World": "3", "Bye": "4"}
     with pytest.raises(ValueError, match="3 ids but 4 sentences"):
-        bucc_dedup_sentences(ids[:3], sents)
+        bucc_dedup_sentences(ids[:3], sents, "corrected")
+    # official read_sent2id pairs the two files with zip: the 4th sentence has no id and is left out
+    # -> Hello (ids 1, 2) repeated and dropped, World -> 3
+    assert bucc_dedup_sentences(ids[:3], sents) == {"World": "3"}
+
+
+def test_optimize_official_accepts_nan_and_numpy_scores():
+    import numpy as np
+
+    # official: sorted(items, key=lambda x: -x[1]) with keys [-0.9, nan, -0.5]. Every comparison
+    # with nan is False, so timsort sees one non-descending run and keeps the order a, b, c.
+    # a is gold: n=1, c=1 -> P = R = 1, F1 = 1 > 0 -> threshold = (0.9 + nan) / 2 = nan.
+    # b: F1 = 2*(1/2)*1/(3/2) = 2/3, c: 2*(1/3)*1/(4/3) = 1/2, neither > 1 -> threshold nan, F1 100
+    out = bucc_optimize(_cands(("a", "A", 0.9), ("b", "B", float("nan")), ("c", "C", 0.5)), {"a\tA"})
+    assert math.isnan(out["threshold"]) and out["best_f1"] == 100.0
+    with pytest.raises(ValueError, match="not a number"):
+        bucc_optimize(_cands(("a", "A", 0.9), ("b", "B", float("nan"))), {"a\tA"}, "corrected")
+    # float32 scores (what a float32 margin gives): a first, F1 1 -> (0.75 + 0.25) / 2 = 0.5
+    out = bucc_optimize(_cands(("a", "A", np.float32(0.75)), ("b", "B", np.float32(0.25))), {"a\tA"})
+    assert out["threshold"] == 0.5

@@ -1,10 +1,11 @@
-"""score_folder over small XTREME / XTREME-R submission folders written to tmp_path
-(scorers.md A1-A8, benchmarks.md §4). Every expected value is derived in the comments."""
+"""score_folder over small XTREME / XTREME-R submission folders written to tmp_path, read as
+google-research/xtreme's ``evaluate.py`` reads them (docs/metrics.md). Every expected value is
+derived in the comments."""
 import json
 
 import pytest
 
-from xlrepro.metrics import read_label, read_squad, read_tag, score_folder
+from xlrepro.metrics import read_label, read_squad, read_tag, read_xcopa, score_folder, score_language
 
 XTREME_LANGS = {"pawsx": ["de"], "xnli": ["en", "de"], "panx": ["en"], "udpos": ["en"], "bucc2018": ["de"],
                 "tatoeba": ["de"], "xquad": ["zh"], "mlqa": ["zh"], "tydiqa": ["en"]}
@@ -109,8 +110,8 @@ def test_score_folder_missing_language_file(tmp_path):
 
 def test_score_folder_length_mismatch_names_files(tmp_path):
     pred, gold = _xtreme_folders(tmp_path)
-    _write(pred, "tatoeba", "de", "tsv", "0\n1\n2\n3\n\n")  # blank line -> 5th example '' (A6)
-    with pytest.raises(ValueError, match=r"test-de.tsv \(5\).*\(4\).*tatoeba"):
+    _write(pred, "tatoeba", "de", "tsv", "0\n1\n2\n3\n\n")  # blank line -> 5th example '' (read_label strips)
+    with pytest.raises(ValueError, match=r"test-de.tsv: number of examples \(5\).*\(4\).*tatoeba"):
         score_folder(str(pred), str(gold), "xtreme", XTREME_LANGS)
 
 
@@ -154,11 +155,11 @@ def test_readers(tmp_path):
     assert read_label(str(path)) == ["a", "b", "c"]
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(b"ok\n\xff\n")
-    with pytest.raises(ValueError, match=r"bad.tsv:2: not valid UTF-8"):
+    with pytest.raises(ValueError, match=r"bad.tsv, line 2: not valid UTF-8"):
         read_label(str(bad))
     js = tmp_path / "bad.json"
     js.write_text('{"a": 1,\n "b": }', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.json:2:\d+: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json, line 2: invalid JSON"):
         read_squad(str(js))
     ok = _write(tmp_path, "xquad", "en", "json", {"data": [1, 2]})
     assert read_squad(str(ok)) == [1, 2]
@@ -171,8 +172,8 @@ def _xtreme_r_folders(tmp_path):
     pred, gold = tmp_path / "pred", tmp_path / "gold"
     _write(gold, "xnli", "en", "tsv", "neutral\n")
     _write(pred, "xnli", "en", "tsv", "neutral\n")                       # 100
-    _write(gold, "xcopa", "et", "jsonl", "0\r\n1\r\n")
-    _write(pred, "xcopa", "et", "jsonl", "0\n0\n")                       # 50
+    _write(gold, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\r\n{"idx": 1, "label": 1}\r\n')
+    _write(pred, "xcopa", "et", "jsonl", '{"label": 0}\n{"label": 0}\n')   # 50
     _write(gold, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q2 "]})
     _write(pred, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q3", "Q2"]})
     # m1 rank 1 -> 1; m2 gold 'Q2' (stripped) at rank 2 -> 1/2 -> (1 + 0.5)/2 = 75
@@ -199,8 +200,8 @@ def test_score_folder_xtreme_r_complete_with_extra_lareqa(tmp_path):
     langs = {"xnli": ["en"], "panx": ["en"], "udpos": ["en"], "tatoeba": ["de"], "xcopa": ["et"], "lareqa": [],
              "mewslix": ["en"], "xquad": ["zh"], "mlqa": ["zh"], "tydiqa": ["en"]}
     pred, gold = _xtreme_folders(tmp_path)      # xnli(en)=100 here, panx 66.67, udpos 50, tatoeba 50, QA
-    _write(gold, "xcopa", "et", "jsonl", "0\n1\n")
-    _write(pred, "xcopa", "et", "jsonl", "0\n0\n")                       # 50
+    _write(gold, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\n{"idx": 1, "label": 1}\n')
+    _write(pred, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\n{"idx": 1, "label": 0}\n')   # 50
     _write(gold, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q2"]})
     _write(pred, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q3", "Q2"]})   # 75
     lareqa = {"avg_map@20": 40.0, "avg_metric": 40.0}
@@ -244,3 +245,52 @@ def test_score_folder_bad_arguments(tmp_path):
         score_folder(str(pred), str(gold), "xtreme", {"xcopa": ["et"]})
     with pytest.raises(FileNotFoundError, match="not a folder"):
         score_folder(str(tmp_path / "nope"), str(gold), "xtreme", XTREME_LANGS)
+
+
+# ----------------------------------------------------------------- XCOPA: JSON lines by 'label'
+
+def _xcopa_pair(tmp_path, pred_text, gold_text):
+    p = _write(tmp_path / "pred", "xcopa", "et", "jsonl", pred_text)
+    g = _write(tmp_path / "gold", "xcopa", "et", "jsonl", gold_text)
+    return str(p), str(g)
+
+
+def test_xcopa_is_scored_by_the_label_field(tmp_path):
+    # official read_xcopa: json.loads(line)['label'] for every line of both files, then
+    # accuracy(): p == l. {"label": 1} vs {"idx": 0, "label": 1}: 1 == 1 -> correct.
+    # Key order and spacing do not matter: {"label":0,"idx":1} -> 0 == 0 -> correct. 2 of 2 -> 100.
+    p, g = _xcopa_pair(tmp_path, '{"label": 1}\n{"label":0,"idx":1}\n',
+                       '{"idx": 0, "label": 1}\n{"idx": 1,   "label": 0}\n')
+    assert score_language("xcopa", p, g, "et")["accuracy"] == 100.0
+    assert read_xcopa(p) == [1, 0]
+
+
+def test_xcopa_labels_compare_as_json_values(tmp_path):
+    # "1" (a JSON string) vs 1 (a number): official p == l is '1' == 1 -> False; 0 vs 0 -> True.
+    # 1 of 2 -> 50. Corrected mode compares str(p) == str(l): '1' == '1' -> 2 of 2 -> 100.
+    p, g = _xcopa_pair(tmp_path, '{"label": "1"}\n{"label": 0}\n', '{"label": 1}\n{"label": 0}\n')
+    assert score_language("xcopa", p, g, "et")["accuracy"] == 50.0
+    assert score_language("xcopa", p, g, "et", mode="corrected")["accuracy"] == 100.0
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("0\n", r"test-et.jsonl, line 1, field 'label': expected a JSON object"),  # bare label: 0['label'] fails
+    ('{"label": 0}\n\n', r"test-et.jsonl, line 2: a blank line"),              # json.loads('\n') fails
+    ('{"label": 0}\n{"idx": 3}\n', r"test-et.jsonl, line 2, field 'label'"),   # KeyError
+    ('{"label": 0\n', r"test-et.jsonl, line 1: invalid JSON"),
+])
+def test_xcopa_bad_lines_name_file_and_line(tmp_path, bad, match):
+    p, g = _xcopa_pair(tmp_path, bad, '{"label": 0}\n{"label": 1}\n')
+    with pytest.raises(ValueError, match=match):
+        score_language("xcopa", p, g, "et")
+
+
+def test_metric_content_errors_name_the_files(tmp_path):
+    from xlrepro.errors import DataFormatError
+
+    # a gold list that is empty: the official code fails on labels[0] (IndexError); here the
+    # metric's error is re-raised naming both files
+    p = _write(tmp_path / "pred", "mewslix", "en", "json", {"e": ["Q1"]})
+    g = _write(tmp_path / "gold", "mewslix", "en", "json", {"e": []})
+    with pytest.raises(DataFormatError, match=r"pred/mewslix/test-en.json: .*non-empty list.*scored against .*gold"):
+        score_language("mewslix", str(p), str(g), "en")

@@ -1,4 +1,5 @@
-"""Golden tests for LAReQA mAP@k and Mewsli-X MRR@k (scorers.md F1-F2, G1-G2)."""
+"""Golden tests for LAReQA mAP@k and Mewsli-X MRR@k (google-research/xtreme ``third_party/utils_lareqa.py``
+and ``third_party/utils_mewslix.py``; docs/metrics.md)."""
 import numpy as np
 import pytest
 
@@ -33,11 +34,29 @@ def test_ap_divisor_is_min_targets_k():
     assert average_precision_at_k([1, 2], {1, 2, 3, 4, 5}, 0) == pytest.approx(0.4)
 
 
+def test_ap_official_counts_duplicate_targets_in_the_divisor():
+    # official: hits counted on first occurrence of a relevant id; divisor = min(len(targets), k)
+    # with targets = [7, 7, 8] -> len 3. ranking [7, 8]: rank 1 hit (1/1), rank 2 hit (2/2) -> 2 / 3
+    assert average_precision_at_k([7, 8], [7, 7, 8], 20) == pytest.approx(2 / 3)
+    # targets [5, 5], 5 ranked first: 1 / min(2, 20) = 0.5; no cutoff: 1 / len([5, 5]) = 0.5
+    assert average_precision_at_k([5, 1], [5, 5], 20) == 0.5
+    assert average_precision_at_k([5, 1], [5, 5], 0) == 0.5
+    # corrected de-duplicates the targets: 2 / 2 = 1.0 and 1 / 1 = 1.0
+    assert average_precision_at_k([7, 8], [7, 7, 8], 20, mode="corrected") == 1.0
+    assert average_precision_at_k([5, 1], [5, 5], 20, mode="corrected") == 1.0
+
+
+def test_ap_official_negative_k():
+    # official with k = -1: `if k:` is true -> ranked[:-1] = [1, 2]; hits at ranks 1 and 2 -> 1 + 1 = 2;
+    # divisor min(len(targets) = 2, -1) = -1 -> 2 / -1 = -2.0
+    assert average_precision_at_k([1, 2, 3], {1, 2}, -1) == -2.0
+
+
 def test_ap_bad_input():
     with pytest.raises(ValueError, match="empty targets"):
         average_precision_at_k([1], set(), 20)
     with pytest.raises(ValueError, match="k must be >= 0"):
-        average_precision_at_k([1], {1}, -1)
+        average_precision_at_k([1], {1}, -1, mode="corrected")
 
 
 # ----------------------------------------------------------------- lareqa_map_at_k
@@ -132,13 +151,39 @@ def test_mewslix_truncates_to_k():
     assert mewslix_map_at_k(PREDS, GOLD, k=2)["map@2"] == pytest.approx(12.5)
 
 
-def test_mewslix_bad_input():
+def test_mewslix_official_empty_gold_scores_zero():
+    # official evaluate(): gold_single_labels = {} -> no reciprocal ranks ->
+    # mean_reciprocal_rank returns 0.0 (its `if reciprocal_ranks:` is false); x 100 = 0.0
+    out = mewslix_map_at_k({"e": ["Q1"]}, {})
+    assert out["map@20"] == 0.0 and out["n_unexpected"] == 1 and out["note"]
+    assert mewslix_evaluate_all({"de": {}}, {"de": {}}, ["de"])["map@20"] == 0.0
     with pytest.raises(ValueError, match="empty gold"):
-        mewslix_map_at_k({}, {})
+        mewslix_map_at_k({}, {}, mode="corrected")
+
+
+def test_mewslix_official_string_values():
+    # official: gold 'Q1' (a string, not a list) -> labels[0].strip() = 'Q'; prediction ['Q'] hits at
+    # rank 1 -> 1.0. A prediction string 'xQ1' -> 'xQ1'[:20] is compared character by character
+    # with gold 'Q1' ('x', 'Q', '1'): never equal -> 0. A prediction 'aQ' with gold ['Q'] -> 'a'
+    # misses, 'Q' hits at rank 2 -> 1/2. MRR = (1 + 0 + 1/2) / 3 = 1/2 -> 50.0
+    gold = {"a": "Q1", "b": ["Q1"], "c": ["Q"]}
+    preds = {"a": ["Q"], "b": "xQ1", "c": "aQ"}
+    out = mewslix_map_at_k(preds, gold)
+    assert out["map@20"] == 50.0 and len(out["note"]) == 3
+    with pytest.raises(ValueError, match="non-empty list"):
+        mewslix_map_at_k(preds, gold, mode="corrected")
+
+
+def test_mewslix_bad_input():
+    # the official code raises on these too: [][0] IndexError, 5[:20] TypeError, None.strip()
     with pytest.raises(ValueError, match="non-empty list"):
         mewslix_map_at_k({}, {"e": []})
     with pytest.raises(ValueError, match="list of ids"):
-        mewslix_map_at_k({"e": "Q1"}, {"e": ["Q1"]})
+        mewslix_map_at_k({"e": 5}, {"e": ["Q1"]})
+    with pytest.raises(ValueError, match="entity id string"):
+        mewslix_map_at_k({}, {"e": [None]})
+    with pytest.raises(ValueError, match="list of ids"):
+        mewslix_map_at_k({"e": "Q1"}, {"e": ["Q1"]}, mode="corrected")
 
 
 def test_mewslix_evaluate_all_macro_average_missing_language_zero():

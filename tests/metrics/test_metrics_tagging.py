@@ -1,4 +1,5 @@
-"""Golden tests for seqeval-style chunking (scorers.md B1-B4).
+"""Golden tests for seqeval-style chunking (seqeval 0.0.12 and 1.2.2, as called by
+google-research/xtreme ``evaluate.py:f1``).
 
 Chunk lists are traced by hand with the conlleval rules: a chunk ends when the previous prefix is
 E/S, when B/I is followed by B/S/O, or when the type changes; it starts on B/S, on E/I after
@@ -166,10 +167,29 @@ def test_token_count_mismatch():
 
 
 def test_sentence_count_mismatch_and_empty_input():
-    with pytest.raises(ValueError, match="1 predicted sentences but 2 gold sentences"):
-        tagging_f1([["O"]], [["O"], ["O"]])
-    with pytest.raises(ValueError, match="empty"):
-        tagging_f1([], [])
+    # seqeval 0.0.12 flattens each corpus with an 'O' after every sentence and scores whatever
+    # chunks come out. pred [[B-PER]] -> [B-PER, O] -> {(PER, 0, 0)}; gold [[O], [B-PER]] ->
+    # [O, O, B-PER, O] -> {(PER, 2, 2)}; nothing shared -> P = R = F1 = 0.
+    out = tagging_f1([["B-PER"]], [["O"], ["B-PER"]])
+    assert (out["f1"], out["precision"], out["recall"]) == (0.0, 0.0, 0.0)
+    assert "1 predicted sentences but 2 gold sentences" in out["note"][0]
+    # pred [[B-PER], [O]] -> [B-PER, O, O, O]; gold [[B-PER]] -> [B-PER, O]: (PER, 0, 0) both -> 100
+    assert tagging_f1([["B-PER"], ["O"]], [["B-PER"]])["f1"] == 100.0
+    # an empty corpus: no chunk on either side -> 0.0.12 returns 0 for P, R and F1
+    out = tagging_f1([], [])
+    assert (out["f1"], out["precision"], out["recall"]) == (0.0, 0.0, 0.0)
+    # a flat list of tags: 0.0.12 does not flatten it (no element is a list) and chunks it as one
+    # sequence: gold [B-PER, I-PER, O] -> {(PER, 0, 1)}; pred [B-PER, O, O] -> {(PER, 0, 0)} -> 0;
+    # against a one-sentence corpus the offsets are the same -> (PER, 0, 1) both -> 100
+    assert tagging_f1(["B-PER", "O", "O"], ["B-PER", "I-PER", "O"])["f1"] == 0.0
+    assert tagging_f1(["B-PER", "I-PER", "O"], [["B-PER", "I-PER", "O"]])["f1"] == 100.0
+    with pytest.raises(ValueError, match="must be a list of tags"):
+        tagging_f1(["B-PER"], ["B-PER"], "corrected")
+    for mode in ("corrected", "seqeval_1x"):
+        with pytest.raises(ValueError, match="1 predicted sentences but 2 gold sentences"):
+            tagging_f1([["O"]], [["O"], ["O"]], mode)
+        with pytest.raises(ValueError, match="empty"):
+            tagging_f1([], [], mode)
     with pytest.raises(ValueError, match="non-empty string"):
         tagging_f1([[""]], [["O"]])
     with pytest.raises(ValueError, match="unknown mode"):

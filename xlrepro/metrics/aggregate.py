@@ -1,6 +1,6 @@
 """Aggregation of per-language scores into task averages and benchmark scores.
 
-Four named aggregators (pitfalls.md M7: never an unnamed "Avg"):
+Four named aggregators (never an unnamed "Avg": the benchmark totals differ in what they average):
 
 * :func:`task_average` - ``evaluate.py``'s per-task mean over a language list + ``avg_metric``;
 * :func:`xtreme_score` - ``evaluate.py``'s XTREME score (``all_task``) and group means;
@@ -36,7 +36,7 @@ XTREME_R_SCRIPT_GROUPS = {
     "classification": ("xnli", "xcopa"),
     "tagging": ("udpos", "panx"),
     "qa": ("xquad", "mlqa", "tydiqa"),
-    "retrieval": ("tatoeba", "mewslix"),  # no lareqa in evaluate.py (scorers.md A3)
+    "retrieval": ("tatoeba", "mewslix"),  # no lareqa in evaluate.py's XTREME-R groups
     "multi_choice": ("xcopa",),
 }
 XTREME_R_CATEGORIES = {
@@ -80,7 +80,7 @@ def _record_modes(result: Dict[str, object], task_avgs: Mapping[str, TaskAvg], t
 
 
 def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Sequence[str], task: str) -> dict:
-    """Per-task averages, as ``evaluate.py`` computes them (scorers.md A1).
+    """Per-task averages, as ``evaluate.py`` computes them (``evaluate``'s ``avg_<metric>`` loop).
 
     Args:
         per_language: language -> metric dict (e.g. the output of :func:`accuracy`); only the
@@ -183,7 +183,7 @@ def xtreme_score(task_avgs: Mapping[str, TaskAvg]) -> dict:
 
 
 def xtreme_r_script_groups(task_avgs: Mapping[str, TaskAvg]) -> dict:
-    """The group means ``evaluate.py --xtreme_version xtreme-r`` prints (scorers.md A3).
+    """The group means ``evaluate.py --xtreme_version xtreme-r`` prints (its XTREME-R ``GROUP2TASK``).
 
     Groups: classification = xnli, xcopa; tagging = udpos, panx; qa = xquad, mlqa, tydiqa;
     retrieval = tatoeba, mewslix (**no lareqa**); multi_choice = xcopa. Only complete groups are
@@ -213,7 +213,7 @@ def xtreme_r_task_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     """Script-style XTREME-R total: the plain mean of every task's ``avg_metric``.
 
     This is **xlrepro's own** aggregator: it is what ``evaluate.py``'s ``all_task`` rule would
-    give for XTREME-R if the script could run to the end (it cannot, scorers.md A3). The 9
+    give for XTREME-R if the script could run to the end (it cannot, see docs/metrics.md). The 9
     scored tasks (xnli, xcopa, udpos, panx, tatoeba, mewslix, xquad, mlqa, tydiqa) are required;
     lareqa is included when present. It does **not** reproduce the paper's average (for XLM-R
     Large it gives about 63.9, not 65.3); that is :func:`xtreme_r_category_mean`.
@@ -233,7 +233,7 @@ def xtreme_r_task_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     result = {"score": score, "tasks": tasks, "includes_lareqa": "lareqa" in task_avgs,
               "aggregator": "xtreme_r_task_mean",
               "source": "xlrepro (script-style plain task mean; evaluate.py cannot produce an XTREME-R "
-                        "total, see scorers.md A3 and benchmarks.md §4)"}
+                        "total, see docs/metrics.md)"}
     _record_modes(result, task_avgs, tasks)
     return result
 
@@ -261,6 +261,7 @@ def xtreme_r_category_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     result.update(cats)
     result.update({"aggregator": "xtreme_r_category_mean",
                    "source": "Ruder et al. 2021, XTREME-R (EMNLP 2021, arXiv 2104.07412), Table 3 'Avg' = mean of "
-                             "the four category means; reconstruction checked in benchmarks.md §4/§7.2 [D]"})
+                             "the four category means (the XLM-R Large row of Table 3 gives 65.27 this way, published 65.3; "
+                             "see docs/metrics.md)"})
     _record_modes(result, task_avgs, tasks)
     return result

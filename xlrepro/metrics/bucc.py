@@ -1,5 +1,5 @@
 """BUCC 2018 bitext-mining scoring: threshold optimisation, extraction and P/R/F1
-(``third_party/utils_retrieve.py`` and ``evaluate.py:bucc_f1``, scorers.md D1-D5).
+(``third_party/utils_retrieve.py`` and ``evaluate.py:bucc_f1`` of google-research/xtreme).
 
 Candidate pairs are ``(src_id, trg_id)`` tuples; gold pairs are tuples or the tab-joined lines
 of a gold file. Percentages are on a 0-100 scale; thresholds are raw margin scores.
@@ -7,6 +7,7 @@ of a gold file. Percentages are on a 0-100 scale; thresholds are raw margin scor
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple, Union
 
@@ -24,14 +25,21 @@ def _as_tuple(pair: PairLike) -> Pair:
     return tuple(pair.split("\t")) if isinstance(pair, str) else tuple(pair)
 
 
-def _check_candidates(candidate2score: Mapping, func: str) -> List[Tuple[Pair, float]]:
+def _check_candidates(candidate2score: Mapping, func: str, strict: bool = True) -> List[Tuple[Pair, float]]:
+    """The (pair, score) items. ``strict`` (corrected mode): scores must be int/float and not NaN.
+    Otherwise (official mode) any real number passes, NaN and numpy scalars included, as the
+    official code sorts whatever it is given."""
     if not isinstance(candidate2score, Mapping):
         raise ValueError(f"{func}: candidate2score must be a dict (src_id, trg_id) -> score")
     if len(candidate2score) == 0:
         raise ValueError(f"{func}: no candidates")
     items = []
     for pair, score in candidate2score.items():
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
+        if strict:
+            bad = isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score)
+        else:
+            bad = not isinstance(score, numbers.Real)
+        if bad:
             raise ValueError(f"{func}: score of {pair!r} is not a number: {score!r}")
         items.append((pair, score))
     return items
@@ -52,13 +60,13 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
         chosen cut-off), ``"n_extracted"``, ``"n_correct"``, ``"n_gold"``, ``"n_candidates"``,
         ``"mode"`` and, where the official code would crash or behaves oddly, ``"note"``.
 
-    Official behaviour (scorers.md D2-D3): candidates are sorted by score descending with a
+    Official behaviour (``utils_retrieve.bucc_optimize``): candidates are sorted by score descending with a
     *stable* sort; after each candidate ``F1 = 2PR/(P+R)`` is computed in floats
     (``P = c/n``, ``R = c/|gold|``) and a strict ``>`` maximum is kept, so mathematically equal
     F1 values are separated by rounding (2/3 from 3-of-4 loses to 2/3 from 4-of-7 with
     |gold| = 5); the threshold is the midpoint of the best cut-off's score and the *next*
-    candidate's score, so a next candidate tied with the cut-off is extracted too (D4). If no
-    candidate is correct the threshold stays 0. **Crash handled:** when the best cut-off is the
+    candidate's score, so a next candidate tied with the cut-off is extracted too. If no
+    candidate is correct (an empty gold set or no candidates included) the threshold stays 0. **Crash handled:** when the best cut-off is the
     last candidate the official code raises ``IndexError`` (``items[i + 1]``); this function
     then returns the last candidate's own score as threshold (every candidate is extracted,
     which is evidently intended) and says so in ``note``.
@@ -71,11 +79,19 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     candidate the threshold is just above the highest score, so nothing is extracted.
 
     Raises:
-        ValueError: no candidates, empty gold (officially: threshold 0), a NaN/non-number score.
+        ValueError: a score that is not a real number; in corrected mode also a NaN or numpy
+            score, no candidates or an empty gold set (official mode returns threshold 0 for
+            the last two, as the official code does, and sorts NaN scores as it does).
     """
     check_mode(mode, "bucc_optimize")
-    items = _check_candidates(candidate2score, "bucc_optimize")
     gold_set = {_joined(g) for g in gold}
+    if mode == OFFICIAL and (not gold_set or (isinstance(candidate2score, Mapping) and not candidate2score)):
+        what = "empty gold set" if not gold_set else "no candidates"
+        return {"threshold": 0, "best_f1": 0.0, "precision": 0.0, "recall": 0.0, "n_extracted": 0, "n_correct": 0,
+                "n_gold": len(gold_set), "n_candidates": len(candidate2score) if isinstance(candidate2score, Mapping)
+                else 0, "mode": mode,
+                "note": [f"{what}: no candidate can be correct, so the threshold stays 0 as in the official code"]}
+    items = _check_candidates(candidate2score, "bucc_optimize", strict=(mode == CORRECTED))
     if not gold_set:
         raise ValueError("bucc_optimize: empty gold set (the official code returns threshold 0)")
     items = sorted(items, key=lambda x: -x[1])  # stable: ties keep insertion order
@@ -142,7 +158,7 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
 
 def bucc_extract(candidate2score: Mapping[Pair, float], threshold: float) -> List[Pair]:
     """Pairs with ``score >= threshold``, in ``candidate2score`` insertion order (``bucc_extract``;
-    a candidate tied with the threshold is kept, scorers.md D4). Returns a list of tuples."""
+    a candidate tied with the threshold is kept). Returns a list of tuples."""
     if not isinstance(candidate2score, Mapping):
         raise ValueError("bucc_extract: candidate2score must be a dict (src_id, trg_id) -> score")
     return [tuple(pair) for pair, score in candidate2score.items() if score >= threshold]
@@ -150,7 +166,7 @@ def bucc_extract(candidate2score: Mapping[Pair, float], threshold: float) -> Lis
 
 def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
             mode: str = OFFICIAL) -> dict:
-    """P/R/F1 of predicted pairs against gold pairs, as sets (``evaluate.py:bucc_f1``, D1).
+    """P/R/F1 of predicted pairs against gold pairs, as sets (``evaluate.py:bucc_f1``).
 
     Args:
         predicted_pairs, gold_pairs: tuples, or lines ``"src\\ttrg"`` which are split on
@@ -160,11 +176,12 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
             dropped before scoring.
 
     Returns:
-        ``{"f1", "precision", "recall"}`` (0-100; all 0 when no pair is correct), ``"mode"``,
-        ``"n_pred"``, ``"n_gold"``, ``"n_correct"`` (set sizes).
+        ``{"f1", "precision", "recall"}`` (0-100; all 0 when no pair is correct, an empty gold
+        set included), ``"mode"``, ``"n_pred"``, ``"n_gold"``, ``"n_correct"`` (set sizes).
 
     Raises:
-        ValueError: empty gold (the official code returns zeros).
+        ValueError: in corrected mode, an empty gold set (nothing to score; the official code
+            returns zeros, and so does official mode).
     """
     check_mode(mode, "bucc_f1")
     gold = {_as_tuple(p) for p in gold_pairs}
@@ -173,8 +190,9 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
         gold.discard(("",))
         pred.discard(("",))
         pred.discard(())
-    if not gold:
-        raise ValueError("bucc_f1: empty gold set")
+    if not gold and mode == CORRECTED:
+        raise ValueError("bucc_f1: empty gold set (nothing to score; mode 'official' returns zeros as the "
+                         "official code does)")
     ncorrect = len(gold & pred)
     if ncorrect > 0:
         precision = ncorrect / len(pred)
@@ -191,13 +209,14 @@ def bucc_evaluate(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     """Optimise (or take) a threshold, extract, and score - what ``bucc_eval`` does.
 
     With ``threshold=None`` the threshold is optimised on ``gold`` itself (an oracle, the
-    official behaviour whenever a gold file exists, D10); pass a threshold tuned on dev to
+    official behaviour whenever a gold file exists); pass a threshold tuned on dev to
     score test honestly.
 
     Returns:
         ``{"f1", "precision", "recall"}`` of the extracted pairs (0-100), ``"threshold"``,
         ``"threshold_source"`` (``"oracle: optimised on the scored gold"`` or ``"given"``),
-        ``"optimised_f1"`` (only when optimised; may be higher than ``f1``, D4), ``"mode"``.
+        ``"optimised_f1"`` (only when optimised; may be higher than ``f1`` when a candidate ties
+        with the cut-off), ``"mode"``.
     """
     check_mode(mode, "bucc_evaluate")
     gold = list(gold)
@@ -218,7 +237,7 @@ def bucc_evaluate(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
 
 
 def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str = OFFICIAL) -> Dict[str, str]:
-    """Map sentence text -> sentence id, as ``read_sent2id`` does (scorers.md D5).
+    """Map sentence text -> sentence id, as ``utils_retrieve.read_sent2id`` does.
 
     Args:
         ids: the lines of the id file, in order.
@@ -233,11 +252,12 @@ def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str
         ``dict`` stripped text -> stripped id, in first-occurrence order.
 
     Raises:
-        ValueError: ``ids`` and ``sentences`` differ in length (the official code silently
-            truncates with ``zip``; a mismatch means the two files do not belong together).
+        ValueError: in corrected mode, ``ids`` and ``sentences`` of different lengths (the two
+            files do not belong together); official mode pairs them with ``zip`` up to the
+            shorter one, as the official code does.
     """
     check_mode(mode, "bucc_dedup_sentences")
-    if len(ids) != len(sentences):
+    if len(ids) != len(sentences) and mode == CORRECTED:
         raise ValueError(f"bucc_dedup_sentences: {len(ids)} ids but {len(sentences)} sentences")
     sent2id: Dict[str, str] = {}
     repeated: Set[str] = set()

@@ -8,47 +8,60 @@ import numbers
 import re
 from typing import Sequence, Union
 
-from ._common import OFFICIAL, check_mode
+from ._common import OFFICIAL, add_note, check_mode
 
 Label = Union[str, int]
 
 
 def accuracy(predictions: Sequence[Label], labels: Sequence[Label], mode: str = OFFICIAL) -> dict:
-    """Exact-match accuracy, as ``evaluate.py:accuracy`` (scorers.md A9).
+    """Exact-match accuracy, as ``evaluate.py:accuracy``.
 
     Args:
-        predictions: one predicted label per example (strings as read from a prediction file,
-            or ints).
+        predictions: one predicted label per example (strings as read from a label file, JSON
+            values as read from an XCOPA file, or ints).
         labels: the gold labels, same length.
-        mode: ``"official"`` or ``"corrected"``; both compute the same number (exact equality
-            is the benchmark's definition, not a bug).
+        mode: ``"official"`` compares ``p == l`` as the official code does; ``"corrected"``
+            compares ``str(p) == str(l)`` and refuses a length mismatch.
 
     Returns:
-        ``{"accuracy": 100 * correct / n, "mode": mode}``.
+        ``{"accuracy": 100 * correct / len(predictions), "mode": mode}`` (plus ``"note"`` in
+        official mode when the lengths differ).
 
     Official behaviour reproduced:
-        * comparison is exact and case/whitespace sensitive: ``'Entailment' != 'entailment'``,
-          ``'00' != '0'``, ``' neutral' != 'neutral'``. (``evaluate.py`` strips every line when
-          it reads a file - see :func:`xlrepro.metrics.evaluate.read_label` - but this function
+        * comparison is Python equality, exact and case/whitespace sensitive:
+          ``'Entailment' != 'entailment'``, ``'00' != '0'``, ``' neutral' != 'neutral'``, and an
+          int never equals a string (``1 != '1'``). (``evaluate.py`` strips every line when it
+          reads a file - see :func:`xlrepro.metrics.evaluate.read_label` - but this function
           does not strip.)
-        * values are compared as ``str(p) == str(l)``: the official code compares strings read
-          from files, so an int ``1`` here stands for the line ``1``. (Called directly with
-          mixed types, the official function would find ``'1' != 1``.)
+        * different lengths: the official function pairs with ``zip`` (the shorter list wins)
+          and divides by ``len(predictions)``; so does official mode, with a note.
+          (``evaluate_one_task`` asserts equal counts before calling it, and so does
+          :func:`xlrepro.metrics.evaluate.score_language`.)
+        * corrected mode compares ``str(p) == str(l)``, so a choice index ``1`` matches the
+          label line ``1``.
 
     Raises:
-        ValueError: different lengths (``evaluate_one_task`` asserts equal counts; called
-            directly the official function would silently truncate with ``zip``), or empty
-            input (the official code raises ``ZeroDivisionError``).
+        ValueError: empty predictions (the official code raises ``ZeroDivisionError``); in
+            corrected mode, different lengths.
     """
     check_mode(mode, "accuracy")
+    result: dict = {}
     if len(predictions) != len(labels):
-        raise ValueError(
-            f"accuracy: {len(predictions)} predictions but {len(labels)} labels; the official "
-            "evaluate.py asserts that the counts match")
+        if mode != OFFICIAL:
+            raise ValueError(
+                f"accuracy: {len(predictions)} predictions but {len(labels)} labels; the official "
+                "evaluate.py asserts that the counts match")
+        add_note(result, f"{len(predictions)} predictions but {len(labels)} labels: compared pairwise up to the "
+                         "shorter list and divided by the number of predictions, as the official function does")
     if len(predictions) == 0:
         raise ValueError("accuracy: empty input (the official code divides by zero)")
-    correct = sum(int(str(p) == str(l)) for p, l in zip(predictions, labels))
-    return {"accuracy": float(correct) / len(predictions) * 100, "mode": mode}
+    if mode == OFFICIAL:
+        correct = sum(int(p == l) for p, l in zip(predictions, labels))
+    else:
+        correct = sum(int(str(p) == str(l)) for p, l in zip(predictions, labels))
+    out = {"accuracy": float(correct) / len(predictions) * 100, "mode": mode}
+    out.update(result)
+    return out
 
 
 _BRACKETED_INT = re.compile(r"\[?\s*(-?\d+)\s*\]?")
@@ -75,15 +88,15 @@ def tatoeba_accuracy(predicted_indices: Sequence[Union[int, str]], mode: str = O
     """Tatoeba retrieval accuracy: row ``i`` is correct when its prediction is ``i``.
 
     The prediction of (English) row ``i`` is the index of the retrieved non-English sentence
-    (scorers.md E1: English queries, the non-English side is indexed).
+    (the official retrieval script queries with the English side and indexes the other).
 
     Args:
         predicted_indices: the predicted row index for each row, in row order.
         mode: ``"official"`` compares ``str(prediction) == str(i)`` exactly as ``evaluate.py``
             compares a prediction line with the label line ``i``; so the ``[12]`` strings written
-            by ``evaluate_retrieval.py`` (``str(numpy_row)``, scorers.md E2) never match.
+            by ``third_party/evaluate_retrieval.py`` (``str(numpy_row)``) never match.
             ``"corrected"`` parses ints, numpy scalars/1-element arrays and the strings ``"12"``
-            and ``"[12]"`` before comparing (the manual conversion step E2 implies).
+            and ``"[12]"`` before comparing (the conversion step the official scripts leave out).
 
     Returns:
         ``{"accuracy": 0-100, "mode": mode}``.

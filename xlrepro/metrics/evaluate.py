@@ -1,14 +1,18 @@
-"""Score an XTREME / XTREME-R submission folder like ``evaluate.py`` (scorers.md A, benchmarks.md §4).
+"""Score an XTREME / XTREME-R submission folder like google-research/xtreme's ``evaluate.py``
+(see docs/metrics.md for what is read and how, and for every difference from the official code).
 
 Layout: ``<folder>/<task>/test-<lang>.<ext>`` with ext ``json`` for QA tasks and Mewsli-X,
-``jsonl`` for XCOPA, ``tsv`` otherwise, for both the prediction and the label folder.
-The task -> languages map is passed in by the caller (the task registry).
+``jsonl`` for XCOPA (one JSON object per line, scored by its ``label`` field), ``tsv``
+otherwise, for both the prediction and the label folder. The task -> languages map is passed
+in by the caller (the task registry).
 """
 from __future__ import annotations
 
 import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
+
+from xlrepro.errors import DataFormatError
 
 from ._common import CORRECTED, DEFAULT_MODES, OFFICIAL, SEQEVAL_1X, check_mode, is_metric_key, official_source
 from .aggregate import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,
@@ -25,6 +29,8 @@ _JSON_TASKS = _QA + ("mewslix",)
 #: Tasks whose prediction/label counts evaluate.py does not assert equal.
 _NO_LENGTH_CHECK = ("bucc2018", "mewslix", "mlqa", "tydiqa", "xquad")
 _ACCURACY_TASKS = ("pawsx", "xnli", "tatoeba", "xcopa")
+#: Tasks whose files are JSON lines read by their ``label`` field (``evaluate.py:read_xcopa``).
+_JSONL_LABEL_TASKS = ("xcopa",)
 _TAGGING_TASKS = ("udpos", "panx")
 #: Tasks of a version's list that evaluate.py cannot score from files (LAReQA needs embeddings).
 _NO_FILE_METRIC = ("lareqa",)
@@ -54,7 +60,7 @@ def _read_text_lines(path: str) -> List[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+        raise DataFormatError(path, f"not valid UTF-8 ({e.reason})", line=line) from None
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -62,14 +68,14 @@ def _read_text_lines(path: str) -> List[str]:
 
 
 def read_label(path: str) -> List[str]:
-    """One label per line, every line ``strip()``ped (A6): trailing spaces, tabs and ``\\r``
+    """One label per line, every line ``strip()``ped (``evaluate.py:read_label``): trailing spaces, tabs and ``\\r``
     vanish and a blank line becomes the example ``''``. Raises ``FileNotFoundError`` /
     ``ValueError`` (with file and line) on a missing or non-UTF-8 file."""
     return [line.strip() for line in _read_text_lines(path)]
 
 
 def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
-    """Tag sentences separated by blank lines (A7).
+    """Tag sentences separated by blank lines (``evaluate.py:read_tag``).
 
     ``"official"``: every blank line closes a sentence, so two consecutive blank lines make an
     empty sentence and trailing blank lines add empty sentences; the whole stripped line is
@@ -92,9 +98,38 @@ def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
     return sentences
 
 
+def read_xcopa(path: str) -> list:
+    """The ``label`` field of every line, each line parsed as JSON (``evaluate.py:read_xcopa``).
+
+    Only ``label`` counts: ``{"label": 1}`` and ``{"idx": 0, "label": 1}`` are the same answer,
+    and key order or spacing do not matter. Values are compared as JSON values later, so the
+    number ``1`` and the string ``"1"`` differ, as in the official code. Lines end as in
+    Python's text mode (``\\n``, ``\\r\\n``, ``\\r``).
+
+    Raises:
+        FileNotFoundError: a missing file. ValueError naming file and line: not UTF-8, a line
+            that is not JSON (a blank line included; the official code raises a JSON decode
+            error), a line that is not an object with a ``label`` field (officially a
+            ``TypeError`` / ``KeyError``).
+    """
+    labels = []
+    for n, line in enumerate(_read_text_lines(path), start=1):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            what = "a blank line" if not line.strip() else f"invalid JSON ({e.msg})"
+            raise DataFormatError(path, f"{what}; expected one JSON object with a 'label' field per line",
+                                  line=n) from None
+        if not isinstance(obj, dict) or "label" not in obj:
+            raise DataFormatError(path, f"expected a JSON object with a 'label' field, got {line.strip()[:60]!r}",
+                                  line=n, field="label")
+        labels.append(obj["label"])
+    return labels
+
+
 def read_squad(path: str):
     """JSON file; returns ``obj['data']`` when the top level has a ``data`` key, else the object
-    (A8: a bare list or a prediction dict works). Raises ``ValueError`` naming file, line and
+    (``evaluate.py:read_squad``: a bare list or a prediction dict works). Raises ``ValueError`` naming file, line and
     column on invalid JSON."""
     return _read_json(path, data_rule=True)
 
@@ -109,9 +144,9 @@ def _read_json(path: str, data_rule: bool):
         obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+        raise DataFormatError(path, f"not valid UTF-8 ({e.reason})", line=line) from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+        raise DataFormatError(path, f"invalid JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
     if data_rule and isinstance(obj, dict) and "data" in obj:
         return obj["data"]
     return obj
@@ -121,10 +156,10 @@ def _read_mewslix(path: str, mode: str) -> dict:
     obj = _read_json(path, data_rule=(mode == OFFICIAL))
     if not isinstance(obj, dict):
         if mode == OFFICIAL:
-            raise ValueError(
-                f"{path}: has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
+            raise DataFormatError(
+                path, "has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
                 "official Mewsli-X scoring fails (AttributeError); use mode='corrected'")
-        raise ValueError(f"{path}: expected a JSON object example_id -> list of entity ids")
+        raise DataFormatError(path, "expected a JSON object example_id -> list of entity ids")
     return obj
 
 
@@ -134,41 +169,50 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
                    tagging_mode: Optional[str] = None) -> dict:
     """Score one ``(task, language)`` file pair like ``evaluate_one_task``; returns the metric
     dict of the task's metric function (accuracy / tagging_f1 / bucc_f1 / squad_scores /
-    mlqa_scores / mewslix_map_at_k with k=20).
+    mlqa_scores / mewslix_map_at_k with k=20). XCOPA files are read with :func:`read_xcopa`,
+    the other accuracy tasks and BUCC with :func:`read_label`.
 
     Raises:
-        FileNotFoundError: a missing file; ValueError: unequal example counts where
+        FileNotFoundError: a missing file. :class:`xlrepro.errors.DataFormatError` (a
+        ``ValueError``) naming the file and, where known, the line: unequal example counts where
         ``evaluate.py`` asserts them (all tasks except bucc2018, mewslix, mlqa, tydiqa, xquad),
-        bad file contents, or an unknown task.
+        or bad file contents. ValueError: an unknown task or mode.
     """
     check_mode(mode, "score_language")
-    if task in _ACCURACY_TASKS or task == "bucc2018":
+    if task in _JSONL_LABEL_TASKS:
+        predictions, labels = read_xcopa(prediction_file), read_xcopa(label_file)
+    elif task in _ACCURACY_TASKS or task == "bucc2018":
         predictions, labels = read_label(prediction_file), read_label(label_file)
     elif task in _TAGGING_TASKS:
         predictions, labels = read_tag(prediction_file, mode), read_tag(label_file, mode)
     elif task in _QA:
         predictions, labels = read_squad(prediction_file), read_squad(label_file)
         if not isinstance(predictions, dict):
-            raise ValueError(f"{prediction_file}: expected a JSON object question_id -> answer text")
+            raise DataFormatError(prediction_file, "expected a JSON object question_id -> answer text")
     elif task == "mewslix":
         predictions, labels = _read_mewslix(prediction_file, mode), _read_mewslix(label_file, mode)
     else:
         raise ValueError(f"score_language: no metric for task {task!r}")
     if task not in _NO_LENGTH_CHECK and len(predictions) != len(labels):
         unit = "sentences" if task in _TAGGING_TASKS else "examples"
-        raise ValueError(f"number of {unit} in {prediction_file} ({len(predictions)}) and {label_file} "
-                         f"({len(labels)}) do not match in task {task} (evaluate.py asserts this)")
-    if task in _ACCURACY_TASKS:
-        return accuracy(predictions, labels, mode)
-    if task in _TAGGING_TASKS:
-        return tagging_f1(predictions, labels, tagging_mode or mode)
-    if task == "bucc2018":
-        return bucc_f1(predictions, labels, mode)
-    if task == "mlqa":
-        return mlqa_scores(predictions, labels, lang, mode)
-    if task in _QA:
-        return squad_scores(predictions, labels, mode)
-    return mewslix_map_at_k(predictions, labels, k=20, mode=mode)
+        raise DataFormatError(prediction_file, f"number of {unit} ({len(predictions)}) does not match {label_file} "
+                                               f"({len(labels)}) in task {task} (evaluate.py asserts this)")
+    try:
+        if task in _ACCURACY_TASKS:
+            return accuracy(predictions, labels, mode)
+        if task in _TAGGING_TASKS:
+            return tagging_f1(predictions, labels, tagging_mode or mode)
+        if task == "bucc2018":
+            return bucc_f1(predictions, labels, mode)
+        if task == "mlqa":
+            return mlqa_scores(predictions, labels, lang, mode)
+        if task in _QA:
+            return squad_scores(predictions, labels, mode)
+        return mewslix_map_at_k(predictions, labels, k=20, mode=mode)
+    except DataFormatError:
+        raise
+    except ValueError as e:  # a content problem the metric found: name the files
+        raise DataFormatError(prediction_file, f"{e} (scored against {label_file})") from None
 
 
 def _subfolders(folder: str) -> List[str]:

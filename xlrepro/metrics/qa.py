@@ -1,5 +1,6 @@
 """Extractive QA metrics: the SQuAD v1.1 evaluator (XQuAD, TyDiQA-GoldP) and the MLQA
-evaluator (language-aware normalisation), as used by ``evaluate.py`` (scorers.md C1-C11).
+evaluator (language-aware normalisation), as used by ``evaluate.py`` (google-research/xtreme's
+``third_party/evaluate_squad.py`` and ``third_party/evaluate_mlqa.py``).
 
 Scores are on a 0-100 scale. Re-implemented from the documented behaviour; the normalisers are
 public so that tests and diagnostics can call them directly.
@@ -23,7 +24,7 @@ _EN_ARTICLES = re.compile(r"\b(a|an|the)\b")
 def squad_normalize_answer(text: str) -> str:
     """The SQuAD v1.1 normaliser, applied in every language by XQuAD/TyDiQA scoring.
 
-    Steps (scorers.md C1-C3, C6): ``str.lower()``; delete ASCII ``string.punctuation`` only
+    Steps (``evaluate_squad.normalize_answer``): ``str.lower()``; delete ASCII ``string.punctuation`` only
     (so ``“ ” « » ¿ ¡ 。 ， 、 ’ —`` stay, and ``state-of-the-art`` becomes ``stateoftheart``);
     replace the regex ``\\b(a|an|the)\\b`` by a space (so ``“the”`` loses ``the``, and NFD
     words can lose letters next to combining marks); collapse whitespace with ``str.split()``.
@@ -111,7 +112,8 @@ def squad_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mode: 
         dataset: the SQuAD ``data`` list (articles -> ``paragraphs`` -> ``qas`` -> ``answers``
             with ``text``); a dict with a ``data`` key is accepted too.
         mode: ``"official"`` or ``"corrected"``; identical (the English normaliser for every
-            language is the benchmark's definition, scorers.md C1 / pitfalls.md M4).
+            language is the benchmark's definition: ``evaluate.py`` scores XQuAD and TyDiQA
+            with ``evaluate_squad``).
 
     Returns:
         ``{"exact_match", "f1"}`` (0-100), ``"mode"``, ``"n_questions"``, ``"n_unanswered"``.
@@ -119,7 +121,7 @@ def squad_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mode: 
     Quirks reproduced: :func:`squad_normalize_answer`; EM and F1 are each maxed over the gold
     answers independently; F1 is 0 when either side normalises to empty (pred ``The`` vs gold
     ``a``: EM 1, F1 0); an unanswered question counts 0 in the denominator; prediction ids not
-    in the dataset are ignored (C4, C5).
+    in the dataset are ignored.
 
     Raises:
         ValueError: no questions (official: ``ZeroDivisionError``); a question with no answers
@@ -147,12 +149,12 @@ def is_mlqa_punctuation(ch: str) -> bool:
     """True for the characters the MLQA evaluator deletes: every code point whose Unicode
     category starts with ``P`` (per this Python's ``unicodedata``) plus ASCII
     ``string.punctuation`` (which adds the symbols ``$ + < = > ^ ` | ~``). Symbols such as
-    ``€ ° © ＄ ×`` are kept (scorers.md C7)."""
+    ``€ ° © ＄ ×`` are kept (``evaluate_mlqa.PUNCT``)."""
     return ch in _ASCII_PUNCT or unicodedata.category(ch).startswith("P")
 
 
 def _is_mixed_segmentation_char(ch: str) -> bool:
-    # Only U+4E00..U+9FA5 (not U+9FA6..U+9FFF, not extension A, not U+3007), scorers.md C10.
+    # Only U+4E00..U+9FA5 (not U+9FA6..U+9FFF, not extension A, not U+3007): evaluate_mlqa's regex.
     return "\u4e00" <= ch <= "\u9fa5"
 
 
@@ -183,7 +185,7 @@ def _check_mlqa_lang(lang: str, func: str) -> None:
 
 
 def mlqa_normalize_answer(text: str, lang: str, mode: str = OFFICIAL) -> str:
-    """The MLQA normaliser (scorers.md C7-C11).
+    """The MLQA normaliser (``evaluate_mlqa.normalize_answer``).
 
     Steps: ``lower()``; delete :func:`is_mlqa_punctuation` characters; remove articles per
     language (en ``a an the``; es ``un una unos unas el la los las``; de ``ein eine einen einem
@@ -236,11 +238,13 @@ def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: s
     ``北京市`` vs ``北京`` scores F1 0.8 here (0 under SQuAD rules).
 
     Raises:
-        ValueError: unknown language (checked up front; the official code raises only when it
-            first normalises an answer), no questions, a question without answers.
+        ValueError: unknown language (official mode: when the first answer is normalised, as in
+            the official code, so a dataset without a single predicted question still scores 0;
+            corrected mode: up front), no questions, a question without answers.
     """
     check_mode(mode, "mlqa_scores")
-    _check_mlqa_lang(lang, "mlqa_scores")
+    if mode == CORRECTED:
+        _check_mlqa_lang(lang, "mlqa_scores")
     result = _score_dataset(predictions, dataset, lambda s: mlqa_normalize_answer(s, lang, mode),
                             "mlqa_scores", mode)
     result["lang"] = lang

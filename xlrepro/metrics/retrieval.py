@@ -1,5 +1,5 @@
 """Language-agnostic retrieval metrics of XTREME-R: LAReQA mAP@20 (``third_party/utils_lareqa.py``)
-and Mewsli-X "map@20" = MRR@20 (``third_party/utils_mewslix.py``), scorers.md F1-F3, G1-G2.
+and Mewsli-X "map@20" = MRR@20 (``third_party/utils_mewslix.py``) of google-research/xtreme.
 
 Dict results are on a 0-100 scale; :func:`average_precision_at_k` returns one question's AP
 on the 0-1 scale like its official counterpart.
@@ -19,29 +19,36 @@ def _map_key(k: Optional[int]) -> str:
 
 def average_precision_at_k(ranked: Sequence[Union[int, str]], targets: Iterable, k: Optional[int] = 20,
                            mode: str = OFFICIAL) -> float:
-    """Average precision at k of one ranking (``utils_lareqa.average_precision_at_k``, F1).
+    """Average precision at k of one ranking (``utils_lareqa.average_precision_at_k``).
 
     Args:
         ranked: candidate ids, best first.
         targets: the relevant ids.
         k: cutoff; ``0`` or ``None`` means **no cutoff** (the official ``if k:`` test).
-        mode: ``"official"`` or ``"corrected"``; identical.
+        mode: ``"official"``: the divisor counts ``targets`` as given, duplicates included, as
+            the official ``len(targets)`` does (``targets = [a, a]`` with ``a`` ranked first
+            gives 1/2); a negative k cuts ``ranked[:k]`` and divides by ``min(len, k)`` as the
+            official code does. ``"corrected"``: duplicate targets count once; a negative k is
+            an error.
 
     Returns:
         AP on a 0-1 scale: the sum of precision@rank at each *first* occurrence of a relevant id
-        within the top k (a duplicate still uses up a rank), divided by ``min(|targets|, k)``
-        (``|targets|`` when there is no cutoff).
+        within the top k (a duplicate still uses up a rank), divided by ``min(len(targets), k)``
+        (``len(targets)`` when there is no cutoff).
 
     Raises:
-        ValueError: empty targets (official ``ZeroDivisionError``); negative k (the official
-            code would silently drop items from the end and divide by a negative number).
+        ValueError: empty targets (official ``ZeroDivisionError``); in corrected mode a
+            negative k.
     """
     check_mode(mode, "average_precision_at_k")
-    targets = set(targets)
+    targets = list(targets)
+    target_set = set(targets)
+    if mode == CORRECTED:
+        targets = list(dict.fromkeys(targets))
+        if k is not None and k < 0:
+            raise ValueError(f"average_precision_at_k: k must be >= 0 (0 = no cutoff), got {k}")
     if not targets:
         raise ValueError("average_precision_at_k: empty targets (the official code divides by zero)")
-    if k is not None and k < 0:
-        raise ValueError(f"average_precision_at_k: k must be >= 0 (0 = no cutoff), got {k}")
     ranked = list(ranked)
     if k:
         ranked = ranked[:k]
@@ -49,7 +56,7 @@ def average_precision_at_k(ranked: Sequence[Union[int, str]], targets: Iterable,
     hits = 0.0
     seen = set()
     for i, pred in enumerate(ranked):
-        if pred in targets and pred not in seen:
+        if pred in target_set and pred not in seen:
             hits += 1.0
             score += hits / (i + 1.0)
         seen.add(pred)
@@ -68,7 +75,7 @@ def _xling_set(value) -> frozenset:
 def lareqa_map_at_k(question_embeddings, candidate_embeddings, question_xling_ids: Sequence[str],
                     candidate_xling_ids: Sequence[Union[str, Iterable[str], None]], k: Optional[int] = 20,
                     mode: str = OFFICIAL) -> dict:
-    """LAReQA mean average precision at k (``utils_lareqa.mean_avg_prec_at_k``, scorers.md F2).
+    """LAReQA mean average precision at k (``utils_lareqa.mean_avg_prec_at_k``).
 
     Args:
         question_embeddings: array ``(n_questions, dim)``; all questions of all languages.
@@ -149,14 +156,28 @@ def mewslix_map_at_k(predictions: Mapping[str, Sequence[str]], gold: Mapping[str
         prediction scores 0; prediction ids not in gold are ignored (counted in
         ``n_unexpected``).
 
+        An empty gold scores 0.0 in official mode, as the official code does. Official mode also
+        scores what the official code scores from odd input, with a ``"note"``: a gold value that
+        is a string counts by its first character (``labels[0]``), a prediction that is a string
+        by its characters.
+
     Raises:
-        ValueError: empty gold (officially 0.0 is returned), a gold example with an empty list
-            (officially ``IndexError``), a prediction that is not a list of ids.
+        ValueError: a gold example with an empty list or a non-string first element (officially
+            ``IndexError`` / ``AttributeError``), a prediction that is not a list (officially a
+            ``TypeError``; a string is allowed in official mode, see above); in corrected mode
+            also an empty gold and string gold values or predictions.
     """
     check_mode(mode, "mewslix_map_at_k")
-    mrr, missing, unexpected = _mewslix_mrr(predictions, gold, k, mode)
-    return {_map_key(k): mrr * 100, "mode": mode, "n_gold": len(gold),
-            "n_missing": missing, "n_unexpected": unexpected}
+    notes: list = []
+    rrs, missing, unexpected = _mewslix_rr(predictions, gold, k, mode, notes)
+    mrr = sum(rrs) / len(rrs) if rrs else 0.0
+    out = {_map_key(k): mrr * 100, "mode": mode, "n_gold": len(gold),
+           "n_missing": missing, "n_unexpected": unexpected}
+    if not rrs:
+        notes.append("empty gold: the official code scores 0.0")
+    if notes:
+        out["note"] = notes
+    return out
 
 
 def mewslix_reciprocal_ranks(predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]],
@@ -169,33 +190,54 @@ def mewslix_reciprocal_ranks(predictions: Mapping[str, Sequence[str]], gold: Map
 
 
 def _mewslix_mrr(predictions, gold, k, mode):
-    """(MRR on 0-1, n_missing, n_unexpected) - the unscaled official value."""
+    """(MRR on 0-1, n_missing, n_unexpected) - the unscaled official value: ``sum()`` of the
+    reciprocal ranks over their count, 0.0 for an empty gold (``mean_reciprocal_rank``)."""
     rrs, missing, unexpected = _mewslix_rr(predictions, gold, k, mode)
-    total = 0.0
-    for rr in rrs:  # the official running sum, in gold order
-        total += rr
-    return total / len(gold), missing, unexpected
+    mrr = sum(rrs) / len(rrs) if rrs else 0.0
+    return mrr, missing, unexpected
 
 
-def _mewslix_rr(predictions, gold, k, mode):
-    """(per-mention reciprocal ranks in gold order, n_missing, n_unexpected)."""
+def _mewslix_gold_id(example_id, labels, mode: str, notes: list):
+    """``labels[0].strip()`` as the official code takes it, or a ValueError where that fails."""
+    if mode == OFFICIAL and isinstance(labels, str) and labels:
+        notes.append(f"gold for {example_id!r} is the string {labels!r}, not a list: the official code "
+                     f"takes its first character {labels[0]!r} as the gold entity")
+        return labels[0].strip()
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
+        raise ValueError(f"mewslix_map_at_k: gold for {example_id!r} must be a non-empty list, got {labels!r} "
+                         "(the official code fails on it too)")
+    if not isinstance(labels[0], str):
+        raise ValueError(f"mewslix_map_at_k: gold for {example_id!r} must start with an entity id string, got "
+                         f"{labels[0]!r} (the official code fails on it too)")
+    return labels[0].strip()
+
+
+def _mewslix_rr(predictions, gold, k, mode, notes=None):
+    """(per-mention reciprocal ranks in gold order, n_missing, n_unexpected).
+
+    Official mode follows ``utils_mewslix.evaluate`` for every input it scores: an empty gold
+    gives no terms (MRR 0.0); a prediction given as a string is cut to its first k characters,
+    each compared with the gold id. Corrected mode refuses both and strips predictions."""
+    notes = [] if notes is None else notes
     if not isinstance(gold, Mapping) or not isinstance(predictions, Mapping):
         raise ValueError("mewslix_map_at_k: predictions and gold must be dicts example_id -> list of entity ids")
-    if len(gold) == 0:
-        raise ValueError("mewslix_map_at_k: empty gold (the official code would report 0.0)")
+    if len(gold) == 0 and mode == CORRECTED:
+        raise ValueError("mewslix_map_at_k: empty gold (nothing to score; mode 'official' returns 0.0 as the "
+                         "official code does)")
+    gold_ids = {example_id: _mewslix_gold_id(example_id, labels, mode, notes) for example_id, labels in gold.items()}
     rrs = []
     missing = 0
-    for example_id, labels in gold.items():
-        if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
-            raise ValueError(f"mewslix_map_at_k: gold for {example_id!r} must be a non-empty list, got {labels!r}")
-        gold_id = labels[0].strip()
+    for example_id, gold_id in gold_ids.items():
         if example_id not in predictions:
             missing += 1
         preds = predictions.get(example_id, [])
-        if isinstance(preds, str) or not isinstance(preds, Sequence):
+        if isinstance(preds, str) and mode == OFFICIAL:
+            notes.append(f"prediction for {example_id!r} is a string, not a list: the official code compares "
+                         "its first k characters one by one with the gold id")
+        elif isinstance(preds, str) or not isinstance(preds, Sequence):
             raise ValueError(f"mewslix_map_at_k: prediction for {example_id!r} must be a list of ids, got {preds!r}")
         rr = 0.0
-        for rank, p in enumerate(list(preds)[:k], start=1):
+        for rank, p in enumerate(preds[:k], start=1):
             if (p.strip() if mode == CORRECTED and isinstance(p, str) else p) == gold_id:
                 rr = 1.0 / rank
                 break
@@ -207,7 +249,7 @@ def _mewslix_rr(predictions, gold, k, mode):
 def mewslix_evaluate_all(per_lang_predictions: Mapping[str, Optional[Mapping[str, Sequence[str]]]],
                          per_lang_gold: Mapping[str, Mapping[str, Sequence[str]]],
                          languages: Sequence[str], k: int = 20, mode: str = OFFICIAL) -> dict:
-    """Macro-average of :func:`mewslix_map_at_k` over ``languages`` (``utils_mewslix.evaluate_all``, G2).
+    """Macro-average of :func:`mewslix_map_at_k` over ``languages`` (``utils_mewslix.evaluate_all``).
 
     Args:
         per_lang_predictions: language -> predictions dict; a language that is absent (or

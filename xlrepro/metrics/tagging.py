@@ -1,10 +1,12 @@
 """Tagging metrics for UD-POS and PAN-X (``evaluate.py:f1``, which calls seqeval).
 
-The official numbers follow **seqeval 0.0.12** chunking (scorers.md B2), which is what mode
-``"official"`` implements; mode ``"seqeval_1x"`` implements seqeval 1.2.2's default (non-strict)
-chunking. Neither imports seqeval: both are re-implemented here from the behaviour described in
-scorers.md B1-B4. ``token_accuracy`` is the plain per-token accuracy the XTREME paper names
-(xtreme #56) but the code does not compute.
+The official numbers follow **seqeval 0.0.12** chunking (the official test
+``evaluate_test.py`` passes with 0.0.12 and fails with 1.2.2; ``install_tools.sh`` does not pin a
+version), which is what mode ``"official"`` implements; mode ``"seqeval_1x"`` implements seqeval
+1.2.2's default (non-strict) chunking. Neither imports seqeval: both are re-implemented here from
+seqeval's ``metrics/sequence_labeling.py`` (0.0.12) and ``metrics/v1.py`` (1.2.2), and the tests
+compare them with the real packages. ``token_accuracy`` is the plain per-token accuracy the
+XTREME paper names (github.com/google-research/xtreme/issues/56) but the code does not compute.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def get_entities(seq: Sequence, mode: str = OFFICIAL) -> List[Chunk]:
     Returns:
         The chunks in the order seqeval emits them (duplicates possible in 1.2.2).
 
-    Quirks reproduced (scorers.md B3/B4):
+    Quirks reproduced:
         * the prefix is the first character and no tag validation is done, so UPOS tags are
           chunked: runs of the same tag merge, ``S``-initial tags (``SCONJ``, ``SYM``) are
           single-token chunks, ``INTJ`` acts as an ``I-`` tag;
@@ -96,11 +98,24 @@ def get_entities(seq: Sequence, mode: str = OFFICIAL) -> List[Chunk]:
     return chunks
 
 
-def _validate_corpus(pred_tags, gold_tags, func: str) -> Tuple[list, list, bool]:
-    """Return (pred, gold, token_counts_match) as lists of lists; raise on bad shapes."""
-    if len(gold_tags) == 0 and len(pred_tags) == 0:
+def _as_corpus(corpus):
+    if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(t, str) for t in corpus):
+        return [list(corpus)]
+    return corpus
+
+
+def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) -> Tuple[list, list, bool]:
+    """Return (pred, gold, token_counts_match) as lists of lists; raise on bad shapes.
+
+    ``official``: an empty corpus and different sentence counts pass (seqeval 0.0.12 scores
+    them); ``token_counts_match`` is then also False for different sentence counts."""
+    if official:
+        # seqeval 0.0.12 flattens a corpus only when it holds lists; a flat list of tags is one
+        # sequence, whose chunks are those of the same tags as one sentence
+        pred_tags, gold_tags = (_as_corpus(c) for c in (pred_tags, gold_tags))
+    if len(gold_tags) == 0 and len(pred_tags) == 0 and not official:
         raise ValueError(f"{func}: empty input (no sentences)")
-    if len(pred_tags) != len(gold_tags):
+    if len(pred_tags) != len(gold_tags) and not official:
         raise ValueError(
             f"{func}: {len(pred_tags)} predicted sentences but {len(gold_tags)} gold sentences; "
             "the official evaluate.py asserts that the sentence counts match")
@@ -112,7 +127,7 @@ def _validate_corpus(pred_tags, gold_tags, func: str) -> Tuple[list, list, bool]
             for tag in sentence:
                 _check_tag(tag, f"{func}: {name}[{i}]")
             out.append(list(sentence))
-    aligned = all(len(p) == len(g) for p, g in zip(pred, gold))
+    aligned = len(pred) == len(gold) and all(len(p) == len(g) for p, g in zip(pred, gold))
     return pred, gold, aligned
 
 
@@ -121,8 +136,9 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
     """Micro chunk F1 / precision / recall over all sentences (``evaluate.py:f1``).
 
     Args:
-        pred_tags: predicted tags, one list per sentence.
-        gold_tags: gold tags, one list per sentence.
+        pred_tags: predicted tags, one list per sentence (official mode also takes a flat list
+            of tags, as one sequence, like seqeval 0.0.12).
+        gold_tags: gold tags, one list per sentence (the same).
         mode: ``"official"`` = seqeval 0.0.12 (what the published numbers used);
             ``"seqeval_1x"`` = seqeval 1.2.2 default mode; ``"corrected"`` = 0.0.12 chunking
             (it has no evident bug to fix; the 1.x type parsing is the defect) but refuses
@@ -135,17 +151,18 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
 
     Quirks reproduced: see :func:`get_entities`; chunks are compared as sets of
     ``(type, start, end)``; P (R) is 0 when nothing is predicted (gold); F1 is 0 when neither
-    side has a chunk (not 100); with 0.0.12 a sentence whose predicted and gold token counts
-    differ is still scored on misaligned offsets (a note says so).
+    side has a chunk (not 100), an empty corpus included; with 0.0.12 sentences whose predicted
+    and gold token counts differ, and even corpora with different sentence counts, are still
+    scored on misaligned offsets (a note says so; ``evaluate.py`` itself asserts equal sentence
+    counts before calling seqeval, and so does :func:`xlrepro.metrics.evaluate.score_language`).
 
     Raises:
-        ValueError: no sentences (0.0.12 would return F1 0, 1.2.2 raises ``TypeError``);
-            different sentence counts (``evaluate.py`` asserts); a token-count mismatch in
-            modes ``seqeval_1x`` (1.2.2 raises ``ValueError``) and ``corrected``; a tag that is
-            not a non-empty string.
+        ValueError: a tag that is not a non-empty string (seqeval fails on it too); in modes
+            ``seqeval_1x`` and ``corrected``: no sentences (1.2.2 raises ``TypeError``),
+            different sentence counts or a token-count mismatch (1.2.2 raises ``ValueError``).
     """
     check_mode(mode, "tagging_f1", TAGGING_MODES)
-    pred, gold, aligned = _validate_corpus(pred_tags, gold_tags, "tagging_f1")
+    pred, gold, aligned = _validate_corpus(pred_tags, gold_tags, "tagging_f1", official=(mode == OFFICIAL))
     result: dict = {}
     if not aligned:
         if mode != OFFICIAL:
@@ -153,8 +170,12 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
             raise ValueError(
                 f"tagging_f1: sentence {bad} has {len(pred[bad])} predicted tags but {len(gold[bad])} "
                 f"gold tags (mode {mode!r} refuses misaligned input)")
-        add_note(result, "token counts differ in some sentence; seqeval 0.0.12 scores the "
-                         "misaligned chunk offsets silently, and so does this mode")
+        if len(pred) != len(gold):
+            add_note(result, f"{len(pred)} predicted sentences but {len(gold)} gold sentences; seqeval 0.0.12 "
+                             "scores the misaligned chunk offsets silently, and so does this mode")
+        else:
+            add_note(result, "token counts differ in some sentence; seqeval 0.0.12 scores the "
+                             "misaligned chunk offsets silently, and so does this mode")
     true_chunks = set(get_entities(gold, mode))
     pred_chunks = set(get_entities(pred, mode))
     n_correct = len(true_chunks & pred_chunks)
@@ -174,7 +195,7 @@ def token_accuracy(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Seque
     """Per-token tag accuracy over all sentences (not computed by the official code).
 
     The XTREME paper calls the UD-POS metric "accuracy", but ``evaluate.py`` computes seqeval
-    chunk F1 (xtreme #56, pitfalls.md M1); this is the accuracy, reported as a diagnostic.
+    chunk F1 (github.com/google-research/xtreme/issues/56); this is the accuracy, reported as a diagnostic.
 
     Args:
         pred_tags, gold_tags: one list of tags per sentence; shapes must match exactly.
