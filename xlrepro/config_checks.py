@@ -242,8 +242,6 @@ def model_problems(cfg, tasks: dict) -> list[str]:
 
 
 def _lengths(cfg):
-    from xlrepro.config import TrainConfig
-
     yield "intermediate.train.max_seq_length", cfg.intermediate.train.max_seq_length
     yield "target.train.max_seq_length", cfg.target.train.max_seq_length
     for t, over in cfg.target.per_task.items():
@@ -253,7 +251,6 @@ def _lengths(cfg):
         yield "retrieval.max_seq_length", cfg.retrieval.max_seq_length
     if cfg.pretrain is not None:
         yield "pretrain.max_seq_length", cfg.pretrain.max_seq_length
-    del TrainConfig
 
 
 def qa_problems(cfg, tasks: dict) -> list[str]:
@@ -307,21 +304,21 @@ def import_problem(module: str) -> str | None:
 
 
 def engine_problems(cfg) -> list[str]:
-    used = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train),
-            ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train)]
+    used = [("intermediate.train", cfg.intermediate.train.engine), ("target.train", cfg.target.train.engine),
+            ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train.engine)]
     if cfg.pretrain is not None:
-        used.append(("pretrain", cfg.pretrain))
+        used.append(("pretrain", cfg.pretrain.engine))
     for prefix, per_task in (("target.per_task", cfg.target.per_task),
                              ("retrieval.dual_encoder.per_task", cfg.retrieval.dual_encoder.per_task)):
         for t, over in per_task.items():
             if isinstance(over, dict) and isinstance(over.get("engine"), str):
-                used.append((f"{prefix}.{t}", type("E", (), {"engine": over["engine"]})))
+                used.append((f"{prefix}.{t}", over["engine"]))
     out = []
-    for key, tc in used:
-        for module in ENGINE_PACKAGES.get(tc.engine, ()):
+    for key, engine in used:
+        for module in ENGINE_PACKAGES.get(engine, ()):
             why = import_problem(module)
             if why is not None:
-                out.append(f"{key}.engine: {tc.engine!r} needs the {module} package, which does not import here "
+                out.append(f"{key}.engine: {engine!r} needs the {module} package, which does not import here "
                            f"({why}); install requirements/{module}.txt or set {key}.engine=torch")
     return out
 
