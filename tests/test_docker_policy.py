@@ -258,7 +258,10 @@ def test_dockerfile_builds_deepspeed_from_its_lock_against_the_image_torch():
     torch_step = next(i for i, r in enumerate(runs) if "--only-binary :all:" in r)
     assert runs.index(ds[0]) > torch_step, "DeepSpeed must be built after torch is installed"
     assert "TORCH_EXTENSIONS_DIR=/opt/xlrepro/torch_extensions" in text
-    assert "chmod -R a+rwX /opt/xlrepro/torch_extensions" in text, "any uid must be able to load the prebuilt ops"
+    assert "chmod -R a+rX,go-w /opt/xlrepro/torch_extensions" in text, \
+        "any uid must be able to read the prebuilt ops, and none but root to write them"
+    assert not re.search(r"chmod[^\n;]*(a\+rw|o\+w|0?7[0-7]7\b|a\+w)[^\n;]*torch_extensions", text), \
+        "the compiled-ops folder must not be writable by other uids (they could plant a .so)"
 
 
 def _deepspeed_sdist(tmp_path: Path) -> Path | None:

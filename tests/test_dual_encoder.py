@@ -278,7 +278,7 @@ def test_retrieval_spec_hashes_do_not_depend_on_the_search_backend(tmp_path, mon
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
         "intermediate.train.max_steps=4", "intermediate.train.eval_every_steps=4", "target.train.max_steps=4",
         "target.train.eval_every_steps=4", "target.tasks=[]", "controls=[]",
-        "target.per_task={squad: {max_seq_length: 128, doc_stride: 64}}",
+        "target.per_task={squad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
         "target.eval_splits=[dev, test]", "retrieval.dual_encoder.train.max_steps=6",
         "retrieval.dual_encoder.train.eval_every_steps=3", "retrieval.dual_encoder.per_task={}"]
 

@@ -445,3 +445,46 @@ def test_cuda_every_list_size_and_tile_shape():
             got = torch.ops.xlrepro.knn_both(xa.cuda(), ya.cuda(), k, k, False, *blocks)
             for (s, i), (vs, vi) in zip((got[:2], got[2:]), oracle):
                 assert torch.equal(s.cpu(), vs) and torch.equal(i.cpu(), vi), "tied inputs, " + case
+
+
+# ----------------------------------------------------------------------------- tiny vectors (cosine)
+
+BACKENDS = ["reference"] + (["cpp"] if HAVE_EXT else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cosine_of_tiny_vectors_ranks_like_the_same_vectors_at_norm_one(backend):
+    """Norms near 1e-30 used to underflow the squared norm to 0: the rows scored 0 against
+    everything and got index-order neighbours. Scaling by 2**-100 is exact, so the answer must be
+    bit-identical to the unscaled one, on both sides and through knn_both and margin_mine."""
+    x, y = _rand(40, 16, seed=1), _rand(30, 16, seed=2)
+    tiny_x, tiny_y = x * 2.0 ** -100, y * 2.0 ** -100
+    assert float(tiny_x.norm(dim=1).max()) < 1e-28 and bool(((tiny_x * tiny_x).sum(1) == 0).all())
+    want = ops.knn(x, y, 3, "cosine", backend=backend)
+    for a, b in ((tiny_x, y), (x, tiny_y), (tiny_x, tiny_y)):
+        got = ops.knn(a, b, 3, "cosine", backend=backend)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    both = ops.knn_both(tiny_x, tiny_y, 2, "cosine", backend=backend)
+    ref = ops.knn_both(x, y, 2, "cosine", backend=backend)
+    assert all(torch.equal(p, q) for p, q in zip(both, ref))
+    mined = ops.margin_mine(tiny_x, tiny_y, k=3, backend=backend)
+    assert all(torch.equal(p, q) for p, q in zip(mined, ops.margin_mine(x, y, k=3, backend=backend)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_subnormal_rows_are_rescaled_and_zero_rows_keep_the_zero_rule(backend):
+    x, y = _rand(6, 8, seed=3), _rand(9, 8, seed=4)
+    x[1] = x[1] * 2.0 ** -140  # subnormal entries (some precision lost in x itself, none after)
+    x[2] = 0.0
+    s, i = ops.knn(x, y, 9, "cosine", backend=backend)
+    s_ref, i_ref = sim.knn_reference(sim.rescale_tiny_rows(x), y, 9, "cosine")
+    assert torch.equal(s, s_ref) and torch.equal(i, i_ref)
+    assert float(s[1, 0]) > 0.5 and i[1].tolist() != list(range(9))  # a real ranking, not index order
+    assert s[2].tolist() == [0.0] * 9 and i[2].tolist() == list(range(9))  # all-zero row: documented zero rule
+    # the rule leaves ordinary rows alone: same object back when nothing is tiny
+    assert sim.rescale_tiny_rows(y) is y
+    # bf16 tiny rows: the float32 of the same values, rescaled exactly
+    xb = (x[:1] * 2.0 ** -120).to(torch.bfloat16)
+    sb, ib = ops.knn(xb, y, 4, "cosine", backend=backend)
+    sf, i_f = ops.knn(xb.float() * 2.0 ** 120, y, 4, "cosine", backend=backend)
+    assert torch.equal(sb, sf) and torch.equal(ib, i_f)

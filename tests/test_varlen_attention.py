@@ -199,6 +199,24 @@ def test_max_seqlen_larger_than_needed_is_fine():
     torch.testing.assert_close(a, b)
 
 
+def test_max_seqlen_far_above_the_data_is_clamped_to_the_longest_sequence():
+    """2**26 for 10 tokens sized the kernels' work buffers by max_seqlen (minutes, tens of GB);
+    the value is clamped to the longest sequence before any kernel runs."""
+    lens = [3, 7]
+    q, k, v = make_qkv(lens, 2, 8, torch.float32)
+    cu = cu_from(lens)
+    assert attention._check_args(q, k, v, cu, 2 ** 26, None, 0.0)[0] == 7
+    assert attention._check_args(q, k, v, cu, 2 ** 26, None, 0.0, validate_values=False)[0] == 7  # CPU: read anyway
+    meta = [t.to("meta") for t in (q, k, v, cu)]
+    assert attention._check_args(*meta, 2 ** 26, None, 0.0)[0] == 10  # values unknown: total tokens
+    assert attention._check_args(q, k, v, cu, 8, None, 0.0)[0] == 7
+    with pytest.raises(ValueError, match="max_seqlen = 6 is smaller than the longest sequence"):
+        attention._check_args(q, k, v, cu, 6, None, 0.0)
+    for backend in ["reference"] + (["cpp"] if HAS_EXT else []):
+        a = varlen_attention(q, k, v, cu, 2 ** 26, backend=backend)
+        torch.testing.assert_close(a, varlen_attention(q, k, v, cu, 7, backend=backend), rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # XLM-R semantics: unpad -> varlen attention -> pad equals masked padded attention
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ LANGS = ["en", "tr", "vi", "zh"]
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
         "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
         "target.train.eval_every_steps=4", "controls=[]", "retrieval.tasks=[tatoeba]", "target.per_task={}",
-        "target.train.doc_stride=32"]
+        "target.train.doc_stride=32", "target.train.max_query_length=24"]
 
 
 @pytest.fixture(scope="module")

@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (XlreproError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"xlrepro: error{who}: {msg}", file=sys.stderr)
+        for line in getattr(e, "problems", None) or [msg]:  # a config check lists every problem
+            print(f"xlrepro: error{who}: {line}", file=sys.stderr)
         return 2
     except BaseException as e:
         if who:

@@ -193,7 +193,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
-def _coerce(tp, value, where: str):
+def _coerce(tp, value, where: str, problems: list | None = None):
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -204,7 +204,7 @@ def _coerce(tp, value, where: str):
             if a is type(None):
                 continue
             try:
-                return _coerce(a, value, where)
+                return _coerce(a, value, where, problems)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{where}: {value!r} matches none of {[_type_name(a) for a in args]}")
@@ -213,7 +213,7 @@ def _coerce(tp, value, where: str):
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, problems)
     if tp is Any:
         return value
     if tp is bool:
@@ -248,20 +248,38 @@ def _coerce(tp, value, where: str):
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
-def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass ``cls`` from a dict; unknown keys and bad types raise ``ConfigError``."""
+def from_dict(cls, data: dict, where: str = "", problems: list | None = None):
+    """Build dataclass ``cls`` from a dict; unknown keys and bad types raise ``ConfigError``.
+
+    With ``problems`` (a list), every problem is appended to it instead, and a field with a bad
+    value keeps its default, so that one pass finds them all."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+
+    def bad(msg: str) -> None:
+        if problems is None:
+            raise ConfigError(msg)
+        problems.append(msg)
+
     for k in data:
         if k not in names:
-            raise ConfigError(f"{where + '.' if where else ''}{k}: unknown key{did_you_mean(k, names)}")
+            bad(f"{where + '.' if where else ''}{k}: unknown key{did_you_mean(k, names)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}" if where else f.name
         if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name], key)
+            try:
+                kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, problems)
+            except ConfigError as e:
+                bad(str(e))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}: required (no default)")
+            bad(f"{key}: required (no default)")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for name in missing:  # only when collecting: a placeholder, so that the other checks still run
+        if hints[name] not in (int, str):  # (the caller raises with the problems; it never uses the value)
+            return None
+        kwargs[name] = hints[name]()
     return cls(**kwargs)
 
 
@@ -369,18 +387,35 @@ def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> Experim
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
+    found: list[str] = []
     for o in overrides:
-        apply_override(data, o)
-    try:
-        cfg = from_dict(ExperimentConfig, data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    validate(cfg, str(path))
+        try:
+            apply_override(data, o)
+        except ConfigError as e:
+            found.append(str(e))
+    cfg = from_dict(ExperimentConfig, data, problems=found)
+    if cfg is not None:
+        found += problems(cfg)
+    if found:
+        lines = [f"{path}: {p}" for p in found]
+        raise ConfigError("\n".join(lines), problems=lines)
     return cfg
 
 
 def validate(cfg: ExperimentConfig, where: str = "config") -> None:
-    """Cross-field checks: task names exist, per-task overrides name TrainConfig fields, enums."""
+    """Raise one ``ConfigError`` listing every problem of ``problems(cfg)`` (one per line)."""
+    found = problems(cfg)
+    if found:
+        raise ConfigError("\n".join(f"{where}: {p}" for p in found), problems=[f"{where}: {p}" for p in found])
+
+
+def problems(cfg: ExperimentConfig) -> list[str]:
+    """Every problem of a typed config that needs no data, each as ``key: what is wrong (what is
+    allowed)``: task names exist, per-task overrides name TrainConfig fields, enums, the ranges of
+    every numeric field, languages, QA window lengths, the retrieval layer against the encoder's
+    depth, and that the training engine's packages import. Empty when the config is valid. Used
+    by ``validate`` and by preflight checks."""
+    out: list[str] = []
     from xlrepro.tasks import all_tasks
 
     tasks = all_tasks()
@@ -388,27 +423,31 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
                            ("retrieval.tasks", cfg.retrieval.tasks), ("controls", cfg.controls)):
         for n in names:
             if n not in tasks:
-                raise ConfigError(f"{where}: {section}: unknown task {n!r}{did_you_mean(n, tasks)}")
+                out.append(f"{section}: unknown task {n!r}{did_you_mean(n, tasks)}")
     for n in cfg.controls:
         if n not in cfg.target.tasks:
-            raise ConfigError(f"{where}: controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
-        if tasks[n].format.value not in ("classification", "multiple_choice"):
-            raise ConfigError(f"{where}: controls: the shuffled-label control needs a classification or "
-                              f"multiple-choice task; {n!r} is {tasks[n].format.value}")
+            out.append(f"controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
+        elif n in tasks and tasks[n].format.value not in ("classification", "multiple_choice"):
+            out.append(f"controls: the shuffled-label control needs a classification or "
+                       f"multiple-choice task; {n!r} is {tasks[n].format.value}")
     train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
     for t, over in cfg.target.per_task.items():
         if t not in tasks:
-            raise ConfigError(f"{where}: target.per_task: unknown task {t!r}{did_you_mean(t, tasks)}")
+            out.append(f"target.per_task: unknown task {t!r}{did_you_mean(t, tasks)}")
+        if not isinstance(over, (dict, type(None))):
+            out.append(f"target.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
+            continue
         for k, v in (over or {}).items():
             if k not in train_fields:
-                raise ConfigError(f"{where}: target.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
-        from_dict(TrainConfig, {**to_dict(cfg.target.train), **(over or {})}, f"target.per_task.{t}")
+                out.append(f"target.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
+        from_dict(TrainConfig, {k: v for k, v in {**to_dict(cfg.target.train), **(over or {})}.items()
+                                if k in train_fields}, f"target.per_task.{t}", problems=out)
     for t in cfg.retrieval.tasks:
-        if tasks[t].format.value != "retrieval":
-            raise ConfigError(f"{where}: retrieval.tasks: {t!r} is a {tasks[t].format.value} task")
+        if t in tasks and tasks[t].format.value != "retrieval":
+            out.append(f"retrieval.tasks: {t!r} is a {tasks[t].format.value} task")
     for t in cfg.target.tasks:
-        if tasks[t].format.value == "retrieval":
-            raise ConfigError(f"{where}: target.tasks: {t!r} is a retrieval task; list it under retrieval.tasks")
+        if t in tasks and tasks[t].format.value == "retrieval":
+            out.append(f"target.tasks: {t!r} is a retrieval task; list it under retrieval.tasks")
     enums = {"model.attention": (cfg.model.attention, ("padded", "packed")),
              "data.source": (cfg.data.source, ("local", "hub")),
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
@@ -418,65 +457,80 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
 
     for t, src in cfg.retrieval.encoder.items():
         if t not in tasks or t in DUAL_ENCODER_TASKS or tasks[t].format.value != "retrieval":
-            raise ConfigError(f"{where}: retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style "
-                              f"retrieval tasks, not {t!r}")
+            out.append(f"retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style "
+                       f"retrieval tasks, not {t!r}")
         if src not in ENCODER_SOURCES:
-            raise ConfigError(f"{where}: retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
-                              f"{did_you_mean(str(src), ENCODER_SOURCES)}")
+            out.append(f"retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
+                       f"{did_you_mean(str(src), ENCODER_SOURCES)}")
     for t, over in cfg.retrieval.dual_encoder.per_task.items():
         if t not in DUAL_ENCODER_TASKS:
-            raise ConfigError(f"{where}: retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task "
-                              f"{list(DUAL_ENCODER_TASKS)}")
+            out.append(f"retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task "
+                       f"{list(DUAL_ENCODER_TASKS)}")
+        if not isinstance(over, (dict, type(None))):
+            out.append(f"retrieval.dual_encoder.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
+            continue
         for k in (over or {}):
             if k not in train_fields:
-                raise ConfigError(f"{where}: retrieval.dual_encoder.per_task.{t}.{k}: unknown key"
-                                  f"{did_you_mean(k, train_fields)}")
-        from_dict(TrainConfig, {**to_dict(cfg.retrieval.dual_encoder.train), **(over or {})},
-                  f"retrieval.dual_encoder.per_task.{t}")
+                out.append(f"retrieval.dual_encoder.per_task.{t}.{k}: unknown key"
+                           f"{did_you_mean(k, train_fields)}")
+        from_dict(TrainConfig, {k: v for k, v in {**to_dict(cfg.retrieval.dual_encoder.train), **(over or {})}.items()
+                                if k in train_fields}, f"retrieval.dual_encoder.per_task.{t}", problems=out)
     if cfg.retrieval.dual_encoder.train.token_budget or any((o or {}).get("token_budget")
-                                                            for o in cfg.retrieval.dual_encoder.per_task.values()):
-        raise ConfigError(f"{where}: retrieval.dual_encoder: token_budget batching is not supported "
-                          "(the in-batch negatives need fixed-size batches)")
+                                                            for o in cfg.retrieval.dual_encoder.per_task.values()
+                                                            if isinstance(o, (dict, type(None)))):
+        out.append("retrieval.dual_encoder: token_budget batching is not supported "
+                   "(the in-batch negatives need fixed-size batches)")
     enums["intermediate.sampler"] = (cfg.intermediate.sampler, ("proportional", "temperature", "uniform"))
     enums["intermediate.volume_scope"] = (cfg.intermediate.volume_scope, ("per_task", "total"))
     if not 0.0 <= cfg.intermediate.mlm_mix < 1.0:
-        raise ConfigError(f"{where}: intermediate.mlm_mix: expected a fraction in [0, 1), got {cfg.intermediate.mlm_mix}")
+        out.append(f"intermediate.mlm_mix: expected a fraction in [0, 1), got {cfg.intermediate.mlm_mix}")
     for t, by_lang in cfg.intermediate.translated.items():
         if t not in cfg.intermediate.tasks:
-            raise ConfigError(f"{where}: intermediate.translated.{t}: not one of intermediate.tasks {cfg.intermediate.tasks}")
+            out.append(f"intermediate.translated.{t}: not one of intermediate.tasks {cfg.intermediate.tasks}")
         if not isinstance(by_lang, dict):
-            raise ConfigError(f"{where}: intermediate.translated.{t}: expected {{language: folder}}")
+            out.append(f"intermediate.translated.{t}: expected {{language: folder}}")
+            continue
         for lang in by_lang:
             from xlrepro import languages as langtab
             try:
                 langtab.get(lang)
             except KeyError as e:
-                raise ConfigError(f"{where}: intermediate.translated.{t}: {e.args[0]}") from None
+                out.append(f"intermediate.translated.{t}: {e.args[0]}")
     engines = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)]
-    engines += [(f"target.per_task.{t}", train_config_for(cfg, t)) for t in cfg.target.per_task]
+    for t, over in cfg.target.per_task.items():
+        if isinstance(over, (dict, type(None))) and all(k in train_fields for k in (over or {})):
+            try:
+                engines.append((f"target.per_task.{t}", train_config_for(cfg, t)))
+            except ConfigError:
+                pass  # its type problems are listed above
     if cfg.pretrain is not None:
         engines.append(("pretrain", cfg.pretrain))
     for tc_name, tc in engines:
         if tc.engine not in ("torch", "deepspeed"):
-            raise ConfigError(f"{where}: {tc_name}.engine: {tc.engine!r} is not one of ['torch', 'deepspeed']"
-                              f"{did_you_mean(tc.engine, ('torch', 'deepspeed'))}")
+            out.append(f"{tc_name}.engine: {tc.engine!r} is not one of ['torch', 'deepspeed']"
+                       f"{did_you_mean(tc.engine, ('torch', 'deepspeed'))}")
         if tc.engine == "deepspeed":
             if tc.deepspeed is None:
-                raise ConfigError(f"{where}: {tc_name}.deepspeed: engine 'deepspeed' needs a DeepSpeed config "
-                                  f"(one of {sorted(shipped_deepspeed_configs())}, or a JSON file)")
-            try:
-                resolve_deepspeed_config(tc.deepspeed)
-            except ConfigError as e:
-                raise ConfigError(f"{where}: {tc_name}.deepspeed: {e}") from None
+                out.append(f"{tc_name}.deepspeed: engine 'deepspeed' needs a DeepSpeed config "
+                           f"(one of {sorted(shipped_deepspeed_configs())}, or a JSON file)")
+            else:
+                try:
+                    resolve_deepspeed_config(tc.deepspeed)
+                except ConfigError as e:
+                    out.append(f"{tc_name}.deepspeed: {e}")
     for tc_name, tc in (("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)):
         if isinstance(tc.volume, str) and tc.volume != "all":
-            raise ConfigError(f"{where}: {tc_name}.volume: expected an integer or 'all', got {tc.volume!r}")
+            out.append(f"{tc_name}.volume: expected an integer or 'all', got {tc.volume!r}")
     for key, (value, allowed) in enums.items():
         if value not in allowed:
-            raise ConfigError(f"{where}: {key}: {value!r} is not one of {list(allowed)}{did_you_mean(value, allowed)}")
+            out.append(f"{key}: {value!r} is not one of {list(allowed)}{did_you_mean(value, allowed)}")
     for split in cfg.target.eval_splits:
         if split not in ("dev", "test"):
-            raise ConfigError(f"{where}: target.eval_splits: {split!r} is not 'dev' or 'test'")
+            out.append(f"target.eval_splits: {split!r} is not 'dev' or 'test'")
+    from xlrepro.config_checks import extra_problems
+
+    out += extra_problems(cfg, tasks)
+    return out
 
 
 def train_config_for(cfg: ExperimentConfig, task: str) -> TrainConfig:

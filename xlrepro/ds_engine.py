@@ -297,6 +297,10 @@ def ensure_ops_dir(image_info: str | None = None, cpuinfo: str | None = None) ->
     here = cpu_isa_flags(cpuinfo)
     missing = sorted(built - set(here)) if here else []
     if not built or not missing or os.environ.get("TORCH_EXTENSIONS_DIR") != rec.get("ops_dir"):
+        if built and not missing and os.environ.get("TORCH_EXTENSIONS_DIR") == rec.get("ops_dir"):
+            from xlrepro.extensions_dir import use_private_copy  # the image's folder is read-only
+
+            return use_private_copy(rec["ops_dir"])
         return None  # nothing recorded, same CPU features, or the user chose another folder already
     import hashlib
 

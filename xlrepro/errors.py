@@ -15,7 +15,11 @@ class XlreproError(Exception):
 
 
 class ConfigError(XlreproError):
-    pass
+    """A bad config. ``problems``: every problem found (one line each) when a check lists them all."""
+
+    def __init__(self, message: str = "", problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 class DataFormatError(XlreproError, ValueError):

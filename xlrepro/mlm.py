@@ -103,4 +103,7 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
     if dist.is_main():
         model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
+        from xlrepro.fsmode import apply_umask_tree
+
+        apply_umask_tree(run.dir / "encoder")  # model.safetensors is written 0600 by transformers
     return state

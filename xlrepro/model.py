@@ -168,6 +168,9 @@ def save_encoder(model: MultiTaskModel, out_dir: str | Path, meta: dict | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(str(out_dir), safe_serialization=True)
+    from xlrepro.fsmode import apply_umask_tree
+
+    apply_umask_tree(out_dir)  # transformers writes model.safetensors 0600; results follow the umask
     (out_dir / "handoff.json").write_text(json.dumps({"kind": "encoder-only", "dropped_heads": sorted(model.heads),
                                                       **(meta or {})}, indent=2))
 

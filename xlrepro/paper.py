@@ -17,7 +17,8 @@ from xlrepro.errors import ConfigError
 
 TAGS = ("C", "S", "R", "D")
 ENTRY_KEYS = {"system", "task", "metric", "value", "tag", "source", "tolerance", "language", "note", "status"}
-TABLE_KEYS = {"title", "split", "rows", "entries", "gap_grid", "smoke"}
+TABLE_KEYS = {"title", "split", "rows", "entries", "gap_grid", "smoke", "benchmark"}
+BENCHMARKS = ("xtreme", "xtreme_r")
 
 
 def _path():
@@ -41,6 +42,8 @@ def parse_paper_numbers(data: dict, where: str) -> dict:
                 raise ConfigError(f"{w}: {k}: required")
         if t["split"] not in ("dev", "test"):
             raise ConfigError(f"{w}.split: expected dev or test, got {t['split']!r}")
+        if t.get("benchmark") not in (None, *BENCHMARKS):
+            raise ConfigError(f"{w}.benchmark: expected one of {list(BENCHMARKS)} or absent, got {t['benchmark']!r}")
         entries = []
         for i, e in enumerate(t.get("entries") or []):
             entries.append(_entry(e, f"{w}.entries[{i}]", sources, t["rows"]))
@@ -53,7 +56,8 @@ def parse_paper_numbers(data: dict, where: str) -> dict:
                     entries.append(_entry({"system": s, "task": cell[0], "metric": cell[1], "value": None,
                                            "status": "gap"}, f"{w}.gap_grid", sources, t["rows"]))
         out["tables"][tid] = {"title": t["title"], "split": t["split"], "rows": dict(t["rows"]),
-                              "smoke": bool(t.get("smoke", False)), "entries": entries}
+                              "smoke": bool(t.get("smoke", False)), "entries": entries,
+                              "benchmark": t.get("benchmark")}
     return out
 
 
@@ -77,7 +81,7 @@ def _entry(e, where: str, sources: dict, rows: dict) -> dict:
             raise ConfigError(f"{where}: value null needs status gap")
         return {"system": e["system"], "task": e["task"], "metric": e["metric"], "language": e.get("language"),
                 "value": None, "status": "gap", "tag": None, "source": None, "tolerance": None,
-                "note": e.get("note", "not known (paper.md §6.4)")}
+                "note": e.get("note", "not published in the paper")}
     if status == "gap":
         raise ConfigError(f"{where}: a gap must have value null, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -102,6 +106,19 @@ def load_paper_numbers() -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     return parse_paper_numbers(data, str(path))
+
+
+def paper_languages(benchmark: str | None, task: str, split: str) -> list[str] | None:
+    """The languages a paper table's mean over ``task`` runs over: the task's ``split`` languages in
+    the table's benchmark (a task outside it: its own benchmark's). None = no fixed set (a table
+    without a benchmark, or a name that is not a registry task, such as ``xtreme_score``)."""
+    if benchmark is None:
+        return None
+    from xlrepro.tasks import all_tasks
+
+    spec = all_tasks().get(task)
+    bench = spec.benchmark_for(benchmark) if spec is not None else None
+    return None if bench is None else spec.split_languages(split, bench)
 
 
 def mark(ours: float | None, entry: dict) -> str:

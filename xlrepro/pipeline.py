@@ -80,7 +80,10 @@ class Experiment:
         return spec.read(self.task_dir(task), split, lang, self.cfg.data.layouts.get(task))
 
     def eval_languages(self, task: str, split: str) -> list[str]:
-        langs = get_task(task).split_languages(split)
+        """The languages of the recipe's benchmark (``retrieval.benchmark``; a task outside it: its own
+        benchmark's), restricted to ``data.languages`` (and to the smoke world's languages)."""
+        spec = get_task(task)
+        langs = spec.split_languages(split, spec.benchmark_for(self.cfg.retrieval.benchmark))
         keep = self.cfg.data.languages
         if keep is None and self.cfg.smoke is not None:
             keep = self.cfg.smoke.languages  # the generated world has only these
@@ -500,7 +503,7 @@ class Experiment:
                             device=self.device, packed=model.packed, attention_backend=model.attention_backend)
                 src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
-                # official direction: English queries, the other side is the index (scorers.md E1)
+                # official direction: English queries, the other side is the index (XTREME's third_party/evaluate_retrieval.py)
                 _, idx = nearest(eng, src, r.similarity, k=1)
                 self._export_retrieval(run, task, "test", lang, idx[:, 0].tolist())
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)

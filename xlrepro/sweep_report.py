@@ -28,7 +28,7 @@ import numpy as np
 
 from xlrepro import stats
 from xlrepro.items import load_items, statistic
-from xlrepro.paper import load_paper_numbers, mark
+from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text
 
 MAIN = {"accuracy", "f1", "map@20"}
@@ -288,13 +288,21 @@ def _fits(cells, volumes_by_cell) -> list[dict]:
     return fits
 
 
-def _task_average(recs, task, variant_filter, split, metric, language=None) -> float | None:
-    """Seed mean of the uniform language mean of one task and metric (None if not run)."""
+def _task_average(recs, task, variant_filter, split, metric, language=None, languages=None,
+                  missing: set | None = None) -> float | None:
+    """Seed mean of the uniform language mean of one task and metric (None if not run).
+    ``languages``: average over these only (a paper table's set); those without a record are
+    added to ``missing``."""
     by_seed = collections.defaultdict(list)
+    seen = set()
     for r in recs:
         if r["task"] == task and r["split"] == split and r["metric"] == metric and variant_filter(r) \
-                and r["phase"] in ("target", "retrieval") and (language is None or r["language"] == language):
+                and r["phase"] in ("target", "retrieval") and (language is None or r["language"] == language) \
+                and (languages is None or r["language"] in languages):
             by_seed[r["seed"]].append(r["value"])
+            seen.add(r["language"])
+    if languages is not None and missing is not None and by_seed:
+        missing.update(l for l in languages if l not in seen)
     if not by_seed:
         return None
     return float(np.mean([np.mean(v) for v in by_seed.values()]))
@@ -317,17 +325,22 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
         rows = []
         for e in t["entries"]:
             our_row = t["rows"][e["system"]]
-            ours, chosen = None, None
+            ours, chosen, missing = None, None, set()
             if e["task"] == "xtreme_score":
-                ours = _xtreme_score(recs, our_row, spec, t["split"])
+                ours = _xtreme_score(recs, our_row, spec, t["split"], t.get("benchmark"), missing)
             else:
                 variant = our_row
                 if our_row == "best":
                     variant = _best_variant(recs, e["task"], e["metric"], spec.select_on)
                     chosen = variant
+                langs = None if e.get("language") else paper_languages(t.get("benchmark"), e["task"], t["split"])
                 if variant is not None:
                     ours = _task_average(recs, e["task"], lambda r, v=variant: r["variant"] == v, t["split"],
-                                         e["metric"], e.get("language"))
+                                         e["metric"], e.get("language"), langs, missing)
+            if missing:  # the mean is over fewer languages than the paper's: say which are absent
+                miss = sorted(missing)
+                e = {**e, "missing_languages": miss, "note": "; ".join(filter(None, [
+                    e.get("note"), f"ours lacks {len(miss)} of the paper's languages: {', '.join(miss)}"]))}
             rows.append({**e, "our_row": our_row, "chosen": chosen, "ours": ours,
                          "diff": None if ours is None or e["value"] is None else ours - e["value"],
                          "mark": mark(ours, e)})
@@ -335,7 +348,7 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
     return out
 
 
-def _xtreme_score(recs, our_row, spec, split) -> float | None:
+def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | None = None) -> float | None:
     vals = []
     for task in XTREME_TASKS:
         metric = "f1" if task in ("udpos", "panx", "bucc2018") or task in QA_TASKS else "accuracy"
@@ -343,11 +356,15 @@ def _xtreme_score(recs, our_row, spec, split) -> float | None:
         if variant is None:
             return None
         f = lambda r, v=variant: r["variant"] == v
-        s = _task_average(recs, task, f, split, metric)
+        langs = paper_languages(benchmark, task, split)
+        lacking = set()
+        s = _task_average(recs, task, f, split, metric, languages=langs, missing=lacking)
         if s is None:
             return None
+        if missing is not None:
+            missing.update(f"{task}:{l}" for l in lacking)
         if task in QA_TASKS:
-            em = _task_average(recs, task, f, split, "exact_match")
+            em = _task_average(recs, task, f, split, "exact_match", languages=langs)
             if em is None:
                 return None
             s = (s + em) / 2

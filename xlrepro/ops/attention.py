@@ -110,11 +110,17 @@ def _check_args(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate_valu
     if not 0.0 <= float(dropout_p) <= 1.0:
         raise ValueError(f"{fn}: dropout_p must be in [0, 1], got {dropout_p}")
     if validate_values and cu_seqlens.device.type != "meta" and not torch.compiler.is_compiling():
-        _check_cu_seqlens_values(cu_seqlens, q.shape[0], max_seqlen)
+        max_seqlen = min(max_seqlen, _check_cu_seqlens_values(cu_seqlens, q.shape[0], max_seqlen))
+    elif cu_seqlens.device.type == "cpu" and not torch.compiler.is_compiling() and cu_seqlens.numel() > 1:
+        # reading CPU values costs no device sync; the kernel validates them
+        max_seqlen = min(max_seqlen, max(0, int((cu_seqlens[1:] - cu_seqlens[:-1]).max())))
+    elif isinstance(q.shape[0], int):
+        max_seqlen = min(max_seqlen, q.shape[0])  # no sequence is longer than all tokens together
     return max_seqlen, float(scale)
 
 
-def _check_cu_seqlens_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: int) -> None:
+def _check_cu_seqlens_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: int) -> int:
+    """Raises ValueError on bad values; returns the longest sequence."""
     fn = "varlen_attention"
     cu = cu_seqlens.detach().to("cpu", torch.int64)  # one device sync on CUDA
     bad = ((cu < 0) | (cu > total)).nonzero()
@@ -134,6 +140,7 @@ def _check_cu_seqlens_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: i
     longest = int(lens.max()) if lens.numel() else 0
     if longest > max_seqlen:
         raise ValueError(f"{fn}: max_seqlen = {max_seqlen} is smaller than the longest sequence ({longest})")
+    return longest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +225,11 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         one device, last dimension contiguous (other strides free: views of a fused QKV work).
     cu_seqlens: (batch + 1,) int32, contiguous, on q's device; 0 first, non-decreasing,
         total_tokens last. Zero-length sequences are allowed.
-    max_seqlen: int >= the longest sequence (from ``unpad_input``).
+    max_seqlen: int >= the longest sequence (from ``unpad_input``). It only sizes work buffers
+        and the CUDA grid, so a larger value is clamped before any kernel runs: to the longest
+        sequence of ``cu_seqlens`` (whenever its values are read: ``validate=True``, or any CPU
+        call), else to ``total_tokens`` (CUDA with ``validate=False``: no host sync). A value
+        far above the data (2**26 for 10 tokens) costs nothing then.
     scale: softmax scale, default ``head_dim ** -0.5``.
     dropout_p: attention-probability dropout; pass 0 at evaluation (the op does not look at
         ``module.training``). The mask comes from torch's default generator (see module doc).

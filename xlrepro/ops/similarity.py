@@ -12,7 +12,14 @@ Contract (what the tests check):
   (default 2048 x 2048): each tile is one float32 matmul ``X[r0:r1] @ Y[c0:c1].T``.
   ``similarity="cosine"`` first L2-normalises each row in float32 as
   ``x * where(ss > 0, 1 / sqrt(ss), 0)`` with ``ss = (x * x).sum(1)``, so zero vectors stay zero
-  and score 0 against everything (as ``faiss.normalize_L2`` leaves them); ``"dot"`` uses the
+  and score 0 against everything (as ``faiss.normalize_L2`` leaves them). **Tiny vectors**: a
+  row whose largest ``|x|`` is below ``TINY_ROW_MAX = 2**-32`` (norm below about 2.3e-10, where
+  ``ss`` would lose precision to float32 underflow, or become 0 and rank neighbours in index
+  order) is first multiplied by the power of two that brings its largest ``|x|`` into [0.5, 1).
+  That scaling is exact and does not change the row's direction, so a vector of norm 1e-30
+  ranks exactly like the same vector at norm 1; only an all-zero row has no direction and
+  follows the zero rule. The entry points apply the rule before any backend runs
+  (``rescale_tiny_rows``), so the compiled and reference scores stay bit-identical; ``"dot"`` uses the
   raw inner product (LAReQA's official scorer, google-research/xtreme ``third_party/utils_lareqa.py``). The reference computes the same
   tiles with the same ATen calls, so on one machine and build the compiled scores and indices
   are **bit-identical** to the reference (tested with exact equality). Across BLAS builds or
@@ -61,6 +68,9 @@ BLOCK_COLS = 2048
 CUDA_MAX_K = 32  # the CUDA k-selection keeps each list in registers, sized at compile time (csrc/cuda/topk.cuh)
 
 
+TINY_ROW_MAX = 2.0 ** -32  # cosine: rows with max |x| below this are rescaled exactly first
+
+
 # ----------------------------------------------------------------------------- checks
 
 def _check_pair(op: str, x: torch.Tensor, y: torch.Tensor, xn: str, yn: str) -> None:
@@ -98,6 +108,24 @@ def _check_similarity(op: str, similarity: str) -> bool:
 
 # ----------------------------------------------------------------------------- reference
 
+def rescale_tiny_rows(t: torch.Tensor) -> torch.Tensor:
+    """The tiny-vector rule of cosine similarity (module doc): rows with ``0 < max|x| < 2**-32``
+    are multiplied by ``2**-e`` (``max|x| = m * 2**e``, ``m`` in [0.5, 1)), exactly, in float32.
+    Returns ``t`` itself when no row is tiny (no copy, the common case)."""
+    f = t.to(torch.float32)
+    amax = f.abs().amax(1)
+    tiny = (amax > 0) & (amax < TINY_ROW_MAX)
+    if not bool(tiny.any()):
+        return t
+    _, exp = torch.frexp(amax[tiny])
+    # 2**-e can exceed float32's range (subnormal rows: e down to -148), so scale in float64: the
+    # product of a float32 value and a power of two is exact there and fits float32 again
+    scale = torch.pow(torch.tensor(2.0, dtype=torch.float64, device=f.device), (-exp).to(torch.float64))
+    f = f.clone()
+    f[tiny] = (f[tiny].to(torch.float64) * scale[:, None]).to(torch.float32)
+    return f
+
+
 def _prepare(op: str, t: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, float]:
     """float32, contiguous, finite, normalised when cosine; op for op as csrc/similarity.h."""
     f = t.to(torch.float32).contiguous()
@@ -105,6 +133,7 @@ def _prepare(op: str, t: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, floa
         raise ValueError(f"{op}: inputs contain NaN or Inf")
     amax = float(f.abs().max())
     if cosine:
+        f = rescale_tiny_rows(f).contiguous()
         if f.shape[1] * amax * amax >= torch.finfo(torch.float32).max:
             raise ValueError(f"{op}: values too large: the squared norm could overflow float32 (max |x| = {amax})")
         ss = torch.mul(f, f).sum(1, keepdim=True)
@@ -230,13 +259,23 @@ def _cosine_flag(similarity: str) -> bool:
     return similarity == "cosine"
 
 
+def _tiny_rule(similarity: str, *ts):
+    """The compiled ops normalise without the tiny-vector rule: apply it here (NaN/Inf pass through
+    unchanged for the op's own check)."""
+    if similarity != "cosine":
+        return ts
+    return tuple(t if not bool(torch.isfinite(t).all()) else rescale_tiny_rows(t) for t in ts)
+
+
 def _knn_compiled(queries, keys, k, similarity="dot", block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
+    queries, keys = _tiny_rule(similarity, queries, keys)
     return torch.ops.xlrepro.knn(queries, keys, k, _cosine_flag(similarity), block_rows, block_cols)
 
 
 def _knn_both_compiled(x, y, k_rows, k_cols=None, similarity="dot", block_rows=BLOCK_ROWS,
                        block_cols=BLOCK_COLS):
     k_cols = k_rows if k_cols is None else k_cols
+    x, y = _tiny_rule(similarity, x, y)
     return torch.ops.xlrepro.knn_both(x, y, k_rows, k_cols, _cosine_flag(similarity), block_rows, block_cols)
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xlrepro import languages as langtab
+from xlrepro.fsmode import apply_umask
 
 WORLD_VERSION = 5  # bump when the generator's output changes (it is part of the world's cache key)
 
@@ -243,6 +244,7 @@ def _atomic_write(path: Path, content: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
         f.write(content)
+    apply_umask(tmp)  # mkstemp creates 0600; the world is shared like any result
     os.replace(tmp, path)
 
 
@@ -419,6 +421,7 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
                 "sizes": {"train": n_train, "dev": n_dev, "test": n_test, "corpus": n_corpus},
                 "code_switch": code_switch}
     _atomic_write(tmp / "WORLD.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    apply_umask(tmp)  # mkdtemp creates 0700
     if root.exists():
         shutil.rmtree(root)
     os.replace(tmp, root)

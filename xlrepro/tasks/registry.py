@@ -108,6 +108,15 @@ class TaskSpec:
                     seen.append(l)
         return seen
 
+    def benchmark_for(self, preferred: str) -> str | None:
+        """The benchmark whose language set this task is evaluated on in a ``preferred``-benchmark
+        recipe: ``preferred`` when the task belongs to it, else the first benchmark it belongs to
+        (XCOPA in an XTREME recipe: XTREME-R's); None for English-only (fixed) tasks."""
+        col = self.language_column
+        if "fixed" in col:
+            return None
+        return preferred if preferred in col else next(b for b in self.benchmarks if b in col)
+
     def split_languages(self, split: str, benchmark: str | None = None) -> list[str]:
         spec = self.splits.get(split)
         if spec is None:
