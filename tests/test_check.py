@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from xlrepro.tasks import get_task
 
 from conftest import REPO, assert_names  # noqa: E402
 
-ENV_KEYS = ("PYTHONPATH", "XLREPRO_SHARED", "OMP_NUM_THREADS", "TORCH_EXTENSIONS_DIR")
 
 
 def xlrepro(*args, cwd=None):

@@ -25,15 +25,12 @@ data are not read here.
 from __future__ import annotations
 
 import importlib
-import logging
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
-
-log = logging.getLogger("xlrepro")
 
 
 class PreflightError(XlreproError):

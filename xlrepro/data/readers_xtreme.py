@@ -123,7 +123,7 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
 
 # --------------------------------------------------------------------------- TyDiQA-GoldP
 
-TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (benchmarks.md §3)
+TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (Hu et al. 2020, XTREME, Table 1)
 
 
 def tydiqa_language_prefix(lang: str) -> str:
@@ -162,7 +162,7 @@ def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = Fa
     """TyDiQA-GoldP in SQuAD v1.1 form (official files, their per-language split, or XTREME's files).
 
     guid = ``<file name>#<index of the question in file order>`` (0-based), never the id: XTREME's
-    train files keep only the last id component, which is not unique (pitfalls X14). The
+    train files keep only the last id component, which is not unique (google-research/xtreme ``utils_preprocess.py``). The
     official id of a question is recoverable from ``raw`` (the file's ``data``, same order).
     ``filter_language=True`` keeps only the questions whose id carries ``src_lang``'s prefix
     (``tydiqa_language_prefix``): for the official multilingual files; the others are counted in
