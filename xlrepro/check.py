@@ -190,6 +190,10 @@ class Preflight:
         if msg not in self.problems:
             self.problems.append(msg)
 
+    def note(self, msg: str) -> None:
+        if msg not in self.checked:
+            self.checked.append(msg)
+
     def warn(self, msg: str) -> None:
         if msg not in self.warnings:
             self.warnings.append(msg)
@@ -252,7 +256,7 @@ def check_data(cfg, pf: Preflight) -> None:
 
     _check_languages(cfg, pf)
     if cfg.smoke is not None:
-        pf.checked.append("data: generated smoke world (created at run time, not read here)")
+        pf.note("data: generated smoke world (created at run time, not read here)")
         return
     n, missing_roots = 0, set()
     for r in planned_reads(cfg):
@@ -283,7 +287,7 @@ def check_data(cfg, pf: Preflight) -> None:
         except Exception as e:  # noqa: BLE001 -- every failure becomes one listed problem, no traceback
             pf._cache[key] = False
             pf.add(f"data: {label}: {_describe(e)}")
-    pf.checked.append(f"data: {n} split(s) read and validated")
+    pf.note(f"data: {n} split(s) read and validated")
 
 
 def _check_corpora(cfg, pf: Preflight) -> None:
@@ -340,7 +344,7 @@ def _check_languages(cfg, pf: Preflight) -> None:
 def check_model(cfg, pf: Preflight) -> None:
     """The encoder's config and the tokenizer load (from the Hub cache or a local folder)."""
     if cfg.smoke is not None:
-        pf.checked.append("model: built from model.init_config with the smoke world's tokenizer")
+        pf.note("model: built from model.init_config with the smoke world's tokenizer")
         return
     m = cfg.model
     config_failed = False
@@ -362,7 +366,7 @@ def check_model(cfg, pf: Preflight) -> None:
     if err:
         pf.add(f"config: model.{'tokenizer' if m.tokenizer else 'name_or_path'}: cannot load the tokenizer "
                f"{tok!r} ({err})")
-    pf.checked.append(f"model: {m.name_or_path} (config and tokenizer load)")
+    pf.note(f"model: {m.name_or_path} (config and tokenizer load)")
 
 
 def _load(fn, name: str, revision: str | None) -> str | None:
@@ -412,7 +416,7 @@ def check_engines(cfg, pf: Preflight) -> None:
         if pf._cache[key]:
             pf.add(f"config: {who}.engine: the package {pkg!r} does not import ({pf._cache[key]}); "
                    "install it (requirements/) or choose engine: torch")
-    pf.checked.append(f"engines: {', '.join(sorted(needed)) or 'none'} import")
+    pf.note(f"engines: {', '.join(sorted(needed)) or 'none'} import")
 
 
 def _n_params(cfg) -> float | None:
@@ -467,7 +471,7 @@ def check_disk(cfg, out, pf: Preflight) -> None:
     if free < need:
         pf.add(f"disk: {out}: {free / 1e9:.1f} GB free, the run keeps about {need / 1e9:.1f} GB (fp32 encoders "
                "handed on, best models, one training checkpoint); free space or choose another --out")
-    pf.checked.append(f"disk: {free / 1e9:.1f} GB free, about {need / 1e9:.2f} GB needed")
+    pf.note(f"disk: {free / 1e9:.1f} GB free, about {need / 1e9:.2f} GB needed")
 
 
 def preflight(cfg, out, where: str = "config", pf: Preflight | None = None) -> Preflight:
