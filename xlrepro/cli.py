@@ -11,6 +11,9 @@
                                              the same, for any config file
   xlrepro config list                        the shipped configs and experiment specs
   xlrepro config show|validate <config> [overrides]
+  xlrepro check <config> [--out DIR] [overrides]
+                                             preflight (also run first by train/reproduce): every file read,
+                                             labels, model, engines, disk; all problems listed, exit 2
   xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.35]
                                              per-GPU memory under each ZeRO stage, GPU-hours
   xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
@@ -92,12 +95,42 @@ def cmd_reproduce(a) -> int:
 
     cfg = load_config(a.config, a.overrides)
     out = a.out or os.path.join("results", cfg.name)
+    _preflight([cfg], out, a.config)
     results = Experiment(cfg, out, device=a.device).run()
     n = len(results["records"])
     from xlrepro import distributed as dist
 
     if dist.is_main():
         print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+    return 0
+
+
+def _preflight(cfgs: list, out: str, where: str):
+    """``xlrepro check`` before a run: every problem listed, nothing started (under a launcher every rank checks)."""
+    from xlrepro.check import run_preflight
+
+    return run_preflight(cfgs, out, where)
+
+
+def cmd_check(a) -> int:
+    from xlrepro.config import load_config
+    from xlrepro.experiments import is_spec
+
+    if is_spec(a.config):
+        from xlrepro import sweep
+        from xlrepro.experiments import load_spec
+
+        out = a.out or os.path.join("results", load_spec(a.config).name)
+        cfgs = [c.cfg for c in sweep.build_graph(a.config, out, a.overrides).cells]
+    else:
+        cfgs = [load_config(a.config, a.overrides)]
+        out = a.out or os.path.join("results", cfgs[0].name)
+    from xlrepro.check import run_preflight
+
+    pf = run_preflight(cfgs, out, a.config)
+    for line in pf.checked:
+        print(f"  {line}")
+    print(f"{a.config}: ready ({len(cfgs)} config{'s' if len(cfgs) > 1 else ''}, {len(pf.warnings)} warning(s))")
     return 0
 
 
@@ -130,6 +163,8 @@ def cmd_sweep(a) -> int:
     spec = load_spec(a.config)
     out = a.out or os.path.join("results", spec.name)
     graph = sweep.build_graph(a.config, out, a.overrides)
+    if not a.dry_run:
+        _preflight([c.cfg for c in graph.cells], out, a.config)
     if a.dry_run:
         print(dry_run_table(graph, a.card, a.mfu))
         return 0
@@ -319,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--gpus-per-job", type=int, default=1)
             g.add_argument("--cpus-per-job", type=int, default=8)
             g.add_argument("--max-parallel", type=int, default=64, help="slurm: most jobs queued at once")
+
+    s = sub.add_parser("check", help="preflight: data, labels, model, engines and disk, before any training")
+    s.add_argument("config", help="a config (name or YAML) or an experiment spec")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--out", help="output folder whose disk is checked (default: results/<name>)")
+    s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML) from the finished runs in a folder")
     s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json)")

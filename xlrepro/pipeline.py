@@ -63,6 +63,7 @@ class Experiment:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
         self.records: list[dict] = []
+        self.withheld: list[dict] = []  # splits exported but not scored (labels withheld), for the report
         self.runs: dict[str, dict] = {}
         self.tokenizer = None
         self.data_root = Path(cfg.data.root)
@@ -379,17 +380,15 @@ class Experiment:
             info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control,
                                      head_init={task: head_init} if head_init is not None else None)
             adapter = info.pop("_adapters")[task]
-            records = []
+            records, withheld = [], []
             for split in cfg.target.eval_splits:
                 for lang in self.eval_languages(task, split):
                     data = self.read(task, split, lang)
                     feats = adapter.featurize(data.examples, train=False)
                     preds = self.predict(model, task, adapter, feats, data.examples, cfg.target.eval_batch_size)
-                    labelled = all(self._has_label(e) for e in data.examples)
+                    labelled = self._labelled(run, tspec, split, lang, data, withheld)
                     self._export_predictions(run, task, split, lang, adapter, preds, data.examples, data.raw)
                     if not labelled:
-                        run.log({"event": "unlabelled", "split": split, "language": lang,
-                                 "note": "labels withheld: predictions exported, not scored"})
                         continue
                     scores = adapter.score(preds, data.examples, data, lang, METRIC_MODE)
                     for metric, value in scores.items():
@@ -400,19 +399,29 @@ class Experiment:
                                         "n": len(data.examples), "data_sha256": files_digest(data.files),
                                         "train_chain": tspec.training_chain()})
             if dist.is_main():
-                atomic_write_json(run.dir / "results.json", {"records": records})
+                atomic_write_json(run.dir / "results.json", {"records": records, "withheld": withheld})
             run.finish({k: v for k, v in info.items()})
         self._collect(run, kind, task, encoder_spec)
 
     @staticmethod
     def _has_label(e) -> bool:
-        if hasattr(e, "label"):
-            return e.label is not None
-        if hasattr(e, "tags"):
-            return e.tags is not None
-        if hasattr(e, "answers"):
-            return bool(e.answers)
-        return True
+        from xlrepro.check import example_has_label
+        return example_has_label(e)
+
+    @staticmethod
+    def _labelled(run: Run, tspec, split: str, lang: str, data: ReadResult, withheld: list) -> bool:
+        """Score the split (True), or export it only where the registry allows withheld labels: then a
+        loud warning, a log event and an entry for the report. Unlabelled data the registry says is
+        labelled, and empty splits, are errors (``xlrepro.check.label_status``)."""
+        from xlrepro.check import label_status, withheld_warning
+
+        if label_status(tspec, split, lang, data):
+            return True
+        note = withheld_warning(tspec.name, split, lang, data)
+        log.warning(note)
+        run.log({"event": "unlabelled", "split": split, "language": lang, "note": note})
+        withheld.append({"task": tspec.name, "split": split, "language": lang, "note": note})
+        return False
 
     def _export_predictions(self, run: Run, task: str, split: str, lang: str, adapter, preds, examples,
                             raw=None) -> None:
@@ -503,7 +512,8 @@ class Experiment:
                             device=self.device, packed=model.packed, attention_backend=model.attention_backend)
                 src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
-                # official direction: English queries, the other side is the index (XTREME's third_party/evaluate_retrieval.py)
+                # official direction: English queries, the other side is the index (xtreme
+                # evaluate_retrieval.py: similarity_search(x=src, y=eng))
                 _, idx = nearest(eng, src, r.similarity, k=1)
                 self._export_retrieval(run, task, "test", lang, idx[:, 0].tolist())
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
@@ -615,6 +625,7 @@ class Experiment:
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())
+        self.withheld += res.get("withheld", [])
         inter = "+".join(self.cfg.intermediate.tasks) or None
         for rec in res["records"]:
             self.records.append({**rec, "phase": kind, "intermediate": inter, "control": kind == "control",
@@ -647,6 +658,7 @@ class Experiment:
             "provenance": provenance(cfg.seed),
             "records": [{**r, "resource_group": langtab.get(r["language"]).resource_group} for r in self.records],
             "runs": self.runs,
+            "withheld": self.withheld,
         }
         if dist.is_main():
             atomic_write_json(self.out / "results.json", results)

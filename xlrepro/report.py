@@ -94,6 +94,7 @@ def render(results: dict, plot_name: str | None) -> str:
             lines.append("")
     if plot_name:
         lines += ["## Plot", "", f"![zero-shot test scores]({plot_name})", ""]
+    lines += withheld_section(results.get("withheld") or [])
     lines += ["## Provenance", "",
               f"- xlrepro {prov['versions'].get('xlrepro')}, torch {prov['versions'].get('torch')}, "
               f"transformers {prov['versions'].get('transformers')}, python {prov['python']}",
@@ -102,6 +103,16 @@ def render(results: dict, plot_name: str | None) -> str:
               f"{' — ' + prov['extension']['reason'] if prov['extension'].get('reason') else ''}",
               f"- runs: {len(results['runs'])} (see `results.json` → `runs`)", ""]
     return "\n".join(lines)
+
+
+def withheld_section(withheld: list[dict]) -> list[str]:
+    """Splits exported but not scored because their labels are withheld (``xlrepro.check.label_status``)."""
+    if not withheld:
+        return []
+    out = ["## Not scored: labels withheld", "",
+           "> **Warning.** These splits have no labels in the files read (as the task registry allows for them):",
+           "> their predictions were exported to `submission/`, and no score of them appears above.", ""]
+    return out + [f"- {w['note']}" for w in withheld] + [""]
 
 
 def write_report(results: dict, out_dir: str | Path) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from xlrepro.data.io import lines, read_json, read_jsonl, read_text, require, tsv_rows
+from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
 from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, MultipleChoiceExample, ReadResult,
                                 SpanQAExample, TaggingExample)
 from xlrepro.errors import DataFormatError, did_you_mean
@@ -119,11 +119,34 @@ def read_multinli_jsonl(paths, labels=None, **_) -> ReadResult:
 # --------------------------------------------------------------------------- multiple choice
 
 
+def _consistent_labels(rows: list[tuple[int, dict]], key: str, path) -> None:
+    """A JSON-lines file labels every record or none: a record without ``key`` among labelled ones (or
+    the reverse) is an error naming its line, never a silently unlabelled split."""
+    has = [key in obj for _, obj in rows]
+    if any(has) and not all(has):
+        first = next(i for (i, _), h in zip(rows, has) if h)
+        line = next(i for (i, _), h in zip(rows, has) if not h)
+        raise DataFormatError(path, f"record has no {key!r} but line {first} has one; expected every record "
+                                    "labelled (or none, where labels are withheld)", line=line, field=key)
+
+
+def _choice_label(obj: dict, allowed: tuple, path, line: int):
+    """The index label of a multiple-choice record: absent -> None; else an int (not a bool, not a float) in ``allowed``."""
+    if "label" not in obj:
+        return None
+    v = obj["label"]
+    if not isinstance(v, int) or isinstance(v, bool) or v not in allowed:
+        raise DataFormatError(path, f"expected an integer label in {list(allowed)}, got {type(v).__name__} {v!r:.40}",
+                              line=line, field="label")
+    return v
+
+
 @reader("copa_jsonl")
 def read_copa_jsonl(paths, **_) -> ReadResult:
     """COPA / XCOPA JSON lines: ``premise``, ``choice1``, ``choice2``, ``question`` (cause|effect), ``label`` (0|1).
 
-    Files without labels (none in the releases we know) would give label None.
+    Files without labels (none in the releases we know) give label None; a file must label every
+    record or none (one record without ``label`` among labelled ones is an error).
     """
     path = paths["file"]
     rows, digest = read_jsonl(path)
@@ -135,10 +158,9 @@ def read_copa_jsonl(paths, **_) -> ReadResult:
         q = require(obj, "question", str, path, i)
         if q not in ("cause", "effect"):
             raise DataFormatError(path, f"expected 'cause' or 'effect', got {q!r}", line=i, field="question")
-        label = obj.get("label")
-        if label is not None and label not in (0, 1):
-            raise DataFormatError(path, f"expected 0 or 1, got {label!r}", line=i, field="label")
+        label = _choice_label(obj, (0, 1), path, i)
         out.append(MultipleChoiceExample(str(obj.get("idx", i - 1)), premise, [c1, c2], label, q))
+    _consistent_labels(rows, "label", path)
     return ReadResult(out, {str(path): digest})
 
 
@@ -153,10 +175,9 @@ def read_hellaswag_jsonl(paths, **_) -> ReadResult:
         endings = require(obj, "endings", list, path, i)
         if len(endings) != 4 or not all(isinstance(e, str) for e in endings):
             raise DataFormatError(path, f"expected a list of 4 strings, got {endings!r:.80}", line=i, field="endings")
-        label = obj.get("label")
-        if label is not None and label not in (0, 1, 2, 3):
-            raise DataFormatError(path, f"expected an integer 0-3, got {label!r}", line=i, field="label")
+        label = _choice_label(obj, (0, 1, 2, 3), path, i)
         out.append(MultipleChoiceExample(str(obj.get("ind", i - 1)), ctx, list(endings), label))
+    _consistent_labels(rows, "label", path)
     return ReadResult(out, {str(path): digest})
 
 
@@ -164,44 +185,64 @@ def read_hellaswag_jsonl(paths, **_) -> ReadResult:
 
 
 @reader("squad_json")
-def read_squad_json(paths, require_answers: bool = True, **_) -> ReadResult:
+def read_squad_json(paths, require_answers: bool = True, unique_ids: bool = True, **_) -> ReadResult:
     """SQuAD v1.1 / v2.0-style JSON (SQuAD, XQuAD, MLQA, TyDiQA-GoldP in XTREME's layout).
 
     Accepts ``version`` first or last, ``qas`` before or after ``context``, no ``title``.
     ``raw`` is the file's ``data`` list, which the official scorers take. Answer offsets are
-    checked against the context (a mismatch is an error naming the question id).
+    checked against the context (a mismatch is an error naming the question id). Types are
+    checked (``context``/``question``/``text`` strings, ``answer_start`` a non-negative integer,
+    ``is_impossible`` a JSON boolean), and with ``unique_ids`` a question id that occurs twice is an
+    error (the official scorers key predictions by id, so a duplicate would silently drop one).
     """
     path = paths["file"]
     obj, digest = read_json(path)
     data = obj.get("data") if isinstance(obj, dict) else None
     if not isinstance(data, list):
         raise DataFormatError(path, "expected a top-level object with a 'data' list", field="data")
-    out = []
+    out, seen = [], {}
     for a, article in enumerate(data):
-        paragraphs = require(article, "paragraphs", list, path, None)
+        paragraphs = require(article, "paragraphs", list, path, None, f"data[{a}]")
+        title = article.get("title")
         for p, para in enumerate(paragraphs):
             where = f"data[{a}].paragraphs[{p}]"
-            if "context" not in para:
-                raise DataFormatError(path, "missing required field", field=f"{where}.context")
-            ctx = para["context"]
-            for q, qa in enumerate(para.get("qas", [])):
+            ctx = require(para, "context", str, path, None, where)
+            qas = para.get("qas", [])
+            if not isinstance(qas, list):
+                raise DataFormatError(path, f"expected a list, got {type(qas).__name__}", field=f"{where}.qas")
+            for q, qa in enumerate(qas):
                 qwhere = f"{where}.qas[{q}]"
-                for key in ("id", "question"):
-                    if key not in qa:
-                        raise DataFormatError(path, "missing required field", field=f"{qwhere}.{key}")
+                qid = require(qa, "id", (str, int), path, None, qwhere)
+                question = require(qa, "question", str, path, None, qwhere)
+                if unique_ids:
+                    if str(qid) in seen:
+                        raise DataFormatError(path, f"duplicate question id {qid!r} (first at {seen[str(qid)]}); "
+                                                    "expected unique ids (the scorer keys predictions by id)",
+                                              field=f"{qwhere}.id")
+                    seen[str(qid)] = qwhere
                 answers = []
-                for n, ans in enumerate(qa.get("answers", [])):
-                    if "text" not in ans or "answer_start" not in ans:
-                        raise DataFormatError(path, "answer needs 'text' and 'answer_start'", field=f"{qwhere}.answers[{n}]")
-                    start = int(ans["answer_start"])
-                    if ctx[start:start + len(ans["text"])] != ans["text"]:
-                        raise DataFormatError(path, f"answer {ans['text']!r} not found at offset {start} of the context "
-                                                    f"(question id {qa['id']})", field=f"{qwhere}.answers[{n}].answer_start")
-                    answers.append(Answer(ans["text"], start))
-                impossible = bool(qa.get("is_impossible", False))
+                raw_answers = qa.get("answers", [])
+                if not isinstance(raw_answers, list):
+                    raise DataFormatError(path, f"expected a list, got {type(raw_answers).__name__}",
+                                          field=f"{qwhere}.answers")
+                for n, ans in enumerate(raw_answers):
+                    awhere = f"{qwhere}.answers[{n}]"
+                    if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
+                        raise DataFormatError(path, "answer needs 'text' and 'answer_start'", field=awhere)
+                    text = require(ans, "text", str, path, None, awhere)
+                    start = offset(ans["answer_start"], path, None, f"{awhere}.answer_start", len(ctx))
+                    if ctx[start:start + len(text)] != text:
+                        raise DataFormatError(path, f"answer {text!r} not found at offset {start} of the context "
+                                                    f"(question id {qid})", field=f"{awhere}.answer_start")
+                    answers.append(Answer(text, start))
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, bool):
+                    raise DataFormatError(path, f"expected true or false, got {type(impossible).__name__} "
+                                                f"{impossible!r:.40}", field=f"{qwhere}.is_impossible")
                 if require_answers and not answers and not impossible:
-                    raise DataFormatError(path, f"question {qa['id']} has no answers", field=f"{qwhere}.answers")
-                out.append(SpanQAExample(str(qa["id"]), qa["question"], ctx, answers, article.get("title"), impossible))
+                    raise DataFormatError(path, f"question {qid} has no answers", field=f"{qwhere}.answers")
+                out.append(SpanQAExample(str(qid), question, ctx, answers, title if isinstance(title, str) else None,
+                                         impossible))
     return ReadResult(out, {str(path): digest}, raw=data)
 
 
@@ -209,26 +250,33 @@ def read_squad_json(paths, require_answers: bool = True, **_) -> ReadResult:
 
 
 @reader("conllu_upos")
-def read_conllu_upos(paths, fused_forms: bool = True, **_) -> ReadResult:
+def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadResult:
     """UD CoNLL-U, UPOS tags (column 4) of each word.
 
     ``fused_forms=True`` (XTREME's conversion, ``--replace_subtokens_with_fused_forms``): a
     multi-word token ``3-4`` becomes one word with the surface form and the tag of its FIRST
     part. ``False``: the syntactic words themselves. Empty nodes (``5.1``) are always dropped.
+    Checked: word IDs run 1, 2, 3, ... within a sentence; a multi-word token's range starts at the
+    next word and its words all follow before the sentence ends; the UPOS tag is one of ``labels``.
     """
     path = paths["file"]
     text, digest = read_text(path)
-    out, words, tags, span_end, sent_no = [], [], [], 0, 0
+    out, words, tags, sent_no = [], [], [], 0
+    expect, span, span_line = 1, None, 0  # next word ID; open multi-word range (a, b) and its line
 
     def close(lineno):
-        nonlocal words, tags, sent_no, span_end
-        span_end = 0
+        nonlocal words, tags, sent_no, expect, span
+        if span is not None and expect <= span[1]:
+            raise DataFormatError(path, f"multi-word token {span[0]}-{span[1]} is not followed by its words "
+                                        f"{span[0]}..{span[1]} (sentence ends at line {lineno or 'end of file'})",
+                                  line=span_line, field="ID")
         if words:
             out.append(TaggingExample(f"{Path(path).name}:{sent_no}", words, tags))
             sent_no += 1
-        words, tags = [], []
+        words, tags, expect, span = [], [], 1, None
 
-    for i, line in enumerate(lines(text), 1):
+    all_lines = lines(text, path)
+    for i, line in enumerate(all_lines, 1):
         if not line.strip():
             close(i)
             continue
@@ -245,24 +293,43 @@ def read_conllu_upos(paths, fused_forms: bool = True, **_) -> ReadResult:
                 a, b = (int(x) for x in tid.split("-"))
             except ValueError:
                 raise DataFormatError(path, f"bad multi-word token range {tid!r}", line=i, field="ID") from None
+            if a != expect or b <= a:
+                raise DataFormatError(path, f"multi-word token range {tid!r}; expected {expect}-N with N > {expect}",
+                                      line=i, field="ID")
+            span, span_line = (a, b), i
             if fused_forms:
                 words.append(form)
                 tags.append(None)  # filled by the first part
-                span_end = b
             continue
         if not tid.isdigit():
             raise DataFormatError(path, f"expected an integer word ID, got {tid!r}", line=i, field="ID")
+        n = int(tid)
+        if n != expect:
+            raise DataFormatError(path, f"word ID {n}; expected {expect} (IDs run 1, 2, 3, ... in a sentence; "
+                                        "a duplicate or a gap)", line=i, field="ID")
+        expect += 1
         if upos == "_" or not upos:
             raise DataFormatError(path, "missing UPOS tag", line=i, field="UPOS")
-        n = int(tid)
-        if fused_forms and n <= span_end:
-            if tags and tags[-1] is None:
+        _check_label(upos, labels, path, i, "UPOS")
+        if fused_forms and span is not None and n <= span[1]:
+            if n == span[0]:
                 tags[-1] = upos
             continue
         words.append(form)
         tags.append(upos)
     close(None)
     return ReadResult(out, {str(path): digest})
+
+
+def _tags_after_spaces(body: list[str], labels, path) -> None:
+    """A 'word TAG' file written with spaces for the tab would read as unlabelled words: when every
+    line is one column whose last space-separated token is a known tag, that is an error."""
+    rows = [(i, l) for i, l in enumerate(body, 1) if l.strip()]
+    if not labels or not rows or any("\t" in l for _, l in rows):
+        return
+    if all(len(l.split()) >= 2 and l.split()[-1] in labels for _, l in rows):
+        raise DataFormatError(path, f"every line is '<word> <tag>' separated by spaces (line {rows[0][0]}: "
+                                    f"{rows[0][1]!r:.60}); expected 'word<TAB>tag'", line=rows[0][0], field="tag")
 
 
 @reader("xtreme_tag_tsv")
@@ -276,7 +343,9 @@ def read_xtreme_tag_tsv(paths, labels=None, **_) -> ReadResult:
     text, digest = read_text(path)
     out, words, tags, labelled = [], [], [], None
     start = 1
-    for i, line in enumerate(lines(text) + [""], 1):
+    body = lines(text, path)
+    _tags_after_spaces(body, labels, path)
+    for i, line in enumerate(body + [""], 1):
         if not line.strip():
             if words:
                 out.append(TaggingExample(f"{Path(path).name}:{start}", words, tags if labelled else None))
@@ -308,7 +377,7 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     """
     src_text, src_digest = read_text(paths["src"])
     eng_text, eng_digest = read_text(paths["eng"])
-    src, eng = lines(src_text), lines(eng_text)
+    src, eng = lines(src_text, paths["src"]), lines(eng_text, paths["eng"])
     if len(src) != len(eng):
         raise DataFormatError(paths["src"], f"{len(src)} lines but the English side {paths['eng']} has {len(eng)}; "
                                             "expected line-aligned files")

@@ -183,7 +183,7 @@ def read_socialiqa_allenai(paths, **_) -> ReadResult:
     path, lpath = paths["file"], paths["labels"]
     rows, digest = read_jsonl(path)
     ltext, ldigest = read_text(lpath)
-    labels = [(n, l.strip()) for n, l in enumerate(lines(ltext), 1) if l.strip()]
+    labels = [(n, l.strip()) for n, l in enumerate(lines(ltext, lpath), 1) if l.strip()]
     if len(labels) != len(rows):
         raise DataFormatError(lpath, f"{len(labels)} labels but {path} has {len(rows)} examples", field="label")
     out = []
@@ -251,7 +251,7 @@ def read_auto_file(path) -> tuple[list[TaggingExample], str]:
     each followed by its derivation on one line."""
     text, digest = read_text(path)
     out, pending = [], None
-    for i, line in enumerate(lines(text), 1):
+    for i, line in enumerate(lines(text, path), 1):
         if not line.strip():
             continue
         if line.startswith("ID="):

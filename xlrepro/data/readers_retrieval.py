@@ -38,7 +38,8 @@ def _spans(obj: dict, key: str, text: str, path, line: int, where: str) -> list[
         raise DataFormatError(path, "expected a list of {start, end}", line=line, field=f"{where}.{key}")
     out = []
     for j, s in enumerate(raw):
-        if not isinstance(s, dict) or not isinstance(s.get("start"), int) or not isinstance(s.get("end"), int):
+        if not isinstance(s, dict) or not all(isinstance(s.get(k), int) and not isinstance(s.get(k), bool)
+                                              for k in ("start", "end")):
             raise DataFormatError(path, "expected {start: int, end: int}", line=line, field=f"{where}.{key}[{j}]")
         if not 0 <= s["start"] < s["end"] <= len(text):
             raise DataFormatError(path, f"span [{s['start']}, {s['end']}) is not inside the text "
@@ -98,8 +99,9 @@ def read_mewslix_pairs(paths, src_lang: str = "", **_) -> ReadResult:
         doc = require(ctx, "document_id", str, path, i)
         spans = _spans(ctx, "sentence_spans", text, path, i, "contextual_mention.context")
         span = men.get("mention_span")
-        if not isinstance(span, dict) or not isinstance(span.get("start"), int) or not isinstance(span.get("end"), int) \
-                or not isinstance(span.get("text"), str):
+        if not isinstance(span, dict) or not all(isinstance(span.get(k), int) and not isinstance(span.get(k), bool)
+                                                 for k in ("start", "end")) or not isinstance(span.get("text"), str) \
+                or not 0 <= span["start"] <= span["end"] <= len(text):
             raise DataFormatError(path, "expected {start: int, end: int, text: str}", line=i,
                                   field="contextual_mention.mention.mention_span")
         if text[span["start"]:span["end"]] != span["text"]:

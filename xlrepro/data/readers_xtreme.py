@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from xlrepro import languages as langtab
-from xlrepro.data.io import lines, read_json, read_jsonl, read_text, require, tsv_rows
+from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
 from xlrepro.data.readers import _check_label, read_squad_json, reader
 from xlrepro.data.types import (BitextExample, ClassificationExample, EntityMentionExample, QASentencePool, ReadResult,
                                 TaggingExample)
@@ -102,7 +102,7 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
     path = paths["file"]
     text, digest = read_text(path)
     out, words, tags, start = [], [], [], 1
-    for i, line in enumerate(lines(text) + [""], 1):
+    for i, line in enumerate(lines(text, path) + [""], 1):
         if not line.strip():
             if words:
                 out.append(TaggingExample(f"{Path(path).parent.name}/{Path(path).name}:{start}", words, tags))
@@ -157,11 +157,12 @@ def filter_tydiqa_english(rows: Iterable, id_key: str = "id", expect_full: bool 
 
 
 @reader("tydiqa_goldp_json")
-def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = False, **_) -> ReadResult:
+def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = False, split: str = "",
+                           **_) -> ReadResult:
     """TyDiQA-GoldP in SQuAD v1.1 form (official files, their per-language split, or XTREME's files).
 
     guid = ``<file name>#<index of the question in file order>`` (0-based), never the id: XTREME's
-    train files keep only the last id component, which is not unique (pitfalls X14). The
+    train files keep only the last id component, which is not unique (google-research/xtreme ``utils_preprocess.py``). The
     official id of a question is recoverable from ``raw`` (the file's ``data``, same order).
     ``filter_language=True`` keeps only the questions whose id carries ``src_lang``'s prefix
     (``tydiqa_language_prefix``): for the official multilingual files; the others are counted in
@@ -172,7 +173,9 @@ def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = Fa
     Such a question gets ``answers == []`` (withheld, not an empty gold answer) and is counted
     under ``skipped`` (kept, not dropped).
     """
-    res = read_squad_json(paths)
+    # ids must be unique in evaluation files; XTREME's processed train files keep only the last id
+    # component, which repeats (see the guid rule above)
+    res = read_squad_json(paths, unique_ids=split != "train")
     name = Path(paths["file"]).name
     prefix = tydiqa_language_prefix(src_lang) if filter_language else ""
     out, withheld = [], 0
@@ -208,7 +211,7 @@ def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = Fa
 def _bucc_side(path) -> tuple[list[str], list[str], str]:
     text, digest = read_text(path)
     ids, sents, seen = [], [], set()
-    for i, line in enumerate(lines(text), 1):
+    for i, line in enumerate(lines(text, path), 1):
         cols = line.split("\t")
         if len(cols) != 2:
             raise DataFormatError(path, f"expected '<id><TAB><sentence>', got {len(cols)} tab-separated columns",
@@ -235,7 +238,7 @@ def read_bucc_bitext(paths, src_lang: str = "", split: str = "", **_) -> ReadRes
     text, d3 = read_text(paths["gold"])
     known_src, known_eng = set(src_ids), set(eng_ids)
     gold = []
-    for i, line in enumerate(lines(text), 1):
+    for i, line in enumerate(lines(text, paths["gold"]), 1):
         cols = line.split("\t")
         if len(cols) != 2:
             raise DataFormatError(paths["gold"], f"expected '<{src_lang or 'xx'} id><TAB><en id>', got "
@@ -268,11 +271,14 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
     if not isinstance(data, list):
         raise DataFormatError(path, "expected a top-level object with a 'data' list", field="data")
     pool = QASentencePool(f"lareqa.{src_lang}", src_lang, [], [], [], [], [], [], [])
+    seen = {}
     for a, article in enumerate(data):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DataFormatError(path, "expected an object with a 'paragraphs' list", field=f"data[{a}].paragraphs")
         for p, para in enumerate(article["paragraphs"]):
             where = f"data[{a}].paragraphs[{p}]"
+            if not isinstance(para, dict):
+                raise DataFormatError(path, f"expected an object, got {type(para).__name__}", field=where)
             for key, typ in (("context", str), ("sentences", list), ("sentence_breaks", list), ("qas", list)):
                 if not isinstance(para.get(key), typ):
                     raise DataFormatError(path, f"missing or not a {typ.__name__}", field=f"{where}.{key}")
@@ -282,8 +288,9 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
                                       field=f"{where}.sentence_breaks")
             first = len(pool.sentence_ids)
             for s, (sent, br) in enumerate(zip(sents, breaks)):
-                if (not isinstance(br, list) or len(br) != 2 or not all(isinstance(x, int) for x in br)
-                        or ctx[br[0]:br[1]] != sent):
+                if (not isinstance(br, list) or len(br) != 2
+                        or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= len(ctx) for x in br)
+                        or br[0] >= br[1] or ctx[br[0]:br[1]] != sent):
                     raise DataFormatError(path, f"break {br!r} does not cut sentence {sent!r:.60} out of the context",
                                           field=f"{where}.sentence_breaks[{s}]")
                 pool.sentence_ids.append(f"{src_lang}:{a}:{p}:{s}")
@@ -292,25 +299,28 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
                 pool.sentence_qids.append([])
             for q, qa in enumerate(para["qas"]):
                 qwhere = f"{where}.qas[{q}]"
-                for key in ("id", "question", "answers"):
-                    if key not in qa:
-                        raise DataFormatError(path, "missing required field", field=f"{qwhere}.{key}")
-                if not qa["answers"]:
+                qid = str(require(qa, "id", (str, int), path, None, qwhere))
+                question = require(qa, "question", str, path, None, qwhere)
+                if not require(qa, "answers", list, path, None, qwhere):
                     raise DataFormatError(path, "no answers", field=f"{qwhere}.answers")
+                if qid in seen:
+                    raise DataFormatError(path, f"duplicate question id {qid!r} (first at {seen[qid]}); expected "
+                                                "unique ids (gold sentences are looked up by id)", field=f"{qwhere}.id")
+                seen[qid] = qwhere
                 ans = qa["answers"][0]
                 if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
                     raise DataFormatError(path, "answer needs 'text' and 'answer_start'", field=f"{qwhere}.answers[0]")
-                start = ans["answer_start"]
-                if not isinstance(start, int) or ctx[start:start + len(ans["text"])] != ans["text"]:
-                    raise DataFormatError(path, f"answer {ans['text']!r} not found at offset {start!r} of the context",
+                text = require(ans, "text", str, path, None, f"{qwhere}.answers[0]")
+                start = offset(ans["answer_start"], path, None, f"{qwhere}.answers[0].answer_start", len(ctx))
+                if ctx[start:start + len(text)] != text:
+                    raise DataFormatError(path, f"answer {text!r} not found at offset {start!r} of the context",
                                           field=f"{qwhere}.answers[0].answer_start")
                 hit = [s for s, br in enumerate(breaks) if br[0] <= start < br[1]]
                 if not hit:
                     raise DataFormatError(path, f"answer offset {start} lies in no sentence", field=f"{qwhere}.answers[0]")
                 sid = pool.sentence_ids[first + hit[0]]
-                qid = str(qa["id"])
                 pool.question_ids.append(qid)
-                pool.questions.append(qa["question"])
+                pool.questions.append(question)
                 pool.sentence_qids[first + hit[0]].append(qid)
                 pool.gold.append((qid, sid))
     return ReadResult([pool], {str(path): digest}, raw=data)
@@ -343,54 +353,75 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
     """Mewsli-X WikiNews mentions: one JSON line per article, ``{"context": {...}, "mentions": [...]}``.
 
     Articles of every language share one file; those with ``context.language == src_lang`` are
-    kept. Offsets are Unicode code points (Python ``str`` indices). Checked: the MD5 of the UTF-8
-    text equals each mention's ``metadata.text_md5``, and ``text[start:end]`` equals the
-    mention text. The released ``*_no_text*`` files have ``text == ""``: reading one raises a
-    ``DataFormatError`` saying that the text must first be restored from WikiNews
-    (``get-mewsli-x.sh``); ``allow_missing_text=True`` instead yields mentions with an empty
-    context and unchecked spans (for tools that restore the text afterwards).
+    kept (``context.language`` must be a language code of the language table, lower case as the
+    release writes it: ``"EN"`` is an error, not another language). Offsets are Unicode code
+    points (Python ``str`` indices). Checked: the MD5 of the UTF-8 text equals each mention's
+    ``metadata.text_md5``, and ``text[start:end]`` equals the mention text; every mention has a
+    gold ``entity_id`` and an ``example_id`` unique among the language's mentions. The released ``*_no_text*`` files
+    have ``text == ""``: reading one raises a ``DataFormatError`` saying that the text must first
+    be restored from WikiNews (``get-mewsli-x.sh``); ``allow_missing_text=True`` instead yields
+    mentions with an empty context and unchecked spans (for tools that restore the text afterwards).
     """
     path = paths["file"]
     rows, digest = read_jsonl(path, required=("context", "mentions"))
-    out = []
+    out, seen = [], {}
     for i, obj in rows:
         ctx = obj["context"]
         if not isinstance(ctx, dict):
             raise DataFormatError(path, "expected an object", line=i, field="context")
-        lang = require(ctx, "language", str, path, i)
+        lang = require(ctx, "language", str, path, i, "context")
+        try:
+            langtab.get(lang)
+        except KeyError:
+            raise DataFormatError(path, f"unknown language code {lang!r}; expected a lower-case code of the "
+                                        "language table (e.g. 'en')", line=i, field="context.language") from None
+        mentions = require(obj, "mentions", list, path, i)
         if lang != src_lang:
             continue
-        text = require(ctx, "text", str, path, i)
-        doc = require(ctx, "document_id", str, path, i)
-        spans = [(s.get("start"), s.get("end")) for s in ctx.get("sentence_spans", [])]
+        for m, men in enumerate(mentions):  # predictions are keyed by example_id within a language
+            eid = require(men, "example_id", str, path, i, f"mentions[{m}]")
+            if eid in seen:
+                raise DataFormatError(path, f"duplicate example_id {eid!r} in language {lang!r} (first on line "
+                                            f"{seen[eid]})", line=i, field=f"mentions[{m}].example_id")
+            seen[eid] = i
+        text = require(ctx, "text", str, path, i, "context")
+        doc = require(ctx, "document_id", str, path, i, "context")
+        spans = []
+        raw_spans = ctx.get("sentence_spans", [])
+        if not isinstance(raw_spans, list):
+            raise DataFormatError(path, "expected a list of {start, end}", line=i, field="context.sentence_spans")
+        for j, sp in enumerate(raw_spans):
+            where = f"context.sentence_spans[{j}]"
+            a = offset(require(sp, "start", int, path, i, where), path, i, f"{where}.start", len(text) or None)
+            b = offset(require(sp, "end", int, path, i, where), path, i, f"{where}.end", len(text) or None)
+            spans.append((a, b))
         if not text and not allow_missing_text:
             raise DataFormatError(path, "context.text is empty: this is a Mewsli-X '_no_text' file; restore the "
                                         "WikiNews article text first (google-research get-mewsli-x.sh; each "
                                         "mention's metadata.text_md5 checks the restored text)", line=i,
                                   field="context.text")
         md5 = hashlib.md5(text.encode("utf-8")).hexdigest() if text else None
-        mentions = require(obj, "mentions", list, path, i)
         for m, men in enumerate(mentions):
             where = f"mentions[{m}]"
-            if not isinstance(men, dict):
-                raise DataFormatError(path, "expected an object", line=i, field=where)
-            span = men.get("mention_span")
-            if not isinstance(span, dict) or not all(k in span for k in ("start", "end", "text")):
-                raise DataFormatError(path, "expected {start, end, text}", line=i, field=f"{where}.mention_span")
-            if "example_id" not in men:
-                raise DataFormatError(path, "missing required field", line=i, field=f"{where}.example_id")
-            meta = men.get("metadata") or {}
+            span = require(men, "mention_span", dict, path, i, where)
+            mtext = require(span, "text", str, path, i, f"{where}.mention_span")
+            start = offset(require(span, "start", int, path, i, f"{where}.mention_span"), path, i,
+                           f"{where}.mention_span.start", len(text) or None)
+            end = offset(require(span, "end", int, path, i, f"{where}.mention_span"), path, i,
+                         f"{where}.mention_span.end", len(text) or None)
+            gold = require(men, "entity_id", str, path, i, where)
+            meta = men.get("metadata", {})
+            if not isinstance(meta, dict):
+                raise DataFormatError(path, "expected an object", line=i, field=f"{where}.metadata")
             if text:
                 if "text_md5" not in meta:
                     raise DataFormatError(path, "missing required field", line=i, field=f"{where}.metadata.text_md5")
                 if meta["text_md5"] != md5:
-                    raise DataFormatError(path, f"MD5 of context.text is {md5}, the record says {meta['text_md5']} "
+                    raise DataFormatError(path, f"MD5 of context.text is {md5}, the record says {meta['text_md5']!r:.40} "
                                                 "(text altered, or restored from another revision)",
                                           line=i, field=f"{where}.metadata.text_md5")
-                if text[span["start"]:span["end"]] != span["text"]:
-                    raise DataFormatError(path, f"text[{span['start']}:{span['end']}] is "
-                                                f"{text[span['start']:span['end']]!r}, expected {span['text']!r} "
+                if text[start:end] != mtext:
+                    raise DataFormatError(path, f"text[{start}:{end}] is {text[start:end]!r}, expected {mtext!r} "
                                                 "(offsets are Unicode code points)", line=i, field=f"{where}.mention_span")
-            out.append(EntityMentionExample(str(men["example_id"]), lang, doc, text, span["start"], span["end"],
-                                            span["text"], men.get("entity_id"), spans))
+            out.append(EntityMentionExample(men["example_id"], lang, doc, text, start, end, mtext, gold, spans))
     return ReadResult(out, {str(path): digest})
