@@ -94,6 +94,15 @@ def publish(lb: Loopback, s: Path) -> None:
     for side in ("ron", "eng"):  # no Romanian sample: the German pair stands in under XTREME-R's ron name
         lb.serve_url(f"https://github.com/facebookresearch/LASER/raw/main/data/tatoeba/v1/tatoeba.ron-eng.{side}",
                      (s / f"tatoeba/data/tatoeba/v1/tatoeba.deu-eng.{'deu' if side == 'ron' else 'eng'}").read_bytes())
+    px = s / "paws-x/hf_dummy_data"
+    lb.serve_url("https://storage.googleapis.com/paws/pawsx/x-final.tar.gz",
+                 _tar({f.relative_to(px).as_posix(): f.read_bytes() for f in sorted(px.rglob("*.tsv"))
+                       if f.name != "translated_train.tsv"}, "w:gz"))
+    ml = s / "mlqa"
+    lb.serve_url("https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip",  # no same-language test sample: dev stands in
+                 _zip({**{f.relative_to(ml).as_posix(): f.read_bytes() for f in sorted(ml.rglob("MLQA_V1/dev/*.json"))},
+                       **{f.relative_to(ml).as_posix().replace("dev", "test"): f.read_bytes()
+                          for f in sorted(ml.rglob("MLQA_V1/dev/*.json"))}}))
     lb.hub["google/xtreme"] = {"sha": HUB_SHA, "files": {
         f"PAN-X.{l}/{sp}-00000-of-00001.parquet": _panx_parquet(s, l, d)
         for l in ("en", "sw", "zh") for sp, d in (("train", "train"), ("validation", "dev"), ("test", "test"))}}
@@ -219,9 +228,12 @@ def test_xtreme_download_folder_is_imported_with_its_real_names(world, samples, 
     (xt / "xcopa/train.en.jsonl").write_bytes((samples / "xcopa/xtreme_processed/train-en.jsonl").read_bytes())
     (xt / "xcopa/val.en.jsonl").write_bytes((samples / "xcopa/xtreme_processed/val-en.jsonl").read_bytes())
     (xt / "siqa").mkdir()
-    for f in (samples / "socialiqa/hf_dummy_data/socialiqa-train-dev").iterdir():
+    for f in (samples / "socialiqa/hf_dummy_data/socialiqa-train-dev").iterdir():  # dev; dev stands in for train
         (xt / "siqa" / f.name).write_bytes(f.read_bytes())
-    assert _prepare(root, "xquad", "bucc2018", "copa", "socialiqa", "--xtreme", str(xt)) in (0, 2)
+        (xt / "siqa" / f.name.replace("dev", "train")).write_bytes(f.read_bytes())
+    assert _prepare(root, "xquad", "bucc2018", "copa", "socialiqa", "--xtreme", str(xt)) == 0
+    out = capsys.readouterr().out
+    assert "socialiqa: 4 imported from XTREME's download/" in out and "test/en: no files" in out  # the AI2 release has no test
     lock = lockmod.load(root)
     assert lock["files"]["xquad/xquad.zh.json"]["source"] == "xtreme-download:xquad/xquad.zh.json"
     assert lock["files"]["xquad/xquad.ro.json"]["source"].startswith("https://github.com/deepmind/xquad")
@@ -273,3 +285,17 @@ def test_every_task_has_a_download_source_and_sized_splits_name_their_source():
         assert d.get("citation"), name
         if any(k != "source" for k in t.sizes):
             assert t.sizes.get("source"), name
+
+
+def test_a_hub_source_reads_the_prepared_parquet_offline(world, tmp_path, monkeypatch):
+    lb, root = world
+    assert _prepare(root, "panx", langs="en,zh") == 0
+    from xlrepro.config import load_config
+    from xlrepro.pipeline import Experiment
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the Hub is not asked
+    cfg = load_config("xstilts-squad", ["data.sources={panx: hub}", f"data.root={root}"])
+    n = len(lb.log)
+    r = Experiment(cfg, tmp_path / "out", device="cpu").read("panx", "test", "zh")
+    assert r.examples and len(lb.log) == n
+    assert all(k.endswith(".parquet") for k in r.files)

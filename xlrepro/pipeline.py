@@ -76,7 +76,8 @@ class Experiment:
         spec = get_task(task)
         if self.cfg.data.sources.get(task, self.cfg.data.source) == "hub":
             from xlrepro.data.hub import read_hub
-            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub)
+            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub,
+                            prepared=self.task_dir(task))
         return spec.read(self.task_dir(task), split, lang, self.cfg.data.layouts.get(task))
 
     def eval_languages(self, task: str, split: str) -> list[str]:

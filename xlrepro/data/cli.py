@@ -8,6 +8,7 @@ from xlrepro.errors import ConfigError
 
 
 def add_arguments(s) -> None:
+    s.set_defaults(overrides=[])  # key.path=value overrides of --config, anywhere on the line
     s.add_argument("--config", help="prepare/verify: every task this config reads (with key.path=value overrides "
                                     "among the arguments)")
     s.add_argument("--root", help="prepare/verify: the data root (default: the config's data.root)")

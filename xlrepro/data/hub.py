@@ -86,11 +86,17 @@ def refused(spec) -> str | None:
     return spec.hub.refuse if spec.hub is not None else None
 
 
-def read_hub(spec, split: str, lang: str, allow_unpinned: bool = False) -> ReadResult:
+def read_hub(spec, split: str, lang: str, allow_unpinned: bool = False, prepared=None) -> ReadResult:
+    """One split of a task from the Hub: from the parquet files `xlrepro data prepare` put under
+    the task folder ``prepared`` when they are there (offline; their commit is in data.lock),
+    else through ``datasets`` at the pinned revision."""
     if spec.hub is None:
         raise ConfigError(f"task {spec.name} has no Hub source; read it from a local folder (data.source=local)")
     if spec.hub.refuse:
         raise ConfigError(f"task {spec.name}: the Hub copy {spec.hub.repo} is not used: {spec.hub.refuse}")
+    if prepared is not None and split in spec.hub.splits:
+        if all(p.is_dir() for p in spec.files(prepared, split, lang, "hub").values()):
+            return spec.read(prepared, split, lang, "hub")
     if spec.hub.revision is None and not allow_unpinned:
         raise ConfigError(f"task {spec.name}: the Hub source {spec.hub.repo} is not pinned to a revision in "
                           f"xlrepro/tasks/{spec.name}.yaml; pin it (hub.revision: <40-hex commit>) or pass "
