@@ -299,3 +299,16 @@ def test_a_hub_source_reads_the_prepared_parquet_offline(world, tmp_path, monkey
     r = Experiment(cfg, tmp_path / "out", device="cpu").read("panx", "test", "zh")
     assert r.examples and len(lb.log) == n
     assert all(k.endswith(".parquet") for k in r.files)
+
+
+def test_bad_invocations_are_named_errors_without_traceback(tmp_path, capsys):
+    assert main(["data", "prepare", "--root", str(tmp_path)]) == 2
+    assert "name the tasks" in capsys.readouterr().err
+    assert main(["data", "prepare", "xqaud", "--root", str(tmp_path)]) == 2
+    assert "did you mean 'xquad'" in capsys.readouterr().err
+    assert main(["data", "prepare", "xquad", "--root", str(tmp_path), "--xtreme", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "data.lock").write_text("{oops")
+    assert main(["data", "verify", "xquad", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.lock" in err and "not valid JSON" in err and "Traceback" not in err
