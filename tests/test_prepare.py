@@ -312,3 +312,12 @@ def test_bad_invocations_are_named_errors_without_traceback(tmp_path, capsys):
     assert main(["data", "verify", "xquad", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "data.lock" in err and "not valid JSON" in err and "Traceback" not in err
+
+
+def test_a_hub_that_does_not_answer_is_a_named_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
+    assert main(["data", "prepare", "panx", "--root", str(tmp_path), "--languages", "en", "--allow-unpinned-hub"]) == 2
+    err = capsys.readouterr().err
+    assert "xlrepro: error: task panx: the Hub (http://127.0.0.1:9) did not serve google/xtreme" in err
+    assert not list(tmp_path.rglob("*.parquet"))

@@ -93,7 +93,7 @@ def download(url: str, dest: Path, sha256: str | None = None, retries: int = 5, 
             if 400 <= e.code < 500 and e.code not in (408, 429):
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason} (for {dest})") from None
             last = f"HTTP {e.code} {e.reason}"
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as e:
             last = f"{type(e).__name__}: {e}"
         else:
             digest = sha256_of(part)

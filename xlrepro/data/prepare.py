@@ -42,7 +42,7 @@ from xlrepro import languages as langtab
 from xlrepro.data import lock as lockmod
 from xlrepro.data.fetch import download, sha256_of
 from xlrepro.data.hub import hub_config, prepared_dir
-from xlrepro.errors import ConfigError, DataFormatError
+from xlrepro.errors import ConfigError, DataFormatError, XlreproError
 
 DOWNLOADS = ".downloads"
 
@@ -373,17 +373,27 @@ class Preparer:
                               "from its release files (data.sources.<task>=local)")
         if hub.refuse:
             raise ConfigError(f"task {spec.name}: the Hub copy {hub.repo} is not used: {hub.refuse}")
+        if hub.revision is None and not self.allow_unpinned:
+            raise ConfigError(f"task {spec.name}: the Hub source {hub.repo} is not pinned (hub.revision in "
+                              f"xlrepro/tasks/{spec.name}.yaml); run `xlrepro data pin --write`, or pass "
+                              "--allow-unpinned-hub to take today's commit (recorded in data.lock)")
+        try:
+            self._hub_fetch(spec, task_dir, rep)
+        except XlreproError:
+            raise
+        except Exception as e:  # huggingface_hub's HTTP and repository errors share no base class with ours
+            from xlrepro.data.fetch import DownloadError
+
+            raise DownloadError(f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
+                                f"did not serve {hub.repo}: {type(e).__name__}: {e}") from None
+
+    def _hub_fetch(self, spec, task_dir: Path, rep: TaskReport) -> None:
         from huggingface_hub import HfApi, hf_hub_download
 
+        hub = spec.hub
         endpoint = os.environ.get("HF_ENDPOINT") or None
         api = HfApi(endpoint=endpoint)
-        rev = hub.revision
-        if rev is None:
-            if not self.allow_unpinned:
-                raise ConfigError(f"task {spec.name}: the Hub source {hub.repo} is not pinned (hub.revision in "
-                                  f"xlrepro/tasks/{spec.name}.yaml); run `xlrepro data pin --write`, or pass "
-                                  "--allow-unpinned-hub to take today's commit (recorded in data.lock)")
-            rev = api.dataset_info(hub.repo).sha
+        rev = hub.revision or api.dataset_info(hub.repo).sha
         files = [f for f in api.list_repo_files(hub.repo, repo_type="dataset", revision=rev) if f.endswith(".parquet")]
         langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
         wanted = {}  # (config, hub split) -> fill language
