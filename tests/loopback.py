@@ -19,7 +19,8 @@ from urllib.parse import unquote, urlparse
 class Loopback:
     def __init__(self):
         self.files: dict[str, bytes] = {}  # "/path" -> body
-        self.hub: dict[str, dict] = {}  # repo -> {"sha": commit, "files": {path: bytes}}
+        # repo -> {"sha": commit, "files": {path: bytes}, "lfs_sha256": {path: what the listing claims}}
+        self.hub: dict[str, dict] = {}
         self.cut_once: set[str] = set()
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         srv = self
@@ -62,9 +63,11 @@ class Loopback:
                 m = re.match(r"^/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?$", path)
                 if m and m.group(1) in srv.hub:
                     repo = srv.hub[m.group(1)]
-                    return self._json([{"type": "file", "path": f, "size": len(b),
-                                        "oid": hashlib.sha1(b).hexdigest()} for f, b in sorted(repo["files"].items())],
-                                      head)
+                    lfs = repo.get("lfs_sha256", {})
+                    return self._json([{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest(),
+                                        "lfs": {"oid": lfs.get(f, hashlib.sha256(b).hexdigest()), "size": len(b),
+                                                "pointerSize": 134}}
+                                       for f, b in sorted(repo["files"].items())], head)
                 m = re.match(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if m:
                     repo = srv.hub.get(m.group(1))

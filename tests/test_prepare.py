@@ -321,3 +321,14 @@ def test_a_hub_that_does_not_answer_is_a_named_error(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "xlrepro: error: task panx: the Hub (http://127.0.0.1:9) did not serve google/xtreme" in err
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_a_hub_file_that_does_not_match_the_hubs_sha256_is_refused(world, capsys):
+    lb, root = world
+    f = "PAN-X.en/test-00000-of-00001.parquet"
+    lb.hub["google/xtreme"]["lfs_sha256"] = {f: "f" * 64}  # the listing's hash; the bytes served differ
+    assert _prepare(root, "panx", langs="en") == 2
+    err = capsys.readouterr().err
+    assert "sha256 mismatch: the Hub lists ffff" in err and f in err
+    assert not (root / "panx/_hub/PAN-X.en/test").exists() or not list((root / "panx/_hub/PAN-X.en/test").iterdir())
+    assert not list(root.rglob(".downloads/hub/**/*.parquet"))

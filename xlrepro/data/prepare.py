@@ -394,7 +394,10 @@ class Preparer:
         endpoint = os.environ.get("HF_ENDPOINT") or None
         api = HfApi(endpoint=endpoint)
         rev = hub.revision or api.dataset_info(hub.repo).sha
-        files = [f for f in api.list_repo_files(hub.repo, repo_type="dataset", revision=rev) if f.endswith(".parquet")]
+        tree = [e for e in api.list_repo_tree(hub.repo, repo_type="dataset", revision=rev, recursive=True)
+                if getattr(e, "path", "").endswith(".parquet") and hasattr(e, "lfs")]
+        files = sorted(e.path for e in tree)
+        lfs_sha = {e.path: e.lfs.sha256 for e in tree if e.lfs is not None}  # the Hub's own sha256 of LFS files
         langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
         wanted = {}  # (config, hub split) -> fill language
         for split, hsplit in hub.splits.items():
@@ -419,6 +422,11 @@ class Preparer:
                     got = Path(hf_hub_download(hub.repo, f, repo_type="dataset", revision=rev, local_dir=stage,
                                                endpoint=endpoint))
                     digest = sha256_of(got)
+                    if f in lfs_sha and lfs_sha[f] != digest:
+                        got.unlink()
+                        raise DataFormatError(dest, f"hf://datasets/{hub.repo}@{rev}/{f}: sha256 mismatch: the Hub "
+                                                    f"lists {lfs_sha[f]}, the download has {digest}; it was deleted "
+                                                    "(nothing written)", field="sha256")
                     pinned = self._pinned(dest)
                     if pinned and pinned != digest:
                         got.unlink()
