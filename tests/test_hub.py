@@ -48,3 +48,164 @@ def test_tagging_and_retrieval_rows():
     ds = datasets.Dataset.from_dict({"source_sentence": ["x1", "x2"], "target_sentence": ["e1", "e2"]})
     ex = convert_rows(get_task("tatoeba"), ds, "de").examples[0]
     assert ex.src_sentences == ["x1", "x2"] and ex.gold == [("0", "0"), ("1", "1")]
+
+
+# ---------------------------------------------------------------------- each dataset's published schema
+import json  # noqa: E402
+
+from conftest import needs_samples  # noqa: E402
+from xlrepro.data.readers import get_reader  # noqa: E402
+
+
+def _glue(names, rows):
+    feats = datasets.Features({**{k: datasets.Value("string") for k in rows[0] if k not in ("label", "idx")},
+                               "label": datasets.ClassLabel(names=names), "idx": datasets.Value("int32")})
+    return datasets.Dataset.from_list(rows, features=feats)
+
+
+def test_glue_class_names_map_to_the_task_labels():
+    qqp = _glue(["not_duplicate", "duplicate"], [{"question1": "a?", "question2": "b?", "label": 1, "idx": 0},
+                                                  {"question1": "c?", "question2": "d?", "label": 0, "idx": 1},
+                                                  {"question1": "e?", "question2": "f?", "label": -1, "idx": 2}])
+    r = convert_rows(get_task("qqp"), qqp, "en")
+    assert [e.label for e in r.examples] == ["1", "0"] and r.skipped == {"label -1 (no gold label)": 1}
+    sst = _glue(["negative", "positive"], [{"sentence": "good", "label": 1, "idx": 0}, {"sentence": "bad", "label": 0, "idx": 1}])
+    r = convert_rows(get_task("sst2"), sst, "en")
+    assert [(e.text_a, e.text_b, e.label) for e in r.examples] == [("good", None, "1"), ("bad", None, "0")]
+
+
+def _official_tydiqa_rows(samples, names=("english", "arabic")):
+    rows = []
+    for name in names:
+        data = json.loads((samples / f"tydiqa-goldp/language_data/{name}/{name}_tydiqa_dev.json").read_text())["data"]
+        for art in data:
+            for p in art["paragraphs"]:
+                for q in p["qas"]:
+                    rows.append({"id": q["id"], "title": art.get("title", ""), "context": p["context"], "question": q["question"],
+                                 "answers": {"text": [a["text"] for a in q["answers"]],
+                                             "answer_start": [a["answer_start"] for a in q["answers"]]}})
+    return rows
+
+
+@needs_samples
+def test_tydiqa_from_the_hub_keeps_only_the_language_asked(samples):
+    rows = _official_tydiqa_rows(samples)
+    r = convert_rows(get_task("tydiqa"), datasets.Dataset.from_list(rows), "en")
+    n_en = sum(x["id"].startswith("english-") for x in rows)
+    assert 0 < len(r.examples) == n_en < len(rows)
+    assert all(e.guid.startswith("english-") for e in r.examples)
+    assert r.skipped == {"other languages (id not starting with 'english-')": len(rows) - n_en}
+    ar = convert_rows(get_task("tydiqa"), datasets.Dataset.from_list(rows), "ar")
+    assert len(ar.examples) == len(rows) - n_en and all(e.guid.startswith("arabic-") for e in ar.examples)
+
+
+def test_bucc_is_refused_from_the_hub_with_the_reason():
+    spec = get_task("bucc2018")
+    with pytest.raises(ConfigError, match="no distractor"):
+        read_hub(spec, "test", "de", allow_unpinned=True)
+    ds = datasets.Dataset.from_dict({"source_sentence": ["x"], "target_sentence": ["e"]})
+    with pytest.raises(ConfigError, match="no distractor"):
+        convert_rows(spec, ds, "de")
+    assert "hub" not in [l.name for l in spec.layouts]
+
+
+@needs_samples
+def test_social_iqa_hub_rows_match_the_release_reader(samples):
+    d = samples / "socialiqa/hf_dummy_data/socialiqa-train-dev"
+    local = get_reader("socialiqa_allenai")({"file": d / "dev.jsonl", "labels": d / "dev-labels.lst"}).examples
+    labels = (d / "dev-labels.lst").read_text().split()
+    rows = [{**json.loads(l), "label": lab} for l, lab in zip((d / "dev.jsonl").read_text().splitlines(), labels)]
+    hub = convert_rows(get_task("socialiqa"), datasets.Dataset.from_list(rows), "en").examples  # label: string "1".."3"
+    assert [(e.context, e.question, e.choices, e.label) for e in hub] == \
+           [(e.context, e.question, e.choices, e.label) for e in local]
+
+
+@needs_samples
+def test_commonsenseqa_hub_rows_match_the_release_reader(samples):
+    path = samples / "commonsenseqa/dev_rand_split.jsonl"
+    local = get_reader("commonsenseqa_jsonl")({"file": path}).examples
+    rows = []
+    for line in path.read_text().splitlines():
+        o = json.loads(line)
+        q = o["question"]
+        rows.append({"id": o["id"], "question": q["stem"], "question_concept": q.get("question_concept", ""),
+                     "choices": {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]},
+                     "answerKey": o.get("answerKey", "")})
+    hub = convert_rows(get_task("commonsenseqa"), datasets.Dataset.from_list(rows), "en").examples
+    assert len(hub) == len(local) == 200
+    assert [(e.guid, e.question, e.choices, e.label) for e in hub] == [(e.guid, e.question, e.choices, e.label) for e in local]
+
+
+@needs_samples
+def test_cosmos_qa_hub_rows_match_the_release_reader(samples):
+    path = samples / "cosmosqa/data/valid.csv"
+    local = get_reader("cosmosqa")({"file": path}).examples
+    rows = [{"id": e.guid, "context": e.context, "question": e.question,
+             **{f"answer{k}": c for k, c in enumerate(e.choices)}, "label": e.label} for e in local]
+    rows.append({**rows[0], "id": "unlabelled", "label": -1})  # the Hub's test split
+    hub = convert_rows(get_task("cosmosqa"), datasets.Dataset.from_list(rows), "en").examples
+    assert [(e.guid, e.context, e.choices, e.label) for e in hub[:-1]] == [(e.guid, e.context, e.choices, e.label) for e in local]
+    assert hub[-1].label is None
+
+
+def test_unknown_multiple_choice_columns_are_named_not_a_key_error():
+    ds = datasets.Dataset.from_list([{"stem": "q", "options": ["a", "b"]}])
+    with pytest.raises(DataFormatError, match="line 1, field 'columns'.*no known multiple-choice schema"):
+        convert_rows(get_task("socialiqa"), ds, "en")
+
+
+@needs_samples
+def test_lareqa_hub_rows_build_the_same_pool_as_the_release_file(samples):
+    path = samples / "xquad-r/xquad-r/de.json"
+    local = get_reader("lareqa_json")({"file": path}, src_lang="de").examples[0]
+    rows = []
+    for art in json.loads(path.read_text())["data"]:
+        for p in art["paragraphs"]:
+            for q in p["qas"]:
+                rows.append({"id": q["id"], "title": art.get("title", ""), "context": p["context"], "question": q["question"],
+                             "answers": {"text": [a["text"] for a in q["answers"]], "answer_start": [a["answer_start"] for a in q["answers"]]},
+                             "sentences": p["sentences"], "sentence_breaks": p["sentence_breaks"]})
+    hub = convert_rows(get_task("lareqa"), datasets.Dataset.from_list(rows), "de").examples[0]
+    assert hub.questions == local.questions and hub.sentences == local.sentences
+    assert hub.sentence_qids == local.sentence_qids
+    bare = [{k: v for k, v in r.items() if k not in ("sentences", "sentence_breaks")} for r in rows]
+    with pytest.raises(DataFormatError, match="sentence_breaks"):
+        convert_rows(get_task("lareqa"), datasets.Dataset.from_list(bare), "de")
+
+
+@needs_samples
+def test_mewslix_hub_rows_go_through_the_release_reader(samples):
+    path = samples / "mewsli-x/testdata/example_mentions.jsonl"
+    local = get_reader("mewslix_jsonl")({"file": path}, src_lang="en").examples
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    hub = convert_rows(get_task("mewslix"), rows_with_features(rows), "en").examples
+    assert [(e.guid, e.start, e.end) for e in hub] == [(e.guid, e.start, e.end) for e in local] and local
+
+
+def rows_with_features(rows):
+    class R(list):
+        features = {}
+    return R(rows)
+
+
+def test_data_sources_are_per_task_and_checked():
+    from xlrepro.config import load_config
+
+    cfg = load_config("xstilts-squad", ["data.sources={tydiqa: hub}"])
+    assert cfg.data.sources == {"tydiqa": "hub"} and cfg.data.source == "local"
+    with pytest.raises(ConfigError, match="data.sources.tydiqa"):
+        load_config("xstilts-squad", ["data.sources={tydiqa: web}"])
+    with pytest.raises(ConfigError, match="unknown task 'tydiq'"):
+        load_config("xstilts-squad", ["data.sources={tydiq: hub}"])
+
+
+def test_the_pipeline_reads_each_task_from_its_own_source(tmp_path):
+    from xlrepro.config import load_config
+    from xlrepro.pipeline import Experiment
+
+    cfg = load_config("xstilts-squad", ["data.sources={tydiqa: hub}", f"data.root={tmp_path / 'none'}"])
+    exp = Experiment(cfg, tmp_path / "out", device="cpu")
+    with pytest.raises(ConfigError, match="google/xtreme is not pinned"):
+        exp.read("tydiqa", "test", "en")  # the Hub route (refused: unpinned)
+    with pytest.raises(FileNotFoundError, match="task xquad: no files"):
+        exp.read("xquad", "test", "en")  # the global default: local files

@@ -20,6 +20,10 @@
   xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
   xlrepro data pin [--task T ...] [--write] [--repin]
                                              resolve (and record) the commit of each Hub source
+  xlrepro data prepare [TASK ...|--config NAME] --root DIR [--xtreme DIR] [--mirror FROM=TO]
+                                             fetch, verify and lay out every task's files (data.lock)
+  xlrepro data verify [TASK ...|--config NAME] --root DIR
+                                             expected vs found examples, hash status, what is missing
 """
 from __future__ import annotations
 
@@ -273,6 +277,12 @@ def cmd_data(a) -> int:
     from xlrepro.data import pin as pinmod
     from xlrepro.tasks import all_tasks
 
+    if a.action in ("prepare", "verify"):
+        from xlrepro.data.cli import run
+
+        return run(a)
+    if a.names:
+        raise _usage(f"data {a.action} takes no task names (got {a.names})")
     tasks = all_tasks()
     if a.action == "status":
         rows = pinmod.status(tasks)
@@ -389,8 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["official", "corrected"], default="official")
     s.set_defaults(fn=cmd_score)
 
-    s = sub.add_parser("data", help="Hub pinning of the task registry: status, pin")
-    s.add_argument("action", choices=["status", "pin"])
+    s = sub.add_parser("data", help="get and check the data: prepare, verify; Hub pinning: status, pin")
+    s.add_argument("action", choices=["status", "pin", "prepare", "verify"])
+    s.add_argument("names", nargs="*", metavar="TASK", help="prepare/verify: these tasks (default: --config's)")
+    from xlrepro.data.cli import add_arguments
+
+    add_arguments(s)
     s.add_argument("--json", action="store_true", help="status: machine-readable")
     s.add_argument("--strict", action="store_true", help="status: exit 1 if any Hub source is unpinned")
     s.add_argument("--task", action="append", help="pin: only this task (repeatable)")

@@ -76,7 +76,8 @@ class DataConfig:
     """Where task data comes from: a local folder of original files, or the Hub (pinned)."""
 
     root: str = "data"  # one subfolder per task, named like the task, in one of its layouts
-    source: str = "local"  # "local" | "hub"
+    source: str = "local"  # "local" | "hub" (every task's default)
+    sources: dict = field(default_factory=dict)  # task -> "local" | "hub" (e.g. data.sources={tydiqa: hub})
     task_dirs: dict = field(default_factory=dict)  # task -> folder (overrides root/<task>)
     layouts: dict = field(default_factory=dict)  # task -> layout name (default: first that exists)
     languages: list | None = None  # restrict evaluation to these languages (default: all of the task)
@@ -453,6 +454,10 @@ def problems(cfg: ExperimentConfig) -> list[str]:
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
     enums["retrieval.benchmark"] = (cfg.retrieval.benchmark, ("xtreme", "xtreme_r"))
+    for t, src in (cfg.data.sources or {}).items():
+        if t not in tasks:
+            raise ConfigError(f"{where}: data.sources: unknown task {t!r}{did_you_mean(t, tasks)}")
+        enums[f"data.sources.{t}"] = (src, ("local", "hub"))
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
 
     for t, src in cfg.retrieval.encoder.items():

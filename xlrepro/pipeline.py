@@ -75,9 +75,10 @@ class Experiment:
 
     def read(self, task: str, split: str, lang: str) -> ReadResult:
         spec = get_task(task)
-        if self.cfg.data.source == "hub":
+        if self.cfg.data.sources.get(task, self.cfg.data.source) == "hub":
             from xlrepro.data.hub import read_hub
-            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub)
+            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub,
+                            prepared=self.task_dir(task))
         return spec.read(self.task_dir(task), split, lang, self.cfg.data.layouts.get(task))
 
     def eval_languages(self, task: str, split: str) -> list[str]:
@@ -334,7 +335,7 @@ class Experiment:
         return run.dir / "encoder", {"kind": "intermediate", "run": run.hash}
 
     def _data_spec(self, task: str) -> dict:
-        return {"source": self.cfg.data.source, "layout": self.cfg.data.layouts.get(task),
+        return {"source": self.cfg.data.sources.get(task, self.cfg.data.source), "layout": self.cfg.data.layouts.get(task),
                 "languages": self.cfg.data.languages}
 
     def target_spec(self, task: str, encoder_spec: dict, control: bool = False) -> dict:

@@ -392,3 +392,4 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
 from xlrepro.data import readers_intermediate, readers_xtreme  # noqa: E402,F401  (register their readers)
 
 from xlrepro.data import readers_retrieval  # noqa: E402,F401  (dual-encoder retrieval: Mewsli-X pairs, candidates)
+from xlrepro.data import hub  # noqa: E402,F401  (the hub_parquet reader of prepared Hub splits)

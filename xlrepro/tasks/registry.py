@@ -44,6 +44,11 @@ class HubSource:
     config: str | None = None  # template, e.g. "PAN-X.{lang}"
     splits: dict = field(default_factory=dict)  # xlrepro split -> Hub split name
     note: str | None = None
+    # the converter's per-dataset facts (xlrepro.data.hub): class names -> xlrepro labels (GLUE),
+    # rows of every language in one split kept by id prefix (TyDiQA), or why the Hub copy is refused
+    label_map: dict = field(default_factory=dict)
+    filter_language: str | None = None  # "id_prefix"
+    refuse: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ class TaskSpec:
     # Composite task: its splits are the concatenation (in this order) of the same split of these
     # tasks, each read from its own root; guids get a "<component>/" prefix. Such a task has no layouts.
     components: tuple[str, ...] = ()
+    # Where `xlrepro data prepare` fetches the files and what `xlrepro data verify` expects
+    # (xlrepro.data.prepare; docs/data.md)
+    download: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ languages and splits
     def languages(self, benchmark: str | None = None) -> list[str]:
@@ -267,10 +276,14 @@ def _parse(data: dict, where: str) -> TaskSpec:
         raise ConfigError(f"{where}: a composite task (components) reads through its components; it has no layouts")
     if not layouts and not data["components"]:
         raise ConfigError(f"{where}: at least one local layout is required")
-    data["layouts"] = tuple(layouts)
     if data.get("hub") is not None:
         _strict(HubSource, data["hub"], f"{where} hub")
         data["hub"] = HubSource(**data["hub"])
+        if layouts and not data["hub"].refuse:  # the parquet files `xlrepro data prepare` fetched
+            from xlrepro.data.hub import prepared_layout
+            layouts.append(prepared_layout(data["name"], data["hub"]))
+    data["layouts"] = tuple(layouts)
+    if data.get("hub") is not None:
         rev = data["hub"].revision
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
