@@ -100,6 +100,9 @@ class Experiment:
         # ranks on one machine share its cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         cfg = self.cfg
+        from xlrepro import tracking
+
+        tracking.configure(self.out, cfg.logging.tensorboard)  # fails now if the package is missing
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
@@ -500,7 +503,7 @@ class Experiment:
                             device=self.device, packed=model.packed, attention_backend=model.attention_backend)
                 src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
-                # official direction: English queries, the other side is the index (scorers.md E1)
+                # official direction: English queries, the other side is the index (XTREME's similarity_search)
                 _, idx = nearest(eng, src, r.similarity, k=1)
                 self._export_retrieval(run, task, "test", lang, idx[:, 0].tolist())
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
@@ -661,4 +664,8 @@ class Experiment:
             from xlrepro.report import write_report
 
             write_report(results, self.out)
+            if cfg.export.at_end:  # the fine-tuned models as transformers models (xlrepro.export)
+                from xlrepro.export import export_experiment
+
+                export_experiment(self.out, Path(cfg.export.dir) if cfg.export.dir else self.out / "export")
         return results
