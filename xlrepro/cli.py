@@ -182,9 +182,16 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
 
 
 def cmd_report(a) -> int:
+    from pathlib import Path
+
     from xlrepro.sweep_report import build_report
 
-    paths = build_report(a.dir)
+    if not list(Path(a.dir).glob("sweep-*.json")) and (Path(a.dir) / "results.json").exists():
+        from xlrepro.report import rebuild_report  # one experiment's folder (reproduce <config>)
+
+        paths = rebuild_report(a.dir)
+    else:
+        paths = build_report(a.dir)
     for p in paths:
         print(p)
     return 0
@@ -310,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--cpus-per-job", type=int, default=8)
             g.add_argument("--max-parallel", type=int, default=64, help="slurm: most jobs queued at once")
 
-    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML) from the finished runs in a folder")
-    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json)")
+    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML + CSV) from the finished runs in a folder")
+    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json) or an experiment's (holds results.json)")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("export", help="export fine-tuned target models (and retrieval encoders) as transformers models")
