@@ -203,3 +203,6 @@ def test_export_at_the_end_of_a_run(tmp_path):
     over = MINI + ["target.tasks=[xnli]", "retrieval.tasks=[]", "export.at_end=true", f"export.dir={tmp_path / 'm'}"]
     Experiment(load_config("smoke", over), tmp_path / "e").run()
     assert [p.name.rsplit("-", 1)[0] for p in (tmp_path / "m").iterdir()] == ["target-xnli"]
+    # nothing fine-tuned to export (no target task): the run still ends normally
+    Experiment(load_config("smoke", over + ["target.tasks=[]"]), tmp_path / "f").run()
+    assert (tmp_path / "f" / "report.md").exists() and not (tmp_path / "f" / "export").exists()

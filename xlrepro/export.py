@@ -365,8 +365,10 @@ def exportable_runs(out: Path, experiment: dict | None) -> list[Path]:
                   and not (d.name.startswith("retrieval-") and d.name.split("-")[1] in DUAL_ENCODER_TASKS))
 
 
-def export_experiment(out: str | Path, dest: str | Path, tasks: list[str] | None = None) -> list[Path]:
-    """Export every exportable run of an experiment (or sweep) output folder into ``dest/<run folder name>``."""
+def export_experiment(out: str | Path, dest: str | Path, tasks: list[str] | None = None,
+                      allow_empty: bool = False) -> list[Path]:
+    """Export every exportable run of an experiment (or sweep) output folder into ``dest/<run folder name>``
+    (``allow_empty``: nothing to export is no error, as at the end of a run without target tasks)."""
     out = Path(out)
     if not (out / "runs").is_dir():
         raise ConfigError(f"{out}: no runs/ folder (expected an experiment's --out folder or one of its runs/<run>)")
@@ -374,6 +376,8 @@ def export_experiment(out: str | Path, dest: str | Path, tasks: list[str] | None
     runs = exportable_runs(out, experiment)
     if tasks:
         runs = [r for r in runs if r.name.split("-")[1] in tasks]
+    if not runs and allow_empty:
+        return []
     if not runs:
         raise ConfigError(f"{out}: no finished target or BUCC/Tatoeba retrieval run to export"
                           + (f" for tasks {tasks}" if tasks else ""))

@@ -667,5 +667,6 @@ class Experiment:
             if cfg.export.at_end:  # the fine-tuned models as transformers models (xlrepro.export)
                 from xlrepro.export import export_experiment
 
-                export_experiment(self.out, Path(cfg.export.dir) if cfg.export.dir else self.out / "export")
+                export_experiment(self.out, Path(cfg.export.dir) if cfg.export.dir else self.out / "export",
+                                  allow_empty=True)
         return results
