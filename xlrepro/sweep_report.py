@@ -548,7 +548,7 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
     if a["scaling"]:
         L += ["## Scaling: score vs. intermediate volume", "",
               "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
-              f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `languages.md` §3: "
+              f"from {N_BOOT} bootstrap resamples of the points. Resource groups (xlrepro/languages.py, Joshi et al. 2020 classes): "
               "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).", "",
               "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
               "|---|---|---|---|---|---|---|---|"]
