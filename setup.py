@@ -167,7 +167,8 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"cluster": ["submitit>=1.5"]},  # the SLURM executor (requirements/cluster.txt pins it)
+    extras_require={"cluster": ["submitit>=1.5"],  # the SLURM executor (requirements/cluster.txt pins it)
+                    "tensorboard": ["tensorboard>=2.14"]},  # logging.tensorboard: true (requirements/test.txt pins it)
     entry_points={"console_scripts": ["xlrepro=xlrepro.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

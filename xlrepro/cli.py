@@ -7,6 +7,8 @@
   xlrepro reproduce <result> [--dry-run] [--executor local|slurm|...] [--out DIR] [key.path=value ...]
                                              run an experiment spec's graph of runs (xlrepro/experiments/)
   xlrepro report <dir>                       the reproduction report of the finished runs in <dir>
+  xlrepro export <dir|run> --out DIR [--task T ...]
+                                             fine-tuned models as transformers models, with model cards
   xlrepro train <config> [--out DIR] [overrides]
                                              the same, for any config file
   xlrepro config list                        the shipped configs and experiment specs
@@ -220,10 +222,25 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
 
 
 def cmd_report(a) -> int:
+    from pathlib import Path
+
     from xlrepro.sweep_report import build_report
 
-    paths = build_report(a.dir)
+    if not list(Path(a.dir).glob("sweep-*.json")) and (Path(a.dir) / "results.json").exists():
+        from xlrepro.report import rebuild_report  # one experiment's folder (reproduce <config>)
+
+        paths = rebuild_report(a.dir)
+    else:
+        paths = build_report(a.dir)
     for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_export(a) -> int:
+    from xlrepro.export import export_path
+
+    for p in export_path(a.path, a.out, a.task):
         print(p)
     return 0
 
@@ -371,9 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder whose disk is checked (default: results/<name>)")
     s.set_defaults(fn=cmd_check)
 
-    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML) from the finished runs in a folder")
-    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json)")
+    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML + CSV) from the finished runs in a folder")
+    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json) or an experiment's (holds results.json)")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("export", help="export fine-tuned target models (and retrieval encoders) as transformers models")
+    s.add_argument("path", help="an experiment's output folder (every finished target/retrieval run) or one runs/<run>")
+    s.add_argument("--out", required=True, help="destination folder (one subfolder per run)")
+    s.add_argument("--task", action="append", help="only this task (repeatable)")
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("plan", help="per-GPU memory under each ZeRO stage and expected GPU-hours of a config")
     s.add_argument("config")

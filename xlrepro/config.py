@@ -168,6 +168,21 @@ class SmokeConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Extra outputs of a run besides ``log.jsonl`` (none of them is part of any run's identity)."""
+
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard/ (optional tensorboard package)
+
+
+@dataclass
+class ExportConfig:
+    """``xlrepro export`` at the end of ``reproduce``/``train`` (``xlrepro.export``)."""
+
+    at_end: bool = False  # export the fine-tuned target models as transformers models when the run ends
+    dir: str = ""  # default: <out>/export
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     seed: int
@@ -185,6 +200,8 @@ class ExperimentConfig:
     # Re-run the target phase with shuffled training labels for these tasks (negative control).
     controls: list = field(default_factory=list)
     description: str = ""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # ---------------------------------------------------------------------- (de)serialisation

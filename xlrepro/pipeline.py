@@ -105,6 +105,9 @@ class Experiment:
         # ranks on one machine share its cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         cfg = self.cfg
+        from xlrepro import tracking
+
+        tracking.configure(self.out, cfg.logging.tensorboard)  # fails now if the package is missing
         if cfg.smoke is not None:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
@@ -666,4 +669,9 @@ class Experiment:
             from xlrepro.report import write_report
 
             write_report(results, self.out)
+            if cfg.export.at_end:  # the fine-tuned models as transformers models (xlrepro.export)
+                from xlrepro.export import export_experiment
+
+                export_experiment(self.out, Path(cfg.export.dir) if cfg.export.dir else self.out / "export",
+                                  allow_empty=True)
         return results

@@ -565,7 +565,7 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
     if a["scaling"]:
         L += ["## Scaling: score vs. intermediate volume", "",
               "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
-              f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `languages.md` §3: "
+              f"from {N_BOOT} bootstrap resamples of the points. Resource groups (xlrepro/languages.py, Joshi et al. 2020 classes): "
               "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).", "",
               "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
               "|---|---|---|---|---|---|---|---|"]
@@ -697,6 +697,33 @@ def _jsonable(a: dict) -> dict:
         "runs": {k: {**v, "dir": str(v["dir"])} for k, v in a["runs"].items()}}
 
 
+def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
+    """``<folder>/results.csv``: one row per task x language x split x metric x run (``xlrepro.report.CSV_COLUMNS``),
+    with the run's spec hash and seed (a re-seeded run: its own seed) and the cell config's hash."""
+    from xlrepro import languages as langtab
+    from xlrepro.config import config_hash
+    from xlrepro.experiments import _load_cell_config
+    from xlrepro.report import csv_rows, write_csv
+
+    key_of = {Path(n["run_dir"]).name: k for k, n in desc["nodes"].items()}
+    cell_hash = {c["index"]: config_hash(_load_cell_config(spec.config, c["overrides"], f"{spec.name}: cell {c['index']}"))
+                 for c in desc["cells"]}
+    seeds = {}
+    for rid, info in a["runs"].items():
+        path = Path(info["dir"]) / "spec.json"
+        seeds[rid] = json.loads(path.read_text(encoding="utf-8")).get("seed") if path.exists() else None
+    recs = []
+    for r in a["records"]:
+        try:
+            group = langtab.get(r["language"]).resource_group
+        except KeyError:
+            group = None
+        recs.append({**r, "experiment": desc["spec"], "run_hash": key_of.get(r["run"], r["run"].rsplit("-", 1)[-1]),
+                     "config_hash": cell_hash.get(r["cell"]), "seed": r.get("seed") if seeds.get(r["run"]) is None else seeds[r["run"]],
+                     "resource_group": r.get("resource_group") or group})
+    return write_csv(csv_rows(recs), folder / "results.csv")
+
+
 def build_report(out_dir: str | Path) -> list[Path]:
     """Reports for every sweep in ``out_dir`` (``sweep-<name>.json``); returns the Markdown paths."""
     from xlrepro.experiments import parse_spec, resolve_spec_path
@@ -730,5 +757,6 @@ def build_report(out_dir: str | Path) -> list[Path]:
         atomic_write_text(folder / "report.html", to_html(md, f"xlrepro report: {desc['spec']}"))
         atomic_write_json(folder / "analysis.json", {**_jsonable(a), "provenance": prov, "figures": figures,
                                                     "smoke_scale": desc.get("smoke_scale", False)})
+        write_sweep_csv(out, desc, spec, a, folder)  # per-language tables as CSV
         paths.append(folder / "report.md")
     return paths

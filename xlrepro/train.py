@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from xlrepro import distributed as dist
+from xlrepro import tracking
 from xlrepro.config import TrainConfig
 
 
@@ -256,6 +257,7 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     engine = make_engine(model, cfg, n_steps)
     world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
     log_main = log if main else (lambda event: None)
+    log_main = tracking.hook(run_dir, log_main) if main else log_main  # TensorBoard, when asked for
     state = LoopState()
     best_path = run_dir / "best_model.pt"
     resumed = engine.load_checkpoint(run_dir)
@@ -299,9 +301,11 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     t0 = time.time()
     while state.step < n_steps:
         tasks, losses = [], [0.0] * cfg.grad_accum
+        t_step, tokens = tracking.step_timer(), 0
         for k in range(cfg.grad_accum):
             task = sampler.next() if sampler is not None else streams[0].task
             batch = next(its[task])  # every rank draws (and collates) every micro-batch: same RNG use
+            tokens += tracking.count_tokens(batch)  # all ranks' micro-batches: the global batch's tokens
             tasks.append(task)
             state.micro[task] = state.micro.get(task, 0) + 1
             if k % world != rank:
@@ -315,6 +319,7 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
         bar.update(1)
         event = {"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
                  "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)}
+        event.update(tokens=tokens, step_s=round(tracking.step_timer() - t_step, 4))
         if len(streams) > 1:
             per_task: dict[str, list[float]] = {}
             for t, l in zip(tasks, losses):
@@ -339,4 +344,5 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     if best is not None:
         log_main({"event": "reload_best", "best_step": state.best_step, "best_score": state.best_score})
     engine.remove_checkpoint(run_dir)
+    tracking.close(log_main)
     return state
