@@ -26,10 +26,10 @@ def test_every_shipped_spec_validates_and_expands(name):
     spec = load_spec(name)
     cells = expand(spec)
     assert cells, name
-    n_vol = len(spec.volumes) or 1
     for v in spec.variants:
         mine = [c for c in cells if c.variant == v.label]
-        per_seed = 1 if not mine[0].cfg.intermediate.tasks else n_vol
+        n_vol = len(v.volumes if v.volumes is not None else spec.volumes) or 1
+        per_seed = 1 if not mine[0].cfg.intermediate.tasks else n_vol * len(spec.arms)
         assert len(mine) == per_seed * len(spec.seeds), (name, v.label)
     for c in cells:
         assert c.cfg.seed == c.seed
@@ -48,7 +48,11 @@ def test_the_paper_results_and_the_scaling_figure_each_have_a_spec():
     assert any("mlm_mix" in o for v in specs["xstilts-ablation-mlm"].variants for o in v.overrides)
     assert any("translated" in o for v in specs["xstilts-ablation-translated"].variants for o in v.overrides)
     sc = specs["scaling-xtreme-r"]
-    assert sc.volumes == [1000, 2000, 5000, 10000, 25000, 50000, 100000, "all"]
+    assert sc.volumes == [1000, 2000, 5000, 10000, 25000, "all"]
+    vols = {v.label: v.volumes for v in sc.variants}
+    assert vols["mnli"] == vols["anli_plus"] == [1000, 2000, 5000, 10000, 25000, 50000, 100000, "all"]
+    assert 100000 not in vols["squad"] and 50000 not in vols["hellaswag"]  # SQuAD 87,599, HellaSwag 39,905
+    assert sc.arms == ["fixed-epochs", "fixed-steps"] and sc.selection == "scaled" and sc.recipe == "xtreme_r"
     assert {"mnli", "squad", "hellaswag", "anli_plus"} <= {v.label for v in sc.variants}
     assert len(sc.seeds) >= 3
     smoke = specs["scaling-smoke"]
