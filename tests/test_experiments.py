@@ -167,10 +167,18 @@ def test_paper_numbers_keep_sources_tolerances_and_gaps():
     p = load_paper_numbers()
     x = p["tables"]["xtreme_test"]["entries"]
     xnli = next(e for e in x if e["system"] == "xlmr_large" and e["task"] == "xnli")
-    assert (xnli["value"], xnli["tag"], xnli["tolerance"]) == (79.2, "C", 1.0) and xnli["source"] in p["sources"]
+    assert (xnli["value"], xnli["tag"], xnli["tolerance"]) == (79.2, "S", 1.0) and xnli["source"] in p["sources"]
     gaps = [e for e in x if e["status"] == "gap"]
-    assert {(e["task"], e["metric"]) for e in gaps} >= {("bucc2018", "f1"), ("tatoeba", "accuracy"),
-                                                         ("xquad", "exact_match")}
+    assert {(e["task"], e["metric"]) for e in gaps} >= {("bucc2018", "f1"), ("tatoeba", "accuracy")}
+    val = {(e["system"], e["task"], e["metric"]): e for e in x}
+    # both X-STILTs rows with their sources; EM known from the leaderboard; no mixed-source POS
+    assert val[("xstilts_best", "udpos", "f1")]["value"] == 74.9 and val[("xstilts_best", "udpos", "f1")]["source"] == "rembert16"
+    assert [val[("xstilts_best", t, "exact_match")]["value"] for t in ("xquad", "mlqa", "tydiqa")] == [63.3, 53.7, 59.5]
+    assert val[("xstilts_mt5", "xnli", "accuracy")]["value"] == 80.4 and val[("xstilts_mt5", "xnli", "accuracy")]["tag"] == "S"
+    assert {val[("xlmr_large", "udpos", "f1")]["value"], val[("xlmr_large_rembert_t7", "udpos", "f1")]["value"]} == {73.8, 72.6}
+    assert not any(e["source"] == "mt5" and e["tag"] == "C" for e in x)
+    band = p["tables"]["tatoeba_layer14"]["entries"][0]
+    assert (band["value"], band["task"]) == (31.0, "tatoeba") and band["value"] + band["tolerance"] < 57.3 - 2
     grid = p["tables"]["intermediate_x_target"]["entries"]
     assert len(grid) == 10 * 9 and all(e["value"] is None for e in grid)  # the main table is not known
     for t in p["tables"].values():
