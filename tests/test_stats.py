@@ -1,4 +1,4 @@
-"""Tests for xlrepro.stats (issue 8). Fast, deterministic (fixed seeds), no GPU, no data."""
+"""Tests for xlrepro.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
 import json
 import math
 
@@ -301,7 +301,7 @@ def test_group_means_real_codes():
     for g, vals in expected.items():
         assert r["means"][g] == pytest.approx(np.mean(vals))
     assert list(r["means"]) == [g for g in stats.GROUP_ORDER if g in expected]
-    # languages.md §3: unseen kept apart from under-resourced
+    # unseen kept apart from under-resourced
     assert r["means"]["unseen"] == 42.0 and sorted(r["languages"]["unseen"]) == ["qu", "yo"]
     assert r["means"]["under-resourced"] == 61.0
     for code in scores:
@@ -331,7 +331,7 @@ def test_underpowered():
 @pytest.mark.parametrize("n, points", [(47, 14.3), (100, 9.8), (205, 6.8), (390, 5.0), (500, 4.4),
                                        (1000, 3.1), (5010, 1.4)])
 def test_half_width_table_languages_md(n, points):
-    """languages.md §4: 95% normal-approximation half-width of an accuracy near 50%."""
+    """95% normal-approximation half-width of an accuracy near 50%."""
     assert 100 * stats.ci_half_width(n, p=0.5) == pytest.approx(points, abs=0.1)
 
 
@@ -340,7 +340,7 @@ def test_half_width_shrinks_near_90():
 
 
 def test_min_detectable_difference():
-    # languages.md §4: unpaired, 500 XCOPA items near 60%, alpha .05, power .8 -> roughly 8-9 points
+    # unpaired, 500 XCOPA items near 60%, alpha .05, power .8 -> roughly 8-9 points
     mdd = 100 * stats.min_detectable_difference(500, p=0.6)
     assert 8.0 <= mdd <= 9.0
     # pairing helps exactly through the correlation of the two systems
@@ -391,3 +391,51 @@ def test_paired_bootstrap_statistic_detects_a_planted_ratio_difference():
     assert null["diff"] == 0 and null["p_value"] == 1.0
     with pytest.raises(ValueError, match="n_items"):
         stats.paired_bootstrap_statistic(0, lambda idx: 0.0)
+
+
+# ---------------------------------------------------------------------- the scaling study's mixed model
+
+
+def _scaling_world(interaction: float, seed: int) -> list[dict]:
+    """Synthetic scores: 10 seen languages spread over log CC-100 sizes and 2 unseen ones, 3 seeds,
+    5 volumes; random language and seed intercepts and item noise; ``interaction`` is the planted
+    change of the log-volume slope per tenfold more pre-training data."""
+    rng = np.random.default_rng(seed)
+    langs = {f"l{i}": float(v) for i, v in enumerate(np.linspace(-0.5, 2.5, 10))}
+    langs.update({"u1": None, "u2": None})
+    lang_eff = {lang: rng.normal(0, 3) for lang in langs}
+    seed_eff = {s: rng.normal(0, 1.0) for s in range(3)}
+    rows = []
+    for lang, lc in langs.items():
+        for s in range(3):
+            for v in (1000, 3000, 10000, 30000, 100000):
+                lv, c = np.log10(v) - 4, (lc - 1.0) if lc is not None else 0.0
+                score = 60 + 2 * lv + 4 * c + interaction * lv * c + lang_eff[lang] + seed_eff[s] + rng.normal(0, 1.5)
+                rows.append({"score": score, "volume": v, "language": lang, "seed": s, "log_cc100": lc})
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixed_model_recovers_a_planted_interaction_and_reports_a_null(seed):
+    planted = stats.scaling_mixed_model(_scaling_world(-1.5, seed))
+    est = planted["estimand"]
+    assert est["term"] == "lv:lc" and est["detected"] and est["ci"][0] < -1.5 < est["ci"][1]
+    assert planted["converged"] and set(planted["variance_components"]) == {"language", "seed"}
+    assert planted["n_languages"] == 12 and "lv:unseen" in planted["effects"]
+    null = stats.scaling_mixed_model(_scaling_world(0.0, seed))
+    assert not null["estimand"]["detected"] and null["estimand"]["ci"][0] < 0 < null["estimand"]["ci"][1]
+
+
+def test_mixed_model_rejects_rows_it_cannot_fit():
+    rows = _scaling_world(0.0, 0)
+    with pytest.raises(ValueError, match="volume must be > 0"):
+        stats.scaling_mixed_model([{**r, "volume": 0} for r in rows])
+    with pytest.raises(ValueError, match="needs 'log_cc100'"):
+        stats.scaling_mixed_model([{k: v for k, v in r.items() if k != "log_cc100"} for r in rows])
+
+
+def test_collapse_rate_per_volume():
+    entries = [{"volume": 1000, "collapsed": True}, {"volume": 1000, "collapsed": False},
+               {"volume": "all", "collapsed": False}]
+    assert stats.collapse_rate_by_volume(entries) == {"1000": {"runs": 2, "collapsed": 1, "rate": 0.5},
+                                                      "all": {"runs": 1, "collapsed": 0, "rate": 0.0}}

@@ -190,35 +190,9 @@ def cmd_sweep(a) -> int:
 
 
 def dry_run_table(graph, card: str, mfu: float) -> str:
-    from xlrepro.estimate import CARDS, gpu_hours, param_count, run_precision, run_tokens
+    from xlrepro.study import dry_run_table as table  # cells, arms, and the trainings inside each run
 
-    states = graph.states()
-    lines = [f"{graph.spec.name}: {graph.spec.result}",
-             f"{len(graph.cells)} cells, {len(graph.nodes)} runs -> {graph.out}", "",
-             f"{'state':<10} {'kind':<12} {'task':<16} {'run folder':<44} {'tokens':>12} {'prec':>5} {'GPU-h':>8}"]
-    total = remaining = 0.0
-    precisions = set()
-    for key, node in graph.nodes.items():
-        cfg = graph.cells[node.cells[0]].cfg
-        n = param_count(cfg.model, cfg.smoke.vocab_size if cfg.smoke else None)
-        tokens = run_tokens(cfg, node.kind, node.task)
-        prec = run_precision(cfg, node.kind, node.task)
-        if tokens:
-            precisions.add(prec)
-        h = gpu_hours(n, tokens, card, mfu, prec)
-        total += h
-        if states[key] != "done":
-            remaining += h
-        lines.append(f"{states[key]:<10} {node.kind:<12} {node.task:<16} {node.run_dir:<44} {tokens:>12.3g} {prec:>5} {h:>8.2f}")
-    counts = {s: list(states.values()).count(s) for s in ("done", "resumable", "pending")}
-    c = CARDS[card]
-    lines += ["", f"runs: {counts['done']} done, {counts['resumable']} resumable, {counts['pending']} pending",
-              f"estimated GPU-hours: {total:.1f} in all, {remaining:.1f} still to run "
-              f"(6 x N x training tokens / (peak x MFU {mfu:g}); {c.name}, dense peak "
-              + ", ".join(f"{p.upper()} {c.peak(p):g} TFLOP/s" for p in sorted(precisions or {"fp32"}))
-              + f" [{c.source}]; fp32 = CUDA cores, TF32 off; tokens counted at maximum sequence length, "
-              "evaluation not counted)"]
-    return "\n".join(lines)
+    return table(graph, card, mfu)
 
 
 def cmd_report(a) -> int:

@@ -52,14 +52,6 @@ DEFAULT_MFU = 0.25
 # Parameter counts of named encoders (fairseq's XLM-R README lists Large as 560M, Base as 270M).
 KNOWN_PARAMS = {"xlm-roberta-large": 560e6, "xlm-roberta-base": 270e6}
 
-# English training examples per task: each official training split's size as its release states it
-# (ANLI+ = ANLI + MNLI + SNLI); sources per dataset in tests/fixtures/README.md and docs/data.md.
-TRAIN_SIZES = {
-    "mnli": 392_702, "anli_plus": 1_104_934, "anli": 162_865, "snli": 549_367, "ccg": 38_015,
-    "commonsenseqa": 9_741, "cosmosqa": 25_262, "hellaswag": 39_905, "qqp": 363_846, "squad": 87_599,
-    "squad_v2": 130_319, "sst2": 67_349, "pawsx": 49_401, "udpos": 21_253, "panx": 20_000, "tydiqa": 3_696,
-    "copa": 400, "socialiqa": 33_410,
-}
 
 
 def param_count(model_cfg, vocab_size: int | None = None) -> float:
@@ -78,13 +70,15 @@ def param_count(model_cfg, vocab_size: int | None = None) -> float:
 
 
 def _n_train(cfg, task: str, volume) -> int:
+    from xlrepro.errors import ConfigError
+    from xlrepro.study import train_size
     from xlrepro.tasks import get_task
 
-    spec = get_task(task)
-    source = spec.train_source or task
-    n = cfg.smoke.n_train if cfg.smoke is not None else TRAIN_SIZES.get(source)
-    if n is None:
-        raise KeyError(f"no English training size known for {source!r} (xlrepro/estimate.py TRAIN_SIZES)")
+    source = get_task(task).train_source or task
+    try:  # the registry's train_size (xlrepro/tasks/<task>.yaml), or the smoke world's n_train
+        n = cfg.smoke.n_train if cfg.smoke is not None else train_size(source)[0]
+    except ConfigError as e:
+        raise KeyError(f"no English training size known for {source!r}: {e}") from None
     return n if volume in (None, "all") else min(int(volume), n)
 
 

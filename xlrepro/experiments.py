@@ -40,6 +40,7 @@ class Variant:
     label: str
     overrides: list = field(default_factory=list)
     description: str = ""
+    volumes: list | None = None  # this variant's volumes (default: the spec's)
 
 
 @dataclass
@@ -58,6 +59,12 @@ class ExperimentSpec:
     max_reseeds: int = 2  # collapsed classification fine-tunes re-run with seed + 1000*k (stats.reseed_policy)
     select_on: str = "dev"  # submission: per target, the variant with the best mean on this split
     description: str = ""
+    # The scaling study's design (xlrepro.study; docs/scaling-study.md):
+    arms: list = field(default_factory=lambda: ["fixed-epochs"])  # fixed-epochs | fixed-steps
+    fixed_steps: int | None = None  # fixed-steps arm: optimiser updates of every intermediate run
+    selection: str = "config"  # intermediate model selection: config | scaled | last
+    validations: int = 5  # selection=scaled: validations per intermediate run, at every volume
+    recipe: str | None = None  # jiant | xtreme_r: the registry's per-task recipe under the spec's overrides
 
 
 @dataclass
@@ -70,10 +77,14 @@ class Cell:
     seed: int
     overrides: list
     cfg: ExperimentConfig
+    arm: str | None = None  # fixed-epochs | fixed-steps (None: no intermediate phase)
+    selection: dict | None = None  # the intermediate phase's model selection, as scheduled
+    design: dict | None = None  # per target: overlap with the intermediate data, domain shift
+    recipes: dict | None = None  # resolved per-task settings and where each came from
 
     @property
     def labels(self) -> dict:
-        return {"variant": self.variant, "volume": self.volume, "seed": self.seed}
+        return {"variant": self.variant, "arm": self.arm, "volume": self.volume, "seed": self.seed}
 
 
 def shipped_specs() -> dict[str, Path]:
@@ -145,9 +156,13 @@ def _check(spec: ExperimentSpec, where: str) -> None:
             raise ConfigError(f"{where}: variants[{i}] ({v.label}).overrides: expected a list of key.path=value strings")
     if not all(isinstance(o, str) and "=" in o for o in spec.overrides):
         raise ConfigError(f"{where}: overrides: expected a list of key.path=value strings")
-    for v in spec.volumes:
-        if not ((isinstance(v, int) and not isinstance(v, bool) and v > 0) or v == "all"):
-            raise ConfigError(f"{where}: volumes: {v!r} is not a positive integer or 'all'")
+    for name, vols in [("volumes", spec.volumes)] + [(f"variants[{i}] ({x.label}).volumes", x.volumes or [])
+                                                     for i, x in enumerate(spec.variants)]:
+        if not isinstance(vols, list):
+            raise ConfigError(f"{where}: {name}: expected a list of positive integers or 'all', got {vols!r}")
+        for v in vols:
+            if not ((isinstance(v, int) and not isinstance(v, bool) and v > 0) or v == "all"):
+                raise ConfigError(f"{where}: {name}: {v!r} is not a positive integer or 'all'")
     if not spec.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec.seeds):
         raise ConfigError(f"{where}: seeds: expected a non-empty list of non-negative integers, got {spec.seeds!r}")
     if len(set(spec.seeds)) != len(spec.seeds):
@@ -156,6 +171,21 @@ def _check(spec: ExperimentSpec, where: str) -> None:
         raise ConfigError(f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}")
     if spec.kind == "scaling" and not spec.volumes:
         raise ConfigError(f"{where}: a scaling spec needs volumes")
+    from xlrepro.study import ARMS, RECIPE_PROTOCOLS, SELECTIONS
+
+    if not spec.arms or any(a not in ARMS for a in spec.arms) or len(set(spec.arms)) != len(spec.arms):
+        raise ConfigError(f"{where}: arms: expected a non-empty list of distinct arms from {list(ARMS)}, got {spec.arms!r}")
+    if "fixed-steps" in spec.arms and not (isinstance(spec.fixed_steps, int) and spec.fixed_steps > 0):
+        raise ConfigError(f"{where}: fixed_steps: the fixed-steps arm needs a positive number of optimiser steps, "
+                          f"got {spec.fixed_steps!r}")
+    if spec.selection not in SELECTIONS:
+        raise ConfigError(f"{where}: selection: {spec.selection!r} is not one of {list(SELECTIONS)}"
+                          f"{did_you_mean(spec.selection, SELECTIONS)}")
+    if not (isinstance(spec.validations, int) and spec.validations >= 1):
+        raise ConfigError(f"{where}: validations: expected a positive integer, got {spec.validations!r}")
+    if spec.recipe is not None and spec.recipe not in RECIPE_PROTOCOLS:
+        raise ConfigError(f"{where}: recipe: {spec.recipe!r} is not one of {list(RECIPE_PROTOCOLS)}"
+                          f"{did_you_mean(spec.recipe, RECIPE_PROTOCOLS)}")
     if spec.select_on not in ("dev", "test"):
         raise ConfigError(f"{where}: select_on: expected 'dev' or 'test', got {spec.select_on!r}")
     from xlrepro.paper import load_paper_numbers
@@ -176,12 +206,24 @@ def load_spec(name_or_path: str) -> ExperimentSpec:
     return parse_spec(data, str(path))
 
 
-def _load_cell_config(base: str, overrides: list[str], where: str) -> ExperimentConfig:
+def _load_cell_config(base: str, overrides: list[str], where: str, recipe: str | None = None,
+                      late: list[str] | tuple = (), provenance: dict | None = None) -> ExperimentConfig:
+    """A cell's config: the base config, ``overrides`` (the spec's), then ``late`` (the command
+    line's). With ``recipe`` the registry's per-task recipe sits under the spec's overrides
+    (``xlrepro.study.apply_recipe_layer``; ``provenance`` receives where each setting came from)."""
     path = resolve_config_path(base)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     try:
-        for o in overrides:
-            apply_override(data, o)
+        if recipe is None:
+            for o in list(overrides) + list(late):
+                apply_override(data, o)
+        else:
+            from xlrepro.study import apply_recipe_layer
+
+            prov = apply_recipe_layer(data, recipe, lambda d: [apply_override(d, o) for o in overrides],
+                                      lambda d: [apply_override(d, o) for o in late])
+            if provenance is not None:
+                provenance.update(prov)
         cfg = from_dict(ExperimentConfig, data)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
@@ -190,28 +232,55 @@ def _load_cell_config(base: str, overrides: list[str], where: str) -> Experiment
 
 
 def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> list[Cell]:
-    """The cells of a spec, in a stable order (variant, volume, seed). A variant without an
-    intermediate phase is run once per seed (volume None); cells with identical resolved
-    configs are kept once (the first label wins)."""
-    cells: list[Cell] = []
-    seen: set[str] = set()
+    """The cells of a spec, in a stable order (variant, arm, volume, seed). A variant without an
+    intermediate phase is run once per seed (volume and arm None); cells with identical resolved
+    configs are kept once (the first label wins). Every volume is checked against the task's
+    training size before anything runs (``xlrepro.study.check_volumes``); the intermediate phase's
+    model selection is scheduled per cell (``spec.selection``), and each cell records its arm,
+    selection, per-target overlap and domain shift, and resolved recipe."""
+    from xlrepro import study
     from xlrepro.config import config_hash
 
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    extra = list(extra_overrides)
+
+    def load(over, where, prov=None):
+        return _load_cell_config(spec.config, over, where, spec.recipe, extra, prov)
+
     for v in spec.variants:
-        base_over = list(spec.overrides) + list(v.overrides) + list(extra_overrides)
-        probe = _load_cell_config(spec.config, base_over + [f"seed={spec.seeds[0]}"], f"{spec.name}: variant {v.label}")
-        volumes: list = [None] if not probe.intermediate.tasks or not spec.volumes else list(spec.volumes)
-        for vol, seed in itertools.product(volumes, spec.seeds):
+        base_over = list(spec.overrides) + list(v.overrides)
+        probe = load(base_over + [f"seed={spec.seeds[0]}"], f"{spec.name}: variant {v.label}")
+        has_inter = bool(probe.intermediate.tasks)
+        wanted = v.volumes if v.volumes is not None else spec.volumes
+        volumes: list = [None] if not has_inter or not wanted else list(wanted)
+        arms: list = list(spec.arms) if has_inter else [None]
+        for arm, vol, seed in itertools.product(arms, volumes, spec.seeds):
             over = base_over + [f"seed={seed}"]
             if spec.base_seed is not None:
                 over.append(f"base_seed={spec.base_seed}")
             if vol is not None:
                 over.append(f"intermediate.train.volume={vol}")
-            cfg = _load_cell_config(spec.config, over, f"{spec.name}: variant {v.label}, volume {vol}, seed {seed}")
+            if arm == "fixed-steps":
+                over.append(f"intermediate.train.max_steps={spec.fixed_steps}")
+            where = f"{spec.name}: variant {v.label}, {arm or 'no intermediate'}, volume {vol}, seed {seed}"
+            prov: dict = {}
+            cfg = load(over, where, prov)
+            selection = None
+            if cfg.intermediate.tasks:
+                try:
+                    sel_over, selection = study.selection_overrides(spec, cfg)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: selection {spec.selection}: {e}") from None
+                if sel_over:
+                    over = over + sel_over
+                    cfg = load(over, where)
             h = config_hash(dataclasses.replace(cfg, name="", description=""))
             if h in seen:
                 continue
             seen.add(h)
             label_volume = vol if vol is not None else (None if not cfg.intermediate.tasks else cfg.intermediate.train.volume)
-            cells.append(Cell(len(cells), v.label, label_volume, seed, over, cfg))
+            cells.append(Cell(len(cells), v.label, label_volume, seed, over, cfg, arm=arm, selection=selection,
+                              design=study.cell_design(cfg, cfg.retrieval.benchmark), recipes=prov or None))
+    study.check_volumes(cells, spec.name)
     return cells

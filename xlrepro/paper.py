@@ -81,7 +81,7 @@ def _entry(e, where: str, sources: dict, rows: dict) -> dict:
             raise ConfigError(f"{where}: value null needs status gap")
         return {"system": e["system"], "task": e["task"], "metric": e["metric"], "language": e.get("language"),
                 "value": None, "status": "gap", "tag": None, "source": None, "tolerance": None,
-                "note": e.get("note", "not published in the paper")}
+                "note": e.get("note", "not known: no published source")}
     if status == "gap":
         raise ConfigError(f"{where}: a gap must have value null, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

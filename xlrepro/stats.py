@@ -1,6 +1,6 @@
-"""Statistics for xlrepro's reproduction and scaling study (issue 8).
+"""Statistics for xlrepro's reproduction and scaling study (``docs/scaling-study.md``).
 
-Pure Python + numpy (no scipy). Implements the rules of ``shared/notes/languages.md`` §4:
+Python + numpy; the scaling study's mixed-effects model uses statsmodels. Rules:
 
 1. item-level bootstrap CIs, paired across the systems compared (:func:`bootstrap_ci`,
    :func:`paired_bootstrap`, :func:`paired_permutation_test`);
@@ -10,8 +10,8 @@ Pure Python + numpy (no scipy). Implements the rules of ``shared/notes/languages
 4. Holm correction across language × task cells (:func:`holm`);
 5. flag cells whose CI half-width exceeds the claimed effect (:func:`underpowered`).
 
-It also covers collapsed fine-tunes (``paper.md`` §7: :func:`detect_collapse`,
-:func:`reseed_policy`, :func:`reseed_decision`), volume curves (``paper.md`` §8:
+It also covers collapsed fine-tunes (XLM-R Large, huggingface/transformers #6210: :func:`detect_collapse`,
+:func:`reseed_policy`, :func:`reseed_decision`), volume curves (Hernandez et al. 2021:
 :func:`fit_log_linear`, :func:`fit_power_law`) and normal-approximation power
 (:func:`ci_half_width`, :func:`min_detectable_difference`).
 
@@ -302,7 +302,7 @@ def _py(v):
 
 def detect_collapse(predictions: Sequence, labels: Sequence, majority_margin: float = 0.02,
                     dominant_share: float = 0.95) -> dict:
-    """Flag a classifier that collapsed to (nearly) one class (``paper.md`` §7).
+    """Flag a classifier that collapsed to (nearly) one class (huggingface/transformers #6210, #10588).
 
     Collapsed if either
 
@@ -534,7 +534,7 @@ def fit_power_law(volumes: Sequence[float], errors: Sequence[float], e_inf: floa
 # --------------------------------------------------------------------------- groups and power
 
 def group_means(per_language: Mapping[str, float]) -> dict:
-    """Mean score per resource group (``languages.md`` §3), grouping from the language table.
+    """Mean score per resource group (``docs/scaling-study.md``), grouping from the language table.
 
     ``per_language`` maps ISO 639-1 codes to one number each (e.g. a task's per-language
     score). Groups come from ``xlrepro.languages.get(code).resource_group``; "unseen" is
@@ -568,7 +568,7 @@ def group_means(per_language: Mapping[str, float]) -> dict:
 
 
 def underpowered(ci_half_width: float, effect: float) -> bool:
-    """True when a CI half-width exceeds the absolute effect claimed (rule 5 of ``languages.md`` §4)."""
+    """True when a CI half-width exceeds the absolute effect claimed (rule 5 above)."""
     for name, val in (("ci_half_width", ci_half_width), ("effect", effect)):
         if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)) \
                 or not math.isfinite(float(val)):
@@ -582,7 +582,7 @@ def ci_half_width(n_items: int, p: float = 0.5, alpha: float = 0.05) -> float:
     """Normal-approximation half-width ``z_{1-alpha/2} * sqrt(p(1-p)/n)`` of one accuracy.
 
     In proportions (×100 for points): n=47 → 0.143, n=500 → 0.044 at p = 0.5
-    (the table of ``languages.md`` §4).
+    (the power table of ``docs/scaling-study.md``).
     """
     n = _count(n_items, "n_items", 1)
     p = _prob(p, "p")
@@ -598,7 +598,7 @@ def min_detectable_difference(n_items: int, p: float = 0.5, alpha: float = 0.05,
     ``(z_{1-alpha/2} + z_power) * sqrt(2 p (1-p) (1 - rho) / n)``, in proportions. Unpaired
     (two independent samples of n items, ``paired=False``): rho = 0. Paired (both systems on
     the same n items): rho = ``correlation`` between the two systems' item scores, which must
-    be given, since the gain of pairing depends entirely on it. Example (``languages.md`` §4):
+    be given, since the gain of pairing depends entirely on it. Example:
     n=500, p=0.6, unpaired → 0.087 (8–9 points).
     """
     n = _count(n_items, "n_items", 1)
@@ -620,3 +620,85 @@ def min_detectable_difference(n_items: int, p: float = 0.5, alpha: float = 0.05,
     nd = NormalDist()
     z = nd.inv_cdf(1 - alpha / 2) + nd.inv_cdf(power)
     return z * math.sqrt(2 * p * (1 - p) * (1 - rho) / n)
+
+
+# ---------------------------------------------------------------------- the scaling study's model
+
+
+def scaling_mixed_model(rows: Sequence[Mapping], alpha: float = 0.05) -> dict:
+    """The pre-registered primary model (``docs/scaling-study.md``), fitted with statsmodels' MixedLM.
+
+    ``rows``: one per (language, seed, volume) score, with keys ``score``, ``volume`` (intermediate
+    training examples, > 0), ``language``, ``seed``, ``log_cc100`` (log10 GiB of the language's
+    CC-100 data; None for a language XLM-R never saw) and optionally ``task``. Model::
+
+        score ~ lv + lc + unseen + lv:lc + lv:unseen [+ task]  (random intercepts: language, seed)
+
+    with ``lv`` = log10(volume) centred, ``lc`` = log CC-100 centred over the seen languages (0 for
+    unseen ones) and ``unseen`` = 1 for languages outside XLM-R's pre-training (their own stratum,
+    never a point on the log-size axis). Language and seed are crossed random effects (variance
+    components in one group). The primary estimand is the ``lv:lc`` coefficient: the change in
+    the volume slope per tenfold more pre-training data (negative = more data helps the
+    low-resource languages more). Returns every fixed effect with its estimate, SE, CI and p, the
+    variance components, and ``estimand`` (the ``lv:lc`` row)."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    alpha = _prob(alpha, "alpha")
+    if len(rows) < 8:
+        raise ValueError(f"rows: need at least 8 scores to fit the model, got {len(rows)}")
+    df = pd.DataFrame([dict(r) for r in rows])
+    for k in ("score", "volume", "language", "seed", "log_cc100"):
+        if k not in df:
+            raise ValueError(f"rows: every row needs {k!r}")
+    if (df["volume"] <= 0).any():
+        raise ValueError("rows: volume must be > 0 (the baseline without intermediate data has no log volume)")
+    df["unseen"] = df["log_cc100"].isna().astype(float)
+    seen = df.loc[df["unseen"] == 0, "log_cc100"].astype(float)
+    df["lc"] = (df["log_cc100"].astype(float) - seen.mean()).fillna(0.0)
+    lv = np.log10(df["volume"].astype(float))
+    df["lv"] = lv - lv.mean()
+    df["language"] = df["language"].astype(str)
+    df["seed"] = df["seed"].astype(str)
+    terms = ["lv", "lc", "lv:lc"]
+    if df["unseen"].any():
+        terms += ["unseen", "lv:unseen"]
+    if "task" in df and df["task"].nunique() > 1:
+        terms.append("C(task)")
+    formula = "score ~ " + " + ".join(terms)
+    df["all"] = 1
+    model = smf.mixedlm(formula, df, groups="all", re_formula="0",
+                        vc_formula={"language": "0 + C(language)", "seed": "0 + C(seed)"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(reml=True, method=["lbfgs", "powell"])
+    ci = fit.conf_int(alpha=alpha)
+    effects = {}
+    for name in fit.fe_params.index:
+        effects[name] = {"estimate": float(fit.fe_params[name]), "se": float(fit.bse_fe[name]),
+                         "ci": [float(ci.loc[name, 0]), float(ci.loc[name, 1])], "p": float(fit.pvalues[name])}
+    vcomp = dict(zip(model.exog_vc.names, (float(v) for v in fit.vcomp)))
+    est = effects["lv:lc"]
+    return {"formula": formula, "random": "crossed intercepts: language, seed", "n": int(len(df)),
+            "n_languages": int(df["language"].nunique()), "n_seeds": int(df["seed"].nunique()),
+            "effects": effects, "variance_components": vcomp, "residual_variance": float(fit.scale),
+            "estimand": {"term": "lv:lc", **est, "detected": bool(est["ci"][0] > 0 or est["ci"][1] < 0)},
+            "converged": bool(fit.converged), "alpha": alpha}
+
+
+def collapse_rate_by_volume(entries: Iterable[Mapping]) -> dict:
+    """Share of fine-tunes whose first attempt collapsed, per intermediate volume.
+
+    ``entries``: one per (cell, task) with ``volume`` and ``collapsed`` (bool: the first attempt
+    was re-seeded). Returns {volume: {"runs", "collapsed", "rate"}} (volume as text)."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        v = str(e["volume"])
+        d = out.setdefault(v, {"runs": 0, "collapsed": 0})
+        d["runs"] += 1
+        d["collapsed"] += int(bool(e["collapsed"]))
+    for d in out.values():
+        d["rate"] = d["collapsed"] / d["runs"]
+    return out

@@ -138,9 +138,15 @@ class Graph:
                 "extra_overrides": self.extra_overrides,
                 "smoke_scale": any(c.cfg.smoke is not None for c in self.cells),
                 "cells": [{"index": c.index, **c.labels, "overrides": c.overrides, "runs": self.cell_runs[c.index],
-                           "intermediate": "+".join(c.cfg.intermediate.tasks) or None} for c in self.cells],
+                           "intermediate": "+".join(c.cfg.intermediate.tasks) or None,
+                           **self._study_fields(c)} for c in self.cells],
                 "nodes": {k: {"kind": n.kind, "task": n.task, "run_dir": n.run_dir, "upstream": n.upstream,
                               "cells": n.cells} for k, n in self.nodes.items()}}
+
+    @staticmethod
+    def _study_fields(c: Cell) -> dict:
+        """The scaling study's record of a cell: arm, model selection, overlap/domain, recipe."""
+        return {"selection": c.selection, "design": c.design, "recipes": c.recipes}
 
     def write(self) -> Path:
         path = self.out / f"sweep-{self.spec.name}.json"
@@ -256,7 +262,7 @@ class Runner:
         return last is not None and last["action"] in ("accept", "give-up")
 
     def _collapse_policy(self, cell: Cell, node: Node, exp) -> None:
-        """paper.md §7: a fine-tune collapsed to the majority class is re-run with seed + 1000*k
+        """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a fine-tune collapsed to the majority class is re-run with seed + 1000*k
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
         from xlrepro import stats
@@ -283,7 +289,8 @@ class Runner:
                 return
             seeds.append(decision["next_seed"])
             over = cell.overrides + [f"seed={decision['next_seed']}", f"base_seed={exp.base_seed}"]
-            cfg = _load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}")
+            cfg = _load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe,
+                                    g.extra_overrides)
             rexp = _experiment(Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device)
             items = cell_nodes(rexp, reseed_task=node.task)
             nodes: dict[str, Node] = {}

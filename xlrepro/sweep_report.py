@@ -87,10 +87,26 @@ def collect(out: Path, desc: dict) -> dict:
             rid = run_dir.name
             runs[rid] = {"dir": run_dir, "kind": node["kind"], "task": node["task"], "note": note}
             for r in res["records"]:
-                records.append({**r, "phase": node["kind"], "variant": cell["variant"], "volume": cell["volume"],
+                records.append({**r, "phase": node["kind"], "variant": _row_label(cell), "volume": cell["volume"],
                                 "seed": cell["seed"], "intermediate": cell["intermediate"], "cell": cell["index"],
-                                "run": rid, "upstream": node["upstream"]})
+                                "run": rid, "upstream": node["upstream"], **_design_fields(cell, node["task"])})
     return {"records": records, "runs": runs, "missing": sorted(set(missing)), "collapsed": collapsed}
+
+
+def _row_label(cell: dict) -> str:
+    """The report's row of a cell: its variant, and ``@fixed-steps`` for the fixed-steps arm, so
+    the two arms give two curves (fixed epochs, the default arm, keeps the plain label)."""
+    arm = cell.get("arm")
+    return cell["variant"] + (f"@{arm}" if arm not in (None, "fixed-epochs") else "")
+
+
+def _design_fields(cell: dict, task: str) -> dict:
+    """Arm, overlap with the intermediate data, domain shift and resolved recipe of a record."""
+    design = (cell.get("design") or {}).get(task) or {}
+    recipe = next((r for r in (cell.get("recipes") or {}).values() if r.get("task") == task), None)
+    return {"arm": cell.get("arm"), "overlap": design.get("overlap") or [], "domain": design.get("domain"),
+            "recipe": {k: v["value"] for k, v in recipe["settings"].items()} if recipe else None,
+            "recipe_source": recipe.get("source") if recipe else None}
 
 
 def _items_for(runs: dict, rid: str, split: str, lang: str, rec: dict) -> dict | None:
@@ -175,7 +191,56 @@ def analyse(out: Path, desc: dict, spec) -> dict:
     comparison = _paper_comparison(recs, spec, desc)
     return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
             "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main,
-            "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}}
+            "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}, "design": _design_rows(test),
+            "collapse_by_volume": collapse_by_volume(out, desc)}
+
+
+def collapse_by_volume(out: Path, desc: dict) -> dict:
+    """Share of classification / multiple-choice fine-tunes whose first attempt collapsed, per
+    intermediate volume and arm (from ``reseeds.jsonl``): re-seeding keeps survivors, so a rate that
+    changes with volume biases the curves."""
+    path = out / "reseeds.jsonl"
+    if not path.exists():
+        return {}
+    cells = {c["index"]: c for c in desc["cells"]}
+    first: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            e = json.loads(line)
+            if len(e["seeds_tried"]) == 1 and e["cell"] in cells:
+                first.setdefault((e["cell"], e["task"]), e)
+    entries = [{"volume": f"{_row_label(cells[c])} @ {cells[c]['volume']}", "collapsed": e["action"] != "accept"}
+               for (c, _), e in first.items()]
+    return stats.collapse_rate_by_volume(entries)
+
+
+def _design_rows(test: list[dict]) -> list[dict]:
+    """Per (task, row): the arm, the overlap with the intermediate data, the domain shift and the
+    resolved training recipe of the target, as recorded with the results."""
+    out = {}
+    for r in test:
+        key = (r["task"], r["variant"])
+        if key not in out:
+            out[key] = {"task": r["task"], "variant": r["variant"], "arm": r.get("arm"), "overlap": r.get("overlap") or [],
+                        "domain": r.get("domain"), "recipe": r.get("recipe"), "recipe_source": r.get("recipe_source")}
+    return [out[k] for k in sorted(out)]
+
+
+def _design_section(rows: list[dict]) -> list[str]:
+    """Overlapping cells (intermediate data = part of the target's training data), domain shift
+    and resolved recipes; empty for sweeps without these records (specs without the study fields)."""
+    if not any(r["overlap"] or r["domain"] or r["recipe"] for r in rows):
+        return []
+    L = ["## Design: arms, overlap, domain shift, recipes", "",
+         "Rows marked *overlap* train the intermediate phase on (part of) the target's own training data; "
+         "their volume effect is extra in-task training, so they are reported and analysed apart.", "",
+         "| task | row | arm | overlap | domain | recipe |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        dom = f"{r['domain']['shift']}" if r["domain"] else "—"
+        rec = ", ".join(f"{k} {v}" for k, v in sorted((r["recipe"] or {}).items())) or "—"
+        L.append(f"| {r['task']} | {r['variant']} | {r['arm'] or '—'} | "
+                 f"{'*overlap*: ' + ', '.join(r['overlap']) if r['overlap'] else '—'} | {dom} | {rec} |")
+    return L + [""]
 
 
 def _as_index(f):
@@ -479,6 +544,13 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
         L += [f"**Incomplete:** {len(a['missing'])} evaluation runs have not finished and are left out "
               f"(this report uses finished runs only): " + ", ".join(f"`{m}`" for m in a["missing"][:10])
               + (" …" if len(a["missing"]) > 10 else ""), ""]
+    L += _design_section(a.get("design") or [])
+    if a.get("collapse_by_volume"):
+        L += ["## Collapse rate per volume", "", "First attempts of classification / multiple-choice fine-tunes "
+              "that collapsed to one class (then re-seeded); compare across volumes before reading the curves.", "",
+              "| row @ volume | fine-tunes | collapsed | rate |", "|---|---|---|---|"]
+        L += [f"| {v} | {d['runs']} | {d['collapsed']} | {d['rate']:.2f} |" for v, d in a["collapse_by_volume"].items()]
+        L.append("")
     # paper comparison
     L += ["## The paper's numbers beside ours", "",
           "Mark: **pass** = within the tolerance, **deviation** = outside it, *no reference* = the paper's number "
@@ -565,7 +637,7 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
     if a["scaling"]:
         L += ["## Scaling: score vs. intermediate volume", "",
               "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
-              f"from {N_BOOT} bootstrap resamples of the points. Resource groups (xlrepro/languages.py, Joshi et al. 2020 classes): "
+              f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `xlrepro.languages` (docs/scaling-study.md): "
               "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).", "",
               "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
               "|---|---|---|---|---|---|---|---|"]

@@ -87,7 +87,9 @@ class TaskSpec:
     train_chain: tuple[str, ...] = ()
     num_choices: int | None = None
     max_seq_length: int = 256
-    recipe: dict = field(default_factory=dict)  # jiant/XTREME recipe values with their source
+    recipe: dict = field(default_factory=dict)  # protocol (jiant | xtreme_r) -> TrainConfig values + source
+    train_size: dict = field(default_factory=dict)  # {examples: English training examples, source}
+    domain: dict = field(default_factory=dict)  # {benchmark: in-domain | shifted, reason}: target's domain shift
     retrieval: dict = field(default_factory=dict)  # retrieval protocol defaults
     notes: str | None = None
     # Composite task: its splits are the concatenation (in this order) of the same split of these
@@ -288,6 +290,9 @@ def _parse(data: dict, where: str) -> TaskSpec:
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
+    from xlrepro.study import check_task_study_fields
+
+    check_task_study_fields(data, where)
     return TaskSpec(**data)
 
 
