@@ -473,7 +473,8 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     enums["retrieval.benchmark"] = (cfg.retrieval.benchmark, ("xtreme", "xtreme_r"))
     for t, src in (cfg.data.sources or {}).items():
         if t not in tasks:
-            raise ConfigError(f"{where}: data.sources: unknown task {t!r}{did_you_mean(t, tasks)}")
+            out.append(f"data.sources: unknown task {t!r}{did_you_mean(t, tasks)}")
+            continue
         enums[f"data.sources.{t}"] = (src, ("local", "hub"))
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
 
