@@ -37,7 +37,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """One training phase. Defaults are jiant's XTREME recipe (shared/notes/paper.md §4.1)."""
+    """One training phase. Defaults are jiant's XTREME recipe (Phang et al. 2020 §4; jiant's xtreme configs)."""
 
     lr: float = 1e-5
     batch_size: int = 4

@@ -501,7 +501,7 @@ class Experiment:
                             device=self.device, packed=model.packed, attention_backend=model.attention_backend)
                 src = embed(model.encoder, self.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, self.tokenizer, ex.tgt_sentences, **args)
-                # official direction: English queries, the other side is the index (scorers.md E1)
+                # official direction: English queries, the other side is the index (xtreme third_party/evaluate_retrieval.py)
                 _, idx = nearest(eng, src, r.similarity, k=1)
                 self._export_retrieval(run, task, "test", lang, idx[:, 0].tolist())
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
