@@ -26,7 +26,7 @@ from xlrepro.errors import ConfigError, did_you_mean
 class ModelConfig:
     """The encoder. ``name_or_path``: a Hub id (pinned by ``revision``) or a local directory."""
 
-    name_or_path: str = "xlm-roberta-large"
+    name_or_path: str = "FacebookAI/xlm-roberta-large"
     revision: str | None = None
     # Build the encoder from this XLM-R-shaped config instead of loading weights (smoke/tests).
     init_config: dict | None = None
@@ -37,7 +37,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """One training phase. Defaults are jiant's XTREME recipe (shared/notes/paper.md §4.1)."""
+    """One training phase. Defaults are jiant's XTREME recipe (jiant's xtreme scripts d_write_configs.sh
+    and e_run_models.sh, as used by Phang et al. 2020)."""
 
     lr: float = 1e-5
     batch_size: int = 4
@@ -54,6 +55,8 @@ class TrainConfig:
     patience: int = 30  # evaluations without improvement before stopping
     eval_batch_size: int | None = None  # default: 2 x batch_size
     checkpoint_every_steps: int = 1000
+    # also checkpoint when this many seconds have passed since the last checkpoint (null: by steps only)
+    checkpoint_every_seconds: float | None = None
     engine: str = "torch"  # "torch" (one process) | "deepspeed" (ZeRO; one process or many under a launcher)
     # engine=deepspeed: a DeepSpeed JSON config, by name (xlrepro/configs/deepspeed/<name>.json) or path
     deepspeed: str | None = None
@@ -147,6 +150,9 @@ class PretrainConfig:
     mlm_probability: float = 0.15
     warmup_proportion: float = 0.06
     pack: bool = False  # pack sentences into max_seq_length sequences (RoBERTa FULL-SENTENCES) or one per row
+    # resume granularity: checkpoint every N steps (null: by time only) and/or every S seconds
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = 300.0
     engine: str = "torch"  # as train.engine
     deepspeed: str | None = None  # as train.deepspeed
 
@@ -182,6 +188,9 @@ class ExperimentConfig:
     # Re-run the target phase with shuffled training labels for these tasks (negative control).
     controls: list = field(default_factory=list)
     description: str = ""
+    # what a finished run keeps: "handoff" (encoder hand-offs, chain heads, predictions, results) or
+    # "all" (also each training run's full best state dict, best_model.pt); docs/runs.md
+    keep: str = "handoff"
 
 
 # ---------------------------------------------------------------------- (de)serialisation
@@ -392,6 +401,7 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
     enums["retrieval.benchmark"] = (cfg.retrieval.benchmark, ("xtreme", "xtreme_r"))
+    enums["keep"] = (cfg.keep, ("handoff", "all"))
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
 
     for t, src in cfg.retrieval.encoder.items():
