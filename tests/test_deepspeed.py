@@ -256,6 +256,30 @@ def test_resume_from_a_deepspeed_checkpoint_reproduces_the_trajectory(tmp_path, 
     assert _max_param_diff(m_full, m_res) == 0.0
 
 
+class _Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@needs_ds
+def test_resume_refuses_a_planted_pickle_in_the_deepspeed_checkpoint(tmp_path):
+    """DeepSpeed's own loader would unpickle it (torch.load(weights_only=False)); the engine's is replaced."""
+    _require_ds()
+    from xlrepro.errors import DataFormatError
+
+    with pytest.raises(KeyboardInterrupt):
+        _train("deepspeed", "zero2", run_dir=tmp_path / "cut", crash_at=2 * 4 + 1)  # after the step-3 checkpoint
+    (states,) = (tmp_path / "cut" / "ds_checkpoint").glob("step3/mp_rank_00_model_states.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"module": _Planted(marker)}, states)
+    with pytest.raises(DataFormatError, match="mp_rank_00_model_states.pt"):
+        _train("deepspeed", "zero2", run_dir=tmp_path / "cut")
+    assert not marker.exists(), "the planted code ran"
+
+
 @needs_ds
 def test_optimizer_offload_steps_with_deepspeeds_cpu_adam(tmp_path):
     """ZeRO-Offload uses DeepSpeedCPUAdam (the cpu_adam op, compiled once and cached)."""

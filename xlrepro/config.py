@@ -27,7 +27,7 @@ from xlrepro.errors import ConfigError, did_you_mean
 class ModelConfig:
     """The encoder. ``name_or_path``: a Hub id (pinned by ``revision``) or a local directory."""
 
-    name_or_path: str = "xlm-roberta-large"
+    name_or_path: str = "FacebookAI/xlm-roberta-large"
     revision: str | None = None
     # Build the encoder from this XLM-R-shaped config instead of loading weights (smoke/tests).
     init_config: dict | None = None
@@ -56,6 +56,8 @@ class TrainConfig:
     patience: int = 30  # evaluations without improvement before stopping
     eval_batch_size: int | None = None  # default: 2 x batch_size
     checkpoint_every_steps: int = 1000
+    # also checkpoint when this many seconds have passed since the last checkpoint (null: by steps only)
+    checkpoint_every_seconds: float | None = None
     engine: str = "torch"  # "torch" (one process) | "deepspeed" (ZeRO; one process or many under a launcher)
     # engine=deepspeed: a DeepSpeed JSON config, by name (xlrepro/configs/deepspeed/<name>.json) or path
     deepspeed: str | None = None
@@ -150,6 +152,9 @@ class PretrainConfig:
     mlm_probability: float = 0.15
     warmup_proportion: float = 0.06
     pack: bool = False  # pack sentences into max_seq_length sequences (RoBERTa FULL-SENTENCES) or one per row
+    # resume granularity: checkpoint every N steps (null: by time only) and/or every S seconds
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = 300.0
     engine: str = "torch"  # as train.engine
     deepspeed: str | None = None  # as train.deepspeed
 
@@ -202,6 +207,9 @@ class ExperimentConfig:
     description: str = ""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    # what a finished run keeps: "handoff" (encoder hand-offs, chain heads, predictions, results) or
+    # "all" (also each training run's full best state dict, best_model.pt); docs/runs.md
+    keep: str = "handoff"
 
 
 # ---------------------------------------------------------------------- (de)serialisation
@@ -476,6 +484,7 @@ def problems(cfg: ExperimentConfig) -> list[str]:
             out.append(f"data.sources: unknown task {t!r}{did_you_mean(t, tasks)}")
             continue
         enums[f"data.sources.{t}"] = (src, ("local", "hub"))
+    enums["keep"] = (cfg.keep, ("handoff", "all"))
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
 
     for t, src in cfg.retrieval.encoder.items():

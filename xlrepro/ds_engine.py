@@ -139,6 +139,10 @@ class DeepSpeedEngine:
         self.scheduler = scheduler
         self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                 config=self.ds_config, dist_init_required=False)
+        # DeepSpeed 0.19.8 loads every checkpoint file through its checkpoint engine, whose
+        # TorchCheckpointEngine.load calls torch.load(weights_only=False) with no way to change it:
+        # replace it by one that loads with weights_only=True (safe_checkpoint_engine).
+        self.ds.checkpoint_engine = safe_checkpoint_engine(self.ds.checkpoint_engine)
         self.forward_module = self.ds
         self._steps_before = 0
 
@@ -209,11 +213,14 @@ class DeepSpeedEngine:
         if latest["world_size"] != self.world:
             raise RuntimeError(f"{root / 'latest.json'}: the checkpoint was written by {latest['world_size']} ranks; "
                                f"this run has {self.world}: resume with the same world size")
+        self.ds.checkpoint_engine = safe_checkpoint_engine(self.ds.checkpoint_engine)
         path, client = self.ds.load_checkpoint(str(root), tag=latest["tag"], load_optimizer_states=True,
                                                load_lr_scheduler_states=True)
         if path is None:
             raise RuntimeError(f"{root / latest['tag']}: DeepSpeed could not load this checkpoint")
-        rng = torch.load(root / latest["tag"] / f"rng-rank{self.rank}.pt", map_location="cpu", weights_only=False)
+        from xlrepro.train import safe_load
+
+        rng = safe_load(root / latest["tag"] / f"rng-rank{self.rank}.pt", "RNG state")
         return client["loop"], rng
 
     def remove_checkpoint(self, run_dir: Path) -> None:
@@ -257,6 +264,48 @@ class DeepSpeedEngine:
         if getattr(self.model, "lockstep_heads", False):
             setattr(self.model, "lockstep_heads", False)
         dist.barrier()
+
+
+def _deepspeed_safe_globals() -> list:
+    """The non-tensor classes DeepSpeed's own checkpoints hold (ZeRO stage enum, loss scaler state,
+    parameter fragment addresses): constructed from data, they run no code when loaded."""
+    out = []
+    for mod, names in (("deepspeed.runtime.zero.config", ("ZeroStageEnum",)),
+                       ("deepspeed.runtime.fp16.loss_scaler", ("LossScaler", "DynamicLossScaler")),
+                       ("deepspeed.utils.tensor_fragment", ("fragment_address",)),
+                       ("deepspeed.runtime.zero.offload_config", ("OffloadDeviceEnum",))):
+        try:
+            m = __import__(mod, fromlist=list(names))
+        except ImportError:
+            continue
+        out += [getattr(m, n) for n in names if hasattr(m, n)]
+    return out
+
+
+def safe_checkpoint_engine(engine):
+    """``engine`` with ``load`` replaced by ``torch.load(weights_only=True)`` (DeepSpeed's own state
+    classes allowed, ``_deepspeed_safe_globals``); a file holding anything else is refused with an
+    error naming it (xlrepro.train.safe_load). Saving is unchanged."""
+    if getattr(engine, "_xlrepro_safe", False):
+        return engine
+
+    def load(path, map_location=None):
+        import pickle
+
+        from xlrepro.errors import DataFormatError
+
+        try:
+            with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+                return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            reason = str(e).split("\n")[0][:300]
+            raise DataFormatError(path, "refused to load this DeepSpeed checkpoint file: it holds more than tensors "
+                                        f"and plain values (loaded with weights_only=True; {reason}). Remove the "
+                                        "run's ds_checkpoint/ if you did not write it") from None
+
+    engine.load = load
+    engine._xlrepro_safe = True
+    return engine
 
 
 # x86 instruction-set flags of /proc/cpuinfo that -march=native can turn into instructions

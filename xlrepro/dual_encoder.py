@@ -299,13 +299,14 @@ def _dev_evaluator(exp, task: str, model: DualEncoder, tcfg, q_len: int, c_len: 
 def dual_encoder_spec(exp, task: str, encoder_spec: dict) -> dict:
     """The spec of ``task``'s dual-encoder training run started from ``encoder_spec``."""
     from xlrepro.config import to_dict
+    from xlrepro.runs import key_config
     from xlrepro.tasks import get_task
 
     cfg = exp.cfg
     tspec = get_task(task)
     tcfg = dual_encoder_train_config(cfg, task)
     return {"kind": "dual_encoder", "task": task, "task_version": tspec.version, "train_source": tspec.train_source,
-            "dev_source": tspec.dev_source, "train": to_dict(tcfg), "upstream": encoder_spec, "seed": cfg.seed,
+            "dev_source": tspec.dev_source, "train": key_config(to_dict(tcfg)), "upstream": encoder_spec, "seed": cfg.seed,
             "query_max_length": int(tspec.retrieval["query_max_length"]),
             "candidate_max_length": int(tspec.retrieval["candidate_max_length"]),
             "logit_scale_init": cfg.retrieval.dual_encoder.logit_scale,
@@ -315,11 +316,12 @@ def dual_encoder_spec(exp, task: str, encoder_spec: dict) -> dict:
 def squad_mrc_spec(exp, encoder_spec: dict) -> dict:
     """The spec of the SQuAD fine-tuning run (XTREME-R's Tatoeba encoder) started from ``encoder_spec``."""
     from xlrepro.config import to_dict, train_config_for
+    from xlrepro.runs import key_config
     from xlrepro.tasks import get_task
 
     cfg = exp.cfg
     return {"kind": "squad_mrc", "task": "squad", "task_version": get_task("squad").version,
-            "train": to_dict(train_config_for(cfg, "squad")), "upstream": encoder_spec, "seed": cfg.seed,
+            "train": key_config(to_dict(train_config_for(cfg, "squad"))), "upstream": encoder_spec, "seed": cfg.seed,
             "data": exp._data_spec("squad")}
 
 
@@ -336,7 +338,7 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
     tcfg = dual_encoder_train_config(cfg, task)
     spec = dual_encoder_spec(exp, task, encoder_spec)
     q_len, c_len = spec["query_max_length"], spec["candidate_max_length"]
-    run = Run(exp.out, "dual_encoder", task, spec)
+    run = Run(exp.out, "dual_encoder", task, spec, keep=exp.cfg.keep)
     if not run.done:
         encoder = exp._new_model(encoder_dir, cfg.seed).encoder
         model = DualEncoder(encoder, packed=cfg.model.attention == "packed", seed=cfg.seed + 1,
@@ -357,7 +359,7 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
                 "domain": {"train": tspec.retrieval.get("train_domain"), "eval": tspec.retrieval.get("eval_domain")}}
         run.log({"event": "data", "task": task, **info})
         state = train(model, Stream(task, feats, make_collate(exp.tokenizer.pad_token_id), loss_fn), tcfg, cfg.seed,
-                      run.dir, evaluate, run.log, desc=f"dual_encoder:{task}")
+                      run.dir, evaluate, run.log, desc=f"dual_encoder:{task}", keep_checkpoint=True)
         if dist.is_main():
             save_dual_encoder(model, run.dir / "model", {"task": task, "run": run.hash})
             exp.tokenizer.save_pretrained(str(run.dir / "model"))
@@ -376,7 +378,7 @@ def train_squad_mrc(exp, encoder_dir, encoder_spec) -> tuple[Path, dict]:
     cfg = exp.cfg
     tcfg = train_config_for(cfg, "squad")
     spec = squad_mrc_spec(exp, encoder_spec)
-    run = Run(exp.out, "squad_mrc", "squad", spec)
+    run = Run(exp.out, "squad_mrc", "squad", spec, keep=exp.cfg.keep)
     if not run.done:
         model = exp._new_model(encoder_dir, cfg.seed)
         info = exp._train_tasks(model, ["squad"], tcfg, run, cfg.seed)
@@ -477,7 +479,7 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
     if spec["upstream"] != de_spec:
         raise RuntimeError(f"{task}: dual encoder run {de_spec} differs from the predicted {spec['upstream']}")
     splits = spec["eval_splits"]
-    run = Run(exp.out, "retrieval", task, spec)
+    run = Run(exp.out, "retrieval", task, spec, keep=exp.cfg.keep)
     if not run.done:
         protocol = _recorded_protocol(exp, spec["protocol"])
         model = load_dual_encoder(model_dir, packed=exp.cfg.model.attention == "packed").to(exp.device)

@@ -1,6 +1,8 @@
 """GPU-hour estimates for a sweep's runs: 6 * N * tokens / (peak FLOP/s * MFU).
 
-* N: the encoder's parameter count (known models, or counted from ``model.init_config``).
+* N: the encoder's parameter count, counted from ``model.init_config`` or from the model's
+  ``config.json`` (a local folder, or the Hugging Face cache of a Hub id); ``KNOWN_PARAMS`` is only
+  the fallback for a Hub id with no local config.
 * tokens: training tokens of the run, counted as every sequence at its maximum length (an upper
   bound: real sequences are shorter unless packed): examples (the volume, or the task's English
   training size) x epochs x max length, or ``max_steps`` x batch x accumulation x max length.
@@ -49,7 +51,8 @@ CARDS = {
 }
 DEFAULT_MFU = 0.25
 
-# Parameter counts of named encoders (fairseq's XLM-R README lists Large as 560M, Base as 270M).
+# Fallback parameter counts of Hub encoders with no local config.json (fairseq's XLM-R README lists
+# Large as 560M, Base as 270M), keyed by the name after the organisation.
 KNOWN_PARAMS = {"xlm-roberta-large": 560e6, "xlm-roberta-base": 270e6}
 
 
@@ -62,11 +65,19 @@ def param_count(model_cfg, vocab_size: int | None = None) -> float:
         emb = (v + c.get("max_position_embeddings", 514) + c.get("type_vocab_size", 1)) * h
         layer = 4 * h * h + 4 * h + 2 * h * inter + inter + h + 4 * h
         return float(emb + n_layers * layer)
+    from xlrepro.model import model_config_json
+
+    config = model_config_json(model_cfg)
+    if config is not None:
+        from xlrepro.plan import encoder_params, shape_from_config
+
+        return float(encoder_params(shape_from_config(config, model_cfg.name_or_path))[0])
     name = model_cfg.name_or_path.rstrip("/").split("/")[-1]
     if name in KNOWN_PARAMS:
         return KNOWN_PARAMS[name]
-    raise KeyError(f"model {model_cfg.name_or_path!r}: parameter count unknown; give model.init_config "
-                   f"or use one of {sorted(KNOWN_PARAMS)}")
+    raise KeyError(f"model {model_cfg.name_or_path!r}: parameter count unknown (no config.json in a local folder "
+                   f"or the Hugging Face cache); give model.init_config, a local model folder, "
+                   f"or one of {sorted(KNOWN_PARAMS)}")
 
 
 def _n_train(cfg, task: str, volume) -> int:

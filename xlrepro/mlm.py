@@ -17,7 +17,7 @@ from xlrepro.formats import Batch, _pad
 from xlrepro.train import Stream, train
 from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig
-from xlrepro.errors import ConfigError
+from xlrepro.errors import ConfigError, DataFormatError
 
 
 def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +81,9 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
 
     p = cfg.pretrain
     feats = pack_corpus(tokenizer, files, p.max_seq_length, p.pack)
+    if not feats:  # before any training: an empty corpus has no batch to give
+        raise DataFormatError(", ".join(str(f) for f in files) or str(p.corpus),
+                              "the pre-training corpus has no non-empty line")
     mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
     torch.manual_seed(cfg.seed)
     model = XLMRobertaForMaskedLM(mcfg).to(device)
@@ -98,9 +101,11 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
         raise ConfigError(f"pretrain.batch_size = {p.batch_size} is not a multiple of the world size {world}")
     tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size // world, grad_accum=world, max_steps=p.steps,
                        warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
-                       checkpoint_every_steps=max(50, p.steps // 4), engine=p.engine, deepspeed=p.deepspeed)
+                       checkpoint_every_steps=p.checkpoint_every_steps or p.steps + 1,
+                       checkpoint_every_seconds=p.checkpoint_every_seconds, engine=p.engine, deepspeed=p.deepspeed)
     run.log({"event": "data", "n_sequences": len(feats), "files": [str(f) for f in files]})
-    state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm")
+    state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm",
+                  keep_checkpoint=True)
     if dist.is_main():
         model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
         from xlrepro.fsmode import apply_umask_tree

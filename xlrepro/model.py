@@ -150,16 +150,17 @@ class MultiTaskModel(nn.Module):
         return self._head(task, h)
 
 
-def build_encoder(model_cfg, vocab_size: int | None = None, seed: int = 0):
+def build_encoder(model_cfg, vocab_size: int | None = None, seed: int = 0, revision: str | None = None):
     """The pretrained encoder (Hub id pinned by revision, or a local directory), or a fresh
-    XLM-R-shaped encoder built from ``model_cfg.init_config`` (smoke world, tests)."""
+    XLM-R-shaped encoder built from ``model_cfg.init_config`` (smoke world, tests).
+    ``revision``: load this commit instead of ``model_cfg.revision`` (the resolved one, ``model_identity``)."""
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     if model_cfg.init_config is not None:
         cfg = XLMRobertaConfig(**{**model_cfg.init_config, **({"vocab_size": vocab_size} if vocab_size else {})})
         torch.manual_seed(seed)
         return XLMRobertaModel(cfg, add_pooling_layer=False)
-    return XLMRobertaModel.from_pretrained(model_cfg.name_or_path, revision=model_cfg.revision,
+    return XLMRobertaModel.from_pretrained(model_cfg.name_or_path, revision=revision or model_cfg.revision,
                                            add_pooling_layer=False)
 
 
@@ -179,3 +180,101 @@ def load_encoder(path: str | Path):
     from transformers import XLMRobertaModel
 
     return XLMRobertaModel.from_pretrained(str(path), add_pooling_layer=False)
+
+
+# ---------------------------------------------------------------------- identity
+
+# files of a Hugging Face model folder that define the encoder (weights, its config, the tokenizer)
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+_DEFINING_FILES = ("config.json", "tokenizer.json", "sentencepiece.bpe.model", "tokenizer_config.json",
+                   "special_tokens_map.json")
+_IDENTITY: dict[tuple, dict] = {}
+
+
+def _hub_cached_commit(repo: str, revision: str) -> str | None:
+    """The commit a revision (branch or tag) points to in the local Hugging Face cache, if any."""
+    try:
+        from huggingface_hub import constants
+
+        ref = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "refs" / revision
+        commit = ref.read_text().strip() if ref.is_file() else ""
+    except Exception:  # noqa: BLE001 - no cache, no huggingface_hub: nothing to report
+        return None
+    return commit if len(commit) == 40 else None
+
+
+def model_identity(model_cfg) -> dict:
+    """What the encoder is, by content: part of every run key and recorded in every results file.
+
+    * ``init_config``: a fresh encoder built from that config (smoke world, tests).
+    * a local folder: the sha256 of each weight file (``*.safetensors``, ``pytorch_model*.bin`` and
+      their indexes), of ``config.json`` and of the tokenizer files; ``weights_sha256`` is one digest
+      over the weight files. The folder's path is not part of it.
+    * a Hub id: the commit its revision resolves to (a 40-hex revision is its own commit; a branch
+      or tag is resolved from the local cache, else by asking the Hub through ``huggingface_hub``).
+      ``commit`` is None when neither answers; the requested revision then stands for it.
+    Computed once per process for each (path, revision)."""
+    import hashlib
+    import re
+
+    from xlrepro.runs import file_sha256
+
+    if model_cfg.init_config is not None:
+        return {"kind": "init_config"}
+    name, rev = model_cfg.name_or_path, model_cfg.revision
+    folder = Path(name)
+    if folder.is_dir():
+        files = {}
+        for pat in _WEIGHT_PATTERNS + _DEFINING_FILES:
+            for f in sorted(folder.glob(pat)):
+                files[f.name] = file_sha256(f)
+        weights = {k: v for k, v in files.items() if k not in _DEFINING_FILES}
+        if not weights:
+            from xlrepro.errors import ConfigError
+
+            raise ConfigError(f"model.name_or_path: {folder} has no weight file (model.safetensors or "
+                              "pytorch_model.bin); expected a Hugging Face model folder (save_pretrained)")
+        digest = hashlib.sha256(json.dumps(sorted(weights.items())).encode()).hexdigest()
+        return {"kind": "local", "weights_sha256": digest, "files": files}
+    key = (name, rev)
+    if key not in _IDENTITY:
+        commit, how = None, None
+        if rev is not None and re.fullmatch(r"[0-9a-f]{40}", rev):
+            commit, how = rev, "pinned"
+        else:
+            commit = _hub_cached_commit(name, rev or "main")
+            how = "local cache" if commit else None
+            if commit is None:
+                try:
+                    from huggingface_hub import HfApi
+
+                    commit = HfApi().model_info(name, revision=rev, timeout=10).sha
+                    how = "Hub"
+                except Exception as e:  # noqa: BLE001 - offline, unknown repo: recorded, not fatal here
+                    how = f"unresolved ({type(e).__name__})"
+        _IDENTITY[key] = {"kind": "hub", "repo": name, "revision": rev or "main", "commit": commit, "resolved_by": how}
+    return dict(_IDENTITY[key])
+
+
+def model_config_json(model_cfg) -> dict | None:
+    """The encoder's ``config.json``: from a local folder, or from the Hugging Face cache of a Hub
+    id (no network); None when neither has it."""
+    folder = Path(model_cfg.name_or_path)
+    path = folder / "config.json" if folder.is_dir() else None
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(model_cfg.name_or_path, "config.json", revision=model_cfg.revision)
+            path = Path(hit) if isinstance(hit, str) else None
+        except Exception:  # noqa: BLE001 - not a valid repo id, no cache
+            path = None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        from xlrepro.errors import DataFormatError
+
+        raise DataFormatError(path, f"not a readable JSON model config ({e})") from None
+    return data if isinstance(data, dict) else None

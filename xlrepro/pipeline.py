@@ -40,7 +40,7 @@ from xlrepro.data.types import Format, ReadResult
 from xlrepro.formats import adapter_for
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
 from xlrepro.sampling import nested_subset, subset_digest
-from xlrepro.runs import Run, atomic_write_json, atomic_write_text, files_digest, provenance
+from xlrepro.runs import Run, atomic_write_json, atomic_write_text, files_digest, key_config, provenance
 from xlrepro.tasks import get_task
 from xlrepro.train import Stream, set_seed, train
 
@@ -114,12 +114,16 @@ class Experiment:
 
             key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[:12]
             world = self.out / f"world-{key}"
-            if dist.is_main() and not (world / "WORLD.json").exists():
-                generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev, cfg.smoke.n_test,
-                         cfg.smoke.n_corpus, cfg.smoke.code_switch)
             tok_dir = world / "tokenizer"
             if dist.is_main() and not (tok_dir / "tokenizer.json").exists():
-                build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
+                from xlrepro.runs import FolderLock
+
+                with FolderLock(self.out, "smoke world", name=f".world-{key}.lock"):  # one process builds it
+                    if not (world / "WORLD.json").exists():
+                        generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev,
+                                 cfg.smoke.n_test, cfg.smoke.n_corpus, cfg.smoke.code_switch)
+                    if not (tok_dir / "tokenizer.json").exists():
+                        build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
             dist.barrier()  # the other ranks read the world rank 0 wrote
             self.data_root = world
             self.tokenizer_path = str(tok_dir)
@@ -130,8 +134,22 @@ class Experiment:
 
     # ------------------------------------------------------------------ phases
     def base_encoder_spec(self) -> dict:
+        """The configured encoder, keyed by its identity (``xlrepro.model.model_identity``: a local
+        folder by the sha256 of its files, not its path; a Hub id by the resolved commit)."""
+        from xlrepro.model import model_identity
+
         m = to_dict(self.cfg.model)
-        return {"model": m, "tokenizer": self.tokenizer_path if self.cfg.smoke is None else "smoke"}
+        ident = model_identity(self.cfg.model)
+        tokenizer = self.tokenizer_path if self.cfg.smoke is None else "smoke"
+        if ident["kind"] == "local":
+            if self.cfg.model.tokenizer in (None, m["name_or_path"]):
+                tokenizer = "model folder"
+            m["name_or_path"] = "local folder (see identity)"
+        if self.cfg.smoke is None and tokenizer != "model folder" and Path(tokenizer).is_dir():
+            from xlrepro.datakey import files_content
+
+            tokenizer = {"local tokenizer": files_content(sorted(f for f in Path(tokenizer).iterdir() if f.is_file()))}
+        return {"model": m, "tokenizer": tokenizer, "identity": ident}
 
     def _pretrain_files(self) -> list[Path]:
         corpus = self.data_root / "corpus" if self.cfg.smoke else Path(self.cfg.pretrain.corpus)
@@ -147,12 +165,12 @@ class Experiment:
         cfg = self.cfg
         if cfg.pretrain is None or cfg.pretrain.steps == 0:
             return None
-        from xlrepro.data.io import sha256_file
+        from xlrepro.runs import file_sha256
 
         files = self._pretrain_files()
-        return {"kind": "pretrain", "base": self.base_encoder_spec(), "pretrain": to_dict(cfg.pretrain),
+        return {"kind": "pretrain", "base": self.base_encoder_spec(), "pretrain": key_config(to_dict(cfg.pretrain)),
                 "seed": self.base_seed, "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
-                "corpus": files_digest({str(f): sha256_file(f) for f in files})}
+                "corpus": files_digest({str(f): file_sha256(f) for f in files})}
 
     def pretrain(self) -> tuple[Path | None, dict]:
         """(encoder dir or None for the configured base model, spec of that encoder)."""
@@ -162,7 +180,7 @@ class Experiment:
         if spec is None:
             return None, base
         files = self._pretrain_files()
-        run = Run(self.out, "pretrain", "mlm", spec)
+        run = Run(self.out, "pretrain", "mlm", spec, keep=self.cfg.keep)
         enc_dir = run.dir / "encoder"
         if not run.done:
             import dataclasses
@@ -178,7 +196,10 @@ class Experiment:
 
     def _new_model(self, encoder_dir: Path | None, seed: int) -> MultiTaskModel:
         if encoder_dir is None:
-            enc = build_encoder(self.cfg.model, vocab_size=len(self.tokenizer), seed=seed)
+            from xlrepro.model import model_identity
+
+            enc = build_encoder(self.cfg.model, vocab_size=len(self.tokenizer), seed=seed,
+                                revision=model_identity(self.cfg.model).get("commit"))
         else:
             enc = load_encoder(encoder_dir)
         return MultiTaskModel(enc, packed=self.cfg.model.attention == "packed").to(self.device)
@@ -199,6 +220,12 @@ class Experiment:
         if head_init is not None:  # continue a training chain with the previous stage's head
             model.heads[task].load_state_dict(head_init)
         train_data = self.read(train_task.name, "train", "en")
+        if not train_data.examples:  # before training: an empty stream would have no batch to give
+            from xlrepro.errors import DataFormatError
+
+            raise DataFormatError(", ".join(sorted(train_data.files)) or f"task {train_task.name}",
+                                  "the English training split has no examples (an empty file, or a header without "
+                                  "rows?); expected at least one")
         # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
         keep = nested_subset(len(train_data.examples), volume, seed)
         examples = [train_data.examples[i] for i in keep]
@@ -279,7 +306,7 @@ class Experiment:
             return sum(e() for e in evals) / len(evals)
 
         state = train(model, streams, train_cfg, seed, run.dir, evaluate, run.log, desc=f"{run.kind}:{'+'.join(tasks)}",
-                      sampler=sampler)
+                      sampler=sampler, keep_checkpoint=True)
         return {"tasks": infos, "steps": state.step, "best_step": state.best_step, "best_dev": state.best_score,
                 "stopped_early": state.stopped_early, "_adapters": adapters}
 
@@ -313,10 +340,21 @@ class Experiment:
         tasks = cfg.intermediate.tasks
         if not tasks:
             return None
-        inter = {k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"}
-        return {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
+        inter = key_config({k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"})
+        spec = {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
                 "intermediate": inter, "upstream": upstream_spec, "seed": cfg.seed,
                 "data": {t: self._data_spec(t) for t in tasks}}
+        from xlrepro.datakey import files_content, folder_content
+
+        if cfg.intermediate.translated:  # the translated copies' content, not only their folders' names
+            spec["translated_content"] = {
+                t: {lang: folder_content(get_task(get_task(t).train_source or t), folder, "train", "en",
+                                         cfg.data.layouts.get(get_task(t).train_source or t))
+                    for lang, folder in sorted(by_lang.items())}
+                for t, by_lang in sorted(cfg.intermediate.translated.items())}
+        if cfg.intermediate.mlm_mix > 0:
+            spec["mlm_corpus_content"] = files_content(self._mlm_corpus_files(cfg.intermediate))
+        return spec
 
     def intermediate(self, upstream_dir, upstream_spec) -> tuple[Path | None, dict]:
         cfg = self.cfg
@@ -325,7 +363,7 @@ class Experiment:
         if spec is None:
             return upstream_dir, upstream_spec
         task = "+".join(tasks)
-        run = Run(self.out, "intermediate", task, spec)
+        run = Run(self.out, "intermediate", task, spec, keep=self.cfg.keep)
         if not run.done:
             model = self._new_model(upstream_dir, cfg.seed)
             info = self._train_tasks(model, tasks, cfg.intermediate.train, run, cfg.seed, inter=cfg.intermediate)
@@ -338,8 +376,12 @@ class Experiment:
         return run.dir / "encoder", {"kind": "intermediate", "run": run.hash}
 
     def _data_spec(self, task: str) -> dict:
+        """The data a run of ``task`` reads, by content (``xlrepro.datakey``): the sha256 of every file
+        (or the Hub revision), whatever ``data.root``/``data.task_dirs`` point at."""
+        from xlrepro.datakey import data_content
+
         return {"source": self.cfg.data.sources.get(task, self.cfg.data.source), "layout": self.cfg.data.layouts.get(task),
-                "languages": self.cfg.data.languages}
+                "languages": self.cfg.data.languages, "content": data_content(self, task)}
 
     def target_spec(self, task: str, encoder_spec: dict, control: bool = False) -> dict:
         """The spec of the run ``target(task, ..., encoder_spec)`` registers, computed without
@@ -348,7 +390,7 @@ class Experiment:
         cfg = self.cfg
         _, upstream = self.chain_stage_specs(task, encoder_spec, control)
         return {"kind": "target", "task": task, "task_version": get_task(task).version,
-                "train": to_dict(train_config_for(cfg, task)), "upstream": upstream, "seed": cfg.seed,
+                "train": key_config(to_dict(train_config_for(cfg, task))), "upstream": upstream, "seed": cfg.seed,
                 "control_shuffled_labels": control, "eval_splits": cfg.target.eval_splits,
                 "data": self._data_spec(task), "metric_mode": METRIC_MODE}
 
@@ -361,7 +403,7 @@ class Experiment:
         for stage in get_task(task).training_chain()[:-1]:
             sspec = get_task(stage)
             tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else task)
-            spec = {"kind": "chain", "task": stage, "task_version": sspec.version, "train": to_dict(tcfg),
+            spec = {"kind": "chain", "task": stage, "task_version": sspec.version, "train": key_config(to_dict(tcfg)),
                     "upstream": encoder_spec, "head_from_upstream": prev_format == sspec.format.value,
                     "seed": cfg.seed, "control_shuffled_labels": control, "data": self._data_spec(stage)}
             stages.append((stage, spec))
@@ -378,7 +420,7 @@ class Experiment:
         tcfg = train_config_for(cfg, task)
         tspec = get_task(task)
         kind = "control" if control else "target"
-        run = Run(self.out, kind, task, spec)
+        run = Run(self.out, kind, task, spec, keep=self.cfg.keep)
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control,
@@ -460,7 +502,7 @@ class Experiment:
         sspec = get_task(stage)
         tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else target)
         carry = spec["head_from_upstream"]
-        run = Run(self.out, "chain", stage, spec)
+        run = Run(self.out, "chain", stage, spec, keep=self.cfg.keep)
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             info = self._train_tasks(model, [stage], tcfg, run, cfg.seed, shuffle_labels=control,
@@ -493,7 +535,7 @@ class Experiment:
         spec = self._retrieval_spec(task, encoder_spec, source)
         if spec != predicted:  # retrieval_spec (the sweep's node key) must name the run made here
             raise RuntimeError(f"{task}: retrieval encoder {encoder_spec} differs from the predicted {predicted['upstream']}")
-        run = Run(self.out, "retrieval", task, spec)
+        run = Run(self.out, "retrieval", task, spec, keep=self.cfg.keep)
         encoder_info = {"encoder_source": source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
@@ -659,6 +701,7 @@ class Experiment:
             "seed": cfg.seed,
             "smoke_scale": cfg.smoke is not None,
             "metric_mode": METRIC_MODE,
+            "model_identity": self.base_encoder_spec()["identity"],
             "provenance": provenance(cfg.seed),
             "records": [{**r, "resource_group": langtab.get(r["language"]).resource_group} for r in self.records],
             "runs": self.runs,

@@ -17,15 +17,14 @@ on batch and sequence length; DeepSpeed's estimators leave it out too).
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 from xlrepro.config import ExperimentConfig, train_config_for
 from xlrepro.errors import ConfigError
 from xlrepro.estimate import CARDS, train_precision
 
-# Encoder shapes of the Hub models the shipped configs use (their config.json on the Hub).
+# Fallback encoder shapes of Hub models with no local config.json (their config.json on the Hub),
+# keyed by the name after the organisation (FacebookAI/xlm-roberta-large -> xlm-roberta-large).
 KNOWN_MODELS = {
     "xlm-roberta-large": {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24,
                           "intermediate_size": 4096, "max_position_embeddings": 514, "type_vocab_size": 1,
@@ -34,7 +33,7 @@ KNOWN_MODELS = {
                          "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1,
                          "num_attention_heads": 12},
 }
-# English training examples per task (shared/notes/paper.md §3 and benchmarks.md; "all" volume)
+# English training examples per task ("all" volume; Phang et al. 2020, Table 1, and the XTREME papers)
 TRAIN_EXAMPLES = {"mnli": 392702, "xnli": 392702, "pawsx": 49401, "udpos": 21253, "panx": 20000, "squad": 87599,
                   "xquad": 87599, "mlqa": 87599, "tydiqa": 3696, "hellaswag": 39905, "squad_v2": 130319}
 CHOICES = {"hellaswag": 4, "copa": 2, "xcopa": 2, "commonsenseqa": 5, "cosmosqa": 4, "socialiqa": 3}
@@ -52,13 +51,26 @@ def encoder_params(shape: dict) -> tuple[int, int]:
 def model_shape(cfg: ExperimentConfig) -> dict:
     if cfg.model.init_config is not None:
         return {"vocab_size": cfg.smoke.vocab_size if cfg.smoke else 250002, **cfg.model.init_config}
-    p = Path(cfg.model.name_or_path) / "config.json"
-    if p.is_file():
-        return json.loads(p.read_text())
-    if cfg.model.name_or_path in KNOWN_MODELS:
-        return KNOWN_MODELS[cfg.model.name_or_path]
+    from xlrepro.model import model_config_json
+
+    config = model_config_json(cfg.model)  # a local folder's, or the Hugging Face cache's
+    if config is not None:
+        return shape_from_config(config, cfg.model.name_or_path)
+    name = cfg.model.name_or_path.rstrip("/").split("/")[-1]
+    if name in KNOWN_MODELS:
+        return KNOWN_MODELS[name]
     raise ConfigError(f"model.name_or_path {cfg.model.name_or_path!r}: shape unknown to `xlrepro plan` "
-                      f"(known: {sorted(KNOWN_MODELS)}, or a local folder with config.json)")
+                      f"(no config.json in a local folder or the Hugging Face cache; known: {sorted(KNOWN_MODELS)})")
+
+
+def shape_from_config(config: dict, where: str = "config.json") -> dict:
+    """The encoder shape ``encoder_params`` needs, from a Hugging Face ``config.json``."""
+    need = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings")
+    missing = [k for k in need if not isinstance(config.get(k), int)]
+    if missing:
+        raise ConfigError(f"{where}/config.json: missing or non-integer {missing}; expected an XLM-R-shaped "
+                          "model config")
+    return {**{k: config[k] for k in need}, "type_vocab_size": int(config.get("type_vocab_size", 1))}
 
 
 def phase_tokens(cfg: ExperimentConfig, examples: dict[str, int]) -> list[dict]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from tqdm import tqdm
 from xlrepro import distributed as dist
 from xlrepro import tracking
 from xlrepro.config import TrainConfig
+from xlrepro.errors import DataFormatError, XlreproError
 
 
 def set_seed(seed: int) -> None:
@@ -67,9 +69,28 @@ def linear_schedule(warmup_proportion: float, total_steps: int) -> Callable[[int
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from xlrepro.runs import tmp_path
+
+    tmp = tmp_path(path)  # unique to this process: two writers never share a temporary file
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def safe_load(path: Path, what: str = "checkpoint"):
+    """``torch.load(path, weights_only=True)``: tensors and plain Python values only, never code.
+
+    A file that needs more (a planted pickle, or a checkpoint of an older xlrepro that pickled
+    NumPy objects) is refused with an error naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).split("\n")[0][:300]
+        raise DataFormatError(path, f"refused to load this {what}: it holds more than tensors and plain values "
+                                    f"(loaded with weights_only=True; {reason}). Remove it if you did not write it; "
+                                    "the run then starts this phase again") from None
 
 
 class TorchEngine:
@@ -118,7 +139,7 @@ class TorchEngine:
     def load_checkpoint(self, run_dir: Path) -> tuple[dict, dict] | None:
         if not self.has_checkpoint(run_dir):
             return None
-        ckpt = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        ckpt = safe_load(Path(run_dir) / "checkpoint.pt")
         self.model.load_state_dict(ckpt["model"])
         self.load_state_dict(ckpt["engine"])
         return ckpt["loop"], ckpt["rng"]
@@ -214,6 +235,8 @@ def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int
     # find (epoch, k) of micro-batch number start_micro; every epoch's plan depends on (seed, epoch) only
     epoch, k = 0, start_micro
     plan = _epoch_batches(stream, cfg, seed, epoch)
+    if not plan:  # an empty stream has no batch to give: never spin looking for one
+        raise XlreproError(f"task {stream.task}: no training examples (an empty training set); nothing to train on")
     while k >= len(plan):
         k -= len(plan)
         epoch += 1
@@ -227,30 +250,45 @@ def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """torch, Python and NumPy RNG states as tensors and plain values (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
 
 
 def _set_rng_state(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    n = rng["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
 
 
 def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConfig, seed: int, run_dir: Path,
           evaluate: Callable[[], float] | None, log: Callable[[dict], None], desc: str = "train",
-          sampler=None) -> LoopState:
+          sampler=None, keep_checkpoint: bool = False) -> LoopState:
     """Train ``model`` on one stream, or on several with ``sampler`` choosing each micro-batch's
     task (multi-task); early-stop on ``evaluate()`` (higher is better) and reload the best.
 
-    Checkpoints go through the engine (``checkpoint.pt``, or ``ds_checkpoint/`` for DeepSpeed); a
-    present checkpoint is resumed. Each logged step has the mean loss and, per task, the mean loss
-    of that task's micro-batches (over all ranks). Only rank 0 calls ``log`` and writes files.
+    Checkpoints go through the engine (``checkpoint.pt``, or ``ds_checkpoint/`` for DeepSpeed) every
+    ``cfg.checkpoint_every_steps`` steps and, with ``cfg.checkpoint_every_seconds``, whenever that
+    much time has passed since the last one; a present checkpoint is resumed, and the step events
+    logged after it in ``<run_dir>/log.jsonl`` are dropped first (each step is logged once).
+    ``keep_checkpoint``: also checkpoint the final state and leave it for the caller, who removes it
+    once the phase's outputs are committed (``Run.finish``): a process killed in between resumes at
+    the end instead of training again. Otherwise the checkpoint is removed on return.
+    Each logged step has the mean loss and, per task, the mean loss of that task's micro-batches
+    (over all ranks). Only rank 0 calls ``log`` and writes files.
     """
     run_dir = Path(run_dir)
     streams = [streams] if isinstance(streams, Stream) else list(streams)
     by_task = {s.task: s for s in streams}
     if len(streams) > 1 and sampler is None:
         raise ValueError("several streams need a TaskSampler")
+    empty = [s.task for s in streams if not s.feats]
+    if empty:  # before any engine or loop: an empty stream would never yield a batch
+        raise XlreproError(f"no training examples for {', '.join(empty)}: the training data is empty "
+                           "(an empty file, or a header without rows?)")
     n_steps = total_steps(cfg, [len(s.feats) for s in streams],
                           sum(len(_epoch_batches(s, cfg, seed, 0)) for s in streams) if cfg.token_budget else None)
     set_seed(seed)  # before the engine: the same on every rank and in a resumed run
@@ -267,11 +305,25 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
         if sampler is not None and state.sampler is not None:
             sampler.load_state(state.sampler)
         _set_rng_state(rng)
+        if main:
+            from xlrepro.runs import rewind_log
+
+            rewind_log(run_dir / "log.jsonl", state.step)  # the replayed steps are logged once, again
         log_main({"event": "resume", "step": state.step, "micro": state.micro})
+    saved = {"step": state.step if resumed is not None else None, "time": time.time()}
 
     def save_checkpoint():
         state.sampler = sampler.state() if sampler is not None else None
         engine.save_checkpoint(run_dir, dict(state.__dict__), _rng_state())
+        saved.update(step=state.step, time=time.time())
+
+    def checkpoint_due() -> bool:
+        due = state.step % cfg.checkpoint_every_steps == 0
+        if not due and cfg.checkpoint_every_seconds is not None:
+            due = time.time() - saved["time"] >= cfg.checkpoint_every_seconds
+            if world > 1:
+                due = bool(dist.broadcast_object(due))  # rank 0's clock decides for every rank
+        return due
 
     def run_eval():
         if evaluate is None:
@@ -299,7 +351,7 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     bar = tqdm(total=n_steps, initial=state.step, desc=desc, leave=False, mininterval=2.0,
                disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0" or not main)
     t0 = time.time()
-    while state.step < n_steps:
+    while state.step < n_steps and not state.stopped_early:
         tasks, losses = [], [0.0] * cfg.grad_accum
         t_step, tokens = tracking.step_timer(), 0
         for k in range(cfg.grad_accum):
@@ -332,17 +384,20 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
                 state.stopped_early = True
                 log_main({"event": "early_stop", "step": state.step, "best_step": state.best_step})
                 break
-        if state.step % cfg.checkpoint_every_steps == 0 and state.step < n_steps:
+        if state.step < n_steps and checkpoint_due():
             save_checkpoint()
     bar.close()
+    if keep_checkpoint and saved["step"] != state.step:
+        save_checkpoint()  # the final state: a restart before the caller commits resumes here
     best = None
     if evaluate is not None:
         dist.barrier()
         if best_path.exists():
-            best = torch.load(best_path, map_location="cpu", weights_only=True)
+            best = safe_load(best_path, "best checkpoint")
     engine.finish(best)
     if best is not None:
         log_main({"event": "reload_best", "best_step": state.best_step, "best_score": state.best_score})
-    engine.remove_checkpoint(run_dir)
+    if not keep_checkpoint:
+        engine.remove_checkpoint(run_dir)
     tracking.close(log_main)
     return state
