@@ -121,9 +121,15 @@ def hub_content(reads: list[tuple[str, str, str]]) -> dict:
 def data_content(exp, task: str) -> dict:
     """The content key of the data a run keyed by ``task`` reads (module docstring)."""
     reads = _reads(exp, task)
-    if exp.cfg.data.source == "hub":
-        return {"hub": hub_content(reads)}
-    return {"local": local_content(exp, reads)}
+    data = exp.cfg.data
+    hub = [r for r in reads if data.sources.get(r[0], data.source) == "hub"]
+    local = [r for r in reads if r not in hub]
+    out = {}
+    if hub:
+        out["hub"] = hub_content(hub)
+    if local or not hub:
+        out["local"] = local_content(exp, local)
+    return out
 
 
 def folder_content(spec, folder, split: str, lang: str, layout: str | None = None) -> dict:
