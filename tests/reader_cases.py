@@ -37,6 +37,9 @@ class Case:
                 if self.keep_lines:
                     data = b"".join(data.splitlines(keepends=True)[: self.keep_lines])
                 dest.write_bytes(data)
+            elif isinstance(src, bytes):  # a binary file made in the release format (a Hub parquet shard)
+                dest = folder / f"{key}__{self.name.replace('/', '_')}.parquet"
+                dest.write_bytes(src)
             else:
                 dest = folder / f"{key}__{self.name.replace('/', '_')}.txt"
                 dest.write_text(src, encoding="utf-8")
@@ -46,6 +49,12 @@ class Case:
             sec.mkdir(parents=True, exist_ok=True)
             shutil.move(str(out["dir"]), sec / "wsj_0001.auto")
             out = {"dir": folder / "AUTO", "_file": sec / "wsj_0001.auto"}
+        if self.reader == "hub_parquet":  # a prepared Hub split: a folder of parquet shards
+            split = folder / "_hub" / "split"
+            split.mkdir(parents=True, exist_ok=True)
+            shard = split / "0000.parquet"
+            shutil.move(str(out["file"]), shard)
+            out = {"file": split, "_file": shard}
         return out
 
     def run(self, paths: dict):
@@ -144,10 +153,31 @@ def cases(samples: Path) -> list[Case]:
         Case("mewslix/pairs", "mewslix_pairs_jsonl", {"file": made["pairs"]}, {"src_lang": "en"},
              ("mewslix_wikipedia", "dev", "en")),
         Case("ccg/auto", "ccgbank_auto", {"dir": made["auto"]}, {"split": "dev"}, ("ccg", "dev", "en")),
+        Case("xnli/hub", "hub_parquet", {"file": _xnli_parquet(s)}, {"task": "xnli", "src_lang": "de", "split": "dev"},
+             ("xnli", "dev", "de")),
     ]
     covered = {c.reader for c in out}
     assert covered == set(READERS), f"readers without a fuzz case: {set(READERS) - covered}"
     return out
+
+
+def _xnli_parquet(s: Path) -> bytes:
+    """A Hub parquet shard of XNLI (``facebook/xnli``'s features: premise, hypothesis, a 3-way
+    ClassLabel), written by ``datasets`` from the first rows of the XTREME-processed German dev file."""
+    import io
+
+    import datasets
+
+    rows = [line.split("\t") for line in
+            (s / "xnli" / "xtreme_processed" / "dev-de.tsv").read_text(encoding="utf-8").splitlines()[:20]]
+    names = ["entailment", "neutral", "contradiction"]
+    feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=names)})
+    ds = datasets.Dataset.from_dict({"premise": [r[0] for r in rows], "hypothesis": [r[1] for r in rows],
+                                     "label": [names.index(r[2].strip()) for r in rows]}, features=feats)
+    buf = io.BytesIO()
+    ds.to_parquet(buf)
+    return buf.getvalue()
 
 
 def _labels(task):
@@ -268,7 +298,8 @@ def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> t
 
 def corrupt_case(case: Case, paths: dict, rnd: random.Random) -> str:
     """Corrupt one of the case's materialised files in place; returns a description."""
-    files = [k for k in paths if not (case.reader == "ccgbank_auto" and k == "dir")]
+    files = [k for k in paths if not ((case.reader == "ccgbank_auto" and k == "dir")
+                                      or (case.reader == "hub_parquet" and k == "file"))]
     key = files[rnd.randrange(len(files))]
     path = paths[key]
     data = path.read_bytes()
