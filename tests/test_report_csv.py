@@ -15,7 +15,7 @@ pd = pytest.importorskip("pandas")
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=4",
         "intermediate.train.max_steps=2", "intermediate.train.eval_every_steps=2", "target.train.max_steps=2",
         "target.train.eval_every_steps=2", "controls=[]", "target.eval_splits=[test]",
-        "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64}}",
+        "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
         # BUCC's languages (de fr ru zh) and the evaluated ones do not meet; PAN-X's test labels are withheld
         # (as TyDiQA's test answers are in XTREME's download)
         "data.languages=[en, tr, vi]", "target.tasks=[xnli, xquad, panx]", "retrieval.tasks=[bucc2018, tatoeba]"]

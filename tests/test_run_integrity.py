@@ -319,12 +319,12 @@ def test_keep_policy_drops_full_state_dicts_unless_asked(tmp_path, reference):
         load_config("smoke", ["keep=some"])
 
 
-def _hf_folder(path, seed=0):
+def _hf_folder(path, seed=0, layers=1, positions=20):
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=20)
+    cfg = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=positions)
     model = XLMRobertaModel(cfg, add_pooling_layer=False)
     model.save_pretrained(str(path), safe_serialization=True)
     return model
@@ -373,7 +373,7 @@ def test_parameter_counts_come_from_the_model_folders_config(tmp_path, capsys):
     from xlrepro.estimate import param_count
     from xlrepro.plan import encoder_params, model_shape
 
-    model = _hf_folder(tmp_path / "m")
+    model = _hf_folder(tmp_path / "m", layers=24, positions=514)  # deep and long enough for the recipe's checks
     n = sum(p.numel() for p in model.parameters())
     cfg = ModelConfig(name_or_path=str(tmp_path / "m"))
     assert param_count(cfg) == n

@@ -129,7 +129,7 @@ def cmd_check(a) -> int:
         out = a.out or os.path.join("results", load_spec(a.config).name)
         cfgs = [c.cfg for c in sweep.build_graph(a.config, out, a.overrides).cells]
     else:
-        cfgs = [load_config(a.config, a.overrides)]
+        cfgs = [load_config(a.config, a.overrides, check=False)]  # config problems listed with the data's
         out = a.out or os.path.join("results", cfgs[0].name)
     from xlrepro.check import run_preflight
 

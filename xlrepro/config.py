@@ -208,8 +208,13 @@ class ExperimentConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     # what a finished run keeps: "handoff" (encoder hand-offs, chain heads, predictions, results) or
-    # "all" (also each training run's full best state dict, best_model.pt); docs/runs.md
+    # "all" (also each training run's full best state dict, best_model.pt); docs/runs.md.
+    # export.at_end keeps the best models it exports (run_keep).
     keep: str = "handoff"
+
+    def run_keep(self) -> str:
+        """The keep policy the runs apply: ``keep``, or "all" when ``export.at_end`` needs the best models."""
+        return "all" if self.export.at_end else self.keep
 
 
 # ---------------------------------------------------------------------- (de)serialisation
@@ -405,7 +410,11 @@ def resolve_deepspeed_config(name_or_path: str) -> Path:
                       f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
 
 
-def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> ExperimentConfig:
+def load_config(name_or_path: str, overrides: list[str] | tuple = (), check: bool = True) -> ExperimentConfig:
+    """The typed config of a shipped name or YAML file with ``key.path=value`` overrides. Every
+    problem is raised at once (one ``ConfigError``); ``check=False`` raises only what stops the config
+    from being built (syntax, unknown keys, types), leaving ``problems(cfg)`` to the caller (the
+    preflight lists them together with the data's)."""
     path = resolve_config_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -420,7 +429,7 @@ def load_config(name_or_path: str, overrides: list[str] | tuple = ()) -> Experim
         except ConfigError as e:
             found.append(str(e))
     cfg = from_dict(ExperimentConfig, data, problems=found)
-    if cfg is not None:
+    if cfg is not None and check:
         found += problems(cfg)
     if found:
         lines = [f"{path}: {p}" for p in found]

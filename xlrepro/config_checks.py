@@ -57,6 +57,7 @@ def _num(x) -> str:
 POS = Range(1)  # integer >= 1
 POS_OR_NONE = Range(1, none_ok=True)
 FRACTION = Range(0.0, 1.0, integer=False)  # [0, 1]
+SECONDS_OR_NONE = Range(0.0, lo_open=True, integer=False, none_ok=True)  # > 0 seconds, or null
 
 # Class name -> field -> allowed range. Every numeric field of every config section is here
 # (tests/test_config_ranges.py checks that none is missing).
@@ -75,6 +76,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "max_seq_length": POS_OR_NONE,
         "eval_every_steps": POS, "eval_subset": POS, "patience": POS,
         "eval_batch_size": POS_OR_NONE, "checkpoint_every_steps": POS,
+        "checkpoint_every_seconds": SECONDS_OR_NONE,
         "volume": POS,  # or "all" (checked by config.problems)
         "token_budget": POS_OR_NONE, "packing_window": POS,
         "doc_stride": POS, "max_query_length": POS, "max_answer_length": POS,
@@ -90,6 +92,7 @@ RANGES: dict[str, dict[str, Range]] = {
         "max_seq_length": Range(3),  # <s> + one token + </s>
         "mlm_probability": Range(0.0, 1.0, lo_open=True, hi_open=True, integer=False),
         "warmup_proportion": FRACTION,
+        "checkpoint_every_steps": POS_OR_NONE, "checkpoint_every_seconds": SECONDS_OR_NONE,
     },
     "SmokeConfig": {"n_train": POS, "n_dev": POS, "n_test": POS, "n_corpus": POS,
                     "code_switch": FRACTION, "vocab_size": POS},

@@ -338,7 +338,7 @@ def train_dual_encoder(exp, task: str, encoder_dir, encoder_spec) -> tuple[Path,
     tcfg = dual_encoder_train_config(cfg, task)
     spec = dual_encoder_spec(exp, task, encoder_spec)
     q_len, c_len = spec["query_max_length"], spec["candidate_max_length"]
-    run = Run(exp.out, "dual_encoder", task, spec, keep=exp.cfg.keep)
+    run = Run(exp.out, "dual_encoder", task, spec, keep=exp.cfg.run_keep())
     if not run.done:
         encoder = exp._new_model(encoder_dir, cfg.seed).encoder
         model = DualEncoder(encoder, packed=cfg.model.attention == "packed", seed=cfg.seed + 1,
@@ -378,7 +378,7 @@ def train_squad_mrc(exp, encoder_dir, encoder_spec) -> tuple[Path, dict]:
     cfg = exp.cfg
     tcfg = train_config_for(cfg, "squad")
     spec = squad_mrc_spec(exp, encoder_spec)
-    run = Run(exp.out, "squad_mrc", "squad", spec, keep=exp.cfg.keep)
+    run = Run(exp.out, "squad_mrc", "squad", spec, keep=exp.cfg.run_keep())
     if not run.done:
         model = exp._new_model(encoder_dir, cfg.seed)
         info = exp._train_tasks(model, ["squad"], tcfg, run, cfg.seed)
@@ -479,7 +479,7 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
     if spec["upstream"] != de_spec:
         raise RuntimeError(f"{task}: dual encoder run {de_spec} differs from the predicted {spec['upstream']}")
     splits = spec["eval_splits"]
-    run = Run(exp.out, "retrieval", task, spec, keep=exp.cfg.keep)
+    run = Run(exp.out, "retrieval", task, spec, keep=exp.cfg.run_keep())
     if not run.done:
         protocol = _recorded_protocol(exp, spec["protocol"])
         model = load_dual_encoder(model_dir, packed=exp.cfg.model.attention == "packed").to(exp.device)

@@ -92,7 +92,8 @@ def _load_state(path: Path) -> dict:
     import torch
 
     if not path.exists():
-        raise ConfigError(f"{path}: missing: the run kept no best model (is it finished, with evaluation?)")
+        raise ConfigError(f"{path}: missing: the run kept no best model (is it finished, with evaluation? "
+                          "keep=handoff, the default, drops it: run with keep=all or export.at_end=true)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file

@@ -180,7 +180,7 @@ class Experiment:
         if spec is None:
             return None, base
         files = self._pretrain_files()
-        run = Run(self.out, "pretrain", "mlm", spec, keep=self.cfg.keep)
+        run = Run(self.out, "pretrain", "mlm", spec, keep=self.cfg.run_keep())
         enc_dir = run.dir / "encoder"
         if not run.done:
             import dataclasses
@@ -363,7 +363,7 @@ class Experiment:
         if spec is None:
             return upstream_dir, upstream_spec
         task = "+".join(tasks)
-        run = Run(self.out, "intermediate", task, spec, keep=self.cfg.keep)
+        run = Run(self.out, "intermediate", task, spec, keep=self.cfg.run_keep())
         if not run.done:
             model = self._new_model(upstream_dir, cfg.seed)
             info = self._train_tasks(model, tasks, cfg.intermediate.train, run, cfg.seed, inter=cfg.intermediate)
@@ -420,7 +420,7 @@ class Experiment:
         tcfg = train_config_for(cfg, task)
         tspec = get_task(task)
         kind = "control" if control else "target"
-        run = Run(self.out, kind, task, spec, keep=self.cfg.keep)
+        run = Run(self.out, kind, task, spec, keep=self.cfg.run_keep())
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             info = self._train_tasks(model, [task], tcfg, run, cfg.seed, shuffle_labels=control,
@@ -502,7 +502,7 @@ class Experiment:
         sspec = get_task(stage)
         tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else target)
         carry = spec["head_from_upstream"]
-        run = Run(self.out, "chain", stage, spec, keep=self.cfg.keep)
+        run = Run(self.out, "chain", stage, spec, keep=self.cfg.run_keep())
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
             info = self._train_tasks(model, [stage], tcfg, run, cfg.seed, shuffle_labels=control,
@@ -535,7 +535,7 @@ class Experiment:
         spec = self._retrieval_spec(task, encoder_spec, source)
         if spec != predicted:  # retrieval_spec (the sweep's node key) must name the run made here
             raise RuntimeError(f"{task}: retrieval encoder {encoder_spec} differs from the predicted {predicted['upstream']}")
-        run = Run(self.out, "retrieval", task, spec, keep=self.cfg.keep)
+        run = Run(self.out, "retrieval", task, spec, keep=self.cfg.run_keep())
         encoder_info = {"encoder_source": source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
         if not run.done and task == "bucc2018":
             model = self._new_model(encoder_dir, cfg.seed)
