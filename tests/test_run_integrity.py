@@ -361,6 +361,9 @@ def test_results_record_the_model_identity_and_the_key_includes_it(tmp_path, ref
     _, res = reference
     assert res["model_identity"] == {"kind": "init_config"}
     assert json.loads((reference[0] / "results.json").read_text())["model_identity"] == {"kind": "init_config"}
+    run_results = sorted((reference[0] / "runs").glob("*/results.json"))
+    assert run_results and all(json.loads(p.read_text())["model_identity"] == {"kind": "init_config"}
+                               for p in run_results)  # every run's own results name the model too
     exp = Experiment(load_config("smoke", MINI), tmp_path)
     _hf_folder(tmp_path / "m")
     exp.cfg.model = ModelConfig(name_or_path=str(tmp_path / "m"))

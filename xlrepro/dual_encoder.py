@@ -488,7 +488,8 @@ def dual_encoder_retrieval(exp, task: str, encoder_dir, encoder_spec) -> None:
         else:
             records, extra = _evaluate_mewslix(exp, model, splits, protocol, run)
         if dist.is_main():
-            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol, **extra})
+            atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol, **extra,
+                                                         "model_identity": exp.base_encoder_spec()["identity"]})
         run.finish({"protocol": protocol, **extra})
     exp._collect(run, "retrieval", task, de_spec)
 

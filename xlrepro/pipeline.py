@@ -445,7 +445,8 @@ class Experiment:
                                         "n": len(data.examples), "data_sha256": files_digest(data.files),
                                         "train_chain": tspec.training_chain()})
             if dist.is_main():
-                atomic_write_json(run.dir / "results.json", {"records": records, "withheld": withheld})
+                atomic_write_json(run.dir / "results.json", {"records": records, "withheld": withheld,
+                                                             "model_identity": self.base_encoder_spec()["identity"]})
             run.finish({k: v for k, v in info.items()})
         self._collect(run, kind, task, encoder_spec)
 
@@ -543,7 +544,8 @@ class Experiment:
             protocol = {**encoder_info, **protocol, "search": "xlrepro.ops.margin_mine"}
             records = [{**rec, "protocol": protocol} for rec in records]
             if dist.is_main():
-                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol,
+                                                             "model_identity": self.base_encoder_spec()["identity"]})
             run.finish({"protocol": protocol})
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
@@ -571,7 +573,8 @@ class Experiment:
                 records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
                                 "mode": rev["mode"]})
             if dist.is_main():
-                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol})
+                atomic_write_json(run.dir / "results.json", {"records": records, "protocol": protocol,
+                                                             "model_identity": self.base_encoder_spec()["identity"]})
             run.finish({"protocol": protocol})
         self._collect(run, "retrieval", task, encoder_spec)
 
