@@ -36,6 +36,7 @@ from torch import nn
 
 from xlrepro import distributed as dist
 from xlrepro.model import MultiTaskModel, load_encoder, save_encoder
+from xlrepro.runs import tmp_path
 
 DUAL_ENCODER_TASKS = ("lareqa", "mewslix")
 ENCODER_SOURCES = ("intermediate", "squad_mrc", "squad_dual_encoder")
@@ -81,9 +82,13 @@ class DualEncoder(nn.Module):
 def save_dual_encoder(model: DualEncoder, out_dir: Path, meta: dict) -> None:
     out_dir = Path(out_dir)
     save_encoder(model.body, out_dir, {"dual_encoder": True, **meta})
-    tmp = out_dir / ".towers.pt.tmp"
-    torch.save({"pooler": model.pooler.state_dict(), "logit_scale": model.logit_scale.detach().cpu()}, tmp)
-    tmp.replace(out_dir / "towers.pt")
+    dest = out_dir / "towers.pt"
+    tmp = tmp_path(dest)
+    try:
+        torch.save({"pooler": model.pooler.state_dict(), "logit_scale": model.logit_scale.detach().cpu()}, tmp)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_dual_encoder(path: Path, packed: bool = False) -> DualEncoder:

@@ -40,7 +40,7 @@ from xlrepro.data.types import Format, ReadResult
 from xlrepro.formats import adapter_for
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
 from xlrepro.sampling import nested_subset, subset_digest
-from xlrepro.runs import Run, atomic_write_json, atomic_write_text, files_digest, key_config, provenance
+from xlrepro.runs import FolderLock, Run, atomic_write_json, atomic_write_text, files_digest, key_config, provenance
 from xlrepro.tasks import get_task
 from xlrepro.train import Stream, set_seed, train
 
@@ -696,6 +696,15 @@ class Experiment:
             self.target(task, inter_dir, inter_spec)
         for task in cfg.controls:
             self.target(task, inter_dir, inter_spec, control=True)
+        # Two processes may finish one experiment folder at once (each trained nothing the other had
+        # not): the submission, report and export are rebuilt by one of them at a time.
+        if not dist.is_main():
+            return self._finish()
+        with FolderLock(self.out, what="experiment folder (finishing)", name=".finish.lock"):
+            return self._finish()
+
+    def _finish(self) -> dict:
+        cfg = self.cfg
         self._assemble_submission()
         results = {
             "experiment": cfg.name,

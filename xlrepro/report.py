@@ -16,7 +16,7 @@ import io
 import json
 from pathlib import Path
 
-from xlrepro.runs import atomic_write_text
+from xlrepro.runs import atomic_write_text, tmp_path
 
 CSV_COLUMNS = ["experiment", "task", "phase", "language", "split", "metric", "value", "mode", "n", "seed", "run",
                "run_hash", "config_hash", "intermediate", "variant", "volume", "resource_group"]
@@ -63,8 +63,8 @@ def write_plot(records: list[dict], path: Path) -> bool:
     ax.set_title("zero-shot test scores by task and language")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    tmp = tmp_path(path)
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     tmp.replace(path)
     return True

@@ -29,7 +29,7 @@ import numpy as np
 from xlrepro import stats
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
-from xlrepro.runs import atomic_write_json, atomic_write_text
+from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
 
 MAIN = {"accuracy", "f1", "map@20"}
 QA_TASKS = ("xquad", "mlqa", "tydiqa")
@@ -449,8 +449,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    tmp = tmp_path(path)
+    fig.savefig(tmp, dpi=100, format="png")
     tmp.replace(path)
 
 
