@@ -192,13 +192,48 @@ def publish(lb: Loopback, s: Path) -> None:
                           for l in ("en", "ar", "de", "es", "hi", "vi", "zh")}}))
     lb.serve_url("https://lindat.mff.cuni.cz/repository/xmlui/bitstream/handle/11234/1-3105/ud-treebanks-v2.5.tgz",
                  _ud_tarball(s))
+    lb.hub["unimelb-nlp/wikiann"] = {"sha": HUB_SHA[::-1], "files": {
+        f"ro/{sp}/0000.parquet": _wikiann_parquet(s, "ro", sp) for sp in ("validation", "test")}}
     lb.hub["google/xtreme"] = {"sha": HUB_SHA, "files": {
         f"PAN-X.{l}/{sp}-00000-of-00001.parquet": _panx_parquet(s, l, d)
         for l in ("en", "sw", "zh") for sp, d in (("train", "train"), ("validation", "dev"), ("test", "test"))}}
 
 
+def _wikiann_parquet(s: Path, lang: str, split: str) -> bytes:
+    """unimelb-nlp/wikiann's parquet form (tokens, ner_tags, langs, spans) for an XTREME-R PAN-X
+    language the samples lack: Romanian tokens from XQuAD's Romanian questions, generated tags
+    (a capitalised word after the first is B-PER, everything else O)."""
+    import datasets
+
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    d = json.loads((s / f"xquad/xquad.{lang}.json").read_text(encoding="utf-8"))
+    qs = [q["question"].split() for a in d["data"] for p in a["paragraphs"] for q in p["qas"]]
+    qs = qs[:20] if split == "test" else qs[20:40]
+    tags = [[1 if i and w[:1].isupper() else 0 for i, w in enumerate(q)] for q in qs]
+    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+                               "langs": datasets.Sequence(datasets.Value("string")),
+                               "spans": datasets.Sequence(datasets.Value("string"))})
+    ds = datasets.Dataset.from_dict({"tokens": qs, "ner_tags": tags, "langs": [[lang] * len(q) for q in qs],
+                                     "spans": [[f"PER: {q[i]}" for i, t in enumerate(tg) if t] for q, tg in zip(qs, tags)]},
+                                    features=feats)
+    buf = io.BytesIO()
+    ds.to_parquet(buf)
+    return buf.getvalue()
+
+
+def release_sums_off(monkeypatch):
+    """The samples are not the release files, so the published sha256 of the task files cannot
+    match them; tests that fetch samples switch those off (test_a_published_sha256_is_enforced
+    keeps them on)."""
+    from xlrepro.data import prepare
+
+    monkeypatch.setattr(prepare, "known_sha256", lambda entry, lang: None)
+
+
 @pytest.fixture
 def world(samples, tmp_path, monkeypatch):
+    release_sums_off(monkeypatch)
     with Loopback() as lb:
         publish(lb, samples)
         monkeypatch.setenv("HF_ENDPOINT", lb.url)
@@ -440,3 +475,79 @@ def test_a_hub_file_that_does_not_match_the_hubs_sha256_is_refused(world, capsys
     assert "sha256 mismatch: the Hub lists ffff" in err and f in err
     assert not (root / "panx/_hub/PAN-X.en/test").exists() or not list((root / "panx/_hub/PAN-X.en/test").iterdir())
     assert not list(root.rglob(".downloads/hub/**/*.parquet"))
+
+
+def test_xtreme_r_panx_languages_come_from_wikiann(world, capsys):
+    lb, root = world
+    assert _prepare(root, "panx", langs="en,ro") == 0
+    out = capsys.readouterr().out
+    assert f"hf://datasets/unimelb-nlp/wikiann@{HUB_SHA[::-1][:12]}/ro/test/0000.parquet" in out
+    lock = lockmod.load(root)
+    assert lock["files"]["panx/_hub/PAN-X.ro/test/ro__test__0000.parquet"]["source"] == \
+        f"hf://datasets/unimelb-nlp/wikiann@{HUB_SHA[::-1]}/ro/test/0000.parquet"
+    from xlrepro.tasks import get_task
+    ro = get_task("panx").read(root / "panx", "test", "ro", "hub")
+    assert len(ro.examples) == 20 and {t for e in ro.examples for t in e.tags} <= {"O", "B-PER"}
+    assert not (root / "panx/_hub/PAN-X.ro/train").exists()  # train is English only
+    assert "problems" not in out
+
+
+def test_an_unpinned_second_hub_source_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert main(["data", "prepare", "panx", "--root", str(tmp_path), "--languages", "ro"]) == 2
+    err = capsys.readouterr().err
+    assert "unimelb-nlp/wikiann (languages ro) is not pinned" in err and "download.hub_languages" in err
+
+
+def test_a_published_sha256_is_enforced(samples, tmp_path, capsys):
+    """squad.yaml ships the release's sha256 (TFDS url_checksums/squad.txt): a file that differs
+    is refused before anything is written."""
+    from xlrepro.tasks import get_task
+
+    entry = get_task("squad").download["files"][0]  # train-v1.1.json, fetched first
+    with Loopback() as lb:
+        publish(lb, samples)
+        os.environ["XLREPRO_MIRRORS"] = f"https://={lb.url}/"
+        try:
+            code = main(["data", "prepare", "squad", "--root", str(tmp_path / "data")])
+        finally:
+            del os.environ["XLREPRO_MIRRORS"]
+    err = capsys.readouterr().err
+    assert code == 2 and "sha256 mismatch" in err and entry["sha256"] in err and "Traceback" not in err
+    assert "train-v1.1.json" in err and not list((tmp_path / "data").rglob("*.json"))
+    assert not list((tmp_path / "data").rglob("*.part"))
+
+
+def test_every_shipped_sha256_has_a_source_and_every_block_a_check_record():
+    import re
+
+    from xlrepro.tasks import all_tasks
+
+    hexsum = re.compile(r"^[0-9a-f]{64}$")
+    shipped = 0
+    for name, t in all_tasks().items():
+        if t.components:
+            continue
+        for e in t.download.get("files") or []:
+            sha = e.get("sha256")
+            if sha is None:
+                continue
+            sums = sha.values() if isinstance(sha, dict) else [sha]
+            assert all(isinstance(v, str) and hexsum.match(v) for v in sums), (name, e["url"])
+            assert str(e.get("sha256_source", "")).strip(), (name, e["url"])
+            shipped += len(sums)
+        for block in ("download", "sizes"):
+            d = getattr(t, block)
+            if d:
+                assert isinstance(d.get("verified"), bool), (name, block)
+                assert str(d.get("checked", "")).strip(), (name, block)
+    assert shipped >= 30
+
+
+def test_verify_shows_which_facts_were_checked(tmp_path, capsys):
+    (tmp_path / "squad").mkdir()
+    main(["data", "verify", "squad", "mnli", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "squad download: verified (URLs, sizes and sha256 as in tensorflow/datasets" in out
+    assert "mnli download: UNVERIFIED: the dl.fbaipublicfiles.com GLUE zips" in out
+    assert "mnli sizes: UNVERIFIED:" in out
