@@ -41,7 +41,7 @@ from pathlib import Path
 from xlrepro import languages as langtab
 from xlrepro.data import lock as lockmod
 from xlrepro.data.fetch import download, sha256_of
-from xlrepro.data.hub import hub_config, prepared_dir
+from xlrepro.data.hub import prepared_dir
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
 
 DOWNLOADS = ".downloads"
