@@ -550,4 +550,4 @@ def test_verify_shows_which_facts_were_checked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "squad download: verified (URLs, sizes and sha256 as in tensorflow/datasets" in out
     assert "squad sizes: verified (huggingface/datasets datasets/squad/dataset_infos.json" in out
-    assert "tydiqa sizes: UNVERIFIED: not re-read against Hu et al. 2020" in out
+    assert "tydiqa sizes: UNVERIFIED: totals agree" in out
