@@ -13,6 +13,14 @@ def test_unpinned_hub_sources_are_refused_with_the_fix():
         read_hub(spec, "dev", "de")
 
 
+def test_a_language_its_repo_lacks_is_read_from_the_other_repo_and_needs_its_pin():
+    spec = get_task("panx")  # XTREME-R's ro is not in google/xtreme: unimelb-nlp/wikiann (download.hub_languages)
+    with pytest.raises(ConfigError, match="unimelb-nlp/wikiann is not pinned.*download.hub_languages"):
+        read_hub(spec, "test", "ro")
+    with pytest.raises(ConfigError, match="google/xtreme is not pinned"):
+        read_hub(spec, "test", "de")
+
+
 def test_classification_rows_map_class_ids_to_label_names():
     feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
                                "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})

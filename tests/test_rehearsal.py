@@ -1,13 +1,13 @@
 """The dress rehearsal: the real route on real-format data, separate from the smoke world.
 
 A loopback server and Hub stand-in (tests/loopback.py) serve the samples in their release
-layouts; `xlrepro data prepare --config xstilts-squad` fetches them, `xlrepro data verify`
+layouts (UD-POS as UD v2.5's treebank tarball; what the samples lack is made in the real format by
+tests/test_prepare.py: English UD train, a Chinese treebank, MLQA test files, Tatoeba ron-eng); `xlrepro data prepare --config xstilts-squad` fetches them, `xlrepro data verify`
 finds them, a Hugging Face-format stand-in model (a small XLMRobertaForMaskedLM with a tokenizer
 trained on the samples) is loaded by path, and `xlrepro reproduce xstilts-squad`, shrunk by
 overrides, runs every phase and target and writes the report and the submission folder.
 
-Shrunk: languages en and zh; UD-POS left out (the samples have no Chinese treebank and no
-English train file); two optimisation steps per phase; the torch engine; retrieval at layer 2
+Shrunk: languages en and zh; two optimisation steps per phase; the torch engine; retrieval at layer 2
 of the 2-layer stand-in. About three minutes on two CPU cores.
 """
 import json
@@ -17,10 +17,10 @@ import pytest
 
 from loopback import Loopback
 from standin_model import build_standin
-from test_prepare import publish
+from test_prepare import publish, release_sums_off
 from xlrepro.cli import main
 
-SHRINK = ["data.languages=[en,zh]", "target.tasks=[xnli,pawsx,panx,xquad,mlqa,tydiqa]"]
+SHRINK = ["data.languages=[en,zh]", "target.tasks=[xnli,pawsx,udpos,panx,xquad,mlqa,tydiqa]"]
 TRAIN = [f"{phase}.train.{k}={v}" for phase in ("intermediate", "target")
          for k, v in (("engine", "torch"), ("max_steps", 2), ("batch_size", 2), ("grad_accum", 1), ("eval_subset", 8))]
 
@@ -30,6 +30,8 @@ def rehearsal(samples, tmp_path_factory):
     base = tmp_path_factory.mktemp("rehearsal")
     root, out = base / "data", base / "out"
     old = {k: os.environ.get(k) for k in ("HF_ENDPOINT", "XLREPRO_MIRRORS", "XLREPRO_PROGRESS")}
+    patch = pytest.MonkeyPatch()
+    release_sums_off(patch)  # the samples are not the release files their published sums describe
     try:
         with Loopback() as lb:
             publish(lb, samples)
@@ -38,6 +40,7 @@ def rehearsal(samples, tmp_path_factory):
                              "--allow-unpinned-hub"])
             served = len(lb.log)
     finally:
+        patch.undo()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -56,7 +59,9 @@ def test_prepare_and_verify_find_everything_the_config_reads(rehearsal, capsys):
     assert rehearsal["prepared"] == 0 and rehearsal["verified"] == 0 and rehearsal["served"] > 20
     lock = json.loads((rehearsal["root"] / "data.lock").read_text())
     tasks = {p.split("/", 1)[0] for p in lock["files"] if not p.startswith(".downloads")}
-    assert {"squad", "mnli", "xnli", "pawsx", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"} <= tasks
+    assert {"squad", "mnli", "xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"} <= tasks
+    assert "udpos/UD_Chinese-GSD/zh_gsd-ud-test.conllu" in lock["files"]
+    assert "mlqa/MLQA_V1/test/test-context-zh-question-zh.json" in lock["files"]
 
 
 def test_the_shrunk_reproduction_runs_every_phase_and_target(rehearsal):
@@ -64,8 +69,10 @@ def test_the_shrunk_reproduction_runs_every_phase_and_target(rehearsal):
     out = rehearsal["out"]
     results = json.loads((out / "results.json").read_text())
     seen = {(r["phase"], r["task"]) for r in results["records"]}
-    for t in ("xnli", "pawsx", "panx", "xquad", "mlqa", "tydiqa"):
+    for t in ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"):
         assert ("target", t) in seen, t
+    pos = {(r["split"], r["language"]) for r in results["records"] if r["task"] == "udpos" and r["phase"] == "target"}
+    assert {("dev", "en"), ("dev", "zh")} <= pos, pos
     assert {("retrieval", "bucc2018"), ("retrieval", "tatoeba")} <= seen
     assert {r["language"] for r in results["records"]} >= {"en", "zh"}
     assert (out / "report.md").read_text().strip()

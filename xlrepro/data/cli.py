@@ -82,17 +82,18 @@ def run(a) -> int:
         for r in manual:
             print(f"xlrepro: error: task {r.task} needs a manual step: {r.manual}", file=sys.stderr)
         return 2 if manual else 0
-    from xlrepro.data.verify import render, verify_task
+    from xlrepro.data.verify import facts_status, render, verify_task
 
     if not root.is_dir():
         raise ConfigError(f"data verify: the data root {root} does not exist; run `xlrepro data prepare` first")
     lock = lockmod.load(root)
-    rows, sources = [], {}
+    rows, sources, checks = [], {}, {}
     for name in names:
         spec = get_task(name)
         src = cfg.data.sources.get(name, cfg.data.source) if cfg is not None else "local"
         rows += verify_task(spec, _task_dir(cfg, root, name), root, lock, langs, src)
         for c in (spec.components or (name,)):
             sources[c] = (get_task(c).sizes or {}).get("source")
-    print(render(rows, sources))
+            checks[c] = facts_status(get_task(c))
+    print(render(rows, sources, checks))
     return 1 if any(r.problem for r in rows) else 0

@@ -97,17 +97,22 @@ def read_hub(spec, split: str, lang: str, allow_unpinned: bool = False, prepared
     if prepared is not None and split in spec.hub.splits:
         if all(p.is_dir() for p in spec.files(prepared, split, lang, "hub").values()):
             return spec.read(prepared, split, lang, "hub")
-    if spec.hub.revision is None and not allow_unpinned:
-        raise ConfigError(f"task {spec.name}: the Hub source {spec.hub.repo} is not pinned to a revision in "
-                          f"xlrepro/tasks/{spec.name}.yaml; pin it (hub.revision: <40-hex commit>) or pass "
+    repo, revision, name = spec.hub.repo, spec.hub.revision, hub_config(spec, lang)
+    for src in (spec.download or {}).get("hub_languages") or []:  # a language the task's own repo lacks
+        if lang in (src.get("languages") or []):
+            repo, revision = src["repo"], src.get("revision")
+            name = None if src.get("config") is None else src["config"].format(**langtab.get(lang).template_fields())
+    if revision is None and not allow_unpinned:
+        where = "hub.revision" if repo == spec.hub.repo else "its revision under download.hub_languages"
+        raise ConfigError(f"task {spec.name}: the Hub source {repo} is not pinned to a revision in "
+                          f"xlrepro/tasks/{spec.name}.yaml; pin it ({where}: <40-hex commit>) or pass "
                           "data.allow_unpinned_hub=true to accept whatever the Hub serves today")
     if split not in spec.hub.splits:
         raise ConfigError(f"task {spec.name}: no Hub split mapped for {split!r} (have {sorted(spec.hub.splits)})")
     import datasets
 
-    name = hub_config(spec, lang)
-    ds = datasets.load_dataset(spec.hub.repo, name, revision=spec.hub.revision, split=spec.hub.splits[split])
-    where = f"hf://{spec.hub.repo}@{spec.hub.revision or 'UNPINNED'}/{name or ''}[{spec.hub.splits[split]}]"
+    ds = datasets.load_dataset(repo, name, revision=revision, split=spec.hub.splits[split])
+    where = f"hf://{repo}@{revision or 'UNPINNED'}/{name or ''}[{spec.hub.splits[split]}]"
     result = convert_rows(spec, ds, lang, where)
     result.files = {where: getattr(ds, "_fingerprint", "") or ""}
     return result

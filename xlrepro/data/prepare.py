@@ -41,7 +41,7 @@ from pathlib import Path
 from xlrepro import languages as langtab
 from xlrepro.data import lock as lockmod
 from xlrepro.data.fetch import download, sha256_of
-from xlrepro.data.hub import hub_config, prepared_dir
+from xlrepro.data.hub import prepared_dir
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
 
 DOWNLOADS = ".downloads"
@@ -290,7 +290,7 @@ class Preparer:
         if self._present(dest, rep):
             return
         self.say(f"{spec.name}: fetching {url}")
-        digest, _ = download(_rewrite(url, self.mirrors), dest, entry.get("sha256") or self._pinned(dest))
+        digest, _ = download(_rewrite(url, self.mirrors), dest, known_sha256(entry, lang) or self._pinned(dest))
         self._fetched(dest, url, digest, rep)
 
     def _archive(self, spec, task_dir, url, entry, rep, lang=None) -> None:
@@ -317,7 +317,7 @@ class Preparer:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rsplit("/", 1)[-1]) or "archive"
         arch = self.root / DOWNLOADS / spec.name / name
         self.say(f"{spec.name}: fetching {url}")
-        digest, _ = download(_rewrite(url, self.mirrors), arch, entry.get("sha256") or self._pinned(arch))
+        digest, _ = download(_rewrite(url, self.mirrors), arch, known_sha256(entry, lang) or self._pinned(arch))
         lockmod.record(self.root, self.lock, self._rel(arch), url, digest)
         a = _Archive(arch, url)
         try:
@@ -373,67 +373,81 @@ class Preparer:
                               "from its release files (data.sources.<task>=local)")
         if hub.refuse:
             raise ConfigError(f"task {spec.name}: the Hub copy {hub.repo} is not used: {hub.refuse}")
-        if hub.revision is None and not self.allow_unpinned:
-            raise ConfigError(f"task {spec.name}: the Hub source {hub.repo} is not pinned (hub.revision in "
-                              f"xlrepro/tasks/{spec.name}.yaml); run `xlrepro data pin --write`, or pass "
-                              "--allow-unpinned-hub to take today's commit (recorded in data.lock)")
-        try:
-            self._hub_fetch(spec, task_dir, rep)
-        except XlreproError:
-            raise
-        except Exception as e:  # huggingface_hub's HTTP and repository errors share no base class with ours
-            from xlrepro.data.fetch import DownloadError
+        langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
+        other = hub_languages(spec)
+        sources = [(hub.repo, hub.revision, hub.config, [l for l in langs if l not in other])]
+        for src in (spec.download or {}).get("hub_languages") or []:
+            mine = [l for l in langs if l in (src.get("languages") or [])]
+            if mine:
+                sources.append((src["repo"], src.get("revision"), src.get("config"), mine))
+        for repo, revision, config, these in sources:
+            if not these:
+                continue
+            if revision is None and not self.allow_unpinned:
+                how = ("run `xlrepro data pin --write`" if repo == hub.repo else
+                       f"set its revision under download.hub_languages to a commit of {repo}")
+                raise ConfigError(f"task {spec.name}: the Hub source {repo} (languages {', '.join(these)}) is not "
+                                  f"pinned (xlrepro/tasks/{spec.name}.yaml); {how}, or pass "
+                                  "--allow-unpinned-hub to take today's commit (recorded in data.lock)")
+            try:
+                self._hub_fetch(spec, task_dir, rep, repo, revision, config, these)
+            except XlreproError:
+                raise
+            except Exception as e:  # huggingface_hub's HTTP and repository errors share no base class with ours
+                from xlrepro.data.fetch import DownloadError
 
-            raise DownloadError(f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
-                                f"did not serve {hub.repo}: {type(e).__name__}: {e}") from None
+                raise DownloadError(f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
+                                    f"did not serve {repo} (languages {', '.join(these)}): {type(e).__name__}: {e}"
+                                    ) from None
 
-    def _hub_fetch(self, spec, task_dir: Path, rep: TaskReport) -> None:
+    def _hub_fetch(self, spec, task_dir: Path, rep: TaskReport, repo: str, revision, config_t, langs) -> None:
         from huggingface_hub import HfApi, hf_hub_download
 
         hub = spec.hub
         endpoint = os.environ.get("HF_ENDPOINT") or None
         api = HfApi(endpoint=endpoint)
-        rev = hub.revision or api.dataset_info(hub.repo).sha
-        tree = [e for e in api.list_repo_tree(hub.repo, repo_type="dataset", revision=rev, recursive=True)
+        rev = revision or api.dataset_info(repo).sha
+        tree = [e for e in api.list_repo_tree(repo, repo_type="dataset", revision=rev, recursive=True)
                 if getattr(e, "path", "").endswith(".parquet") and hasattr(e, "lfs")]
         files = sorted(e.path for e in tree)
         lfs_sha = {e.path: e.lfs.sha256 for e in tree if e.lfs is not None}  # the Hub's own sha256 of LFS files
-        langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
         wanted = {}  # (config, hub split) -> fill language
         for split, hsplit in hub.splits.items():
             if split not in spec.splits:
                 continue
-            for lang in [l for l in langs if l in spec.split_languages(split)] or langs[:1]:
-                wanted.setdefault((hub_config(spec, lang), hsplit), lang)
+            first = langs[:1] if repo == hub.repo else []  # a split none of the languages has: its first
+            for lang in [l for l in langs if l in spec.split_languages(split)] or first:
+                config = None if config_t is None else _fill(config_t, lang)
+                wanted.setdefault((config, hsplit), lang)
         stage = self.root / DOWNLOADS / "hub"
         for (config, hsplit), lang in wanted.items():
-            out_dir = task_dir / _fill(prepared_dir(hub, hsplit), lang)
+            out_dir = task_dir / _fill(prepared_dir(hub, hsplit), lang)  # the task's own layout, whatever the repo
             for part in hsplit.split("+"):
                 match = match_parquet(files, config, part)
                 if not match:
-                    raise DataFormatError(f"hf://datasets/{hub.repo}@{rev}", f"no parquet file for config {config!r}, "
+                    raise DataFormatError(f"hf://datasets/{repo}@{rev}", f"no parquet file for config {config!r}, "
                                           f"split {part!r} (parquet files: {files[:8]}{' ...' if len(files) > 8 else ''})",
                                           field="hub.splits")
                 for f in match:
                     dest = out_dir / f.replace("/", "__")
                     if self._present(dest, rep):
                         continue
-                    self.say(f"{spec.name}: fetching hf://datasets/{hub.repo}@{rev[:12]}/{f}")
-                    got = Path(hf_hub_download(hub.repo, f, repo_type="dataset", revision=rev, local_dir=stage,
+                    self.say(f"{spec.name}: fetching hf://datasets/{repo}@{rev[:12]}/{f}")
+                    got = Path(hf_hub_download(repo, f, repo_type="dataset", revision=rev, local_dir=stage,
                                                endpoint=endpoint))
                     digest = sha256_of(got)
                     if f in lfs_sha and lfs_sha[f] != digest:
                         got.unlink()
-                        raise DataFormatError(dest, f"hf://datasets/{hub.repo}@{rev}/{f}: sha256 mismatch: the Hub "
+                        raise DataFormatError(dest, f"hf://datasets/{repo}@{rev}/{f}: sha256 mismatch: the Hub "
                                                     f"lists {lfs_sha[f]}, the download has {digest}; it was deleted "
                                                     "(nothing written)", field="sha256")
                     pinned = self._pinned(dest)
                     if pinned and pinned != digest:
                         got.unlink()
-                        raise DataFormatError(dest, f"hf://datasets/{hub.repo}@{rev}/{f} has sha256 {digest}, the "
+                        raise DataFormatError(dest, f"hf://datasets/{repo}@{rev}/{f} has sha256 {digest}, the "
                                                     f"lock pins {pinned}", field="sha256")
                     _place(got, dest)
-                    self._fetched(dest, f"hf://datasets/{hub.repo}@{rev}/{f}", digest, rep)
+                    self._fetched(dest, f"hf://datasets/{repo}@{rev}/{f}", digest, rep)
 
     # counting -------------------------------------------------------------
     def _count(self, spec, task_dir: Path, rep: TaskReport) -> None:
@@ -457,6 +471,25 @@ class Preparer:
                     if entry is not None:
                         entry.setdefault("examples", {})[f"{spec.name}:{key}"] = n
         lockmod.save(self.root, self.lock)
+
+
+def hub_languages(spec) -> dict:
+    """``download.hub_languages`` of a task: language -> the other Hub repo that serves it (for
+    languages the task's own Hub repo lacks; PAN-X's XTREME-R languages are in unimelb-nlp/wikiann)."""
+    out = {}
+    for src in (spec.download or {}).get("hub_languages") or []:
+        for lang in src.get("languages") or []:
+            out[lang] = src
+    return out
+
+
+def known_sha256(entry: dict, lang: str | None) -> str | None:
+    """The published sha256 of a download entry: ``sha256: <hex>`` for one file, or
+    ``sha256: {<lang>: <hex>}`` for an entry expanded over languages (none for a language not listed)."""
+    sha = entry.get("sha256")
+    if isinstance(sha, dict):
+        return sha.get(lang) if lang is not None else None
+    return sha
 
 
 def glob_magic(s: str) -> bool:

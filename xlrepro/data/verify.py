@@ -5,6 +5,11 @@ split, a language or ``"*"`` for every language, and ``source`` naming the datas
 paper they were taken from). Found counts read the files through the task's readers (the same
 path training takes). The hash column compares every file read with ``data.lock``: ``ok``,
 ``unpinned`` (not recorded by prepare) or ``CHANGED``.
+
+Each task's ``download:`` and ``sizes:`` blocks say whether their facts (URLs, Hub repo ids,
+configs and splits; expected counts) were checked against a primary source: ``verified: true``
+with ``checked:`` naming what was compared with which source, or ``verified: false`` with the
+reason in ``checked:``. The table's footer shows that status per task (``facts_status``).
 """
 from __future__ import annotations
 
@@ -73,7 +78,22 @@ def verify_task(spec, task_dir: Path, root: Path, lock: dict, languages=None, so
     return rows
 
 
-def render(rows: list[Row], sources: dict) -> str:
+def facts_status(spec) -> list[str]:
+    """``download: verified (...)`` / ``download: UNVERIFIED: ...`` and the same for ``sizes``."""
+    out = []
+    for block in ("download", "sizes"):
+        d = getattr(spec, block) or {}
+        if not d:
+            continue
+        checked = d.get("checked") or "(no record of a check)"
+        if d.get("verified") is True:
+            out.append(f"{block}: verified ({checked})")
+        else:
+            out.append(f"{block}: UNVERIFIED: {checked}")
+    return out
+
+
+def render(rows: list[Row], sources: dict, checks: dict | None = None) -> str:
     head = f"{'task':<14} {'split':<5} {'lang':<5} {'expected':>9} {'found':>9} {'hash':<10} note"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -88,4 +108,9 @@ def render(rows: list[Row], sources: dict) -> str:
     lines.append("expected counts from:")
     for task, src in sources.items():
         lines.append(f"  {task}: {src or '(no published count recorded)'}")
+    if checks:
+        lines.append("facts checked against primary sources:")
+        for task, states in checks.items():
+            for st in states:
+                lines.append(f"  {task} {st}")
     return "\n".join(lines)
