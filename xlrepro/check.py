@@ -153,7 +153,7 @@ def planned_reads(cfg) -> list[Read]:
             out += _training_reads("squad")
         elif source == "squad_dual_encoder":
             out += _training_reads("lareqa")
-        splits = ("dev", "test") if t == "bucc2018" else ("test",)
+        splits = ("dev", "test") if spec.retrieval.get("threshold") == "tune_on_dev" else ("test",)
         for lang in eval_languages(cfg, t, "test"):
             out += [Read(t, s, lang, "eval") for s in splits]
     seen, unique = set(), []
@@ -295,20 +295,24 @@ def _check_corpora(cfg, pf: Preflight) -> None:
 
 
 def _check_cand(cfg, pf: Preflight) -> None:
-    """Parse the Mewsli-X candidate set (duplicate entity ids, offsets) when it is there."""
+    """Parse each retrieval task's candidate set (``retrieval.candidates``: Mewsli-X's; duplicate
+    entity ids, offsets) when it is there."""
     from xlrepro.data.readers import get_reader
     from xlrepro.tasks import get_task
 
-    if cfg.smoke is not None or "mewslix" not in cfg.retrieval.tasks or cfg.data.source != "local":
+    if cfg.smoke is not None or cfg.data.source != "local":
         return
-    cand = get_task("mewslix").retrieval["candidates"]
-    root = cfg.data.task_dirs.get("mewslix") or Path(cfg.data.root) / "mewslix"
-    path = Path(root) / cand["file"]
-    try:
-        if not get_reader(cand["reader"])({"file": path}).examples:
-            pf.add(f"data: mewslix candidate set: {path}: no entities")
-    except Exception as e:  # noqa: BLE001
-        pf.add(f"data: mewslix candidate set: {_describe(e)}")
+    for t in cfg.retrieval.tasks:
+        cand = get_task(t).retrieval.get("candidates")
+        if cand is None:
+            continue
+        root = cfg.data.task_dirs.get(t) or Path(cfg.data.root) / t
+        path = Path(root) / cand["file"]
+        try:
+            if not get_reader(cand["reader"])({"file": path}).examples:
+                pf.add(f"data: {t} candidate set: {path}: no entities")
+        except Exception as e:  # noqa: BLE001
+            pf.add(f"data: {t} candidate set: {_describe(e)}")
 
 
 def _check_languages(cfg, pf: Preflight) -> None:

@@ -267,7 +267,9 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
         if t in tasks and tasks[t].format.value == "span_qa":
             runs.append(("intermediate.train", cfg.intermediate.train, t))
     qa_targets = [t for t in cfg.target.tasks if t in tasks and tasks[t].format.value == "span_qa"]
-    if "squad_mrc" in cfg.retrieval.encoder.values() or cfg.retrieval.benchmark == "xtreme_r" and "tatoeba" in cfg.retrieval.tasks:
+    by_bench = [(tasks[t].retrieval.get("encoder") if t in tasks else None) or {} for t in cfg.retrieval.tasks]
+    if "squad_mrc" in cfg.retrieval.encoder.values() \
+            or any(isinstance(e, dict) and e.get(cfg.retrieval.benchmark) == "squad_mrc" for e in by_bench):
         qa_targets.append("squad")  # the SQuAD encoder of Tatoeba (target.train + target.per_task.squad)
     for t in qa_targets:
         try:

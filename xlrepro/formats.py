@@ -183,7 +183,7 @@ class SpanQAAdapter(FormatAdapter):
     def allows_no_answer(self) -> bool:
         """SQuAD v2.0-style tasks may answer "" (no answer): predicted when the null score
         (start and end on <s>, the minimum over the example's windows) beats every span."""
-        return self.task.metric == "squad_v2"
+        return self.task.evaluator == "qa_squad_v2"
 
     def predict(self, logits, feats, examples, n_best: int = 20):
         best, null = {}, {}

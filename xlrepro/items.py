@@ -31,17 +31,31 @@ from pathlib import Path
 import numpy as np
 
 from xlrepro.runs import atomic_write_json
+from xlrepro.tasks.registry import all_tasks, get_task
 
 ITEMS_VERSION = 3  # 2: Tatoeba and BUCC retrieval runs; 3: LAReQA and Mewsli-X
-RETRIEVAL_ITEM_TASKS = ("tatoeba", "bucc2018", "lareqa", "mewslix")  # retrieval runs with item-level scores
-# tasks without a submission file whose runs write their per-item values here instead of predictions/
-PER_QUESTION_FOLDER = {"lareqa": "per_question"}
+#: Retrieval evaluators with item-level scores (dispatch is on the task's ``evaluator`` field).
+RETRIEVAL_ITEM_EVALUATORS = ("tatoeba_accuracy", "bucc_f1", "mewslix_map", "lareqa_map")
+
+
+def retrieval_item_tasks() -> tuple[str, ...]:
+    """Benchmark retrieval tasks whose runs get item-level scores (tatoeba, bucc2018, lareqa, mewslix)."""
+    return tuple(n for n, t in all_tasks().items()
+                 if t.scoring and t.format.value == "retrieval" and t.evaluator in RETRIEVAL_ITEM_EVALUATORS)
+
+
+def __getattr__(name: str):
+    if name == "RETRIEVAL_ITEM_TASKS":  # computed from the registry on use (xlrepro.sweep imports it)
+        return retrieval_item_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def item_source_folder(run_dir: Path, task_name: str) -> Path:
     """Where a run keeps the files its items are scored from: ``predictions/<task>`` (the submission
-    layout), or ``per_question/<task>`` for a task without a submission file (LAReQA)."""
-    return Path(run_dir) / PER_QUESTION_FOLDER.get(task_name, "predictions") / task_name
+    layout), or ``per_question/<task>`` for a task without a submission file (``prediction_file:
+    none``: LAReQA), whose runs write their per-item values there instead."""
+    folder = "per_question" if get_task(task_name).prediction_file == "none" else "predictions"
+    return Path(run_dir) / folder / task_name
 
 
 def _read_predictions(path: Path, fmt: str):
@@ -80,14 +94,14 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
             pc, gc = set(get_entities(list(p), mode)), set(get_entities(list(e.tags), mode))
             counts.append([len(pc & gc), len(pc), len(gc)])
         return {"metric": "f1", "kind": "ratio", "scores": counts}
-    if fmt == "retrieval" and task.name == "tatoeba":
+    if fmt == "retrieval" and task.evaluator == "tatoeba_accuracy":
         # one item per English query: the retrieved line index is correct when it is the query's own line
         (ex,) = examples
         if len(preds) != len(ex.tgt_sentences):
-            raise ValueError(f"tatoeba/{lang}: {len(preds)} predictions for {len(ex.tgt_sentences)} English sentences")
+            raise ValueError(f"{task.name}/{lang}: {len(preds)} predictions for {len(ex.tgt_sentences)} English sentences")
         return {"metric": "accuracy", "kind": "binary",
                 "scores": [100.0 if int(p) == i else 0.0 for i, p in enumerate(preds)]}
-    if fmt == "retrieval" and task.name == "bucc2018":
+    if fmt == "retrieval" and task.evaluator == "bucc_f1":
         # one item per source sentence: [correct, predicted, gold] pair counts, so resampling sentences
         # keeps the official set-level F1 = 200 * correct / (predicted + gold)
         (ex,) = examples
@@ -101,37 +115,37 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
             by_src.setdefault(a, [0, 0, 0])[2] += 1
         unknown = set(by_src) - set(ex.src_ids)
         if unknown:
-            raise ValueError(f"bucc2018/{lang}: predicted or gold source ids not in the data: {sorted(unknown)[:5]}")
+            raise ValueError(f"{task.name}/{lang}: predicted or gold source ids not in the data: {sorted(unknown)[:5]}")
         return {"metric": "f1", "kind": "ratio",
                 "scores": [by_src.get(i, [0, 0, 0]) for i in dict.fromkeys(ex.src_ids)]}
-    if fmt == "retrieval" and task.name == "mewslix":
+    if fmt == "retrieval" and task.evaluator == "mewslix_map":
         # one item per mention: its reciprocal rank@k (x 100), the official "map@20" term
         from xlrepro.metrics import mewslix_reciprocal_ranks
 
         k = int(task.retrieval.get("k", 20))
         if not isinstance(preds, dict):
-            raise ValueError(f"mewslix/{lang}: expected predictions {{mention id: [entity ids]}}, got {type(preds).__name__}")
+            raise ValueError(f"{task.name}/{lang}: expected predictions {{mention id: [entity ids]}}, got {type(preds).__name__}")
         missing = [e.guid for e in examples if e.entity_id is None]
         if missing:
-            raise ValueError(f"mewslix/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})")
+            raise ValueError(f"{task.name}/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})")
         gold = {e.guid: [e.entity_id] for e in examples}
         unknown = set(preds) - set(gold)
         if unknown:
-            raise ValueError(f"mewslix/{lang}: predicted mention ids not in the data: {sorted(unknown)[:5]}")
+            raise ValueError(f"{task.name}/{lang}: predicted mention ids not in the data: {sorted(unknown)[:5]}")
         return {"metric": f"map@{k}", "kind": "mean",
                 "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold, k=k, mode=mode)]}
-    if fmt == "retrieval" and task.name == "lareqa":
+    if fmt == "retrieval" and task.evaluator == "lareqa_map":
         # one item per question: its AP@k (x 100) as the run computed it against the pooled candidates
         (pool,) = examples
         if not isinstance(preds, dict) or not {"question_ids", "average_precision", "metric"} <= set(preds):
-            raise ValueError(f"lareqa/{lang}: expected a per-question file with question_ids, average_precision "
+            raise ValueError(f"{task.name}/{lang}: expected a per-question file with question_ids, average_precision "
                              "and metric")
         qids, aps = list(preds["question_ids"]), [float(a) for a in preds["average_precision"]]
         if qids != list(pool.question_ids):
-            raise ValueError(f"lareqa/{lang}: the per-question file's {len(qids)} question ids differ from the "
+            raise ValueError(f"{task.name}/{lang}: the per-question file's {len(qids)} question ids differ from the "
                              f"{len(pool.question_ids)} questions of the data (order included)")
         if len(aps) != len(qids) or not all(0.0 <= a <= 1.0 for a in aps):
-            raise ValueError(f"lareqa/{lang}: expected one average precision in [0, 1] per question")
+            raise ValueError(f"{task.name}/{lang}: expected one average precision in [0, 1] per question")
         return {"metric": preds["metric"], "kind": "mean", "scores": [100.0 * a for a in aps]}
     raise ValueError(f"no item-level scores for format {fmt!r} (task {task.name})")
 

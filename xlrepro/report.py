@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 
 from xlrepro.runs import atomic_write_text, tmp_path
+from xlrepro.tasks.registry import headline_metric, headline_metrics
 
 CSV_COLUMNS = ["experiment", "task", "phase", "language", "split", "metric", "value", "mode", "n", "seed", "run",
                "run_hash", "config_hash", "intermediate", "variant", "volume", "resource_group"]
-
-PRIMARY = {"accuracy", "f1", "exact_match"}
 
 
 def _fmt(v: float | None) -> str:
@@ -42,8 +41,12 @@ def write_plot(records: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metrics = collections.defaultdict(set)
+    for r in records:
+        metrics[r["task"]].add(r["metric"])
+    # one bar per task and language: the task's headline metric, where it is an accuracy or an F1
     rows = [r for r in records if r["split"] == "test" and r["metric"] in ("accuracy", "f1")
-            and not (r["task"] in ("xquad", "mlqa", "tydiqa") and r["metric"] != "f1")]
+            and r["metric"] == headline_metric(r["task"], metrics[r["task"]])]
     if not rows:
         return False
     groups = collections.OrderedDict()
@@ -70,12 +73,19 @@ def write_plot(records: list[dict], path: Path) -> bool:
     return True
 
 
-def _non_english_means(by_lang: dict, metrics: list[str], langs: list[str]) -> list[float | None]:
+def metric_columns(task: str, metrics) -> list[str]:
+    """The task's metric names in column order: its headline metrics first, in the registry's order
+    (QA: F1, then exact match), then the others alphabetically."""
+    head = headline_metrics(task)
+    return sorted(metrics, key=lambda m: (head.index(m) if m in head else len(head), m))
+
+
+def _non_english_means(task: str, by_lang: dict, metrics: list[str], langs: list[str]) -> list[float | None]:
     """Uniform mean over the non-English languages of every headline metric column (QA: F1 and EM)."""
     out = []
     for m in metrics:
         vals = [by_lang[l][m] for l in langs if l != "en" and m in by_lang[l]]
-        out.append(sum(vals) / len(vals) if vals and (m in PRIMARY or m == metrics[0]) else None)
+        out.append(sum(vals) / len(vals) if vals and (m in headline_metrics(task) or m == metrics[0]) else None)
     return out
 
 
@@ -185,7 +195,7 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None) -> s
             lines += [f"English training: {' → '.join(chain)}" + (" (one model, stage after stage)" if len(chain) > 1
                                                                    else ""), ""]
         for split, by_lang in sorted(splits.items()):
-            metrics = sorted({m for v in by_lang.values() for m in v}, key=lambda m: (m not in PRIMARY, m))
+            metrics = metric_columns(task, {m for v in by_lang.values() for m in v})
             langs = sorted(by_lang, key=lambda l: (l != "en", l))
             lines.append(f"**{split}**")
             lines.append("")
@@ -193,7 +203,7 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None) -> s
             lines.append("|---|" + "---|" * len(metrics))
             for l in langs:
                 lines.append(f"| {l} | " + " | ".join(_fmt(by_lang[l].get(m)) for m in metrics) + " |")
-            means = _non_english_means(by_lang, metrics, langs)
+            means = _non_english_means(task, by_lang, metrics, langs)
             if any(v is not None for v in means):
                 lines.append("| *mean over non-English (uniform)* | " + " | ".join("" if v is None else _fmt(v)
                                                                               for v in means) + " |")

@@ -1,8 +1,8 @@
 """Predictions (and labels) in the XTREME / XTREME-R submission layout: what ``evaluate.py`` and
 ``xlrepro score`` read.
 
-  <folder>/<task>/<split>-<lang>.<ext>     ext: json for xquad, mlqa, tydiqa, mewslix; jsonl for
-                                           xcopa; tsv otherwise (``metrics.evaluate.task_file_extension``)
+  <folder>/<task>/<split>-<lang>.<ext>     ext: the task's ``prediction_file`` in the registry (json for
+                                           xquad, mlqa, tydiqa, mewslix; jsonl for xcopa; tsv otherwise)
 
 The leaderboard takes the ``test`` files; the pipeline writes every evaluated split the same way.
 File contents, one file per task and language, in the order of the task's own files:
@@ -22,7 +22,9 @@ File contents, one file per task and language, in the order of the task's own fi
                                   file's index; the official retrieval script's ``[12]`` form never matches)
   mewslix                         JSON {example id: [entity ids, best first]} (scored as MRR@20 over the first)
 
-LAReQA has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
+The content follows the task's registry fields, never its name: ``evaluator`` (bucc_f1, tatoeba_accuracy,
+mewslix_map have their own forms), ``prediction_file`` (jsonl: the XCOPA form) and ``format``.
+LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
 (temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
 ``<out>/submission/`` from its runs' test files: the folder then holds exactly the files its
 ``MANIFEST.json`` lists.
@@ -38,11 +40,7 @@ from typing import Iterable, Mapping, Sequence
 from xlrepro.data.types import Format
 from xlrepro.metrics.evaluate import task_file_extension
 from xlrepro.runs import atomic_write_json, atomic_write_text
-
-RETRIEVAL_FILE_TASKS = ("bucc2018", "tatoeba", "mewslix")
-#: Tasks whose files are JSON lines scored by their ``label`` field (``evaluate.py:read_xcopa``).
-JSONL_LABEL_TASKS = ("xcopa",)
-NO_SUBMISSION_FILE = ("lareqa",)
+from xlrepro.tasks.registry import get_task
 
 
 def submission_path(folder: str | Path, task: str, split: str, lang: str) -> Path:
@@ -80,15 +78,16 @@ def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = ()
     the retrieved non-English line index per English sentence; for mewslix ``{example id:
     [entity ids]}``.
     """
-    if task in NO_SUBMISSION_FILE:
+    spec = get_task(task)
+    if spec.prediction_file == "none":
         raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so there is no submission file")
-    if task == "bucc2018":
+    if spec.evaluator == "bucc_f1":
         return "".join(f"{_field(a, task)}\t{_field(b, task)}\n" for a, b in predictions)
-    if task == "tatoeba":
+    if spec.evaluator == "tatoeba_accuracy":
         return "".join(f"{int(i)}\n" for i in predictions)
-    if task == "mewslix":
+    if spec.evaluator == "mewslix_map":
         if not isinstance(predictions, Mapping):
-            raise ValueError("mewslix: expected {example id: [entity ids]}")
+            raise ValueError(f"{task}: expected {{example id: [entity ids]}}")
         return json.dumps({str(k): [str(e) for e in v] for k, v in predictions.items()}, ensure_ascii=False) + "\n"
     predictions = list(predictions)
     if len(predictions) != len(examples):
@@ -102,7 +101,7 @@ def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = ()
                 raise ValueError(f"{task}: {len(tags)} tags for the {len(e.words)} words of {e.guid}")
             out.append("".join(f"{_field(t, task)}\n" for t in tags) + "\n")
         return "".join(out)
-    if task in JSONL_LABEL_TASKS:
+    if spec.prediction_file == "jsonl":  # read by evaluate.py:read_xcopa, scored by the label field
         return "".join(json.dumps({"idx": _json_idx(e.guid), "label": _choice(p, task, e.guid)}) + "\n"
                        for e, p in zip(examples, predictions))
     if fmt in (Format.CLASSIFICATION, Format.MULTIPLE_CHOICE):
@@ -114,21 +113,22 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
     """The gold of labelled examples in the label layout ``evaluate.py`` reads (the counterpart of
     :func:`prediction_text`; for checking exports, and for scoring splits whose labels one holds).
     An example without its label is an error: a withheld split has no label file."""
-    if task in NO_SUBMISSION_FILE:
+    spec = get_task(task)
+    if spec.prediction_file == "none":
         raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so there is no label file")
-    if task in ("bucc2018", "tatoeba"):
+    if spec.evaluator in ("bucc_f1", "tatoeba_accuracy"):
         (ex,) = examples
         if ex.gold is None:
             raise ValueError(f"{task}: {ex.guid} has no gold pairs")
-        if task == "bucc2018":
+        if spec.evaluator == "bucc_f1":
             return prediction_text(task, fmt, ex.gold)
         src_index = {s: i for i, s in enumerate(ex.src_ids)}
         gold = dict((t, s) for s, t in ex.gold)
         return prediction_text(task, fmt, [src_index[gold[t]] for t in ex.tgt_ids])
-    if task == "mewslix":
+    if spec.evaluator == "mewslix_map":
         missing = [e.guid for e in examples if e.entity_id is None]
         if missing:
-            raise ValueError(f"mewslix: {len(missing)} mentions without an entity id (first: {missing[0]})")
+            raise ValueError(f"{task}: {len(missing)} mentions without an entity id (first: {missing[0]})")
         return prediction_text(task, fmt, {e.guid: [e.entity_id] for e in examples})
     if fmt == Format.SPAN_QA:
         unlabelled = [e.guid for e in examples if not e.answers]

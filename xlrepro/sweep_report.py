@@ -30,6 +30,7 @@ from xlrepro import stats
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
+from xlrepro.tasks.registry import headline_metric, headline_metrics
 
 MAIN = {"accuracy", "f1", "map@20"}
 QA_TASKS = ("xquad", "mlqa", "tydiqa")
@@ -38,10 +39,7 @@ N_BOOT = 1000
 
 
 def _main_metric(task: str, metrics: set) -> str | None:
-    for m in ("f1", "accuracy", "map@20"):
-        if m in metrics:
-            return m
-    return None
+    return headline_metric(task, metrics)
 
 
 def _fmt(v, nd: int = 1) -> str:
@@ -416,7 +414,7 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
 def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | None = None) -> float | None:
     vals = []
     for task in XTREME_TASKS:
-        metric = "f1" if task in ("udpos", "panx", "bucc2018") or task in QA_TASKS else "accuracy"
+        metric = headline_metrics(task)[0]
         variant = _best_variant(recs, task, metric, spec.select_on) if our_row == "best" else our_row
         if variant is None:
             return None

@@ -303,11 +303,11 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
         for i, r in enumerate(rows):
             tags = [names[t] if names and isinstance(t, int) else str(t) for t in r[col]]
             out.append(TaggingExample(str(i), list(r["tokens"]), tags))
-    elif spec.name == "mewslix":
+    elif spec.hub.converter == "mewslix_mentions":
         res = _mewslix(rows, lang, where)
         res.skipped.update(skipped)
         return res
-    elif spec.name == "lareqa":
+    elif spec.hub.converter == "lareqa_pool":
         res = _lareqa(spec, rows, lang, where)
         res.skipped.update(skipped)
         return res

@@ -7,7 +7,8 @@ evident bugs and takes the deviations that are better for users. Tagging also ac
 ``"seqeval_1x"`` (seqeval 1.2.2 semantics). docs/metrics.md lists what each metric computes,
 the official files it follows, and every remaining difference from the official code. Values
 are on a 0-100 scale and every returned dict records its ``"mode"``. Only stdlib + numpy are
-used.
+used, and the task registry (``xlrepro.tasks.registry``) for the facts scoring dispatches on: a
+task's ``evaluator``, ``prediction_file``, ``headline`` and ``scoring`` fields (docs/tasks.md).
 """
 from .aggregate import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,
                         xtreme_score)

@@ -9,42 +9,39 @@ Four named aggregators (never an unnamed "Avg": the benchmark totals differ in w
 * :func:`xtreme_r_task_mean` - xlrepro's script-style XTREME-R total (plain task mean);
 * :func:`xtreme_r_category_mean` - the XTREME-R paper's total (mean of 4 category means).
 
-Language lists are never built in here: callers pass them (the task registry owns them).
-Task *names* and groupings are part of the benchmark definitions and are fixed here.
+Language lists are never built in here: callers pass them (the task registry owns them). Which
+tasks a benchmark has, their order (``evaluate.py``'s TASK2LANGS order, also the summation order),
+their groups, and which count in a total come from each task's ``scoring`` field in the registry;
+a task's ``avg_metric`` follows its ``headline`` field (docs/tasks.md).
 """
 from __future__ import annotations
 
 import numbers
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
+from xlrepro.tasks.registry import (CATEGORIES, SCRIPT_GROUPS, all_tasks, benchmark_tasks, headline_metric,
+                                    headline_metrics)
+
 from ._common import is_metric_key, official_source
 
-QA_TASKS = ("xquad", "mlqa", "tydiqa")
 
-#: XTREME tasks in ``evaluate.py``'s TASK2LANGS order (also our summation order).
-XTREME_TASKS = ("pawsx", "xnli", "panx", "udpos", "bucc2018", "tatoeba", "xquad", "mlqa", "tydiqa")
-XTREME_GROUPS = {
-    "classification": ("pawsx", "xnli"),
-    "tagging": ("udpos", "panx"),
-    "qa": ("xquad", "mlqa", "tydiqa"),
-    "retrieval": ("bucc2018", "tatoeba"),
-}
+def script_groups(benchmark: str) -> Dict[str, tuple]:
+    """``evaluate.py``'s GROUP2TASK of ``benchmark`` (``xtreme`` / ``xtreme_r``): group -> tasks in
+    task order, from the tasks' ``scoring.<benchmark>.groups`` (XTREME-R: no lareqa; xcopa twice)."""
+    tasks = benchmark_tasks(benchmark)
+    return {g: tuple(t for t in tasks if g in all_tasks()[t].scoring[benchmark]["groups"])
+            for g in SCRIPT_GROUPS[benchmark]}
 
-#: XTREME-R tasks in ``evaluate.py``'s XTREME_R_TASK2LANGS order.
-XTREME_R_TASKS = ("xnli", "panx", "udpos", "tatoeba", "xcopa", "lareqa", "mewslix", "xquad", "mlqa", "tydiqa")
-XTREME_R_SCRIPT_GROUPS = {
-    "classification": ("xnli", "xcopa"),
-    "tagging": ("udpos", "panx"),
-    "qa": ("xquad", "mlqa", "tydiqa"),
-    "retrieval": ("tatoeba", "mewslix"),  # no lareqa in evaluate.py's XTREME-R groups
-    "multi_choice": ("xcopa",),
-}
-XTREME_R_CATEGORIES = {
-    "classification": ("xnli", "xcopa"),
-    "structured": ("udpos", "panx"),
-    "qa": ("xquad", "mlqa", "tydiqa"),
-    "retrieval": ("tatoeba", "mewslix", "lareqa"),
-}
+
+def categories(benchmark: str) -> Dict[str, tuple]:
+    """The paper's categories of ``benchmark``: category -> tasks in task order (``scoring.<b>.group``)."""
+    tasks = benchmark_tasks(benchmark)
+    return {c: tuple(t for t in tasks if all_tasks()[t].scoring[benchmark]["group"] == c) for c in CATEGORIES}
+
+
+def in_average(benchmark: str) -> tuple:
+    """The tasks a script-style total of ``benchmark`` requires (``scoring.<b>.in_average``)."""
+    return tuple(t for t in benchmark_tasks(benchmark) if all_tasks()[t].scoring[benchmark]["in_average"])
 
 _EVALUATE_PY = official_source("evaluate.py")
 
@@ -120,18 +117,18 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
     result: Dict[str, object] = {}
     for m in metric_names:
         result[f"avg_{m}"] = sum(per_language[lang][m] for lang in languages) / len(languages)
-    if task in QA_TASKS:
-        if "avg_exact_match" not in result or "avg_f1" not in result:
-            raise ValueError(f"task_average({task!r}): QA tasks need exact_match and f1")
-        result["avg_metric"] = (result["avg_exact_match"] + result["avg_f1"]) / 2
-    elif "avg_f1" in result:
-        result["avg_metric"] = result["avg_f1"]
-    elif "avg_accuracy" in result:
-        result["avg_metric"] = result["avg_accuracy"]
-    elif "avg_map@20" in result:
-        result["avg_metric"] = result["avg_map@20"]
+    headline = headline_metrics(task)
+    if len(headline) > 1:  # QA: evaluate.py averages exact match and F1
+        if any(f"avg_{m}" not in result for m in headline):
+            raise ValueError(f"task_average({task!r}): QA tasks need exact_match and f1 (the task's avg_metric is "
+                             f"the mean of its headline metrics {list(headline)})")
+        result["avg_metric"] = sum(result[f"avg_{m}"] for m in headline) / len(headline)
     else:
-        raise ValueError(f"task_average({task!r}): no avg_metric rule applies to {sorted(result)}")
+        m = headline_metric(task, metric_names)
+        if m is None:
+            raise ValueError(f"task_average({task!r}): no avg_metric rule applies to {sorted(result)} "
+                             f"(headline {list(headline)})")
+        result["avg_metric"] = result[f"avg_{m}"]
     result.update({"task": task, "languages": languages, "aggregator": "task_average",
                    "source": f"{_EVALUATE_PY} (per-task mean over the version's language list)"})
     mode = _mode_of(per_language[lang] for lang in languages)
@@ -166,16 +163,17 @@ def xtreme_score(task_avgs: Mapping[str, TaskAvg]) -> dict:
     The official ``all_task`` sums over a ``set`` of task names, so its last bits depend on
     ``PYTHONHASHSEED`` (about 1e-14, A4); here the sum runs in TASK2LANGS order.
     """
-    present = [t for t in XTREME_TASKS if t in task_avgs]
+    xtreme_tasks = benchmark_tasks("xtreme")
+    present = [t for t in xtreme_tasks if t in task_avgs]
     result: Dict[str, object] = {}
-    if len(present) == len(XTREME_TASKS):
-        result["all_task"] = sum(_avg_metric_of(t, task_avgs[t]) for t in XTREME_TASKS) / len(XTREME_TASKS)
-    result.update(_group_means(task_avgs, XTREME_GROUPS))
+    if len(present) == len(xtreme_tasks):
+        result["all_task"] = sum(_avg_metric_of(t, task_avgs[t]) for t in xtreme_tasks) / len(xtreme_tasks)
+    result.update(_group_means(task_avgs, script_groups("xtreme")))
     result.update({"tasks": present, "aggregator": "xtreme_score",
                    "source": f"{_EVALUATE_PY} (all_task = mean of the 9 tasks' avg_metric; group means)",
                    "note": ["all_task is summed in TASK2LANGS order; the official code sums over a set "
                             "(PYTHONHASHSEED-dependent last bits, ~1e-14)"]})
-    ignored = sorted(t for t in task_avgs if t not in XTREME_TASKS)
+    ignored = sorted(t for t in task_avgs if t not in xtreme_tasks)
     if ignored:
         result["note"].append(f"ignored non-XTREME tasks: {', '.join(ignored)}")
     _record_modes(result, task_avgs, present)
@@ -193,8 +191,8 @@ def xtreme_r_script_groups(task_avgs: Mapping[str, TaskAvg]) -> dict:
     Returns:
         ``{<group>: mean, "tasks", "aggregator": "xtreme_r_script_groups", "source", "note"}``.
     """
-    present = [t for t in XTREME_R_TASKS if t in task_avgs]
-    result: Dict[str, object] = dict(_group_means(task_avgs, XTREME_R_SCRIPT_GROUPS))
+    present = [t for t in benchmark_tasks("xtreme_r") if t in task_avgs]
+    result: Dict[str, object] = dict(_group_means(task_avgs, script_groups("xtreme_r")))
     result.update({"tasks": present, "aggregator": "xtreme_r_script_groups",
                    "source": f"{_EVALUATE_PY} (XTREME-R GROUP2TASK)",
                    "note": ["evaluate.py cannot produce an XTREME-R total (lareqa has no metric; KeyError "
@@ -226,11 +224,11 @@ def xtreme_r_task_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     Raises:
         ValueError: a required task is missing.
     """
-    required = [t for t in XTREME_R_TASKS if t != "lareqa"]
+    required = in_average("xtreme_r")
     _require(task_avgs, required, "xtreme_r_task_mean")
-    tasks = [t for t in XTREME_R_TASKS if t in task_avgs]
+    tasks = [t for t in benchmark_tasks("xtreme_r") if t in task_avgs]
     score = sum(_avg_metric_of(t, task_avgs[t]) for t in tasks) / len(tasks)
-    result = {"score": score, "tasks": tasks, "includes_lareqa": "lareqa" in task_avgs,
+    result = {"score": score, "tasks": tasks, "includes_lareqa": len(tasks) > len(required),
               "aggregator": "xtreme_r_task_mean",
               "source": "xlrepro (script-style plain task mean; evaluate.py cannot produce an XTREME-R "
                         "total, see docs/metrics.md)"}
@@ -254,10 +252,11 @@ def xtreme_r_category_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     Raises:
         ValueError: a task is missing.
     """
-    tasks = [t for group in XTREME_R_CATEGORIES.values() for t in group]
+    groups = categories("xtreme_r")
+    tasks = [t for group in groups.values() for t in group]
     _require(task_avgs, tasks, "xtreme_r_category_mean")
-    cats = _group_means(task_avgs, XTREME_R_CATEGORIES)
-    result: Dict[str, object] = {"score": sum(cats[c] for c in XTREME_R_CATEGORIES) / len(XTREME_R_CATEGORIES)}
+    cats = _group_means(task_avgs, groups)
+    result: Dict[str, object] = {"score": sum(cats[c] for c in groups) / len(groups)}
     result.update(cats)
     result.update({"aggregator": "xtreme_r_category_mean",
                    "source": "Ruder et al. 2021, XTREME-R (EMNLP 2021, arXiv 2104.07412), Table 3 'Avg' = mean of "

@@ -1,10 +1,12 @@
 """Score an XTREME / XTREME-R submission folder like google-research/xtreme's ``evaluate.py``
 (see docs/metrics.md for what is read and how, and for every difference from the official code).
 
-Layout: ``<folder>/<task>/test-<lang>.<ext>`` with ext ``json`` for QA tasks and Mewsli-X,
-``jsonl`` for XCOPA (one JSON object per line, scored by its ``label`` field), ``tsv``
-otherwise, for both the prediction and the label folder. The task -> languages map is passed
-in by the caller (the task registry).
+Layout: ``<folder>/<task>/test-<lang>.<ext>``, ``ext`` being the task's ``prediction_file``
+field in the registry (``json`` for QA tasks and Mewsli-X, ``jsonl`` for XCOPA: one JSON object
+per line, scored by its ``label`` field; ``tsv`` otherwise), for both the prediction and the
+label folder. How a file is read and scored follows the task's ``evaluator`` field; which tasks a
+version scores, their order and groups follow its ``scoring`` field (docs/tasks.md). The task ->
+languages map is passed in by the caller (the task registry).
 """
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from xlrepro.errors import DataFormatError
+from xlrepro.tasks.registry import benchmark_tasks, get_task
 
 from ._common import CORRECTED, DEFAULT_MODES, OFFICIAL, SEQEVAL_1X, check_mode, is_metric_key, official_source
 from .aggregate import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,
-                        xtreme_score, XTREME_R_TASKS, XTREME_TASKS)
+                        xtreme_score)
 from .bucc import bucc_f1
 from .classification import accuracy
 from .qa import mlqa_scores, squad_scores
@@ -24,25 +27,23 @@ from .retrieval import mewslix_map_at_k
 from .tagging import tagging_f1
 
 VERSIONS = ("xtreme", "xtreme-r")
-_QA = ("xquad", "mlqa", "tydiqa")
-_JSON_TASKS = _QA + ("mewslix",)
-#: Tasks whose prediction/label counts evaluate.py does not assert equal.
-_NO_LENGTH_CHECK = ("bucc2018", "mewslix", "mlqa", "tydiqa", "xquad")
-_ACCURACY_TASKS = ("pawsx", "xnli", "tatoeba", "xcopa")
-#: Tasks whose files are JSON lines read by their ``label`` field (``evaluate.py:read_xcopa``).
-_JSONL_LABEL_TASKS = ("xcopa",)
-_TAGGING_TASKS = ("udpos", "panx")
-#: Tasks of a version's list that evaluate.py cannot score from files (LAReQA needs embeddings).
-_NO_FILE_METRIC = ("lareqa",)
+#: evaluate.py's ``--xtreme_version`` -> the registry's benchmark name.
+BENCHMARK_OF_VERSION = {"xtreme": "xtreme", "xtreme-r": "xtreme_r"}
+#: Evaluators whose prediction/label counts evaluate.py does not assert equal (QA and Mewsli-X
+#: files are keyed by id, BUCC files are sets of pairs).
+_NO_LENGTH_CHECK = ("qa_squad", "qa_mlqa", "bucc_f1", "mewslix_map")
+#: Evaluators whose files hold one label per line (``evaluate.py:read_label``) and are scored by
+#: plain accuracy; BUCC's pair lines are read the same way.
+_LABEL_LINE_EVALUATORS = ("accuracy", "tatoeba_accuracy")
 
 
 def task_file_extension(task: str) -> str:
-    """``json`` for xquad/mlqa/tydiqa/mewslix, ``jsonl`` for xcopa, ``tsv`` otherwise."""
-    if task in _JSON_TASKS:
-        return "json"
-    if task == "xcopa":
-        return "jsonl"
-    return "tsv"
+    """The task's ``prediction_file`` (``json`` for xquad/mlqa/tydiqa/mewslix, ``jsonl`` for xcopa,
+    ``tsv`` for the others); ValueError for a task without a per-file metric (LAReQA)."""
+    ext = get_task(task).prediction_file
+    if ext == "none":
+        raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so it has no prediction file")
+    return ext
 
 
 # --------------------------------------------------------------------------- readers
@@ -179,34 +180,39 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
         or bad file contents. ValueError: an unknown task or mode.
     """
     check_mode(mode, "score_language")
-    if task in _JSONL_LABEL_TASKS:
+    try:
+        spec = get_task(task)
+    except KeyError:
+        raise ValueError(f"score_language: no metric for task {task!r}") from None
+    ev, ext = spec.evaluator, spec.prediction_file
+    if ext == "jsonl":
         predictions, labels = read_xcopa(prediction_file), read_xcopa(label_file)
-    elif task in _ACCURACY_TASKS or task == "bucc2018":
+    elif ev in _LABEL_LINE_EVALUATORS or ev == "bucc_f1":
         predictions, labels = read_label(prediction_file), read_label(label_file)
-    elif task in _TAGGING_TASKS:
+    elif ev == "tagging_f1":
         predictions, labels = read_tag(prediction_file, mode), read_tag(label_file, mode)
-    elif task in _QA:
+    elif ev in ("qa_squad", "qa_mlqa"):
         predictions, labels = read_squad(prediction_file), read_squad(label_file)
         if not isinstance(predictions, dict):
             raise DataFormatError(prediction_file, "expected a JSON object question_id -> answer text")
-    elif task == "mewslix":
+    elif ev == "mewslix_map":
         predictions, labels = _read_mewslix(prediction_file, mode), _read_mewslix(label_file, mode)
     else:
         raise ValueError(f"score_language: no metric for task {task!r}")
-    if task not in _NO_LENGTH_CHECK and len(predictions) != len(labels):
-        unit = "sentences" if task in _TAGGING_TASKS else "examples"
+    if ev not in _NO_LENGTH_CHECK and len(predictions) != len(labels):
+        unit = "sentences" if ev == "tagging_f1" else "examples"
         raise DataFormatError(prediction_file, f"number of {unit} ({len(predictions)}) does not match {label_file} "
                                                f"({len(labels)}) in task {task} (evaluate.py asserts this)")
     try:
-        if task in _ACCURACY_TASKS:
+        if ev in _LABEL_LINE_EVALUATORS:
             return accuracy(predictions, labels, mode)
-        if task in _TAGGING_TASKS:
+        if ev == "tagging_f1":
             return tagging_f1(predictions, labels, tagging_mode or mode)
-        if task == "bucc2018":
+        if ev == "bucc_f1":
             return bucc_f1(predictions, labels, mode)
-        if task == "mlqa":
+        if ev == "qa_mlqa":
             return mlqa_scores(predictions, labels, lang, mode)
-        if task in _QA:
+        if ev == "qa_squad":
             return squad_scores(predictions, labels, mode)
         return mewslix_map_at_k(predictions, labels, k=20, mode=mode)
     except DataFormatError:
@@ -265,7 +271,8 @@ def score_folder(prediction_folder: str, label_folder: str, version: str, task2l
         check_mode(tagging_mode, "score_folder(tagging_mode)", DEFAULT_MODES + (SEQEVAL_1X,))
     if version not in VERSIONS:
         raise ValueError(f"score_folder: unknown version {version!r}; expected 'xtreme' or 'xtreme-r'")
-    known = XTREME_TASKS if version == "xtreme" else XTREME_R_TASKS
+    bench = BENCHMARK_OF_VERSION[version]
+    known = benchmark_tasks(bench)
     unknown = [t for t in task2langs if t not in known]
     if unknown:
         raise ValueError(f"score_folder: task(s) {', '.join(unknown)} are not {version} tasks")
@@ -278,7 +285,7 @@ def score_folder(prediction_folder: str, label_folder: str, version: str, task2l
         if task not in pred_tasks or task not in label_tasks:
             continue
         langs = list(langs)
-        if task in _NO_FILE_METRIC or not langs:
+        if get_task(task).prediction_file == "none" or not langs:
             notes.append(f"{task}: no per-file metric in evaluate.py (empty language list there; it records {{}} "
                          "and later fails with KeyError 'avg_metric'); skipped - score it with lareqa_map_at_k "
                          "and pass the task average as extra_task_avgs")
@@ -317,13 +324,14 @@ def score_folder(prediction_folder: str, label_folder: str, version: str, task2l
         agg = xtreme_r_script_groups(all_avgs)
         aggregates["xtreme_r_script_groups"] = agg
         overall = {k: agg[k] for k in ("classification", "tagging", "qa", "retrieval", "multi_choice") if k in agg}
-        required = [t for t in XTREME_R_TASKS if t != "lareqa"]
+        required = [t for t in known if get_task(t).scoring[bench]["in_average"]]
         if all(t in all_avgs for t in required):
             aggregates["xtreme_r_task_mean"] = xtreme_r_task_mean(all_avgs)
-            if "lareqa" in all_avgs:
+            absent = [t for t in known if t not in all_avgs]
+            if not absent:
                 aggregates["xtreme_r_category_mean"] = xtreme_r_category_mean(all_avgs)
             else:
-                notes.append("xtreme_r_category_mean needs a lareqa task average (pass extra_task_avgs)")
+                notes.append(f"xtreme_r_category_mean needs a {', '.join(absent)} task average (pass extra_task_avgs)")
     if mode == CORRECTED:
         notes.append("mode 'corrected': numbers are not the official scorer's")
     return {"version": version, "mode": mode, "tagging_mode": tagging_mode or mode, "detailed": detailed,

@@ -13,6 +13,8 @@ import unicodedata
 from collections import Counter
 from typing import Callable, List, Mapping, Sequence
 
+from xlrepro.tasks.registry import get_task
+
 from ._common import CORRECTED, OFFICIAL, add_note, check_mode
 
 # --------------------------------------------------------------------------- SQuAD v1.1
@@ -310,12 +312,16 @@ def squad_v2_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mod
 
 def qa_score(predictions: Mapping[str, str], dataset: Sequence[dict], task: str, lang: str,
              mode: str = OFFICIAL) -> dict:
-    """Dispatch like ``evaluate.py``: ``task == "mlqa"`` -> :func:`mlqa_scores` with ``lang``;
-    ``squad_v2`` -> :func:`squad_v2_scores`; any other task (xquad, tydiqa, squad, ...) ->
-    :func:`squad_scores` (``lang`` unused, English normalisation). Returns that function's dict."""
-    if task == "mlqa":
+    """Dispatch like ``evaluate.py``, on the task's ``evaluator`` in the registry: ``qa_mlqa`` (MLQA)
+    -> :func:`mlqa_scores` with ``lang``; ``qa_squad_v2`` -> :func:`squad_v2_scores`; ``qa_squad``
+    (xquad, tydiqa, squad, ...) -> :func:`squad_scores` (``lang`` unused, English normalisation). Returns
+    that function's dict. ValueError for a task whose evaluator is not a QA scorer."""
+    evaluator = get_task(task).evaluator
+    if evaluator == "qa_mlqa":
         return mlqa_scores(predictions, dataset, lang, mode)
-    if task == "squad_v2":
+    if evaluator == "qa_squad_v2":
         return squad_v2_scores(predictions, dataset, mode)
-    return squad_scores(predictions, dataset, mode)
+    if evaluator == "qa_squad":
+        return squad_scores(predictions, dataset, mode)
+    raise ValueError(f"qa_score: task {task!r} is scored by {evaluator!r}, not a QA scorer")
 

@@ -36,6 +36,29 @@ from xlrepro.errors import ConfigError, did_you_mean
 
 SPLITS = ("train", "dev", "test")
 
+#: Scorer kinds (``evaluator:``) and the metric keys each one's per-language dict carries. The code
+#: dispatches on these values, never on a task's name (docs/tasks.md); no value is a task's name.
+EVALUATORS = {
+    "accuracy": ("accuracy",),                              # label accuracy (classification, multiple choice)
+    "tagging_f1": ("f1", "precision", "recall", "token_accuracy"),  # seqeval-style chunk F1 (+ token accuracy)
+    "qa_squad": ("f1", "exact_match"),                      # SQuAD v1.1 evaluate script
+    "qa_mlqa": ("f1", "exact_match"),                       # MLQA's evaluate script (language-aware normalisation)
+    "qa_squad_v2": ("f1", "exact_match"),                   # SQuAD v2.0 script (no-answer questions)
+    "bucc_f1": ("f1", "precision", "recall"),               # mined pairs against the gold pairs
+    "tatoeba_accuracy": ("accuracy",),                      # retrieved line is the query's own
+    "mewslix_map": ("map@20",),                             # Mewsli-X "map@20" (MRR@20) from ranked entity ids
+    "lareqa_map": ("map@20",),                              # LAReQA mAP@20 against the pooled candidates (embeddings)
+}
+#: The submission file of a (task, split, language): its extension, or ``none`` (no per-file metric).
+PREDICTION_FILES = ("tsv", "jsonl", "json", "none")
+#: Benchmarks that have a scoring block, with the group names of ``evaluate.py``'s GROUP2TASK.
+SCRIPT_GROUPS = {"xtreme": ("classification", "tagging", "qa", "retrieval"),
+                 "xtreme_r": ("classification", "tagging", "qa", "retrieval", "multi_choice")}
+#: The papers' task categories (XTREME Table 1; XTREME-R Table 3).
+CATEGORIES = ("classification", "structured", "qa", "retrieval")
+#: The headline rule for a name the registry does not know: the first of these a score dict has.
+DEFAULT_HEADLINE = ("f1", "accuracy", "map@20")
+
 
 @dataclass(frozen=True)
 class HubSource:
@@ -49,6 +72,7 @@ class HubSource:
     label_map: dict = field(default_factory=dict)
     filter_language: str | None = None  # "id_prefix"
     refuse: str | None = None
+    converter: str | None = None  # rows of a non-bitext retrieval task: "mewslix_mentions" | "lareqa_pool"
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,12 @@ class TaskSpec:
     # (xlrepro.data.prepare; docs/data.md)
     download: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
+    # The fields code dispatches on (docs/tasks.md); every YAML file has them (load_task_file checks).
+    evaluator: str | None = None  # scorer kind, a key of EVALUATORS
+    prediction_file: str | None = None  # submission file extension (PREDICTION_FILES), or none
+    headline: tuple[str, ...] = ()  # headline metric(s); the first selects checkpoints and leads summaries
+    # benchmark -> {position, groups, group, in_average}: how the benchmark's scorer counts the task
+    scoring: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ languages and splits
     def languages(self, benchmark: str | None = None) -> list[str]:
@@ -290,10 +320,98 @@ def _parse(data: dict, where: str) -> TaskSpec:
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
+    _check_dispatch_fields(data, where)
     from xlrepro.study import check_task_study_fields
 
     check_task_study_fields(data, where)
     return TaskSpec(**data)
+
+
+HUB_CONVERTERS = ("mewslix_mentions", "lareqa_pool")
+
+
+def _check_dispatch_fields(data: dict, where: str) -> None:
+    """Validate (and normalise in ``data``) the fields code dispatches on where given: ``evaluator``,
+    ``prediction_file``, ``headline``, ``scoring``; default ``train_size`` from ``sizes``.
+    :func:`load_task_file` also requires them."""
+    ev = data.get("evaluator")
+    if ev is not None and ev not in EVALUATORS:
+        raise ConfigError(f"{where}: evaluator: {ev!r} is not one of {list(EVALUATORS)}{did_you_mean(str(ev), EVALUATORS)}")
+    pf = data.get("prediction_file")
+    if pf is not None and pf not in PREDICTION_FILES:
+        raise ConfigError(f"{where}: prediction_file: {pf!r} is not one of {list(PREDICTION_FILES)}")
+    head = data.get("headline")
+    if head is not None:
+        if isinstance(head, str):
+            head = [head]
+        if not isinstance(head, list) or not head or not all(isinstance(m, str) for m in head):
+            raise ConfigError(f"{where}: headline: expected a non-empty list of metric names, got {data['headline']!r}")
+        bad = [m for m in head if ev is not None and m not in EVALUATORS[ev]]
+        if bad or len(set(head)) != len(head):
+            raise ConfigError(f"{where}: headline: {head} must be distinct metrics of the evaluator {ev!r} "
+                              f"(it reports {list(EVALUATORS.get(ev, ()))})")
+        data["headline"] = tuple(head)
+    conv = (data.get("hub") and data["hub"].converter)
+    if conv is not None and conv not in HUB_CONVERTERS:
+        raise ConfigError(f"{where} hub.converter: {conv!r} is not one of {list(HUB_CONVERTERS)}")
+    scoring = dict(data.get("scoring") or {})
+    if not isinstance(scoring, dict):
+        raise ConfigError(f"{where}: scoring: expected a mapping benchmark -> {{position, groups, group, in_average}}")
+    for bench, entry in scoring.items():
+        at = f"{where}: scoring.{bench}"
+        if bench not in SCRIPT_GROUPS or bench not in data["benchmarks"]:
+            raise ConfigError(f"{at}: not a scored benchmark of this task (benchmarks {list(data['benchmarks'])}; "
+                              f"scored benchmarks {list(SCRIPT_GROUPS)})")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected a mapping {{position, groups, group, in_average}}, got {entry!r}")
+        for k in entry:
+            if k not in ("position", "groups", "group", "in_average"):
+                raise ConfigError(f"{at}: unknown key {k!r}{did_you_mean(k, ('position', 'groups', 'group', 'in_average'))}")
+        for k in ("position", "groups", "group", "in_average"):
+            if k not in entry:
+                raise ConfigError(f"{at}.{k}: missing")
+        pos = entry["position"]
+        if not isinstance(pos, int) or isinstance(pos, bool) or pos < 1:
+            raise ConfigError(f"{at}.position: expected a positive integer (the task's place in evaluate.py's "
+                              f"task list), got {pos!r}")
+        groups = entry["groups"]
+        if not isinstance(groups, list) or any(g not in SCRIPT_GROUPS[bench] for g in groups):
+            raise ConfigError(f"{at}.groups: expected a list of {list(SCRIPT_GROUPS[bench])}, got {groups!r}")
+        if entry["group"] not in CATEGORIES:
+            raise ConfigError(f"{at}.group: {entry['group']!r} is not one of {list(CATEGORIES)}")
+        if not isinstance(entry["in_average"], bool):
+            raise ConfigError(f"{at}.in_average: expected true or false, got {entry['in_average']!r}")
+        if entry["in_average"] and pf == "none":
+            raise ConfigError(f"{at}.in_average: true needs a per-file metric, but prediction_file is none")
+        scoring[bench] = {**entry, "groups": tuple(groups)}
+    data["scoring"] = scoring
+    ts, train = data.get("train_size"), ((data.get("sizes") or {}).get("train") or {}).get("en")
+    if train is not None and not ts:
+        data["train_size"] = {"examples": train, "source": data["sizes"].get("source", "sizes.train.en")}
+    elif train is not None and isinstance(ts, dict) and ts.get("examples") != train:
+        raise ConfigError(f"{where}: train_size.examples {ts.get('examples')!r} differs from sizes.train.en "
+                          f"{train!r}; they are one fact (the English training examples)")
+
+
+def load_task_file(text: str, where: str) -> TaskSpec:
+    """Parse one task YAML file's text (``where`` names it in errors). Unlike :func:`_parse` of a
+    bare mapping, a file must give every field code dispatches on: ``evaluator``,
+    ``prediction_file``, ``headline`` and, per benchmark with a scorer (xtreme, xtreme_r),
+    ``scoring.<benchmark>``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of task fields, got {type(data).__name__}")
+    for key in ("evaluator", "prediction_file", "headline"):
+        if data.get(key) is None:
+            raise ConfigError(f"{where}: {key}: missing (every task file names it; see docs/tasks.md)")
+    for bench in data.get("benchmarks") or ():
+        if bench in SCRIPT_GROUPS and bench not in (data.get("scoring") or {}):
+            raise ConfigError(f"{where}: scoring.{bench}: missing (the task is in benchmark {bench!r}; give its "
+                              "position, groups, group and in_average)")
+    return _parse(data, where)
 
 
 @functools.lru_cache(maxsize=1)
@@ -304,11 +422,7 @@ def all_tasks() -> dict[str, TaskSpec]:
         if not entry.name.endswith(".yaml"):
             continue
         where = f"xlrepro/tasks/{entry.name}"
-        try:
-            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{where}: invalid YAML: {e}") from None
-        spec = _parse(data, where)
+        spec = load_task_file(entry.read_text(encoding="utf-8"), where)
         if spec.name + ".yaml" != entry.name:
             raise ConfigError(f"{where}: name {spec.name!r} does not match the file name")
         for layout in spec.layouts:
@@ -334,6 +448,11 @@ def all_tasks() -> dict[str, TaskSpec]:
             missing = [s for s in spec.splits if s not in c.splits]
             if missing:
                 raise ConfigError(f"{where} has no split(s) {missing}")
+    for bench in SCRIPT_GROUPS:
+        pos = sorted((s.scoring[bench]["position"], s.name) for s in out.values() if bench in s.scoring)
+        if [p for p, _ in pos] != list(range(1, len(pos) + 1)):
+            raise ConfigError(f"xlrepro/tasks/*.yaml: scoring.{bench}.position: expected 1..{len(pos)}, each once "
+                              f"(evaluate.py's task order); got {[f'{n}={p}' for p, n in pos]}")
     return out
 
 
@@ -342,3 +461,37 @@ def get_task(name: str) -> TaskSpec:
     if name not in tasks:
         raise KeyError(f"unknown task {name!r}{did_you_mean(name, tasks)}")
     return tasks[name]
+
+
+# ---------------------------------------------------------------------- lookups on the dispatch fields
+
+
+def benchmark_tasks(benchmark: str) -> tuple[str, ...]:
+    """The tasks scored in ``benchmark`` (``xtreme`` / ``xtreme_r``), in ``evaluate.py``'s task order."""
+    if benchmark not in SCRIPT_GROUPS:
+        raise KeyError(f"no scoring for benchmark {benchmark!r}; expected one of {list(SCRIPT_GROUPS)}")
+    found = [s for s in all_tasks().values() if benchmark in s.scoring]
+    return tuple(s.name for s in sorted(found, key=lambda s: s.scoring[benchmark]["position"]))
+
+
+def headline_metrics(task: str) -> tuple[str, ...]:
+    """The task's headline metric names (``headline:``), first the one that selects and summarises;
+    for a name the registry does not know, :data:`DEFAULT_HEADLINE`."""
+    spec = all_tasks().get(task)
+    return spec.headline if spec is not None else DEFAULT_HEADLINE
+
+
+def headline_metric(task: str, metrics) -> str | None:
+    """The one headline rule: the first of ``task``'s headline metrics among ``metrics`` (names, or a
+    score dict's keys); None when there is none. Early stopping on dev, the report's leading column
+    and the sweep summaries all use it."""
+    have = set(metrics)
+    return next((m for m in headline_metrics(task) if m in have), None)
+
+
+def headline_value(task: str, scores) -> float:
+    """``scores[headline_metric(task, scores)]`` as a float; KeyError naming the task when absent."""
+    m = headline_metric(task, scores)
+    if m is None:
+        raise KeyError(f"task {task}: no headline metric {list(headline_metrics(task))} in {sorted(scores)}")
+    return float(scores[m])
