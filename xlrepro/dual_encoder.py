@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlrepro import distributed as dist
 from xlrepro.model import MultiTaskModel, load_encoder, save_encoder
 from xlrepro.runs import tmp_path
 

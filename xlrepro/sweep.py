@@ -4,8 +4,8 @@ Nodes are the runs of each cell's run graph (``xlrepro.phases.graph``: pre-train
 chain stages, target, control, the SQuAD and dual encoders of retrieval, retrieval), keyed by the
 hash of their resolved spec, the same key a single experiment run gives them. A run that many
 cells need (the pre-trained encoder, an intermediate checkpoint used by every target) is one node,
-trained once; the nodes run through the orchestrator's ``execute`` (``xlrepro.phases.orchestrator``). A node's state is its run folder's: ``done`` (skipped), ``resumable`` (a
-checkpoint), ``pending``.
+trained once; the nodes run through the orchestrator's ``execute`` (``xlrepro.phases.orchestrator``).
+A node's state is its run folder's: ``done`` (skipped), ``resumable`` (a checkpoint), ``pending``.
 
 Executors (no scheduler of our own beyond the dependency walk):
 

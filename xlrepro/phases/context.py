@@ -11,6 +11,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ class Context:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = device or (f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = None
+        self.tokenizer: Any = None  # set by prepare()
         self.data_root = Path(cfg.data.root)
         self.tokenizer_path = cfg.model.tokenizer or cfg.model.name_or_path
 
@@ -128,7 +129,7 @@ class Context:
 
         m = to_dict(self.cfg.model)
         ident = model_identity(self.cfg.model)
-        tokenizer = self.tokenizer_path if self.cfg.smoke is None else "smoke"
+        tokenizer: Any = self.tokenizer_path if self.cfg.smoke is None else "smoke"
         if ident["kind"] == "local":
             if self.cfg.model.tokenizer in (None, m["name_or_path"]):
                 tokenizer = "model folder"
@@ -143,7 +144,7 @@ class Context:
         return self.base_encoder_spec()["identity"]
 
     def pretrain_files(self) -> list[Path]:
-        corpus = self.data_root / "corpus" if self.cfg.smoke else Path(self.cfg.pretrain.corpus)
+        corpus = self.data_root / "corpus" if self.cfg.smoke else Path(self.cfg.pretrain.corpus)  # type: ignore[union-attr]
         files = sorted(corpus.glob("*.txt"))
         if not files:
             raise FileNotFoundError(f"pretrain.corpus: no *.txt files in {corpus}")
@@ -243,18 +244,22 @@ class Context:
 
         if inter is not None and inter.volume_scope == "total" and train_cfg.volume != "all":
             sizes = {t: len(self.read(get_task(t).train_source or t, "train", "en").examples) for t in tasks}
-            volumes = split_volume(train_cfg.volume, sizes)
+            volumes: dict = split_volume(int(train_cfg.volume), sizes)
         else:
             volumes = {t: train_cfg.volume for t in tasks}
-        streams, evals, infos, adapters = [], [], {}, {}
+        streams: list = []
+        evals: list = []
+        infos: dict = {}
+        adapters: dict = {}
         for t in tasks:
             stream, ev, info, ad = self.task_stream(model, t, train_cfg, seed, volumes[t], shuffle_labels,
                                                     (inter.translated.get(t) if inter is not None else None),
                                                     (head_init or {}).get(t))
-            streams.append(stream), evals.append(ev)
+            streams.append(stream)
+            evals.append(ev)
             infos[t], adapters[t] = info, ad
             run.log({"event": "data", "task": t, **info})
-        sampler = None
+        sampler: Any = None
         if len(streams) > 1 or (inter is not None and inter.mlm_mix > 0):
             sampler = TaskSampler({t: len(s.feats) for t, s in zip(tasks, streams)}, inter.sampler if inter else
                                   "proportional", inter.temperature if inter else 1.0, seed)

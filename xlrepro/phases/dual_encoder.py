@@ -80,7 +80,7 @@ class DualEncoderTraining(Phase):
 
     def tokens(self, cfg) -> float:
         r = get_task(self.task).retrieval
-        return train_tokens(cfg, dual_encoder_train_config(cfg, self.task), [get_task(self.task).train_source],
+        return train_tokens(cfg, dual_encoder_train_config(cfg, self.task), [get_task(self.task).train_source or self.task],
                             length=int(r["query_max_length"]) + int(r["candidate_max_length"]))
 
     def precision(self, cfg) -> str:
@@ -124,6 +124,8 @@ class DualRetrieval(Phase):
 
     def spec(self, ctx, upstream: Node | None) -> dict:
         task = self.task
+        if upstream is None:
+            raise ValueError(f"retrieval of {task}: the graph gives it no dual-encoder run to evaluate")
         de_ref = upstream.ref()
         splits = [s for s in ctx.cfg.target.eval_splits if s in get_task(task).splits]
         return {"kind": "retrieval", "task": task, "task_version": get_task(task).version,
@@ -132,6 +134,8 @@ class DualRetrieval(Phase):
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         spec = node.spec
+        if upstream is None:
+            raise ValueError(f"retrieval of {self.task}: the graph gives it no dual-encoder run to evaluate")
         run = self.open_run(ctx, node)
         if not run.done:
             protocol = self.recorded_protocol(ctx, spec["protocol"])

@@ -82,6 +82,7 @@ def retrieval_nodes(graph: RunGraph, task: str, enc: Node | None) -> Node:
     if task in DUAL_ENCODER_TASKS:  # LAReQA, Mewsli-X: a dual encoder fine-tuned on the English source
         return graph.add(DualRetrieval(task), graph.add(DualEncoderTraining(task), enc))
     source = retrieval_encoder_source(graph.ctx, task)
+    up: Node | None
     if source == "squad_mrc":
         up = graph.add(SquadMrc(), enc)
     elif source == "squad_dual_encoder":
@@ -94,7 +95,7 @@ def retrieval_nodes(graph: RunGraph, task: str, enc: Node | None) -> Node:
 
 
 def target_nodes(graph: RunGraph, task: str, enc: Node | None, control: bool = False) -> Node:
-    up = enc
+    up: Node | None = enc
     for stage in get_task(task).training_chain()[:-1]:
         up = graph.add(Chain(task, stage, control), up)
     return graph.add(Target(task, control), up)

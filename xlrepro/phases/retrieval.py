@@ -114,7 +114,7 @@ class Retrieval(Phase):
                 # read_candidate2score: texts back to ids; repeated sentences dropped (official, D5)
                 s2id = bucc_dedup_sentences(ex.src_ids, ex.src_sentences, METRIC_MODE)
                 t2id = bucc_dedup_sentences(ex.tgt_ids, ex.tgt_sentences, METRIC_MODE)
-                c2s = {}
+                c2s: dict[tuple[str, ...], float] = {}
                 for a, b, v in zip(si.tolist(), ti.tolist(), sc.tolist()):
                     sa, tb = src_u[a].strip(), tgt_u[b].strip()
                     if sa in s2id and tb in t2id:

@@ -62,7 +62,8 @@ class Target(Phase):
                                              shuffle_labels=self.control,
                                              head_init={task: head_init} if head_init is not None else None)
             adapter = adapters[task]
-            records, withheld = [], []
+            records: list[dict] = []
+            withheld: list[dict] = []
             for split in cfg.target.eval_splits:
                 for lang in ctx.eval_languages(task, split):
                     data = ctx.read(task, split, lang)
