@@ -164,7 +164,6 @@ UNTYPED = (
     "xlrepro/mlm.py",
     "xlrepro/model.py",
     "xlrepro/ops/_lib.py",
-    "xlrepro/pipeline.py",
     "xlrepro/report.py",
     "xlrepro/retrieval.py",
     "xlrepro/runs.py",

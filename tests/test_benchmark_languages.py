@@ -7,7 +7,7 @@ import pytest
 from xlrepro.config import load_config
 from xlrepro.experiments import load_spec
 from xlrepro.paper import paper_languages
-from xlrepro.pipeline import Experiment
+from xlrepro.phases import Context
 from xlrepro.sweep_report import _paper_comparison
 from xlrepro.tasks import get_task
 
@@ -19,7 +19,7 @@ COUNTS = {("panx", "test"): (40, 48), ("udpos", "test"): (33, 38), ("tatoeba", "
 @pytest.mark.parametrize("bench, i", [("xtreme", 0), ("xtreme_r", 1)])
 def test_a_recipe_evaluates_its_benchmarks_languages(tmp_path, bench, i):
     cfg = load_config("xstilts-squad", [f"retrieval.benchmark={bench}"])
-    exp = Experiment(cfg, tmp_path)
+    exp = Context(cfg, tmp_path)
     for (task, split), n in COUNTS.items():
         langs = exp.eval_languages(task, split)
         assert len(langs) == n[i], (task, bench, langs)
@@ -31,7 +31,7 @@ def test_a_recipe_evaluates_its_benchmarks_languages(tmp_path, bench, i):
 
 def test_data_languages_still_restricts(tmp_path):
     cfg = load_config("xstilts-squad", ["data.languages=[de, ro]", "retrieval.benchmark=xtreme_r"])
-    assert Experiment(cfg, tmp_path).eval_languages("xquad", "test") == ["de", "ro"]
+    assert Context(cfg, tmp_path).eval_languages("xquad", "test") == ["de", "ro"]
 
 
 def _rec(task, lang, value, metric="f1"):

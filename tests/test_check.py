@@ -61,19 +61,19 @@ class _Run:
 
 
 def test_pipeline_warns_and_reports_withheld_splits(caplog):
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases.target import labelled
     from xlrepro.report import withheld_section
 
     run, withheld = _Run(), []
     unl = _res([TaggingExample("s", ["w"], None)], "/d/test-sw.tsv")
     with caplog.at_level("WARNING", logger="xlrepro"):
-        assert Experiment._labelled(run, get_task("panx"), "test", "sw", unl, withheld) is False
+        assert labelled(run, get_task("panx"), "test", "sw", unl, withheld) is False
     assert "labels withheld" in caplog.text and "/d/test-sw.tsv" in caplog.text
     assert run.events[0]["event"] == "unlabelled" and withheld[0]["task"] == "panx"
     section = "\n".join(withheld_section(withheld))
     assert "Not scored: labels withheld" in section and "panx test sw" in section
     with pytest.raises(DataFormatError):  # PAN-X dev is labelled: never a silent export
-        Experiment._labelled(run, get_task("panx"), "dev", "sw", unl, withheld)
+        labelled(run, get_task("panx"), "dev", "sw", unl, withheld)
 
 
 # =========================================================================== what a run reads

@@ -14,7 +14,9 @@ from xlrepro.data.types import EntityDescription, EntityMentionExample
 from xlrepro.dual_encoder import DualEncoder, lareqa_map_knn, load_dual_encoder, save_dual_encoder
 from xlrepro.errors import ConfigError, DataFormatError
 from xlrepro.metrics import lareqa_map_at_k
-from xlrepro.pipeline import Experiment
+from xlrepro.phases import Context
+from xlrepro.phases.graph import build_graph
+from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.smoke.world import generate
 from xlrepro.tasks import get_task
 
@@ -261,11 +263,11 @@ def test_retrieval_spec_hashes_do_not_depend_on_the_search_backend(tmp_path, mon
     from xlrepro.retrieval import search_backend
 
     cfg = load_config("smoke", ["retrieval.tasks=[tatoeba, bucc2018, lareqa, mewslix]"])
-    enc = {"kind": "intermediate", "run": "0" * 64}
+    ctx = Context(cfg, tmp_path)
+    ctx.prepare()
 
     def hashes():
-        exp = Experiment(cfg, tmp_path)
-        return {t: config_hash(exp.retrieval_spec(t, enc)) for t in cfg.retrieval.tasks}
+        return {n.task: config_hash(n.spec) for n in build_graph(ctx, targets=[], controls=[]) if n.kind == "retrieval"}
 
     built = hashes()
     if _lib.has_kernel("knn", "CPU"):  # the build is here, so the patch below really changes the backend
@@ -287,7 +289,7 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     """LAReQA and Mewsli-X train their dual encoders and are scored with the protocol attached;
     XTREME-R Tatoeba reads a SQuAD-fine-tuned encoder, XTREME Tatoeba the intermediate one."""
     cfg = load_config("smoke", MINI + ["retrieval.tasks=[tatoeba, lareqa, mewslix]", "retrieval.benchmark=xtreme_r"])
-    res = Experiment(cfg, tmp_path).run()
+    res = run_experiment(cfg, tmp_path)
     kinds = {(v["kind"], v["task"]) for v in res["runs"].values() if "task" in v}
     assert {("dual_encoder", "lareqa"), ("dual_encoder", "mewslix"), ("squad_mrc", "squad")} <= kinds
     recs = {(r["task"], r["language"], r["split"]): r for r in res["records"]}
@@ -312,7 +314,7 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     # means are the records' official values; LAReQA's per-question files stay out of the submission
     from xlrepro.items import load_items, write_items
 
-    exp = Experiment(cfg, tmp_path)
+    exp = Context(cfg, tmp_path)
     exp.prepare()
     n_entries = 0
     for task in ("lareqa", "mewslix"):
@@ -330,9 +332,9 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
 
     # the XTREME protocol reads the intermediate encoder; the SQuAD dual encoder is the third choice
     # and reuses the finished LAReQA dual-encoder run
-    xt = Experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]"]), tmp_path).run()
+    xt = run_experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]"]), tmp_path)
     assert {r["protocol"]["encoder_source"] for r in xt["records"]} == {"intermediate"}
     de_run = next(h for h, v in res["runs"].items() if v["kind"] == "dual_encoder" and v["task"] == "lareqa")
-    alt = Experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]",
-                                                  "retrieval.encoder={tatoeba: squad_dual_encoder}"]), tmp_path).run()
+    alt = run_experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]",
+                                                      "retrieval.encoder={tatoeba: squad_dual_encoder}"]), tmp_path)
     assert {r["protocol"]["encoder_upstream"]["run"] for r in alt["records"]} == {de_run}

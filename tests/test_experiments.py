@@ -208,7 +208,7 @@ def test_bad_paper_numbers_are_rejected(entry, message):
 
 
 def test_reproduce_rejects_sweep_options_for_a_plain_config(capsys):
-    assert cli(["reproduce", "smoke", "--dry-run"]) == 2
+    assert cli(["reproduce", "smoke", "--executor", "slurm"]) == 2
     assert "applies to experiment specs" in capsys.readouterr().err
 
 

@@ -10,7 +10,8 @@ from xlrepro.cli import main
 from xlrepro.config import load_config, train_config_for
 from xlrepro.formats import adapter_for
 from xlrepro.model import MultiTaskModel, load_encoder
-from xlrepro.pipeline import Experiment
+from xlrepro.phases import Context
+from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.tasks import get_task
 
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
@@ -25,10 +26,10 @@ LANGS = ["en", "tr", "zh"]
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp")
     cfg = load_config("smoke", MINI)
-    Experiment(cfg, out).run()
+    run_experiment(cfg, out)
     dest = out / "exported"
     assert main(["export", str(out), "--out", str(dest)]) == 0
-    exp = Experiment(cfg, out)
+    exp = Context(cfg, out)
     exp.prepare()
     return {"out": out, "cfg": cfg, "dest": dest, "exp": exp}
 
@@ -101,7 +102,7 @@ def test_token_classification_predicts_like_xlrepro(world):
 
 def _logits_both(x, hf_model, **kw):
     batch = x["adapter"].collate(x["feats"])
-    x["model"].eval()  # Experiment.predict leaves the model in training mode
+    x["model"].eval()  # Context.predict leaves the model in training mode
     with torch.no_grad():
         ours = x["model"](x["adapter"].task.name, **batch.inputs).float()
         theirs = hf_model(**batch.inputs, **kw)
@@ -201,8 +202,8 @@ def test_single_run_export_and_errors(world, tmp_path, capsys):
 
 def test_export_at_the_end_of_a_run(tmp_path):
     over = MINI + ["target.tasks=[xnli]", "retrieval.tasks=[]", "export.at_end=true", f"export.dir={tmp_path / 'm'}"]
-    Experiment(load_config("smoke", over), tmp_path / "e").run()
+    run_experiment(load_config("smoke", over), tmp_path / "e")
     assert [p.name.rsplit("-", 1)[0] for p in (tmp_path / "m").iterdir()] == ["target-xnli"]
     # nothing fine-tuned to export (no target task): the run still ends normally
-    Experiment(load_config("smoke", over + ["target.tasks=[]"]), tmp_path / "f").run()
+    run_experiment(load_config("smoke", over + ["target.tasks=[]"]), tmp_path / "f")
     assert (tmp_path / "f" / "report.md").exists() and not (tmp_path / "f" / "export").exists()

@@ -209,10 +209,10 @@ def test_data_sources_are_per_task_and_checked():
 
 def test_the_pipeline_reads_each_task_from_its_own_source(tmp_path):
     from xlrepro.config import load_config
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases import Context
 
     cfg = load_config("xstilts-squad", ["data.sources={tydiqa: hub}", f"data.root={tmp_path / 'none'}"])
-    exp = Experiment(cfg, tmp_path / "out", device="cpu")
+    exp = Context(cfg, tmp_path / "out", device="cpu")
     with pytest.raises(ConfigError, match="google/xtreme is not pinned"):
         exp.read("tydiqa", "test", "en")  # the Hub route (refused: unpinned)
     with pytest.raises(FileNotFoundError, match="task xquad: no files"):

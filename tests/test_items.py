@@ -67,8 +67,9 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
     collapsed = {"predictions": ["entailment"] * 30, "labels": ["entailment", "neutral", "contradiction"] * 10}
     healthy = {"predictions": ["entailment", "neutral", "contradiction"] * 10, "labels": collapsed["labels"]}
 
-    def fake_execute(self, exp, kind, task, key, upstream, nodes):
-        run_dir = tmp_path / nodes[key].run_dir
+    def fake_execute(self, exp, pnode, nodes):
+        kind = pnode.kind
+        run_dir = tmp_path / pnode.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "done.json").write_text("{}")
         executed.append((kind, exp.cfg.seed))
@@ -77,7 +78,7 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
             (run_dir / "items.json").write_text(json.dumps({"items": {"dev/en": {"kind": "binary", "scores": [], **entry}}}))
 
     monkeypatch.setattr(sweep.Runner, "_execute", fake_execute)
-    monkeypatch.setattr(sweep.Runner, "experiment", lambda self, cell: sweep._experiment(cell, tmp_path))
+    monkeypatch.setattr(sweep.Runner, "context", lambda self, cell: sweep.cell_context(cell, tmp_path))
     runner = sweep.Runner(graph, "cpu")
     for key in graph.nodes:
         runner.run(key)
@@ -102,7 +103,7 @@ def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, 
     run_dir.mkdir(parents=True)
     (run_dir / "done.json").write_text("{}")  # finished, killed before items.json and the decision
     healthy = {"kind": "binary", "scores": [], "predictions": ["a", "b", "c"] * 5, "labels": ["a", "b", "c"] * 5}
-    monkeypatch.setattr(sweep.Runner, "experiment", lambda self, cell: None)
+    monkeypatch.setattr(sweep.Runner, "context", lambda self, cell: None)
     monkeypatch.setattr("xlrepro.items.write_items",
                         lambda exp, task, d: (d / "items.json").write_text(json.dumps({"items": {"dev/en": healthy}})))
     assert sweep.Runner(graph, "cpu").run(node.key) == "skipped"

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from xlrepro.config import load_config
-from xlrepro.pipeline import Experiment
+from xlrepro.phases.orchestrator import run_experiment
 
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
         "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
@@ -15,7 +15,7 @@ MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpu
 
 
 def run(out, *overrides):
-    return Experiment(load_config("smoke", MINI + list(overrides)), out).run()
+    return run_experiment(load_config("smoke", MINI + list(overrides)), out)
 
 
 def _log(run_dir):

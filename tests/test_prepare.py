@@ -434,12 +434,12 @@ def test_a_hub_source_reads_the_prepared_parquet_offline(world, tmp_path, monkey
     lb, root = world
     assert _prepare(root, "panx", langs="en,zh") == 0
     from xlrepro.config import load_config
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases import Context
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the Hub is not asked
     cfg = load_config("xstilts-squad", ["data.sources={panx: hub}", f"data.root={root}"])
     n = len(lb.log)
-    r = Experiment(cfg, tmp_path / "out", device="cpu").read("panx", "test", "zh")
+    r = Context(cfg, tmp_path / "out", device="cpu").read("panx", "test", "zh")
     assert r.examples and len(lb.log) == n
     assert all(k.endswith(".parquet") for k in r.files)
 

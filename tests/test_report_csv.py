@@ -7,7 +7,7 @@ import pytest
 
 from xlrepro.cli import main
 from xlrepro.config import config_hash, load_config
-from xlrepro.pipeline import Experiment
+from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.report import CSV_COLUMNS
 
 pd = pytest.importorskip("pandas")
@@ -24,7 +24,7 @@ MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpu
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp")
-    res = Experiment(load_config("smoke", MINI), out).run()
+    res = run_experiment(load_config("smoke", MINI), out)
     return out, res
 
 

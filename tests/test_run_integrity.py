@@ -15,7 +15,9 @@ import torch
 
 from xlrepro.config import ModelConfig, load_config
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
-from xlrepro.pipeline import Experiment
+from xlrepro.phases import Context
+from xlrepro.phases.graph import build_graph
+from xlrepro.phases.orchestrator import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
@@ -25,7 +27,7 @@ MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpu
 
 
 def run(out, *overrides):
-    return Experiment(load_config("smoke", MINI + list(overrides)), out).run()
+    return run_experiment(load_config("smoke", MINI + list(overrides)), out)
 
 
 def _cli(out, *overrides, env=None, **kw):
@@ -99,15 +101,15 @@ def test_file_hashes_are_cached_per_path_mtime_and_size(tmp_path, monkeypatch):
 
 
 def test_checkpoint_intervals_are_not_part_of_the_key(tmp_path):
-    a = Experiment(load_config("smoke", MINI), tmp_path)
+    a = Context(load_config("smoke", MINI), tmp_path)
     a.prepare()
-    b = Experiment(load_config("smoke", MINI + ["target.train.checkpoint_every_steps=1",
-                                                "target.train.checkpoint_every_seconds=5",
-                                                "pretrain.checkpoint_every_seconds=1"]), tmp_path)
+    b = Context(load_config("smoke", MINI + ["target.train.checkpoint_every_steps=1",
+                                             "target.train.checkpoint_every_seconds=5",
+                                             "pretrain.checkpoint_every_seconds=1"]), tmp_path)
     b.prepare()
-    enc = a.base_encoder_spec()
-    assert a.pretrain_spec() == b.pretrain_spec()
-    assert a.target_spec("xnli", enc) == b.target_spec("xnli", enc)
+    ga, gb = build_graph(a), build_graph(b)
+    assert ga.find("pretrain", "mlm").spec == gb.find("pretrain", "mlm").spec
+    assert ga.find("target", "xnli").spec == gb.find("target", "xnli").spec
 
 
 # ---------------------------------------------------------------------- 2. no hang on empty training data
@@ -115,7 +117,8 @@ def test_checkpoint_intervals_are_not_part_of_the_key(tmp_path):
 
 @pytest.mark.parametrize("content", ["", "header-only"])
 def test_an_empty_training_set_is_an_error_before_training(tmp_path, content):
-    exp = Experiment(load_config("smoke", MINI + ["intermediate.tasks=[mnli]", "pretrain.steps=0"]), tmp_path)
+    cfg = load_config("smoke", MINI + ["intermediate.tasks=[mnli]", "pretrain.steps=0"])
+    exp = Context(cfg, tmp_path)
     exp.prepare()
     f = exp.data_root / "mnli" / "train.tsv"
     f.write_text(f.read_text().splitlines()[0] + "\n" if content else "")
@@ -123,7 +126,7 @@ def test_an_empty_training_set_is_an_error_before_training(tmp_path, content):
     signal.alarm(60)
     try:
         with pytest.raises(XlreproError) as e:
-            exp.run()
+            run_experiment(cfg, tmp_path)
     finally:
         signal.alarm(0)
     assert str(f) in str(e.value) or "no training examples" in str(e.value)
@@ -132,7 +135,7 @@ def test_an_empty_training_set_is_an_error_before_training(tmp_path, content):
 
 
 def test_the_cli_reports_an_empty_training_set_without_a_traceback(tmp_path):
-    exp = Experiment(load_config("smoke", MINI), tmp_path)
+    exp = Context(load_config("smoke", MINI), tmp_path)
     exp.prepare()
     (exp.data_root / "mnli" / "train.tsv").write_text("")
     p = _cli(tmp_path, "intermediate.tasks=[mnli]", "pretrain.steps=0")
@@ -364,7 +367,7 @@ def test_results_record_the_model_identity_and_the_key_includes_it(tmp_path, ref
     run_results = sorted((reference[0] / "runs").glob("*/results.json"))
     assert run_results and all(json.loads(p.read_text())["model_identity"] == {"kind": "init_config"}
                                for p in run_results)  # every run's own results name the model too
-    exp = Experiment(load_config("smoke", MINI), tmp_path)
+    exp = Context(load_config("smoke", MINI), tmp_path)
     _hf_folder(tmp_path / "m")
     exp.cfg.model = ModelConfig(name_or_path=str(tmp_path / "m"))
     spec = exp.base_encoder_spec()

@@ -12,7 +12,7 @@ import pytest
 
 from xlrepro.config import load_config
 from xlrepro.metrics.evaluate import score_language
-from xlrepro.pipeline import Experiment
+from xlrepro.phases.orchestrator import run_experiment
 
 CHANCE = {"xnli": 100 / 3, "xcopa": 50.0}
 LANGS = {"en", "tr", "vi", "zh"}
@@ -22,7 +22,7 @@ LANGS = {"en", "tr", "vi", "zh"}
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     t0 = time.time()
-    results = Experiment(load_config("smoke"), out).run()
+    results = run_experiment(load_config("smoke"), out)
     return out, results, time.time() - t0
 
 
@@ -184,7 +184,7 @@ def test_results_carry_provenance_and_split(smoke):
 def test_a_second_run_skips_every_finished_run(smoke):
     out, results, first = smoke
     t0 = time.time()
-    again = Experiment(load_config("smoke"), out).run()
+    again = run_experiment(load_config("smoke"), out)
     assert time.time() - t0 < max(30.0, first / 5)
     strip = lambda rs: sorted(json.dumps({k: v for k, v in r.items()}, sort_keys=True) for r in rs)
     assert strip(again["records"]) == strip(results["records"])

@@ -71,7 +71,7 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
     from xlrepro.data.types import EntityMentionExample, QASentencePool, ReadResult
     from xlrepro.items import write_items
     from xlrepro.metrics import mewslix_map_at_k
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases import Context
     from xlrepro.sweep_report import analyse, provenance_of, render
 
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
     qids = [f"q{i}" for i in range(n)]
     pool = QASentencePool("p.de", "de", qids, ["?"] * n, ["de:0:0:0"], ["s"], ["c"], [qids], [])
     exp = SimpleNamespace(read=lambda task, split, lang: ReadResult(mentions if task == "mewslix" else [pool], {}),
-                          _has_label=Experiment._has_label)
+                          has_label=Context.has_label)
     nodes, cells = {}, []
     for ci, (variant, p_hit) in enumerate((("baseline", 0.3), ("mnli", 0.8), ("squad", 0.5))):
         keys = []

@@ -7,7 +7,7 @@ import pytest
 
 from xlrepro.config import load_config
 from xlrepro.errors import ConfigError
-from xlrepro.pipeline import Experiment
+from xlrepro.phases.orchestrator import run_experiment
 
 MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=4",
         "intermediate.train.max_steps=4", "intermediate.train.eval_every_steps=2", "target.train.max_steps=4",
@@ -25,7 +25,7 @@ def _scalars(logdir):
 
 def test_tensorboard_curves_per_phase_match_the_log(tmp_path):
     pytest.importorskip("tensorboard")
-    res = Experiment(load_config("smoke", MINI + ["logging.tensorboard=true"]), tmp_path).run()
+    res = run_experiment(load_config("smoke", MINI + ["logging.tensorboard=true"]), tmp_path)
     dirs = {v["kind"]: tmp_path / "runs" / v["dir"].split("/runs/")[1] for v in res["runs"].values()}
     assert {"pretrain", "intermediate", "target"} <= set(dirs)
     for kind in ("pretrain", "intermediate", "target"):
@@ -55,7 +55,7 @@ def test_tensorboard_curves_per_phase_match_the_log(tmp_path):
 
 
 def test_no_event_files_unless_asked(tmp_path):
-    res = Experiment(load_config("smoke", MINI + ["intermediate.tasks=[]", "pretrain.steps=2"]), tmp_path).run()
+    res = run_experiment(load_config("smoke", MINI + ["intermediate.tasks=[]", "pretrain.steps=2"]), tmp_path)
     for v in res["runs"].values():
         assert not (tmp_path / "runs" / v["dir"].split("/runs/")[1] / "tensorboard").exists()
 
@@ -65,13 +65,13 @@ def test_missing_tensorboard_is_a_config_error_before_training(tmp_path, monkeyp
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
-    exp = Experiment(load_config("smoke", MINI + ["logging.tensorboard=true"]), tmp_path)
+    cfg = load_config("smoke", MINI + ["logging.tensorboard=true"])
     with pytest.raises(ConfigError, match="logging.tensorboard.*pip install"):
-        exp.run()
+        run_experiment(cfg, tmp_path)
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("world-*")), "failed before any work"
 
 
 def test_importing_the_training_loop_does_not_import_tensorboard():
-    code = "import sys, xlrepro, xlrepro.train, xlrepro.pipeline; print('tensorboard' in sys.modules, 'pandas' in sys.modules)"
+    code = "import sys, xlrepro, xlrepro.train, xlrepro.phases.orchestrator; print('tensorboard' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

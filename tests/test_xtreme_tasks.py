@@ -8,7 +8,7 @@ import pytest
 
 from xlrepro.config import load_config
 from xlrepro.metrics.evaluate import score_language
-from xlrepro.pipeline import Experiment
+from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.smoke.world import generate
 from xlrepro.tasks import get_task
 
@@ -71,7 +71,7 @@ def test_world_is_deterministic(world, tmp_path):
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     out = tmp_path_factory.mktemp("xtasks")
-    res = Experiment(load_config("smoke", MINI + ["target.tasks=[xcopa, pawsx, panx, tydiqa]"]), out).run()
+    res = run_experiment(load_config("smoke", MINI + ["target.tasks=[xcopa, pawsx, panx, tydiqa]"]), out)
     return out, res
 
 

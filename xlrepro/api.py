@@ -7,7 +7,7 @@
     xlrepro.run_phase(cfg, "target", task="xnli", out="results/nb").records
     xlrepro.load_results("results/nb").records              # read back later, no training
 
-The functions are thin: the same ``Experiment`` recipe and the same run folders as the command line,
+The functions are thin: the same run graph and orchestrator (``xlrepro.phases``) and the same run folders as the command line,
 so a notebook and ``xlrepro reproduce`` share finished runs. Rows have the columns of ``results.csv``
 (``xlrepro.report.CSV_COLUMNS``). pandas is imported only by ``Results.frame``.
 """
@@ -62,41 +62,31 @@ class Results:
         return pd.DataFrame(self.rows(), columns=CSV_COLUMNS)
 
 
-def _experiment(cfg, out, device):
-    from xlrepro.pipeline import Experiment
-    from xlrepro.train import set_seed
-
-    exp = Experiment(cfg, out if out is not None else Path("results") / cfg.name, device=device)
-    exp.prepare()
-    set_seed(cfg.seed)  # as Experiment.run does before its phases
-    return exp
-
-
-def _results(exp, only_kind: str | None = None, task: str | None = None) -> Results:
+def _results(got, out, cfg, only_kind: str | None = None, task: str | None = None) -> Results:
     from xlrepro import languages as langtab
     from xlrepro.config import config_hash
 
     records = []
-    for r in exp.records:
+    for r in got.records:
         if (only_kind is None or r["phase"] == only_kind) and (task is None or r["task"] == task):
             try:
                 group = langtab.get(r["language"]).resource_group
             except KeyError:
                 group = None
             records.append({**r, "resource_group": group})
-    runs = {h: v for h, v in exp.runs.items() if only_kind is None or (v.get("kind") == only_kind
+    runs = {h: v for h, v in got.runs.items() if only_kind is None or (v.get("kind") == only_kind
                                                                      and (task is None or v.get("task") == task))}
-    return Results(exp.out, records, runs, exp.cfg.name, config_hash(exp.cfg), exp.cfg.seed)
+    return Results(Path(out), records, runs, cfg.name, config_hash(cfg), cfg.seed)
 
 
 def run_experiment(cfg, out: str | Path | None = None, device: str | None = None) -> Results:
     """Every phase of ``cfg`` (as ``xlrepro reproduce``): report.md, results.csv and results.json in ``out``."""
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases.orchestrator import run_experiment as run
 
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     out = Path(out) if out is not None else Path("results") / cfg.name
-    Experiment(cfg, out, device=device).run()
+    run(cfg, out, device=device)
     return load_results(out)
 
 
@@ -117,18 +107,21 @@ def run_phase(cfg, phase: str, task: str | None = None, out: str | Path | None =
         from xlrepro.errors import did_you_mean
 
         raise ConfigError(f"run_phase: unknown task {task!r}{did_you_mean(task, all_tasks())}")
-    exp = _experiment(cfg, out, device)
-    enc_dir, enc_spec = exp.pretrain()
-    if phase == "pretrain":
-        return _results(exp, "pretrain")
-    inter_dir, inter_spec = exp.intermediate(enc_dir, enc_spec)
-    if phase == "intermediate":
-        return _results(exp, "intermediate")
+    from xlrepro.phases.graph import RunGraph, encoder_nodes, retrieval_nodes, target_nodes
+    from xlrepro.phases.orchestrator import run_graph, start
+
+    out = out if out is not None else Path("results") / cfg.name
+    ctx = start(cfg, out, device)
+    graph = RunGraph(ctx)
+    last = encoder_nodes(graph)  # the phases it starts from run first (skipped when finished)
     if phase == "retrieval":
-        exp.retrieval(task, inter_dir, inter_spec)
-    else:
-        exp.target(task, inter_dir, inter_spec, control=phase == "control")
-    return _results(exp, phase, task)
+        last = retrieval_nodes(graph, task, last)
+    elif phase in ("target", "control"):
+        last = target_nodes(graph, task, last, control=phase == "control")
+    elif last is not None and last.kind != phase:  # pretrain asked for, the intermediate node is the last
+        last = graph.upstream(last)
+    got = run_graph(ctx, graph, graph.ancestors(last) if last is not None else [])
+    return _results(got, out, cfg, phase, task if phase in ("target", "control", "retrieval") else None)
 
 
 def load_results(out: str | Path) -> Results:

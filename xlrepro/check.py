@@ -105,7 +105,7 @@ class Read:
 
 
 def eval_languages(cfg, task: str, split: str) -> list[str]:
-    """As ``Experiment.eval_languages``: the task's languages of the split, restricted by ``data.languages``."""
+    """As ``xlrepro.phases.Context.eval_languages``: the task's languages of the split, restricted by ``data.languages``."""
     from xlrepro.tasks import get_task
 
     keep = cfg.data.languages

@@ -90,19 +90,22 @@ def task_row(t) -> dict:
 def cmd_reproduce(a) -> int:
     from xlrepro.config import load_config
     from xlrepro.experiments import is_spec
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases.orchestrator import run_experiment
 
     if is_spec(a.config):
         return cmd_sweep(a)
-    for opt in ("dry_run", "executor"):
-        if getattr(a, opt, None) not in (None, False, "local"):
-            raise _usage(f"--{opt.replace('_', '-')} applies to experiment specs (xlrepro/experiments/), "
-                         f"not to the config {a.config!r}")
+    if getattr(a, "executor", None) not in (None, "local"):
+        raise _usage(f"--executor applies to experiment specs (xlrepro/experiments/), not to the config {a.config!r}")
 
     cfg = load_config(a.config, a.overrides)
     out = a.out or os.path.join("results", cfg.name)
+    if getattr(a, "dry_run", False):  # every run of the graph, hidden trainings included, with its estimate
+        from xlrepro.plan import graph_listing
+
+        print(graph_listing(cfg, out, a.card, a.mfu))
+        return 0
     _preflight([cfg], out, a.config)
-    results = Experiment(cfg, out, device=a.device).run()
+    results = run_experiment(cfg, out, device=a.device)
     n = len(results["records"])
     from xlrepro import distributed as dist
 
@@ -344,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
             from xlrepro.estimate import CARDS, DEFAULT_MFU
 
             g = s.add_argument_group("experiment specs (xlrepro/experiments/*.yaml)")
-            g.add_argument("--dry-run", action="store_true", help="list the runs, their state and a GPU-hour estimate")
+            g.add_argument("--dry-run", action="store_true",
+                           help="list the runs (a config's too), their state and a GPU-hour estimate")
             g.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
                            help="local: this machine; slurm: one submitit job per run (pip install -r requirements/cluster.txt)")
             g.add_argument("--gpus", type=int, default=1, help="local: run this many runs at once, one GPU each")

@@ -1,6 +1,6 @@
 """The data part of a run's key: the content of every file the run reads, not where it lies.
 
-A run's spec (``xlrepro.pipeline.Experiment.*_spec``) names the data it reads by task; this module
+A run's spec (each phase's ``spec``, ``xlrepro.phases``) names the data it reads by task; this module
 turns that into content. For a local source, each (task, split, language) the run may read is
 resolved to its files exactly as the readers resolve them (the configured or first existing layout,
 globs expanded, composite tasks through their components), and each file's sha256 is taken

@@ -153,7 +153,7 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
 def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
     """Write ``items.json`` for a finished target/control run, or a retrieval run of ``RETRIEVAL_ITEM_TASKS``
     (no-op when present)."""
-    from xlrepro.pipeline import METRIC_MODE
+    from xlrepro.phases.context import METRIC_MODE
     from xlrepro.tasks import get_task
 
     path = Path(run_dir) / "items.json"
@@ -166,7 +166,7 @@ def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
     for f in sorted(folder.glob("*-*.*")) if folder.is_dir() else []:
         split, lang = f.stem.split("-", 1)
         data = exp.read(task_name, split, lang)
-        if not all(exp._has_label(e) for e in data.examples):
+        if not all(exp.has_label(e) for e in data.examples):
             continue
         entries[f"{split}/{lang}"] = item_scores(task, fmt, _read_predictions(f, fmt), data.examples, lang, METRIC_MODE)
     atomic_write_json(path, {"version": ITEMS_VERSION, "task": task_name, "format": fmt, "items": entries})

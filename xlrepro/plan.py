@@ -162,3 +162,39 @@ def render(p: dict) -> str:
               "  fp32 = CUDA cores (TF32 off, as the paper's fp32 training); a bf16 config (e.g. *.train.deepspeed="
               "zero2-bf16) costs about 1/15 of it on Hopper"]
     return "\n".join(lines)
+
+
+def graph_listing(cfg: ExperimentConfig, out, card: str = "h100", mfu: float | None = None) -> str:
+    """``xlrepro reproduce <config> --dry-run``: every run of the config's graph (``xlrepro.phases.graph``:
+    chain stages, SQuAD and dual encoders included), its state, training tokens and GPU-hours
+    (``xlrepro.estimate``). Trains nothing; a smoke config's world is generated (its corpus keys
+    the pre-training run)."""
+    from xlrepro.estimate import DEFAULT_MFU, gpu_hours, param_count
+    from xlrepro.phases import Context
+    from xlrepro.phases.graph import build_graph
+
+    mfu = DEFAULT_MFU if mfu is None else mfu
+    if card not in CARDS:
+        raise ConfigError(f"--card {card!r}: one of {sorted(CARDS)}")
+    ctx = Context(cfg, out)
+    if cfg.smoke is not None:
+        ctx.prepare()
+    graph = build_graph(ctx)
+    n = param_count(cfg.model, cfg.smoke.vocab_size if cfg.smoke else None)
+    lines = [f"{cfg.name}: {len(graph)} runs -> {ctx.out}", "",
+             f"{'state':<10} {'kind':<13} {'task':<18} {'starts from':<34} {'run folder':<44} {'tokens':>10} {'prec':>5} "
+             f"{'GPU-h':>8}"]
+    total = remaining = 0.0
+    for node in graph:
+        up = graph.upstream(node)
+        tokens, prec = node.tokens(cfg), node.precision(cfg)
+        h = gpu_hours(n, tokens, card, mfu, prec)
+        state = node.state(ctx.out)
+        total += h
+        remaining += h if state != "done" else 0.0
+        lines.append(f"{state:<10} {node.kind:<13} {node.task:<18} {up.run_dir[5:] if up else 'base model':<34} "
+                     f"{node.run_dir:<44} {tokens:>10.3g} {prec:>5} {h:>8.2f}")
+    lines += ["", f"estimated GPU-hours: {total:.2f} in all, {remaining:.2f} still to run (6 x {n / 1e6:.0f}M params x "
+                  f"training tokens / ({CARDS[card].name} dense peak x MFU {mfu:g}); tokens at maximum sequence length, "
+                  "evaluation not counted)"]
+    return "\n".join(lines)

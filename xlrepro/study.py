@@ -349,59 +349,13 @@ def cell_design(cfg, benchmark: str = "xtreme_r") -> dict:
 # ---------------------------------------------------------------------- the dry run
 
 
-def inner_trainings(exp, kind: str, task: str, encoder_spec: dict) -> list[tuple[str, str, dict, object, list]]:
-    """Trainings a graph node runs inside itself: (kind, task, spec, TrainConfig, data tasks).
-    A target with a training chain trains its earlier stages; XTREME-R Tatoeba trains a SQuAD
-    encoder; LAReQA and Mewsli-X train a dual encoder."""
-    from xlrepro.config import train_config_for
-    from xlrepro.dual_encoder import (DUAL_ENCODER_TASKS, dual_encoder_spec, dual_encoder_train_config,
-                                      retrieval_encoder_source, squad_mrc_spec)
-    from xlrepro.tasks import get_task
-
-    cfg = exp.cfg
-    out = []
-    if kind in ("target", "control"):
-        stages, _ = exp.chain_stage_specs(task, encoder_spec, kind == "control")
-        for stage, spec in stages:
-            tcfg = train_config_for(cfg, stage if stage in cfg.target.per_task else task)
-            out.append(("chain", stage, spec, tcfg, [stage]))
-    elif kind == "retrieval":
-        if task in DUAL_ENCODER_TASKS:
-            t = get_task(task)
-            out.append(("dual_encoder", task, dual_encoder_spec(exp, task, encoder_spec),
-                        dual_encoder_train_config(cfg, task), [t.train_source]))
-        else:
-            source = retrieval_encoder_source(exp, task)
-            if source == "squad_mrc":
-                out.append(("squad_mrc", "squad", squad_mrc_spec(exp, encoder_spec), train_config_for(cfg, "squad"),
-                            ["squad"]))
-            elif source == "squad_dual_encoder":
-                out.append(("dual_encoder", "lareqa", dual_encoder_spec(exp, "lareqa", encoder_spec),
-                            dual_encoder_train_config(cfg, "lareqa"), ["squad"]))
-    return out
-
-
-def _inner_tokens(cfg, kind: str, task: str, tcfg, data_tasks: list[str]) -> float:
-    from xlrepro.tasks import get_task
-
-    if kind == "dual_encoder":
-        r = get_task(task).retrieval
-        length = int(r["query_max_length"]) + int(r["candidate_max_length"])
-    else:
-        length = max(tcfg.max_seq_length or get_task(t).max_seq_length for t in data_tasks)
-    if tcfg.max_steps is not None:
-        return float(tcfg.max_steps * tcfg.batch_size * tcfg.grad_accum * length)
-    n = sum(train_size(t, cfg)[0] if tcfg.volume == "all" else min(int(tcfg.volume), train_size(t, cfg)[0])
-            for t in data_tasks)
-    return float(n * tcfg.epochs * length)
+HIDDEN_KINDS = ("chain", "squad_mrc", "dual_encoder")
 
 
 def dry_run_table(graph, card: str, mfu: float) -> str:
-    """Every cell (variant, arm, volume, seed, model selection, overlap) and every run with the
-    trainings inside it, each with its GPU-hours; shared inner trainings are counted once."""
-    from xlrepro.config import config_hash
-    from xlrepro.estimate import CARDS, gpu_hours, param_count, run_precision, run_tokens, train_precision
-    from xlrepro.sweep import _experiment
+    """Every cell (variant, arm, volume, seed, model selection, overlap) and every run of the graph
+    (chain stages, SQuAD and dual encoders included: ``xlrepro.phases.graph``), each with its GPU-hours."""
+    from xlrepro.estimate import CARDS, gpu_hours, param_count
 
     states = graph.states()
     spec = graph.spec
@@ -418,15 +372,14 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
               f"{'GPU-h':>8}"]
     total = remaining = 0.0
     precisions = set()
-    seen_inner: set[str] = set()
     for key, node in graph.nodes.items():
         cell = graph.cells[node.cells[0]]
         cfg = cell.cfg
         n = param_count(cfg.model, cfg.smoke.vocab_size if cfg.smoke else None)
         arms = sorted({graph.cells[i].arm or "-" for i in node.cells})
         arm = "/".join(arms)
-        tokens = run_tokens(cfg, node.kind, node.task)
-        prec = run_precision(cfg, node.kind, node.task)
+        tokens = node.phase_node.tokens(cfg)  # the phase's own count (xlrepro.phases)
+        prec = node.phase_node.precision(cfg)
         if tokens:
             precisions.add(prec)
         h = gpu_hours(n, tokens, card, mfu, prec)
@@ -435,31 +388,11 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
             remaining += h
         lines.append(f"{states[key]:<10} {node.kind:<15} {node.task:<18} {arm:<13} {node.run_dir:<44} {tokens:>10.3g} "
                      f"{prec:>5} {h:>8.2f}")
-        if node.kind not in ("target", "control", "retrieval"):
-            continue
-        up = graph.nodes.get(node.upstream) if node.upstream else None
-        exp = _experiment(cell, graph.out)
-        enc_spec = {"kind": up.kind, "run": up.key} if up else exp.base_encoder_spec()
-        for ikind, itask, ispec, tcfg, data_tasks in inner_trainings(exp, node.kind, node.task, enc_spec):
-            ikey = config_hash(ispec)
-            if ikey in seen_inner:
-                continue
-            seen_inner.add(ikey)
-            itok = _inner_tokens(cfg, ikind, itask, tcfg, data_tasks)
-            iprec = train_precision(tcfg)
-            precisions.add(iprec)
-            ih = gpu_hours(n, itok, card, mfu, iprec)
-            total += ih
-            folder = graph.out / "runs" / f"{ikind}-{itask}-{ikey[:12]}"
-            done = (folder / "done.json").exists()
-            if not done:
-                remaining += ih
-            lines.append(f"{'done' if done else 'inside':<10} {'  ' + ikind:<15} {itask:<18} {arm:<13} "
-                         f"{'runs/' + folder.name:<44} {itok:>10.3g} {iprec:>5} {ih:>8.2f}")
     counts = {s: list(states.values()).count(s) for s in ("done", "resumable", "pending")}
     c = CARDS[card]
     lines += ["", f"runs: {counts['done']} done, {counts['resumable']} resumable, {counts['pending']} pending; "
-              f"{len(seen_inner)} trainings inside them (chain stages, SQuAD and dual encoders)",
+              f"{sum(n.kind in HIDDEN_KINDS for n in graph.nodes.values())} of them trained inside target or retrieval "
+              "phases (chain stages, SQuAD and dual encoders)",
               f"estimated GPU-hours: {total:.1f} in all, {remaining:.1f} still to run "
               f"(6 x N x training tokens / (peak x MFU {mfu:g}); {c.name}, dense peak "
               + ", ".join(f"{p.upper()} {c.peak(p):g} TFLOP/s" for p in sorted(precisions or {"fp32"}))

@@ -1,11 +1,11 @@
 """An experiment spec as a graph of runs, and the executors that walk it.
 
-Nodes are the pipeline's runs (pre-training, intermediate, target, control, retrieval), keyed by
-the hash of their resolved spec: exactly the ``Run`` hashes that ``xlrepro.pipeline.Experiment``
-computes, because the graph asks the Experiment for them (``*_spec`` methods). A run that many
+Nodes are the runs of each cell's run graph (``xlrepro.phases.graph``: pre-training, intermediate,
+chain stages, target, control, the SQuAD and dual encoders of retrieval, retrieval), keyed by the
+hash of their resolved spec, the same key a single experiment run gives them. A run that many
 cells need (the pre-trained encoder, an intermediate checkpoint used by every target) is one node,
-trained once. A node's state is its run folder's: ``done`` (skipped), ``resumable`` (a
-checkpoint), ``pending``.
+trained once; the nodes run through the orchestrator's ``execute`` (``xlrepro.phases.orchestrator``).
+A node's state is its run folder's: ``done`` (skipped), ``resumable`` (a checkpoint), ``pending``.
 
 Executors (no scheduler of our own beyond the dependency walk):
 
@@ -40,11 +40,12 @@ COLLAPSE_FORMATS = ("classification", "multiple_choice")
 @dataclass
 class Node:
     key: str  # full sha256 of the run's resolved spec
-    kind: str  # pretrain | intermediate | target | control | retrieval
+    kind: str  # pretrain | intermediate | chain | target | control | squad_mrc | dual_encoder | retrieval
     task: str
     run_dir: str  # relative to the sweep's output folder
     upstream: str | None  # key of the node whose encoder this run starts from
     cells: list = field(default_factory=list)  # indices of the cells that use this run
+    phase_node: object = field(default=None, repr=False, compare=False)  # the xlrepro.phases Node (first cell's)
 
     def state(self, out: Path) -> str:
         d = out / self.run_dir
@@ -62,48 +63,30 @@ def run_dir_name(kind: str, task: str, spec: dict) -> str:
 _WORLDS: dict[str, tuple] = {}
 
 
-def _experiment(cell: Cell, out: Path, device: str | None = None):
-    """An Experiment whose run specs can be computed: for the smoke world, the world must exist
+def cell_context(cell: Cell, out: Path, device: str | None = None):
+    """A Context whose run specs can be computed: for the smoke world, the world must exist
     (its corpus digest is part of the pre-training run's spec); it is prepared once per world."""
     from xlrepro.config import to_dict
-    from xlrepro.pipeline import Experiment
+    from xlrepro.phases import Context
 
-    exp = Experiment(cell.cfg, out, device=device)
+    ctx = Context(cell.cfg, out, device=device)
     if cell.cfg.smoke is not None:
-        key = config_hash({"out": str(Path(out).resolve()), "smoke": to_dict(cell.cfg.smoke), "seed": exp.base_seed})
+        key = config_hash({"out": str(Path(out).resolve()), "smoke": to_dict(cell.cfg.smoke), "seed": ctx.base_seed})
         if key not in _WORLDS or not (Path(_WORLDS[key][0]) / "WORLD.json").exists():
-            exp.prepare()
-            _WORLDS[key] = (exp.data_root, exp.tokenizer_path)
-        exp.data_root, exp.tokenizer_path = _WORLDS[key]
-    return exp
+            ctx.prepare()
+            _WORLDS[key] = (ctx.data_root, ctx.tokenizer_path)
+        ctx.data_root, ctx.tokenizer_path = _WORLDS[key]
+    return ctx
 
 
-def cell_nodes(exp, reseed_task: str | None = None) -> list[tuple[str, str, dict, int | None]]:
-    """(kind, task, spec, index of upstream in this list) of one cell's runs, upstream first.
+def cell_nodes(ctx, reseed_task: str | None = None) -> list:
+    """The ``xlrepro.phases`` nodes of one cell's run graph, upstream first (hidden trainings included).
     ``reseed_task``: only the encoder chain and that target (a re-seeded fine-tune)."""
-    cfg = exp.cfg
-    out: list[tuple[str, str, dict, int | None]] = []
-    up: int | None = None
-    pre = exp.pretrain_spec()
-    if pre is not None:
-        out.append(("pretrain", "mlm", pre, None))
-        up, enc_spec = 0, {"kind": "pretrain", "run": config_hash(pre)}
-    else:
-        enc_spec = exp.base_encoder_spec()
-    inter = exp.intermediate_spec(enc_spec)
-    if inter is not None:
-        out.append(("intermediate", "+".join(cfg.intermediate.tasks), inter, up))
-        up, enc_spec = len(out) - 1, {"kind": "intermediate", "run": config_hash(inter)}
+    from xlrepro.phases.graph import build_graph as cell_graph
+
     if reseed_task is not None:
-        out.append(("target", reseed_task, exp.target_spec(reseed_task, enc_spec), up))
-        return out
-    for t in cfg.retrieval.tasks:
-        out.append(("retrieval", t, exp.retrieval_spec(t, enc_spec), up))
-    for t in cfg.target.tasks:
-        out.append(("target", t, exp.target_spec(t, enc_spec), up))
-    for t in cfg.controls:
-        out.append(("control", t, exp.target_spec(t, enc_spec, control=True), up))
-    return out
+        return list(cell_graph(ctx, retrieval=[], targets=[reseed_task], controls=[]))
+    return list(cell_graph(ctx))
 
 
 class Graph:
@@ -114,20 +97,17 @@ class Graph:
         self.nodes: dict[str, Node] = {}  # insertion order is a dependency order
         self.cell_runs: dict[int, list[str]] = {}
         for cell in cells:
-            exp = _experiment(cell, self.out)
-            keys = self._add(cell.index, cell_nodes(exp))
+            keys = self._add(cell.index, cell_nodes(cell_context(cell, self.out)))
             self.cell_runs[cell.index] = keys
 
     def _add(self, cell_index: int, items) -> list[str]:
         keys: list[str] = []
-        for kind, task, spec, up in items:
-            key = config_hash(spec)
-            if key not in self.nodes:
-                self.nodes[key] = Node(key, kind, task, run_dir_name(kind, task, spec),
-                                       keys[up] if up is not None else None)
-            if cell_index not in self.nodes[key].cells:
-                self.nodes[key].cells.append(cell_index)
-            keys.append(key)
+        for pn in items:
+            if pn.key not in self.nodes:
+                self.nodes[pn.key] = Node(pn.key, pn.kind, pn.task, pn.run_dir, pn.upstream, phase_node=pn)
+            if cell_index not in self.nodes[pn.key].cells:
+                self.nodes[pn.key].cells.append(cell_index)
+            keys.append(pn.key)
         return keys
 
     def states(self) -> dict[str, str]:
@@ -173,20 +153,20 @@ def log_event(out: Path, event: dict) -> None:
 
 
 class Runner:
-    """Runs nodes of one graph in this process (one Experiment per cell, built on first use)."""
+    """Runs nodes of one graph in this process (one prepared Context per cell, built on first use)."""
 
     def __init__(self, graph: Graph, device: str | None = None):
         self.graph, self.device = graph, device
-        self._exps: dict[int, object] = {}
+        self._ctxs: dict[int, object] = {}
 
-    def experiment(self, cell: Cell):
-        if cell.index not in self._exps:
-            from xlrepro.pipeline import Experiment
+    def context(self, cell: Cell):
+        if cell.index not in self._ctxs:
+            from xlrepro.phases import Context
 
-            exp = Experiment(cell.cfg, self.graph.out, device=self.device)
-            exp.prepare()
-            self._exps[cell.index] = exp
-        return self._exps[cell.index]
+            ctx = Context(cell.cfg, self.graph.out, device=self.device)
+            ctx.prepare()
+            self._ctxs[cell.index] = ctx
+        return self._ctxs[cell.index]
 
     def run(self, key: str) -> str:
         g = self.graph
@@ -197,54 +177,40 @@ class Runner:
                 # killed between the run's done.json and its derived item scores: derive them, train nothing
                 from xlrepro.items import write_items
 
-                write_items(self.experiment(g.cells[node.cells[0]]), node.task, g.out / node.run_dir)
+                write_items(self.context(g.cells[node.cells[0]]), node.task, g.out / node.run_dir)
             if node.kind == "target" and not self._decided(node.cells[0], node.task):
                 # killed before the re-seed policy decided on this run: decide now (finished re-seeds are skipped)
-                self._collapse_policy(g.cells[node.cells[0]], node, self.experiment(g.cells[node.cells[0]]))
+                self._collapse_policy(g.cells[node.cells[0]], node, self.context(g.cells[node.cells[0]]))
             return "skipped"
         cell = g.cells[node.cells[0]]
-        exp = self.experiment(cell)
-        self._execute(exp, node.kind, node.task, key, node.upstream, g.nodes)
+        ctx = self.context(cell)
+        self._execute(ctx, node.phase_node, {k: n.phase_node for k, n in g.nodes.items()})
         if node.kind == "target":
-            self._collapse_policy(cell, node, exp)
+            self._collapse_policy(cell, node, ctx)
         return "ran"
 
-    def _execute(self, exp, kind: str, task: str, key: str, upstream: str | None, nodes: dict) -> None:
-        g = self.graph
-        up = nodes[upstream] if upstream else None
-        if up is not None and up.state(g.out) != "done":
-            raise RuntimeError(f"node {kind}-{task} ({key[:12]}): upstream {up.run_dir} has not finished")
-        enc_dir = g.out / up.run_dir / "encoder" if up else None
-        enc_spec = {"kind": up.kind, "run": up.key} if up else exp.base_encoder_spec()
-        if exp.tokenizer is None:
-            exp.prepare()
-        if key in nodes:  # who runs it: commit, image, hardware, versions (kept from the first start)
-            prov = g.out / nodes[key].run_dir / "provenance.json"
-            if not prov.exists():
-                from xlrepro.runs import provenance
+    def _execute(self, ctx, pnode, nodes: dict) -> None:
+        """Run one ``xlrepro.phases`` node through the orchestrator, with the sweep's provenance, events
+        and item-level scores."""
+        from xlrepro.phases.orchestrator import execute
 
-                atomic_write_json(prov, provenance(exp.cfg.seed))
-        log_event(g.out, {"event": "start", "node": key[:12], "kind": kind, "task": task,
-                          "state": nodes[key].state(g.out) if key in nodes else "pending"})
+        g = self.graph
+        kind, task, key = pnode.kind, pnode.task, pnode.key
+        if ctx.tokenizer is None:
+            ctx.prepare()
+        prov = g.out / pnode.run_dir / "provenance.json"  # who runs it: commit, image, hardware, versions (first start)
+        if not prov.exists():
+            from xlrepro.runs import provenance
+
+            prov.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(prov, provenance(ctx.cfg.seed))
+        log_event(g.out, {"event": "start", "node": key[:12], "kind": kind, "task": task, "state": pnode.state(g.out)})
         t0 = time.time()
-        if kind == "pretrain":
-            exp.pretrain()
-        elif kind == "intermediate":
-            exp.intermediate(enc_dir, enc_spec)
-        elif kind in ("target", "control"):
-            exp.target(task, enc_dir, enc_spec, control=kind == "control")
-        elif kind == "retrieval":
-            exp.retrieval(task, enc_dir, enc_spec)
-        else:
-            raise ValueError(f"unknown node kind {kind!r}")
-        if key not in exp.runs:
-            raise RuntimeError(f"node {kind}-{task}: the pipeline ran a different spec than the graph's "
-                               f"{key[:12]} (graph and pipeline disagree)")
-        run_dir = Path(exp.runs[key]["dir"])
+        outcome = execute(ctx, nodes, pnode)
         if _has_items(kind, task):
             from xlrepro.items import write_items
 
-            write_items(exp, task, run_dir)
+            write_items(ctx, task, outcome.run.dir)
         log_event(g.out, {"event": "finish", "node": key[:12], "kind": kind, "task": task,
                           "seconds": round(time.time() - t0, 2)})
 
@@ -261,7 +227,7 @@ class Runner:
                     last = e
         return last is not None and last["action"] in ("accept", "give-up")
 
-    def _collapse_policy(self, cell: Cell, node: Node, exp) -> None:
+    def _collapse_policy(self, cell: Cell, node: Node, ctx) -> None:
         """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a fine-tune collapsed to the majority class is re-run with seed + 1000*k
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
@@ -288,22 +254,16 @@ class Runner:
             if decision["action"] != "reseed":
                 return
             seeds.append(decision["next_seed"])
-            over = cell.overrides + [f"seed={decision['next_seed']}", f"base_seed={exp.base_seed}"]
+            over = cell.overrides + [f"seed={decision['next_seed']}", f"base_seed={ctx.base_seed}"]
             cfg = _load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe,
                                     g.extra_overrides)
-            rexp = _experiment(Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device)
-            items = cell_nodes(rexp, reseed_task=node.task)
-            nodes: dict[str, Node] = {}
-            keys: list[str] = []
-            for kind, task, spec, up in items:
-                k = config_hash(spec)
-                nodes[k] = Node(k, kind, task, run_dir_name(kind, task, spec), keys[up] if up is not None else None)
-                keys.append(k)
-            for k in keys:
-                n = nodes[k]
-                if n.state(g.out) != "done":
-                    self._execute(rexp, n.kind, n.task, k, n.upstream, nodes)
-            run_dir = g.out / nodes[keys[-1]].run_dir
+            rctx = cell_context(Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device)
+            items = cell_nodes(rctx, reseed_task=node.task)
+            nodes = {pn.key: pn for pn in items}
+            for pn in items:
+                if pn.state(g.out) != "done":
+                    self._execute(rctx, pn, nodes)
+            run_dir = g.out / items[-1].run_dir
 
 
 def _has_items(kind: str, task: str) -> bool:

@@ -10,7 +10,7 @@ one curve per phase. Scalars, by optimiser step:
   eval/score                               the English dev score that early stopping uses
 
 The setting is per experiment output folder: ``configure(out_dir, enabled)`` (called by
-``Experiment.prepare``) records it, and ``hook`` (called by ``xlrepro.train.train``) looks it up
+``xlrepro.phases.Context.prepare``) records it, and ``hook`` (called by ``xlrepro.train.train``) looks it up
 from the run folder ``<out>/runs/<run>``. The ``tensorboard`` package is imported only when a
 writer is opened; it is an optional dependency (``pip install 'xlrepro[tensorboard]'``).
 """

@@ -414,17 +414,42 @@ def load_task_file(text: str, where: str) -> TaskSpec:
     return _parse(data, where)
 
 
-@functools.lru_cache(maxsize=1)
+TASK_DIRS_ENV = "XLREPRO_TASK_DIRS"
+
+
+def extra_task_dirs() -> tuple[str, ...]:
+    """Folders of further task YAMLs (``XLREPRO_TASK_DIRS``, separated by ``os.pathsep``): a task
+    of an existing format is added by one ``<name>.yaml`` there, without editing the package."""
+    import os
+
+    return tuple(d for d in os.environ.get(TASK_DIRS_ENV, "").split(os.pathsep) if d)
+
+
 def all_tasks() -> dict[str, TaskSpec]:
-    out = {}
+    return _load_tasks(extra_task_dirs())
+
+
+def _task_files(extra: tuple[str, ...]) -> list[tuple[str, object]]:
     folder = importlib.resources.files("xlrepro.tasks")
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+    files = [(f"xlrepro/tasks/{e.name}", e) for e in sorted(folder.iterdir(), key=lambda p: p.name)]
+    for d in extra:
+        if not Path(d).is_dir():
+            raise ConfigError(f"{TASK_DIRS_ENV}: {d!r} is not a folder; expected folders of <task>.yaml files")
+        files += [(str(p), p) for p in sorted(Path(d).iterdir(), key=lambda p: p.name)]
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tasks(extra: tuple[str, ...]) -> dict[str, TaskSpec]:
+    out: dict[str, TaskSpec] = {}
+    for where, entry in _task_files(extra):
         if not entry.name.endswith(".yaml"):
             continue
-        where = f"xlrepro/tasks/{entry.name}"
         spec = load_task_file(entry.read_text(encoding="utf-8"), where)
         if spec.name + ".yaml" != entry.name:
             raise ConfigError(f"{where}: name {spec.name!r} does not match the file name")
+        if spec.name in out:
+            raise ConfigError(f"{where}: task {spec.name!r} is already defined (task names are unique)")
         for layout in spec.layouts:
             get_reader(layout.reader)  # unknown readers fail at load time
         out[spec.name] = spec
