@@ -2,6 +2,7 @@
 is the spec it runs with, a single run and a sweep key the same nodes, and a new target task of an
 existing format is one YAML file."""
 import importlib.resources
+import re
 
 import pytest
 
@@ -120,7 +121,10 @@ def test_the_dry_run_of_a_config_lists_every_run_with_its_estimate(tmp_path, cap
 def _copy_of_pawsx(folder):
     text = (importlib.resources.files("xlrepro.tasks") / "pawsx.yaml").read_text(encoding="utf-8")
     folder.mkdir()
-    (folder / "pawsx_copy.yaml").write_text(text.replace("name: pawsx\n", "name: pawsx_copy\n", 1), encoding="utf-8")
+    text = text.replace("name: pawsx\n", "name: pawsx_copy\n", 1)
+    # an added task is not one of the official benchmark's scored tasks: no scoring block
+    text = re.sub(r"^scoring:.*\n(?:[ ].*\n)*", "", text, flags=re.M)
+    (folder / "pawsx_copy.yaml").write_text(text, encoding="utf-8")
     return folder
 
 
@@ -152,7 +156,11 @@ def test_task_folders_are_checked(tmp_path, monkeypatch):
         all_tasks()
     dup = tmp_path / "dup"
     dup.mkdir()
-    (dup / "pawsx.yaml").write_text((importlib.resources.files("xlrepro.tasks") / "pawsx.yaml").read_text())
+    text = (importlib.resources.files("xlrepro.tasks") / "pawsx.yaml").read_text()
+    (dup / "pawsx.yaml").write_text(text)
     monkeypatch.setenv("XLREPRO_TASK_DIRS", str(dup))
+    with pytest.raises(ConfigError, match="pawsx.yaml: scoring: a task added from XLREPRO_TASK_DIRS"):
+        all_tasks()  # an added task cannot take a place in the official benchmark's scoring
+    (dup / "pawsx.yaml").write_text(re.sub(r"^scoring:.*\n(?:[ ].*\n)*", "", text, flags=re.M))
     with pytest.raises(ConfigError, match="'pawsx' is already defined"):
         all_tasks()

@@ -25,8 +25,6 @@ PACKAGE = Path(xlrepro.__file__).parent
 #: of this round rewrites belongs here (the lead empties the list when merging them); a name that is
 #: data (a default, a folder) is not a comparison and needs no entry.
 ALLOWED = {
-    ("xlrepro/dual_encoder.py", "lareqa"): "phases branch moves the dual-encoder orchestration into phases",
-    ("xlrepro/pipeline.py", "bucc2018"): "phases branch replaces pipeline.py (BUCC's dev threshold run)",
     ("xlrepro/sweep_report.py", "xquad"): "study branch restructures sweep_report.py (QA_TASKS in _xtreme_score)",
     ("xlrepro/sweep_report.py", "mlqa"): "study branch restructures sweep_report.py (QA_TASKS in _xtreme_score)",
     ("xlrepro/sweep_report.py", "tydiqa"): "study branch restructures sweep_report.py (QA_TASKS in _xtreme_score)",

@@ -12,6 +12,6 @@
 ``orchestrator`` runs them (docs/architecture.md).
 """
 from xlrepro.phases.base import Node, Outcome, Phase
-from xlrepro.phases.context import METRIC_MODE, Context, main_metric
+from xlrepro.phases.context import METRIC_MODE, Context
 
-__all__ = ["Context", "METRIC_MODE", "Node", "Outcome", "Phase", "main_metric"]
+__all__ = ["Context", "METRIC_MODE", "Node", "Outcome", "Phase"]

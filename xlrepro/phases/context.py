@@ -23,18 +23,12 @@ from xlrepro.model import MultiTaskModel, build_encoder, load_encoder
 from xlrepro.runs import Run, files_digest
 from xlrepro.sampling import nested_subset, subset_digest
 from xlrepro.tasks import get_task
+from xlrepro.tasks.registry import headline_value
 from xlrepro.train import Stream, train
 
 log = logging.getLogger("xlrepro")
 
 METRIC_MODE = "official"
-
-
-def main_metric(scores: dict) -> float:
-    for k in ("f1", "accuracy", "map@20"):
-        if k in scores:
-            return float(scores[k])
-    raise KeyError(f"no main metric in {sorted(scores)}")
 
 
 class Context:
@@ -218,7 +212,7 @@ class Context:
 
         def evaluate() -> float:
             preds = self.predict(model, task, adapter, dev_feats, dev_examples, batch_size)
-            return main_metric(adapter.score(preds, dev_examples, dev_result, "en", METRIC_MODE))
+            return headline_value(dev_task.name, adapter.score(preds, dev_examples, dev_result, "en", METRIC_MODE))
 
         device = self.device
 

@@ -141,12 +141,20 @@ class DualRetrieval(Phase):
             protocol = self.recorded_protocol(ctx, spec["protocol"])
             model = load_dual_encoder(upstream.encoder_dir(ctx.out),
                                       packed=ctx.cfg.model.attention == "packed").to(ctx.device)
-            evaluate = _evaluate_lareqa if self.task == "lareqa" else _evaluate_mewslix
+            evaluate = _evaluate_lareqa if _is_lareqa(self.task) else _evaluate_mewslix
             records, extra = evaluate(ctx, model, spec["eval_splits"], protocol, run)
             self.write_results(ctx, run, {"records": records, "protocol": protocol, **extra})
             run.finish({"protocol": protocol, **extra})
         return Outcome(run, records=True)
 
+
+
+def _is_lareqa(task: str) -> bool:
+    """LAReQA-style evaluation (a pooled multilingual answer-sentence pool, mAP@k) vs Mewsli-X's
+    (mentions against a candidate entity set): decided by the task's evaluator field."""
+    from xlrepro.tasks import get_task
+
+    return get_task(task).evaluator == "lareqa_map"
 
 def _lareqa_pairs(examples, skipped: dict) -> tuple[list, list, list, list]:
     """(question texts, (sentence, paragraph) candidates, question ids, answer-sentence spans) of SQuAD examples."""
@@ -179,7 +187,7 @@ def _training_data(ctx, task: str, split: str, limit: int | None = None) -> tupl
     data = ctx.read(source, split, "en")
     examples = data.examples[:limit] if limit else data.examples
     skipped = dict(data.skipped)
-    if task == "lareqa":
+    if _is_lareqa(task):
         qs, cands, _, _ = _lareqa_pairs(examples, skipped)
     else:
         qs = [mewslix_mention_text(p.mention) for p in examples]
@@ -198,7 +206,7 @@ def _dev_evaluator(ctx, task: str, model: DualEncoder, tcfg, q_len: int, c_len: 
     data = ctx.read(get_task(task).dev_source, "dev", "en")
     examples = data.examples[: tcfg.eval_subset]
     tok, device = ctx.tokenizer, ctx.device
-    if task == "lareqa":
+    if _is_lareqa(task):
         from xlrepro.data.readers_retrieval import sentence_breaks
 
         qs, pairs, qids, spans = _lareqa_pairs(examples, {})

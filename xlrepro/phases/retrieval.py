@@ -49,7 +49,7 @@ class Retrieval(Phase):
         encoder_dir, encoder_spec = self.upstream_encoder(ctx, upstream)
         run = self.open_run(ctx, node)
         encoder_info = {"encoder_source": self.source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
-        if not run.done and task == "bucc2018":
+        if not run.done and get_task(task).retrieval.get("threshold") == "tune_on_dev":
             model = ctx.new_model(encoder_dir, cfg.seed)
             records, protocol = self.bucc(ctx, model, run)
             protocol = {**encoder_info, **protocol, "search": "xlrepro.ops.margin_mine"}

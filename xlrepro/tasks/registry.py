@@ -393,7 +393,7 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
                           f"{train!r}; they are one fact (the English training examples)")
 
 
-def load_task_file(text: str, where: str) -> TaskSpec:
+def load_task_file(text: str, where: str, builtin: bool = True) -> TaskSpec:
     """Parse one task YAML file's text (``where`` names it in errors). Unlike :func:`_parse` of a
     bare mapping, a file must give every field code dispatches on: ``evaluator``,
     ``prediction_file``, ``headline`` and, per benchmark with a scorer (xtreme, xtreme_r),
@@ -407,7 +407,11 @@ def load_task_file(text: str, where: str) -> TaskSpec:
     for key in ("evaluator", "prediction_file", "headline"):
         if data.get(key) is None:
             raise ConfigError(f"{where}: {key}: missing (every task file names it; see docs/tasks.md)")
-    for bench in data.get("benchmarks") or ():
+    if not builtin and data.get("scoring"):
+        raise ConfigError(f"{where}: scoring: a task added from {TASK_DIRS_ENV} is scored per language but is "
+                          "not one of the official benchmark's tasks (evaluate.py's task order and average); "
+                          "drop the scoring block")
+    for bench in (data.get("benchmarks") or ()) if builtin else ():
         if bench in SCRIPT_GROUPS and bench not in (data.get("scoring") or {}):
             raise ConfigError(f"{where}: scoring.{bench}: missing (the task is in benchmark {bench!r}; give its "
                               "position, groups, group and in_average)")
@@ -435,7 +439,7 @@ def _task_files(extra: tuple[str, ...]) -> list[tuple[str, object]]:
     for d in extra:
         if not Path(d).is_dir():
             raise ConfigError(f"{TASK_DIRS_ENV}: {d!r} is not a folder; expected folders of <task>.yaml files")
-        files += [(str(p), p) for p in sorted(Path(d).iterdir(), key=lambda p: p.name)]
+        files += [(str(p), p) for p in sorted(Path(d).iterdir(), key=lambda p: p.name)]  # not "xlrepro/..."
     return files
 
 
@@ -445,7 +449,7 @@ def _load_tasks(extra: tuple[str, ...]) -> dict[str, TaskSpec]:
     for where, entry in _task_files(extra):
         if not entry.name.endswith(".yaml"):
             continue
-        spec = load_task_file(entry.read_text(encoding="utf-8"), where)
+        spec = load_task_file(entry.read_text(encoding="utf-8"), where, builtin=where.startswith("xlrepro/tasks/"))
         if spec.name + ".yaml" != entry.name:
             raise ConfigError(f"{where}: name {spec.name!r} does not match the file name")
         if spec.name in out:
