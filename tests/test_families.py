@@ -323,7 +323,13 @@ def test_info_lists_the_families():
     fams = {f["name"]: f for f in families_status()}
     assert set(fams) == {"xlmr", "bert"}
     assert fams["bert"]["model_types"] == ["bert"] and "bert-base-multilingual-cased" in fams["bert"]["published_configs"]
-    assert json.dumps(fams)  # JSON-ready, as `xlrepro info --json` prints it
+    from xlrepro.info import format_info, info
+
+    d = info()
+    assert d["families"] == families_status()
+    json.dumps(d["families"])  # JSON-ready, as `xlrepro info --json` prints it
+    text = format_info(d)
+    assert "encoder families (model.family" in text and "  bert   model_type bert:" in text
 
 
 # ---------------------------------------------------------------------- the smoke world with a BERT encoder
