@@ -426,12 +426,16 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    from xlrepro.plan import KNOWN_MODELS, encoder_params, plan
+    from xlrepro.estimate import MFU
+    from xlrepro.models import get_family
+    from xlrepro.plan import encoder_params, plan
 
     with torch.device("meta"):  # the count matches the real module's
-        m = XLMRobertaModel(XLMRobertaConfig(**KNOWN_MODELS["xlm-roberta-large"]), add_pooling_layer=False)
-    total, largest = encoder_params(KNOWN_MODELS["xlm-roberta-large"])
+        m = XLMRobertaModel(XLMRobertaConfig(**get_family("xlmr").published_configs["xlm-roberta-large"]),
+                            add_pooling_layer=False)
+    total, largest = encoder_params(load_config("xstilts-squad"))
     assert total == sum(p.numel() for p in m.parameters()) and 550e6 < total < 570e6
+    assert largest == max(p.numel() for p in m.parameters())
     p = plan(load_config("xstilts-squad"), gpus_per_node=4)
     mem = {(r["zero_stage"], r["offload"]): r["gpu_gib"] for r in p["memory"]}
     assert mem[(2, "none")] == round(estimate_zero2_model_states_mem_needs(total, 4, 1, cpu_offload=False)[1] / 2**30, 2)
@@ -441,15 +445,15 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
     # GPU-hours = 6 x params x tokens / (peak x MFU), the peak of the precision the phases train in:
     # the paper recipe is fp32 (H100: 67 TFLOP/s on CUDA cores); a bf16 DeepSpeed config uses 989.4
     assert {ph["precision"] for ph in p["phases"]} == {"fp32"}
-    assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (67e12 * 0.35) / 3600, 1)
+    assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (67e12 * MFU) / 3600, 1)
     bf16 = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16", "target.train.deepspeed=zero3-bf16"]),
                 gpus_per_node=4)
     assert {ph["precision"] for ph in bf16["phases"]} == {"bf16"}
-    assert bf16["gpu_hours"] == round(6 * total * bf16["training_tokens_upper_bound"] / (989.4e12 * 0.35) / 3600, 1)
+    assert bf16["gpu_hours"] == round(6 * total * bf16["training_tokens_upper_bound"] / (989.4e12 * MFU) / 3600, 1)
     mixed = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16"]), gpus_per_node=4)
     inter = next(ph for ph in mixed["phases"] if ph["phase"].startswith("intermediate"))
     assert inter["precision"] == "bf16" and inter["gpu_hours"] == pytest.approx(
-        6 * total * inter["tokens"] / (989.4e12 * 0.35) / 3600)
+        6 * total * inter["tokens"] / (989.4e12 * MFU) / 3600)
     assert p["gpu_hours"] > mixed["gpu_hours"] > bf16["gpu_hours"]
     squad = next(ph for ph in p["phases"] if ph["phase"] == "intermediate:squad")
     assert squad["steps"] == -(-87599 * 3 // 32) and squad["tokens"] == squad["steps"] * 32 * 384

@@ -144,9 +144,9 @@ def test_gpu_hour_arithmetic():
     from xlrepro.config import ModelConfig
 
     tiny = ModelConfig(init_config={"hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 16,
-                                    "max_position_embeddings": 10, "type_vocab_size": 1})
-    # embeddings (100 + 10 + 1) x 8; one layer: 4*64 + 4*8 + 2*8*16 + 16 + 8 + 4*8
-    assert param_count(tiny, vocab_size=100) == 111 * 8 + (256 + 32 + 256 + 16 + 8 + 32)
+                                    "max_position_embeddings": 10, "type_vocab_size": 1, "num_attention_heads": 2})
+    # embeddings (100 + 10 + 1) x 8 + LayerNorm 2*8; one layer: 4*64 + 4*8 + 2*8*16 + 16 + 8 + 4*8
+    assert param_count(tiny, vocab_size=100) == 111 * 8 + 16 + (256 + 32 + 256 + 16 + 8 + 32)
     with pytest.raises(ValueError):
         gpu_hours(1e6, 1e6, "h100", 0)
     with pytest.raises(KeyError, match="unknown card"):

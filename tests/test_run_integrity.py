@@ -377,14 +377,14 @@ def test_results_record_the_model_identity_and_the_key_includes_it(tmp_path, ref
 def test_parameter_counts_come_from_the_model_folders_config(tmp_path, capsys):
     from xlrepro.cli import main
     from xlrepro.estimate import param_count
-    from xlrepro.plan import encoder_params, model_shape
+    from xlrepro.plan import encoder_params
 
     model = _hf_folder(tmp_path / "m", layers=24, positions=514)  # deep and long enough for the recipe's checks
     n = sum(p.numel() for p in model.parameters())
     cfg = ModelConfig(name_or_path=str(tmp_path / "m"))
     assert param_count(cfg) == n
     exp_cfg = load_config("xstilts-squad", [f"model.name_or_path={tmp_path / 'm'}"])
-    assert encoder_params(model_shape(exp_cfg))[0] == n
+    assert encoder_params(exp_cfg)[0] == n
     assert main(["reproduce", "xstilts-table", "--dry-run", "--out", str(tmp_path / "o"),
                  f"model.name_or_path={tmp_path / 'm'}"]) == 0
     assert "estimated GPU-hours" in capsys.readouterr().out

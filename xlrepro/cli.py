@@ -16,7 +16,7 @@
   xlrepro check <config> [--out DIR] [overrides]
                                              preflight (also run first by train/reproduce): every file read,
                                              labels, model, engines, disk; all problems listed, exit 2
-  xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.35]
+  xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.25]
                                              per-GPU memory under each ZeRO stage, GPU-hours
   xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
   xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
@@ -154,7 +154,9 @@ def cmd_plan(a) -> int:
         if not n.isdigit():
             raise ConfigError(f"--examples {item!r}: expected TASK=N (English training examples)")
         examples[task] = int(n)
-    p = plan(load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, a.mfu, examples)
+    from xlrepro.estimate import MFU
+
+    p = plan(load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, MFU if a.mfu is None else a.mfu, examples)
     print(json.dumps(p, indent=2) if a.json else render(p))
     return 0
 
@@ -382,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus-per-node", type=int, default=8)
     s.add_argument("--nodes", type=int, default=1)
     s.add_argument("--card", default="h100", help="h100, h200 or a100 (dense datasheet peak in each phase's precision)")
-    s.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation assumed (default 0.35)")
+    s.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation assumed (default: estimate.MFU)")
     s.add_argument("--examples", action="append", metavar="TASK=N", help="English training examples of a task")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_plan)

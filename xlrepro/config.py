@@ -29,11 +29,13 @@ class ModelConfig:
 
     name_or_path: str = "FacebookAI/xlm-roberta-large"
     revision: str | None = None
-    # Build the encoder from this XLM-R-shaped config instead of loading weights (smoke/tests).
+    # Build the encoder from this config (over the family's config defaults) instead of loading weights (smoke/tests).
     init_config: dict | None = None
     tokenizer: str | None = None  # default: name_or_path
     classifier_dropout: float = 0.1
     attention: str = "padded"  # "padded" | "packed" (varlen attention)
+    # encoder family (xlrepro.models, docs/models.md): "xlmr" | "bert" | "auto" (config.json's model_type)
+    family: str = "xlmr"
 
 
 @dataclass
@@ -483,7 +485,10 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     for t in cfg.target.tasks:
         if t in tasks and tasks[t].format.value == "retrieval":
             out.append(f"target.tasks: {t!r} is a retrieval task; list it under retrieval.tasks")
+    from xlrepro.models import AUTO, FAMILIES
+
     enums = {"model.attention": (cfg.model.attention, ("padded", "packed")),
+             "model.family": (cfg.model.family, FAMILIES + (AUTO,)),
              "data.source": (cfg.data.source, ("local", "hub")),
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}

@@ -14,10 +14,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-# Special tokens around a question/context pair in XLM-R's tokenizer: <s> q </s></s> c </s>.
+# Special tokens around a question/context pair in XLM-R's tokenizer: <s> q </s></s> c </s>
+# (the default family's; each family says its own: xlrepro.models, Family.pair_special_tokens).
 PAIR_SPECIAL_TOKENS = 4
 # XLM-R's position ids start after the padding index (padding_idx + 1 = 2), so a model with
-# max_position_embeddings P takes at most P - 2 tokens (514 -> 512 for XLM-R Large).
+# max_position_embeddings P takes at most P - 2 tokens (514 -> 512 for XLM-R Large); BERT's start
+# at 0 (Family.position_offset).
 POSITION_OFFSET = 2
 SEED_MAX = 2 ** 32 - 1  # numpy's and Python's random seeds
 
@@ -202,14 +204,24 @@ def _dym(name, candidates) -> str:
 
 # ------------------------------------------------------------------------------- model and QA
 
+def _family(cfg):
+    """The configured encoder family, or None when ``model.family`` is not valid (reported elsewhere)."""
+    from xlrepro.errors import ConfigError
+    from xlrepro.models import resolve_family
+
+    try:
+        return resolve_family(cfg.model)
+    except ConfigError:
+        return None
+
+
 def model_config(cfg) -> dict | None:
     """The encoder's config as a dict, when it is known without the network: the smoke model's
-    ``model.init_config`` (over XLMRobertaConfig's defaults) or a local folder's config.json."""
+    ``model.init_config`` (over the family's config defaults) or a local folder's config.json."""
     m = cfg.model
     if m.init_config is not None:
-        from transformers import XLMRobertaConfig
-
-        return {**XLMRobertaConfig().to_dict(), **m.init_config}
+        fam = _family(cfg)
+        return None if fam is None else {**fam.default_config(), **m.init_config}
     p = Path(m.name_or_path) / "config.json"
     if p.is_file():
         try:
@@ -222,12 +234,21 @@ def model_config(cfg) -> dict | None:
 
 def model_problems(cfg, tasks: dict) -> list[str]:
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS
+    from xlrepro.models import AUTO, FAMILIES
 
+    if cfg.model.family == AUTO and cfg.model.init_config is not None:
+        return [f"model.family: 'auto' reads a model folder's config.json; a model built from model.init_config "
+                f"names its family: one of {list(FAMILIES)}"]
     mc = model_config(cfg)
     if mc is None:
         return []
     out = []
     src = "model.init_config" if cfg.model.init_config is not None else f"{cfg.model.name_or_path}/config.json"
+    fam = _family(cfg)
+    if (cfg.model.init_config is None and fam is not None and mc.get("model_type") is not None
+            and mc.get("model_type") not in fam.model_types):
+        out.append(f"model.family: {cfg.model.family!r} runs models of type {list(fam.model_types)}, but {src} "
+                   f"has model_type {mc.get('model_type')!r} (set model.family to its family, or 'auto')")
     depth = mc.get("num_hidden_layers")
     uses_layer = any(t in tasks and t not in DUAL_ENCODER_TASKS for t in cfg.retrieval.tasks)
     r = cfg.retrieval.layer
@@ -235,12 +256,13 @@ def model_problems(cfg, tasks: dict) -> list[str]:
         out.append(f"retrieval.layer: {r} is beyond the encoder's depth: hidden_states has layers 0..{depth} "
                    f"(0 = embeddings; num_hidden_layers = {depth} in {src})")
     pos = mc.get("max_position_embeddings")
+    offset = fam.position_offset if fam is not None else POSITION_OFFSET
     if isinstance(pos, int):
-        limit = pos - POSITION_OFFSET
+        limit = pos - offset
         for key, v in _lengths(cfg):
             if isinstance(v, int) and v > limit:
                 out.append(f"{key}: {v} tokens exceed the encoder's {limit} positions "
-                           f"(max_position_embeddings = {pos} in {src}, minus {POSITION_OFFSET})")
+                           f"(max_position_embeddings = {pos} in {src}, minus {offset})")
     return out
 
 
@@ -258,7 +280,7 @@ def _lengths(cfg):
 
 def qa_problems(cfg, tasks: dict) -> list[str]:
     """Every span-QA training window must hold the longest question and leave room for the
-    stride: ``doc_stride < max_seq_length - max_query_length - 4`` (XLM-R's pair special tokens),
+    stride: ``doc_stride < max_seq_length - max_query_length - s`` (the family's pair special tokens: XLM-R 4, BERT 3),
     else the tokenizer cannot split a long context into overlapping windows."""
     from xlrepro.config import train_config_for
 
@@ -279,15 +301,17 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
         key = f"target.per_task.{t}" if t in cfg.target.per_task else "target.train"
         runs.append((key, tc, t))
     out = []
+    fam = _family(cfg) if runs else None
+    special = fam.pair_special_tokens if fam is not None else PAIR_SPECIAL_TOKENS
     for key, tc, t in runs:
         if not all(isinstance(v, int) and v >= 1 for v in (tc.doc_stride, tc.max_query_length)):
             continue  # range problems: reported elsewhere
         max_len = tc.max_seq_length or tasks[t].max_seq_length
-        window = max_len - tc.max_query_length - PAIR_SPECIAL_TOKENS
+        window = max_len - tc.max_query_length - special
         if tc.doc_stride >= window:
             msg = (f"{key}: {t}: doc_stride = {tc.doc_stride} must be smaller than max_seq_length - "
-                   f"max_query_length - {PAIR_SPECIAL_TOKENS} = {max_len} - {tc.max_query_length} - "
-                   f"{PAIR_SPECIAL_TOKENS} = {window} (the context tokens of a window with the longest question)")
+                   f"max_query_length - {special} = {max_len} - {tc.max_query_length} - "
+                   f"{special} = {window} (the context tokens of a window with the longest question)")
             if msg not in out:
                 out.append(msg)
     return out

@@ -1,19 +1,25 @@
-"""GPU-hour estimates for a sweep's runs: 6 * N * tokens / (peak FLOP/s * MFU).
+"""GPU-hour estimates: the one estimator behind ``xlrepro plan``, ``reproduce --dry-run`` and the
+sweep's dry run. GPU-hours = 6 * N * tokens / (peak FLOP/s * MFU) / 3600.
 
-* N: the encoder's parameter count, counted from ``model.init_config`` or from the model's
-  ``config.json`` (a local folder, or the Hugging Face cache of a Hub id); ``KNOWN_PARAMS`` is only
-  the fallback for a Hub id with no local config.
-* tokens: training tokens of the run, counted as every sequence at its maximum length (an upper
-  bound: real sequences are shorter unless packed): examples (the volume, or the task's English
-  training size) x epochs x max length, or ``max_steps`` x batch x accumulation x max length.
-  Evaluation passes, early-stopping evaluations and retrieval embedding (forward only) are not
-  counted; neither are the extra doc-stride windows of QA.
+* N: the encoder's parameter count (``param_count``), computed by its family
+  (``xlrepro.models``) from its config: ``model.init_config`` over the family's defaults, the
+  model's ``config.json`` (a local folder, or the Hugging Face cache of a Hub id), or the
+  published config of a Hub id the family knows; embeddings + layers, no pooler. Task heads
+  (at most hidden^2 + hidden x labels each) are left out.
+* tokens (``phase_tokens``): training tokens of a phase, counted as every sequence at its
+  maximum length (an upper bound: real sequences are shorter unless packed): the phase's optimiser
+  steps (``max_steps``, or ``epochs`` over the examples as ``train.total_steps`` counts them; the
+  examples are the volume, or the task's English training size from its registry entry) x batch
+  x accumulation x the longest example, which is the task's own ``max_seq_length`` (or the
+  phase's) times its number of choices for a multiple-choice task. Evaluation passes,
+  early-stopping evaluations and retrieval embedding (forward only) are not counted; neither are
+  the extra doc-stride windows of QA, nor an early stop.
 * peak: the card's dense datasheet throughput (no sparsity) in the precision the run trains in
   (``train_precision``): bf16/fp16 tensor cores for a DeepSpeed config with ``bf16``/``fp16``
   enabled, plain FP32 otherwise. FP32 means CUDA cores, not TF32 tensor cores: xlrepro leaves
   torch's ``allow_tf32`` off, so fp32 matmuls stay fp32 (as in the paper's fp32 training); at
   fp32 a run costs about 15x (H100) or 16x (A100) the GPU-hours of the same run in bf16.
-* MFU: the model-FLOP utilisation you assume (stated in the output; nothing here measured it).
+* MFU: ``MFU`` below unless given (an assumption, not a measurement; see its comment).
 
 An estimate for planning, not a measurement.
 """
@@ -49,59 +55,69 @@ CARDS = {
                  "NVIDIA A100 Tensor Core GPU datasheet (SXM): FP32 19.5 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
                  "156 / 312 / 312 TFLOPS dense"),
 }
-DEFAULT_MFU = 0.25
-
-# Fallback parameter counts of Hub encoders with no local config.json (fairseq's XLM-R README lists
-# Large as 560M, Base as 270M), keyed by the name after the organisation.
-KNOWN_PARAMS = {"xlm-roberta-large": 560e6, "xlm-roberta-base": 270e6}
-
+# Model-FLOP utilisation assumed for every estimate (``--mfu`` overrides it). Not measured by
+# xlrepro: an assumption below the 46.2% MFU that Chowdhery et al. 2022 (PaLM, Table 3) report for
+# large-scale pre-training, because encoder fine-tuning at 128-512 tokens with batches of a few
+# sequences per GPU runs far smaller matrix products, and the evaluations it does between steps
+# are not counted as useful FLOPs.
+MFU = 0.25
+DEFAULT_MFU = MFU
 
 
 def param_count(model_cfg, vocab_size: int | None = None) -> float:
-    if model_cfg.init_config:
-        c = model_cfg.init_config
-        h, n_layers, inter = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
-        v = vocab_size or c.get("vocab_size", 250_002)
-        emb = (v + c.get("max_position_embeddings", 514) + c.get("type_vocab_size", 1)) * h
-        layer = 4 * h * h + 4 * h + 2 * h * inter + inter + h + 4 * h
-        return float(emb + n_layers * layer)
-    from xlrepro.model import model_config_json
+    """The encoder's parameters (``xlrepro.models.param_count``); ``KeyError`` when its config is
+    unknown without the network (a Hub id neither cached nor published in its family)."""
+    from xlrepro.models import param_count as count
 
-    config = model_config_json(model_cfg)
-    if config is not None:
-        from xlrepro.plan import encoder_params, shape_from_config
-
-        return float(encoder_params(shape_from_config(config, model_cfg.name_or_path))[0])
-    name = model_cfg.name_or_path.rstrip("/").split("/")[-1]
-    if name in KNOWN_PARAMS:
-        return KNOWN_PARAMS[name]
-    raise KeyError(f"model {model_cfg.name_or_path!r}: parameter count unknown (no config.json in a local folder "
-                   f"or the Hugging Face cache); give model.init_config, a local model folder, "
-                   f"or one of {sorted(KNOWN_PARAMS)}")
+    return float(count(model_cfg, vocab_size)[0])
 
 
-def _n_train(cfg, task: str, volume) -> int:
+def _n_train(cfg, task: str, volume, examples: dict | None = None) -> int:
+    """English training examples of ``task`` at ``volume``: ``examples[task]`` when given, else the
+    registry's ``train_size`` of its training source (the smoke world's ``n_train``)."""
     from xlrepro.errors import ConfigError
     from xlrepro.study import train_size
     from xlrepro.tasks import get_task
 
     source = get_task(task).train_source or task
-    try:  # the registry's train_size (xlrepro/tasks/<task>.yaml), or the smoke world's n_train
-        n = cfg.smoke.n_train if cfg.smoke is not None else train_size(source)[0]
-    except ConfigError as e:
-        raise KeyError(f"no English training size known for {source!r}: {e}") from None
+    if examples and (task in examples or source in examples):
+        n = int(examples.get(task, examples.get(source)))
+    else:
+        try:  # the registry's train_size (xlrepro/tasks/<task>.yaml), or the smoke world's n_train
+            n = train_size(source, cfg)[0]
+        except ConfigError as e:
+            raise ConfigError(f"the English training size of {task!r} is unknown ({e}); "
+                              f"`xlrepro plan` takes it as --examples {task}=N") from None
     return n if volume in (None, "all") else min(int(volume), n)
 
 
-def _tokens(cfg, train, tasks: list[str]) -> float:
+def phase_tokens(cfg, train, tasks: list[str], examples: dict | None = None, volume_scope: str = "per_task") -> dict:
+    """Training tokens (upper bound, module docstring) of one phase training ``tasks`` together
+    with ``train``: ``{"steps", "global_batch", "max_seq_length", "per_example", "tokens"}``.
+    ``volume_scope="total"``: an integer volume is the phase's total, not each task's."""
     from xlrepro.tasks import get_task
+    from xlrepro.train import total_steps
 
-    lengths = [train.max_seq_length or get_task(t).max_seq_length for t in tasks]
-    length = max(lengths)
-    if train.max_steps is not None:
-        return float(train.max_steps * train.batch_size * train.grad_accum * length)
-    n = sum(_n_train(cfg, t, train.volume) for t in tasks)
-    return float(n * train.epochs * length)
+    if volume_scope == "total" and train.volume not in (None, "all"):
+        from xlrepro.sampling import split_volume
+
+        avail = {t: _n_train(cfg, t, "all", examples) for t in tasks}
+        split = split_volume(max(len(tasks), min(int(train.volume), sum(avail.values()))), avail)
+        sizes = [_n_train(cfg, t, split[t], examples) for t in tasks]
+    else:
+        sizes = [_n_train(cfg, t, train.volume, examples) for t in tasks]
+    per_example, length = 0, 0
+    for t in tasks:
+        spec = get_task(t)
+        src = get_task(spec.train_source) if spec.train_source else spec
+        seq = train.max_seq_length or spec.max_seq_length
+        choices = src.num_choices or spec.num_choices or 1
+        length = max(length, seq)
+        per_example = max(per_example, seq * choices)
+    steps = total_steps(train, sizes)
+    global_batch = train.batch_size * train.grad_accum
+    return {"steps": steps, "global_batch": global_batch, "max_seq_length": length, "per_example": per_example,
+            "tokens": float(steps * global_batch * per_example)}
 
 
 def run_tokens(cfg, kind: str, task: str) -> float:
@@ -109,11 +125,12 @@ def run_tokens(cfg, kind: str, task: str) -> float:
         p = cfg.pretrain
         return float(p.steps * p.batch_size * p.max_seq_length)
     if kind == "intermediate":
-        return _tokens(cfg, cfg.intermediate.train, cfg.intermediate.tasks)
+        inter = cfg.intermediate
+        return phase_tokens(cfg, inter.train, inter.tasks, volume_scope=inter.volume_scope)["tokens"]
     if kind in ("target", "control"):
         from xlrepro.config import train_config_for
 
-        return _tokens(cfg, train_config_for(cfg, task), [task])
+        return phase_tokens(cfg, train_config_for(cfg, task), [task])["tokens"]
     return 0.0  # retrieval: forward passes only, not counted
 
 
@@ -146,8 +163,9 @@ def run_precision(cfg, kind: str, task: str) -> str:
     return "fp32"
 
 
-def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = DEFAULT_MFU,
+def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = MFU,
               precision: str = "bf16") -> float:
+    """6 x ``n_params`` x ``tokens`` FLOPs at ``mfu`` of ``card``'s dense peak in ``precision``, in hours."""
     if card not in CARDS:
         raise KeyError(f"unknown card {card!r}; known: {sorted(CARDS)}")
     if not 0 < mfu <= 1:

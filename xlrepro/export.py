@@ -180,6 +180,11 @@ def export_run(run_dir: str | Path, dest: str | Path, experiment: dict | None = 
         raise ConfigError(f"{run_dir}: a {kind} run of {task!r} ({fmt}); export takes target runs and BUCC/Tatoeba "
                           "retrieval runs")
     enc_dir, upstream = _encoder_source(out, spec["upstream"])
+    model_type = (_json(enc_dir / "config.json").get("model_type") if enc_dir is not None
+                  else "xlm-roberta" if (upstream.get("model") or {}).get("family", "xlmr") == "xlmr" else None)
+    if model_type != "xlm-roberta":  # the classes and key names below are XLM-R's (docs/models.md)
+        raise ConfigError(f"{run_dir}: the run's encoder is a {model_type or (upstream.get('model') or {}).get('family')!r} "
+                          "model; export writes XLM-R classes only (model.family=xlmr)")
     if kind == "retrieval":
         if enc_dir is None:
             raise ConfigError(f"{run_dir}: the retrieval encoder is the base model itself; nothing fine-tuned to export")

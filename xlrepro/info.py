@@ -1,4 +1,5 @@
-"""``xlrepro info``: build metadata and which backend each op runs on, with reasons."""
+"""``xlrepro info``: build metadata, which backend each op runs on (with reasons), and the encoder
+families ``model.family`` may name."""
 from __future__ import annotations
 
 import json
@@ -38,8 +39,18 @@ def info() -> dict:
         "cuda_available": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "deepspeed": deepspeed_status(),
+        "families": families_status(),
         **ops_status(),
     }
+
+
+def families_status() -> list[dict]:
+    """Each encoder family (``xlrepro.models``): its name, the config.json model types it runs,
+    the Hub ids whose published config it knows, and what it is."""
+    from xlrepro.models import families
+
+    return [{"name": f.name, "model_types": list(f.model_types), "published_configs": sorted(f.published_configs),
+             "description": f.description} for f in families()]
 
 
 def deepspeed_status() -> dict:
@@ -78,6 +89,9 @@ def format_info(d: dict) -> str:
     else:
         lines.append("deepspeed: not installed (train.engine=deepspeed needs it: pip install --no-build-isolation "
                      "-r requirements/deepspeed.txt)")
+    lines.append("encoder families (model.family; 'auto' = from config.json's model_type):")
+    for f in d.get("families") or []:
+        lines.append(f"  {f['name']:<6} model_type {', '.join(f['model_types'])}: {f['description']}")
     lines.append("ops (device: selected backend; others and why not):")
     for op, per_dev in d["ops"].items():
         for dev, v in per_dev.items():

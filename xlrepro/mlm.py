@@ -1,9 +1,10 @@
-"""Masked-language-model training: the smoke world's pre-training (and, later, MLM mixing).
+"""Masked-language-model training: the smoke world's pre-training (and, later, MLM mixing), for any
+encoder family (``xlrepro.models``: the family builds the masked-LM model and gives its encoder).
 
 With ``pack``, text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in
 ``</s>``) are concatenated in corpus order into sequences of up to ``max_seq_length`` tokens;
 otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences). Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
-``<mask>``, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
+the tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
 training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
 from __future__ import annotations
@@ -77,16 +78,17 @@ def mlm_stream(model, tokenizer, files: list[Path], max_len: int, p: float, devi
 
 
 def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
-    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+    """Pre-train a fresh masked-LM model of ``cfg.model.family`` (from ``model.init_config``) and
+    save its encoder to ``run.dir / "encoder"``."""
+    from xlrepro.models import resolve_family
 
+    family = resolve_family(cfg.model)
     p = cfg.pretrain
     feats = pack_corpus(tokenizer, files, p.max_seq_length, p.pack)
     if not feats:  # before any training: an empty corpus has no batch to give
         raise DataFormatError(", ".join(str(f) for f in files) or str(p.corpus),
                               "the pre-training corpus has no non-empty line")
-    mcfg = XLMRobertaConfig(**{**cfg.model.init_config, "vocab_size": len(tokenizer)})
-    torch.manual_seed(cfg.seed)
-    model = XLMRobertaForMaskedLM(mcfg).to(device)
+    model = family.build_mlm(cfg.model.init_config, len(tokenizer), cfg.seed).to(device)
 
     collate = mlm_collate(tokenizer, p.mlm_probability)
 
@@ -107,7 +109,7 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm",
                   keep_checkpoint=True)
     if dist.is_main():
-        model.roberta.save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
+        family.mlm_encoder(model).save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
         from xlrepro.fsmode import apply_umask_tree
 
         apply_umask_tree(run.dir / "encoder")  # model.safetensors is written 0600 by transformers

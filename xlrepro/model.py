@@ -1,12 +1,15 @@
-"""The XLM-R encoder with one head per task, and the encoder-only hand-off between phases.
+"""The task-model layer: an encoder with one head per task, and the encoder-only hand-off between phases.
 
-``MultiTaskModel`` = a Hugging Face ``XLMRobertaModel`` (no pooler) + ``heads[task]``. Heads:
+``MultiTaskModel`` = an encoder of one family (``xlrepro.models``: a Hugging Face
+``XLMRobertaModel`` or ``BertModel``, no pooler) + ``heads[task]``. The family gives the encoder
+body, the sequence vector of the classification heads (its ``pool``: the first token), the MLM
+head and the positions of the packed forward. Heads:
 
-  classification   RoBERTa-style: <s> vector -> dropout -> dense -> tanh -> dropout -> labels
-  multiple_choice  each (context, choice) pair encoded separately; <s> -> dense -> tanh -> 1 score
+  classification   RoBERTa-style: pooled (<s> / [CLS]) vector -> dropout -> dense -> tanh -> dropout -> labels
+  multiple_choice  each (context, choice) pair encoded separately; pooled -> dense -> tanh -> 1 score
   span_qa          token vectors -> (start, end) logits
   tagging          token vectors -> dropout -> tag logits (labels on each word's first sub-word)
-  mlm              XLM-R's LM head, tied to the input embeddings (pre-training, MLM mixing)
+  mlm              the family's LM head, tied to the input embeddings (pre-training, MLM mixing)
 
 Phase hand-off (``save_encoder`` / ``load_encoder``) keeps the encoder and drops every head;
 the next phase attaches fresh heads initialised from a recorded seed.
@@ -22,15 +25,20 @@ from torch import nn
 from xlrepro.data.types import Format
 
 
+def first_token(h: torch.Tensor) -> torch.Tensor:
+    return h[:, 0]
+
+
 class ClassificationHead(nn.Module):
-    def __init__(self, hidden: int, n_out: int, dropout: float):
+    def __init__(self, hidden: int, n_out: int, dropout: float, pool=None):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, n_out)
+        self.pool = pool or first_token  # (B, L, H) -> (B, H): the encoder family's pooling
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: (B, L, H)
-        x = self.dropout(h[:, 0])
+        x = self.dropout(self.pool(h))
         x = torch.tanh(self.dense(x))
         return self.out(self.dropout(x))
 
@@ -55,10 +63,16 @@ class TaggingHead(nn.Module):
 
 
 def make_head(fmt: Format, hidden: int, n_labels: int | None, dropout: float, encoder=None) -> nn.Module:
+    """A fresh head; ``encoder`` (optional) gives the family whose pooling the classification heads use."""
+    pool = None
+    if encoder is not None:
+        from xlrepro.models import family_of
+
+        pool = family_of(encoder).pool
     if fmt == Format.CLASSIFICATION:
-        return ClassificationHead(hidden, n_labels, dropout)
+        return ClassificationHead(hidden, n_labels, dropout, pool)
     if fmt == Format.MULTIPLE_CHOICE:
-        return ClassificationHead(hidden, 1, dropout)
+        return ClassificationHead(hidden, 1, dropout, pool)
     if fmt == Format.SPAN_QA:
         return SpanHead(hidden)
     if fmt == Format.TAGGING:
@@ -69,7 +83,10 @@ def make_head(fmt: Format, hidden: int, n_labels: int | None, dropout: float, en
 class MultiTaskModel(nn.Module):
     def __init__(self, encoder: nn.Module, packed: bool = False, attention_backend: str = "auto"):
         super().__init__()
+        from xlrepro.models import family_of
+
         self.encoder = encoder
+        self.family = family_of(encoder)  # xlrepro.models: pooling, MLM head, packed positions
         self.packed = packed  # model.attention: "packed" (varlen attention on unpadded tokens) or "padded"
         self.attention_backend = attention_backend
         self.heads = nn.ModuleDict()
@@ -88,7 +105,7 @@ class MultiTaskModel(nn.Module):
         devices = {p.device for p in self.encoder.parameters()}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = make_head(fmt, self.hidden_size, n_labels, dropout)
+            head = make_head(fmt, self.hidden_size, n_labels, dropout, self.encoder)
             for m in head.modules():
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=self.encoder.config.initializer_range)
@@ -97,31 +114,25 @@ class MultiTaskModel(nn.Module):
         self.head_formats[task] = fmt
 
     def add_mlm_head(self, seed: int) -> None:
-        """XLM-R's LM head (dense, GELU, LayerNorm, decoder tied to the input embeddings)."""
-        from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaLMHead
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            head = XLMRobertaLMHead(self.encoder.config)
-        head.decoder.weight = self.encoder.embeddings.word_embeddings.weight
-        self.heads["mlm"] = head.to(self.encoder.embeddings.word_embeddings.weight.device)
+        """The family's LM head (XLM-R: dense, GELU, LayerNorm, decoder tied to the input embeddings)."""
+        self.heads["mlm"] = self.family.mlm_head(self.encoder, seed)
         self.head_formats["mlm"] = None
 
     def encode(self, input_ids, attention_mask, output_hidden_states: bool = False, **kw):
         """Padded (B, L) in, padded (B, L, H) out. With ``self.packed`` the encoder runs on the
-        unpadded tokens (token-wise layers on (T, H), attention per sequence through
-        ``xlrepro.ops.varlen_attention``) and the result is scattered back to (B, L, H)."""
+        unpadded tokens (the family's ``packed_forward``: token-wise layers on (T, H), attention per
+        sequence through ``xlrepro.ops.varlen_attention``) and the result is scattered back to (B, L, H)."""
         if not self.packed:
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                 output_hidden_states=output_hidden_states, **kw)
         from types import SimpleNamespace
 
-        from xlrepro.packing import pack_batch, packed_encoder_forward, unpack
+        from xlrepro.packing import pack_batch, unpack
 
         B, L = input_ids.shape
         ids, cu, mx, idx = pack_batch(input_ids, attention_mask)
-        out = packed_encoder_forward(self.encoder, ids, cu, mx, output_hidden_states=output_hidden_states,
-                                     attention_backend=self.attention_backend)
+        out = self.family.packed_forward(self.encoder, ids, cu, mx, output_hidden_states=output_hidden_states,
+                                         attention_backend=self.attention_backend)
         if output_hidden_states:
             h, hs = out
             return SimpleNamespace(last_hidden_state=unpack(h, idx, B, L),
@@ -151,17 +162,16 @@ class MultiTaskModel(nn.Module):
 
 
 def build_encoder(model_cfg, vocab_size: int | None = None, seed: int = 0, revision: str | None = None):
-    """The pretrained encoder (Hub id pinned by revision, or a local directory), or a fresh
-    XLM-R-shaped encoder built from ``model_cfg.init_config`` (smoke world, tests).
-    ``revision``: load this commit instead of ``model_cfg.revision`` (the resolved one, ``model_identity``)."""
-    from transformers import XLMRobertaConfig, XLMRobertaModel
+    """The pretrained encoder of ``model_cfg.family`` (Hub id pinned by revision, or a local
+    directory), or a fresh encoder of that family built from ``model_cfg.init_config`` (smoke
+    world, tests). ``revision``: load this commit instead of ``model_cfg.revision`` (the resolved
+    one, ``model_identity``)."""
+    from xlrepro.models import resolve_family
 
+    family = resolve_family(model_cfg)
     if model_cfg.init_config is not None:
-        cfg = XLMRobertaConfig(**{**model_cfg.init_config, **({"vocab_size": vocab_size} if vocab_size else {})})
-        torch.manual_seed(seed)
-        return XLMRobertaModel(cfg, add_pooling_layer=False)
-    return XLMRobertaModel.from_pretrained(model_cfg.name_or_path, revision=revision or model_cfg.revision,
-                                           add_pooling_layer=False)
+        return family.build_encoder(model_cfg.init_config, vocab_size, seed)
+    return family.load_encoder(model_cfg.name_or_path, revision=revision or model_cfg.revision)
 
 
 def save_encoder(model: MultiTaskModel, out_dir: str | Path, meta: dict | None = None) -> None:
@@ -177,9 +187,10 @@ def save_encoder(model: MultiTaskModel, out_dir: str | Path, meta: dict | None =
 
 
 def load_encoder(path: str | Path):
-    from transformers import XLMRobertaModel
+    """An encoder saved by ``save_encoder`` (or any model folder): its family from the folder's config.json."""
+    from xlrepro.models import family_of_folder
 
-    return XLMRobertaModel.from_pretrained(str(path), add_pooling_layer=False)
+    return family_of_folder(path).load_encoder(path)
 
 
 # ---------------------------------------------------------------------- identity

@@ -1,12 +1,14 @@
-"""Packed (padding-free) XLM-R: a forward of the Hugging Face encoder on unpadded tokens, and the
-batch planner of a packing collator (measured by benchmarks/model_packing.py).
+"""Packed (padding-free) encoders: a forward of a Hugging Face post-LN encoder (XLM-R, BERT: the
+families of ``xlrepro.models``) on unpadded tokens, and the batch planner of a packing collator
+(measured by benchmarks/model_packing.py).
 
 Why not Hugging Face's own padding-free path: concatenating sequences into one row and passing
 restarting ``position_ids`` only isolates the sequences under ``flash_attention_2``; with
 ``sdpa`` or ``eager`` (the CPU paths) no block mask is built, every token attends to every other
 sequence of the row and the result is silently wrong (``tests/test_packing.py`` shows it).
 
-``packed_encoder_forward`` runs a loaded ``XLMRobertaModel`` on a (total_tokens,) id vector:
+``packed_encoder_forward`` runs a loaded ``XLMRobertaModel`` or ``BertModel`` (the two share the
+embedding and layer modules) on a (total_tokens,) id vector:
 embeddings, every token-wise module (q/k/v projections, output dense, FFN, LayerNorms, dropout)
 on the (T, H) tensor by calling the model's own submodules, and self-attention through
 ``xlrepro.ops.varlen_attention`` with ``cu_seqlens``, so no FLOP is spent on padding and each
@@ -25,22 +27,28 @@ from torch.utils.checkpoint import checkpoint
 
 from xlrepro.ops.attention import pad_input, unpad_input, varlen_attention
 
-__all__ = ["packed_encoder_forward", "packed_position_ids", "pack_batch", "unpack", "plan_packed_batches"]
+__all__ = ["packed_encoder_forward", "packed_position_ids", "restarting_positions", "pack_batch", "unpack", "plan_packed_batches"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Layout helpers
 # ---------------------------------------------------------------------------------------------
 
-def packed_position_ids(cu_seqlens: torch.Tensor, padding_idx: int) -> torch.Tensor:
-    """XLM-R position ids of packed tokens: ``padding_idx + 1, padding_idx + 2, ...`` restarting at
-    each sequence start (what ``create_position_ids_from_input_ids`` gives the real tokens of a
-    padded row). Returns (total_tokens,) int64 on cu_seqlens' device."""
+def restarting_positions(cu_seqlens: torch.Tensor, first: int) -> torch.Tensor:
+    """Position ids of packed tokens: ``first, first + 1, ...`` restarting at each sequence start.
+    Returns (total_tokens,) int64 on cu_seqlens' device."""
     cu = cu_seqlens.to(torch.int64)
     seqlens = cu[1:] - cu[:-1]
     total = int(cu[-1]) if cu.numel() else 0
     starts = torch.repeat_interleave(cu[:-1], seqlens, output_size=total)
-    return torch.arange(total, device=cu.device, dtype=torch.int64) - starts + (padding_idx + 1)
+    return torch.arange(total, device=cu.device, dtype=torch.int64) - starts + first
+
+
+def packed_position_ids(cu_seqlens: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """XLM-R position ids of packed tokens: ``padding_idx + 1, padding_idx + 2, ...`` restarting at
+    each sequence start (what ``create_position_ids_from_input_ids`` gives the real tokens of a
+    padded row). Returns (total_tokens,) int64 on cu_seqlens' device."""
+    return restarting_positions(cu_seqlens, padding_idx + 1)
 
 
 def pack_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -56,7 +64,7 @@ def unpack(hidden_packed: torch.Tensor, indices: torch.Tensor, batch: int, seqle
 
 
 # ---------------------------------------------------------------------------------------------
-# Packed forward of XLMRobertaModel
+# Packed forward of a post-LN encoder (XLMRobertaModel, BertModel)
 # ---------------------------------------------------------------------------------------------
 
 def _check_encoder(encoder) -> None:
@@ -70,14 +78,14 @@ def _check_encoder(encoder) -> None:
 
 
 def _embed(emb, input_ids, position_ids, token_type_ids):
-    """XLMRobertaEmbeddings.forward on (T,) ids, same operations in the same order."""
+    """XLMRobertaEmbeddings.forward (= BertEmbeddings.forward) on (T,) ids, same operations in the same order."""
     x = emb.word_embeddings(input_ids) + emb.token_type_embeddings(token_type_ids)
     x = x + emb.position_embeddings(position_ids)
     return emb.dropout(emb.LayerNorm(x))
 
 
 def _layer(layer, h, cu_seqlens, max_seqlen, backend):
-    """XLMRobertaLayer.forward on (T, H): self-attention by varlen_attention, the rest token-wise
+    """XLMRobertaLayer.forward (= BertLayer.forward) on (T, H): self-attention by varlen_attention, the rest token-wise
     through the layer's own modules."""
     sa = layer.attention.self
     T = h.shape[0]
@@ -95,12 +103,12 @@ def _layer(layer, h, cu_seqlens, max_seqlen, backend):
 def packed_encoder_forward(encoder, input_ids_packed: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                            position_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
                            attention_backend: str = "auto", token_type_ids: torch.Tensor | None = None):
-    """Run a Hugging Face ``XLMRobertaModel`` on packed sequences.
+    """Run a Hugging Face ``XLMRobertaModel`` or ``BertModel`` on packed sequences.
 
     input_ids_packed: (T,) int64, the sequences concatenated; cu_seqlens: (B+1,) int32 offsets
         (``pack_batch``); max_seqlen: the longest sequence.
-    position_ids: (T,) int64; default restarts at ``padding_idx + 1`` for each sequence, as the
-        padded model numbers the real tokens of each row.
+    position_ids: (T,) int64; default: the encoder family's (``Family.packed_position_ids``), as the
+        padded model numbers the real tokens of each row (XLM-R from ``padding_idx + 1``, BERT from 0).
     token_type_ids: (T,) int64; default zeros (as the model's buffer).
     attention_backend: passed to ``varlen_attention`` ("auto", "cpp", "reference", "cuda").
     Dropout follows the modules' ``training`` flags (attention dropout = the layer's
@@ -128,7 +136,9 @@ def packed_encoder_forward(encoder, input_ids_packed: torch.Tensor, cu_seqlens: 
     if bool(((cu_seqlens[1:] - cu_seqlens[:-1]) < 0).any()):
         raise ValueError("packed_encoder_forward: cu_seqlens must be non-decreasing")
     if position_ids is None:
-        position_ids = packed_position_ids(cu_seqlens, emb.padding_idx)
+        from xlrepro.models import family_of
+
+        position_ids = family_of(encoder).packed_position_ids(encoder, cu_seqlens)
     if token_type_ids is None:
         token_type_ids = torch.zeros(T, dtype=torch.long, device=input_ids_packed.device)
     for name, t in (("position_ids", position_ids), ("token_type_ids", token_type_ids)):

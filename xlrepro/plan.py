@@ -8,95 +8,51 @@ ZeRO-3 one: they work from parameter counts, no model is built), and expected GP
 
 per phase, with the card's dense peak in the precision the phase trains in (``estimate.train_precision``:
 bf16/fp16 from its DeepSpeed config, fp32 on CUDA cores otherwise; ``estimate.CARDS`` has the
-datasheet numbers).
+datasheet numbers). Parameters, tokens and GPU-hours come from ``xlrepro.estimate``, the one
+estimator the sweep's dry run uses too (its ``MFU`` unless ``--mfu`` is given).
 
 Training tokens are an upper bound: every phase runs to its ``max_steps`` or ``epochs`` (no
-early stop) and every example is counted at ``max_seq_length`` (padding included; a
-multiple-choice example counts once per choice). Activation memory is not included (it depends
-on batch and sequence length; DeepSpeed's estimators leave it out too).
+early stop) and every example is counted at its task's ``max_seq_length`` (or the phase's;
+padding included; a multiple-choice example counts once per choice). Activation memory is not
+included (it depends on batch and sequence length; DeepSpeed's estimators leave it out too).
 """
 from __future__ import annotations
 
-import math
-
 from xlrepro.config import ExperimentConfig, train_config_for
 from xlrepro.errors import ConfigError
-from xlrepro.estimate import CARDS, train_precision
-
-# Fallback encoder shapes of Hub models with no local config.json (their config.json on the Hub),
-# keyed by the name after the organisation (FacebookAI/xlm-roberta-large -> xlm-roberta-large).
-KNOWN_MODELS = {
-    "xlm-roberta-large": {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24,
-                          "intermediate_size": 4096, "max_position_embeddings": 514, "type_vocab_size": 1,
-                          "num_attention_heads": 16},
-    "xlm-roberta-base": {"vocab_size": 250002, "hidden_size": 768, "num_hidden_layers": 12,
-                         "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1,
-                         "num_attention_heads": 12},
-}
-# English training examples per task ("all" volume; Phang et al. 2020, Table 1, and the XTREME papers)
-TRAIN_EXAMPLES = {"mnli": 392702, "xnli": 392702, "pawsx": 49401, "udpos": 21253, "panx": 20000, "squad": 87599,
-                  "xquad": 87599, "mlqa": 87599, "tydiqa": 3696, "hellaswag": 39905, "squad_v2": 130319}
-CHOICES = {"hellaswag": 4, "copa": 2, "xcopa": 2, "commonsenseqa": 5, "cosmosqa": 4, "socialiqa": 3}
-MFU = 0.35  # model FLOPs utilisation assumed for encoder fine-tuning at these sequence lengths
+from xlrepro.estimate import CARDS, MFU, gpu_hours, train_precision
+from xlrepro.estimate import phase_tokens as _phase_tokens
 
 
-def encoder_params(shape: dict) -> tuple[int, int]:
-    """(parameters, largest layer's parameters) of an XLM-R encoder without pooler."""
-    V, H, L, I = shape["vocab_size"], shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
-    emb = (V + shape["max_position_embeddings"] + shape.get("type_vocab_size", 1)) * H + 2 * H
-    layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H
-    return emb + L * layer, V * H
+def encoder_params(cfg: ExperimentConfig) -> tuple[int, int]:
+    """(parameters, largest tensor's parameters) of the configured encoder, from its config
+    (``xlrepro.models.param_count``); a ``ConfigError`` when the config is unknown."""
+    from xlrepro.models import param_count
+
+    try:
+        return param_count(cfg.model, cfg.smoke.vocab_size if cfg.smoke else None)
+    except KeyError as e:
+        raise ConfigError(f"model.name_or_path: {e.args[0]}") from None
 
 
-def model_shape(cfg: ExperimentConfig) -> dict:
-    if cfg.model.init_config is not None:
-        return {"vocab_size": cfg.smoke.vocab_size if cfg.smoke else 250002, **cfg.model.init_config}
-    from xlrepro.model import model_config_json
-
-    config = model_config_json(cfg.model)  # a local folder's, or the Hugging Face cache's
-    if config is not None:
-        return shape_from_config(config, cfg.model.name_or_path)
-    name = cfg.model.name_or_path.rstrip("/").split("/")[-1]
-    if name in KNOWN_MODELS:
-        return KNOWN_MODELS[name]
-    raise ConfigError(f"model.name_or_path {cfg.model.name_or_path!r}: shape unknown to `xlrepro plan` "
-                      f"(no config.json in a local folder or the Hugging Face cache; known: {sorted(KNOWN_MODELS)})")
-
-
-def shape_from_config(config: dict, where: str = "config.json") -> dict:
-    """The encoder shape ``encoder_params`` needs, from a Hugging Face ``config.json``."""
-    need = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings")
-    missing = [k for k in need if not isinstance(config.get(k), int)]
-    if missing:
-        raise ConfigError(f"{where}/config.json: missing or non-integer {missing}; expected an XLM-R-shaped "
-                          "model config")
-    return {**{k: config[k] for k in need}, "type_vocab_size": int(config.get("type_vocab_size", 1))}
-
-
-def phase_tokens(cfg: ExperimentConfig, examples: dict[str, int]) -> list[dict]:
-    """Training tokens (upper bound) of every training phase."""
+def phase_tokens(cfg: ExperimentConfig, examples: dict[str, int] | None = None) -> list[dict]:
+    """Training tokens (upper bound, ``estimate.phase_tokens``) of every training phase."""
     phases = []
 
-    def one(name, tasks, tc):
-        seq = tc.max_seq_length or 512
-        n = 0
-        for t in tasks:
-            if isinstance(tc.volume, int):
-                n += tc.volume
-            elif t in examples:
-                n += examples[t]
-            else:
-                raise ConfigError(f"{name}: the English training size of {t!r} is unknown to `xlrepro plan`: "
-                                  f"pass --examples {t}=N")
-        global_batch = tc.batch_size * tc.grad_accum
-        steps = tc.max_steps if tc.max_steps is not None else math.ceil(n * tc.epochs / global_batch)
-        per_example = seq * max(CHOICES.get(t, 1) for t in tasks)
-        phases.append({"phase": name, "steps": steps, "global_batch": global_batch, "max_seq_length": seq,
-                       "tokens": steps * global_batch * per_example, "engine": tc.engine, "deepspeed": tc.deepspeed,
-                       "precision": train_precision(tc)})
+    def one(name, tasks, tc, scope="per_task"):
+        ph = _phase_tokens(cfg, tc, tasks, examples, scope)
+        phases.append({"phase": name, "steps": ph["steps"], "global_batch": ph["global_batch"],
+                       "max_seq_length": ph["max_seq_length"], "tokens": ph["tokens"], "engine": tc.engine,
+                       "deepspeed": tc.deepspeed, "precision": train_precision(tc)})
 
+    if cfg.pretrain is not None and cfg.pretrain.steps:
+        p = cfg.pretrain
+        phases.append({"phase": "pretrain:mlm", "steps": p.steps, "global_batch": p.batch_size,
+                       "max_seq_length": p.max_seq_length, "tokens": float(p.steps * p.batch_size * p.max_seq_length),
+                       "engine": p.engine, "deepspeed": p.deepspeed, "precision": train_precision(p)})
     if cfg.intermediate.tasks:
-        one("intermediate:" + "+".join(cfg.intermediate.tasks), cfg.intermediate.tasks, cfg.intermediate.train)
+        one("intermediate:" + "+".join(cfg.intermediate.tasks), cfg.intermediate.tasks, cfg.intermediate.train,
+            cfg.intermediate.volume_scope)
     for t in cfg.target.tasks:
         one(f"target:{t}", [t], train_config_for(cfg, t))
     return phases
@@ -109,7 +65,7 @@ def plan(cfg: ExperimentConfig, gpus_per_node: int = 8, nodes: int = 1, card: st
 
     if card not in CARDS:
         raise ConfigError(f"--card {card!r}: one of {sorted(CARDS)}")
-    total, largest = encoder_params(model_shape(cfg))
+    total, largest = encoder_params(cfg)
     gib = 2**30
     memory = []
     for stage in (0, 1, 2, 3):
@@ -131,15 +87,15 @@ def plan(cfg: ExperimentConfig, gpus_per_node: int = 8, nodes: int = 1, card: st
                 gpu, cpu = 4 * total + 16 * total / shard, 0
             memory.append({"zero_stage": stage, "offload": offload, "gpu_gib": round(gpu / gib, 2),
                            "cpu_gib_per_node": round(cpu / gib, 2)})
-    phases = phase_tokens(cfg, {**TRAIN_EXAMPLES, **(examples or {})})
+    phases = phase_tokens(cfg, examples)
     for ph in phases:
         ph["peak_tflops"] = CARDS[card].peak(ph["precision"])
-        ph["gpu_hours"] = 6 * total * ph["tokens"] / (ph["peak_tflops"] * 1e12 * mfu) / 3600
+        ph["gpu_hours"] = gpu_hours(total, ph["tokens"], card, mfu, ph["precision"])
     tokens = sum(p["tokens"] for p in phases)
     flops = 6 * total * tokens
     hours = sum(p["gpu_hours"] for p in phases)
     return {"config": cfg.name, "parameters": total, "largest_layer_parameters": largest,
-            "gpus_per_node": gpus_per_node, "nodes": nodes, "memory": memory, "phases": phases,
+            "family": cfg.model.family, "gpus_per_node": gpus_per_node, "nodes": nodes, "memory": memory, "phases": phases,
             "training_tokens_upper_bound": tokens, "flops": flops, "card": card,
             "card_peak_tflops": {p["precision"]: p["peak_tflops"] for p in phases}, "card_source": CARDS[card].source,
             "mfu": mfu, "gpu_hours": round(hours, 1), "seeds_note": "per seed; multiply by the seeds you run"}

@@ -115,17 +115,10 @@ class Phase:
 
 
 def train_tokens(cfg, train, data_tasks: list[str], length: int | None = None) -> float:
-    """Training tokens of a run that trains ``train`` on ``data_tasks``: every example at its maximum
-    length, ``max_steps`` x batch x accumulation, or examples x epochs (``xlrepro.estimate``)."""
-    from xlrepro.study import train_size
-    from xlrepro.tasks import get_task
+    """Training tokens of a run that trains ``train`` on ``data_tasks``: ``xlrepro.estimate``'s count
+    (its steps x global batch x tokens per example); ``length`` replaces the tokens per example where
+    the run's inputs are not the task's sequences (a dual encoder's query + candidate)."""
+    from xlrepro.estimate import phase_tokens
 
-    if length is None:
-        length = max(train.max_seq_length or get_task(t).max_seq_length for t in data_tasks)
-    if train.max_steps is not None:
-        return float(train.max_steps * train.batch_size * train.grad_accum * length)
-    n = 0
-    for t in data_tasks:
-        size = train_size(get_task(t).train_source or t, cfg)[0]
-        n += size if train.volume == "all" else min(int(train.volume), size)
-    return float(n * train.epochs * length)
+    t = phase_tokens(cfg, train, data_tasks)
+    return t["tokens"] if length is None else float(t["steps"] * t["global_batch"] * length)

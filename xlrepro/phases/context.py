@@ -122,6 +122,8 @@ class Context:
         from xlrepro.model import model_identity
 
         m = to_dict(self.cfg.model)
+        if m.get("family") == "xlmr":  # the default family keeps the keys runs had before model.family
+            del m["family"]
         ident = model_identity(self.cfg.model)
         tokenizer: Any = self.tokenizer_path if self.cfg.smoke is None else "smoke"
         if ident["kind"] == "local":
