@@ -82,7 +82,7 @@ def param_count(model_cfg, vocab_size: int | None = None) -> float:
 
 def _n_train(cfg, task: str, volume) -> int:
     from xlrepro.errors import ConfigError
-    from xlrepro.study import train_size
+    from xlrepro.study.design import train_size
     from xlrepro.tasks import get_task
 
     source = get_task(task).train_source or task

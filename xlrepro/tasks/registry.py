@@ -290,7 +290,7 @@ def _parse(data: dict, where: str) -> TaskSpec:
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
-    from xlrepro.study import check_task_study_fields
+    from xlrepro.study.design import check_task_study_fields
 
     check_task_study_fields(data, where)
     return TaskSpec(**data)

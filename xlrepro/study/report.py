@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrepro import stats
+from xlrepro.study import stats
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
@@ -774,7 +774,7 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
     with the run's spec hash and seed (a re-seeded run: its own seed) and the cell config's hash."""
     from xlrepro import languages as langtab
     from xlrepro.config import config_hash
-    from xlrepro.experiments import _load_cell_config
+    from xlrepro.study.spec import _load_cell_config
     from xlrepro.report import csv_rows, write_csv
 
     key_of = {Path(n["run_dir"]).name: k for k, n in desc["nodes"].items()}
@@ -798,7 +798,7 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
 
 def build_report(out_dir: str | Path) -> list[Path]:
     """Reports for every sweep in ``out_dir`` (``sweep-<name>.json``); returns the Markdown paths."""
-    from xlrepro.experiments import parse_spec, resolve_spec_path
+    from xlrepro.study.spec import parse_spec, resolve_spec_path
     import yaml
 
     out = Path(out_dir)
