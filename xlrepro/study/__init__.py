@@ -6,6 +6,9 @@
   recipes, overlap, the dry-run table and the power table (was ``xlrepro.study``).
 * ``xlrepro.study.stats``: bootstrap CIs, paired tests, Holm, collapse detection, volume curves and
   the pre-registered mixed model (was ``xlrepro.stats``).
+* ``xlrepro.study.primary``: the pre-registered primary analysis of a finished sweep, per arm, with
+  and without the re-seeded runs.
+* ``xlrepro.study.controls``: positive and negative controls of that analysis on a sweep's design.
 * ``xlrepro.study.report``: the report of a sweep's finished runs (was ``xlrepro.sweep_report``).
 
 The pre-registration is ``docs/scaling-study.md``. Nothing is imported here, so importing one

@@ -54,8 +54,10 @@ def _vol_label(v) -> str:
 
 # ---------------------------------------------------------------------- collection
 
-def collect(out: Path, desc: dict) -> dict:
-    """Finished runs' records with their cell labels; re-seed replacements applied."""
+def collect(out: Path, desc: dict, attempts: str = "accepted") -> dict:
+    """Finished runs' records with their cell labels. ``attempts``: ``accepted`` applies the re-seed
+    replacements; ``first`` keeps every fine-tune's first attempt (collapsed or not); ``no-reseeded``
+    leaves out every (cell, task) that was re-seeded (``xlrepro.study.primary``)."""
     reseeds: dict[tuple, dict] = {}
     path = out / "reseeds.jsonl"
     if path.exists():
@@ -73,6 +75,10 @@ def collect(out: Path, desc: dict) -> dict:
             run_dir = out / node["run_dir"]
             decision = reseeds.get((cell["index"], node["task"])) if node["kind"] == "target" else None
             note = None
+            if decision is not None and attempts != "accepted":
+                if decision.get("attempt", 0) > 0 and attempts == "no-reseeded":
+                    continue
+                decision = None  # the node's own run: the first attempt
             if decision is not None:
                 if decision["action"] == "accept":
                     run_dir = out / decision["run_dir"]
@@ -187,12 +193,31 @@ def analyse(out: Path, desc: dict, spec) -> dict:
                       "mean_by_seed": complete, "mean": stats.seed_summary(list(complete.values())) if complete else None,
                       "groups": groups})
     paired = _paired_tests(rows, runs, spec)
-    scaling = _scaling(cells, _intermediate_volumes(out, desc), spec)
+    volumes = _intermediate_volumes(out, desc)
+    scaling = _scaling(cells, volumes, spec)
     comparison = _paper_comparison(recs, spec, desc)
+    primary_fits, controls = _primary(out, desc, spec, recs, main, volumes)
     return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
+            "primary": primary_fits, "controls": controls,
             "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main,
             "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}, "design": _design_rows(test),
             "collapse_by_volume": collapse_by_volume(out, desc)}
+
+
+def _primary(out: Path, desc: dict, spec, recs: list, main: dict, volumes: dict) -> tuple[dict, dict]:
+    """The pre-registered mixed model per arm, with and without the re-seeded runs, and the analysis
+    controls on this sweep's design (scaling specs only)."""
+    if spec.kind != "scaling":
+        return {}, {}
+    from xlrepro.study import controls, primary
+
+    by_attempt = {"accepted": recs, "first": collect(out, desc, "first")["records"],
+                  "no-reseeded": collect(out, desc, "no-reseeded")["records"]}
+    arms = list(getattr(spec, "arms", None) or ["fixed-epochs"])
+    fits = primary.analyse(by_attempt, main, volumes, arms)
+    arm = "fixed-steps" if "fixed-steps" in arms else arms[0]
+    design = primary.model_rows(recs, main, volumes)["rows"].get(arm, [])
+    return fits, controls.run(design, arm)
 
 
 def collapse_by_volume(out: Path, desc: dict) -> dict:
@@ -545,6 +570,11 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
               f"(this report uses finished runs only): " + ", ".join(f"`{m}`" for m in a["missing"][:10])
               + (" …" if len(a["missing"]) > 10 else ""), ""]
     L += _design_section(a.get("design") or [])
+    if a.get("primary"):
+        from xlrepro.study import controls, primary
+
+        L += primary.section(a["primary"], a.get("collapse_by_volume"))
+        L += controls.section(a.get("controls") or {})
     if a.get("collapse_by_volume"):
         L += ["## Collapse rate per volume", "", "First attempts of classification / multiple-choice fine-tunes "
               "that collapsed to one class (then re-seeded); compare across volumes before reading the curves.", "",
