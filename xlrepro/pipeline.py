@@ -411,7 +411,7 @@ class Experiment:
             prev_format = sspec.format.value
         return stages, encoder_spec
 
-    def target(self, task: str, encoder_dir, encoder_spec, control: bool = False) -> None:
+    def target(self, task: str, encoder_dir, encoder_spec, control: bool = False, baseline: bool = False) -> None:
         cfg = self.cfg
         spec = self.target_spec(task, encoder_spec, control)
         encoder_dir, encoder_spec, head_init = self._train_chain(task, encoder_dir, encoder_spec, control)
@@ -419,7 +419,7 @@ class Experiment:
             raise RuntimeError(f"{task}: chain ended at {encoder_spec}, expected {spec['upstream']}")
         tcfg = train_config_for(cfg, task)
         tspec = get_task(task)
-        kind = "control" if control else "target"
+        kind = "control" if control else "baseline" if baseline else "target"
         run = Run(self.out, kind, task, spec, keep=self.cfg.run_keep())
         if not run.done:
             model = self._new_model(encoder_dir, cfg.seed)
@@ -669,13 +669,13 @@ class Experiment:
         scored = {(r["task"], r["language"]) for r in self.records if r["split"] == "test" and not r.get("control")}
         sources = [(info["task"], h[:12], Path(info["dir"]) / "predictions" / info["task"])
                    for h, info in sorted(self.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0]))
-                   if info["kind"] != "control" and "task" in info]  # every run that exports predictions but the controls
+                   if info["kind"] not in ("control", "baseline") and "task" in info]  # all but the controls
         assemble_submission(self.out / "submission", sources, scored)
 
     def _collect(self, run: Run, kind: str, task: str, encoder_spec: dict) -> None:
         res = json.loads((run.dir / "results.json").read_text())
         self.withheld += res.get("withheld", [])
-        inter = "+".join(self.cfg.intermediate.tasks) or None
+        inter = None if kind == "baseline" else "+".join(self.cfg.intermediate.tasks) or None
         for rec in res["records"]:
             self.records.append({**rec, "phase": kind, "intermediate": inter, "control": kind == "control",
                                  "run": run.hash[:12]})
@@ -696,6 +696,9 @@ class Experiment:
             self.target(task, inter_dir, inter_spec)
         for task in cfg.controls:
             self.target(task, inter_dir, inter_spec, control=True)
+        if inter_spec != enc_spec:  # and the no-intermediate baseline: fine-tuned from the pre-trained encoder
+            for task in cfg.controls:
+                self.target(task, enc_dir, enc_spec, baseline=True)
         # Two processes may finish one experiment folder at once (each trained nothing the other had
         # not): the submission, report and export are rebuilt by one of them at a time.
         if not dist.is_main():
@@ -706,6 +709,12 @@ class Experiment:
     def _finish(self) -> dict:
         cfg = self.cfg
         self._assemble_submission()
+        if dist.is_main():  # item scores of the controls' runs: the report pairs intermediate and baseline
+            from xlrepro.items import write_items
+
+            for info in self.runs.values():
+                if info["kind"] in ("target", "baseline") and info.get("task") in cfg.controls:
+                    write_items(self, info["task"], Path(info["dir"]))
         results = {
             "experiment": cfg.name,
             "config_hash": config_hash(cfg),

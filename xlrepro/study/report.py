@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xlrepro.study import stats
+from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
@@ -514,6 +515,11 @@ def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_gro
                 vals = [v for s, v in base[0]["groups"].get(group, {}).get("by_seed", {}).items()]
                 if vals:
                     ax.axhline(float(np.mean(vals)), color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
+        chance = chance_level(task)
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance (1/labels, 1/choices)")
+        else:
+            ax.plot([], [], " ", label=CHANCE_NOTE)
         langs: list = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
         ax.set_title(group + (f" ({' '.join(langs)})" if langs else ""), fontsize="small")
         ax.set_xscale("log")
@@ -545,7 +551,11 @@ def heatmap_figure(cells, task, folder: Path) -> str | None:
         for j in range(len(langs)):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=7, color="w")
-    fig.colorbar(im, ax=ax, label="test score (seed mean)")
+    chance = chance_level(task)
+    bar = fig.colorbar(im, ax=ax, label="test score (seed mean)" + ("; red: chance" if chance is not None else
+                                                                      f"; {CHANCE_NOTE}"))
+    if chance is not None:
+        bar.ax.axhline(chance, color="r", lw=2)
     ax.set_title(f"{task}: per-language test scores")
     fig.tight_layout()
     name = f"heatmap-{task}.png"
