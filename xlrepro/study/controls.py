@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 PLANTED_SLOPE = 3.0  # points per tenfold intermediate volume (positive control)
 LANGUAGE_SD = 3.0
@@ -64,7 +65,7 @@ def run(design: Sequence[Mapping], arm: str) -> dict:
     why = primary.fittable(list(design))
     if why is not None:
         return {"status": "not run", "reason": f"the design cannot be fitted: {why}", **base}
-    out = {"status": "run", "n": len(design), "replicates": REPLICATES, **base}
+    out: dict[str, Any] = {"status": "run", "n": len(design), "replicates": REPLICATES, **base}
     for name, slope in (("positive", PLANTED_SLOPE), ("negative", 0.0)):
         estimates, excluding, above, failed = [], 0, 0, []
         for k in range(REPLICATES):
@@ -99,7 +100,7 @@ def section(c: Mapping) -> list[str]:
     if c["status"] != "run":
         return L + [f"**Not run:** {c['reason']}.", ""]
     n = c["replicates"]
-    L += [f"| control | planted lv | mean fitted lv | replicates with the CI above 0 | with the CI excluding 0 | "
+    L += ["| control | planted lv | mean fitted lv | replicates with the CI above 0 | with the CI excluding 0 | "
           "expected | result |", "|---|---|---|---|---|---|---|"]
     for name, want in (("positive", f"CI above 0 in at least {MIN_DETECTIONS} of {n}"),
                        ("negative", f"CI excludes 0 in at most {MAX_FALSE_POSITIVES} of {n}")):

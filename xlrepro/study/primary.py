@@ -21,7 +21,7 @@ few rows, volumes or seen languages) is reported as such with the reason, never 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 ATTEMPTS = {
     "accepted": "accepted runs (re-seeds in)",
@@ -84,7 +84,7 @@ def model_rows(records: Iterable[Mapping], main: Mapping[str, str], volumes_by_c
     return {"rows": by_arm, "left_out": left_out}
 
 
-def fittable(rows: list[dict]) -> str | None:
+def fittable(rows: Sequence[Mapping]) -> str | None:
     """Why ``rows`` cannot identify the primary estimand, or None when they can."""
     seen = sorted({r["language"] for r in rows if r["log_cc100"] is not None})
     vols = sorted({r["volume"] for r in rows})
