@@ -10,8 +10,10 @@ and retrieval runs (re-seeded runs replace collapsed ones, as ``reseeds.jsonl`` 
   language x task cells, and a plain "cannot tell" where the CI is wider than the difference;
 * scaling curves (score vs. log volume) with a log-linear fit and its bootstrap slope CI, per
   task and per resource group (Joshi class <= 2, and the XLM-R-unseen ht/qu/wo/yo, never pooled);
-* per-language heatmaps; and a provenance section (commits, image digests, data digests and
-  revisions, hardware).
+* for scaling specs, the pre-registered mixed model per arm, with and without the re-seeded runs
+  (``xlrepro.study.primary``), and its positive and negative controls (``xlrepro.study.controls``);
+* per-language heatmaps (chance marked where the task has one); and a provenance section
+  (commits, image digests, data digests and revisions, hardware).
 
 Writes ``<dir>/report-<name>/report.md``, ``report.html``, the PNGs and ``analysis.json``.
 """
