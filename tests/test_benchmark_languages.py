@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from xlrepro.config import load_config
-from xlrepro.experiments import load_spec
+from xlrepro.study.spec import load_spec
 from xlrepro.paper import paper_languages
 from xlrepro.phases import Context
-from xlrepro.sweep_report import _paper_comparison
+from xlrepro.study.report import _paper_comparison
 from xlrepro.tasks import get_task
 
 # (task, split): (XTREME, XTREME-R) language counts, from the benchmarks' papers and download scripts

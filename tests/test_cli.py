@@ -86,7 +86,7 @@ def test_score_reads_the_submission_layout(tmp_path):
 
 def test_config_list_names_every_shipped_config_and_spec():
     from xlrepro.config import shipped_configs
-    from xlrepro.experiments import shipped_specs
+    from xlrepro.study.spec import shipped_specs
 
     r = xlrepro("config", "list")
     rows = [line.split(None, 2) for line in r.stdout.splitlines()]
@@ -98,7 +98,7 @@ def test_config_list_names_every_shipped_config_and_spec():
     assert by_name["xstilts-multitask"].startswith("Phang et al. 2020, multi-task")  # first comment sentence
     # every listed name is one that `xlrepro reproduce <name>` (whose help points at the list) loads
     from xlrepro.config import load_config
-    from xlrepro.experiments import load_spec
+    from xlrepro.study.spec import load_spec
 
     for kind, name, _ in rows:
         assert (load_config(name) if kind == "config" else load_spec(name)).name == name

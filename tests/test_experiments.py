@@ -13,7 +13,7 @@ import yaml
 from xlrepro.cli import main as cli
 from xlrepro.errors import ConfigError
 from xlrepro.estimate import CARDS, gpu_hours, param_count
-from xlrepro.experiments import expand, load_spec, parse_spec, shipped_specs
+from xlrepro.study.spec import expand, load_spec, parse_spec, shipped_specs
 from xlrepro.paper import load_paper_numbers, mark, parse_paper_numbers
 from xlrepro.sweep import build_graph
 
@@ -213,7 +213,7 @@ def test_reproduce_rejects_sweep_options_for_a_plain_config(capsys):
 
 
 def test_reproduce_tells_specs_from_configs(tmp_path):
-    from xlrepro.experiments import is_spec
+    from xlrepro.study.spec import is_spec
 
     cfg = tmp_path / "mine.yaml"
     cfg.write_text("name: mine\nseed: 1\n")

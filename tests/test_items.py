@@ -56,13 +56,13 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
     """The policy re-runs a collapsed classification target with seed + 1000 (intermediate included),
     logs each decision to reseeds.jsonl, and the report then uses the accepted run."""
     from xlrepro import sweep
-    from xlrepro.experiments import parse_spec
+    from xlrepro.study.spec import parse_spec
 
     spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
                        "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
                        "variants": [{"label": "mnli", "overrides": ["intermediate.tasks=[mnli]"]}], "seeds": [1],
                        "max_reseeds": 2}, "t.yaml")
-    graph = sweep.Graph(spec, __import__("xlrepro.experiments", fromlist=["expand"]).expand(spec), tmp_path, [])
+    graph = sweep.Graph(spec, __import__("xlrepro.study.spec", fromlist=["expand"]).expand(spec), tmp_path, [])
     executed = []
     collapsed = {"predictions": ["entailment"] * 30, "labels": ["entailment", "neutral", "contradiction"] * 10}
     healthy = {"predictions": ["entailment", "neutral", "contradiction"] * 10, "labels": collapsed["labels"]}
@@ -92,7 +92,7 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
 
 def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, monkeypatch):
     from xlrepro import sweep
-    from xlrepro.experiments import expand, parse_spec
+    from xlrepro.study.spec import expand, parse_spec
 
     spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
                        "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],

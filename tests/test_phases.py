@@ -87,7 +87,7 @@ def test_each_node_spec_is_computed_once_and_is_the_spec_it_runs_with(tmp_path, 
 
 def test_a_sweep_and_a_single_run_key_the_same_nodes(tmp_path):
     from xlrepro import sweep
-    from xlrepro.experiments import expand, parse_spec
+    from xlrepro.study.spec import expand, parse_spec
 
     overrides = MINI + XTREME_R
     spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "smoke", "overrides": overrides,

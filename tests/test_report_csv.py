@@ -78,7 +78,7 @@ def test_report_command_rebuilds_the_experiment_report_and_csv(done, capsys):
 
 
 def test_sweep_csv_rows_carry_each_runs_spec_hash_seed_and_cell_config(tmp_path):
-    from xlrepro.sweep_report import collect, write_sweep_csv
+    from xlrepro.study.report import collect, write_sweep_csv
 
     nodes, cells = {}, []
     for index, seed in enumerate((1, 2)):

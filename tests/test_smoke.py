@@ -40,7 +40,7 @@ def test_every_phase_and_format_produced_results(smoke):
     langs = {r["language"] for r in results["records"]}
     assert len(langs) >= 4
     kinds = {v["kind"] for v in results["runs"].values()}
-    assert kinds == {"pretrain", "intermediate", "chain", "target", "control", "retrieval", "dual_encoder"}
+    assert kinds == {"pretrain", "intermediate", "chain", "target", "control", "baseline", "retrieval", "dual_encoder"}
     for path in ("report.md", "scores.png", "results.json", "config.json", "submission/MANIFEST.json"):
         assert (out / path).stat().st_size > 0, path
     report = (out / "report.md").read_text()
@@ -167,6 +167,18 @@ def test_shuffled_labels_stay_at_chance(smoke):
     assert len(control) == 4
     for lang, v in control.items():
         assert abs(v - CHANCE["xnli"]) < 9, (lang, v)
+
+
+def test_the_report_shows_intermediate_minus_the_no_intermediate_baseline(smoke):
+    """XNLI fine-tuned from the pre-trained encoder as well (the control task's baseline run): the report
+    gives the difference per resource group with a paired-bootstrap CI, and chance (1/3) beside it."""
+    out, results, _ = smoke
+    baseline = _scores(results, "xnli", "accuracy", phase="baseline")
+    assert set(baseline) == LANGS
+    md = (out / "report.md").read_text()
+    sec = md.split("## Intermediate training minus the no-intermediate baseline")[1].split("\n## ")[0]
+    assert "| xnli | source (en) | 300 |" in sec and "| xnli | high (tr vi zh) | 900 |" in sec
+    assert sec.count("| 33.3 |") == 2 and "no chance line for F1, QA and retrieval" in sec
 
 
 def test_results_carry_provenance_and_split(smoke):

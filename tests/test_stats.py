@@ -1,11 +1,11 @@
-"""Tests for xlrepro.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
+"""Tests for xlrepro.study.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from xlrepro import stats
+from xlrepro.study import stats
 
 
 # ---------------------------------------------------------------- bootstrap

@@ -1,4 +1,4 @@
-"""The scaling study's design (xlrepro.study, wired into xlrepro.experiments.expand): valid cells,
+"""The scaling study's design (xlrepro.study.design, wired into xlrepro.study.spec.expand): valid cells,
 the two arms, symmetric model selection, recipe precedence, overlap and domain, the dry run."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 
 from xlrepro.cli import main as cli
 from xlrepro.errors import ConfigError
-from xlrepro.experiments import expand, parse_spec
-from xlrepro.study import (eval_schedule, n_examples, n_validations, overlap, train_size)
+from xlrepro.study.spec import expand, parse_spec
+from xlrepro.study.design import (eval_schedule, n_examples, n_validations, overlap, train_size)
 from xlrepro.sweep import build_graph
 from xlrepro.train import Stream, train
 
@@ -61,7 +61,7 @@ def test_dry_run_rejects_invalid_cells_before_anything_runs(tmp_path, capsys):
 
 
 def test_every_shipped_scaling_cell_is_valid():
-    from xlrepro.experiments import load_spec
+    from xlrepro.study.spec import load_spec
 
     cells = expand(load_spec("scaling-xtreme-r"))
     for c in cells:
@@ -190,7 +190,7 @@ def test_xtreme_r_recipes_reach_the_inner_trainings():
 
 
 def test_registry_recipe_fields_are_checked():
-    from xlrepro.study import check_task_study_fields
+    from xlrepro.study.design import check_task_study_fields
 
     with pytest.raises(ConfigError, match="recipe.xtreme_r.learning_rate: not a training setting"):
         check_task_study_fields({"recipe": {"xtreme_r": {"learning_rate": 1, "source": "x"}}}, "t.yaml")
@@ -261,7 +261,7 @@ def test_sweep_file_records_the_design(tmp_path):
 def test_the_pre_registration_has_the_current_power_table():
     from pathlib import Path
 
-    from xlrepro.study import render_power_table
+    from xlrepro.study.design import render_power_table
 
     doc = (Path(__file__).parents[1] / "docs" / "scaling-study.md").read_text(encoding="utf-8")
     assert render_power_table() in doc

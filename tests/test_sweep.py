@@ -127,6 +127,11 @@ def test_the_report_shows_curves_cis_tests_and_the_paper_table(killed_and_resume
     tests = [t for t in a["paired"] if t["task"] == "udpos"]
     assert len(tests) == 2 * 3 * 4 and all(t["n_seeds"] == 2 and 0 < t["p_value"] <= 1 for t in tests)
     assert "Too small" in md or "too small" in md
+    # the pre-registered model is fitted (or said to be unfittable) with and without re-seeds, and the
+    # analysis controls (synthetic scores on this sweep's design) pass
+    assert "## Primary analysis: the pre-registered mixed model" in md and "first attempts (collapsed runs kept)" in md
+    assert set(a["primary"]["fixed-epochs"]["fits"]) == {"accepted", "first", "no-reseeded"}
+    assert "## Controls of the analysis" in md and a["controls"]["passed"] and "Both controls passed." in md
     prov = a["provenance"]
     assert prov["commits"] and prov["hardware"] and "none (not run in the image)" in prov["images"][0]
 

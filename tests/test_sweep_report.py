@@ -1,8 +1,9 @@
 """The report's comparison logic on planted records (fast; the end-to-end report is in test_sweep.py)."""
 import pytest
 
-from xlrepro.experiments import load_spec
-from xlrepro.sweep_report import XTREME_TASKS, _paper_comparison, to_html
+from xlrepro.study.spec import load_spec
+from xlrepro.study.report import _paper_comparison, to_html
+from xlrepro.tasks.registry import benchmark_tasks
 
 
 def _rec(task, variant, split, metric, value, seed=1, lang="de"):
@@ -37,7 +38,7 @@ def test_best_intermediate_model_is_chosen_on_dev_and_reported_on_test():
 def test_xtreme_score_is_the_plain_nine_task_mean_with_qa_as_mean_of_f1_and_em():
     spec = load_spec("xstilts-table")
     recs, expect = [], []
-    for i, task in enumerate(XTREME_TASKS):
+    for i, task in enumerate(benchmark_tasks("xtreme")):
         metric = "accuracy" if task in ("xnli", "pawsx", "tatoeba") else "f1"
         lang = "ar" if task == "tydiqa" else "de"  # a language of the task in XTREME (TyDiQA has no de)
         recs.append(_rec(task, "baseline", "test", metric, 60.0 + i, lang=lang))
@@ -72,7 +73,7 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
     from xlrepro.items import write_items
     from xlrepro.metrics import mewslix_map_at_k
     from xlrepro.phases import Context
-    from xlrepro.sweep_report import analyse, provenance_of, render
+    from xlrepro.study.report import analyse, provenance_of, render
 
     rng = np.random.default_rng(0)
     n = 40
@@ -127,7 +128,7 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
 def test_collapse_rate_per_volume_from_the_reseed_log(tmp_path):
     import json
 
-    from xlrepro.sweep_report import collapse_by_volume
+    from xlrepro.study.report import collapse_by_volume
 
     desc = {"cells": [{"index": 0, "variant": "mnli", "arm": "fixed-epochs", "volume": 100},
                       {"index": 1, "variant": "mnli", "arm": "fixed-steps", "volume": 100},
@@ -144,7 +145,7 @@ def test_collapse_rate_per_volume_from_the_reseed_log(tmp_path):
 
 
 def test_records_carry_arm_overlap_domain_and_recipe_and_the_report_shows_them():
-    from xlrepro.sweep_report import _design_fields, _design_rows, _design_section, _row_label
+    from xlrepro.study.report import _design_fields, _design_rows, _design_section, _row_label
 
     cell = {"variant": "squad", "arm": "fixed-steps", "volume": 1000,
             "design": {"xquad": {"overlap": ["squad"], "domain": {"shift": "in-domain", "reason": "r"}}},

@@ -89,7 +89,7 @@ def task_row(t) -> dict:
 
 def cmd_reproduce(a) -> int:
     from xlrepro.config import load_config
-    from xlrepro.experiments import is_spec
+    from xlrepro.study.spec import is_spec
     from xlrepro.phases.orchestrator import run_experiment
 
     if is_spec(a.config):
@@ -123,11 +123,11 @@ def _preflight(cfgs: list, out: str, where: str):
 
 def cmd_check(a) -> int:
     from xlrepro.config import load_config
-    from xlrepro.experiments import is_spec
+    from xlrepro.study.spec import is_spec
 
     if is_spec(a.config):
         from xlrepro import sweep
-        from xlrepro.experiments import load_spec
+        from xlrepro.study.spec import load_spec
 
         out = a.out or os.path.join("results", load_spec(a.config).name)
         cfgs = [c.cfg for c in sweep.build_graph(a.config, out, a.overrides).cells]
@@ -169,7 +169,7 @@ def _usage(msg: str):
 
 def cmd_sweep(a) -> int:
     from xlrepro import sweep
-    from xlrepro.experiments import load_spec
+    from xlrepro.study.spec import load_spec
 
     spec = load_spec(a.config)
     out = a.out or os.path.join("results", spec.name)
@@ -186,7 +186,7 @@ def cmd_sweep(a) -> int:
         if a.slurm_partition:
             params["slurm_partition"] = a.slurm_partition
         counts = sweep.run_submitit(graph, a.executor, max_parallel=a.max_parallel, **params)
-    from xlrepro.sweep_report import build_report
+    from xlrepro.study.report import build_report
 
     paths = build_report(out)
     print(f"{spec.name}: {counts['ran']} runs executed, {counts['skipped']} already finished; "
@@ -195,7 +195,7 @@ def cmd_sweep(a) -> int:
 
 
 def dry_run_table(graph, card: str, mfu: float) -> str:
-    from xlrepro.study import dry_run_table as table  # cells, arms, and the trainings inside each run
+    from xlrepro.study.design import dry_run_table as table  # cells, arms, and the trainings inside each run
 
     return table(graph, card, mfu)
 
@@ -203,7 +203,7 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
 def cmd_report(a) -> int:
     from pathlib import Path
 
-    from xlrepro.sweep_report import build_report
+    from xlrepro.study.report import build_report
 
     if not list(Path(a.dir).glob("sweep-*.json")) and (Path(a.dir) / "results.json").exists():
         from xlrepro.report import rebuild_report  # one experiment's folder (reproduce <config>)
@@ -246,7 +246,7 @@ def cmd_config(a) -> int:
 def _config_list() -> int:
     """The shipped configs and experiment specs, one line each: kind, name, description."""
     from xlrepro.config import shipped_configs, shipped_description
-    from xlrepro.experiments import shipped_specs
+    from xlrepro.study.spec import shipped_specs
 
     rows = [("config", n, p) for n, p in sorted(shipped_configs().items())]
     rows += [("spec", n, p) for n, p in sorted(shipped_specs().items())]

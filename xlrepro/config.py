@@ -204,7 +204,8 @@ class ExperimentConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     smoke: SmokeConfig | None = None
-    # Re-run the target phase with shuffled training labels for these tasks (negative control).
+    # For these tasks, re-run the target phase with shuffled training labels (negative control) and,
+    # when there is an intermediate phase, from the pre-trained encoder without it (no-intermediate baseline).
     controls: list = field(default_factory=list)
     description: str = ""
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -194,7 +194,7 @@ def statistic(entry: dict):
 
 def collapse_check(run_dir: Path) -> dict | None:
     """detect_collapse on the English dev predictions (else another dev language, else test)."""
-    from xlrepro.stats import detect_collapse
+    from xlrepro.study.stats import detect_collapse
 
     items = load_items(run_dir)
     binary = {k: v for k, v in items.items() if v["kind"] == "binary"}

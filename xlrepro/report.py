@@ -22,6 +22,10 @@ from xlrepro.tasks.registry import headline_metric, headline_metrics
 CSV_COLUMNS = ["experiment", "task", "phase", "language", "split", "metric", "value", "mode", "n", "seed", "run",
                "run_hash", "config_hash", "intermediate", "variant", "volume", "resource_group"]
 
+PHASE_SUFFIX = {"control": " (control)", "baseline": " (baseline)"}
+PHASE_TITLE = {"control": " — negative control (shuffled training labels)",
+               "baseline": " — no-intermediate baseline (fine-tuned from the pre-trained encoder)"}
+
 
 def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}"
@@ -51,18 +55,28 @@ def write_plot(records: list[dict], path: Path) -> bool:
         return False
     groups = collections.OrderedDict()
     for r in rows:
-        groups.setdefault(f"{r['task']}{' (control)' if r['phase'] == 'control' else ''}", {})[r["language"]] = r["value"]
+        groups.setdefault(f"{r['task']}{PHASE_SUFFIX.get(r['phase'], '')}", {})[r["language"]] = r["value"]
     langs = sorted({r["language"] for r in rows}, key=lambda l: (l != "en", l))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * len(langs) / 3), 4))
     width = 0.8 / max(1, len(langs))
     for j, lang in enumerate(langs):
         xs = [i + j * width for i in range(len(groups))]
         ax.bar(xs, [g.get(lang, 0) for g in groups.values()], width, label=lang)
+    from xlrepro.study.contrast import CHANCE_NOTE, chance_level
+
+    chance_drawn = False
+    for i, name in enumerate(groups):  # chance level of each task over its bars
+        c = chance_level(name.split(" ")[0])
+        if c is not None:
+            ax.hlines(c, i - width / 2, i + width * (len(langs) - 0.5), colors="k", linestyles="--", lw=1,
+                      label=None if chance_drawn else "chance (1/labels, 1/choices)")
+            chance_drawn = True
+    ax.plot([], [], " ", label=CHANCE_NOTE)
     ax.set_xticks([i + width * (len(langs) - 1) / 2 for i in range(len(groups))])
     ax.set_xticklabels(list(groups), rotation=20, ha="right")
     ax.set_ylabel("test score (accuracy or F1, 0-100)")
     ax.set_ylim(0, 100)
-    ax.legend(title="language", ncol=len(langs), fontsize="small")
+    ax.legend(title="language", ncol=min(len(langs) + 1, 4), fontsize="small")
     ax.set_title("zero-shot test scores by task and language")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +121,7 @@ def gap_notes(results: dict, out_dir: str | Path | None = None) -> dict:
     notes = collections.defaultdict(list)
     for info in results.get("runs", {}).values():
         kind, task = info.get("kind"), info.get("task")
-        if kind not in ("target", "control", "retrieval"):
+        if kind not in ("target", "control", "baseline", "retrieval"):
             continue
         run_dir = Path(out_dir) / "runs" / Path(info["dir"]).name if out_dir is not None else None
         withheld = collections.defaultdict(list)
@@ -173,7 +187,7 @@ def experiment_csv_rows(results: dict) -> list[dict]:
                     config_hash=results.get("config_hash"))
 
 
-def render(results: dict, plot_name: str | None, notes: dict | None = None) -> str:
+def render(results: dict, plot_name: str | None, notes: dict | None = None, contrast: list | None = None) -> str:
     recs = results["records"]
     prov = results["provenance"]
     lines = [f"# xlrepro report: {results['experiment']}", ""]
@@ -187,7 +201,7 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None) -> s
     for key in (notes or {}):
         by_task.setdefault(key, {})
     for (task, phase), splits in sorted(by_task.items()):
-        title = f"## {task}" + (" — negative control (shuffled training labels)" if phase == "control" else "")
+        title = f"## {task}" + PHASE_TITLE.get(phase, "")
         lines += [title, ""]
         chain = next((r.get("train_chain") for r in recs if r["task"] == task and r["phase"] == phase
                       and r.get("train_chain")), None)
@@ -210,6 +224,9 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None) -> s
             lines.append("")
         for note in (notes or {}).get((task, phase), []):
             lines += [f"> {note}", ""]
+    from xlrepro.study.contrast import section
+
+    lines += section(contrast or [])
     if plot_name:
         lines += ["## Plot", "", f"![zero-shot test scores]({plot_name})", ""]
     lines += withheld_section(results.get("withheld") or [])
@@ -237,7 +254,10 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     has_plot = write_plot(results["records"], out_dir / "scores.png")
     path = out_dir / "report.md"
-    atomic_write_text(path, render(results, "scores.png" if has_plot else None, gap_notes(results, out_dir)))
+    from xlrepro.study.contrast import contrast
+
+    atomic_write_text(path, render(results, "scores.png" if has_plot else None, gap_notes(results, out_dir),
+                                   contrast(results, out_dir)))
     write_csv(experiment_csv_rows(results), out_dir / "results.csv")
     return path
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlrepro.config import config_hash
-from xlrepro.experiments import Cell, ExperimentSpec, expand, load_spec
+from xlrepro.study.spec import Cell, ExperimentSpec, expand, load_spec
 from xlrepro.runs import atomic_write_json
 
 EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
@@ -86,7 +86,7 @@ def cell_nodes(ctx, reseed_task: str | None = None) -> list:
 
     if reseed_task is not None:
         return list(cell_graph(ctx, retrieval=[], targets=[reseed_task], controls=[]))
-    return list(cell_graph(ctx))
+    return list(cell_graph(ctx, baselines=False))  # the spec's own baseline variant is the comparison
 
 
 class Graph:
@@ -231,8 +231,8 @@ class Runner:
         """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a fine-tune collapsed to the majority class is re-run with seed + 1000*k
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
-        from xlrepro import stats
-        from xlrepro.experiments import _load_cell_config
+        from xlrepro.study import stats
+        from xlrepro.study.spec import _load_cell_config
         from xlrepro.items import collapse_check
 
         g = self.graph

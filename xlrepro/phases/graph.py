@@ -94,16 +94,19 @@ def retrieval_nodes(graph: RunGraph, task: str, enc: Node | None) -> Node:
     return graph.add(Retrieval(task, source), up)
 
 
-def target_nodes(graph: RunGraph, task: str, enc: Node | None, control: bool = False) -> Node:
+def target_nodes(graph: RunGraph, task: str, enc: Node | None, control: bool = False,
+                 baseline: bool = False) -> Node:
     up: Node | None = enc
     for stage in get_task(task).training_chain()[:-1]:
         up = graph.add(Chain(task, stage, control), up)
-    return graph.add(Target(task, control), up)
+    return graph.add(Target(task, control, baseline), up)
 
 
 def build_graph(ctx, retrieval: list[str] | None = None, targets: list[str] | None = None,
-                controls: list[str] | None = None) -> RunGraph:
+                controls: list[str] | None = None, baselines: bool = True) -> RunGraph:
     """The run graph of ``ctx.cfg`` (the config's retrieval, target and control tasks unless given).
+    ``baselines``: with an intermediate phase, also fine-tune each control task from the pre-trained
+    encoder (the single run's no-intermediate contrast; a sweep has its own baseline variant).
     Needs ``ctx.prepare()`` for the smoke world (its corpus is part of the pre-training spec)."""
     cfg = ctx.cfg
     graph = RunGraph(ctx)
@@ -114,4 +117,8 @@ def build_graph(ctx, retrieval: list[str] | None = None, targets: list[str] | No
         target_nodes(graph, task, enc)
     for task in cfg.controls if controls is None else controls:
         target_nodes(graph, task, enc, control=True)
+    if baselines and cfg.intermediate.tasks:  # and the no-intermediate baseline of the control tasks (the report's contrast)
+        base = graph.find("pretrain", "mlm") if cfg.pretrain is not None and cfg.pretrain.steps != 0 else None
+        for task in cfg.controls if controls is None else controls:
+            target_nodes(graph, task, base, baseline=True)
     return graph

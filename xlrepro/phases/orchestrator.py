@@ -41,7 +41,7 @@ class Collected:
         if outcome.records:
             res = json.loads((run.dir / "results.json").read_text())
             self.withheld += res.get("withheld", [])
-            inter = "+".join(self.cfg.intermediate.tasks) or None
+            inter = None if node.kind == "baseline" else "+".join(self.cfg.intermediate.tasks) or None
             for rec in res["records"]:
                 self.records.append({**rec, "phase": node.kind, "intermediate": inter, "control": node.kind == "control",
                                      "run": run.hash[:12]})
@@ -97,7 +97,7 @@ def assemble_submission(ctx: Context, got: Collected) -> None:
     scored = {(r["task"], r["language"]) for r in got.records if r["split"] == "test" and not r.get("control")}
     sources = [(info["task"], h[:12], Path(info["dir"]) / "predictions" / info["task"])
                for h, info in sorted(got.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0]))
-               if info["kind"] != "control" and "task" in info]  # every run that exports predictions but the controls
+               if info["kind"] not in ("control", "baseline") and "task" in info]  # all but controls and baselines
     assemble(ctx.out / "submission", sources, scored)
 
 
@@ -105,6 +105,12 @@ def finish(ctx: Context, got: Collected) -> dict:
     """Submission, results.json, report and (``export.at_end``) the exported models."""
     cfg = ctx.cfg
     assemble_submission(ctx, got)
+    if dist.is_main():  # item scores of the control tasks' runs: the report pairs intermediate and baseline
+        from xlrepro.items import write_items
+
+        for info in got.runs.values():
+            if info["kind"] in ("target", "baseline") and info.get("task") in cfg.controls:
+                write_items(ctx, info["task"], Path(info["dir"]))
     results = {
         "experiment": cfg.name,
         "config_hash": config_hash(cfg),

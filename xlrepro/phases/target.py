@@ -36,9 +36,11 @@ def labelled(run: Run, tspec, split: str, lang: str, data, withheld: list) -> bo
 class Target(Phase):
     records = True
 
-    def __init__(self, task: str, control: bool = False):
+    def __init__(self, task: str, control: bool = False, baseline: bool = False):
+        # baseline: the no-intermediate comparison run, fine-tuned from the pre-trained encoder (the
+        # same spec as a target run without intermediate training; its own folder kind)
         self.task, self.control = task, control
-        self.kind = "control" if control else "target"
+        self.kind = "control" if control else "baseline" if baseline else "target"
 
     def spec(self, ctx, upstream: Node | None) -> dict:
         cfg = ctx.cfg

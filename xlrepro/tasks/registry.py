@@ -321,7 +321,7 @@ def _parse(data: dict, where: str) -> TaskSpec:
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
     _check_dispatch_fields(data, where)
-    from xlrepro.study import check_task_study_fields
+    from xlrepro.study.design import check_task_study_fields
 
     check_task_study_fields(data, where)
     return TaskSpec(**data)

@@ -1,6 +1,6 @@
 """The scaling study's design, as code: valid cells, arms, symmetric model selection, recipes.
 
-What ``xlrepro.experiments.expand`` asks of this module (the pre-registration is
+What ``xlrepro.study.spec.expand`` asks of this module (the pre-registration is
 ``docs/scaling-study.md``):
 
 * ``train_size``: a task's English training examples from the registry (``train_size:`` in
@@ -421,9 +421,9 @@ POWER_TEST_SIZES = {
 def power_table(p: float = 0.5, alpha: float = 0.05, power: float = 0.8, correlation: float = 0.5) -> list[dict]:
     """Per (task, language): test items, the 95% CI half-width of one score, and the minimum
     detectable difference between two systems, unpaired and paired (item scores correlated by
-    ``correlation``), in points (``xlrepro.stats``; normal approximation at accuracy ``p``). These
+    ``correlation``), in points (``xlrepro.study.stats``; normal approximation at accuracy ``p``). These
     are item-level bounds for one seed: seed variance comes on top."""
-    from xlrepro import stats
+    from xlrepro.study import stats
 
     rows = []
     for (task, lang), n in POWER_TEST_SIZES.items():
@@ -445,5 +445,5 @@ def render_power_table(**kw) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m xlrepro.study: the power table of docs/scaling-study.md
+if __name__ == "__main__":  # python -m xlrepro.study.design: the power table of docs/scaling-study.md
     print(render_power_table())

@@ -10,8 +10,10 @@ and retrieval runs (re-seeded runs replace collapsed ones, as ``reseeds.jsonl`` 
   language x task cells, and a plain "cannot tell" where the CI is wider than the difference;
 * scaling curves (score vs. log volume) with a log-linear fit and its bootstrap slope CI, per
   task and per resource group (Joshi class <= 2, and the XLM-R-unseen ht/qu/wo/yo, never pooled);
-* per-language heatmaps; and a provenance section (commits, image digests, data digests and
-  revisions, hardware).
+* for scaling specs, the pre-registered mixed model per arm, with and without the re-seeded runs
+  (``xlrepro.study.primary``), and its positive and negative controls (``xlrepro.study.controls``);
+* per-language heatmaps (chance marked where the task has one); and a provenance section
+  (commits, image digests, data digests and revisions, hardware).
 
 Writes ``<dir>/report-<name>/report.md``, ``report.html``, the PNGs and ``analysis.json``.
 """
@@ -26,15 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrepro import stats
+from xlrepro.study import stats
+from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
-from xlrepro.tasks.registry import headline_metric, headline_metrics
+from xlrepro.tasks.registry import benchmark_tasks, headline_metric, headline_metrics
 
 MAIN = {"accuracy", "f1", "map@20"}
-QA_TASKS = ("xquad", "mlqa", "tydiqa")
-XTREME_TASKS = ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba")
 N_BOOT = 1000
 
 
@@ -52,8 +53,10 @@ def _vol_label(v) -> str:
 
 # ---------------------------------------------------------------------- collection
 
-def collect(out: Path, desc: dict) -> dict:
-    """Finished runs' records with their cell labels; re-seed replacements applied."""
+def collect(out: Path, desc: dict, attempts: str = "accepted") -> dict:
+    """Finished runs' records with their cell labels. ``attempts``: ``accepted`` applies the re-seed
+    replacements; ``first`` keeps every fine-tune's first attempt (collapsed or not); ``no-reseeded``
+    leaves out every (cell, task) that was re-seeded (``xlrepro.study.primary``)."""
     reseeds: dict[tuple, dict] = {}
     path = out / "reseeds.jsonl"
     if path.exists():
@@ -71,6 +74,10 @@ def collect(out: Path, desc: dict) -> dict:
             run_dir = out / node["run_dir"]
             decision = reseeds.get((cell["index"], node["task"])) if node["kind"] == "target" else None
             note = None
+            if decision is not None and attempts != "accepted":
+                if decision.get("attempt", 0) > 0 and attempts == "no-reseeded":
+                    continue
+                decision = None  # the node's own run: the first attempt
             if decision is not None:
                 if decision["action"] == "accept":
                     run_dir = out / decision["run_dir"]
@@ -185,12 +192,31 @@ def analyse(out: Path, desc: dict, spec) -> dict:
                       "mean_by_seed": complete, "mean": stats.seed_summary(list(complete.values())) if complete else None,
                       "groups": groups})
     paired = _paired_tests(rows, runs, spec)
-    scaling = _scaling(cells, _intermediate_volumes(out, desc), spec)
+    volumes = _intermediate_volumes(out, desc)
+    scaling = _scaling(cells, volumes, spec)
     comparison = _paper_comparison(recs, spec, desc)
+    primary_fits, controls = _primary(out, desc, spec, recs, main, volumes)
     return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
+            "primary": primary_fits, "controls": controls,
             "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main,
             "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}, "design": _design_rows(test),
             "collapse_by_volume": collapse_by_volume(out, desc)}
+
+
+def _primary(out: Path, desc: dict, spec, recs: list, main: dict, volumes: dict) -> tuple[dict, dict]:
+    """The pre-registered mixed model per arm, with and without the re-seeded runs, and the analysis
+    controls on this sweep's design (scaling specs only)."""
+    if spec.kind != "scaling":
+        return {}, {}
+    from xlrepro.study import controls, primary
+
+    by_attempt = {"accepted": recs, "first": collect(out, desc, "first")["records"],
+                  "no-reseeded": collect(out, desc, "no-reseeded")["records"]}
+    arms = list(getattr(spec, "arms", None) or ["fixed-epochs"])
+    fits = primary.analyse(by_attempt, main, volumes, arms)
+    arm = "fixed-steps" if "fixed-steps" in arms else arms[0]
+    design = primary.model_rows(recs, main, volumes)["rows"].get(arm, [])
+    return fits, controls.run(design, arm)
 
 
 def collapse_by_volume(out: Path, desc: dict) -> dict:
@@ -413,7 +439,7 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
 
 def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | None = None) -> float | None:
     vals = []
-    for task in XTREME_TASKS:
+    for task in benchmark_tasks("xtreme"):  # the registry's XTREME tasks, evaluate.py's order
         metric = headline_metrics(task)[0]
         variant = _best_variant(recs, task, metric, spec.select_on) if our_row == "best" else our_row
         if variant is None:
@@ -426,7 +452,7 @@ def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | Non
             return None
         if missing is not None:
             missing.update(f"{task}:{l}" for l in lacking)
-        if task in QA_TASKS:
+        if "exact_match" in headline_metrics(task):  # QA: the paper's score is the mean of F1 and EM
             em = _task_average(recs, task, f, split, "exact_match", languages=langs)
             if em is None:
                 return None
@@ -487,6 +513,11 @@ def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_gro
                 vals = [v for s, v in base[0]["groups"].get(group, {}).get("by_seed", {}).items()]
                 if vals:
                     ax.axhline(float(np.mean(vals)), color="k", ls="--", lw=1, label=f"{baseline} (no intermediate)")
+        chance = chance_level(task)
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance (1/labels, 1/choices)")
+        else:
+            ax.plot([], [], " ", label=CHANCE_NOTE)
         langs: list = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
         ax.set_title(group + (f" ({' '.join(langs)})" if langs else ""), fontsize="small")
         ax.set_xscale("log")
@@ -518,7 +549,11 @@ def heatmap_figure(cells, task, folder: Path) -> str | None:
         for j in range(len(langs)):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=7, color="w")
-    fig.colorbar(im, ax=ax, label="test score (seed mean)")
+    chance = chance_level(task)
+    bar = fig.colorbar(im, ax=ax, label="test score (seed mean)" + ("; red: chance" if chance is not None else
+                                                                      f"; {CHANCE_NOTE}"))
+    if chance is not None:
+        bar.ax.axhline(chance, color="r", lw=2)
     ax.set_title(f"{task}: per-language test scores")
     fig.tight_layout()
     name = f"heatmap-{task}.png"
@@ -543,6 +578,11 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
               f"(this report uses finished runs only): " + ", ".join(f"`{m}`" for m in a["missing"][:10])
               + (" …" if len(a["missing"]) > 10 else ""), ""]
     L += _design_section(a.get("design") or [])
+    if a.get("primary"):
+        from xlrepro.study import controls, primary
+
+        L += primary.section(a["primary"], a.get("collapse_by_volume"))
+        L += controls.section(a.get("controls") or {})
     if a.get("collapse_by_volume"):
         L += ["## Collapse rate per volume", "", "First attempts of classification / multiple-choice fine-tunes "
               "that collapsed to one class (then re-seeded); compare across volumes before reading the curves.", "",
@@ -772,7 +812,7 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
     with the run's spec hash and seed (a re-seeded run: its own seed) and the cell config's hash."""
     from xlrepro import languages as langtab
     from xlrepro.config import config_hash
-    from xlrepro.experiments import _load_cell_config
+    from xlrepro.study.spec import _load_cell_config
     from xlrepro.report import csv_rows, write_csv
 
     key_of = {Path(n["run_dir"]).name: k for k, n in desc["nodes"].items()}
@@ -796,7 +836,7 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
 
 def build_report(out_dir: str | Path) -> list[Path]:
     """Reports for every sweep in ``out_dir`` (``sweep-<name>.json``); returns the Markdown paths."""
-    from xlrepro.experiments import parse_spec, resolve_spec_path
+    from xlrepro.study.spec import parse_spec, resolve_spec_path
     import yaml
 
     out = Path(out_dir)

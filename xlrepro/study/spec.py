@@ -59,7 +59,7 @@ class ExperimentSpec:
     max_reseeds: int = 2  # collapsed classification fine-tunes re-run with seed + 1000*k (stats.reseed_policy)
     select_on: str = "dev"  # submission: per target, the variant with the best mean on this split
     description: str = ""
-    # The scaling study's design (xlrepro.study; docs/scaling-study.md):
+    # The scaling study's design (xlrepro.study.design; docs/scaling-study.md):
     arms: list = field(default_factory=lambda: ["fixed-epochs"])  # fixed-epochs | fixed-steps
     fixed_steps: int | None = None  # fixed-steps arm: optimiser updates of every intermediate run
     selection: str = "config"  # intermediate model selection: config | scaled | last
@@ -171,7 +171,7 @@ def _check(spec: ExperimentSpec, where: str) -> None:
         raise ConfigError(f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}")
     if spec.kind == "scaling" and not spec.volumes:
         raise ConfigError(f"{where}: a scaling spec needs volumes")
-    from xlrepro.study import ARMS, RECIPE_PROTOCOLS, SELECTIONS
+    from xlrepro.study.design import ARMS, RECIPE_PROTOCOLS, SELECTIONS
 
     if not spec.arms or any(a not in ARMS for a in spec.arms) or len(set(spec.arms)) != len(spec.arms):
         raise ConfigError(f"{where}: arms: expected a non-empty list of distinct arms from {list(ARMS)}, got {spec.arms!r}")
@@ -210,7 +210,7 @@ def _load_cell_config(base: str, overrides: list[str], where: str, recipe: str |
                       late: list[str] | tuple = (), provenance: dict | None = None) -> ExperimentConfig:
     """A cell's config: the base config, ``overrides`` (the spec's), then ``late`` (the command
     line's). With ``recipe`` the registry's per-task recipe sits under the spec's overrides
-    (``xlrepro.study.apply_recipe_layer``; ``provenance`` receives where each setting came from)."""
+    (``xlrepro.study.design.apply_recipe_layer``; ``provenance`` receives where each setting came from)."""
     path = resolve_config_path(base)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     try:
@@ -218,7 +218,7 @@ def _load_cell_config(base: str, overrides: list[str], where: str, recipe: str |
             for o in list(overrides) + list(late):
                 apply_override(data, o)
         else:
-            from xlrepro.study import apply_recipe_layer
+            from xlrepro.study.design import apply_recipe_layer
 
             prov = apply_recipe_layer(data, recipe, lambda d: [apply_override(d, o) for o in overrides],
                                       lambda d: [apply_override(d, o) for o in late])
@@ -235,10 +235,10 @@ def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> lis
     """The cells of a spec, in a stable order (variant, arm, volume, seed). A variant without an
     intermediate phase is run once per seed (volume and arm None); cells with identical resolved
     configs are kept once (the first label wins). Every volume is checked against the task's
-    training size before anything runs (``xlrepro.study.check_volumes``); the intermediate phase's
+    training size before anything runs (``xlrepro.study.design.check_volumes``); the intermediate phase's
     model selection is scheduled per cell (``spec.selection``), and each cell records its arm,
     selection, per-target overlap and domain shift, and resolved recipe."""
-    from xlrepro import study
+    from xlrepro.study import design as study
     from xlrepro.config import config_hash
 
     cells: list[Cell] = []
