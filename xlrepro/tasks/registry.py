@@ -290,10 +290,36 @@ def _parse(data: dict, where: str) -> TaskSpec:
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
-    from xlrepro.study import check_task_study_fields
-
-    check_task_study_fields(data, where)
+    check_study_fields(data, where)
     return TaskSpec(**data)
+
+
+RECIPE_PROTOCOLS = ("jiant", "xtreme_r")  # the protocols a task's ``recipe`` may name
+DOMAIN_VALUES = ("in-domain", "shifted")  # a task's ``domain.<benchmark>``
+
+
+def check_study_fields(data: dict, where: str) -> None:
+    """Shape of the registry's ``recipe``, ``train_size`` and ``domain`` blocks. That a recipe's
+    keys are training settings (TrainConfig fields) is checked with the config
+    (``xlrepro.config_checks.recipe_problems``), which sits above the registry."""
+    for proto, rec in (data.get("recipe") or {}).items():
+        if proto not in RECIPE_PROTOCOLS:
+            raise ConfigError(f"{where}: recipe.{proto}: not one of {list(RECIPE_PROTOCOLS)}"
+                              f"{did_you_mean(proto, RECIPE_PROTOCOLS)}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("source"), str) or not rec["source"]:
+            raise ConfigError(f"{where}: recipe.{proto}: expected a mapping of training settings with a 'source'")
+    ts = data.get("train_size")
+    if ts:
+        n = ts.get("examples") if isinstance(ts, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not isinstance(ts.get("source"), str):
+            raise ConfigError(f"{where}: train_size: expected {{examples: positive integer, source: text}}, got {ts!r}")
+    dom = data.get("domain")
+    if dom:
+        if not isinstance(dom.get("reason"), str) or not dom["reason"]:
+            raise ConfigError(f"{where}: domain: a 'reason' is required")
+        for bench, v in dom.items():
+            if bench != "reason" and v not in DOMAIN_VALUES:
+                raise ConfigError(f"{where}: domain.{bench}: {v!r} is not one of {list(DOMAIN_VALUES)}")
 
 
 @functools.lru_cache(maxsize=1)
