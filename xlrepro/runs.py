@@ -35,7 +35,7 @@ from pathlib import Path
 
 from xlrepro import distributed as dist
 from xlrepro.config import config_hash
-from xlrepro.data.io import sha256_file
+from xlrepro.data import io as dataio
 from xlrepro.errors import ConfigError
 from xlrepro.info import ops_status
 
@@ -156,7 +156,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _SHA256:
-        _SHA256[key] = sha256_file(p)
+        _SHA256[key] = dataio.sha256_file(p)
     return _SHA256[key]
 
 
