@@ -78,7 +78,7 @@ def _extension():
     info = {
         "xlrepro_version": VERSION,
         "git_commit": _git_commit(),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "extension": None,
         "reason": None,
     }

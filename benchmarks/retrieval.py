@@ -96,7 +96,7 @@ class PeakRSS:
 REPEATS = 1  # set by --repeats
 
 
-def timed(fn, device: torch.device = torch.device("cpu")):
+def timed(fn, device: torch.device = torch.device("cpu")):  # noqa: B008  (an immutable value)
     """(min seconds over REPEATS calls, peak memory MB, the last call's output)."""
     if device.type == "cuda":
         return _timed_cuda(fn, device)

@@ -70,7 +70,7 @@ def rates(size: int, d: int, repeats: int) -> list[tuple[str, float, float]]:
         for eng in engines:
             torch.backends.quantized.engine = eng
             lin = int8_linear(y)
-            out.append((f"int8 (dynamic Linear, {eng})", best_time(lambda: lin(x), repeats)))
+            out.append((f"int8 (dynamic Linear, {eng})", best_time(lambda: lin(x), repeats)))  # noqa: B023  (called at once)
     finally:
         torch.backends.quantized.engine = before
     flops = 2 * size * size * d

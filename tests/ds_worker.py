@@ -19,7 +19,7 @@ import torch
 from xlrepro import distributed as dist
 from xlrepro.config import ModelConfig, TrainConfig
 from xlrepro.data.types import Format
-from xlrepro.formats import Batch, _pad
+from xlrepro.formats import Batch, pad_sequences
 from xlrepro.model import MultiTaskModel, build_encoder, save_encoder
 from xlrepro.train import Stream, train
 
@@ -40,7 +40,7 @@ def setup(seed=0, n=64, packed=False):
         feats.append({"ex": i, "input_ids": [0] + ids + [2], "label": int(ids[0] % 2)})
 
     def collate(fs):
-        ids = _pad([f["input_ids"] for f in fs], 1)
+        ids = pad_sequences([f["input_ids"] for f in fs], 1)
         return Batch({"input_ids": ids, "attention_mask": (ids != 1).long()},
                      {"labels": torch.tensor([f["label"] for f in fs])}, [f["ex"] for f in fs])
 

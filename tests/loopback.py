@@ -74,7 +74,7 @@ class Loopback:
                     if repo is None or m.group(3) not in repo["files"] or m.group(2) not in (repo["sha"], "main"):
                         return self._missing()
                     body = repo["files"][m.group(3)]
-                    extra = {"X-Repo-Commit": repo["sha"], "ETag": '"%s"' % hashlib.sha256(body).hexdigest()}
+                    extra = {"X-Repo-Commit": repo["sha"], "ETag": f'"{hashlib.sha256(body).hexdigest()}"'}
                     return self._body(path, body, head, extra)
                 if path not in srv.files:
                     return self._missing()

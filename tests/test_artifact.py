@@ -134,7 +134,7 @@ def _check_cli(parser: argparse.ArgumentParser, argv: list[str], where: str) -> 
         except SystemExit as e:
             if e.code in (0, None) and any(x in argv for x in ("-h", "--help")):
                 return
-            raise AssertionError(f"{where}: `xlrepro {' '.join(argv)}` is rejected by the CLI: {err.getvalue().strip()}")
+            raise AssertionError(f"{where}: `xlrepro {' '.join(argv)}` is rejected by the CLI: {err.getvalue().strip()}") from None
     bad = [x for x in extra if "=" not in x or x.startswith("-")]
     assert not bad, f"{where}: `xlrepro {' '.join(argv)}`: unrecognized arguments {bad}"
     if a.command in ("reproduce", "train") and not re.search(r"[<>{}$]|\.ya?ml$", a.config):
@@ -149,7 +149,7 @@ def _image_argv(words: list[str]) -> list[str] | None:
     if any(w == "--entrypoint" or w.startswith("--entrypoint=") for w in words):
         return None
     for i, w in enumerate(words[2:], start=2):
-        if IMAGE_TOKEN.match(w) and not words[i - 1] in ("-v", "--volume", "-e", "--env", "--name", "-w", "--workdir"):
+        if IMAGE_TOKEN.match(w) and words[i - 1] not in ("-v", "--volume", "-e", "--env", "--name", "-w", "--workdir"):
             return words[i + 1:]
     return None
 

@@ -401,7 +401,7 @@ def test_killing_one_rank_stops_the_run_and_a_restart_resumes_to_the_same_result
         stdout, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError("the launcher did not stop the run after one rank was killed")
+        raise AssertionError("the launcher did not stop the run after one rank was killed") from None
     assert proc.returncode != 0, "a run with a killed rank must fail"
     assert not (out / "rank0.json").exists(), "rank 0 must not finish alone"
     tag = json.loads(latest.read_text())["tag"]

@@ -60,7 +60,7 @@ def test_make_fixtures_keeps_structure_and_replaces_prose(tmp_path, monkeypatch)
     (src / "squad").mkdir(parents=True)
     (src / "squad" / "dev-v1.1.json").write_text(json.dumps(squad, indent=4), encoding="utf-8")
     (src / "xnli").mkdir()
-    (src / "xnli" / "dev-en.tsv").write_bytes("A man sleeps.\tA person rests.\tentailment\r\n".encode())
+    (src / "xnli" / "dev-en.tsv").write_bytes(b"A man sleeps.\tA person rests.\tentailment\r\n")
     (src / "udpos").mkdir()
     (src / "udpos" / "x-ud-dev.conllu").write_text("# text = Del sol\n1-2\tDel\t_\t_\t_\t_\t_\t_\t_\t_\n"
                                                     "1\tDe\tde\tADP\t_\t_\t3\tcase\t_\t_\n"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xlrepro.data.types import Answer, ClassificationExample, SpanQAExample, TaggingExample
-from xlrepro.formats import _squad_data
+from xlrepro.formats import squad_data as _squad_data
 from xlrepro.items import collapse_check, item_scores, statistic
 from xlrepro.metrics import accuracy, qa_score, tagging_f1
 from xlrepro.tasks import get_task

@@ -6,7 +6,6 @@ twice the padded fp32 gradient's error (plus a floor of 1e-6 of the gradient's n
 gradients that sum over every token (e.g. the token-type embedding) cancel heavily and two
 correct fp32 paths differ there by ~1e-5 relative from summation order alone.
 """
-import copy
 
 import pytest
 import torch

@@ -190,16 +190,22 @@ def test_xtreme_r_recipes_reach_the_inner_trainings():
 
 
 def test_registry_recipe_fields_are_checked():
-    from xlrepro.study.design import check_task_study_fields
+    import dataclasses
 
-    with pytest.raises(ConfigError, match="recipe.xtreme_r.learning_rate: not a training setting"):
-        check_task_study_fields({"recipe": {"xtreme_r": {"learning_rate": 1, "source": "x"}}}, "t.yaml")
+    from xlrepro.config import TrainConfig
+    from xlrepro.config_checks import recipe_problems
+    from xlrepro.tasks.registry import check_study_fields, get_task
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    bad = dataclasses.replace(get_task("xcopa"), recipe={"xtreme_r": {"learning_rate": 1, "source": "x"}})
+    assert any("recipe.xtreme_r.learning_rate: not a training setting" in p for p in recipe_problems({"xcopa": bad}, fields))
+    assert recipe_problems({"xcopa": get_task("xcopa")}, fields) == []
     with pytest.raises(ConfigError, match="recipe.xtreme: not one of"):
-        check_task_study_fields({"recipe": {"xtreme": {"source": "x"}}}, "t.yaml")
+        check_study_fields({"recipe": {"xtreme": {"source": "x"}}}, "t.yaml")
     with pytest.raises(ConfigError, match="train_size: expected"):
-        check_task_study_fields({"train_size": {"examples": "many", "source": "x"}}, "t.yaml")
+        check_study_fields({"train_size": {"examples": "many", "source": "x"}}, "t.yaml")
     with pytest.raises(ConfigError, match="domain.xtreme_r: 'new' is not one of"):
-        check_task_study_fields({"domain": {"xtreme_r": "new", "reason": "r"}}, "t.yaml")
+        check_study_fields({"domain": {"xtreme_r": "new", "reason": "r"}}, "t.yaml")
 
 
 # ---------------------------------------------------------------------- overlap and domain

@@ -5,7 +5,7 @@ import torch
 
 from xlrepro.config import ModelConfig, TrainConfig
 from xlrepro.data.types import Format
-from xlrepro.formats import Batch, _pad
+from xlrepro.formats import Batch, pad_sequences
 from xlrepro.model import MultiTaskModel, build_encoder
 from xlrepro.train import Stream, train
 
@@ -25,7 +25,7 @@ def _setup(seed=0):
         feats.append({"ex": i, "input_ids": [0] + ids + [2], "label": int(ids[0] % 2)})
 
     def collate(fs):
-        ids = _pad([f["input_ids"] for f in fs], 1)
+        ids = pad_sequences([f["input_ids"] for f in fs], 1)
         return Batch({"input_ids": ids, "attention_mask": (ids != 1).long()},
                      {"labels": torch.tensor([f["label"] for f in fs])}, [f["ex"] for f in fs])
 

@@ -3,11 +3,9 @@ argument errors, dispatch, dropout, and the unpad/pad round trip against XLM-R-s
 attention. CPU tests always run; CUDA tests skip without a GPU."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from xlrepro.ops import _lib, attention
 from xlrepro.ops import (BackendUnavailable, families, pad_input, unpad_input, varlen_attention,

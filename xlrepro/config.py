@@ -12,7 +12,6 @@ import hashlib
 import importlib.resources
 import json
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,11 @@ from typing import Any
 
 import yaml
 
+from xlrepro import languages as langtab
+from xlrepro.config_checks import dual_encoder_tasks, extra_problems, recipe_problems, train_config_for
 from xlrepro.errors import ConfigError, did_you_mean
+from xlrepro.tasks import all_tasks
+from xlrepro.typed import from_dict, to_dict
 
 
 @dataclass
@@ -142,6 +145,10 @@ class RetrievalConfig:
     dual_encoder: DualEncoderConfig = field(default_factory=DualEncoderConfig)
 
 
+# the values retrieval.encoder.<task> may take (see RetrievalConfig.encoder)
+ENCODER_SOURCES = ("intermediate", "squad_mrc", "squad_dual_encoder")
+
+
 @dataclass
 class PretrainConfig:
     """Multilingual MLM pre-training: the smoke world's stand-in for XLM-R's pre-training."""
@@ -223,104 +230,6 @@ class ExperimentConfig:
 # ---------------------------------------------------------------------- (de)serialisation
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _coerce(tp, value, where: str, problems: list | None = None):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, where, problems)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: {value!r} matches none of {[_type_name(a) for a in args]}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        return from_dict(tp, value, where, problems)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if tp is list or origin is list:
-        if isinstance(value, list):
-            return list(value)
-        raise ConfigError(f"{where}: expected a list, got {value!r}")
-    if tp is dict or origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    raise ConfigError(f"{where}: unsupported type {tp}")
-
-
-def from_dict(cls, data: dict, where: str = "", problems: list | None = None):
-    """Build dataclass ``cls`` from a dict; unknown keys and bad types raise ``ConfigError``.
-
-    With ``problems`` (a list), every problem is appended to it instead, and a field with a bad
-    value keeps its default, so that one pass finds them all."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-
-    def bad(msg: str) -> None:
-        if problems is None:
-            raise ConfigError(msg)
-        problems.append(msg)
-
-    for k in data:
-        if k not in names:
-            bad(f"{where + '.' if where else ''}{k}: unknown key{did_you_mean(k, names)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = f"{where}.{f.name}" if where else f.name
-        if f.name in data:
-            try:
-                kwargs[f.name] = _coerce(hints[f.name], data[f.name], key, problems)
-            except ConfigError as e:
-                bad(str(e))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            bad(f"{key}: required (no default)")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    for name in missing:  # only when collecting: a placeholder, so that the other checks still run
-        if hints[name] not in (int, str):  # (the caller raises with the problems; it never uses the value)
-            return None
-        kwargs[name] = hints[name]()
-    return cls(**kwargs)
-
-
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def config_hash(obj) -> str:
     """sha256 of the canonical JSON of a config (dataclass or dict): the run's identity."""
     data = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
@@ -338,8 +247,8 @@ def apply_override(data: dict, dotted: str) -> None:
         raise ConfigError(f"override {dotted!r}: value is not valid YAML ({e})") from None
     parts = key.strip().split(".")
     node = data
-    cls = ExperimentConfig
-    for i, p in enumerate(parts[:-1]):
+    cls: Any = ExperimentConfig
+    for p in parts[:-1]:
         if cls is not None:
             names = [f.name for f in dataclasses.fields(cls)]
             if p not in names:
@@ -454,9 +363,8 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     depth, and that the training engine's packages import. Empty when the config is valid. Used
     by ``validate`` and by preflight checks."""
     out: list[str] = []
-    from xlrepro.tasks import all_tasks
-
     tasks = all_tasks()
+    out += recipe_problems(tasks, [f.name for f in dataclasses.fields(TrainConfig)])
     for section, names in (("intermediate.tasks", cfg.intermediate.tasks), ("target.tasks", cfg.target.tasks),
                            ("retrieval.tasks", cfg.retrieval.tasks), ("controls", cfg.controls)):
         for n in names:
@@ -475,7 +383,7 @@ def problems(cfg: ExperimentConfig) -> list[str]:
         if not isinstance(over, (dict, type(None))):
             out.append(f"target.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
             continue
-        for k, v in (over or {}).items():
+        for k in (over or {}):
             if k not in train_fields:
                 out.append(f"target.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
         from_dict(TrainConfig, {k: v for k, v in {**to_dict(cfg.target.train), **(over or {})}.items()
@@ -488,8 +396,9 @@ def problems(cfg: ExperimentConfig) -> list[str]:
             out.append(f"target.tasks: {t!r} is a retrieval task; list it under retrieval.tasks")
     from xlrepro.models import AUTO, FAMILIES
 
-    enums = {"model.attention": (cfg.model.attention, ("padded", "packed")),
-             "model.family": (cfg.model.family, FAMILIES + (AUTO,)),
+    enums: dict[str, tuple[Any, tuple[str, ...]]] = {
+        "model.attention": (cfg.model.attention, ("padded", "packed")),
+        "model.family": (cfg.model.family, FAMILIES + (AUTO,)),
              "data.source": (cfg.data.source, ("local", "hub")),
              "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
              "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
@@ -500,19 +409,18 @@ def problems(cfg: ExperimentConfig) -> list[str]:
             continue
         enums[f"data.sources.{t}"] = (src, ("local", "hub"))
     enums["keep"] = (cfg.keep, ("handoff", "all"))
-    from xlrepro.dual_encoder import DUAL_ENCODER_TASKS, ENCODER_SOURCES
-
+    dual = dual_encoder_tasks(tasks)
     for t, src in cfg.retrieval.encoder.items():
-        if t not in tasks or t in DUAL_ENCODER_TASKS or tasks[t].format.value != "retrieval":
+        if t not in tasks or t in dual or tasks[t].format.value != "retrieval":
             out.append(f"retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style "
                        f"retrieval tasks, not {t!r}")
         if src not in ENCODER_SOURCES:
             out.append(f"retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
                        f"{did_you_mean(str(src), ENCODER_SOURCES)}")
     for t, over in cfg.retrieval.dual_encoder.per_task.items():
-        if t not in DUAL_ENCODER_TASKS:
+        if t not in dual:
             out.append(f"retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task "
-                       f"{list(DUAL_ENCODER_TASKS)}")
+                       f"{list(dual)}")
         if not isinstance(over, (dict, type(None))):
             out.append(f"retrieval.dual_encoder.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
             continue
@@ -538,12 +446,11 @@ def problems(cfg: ExperimentConfig) -> list[str]:
             out.append(f"intermediate.translated.{t}: expected {{language: folder}}")
             continue
         for lang in by_lang:
-            from xlrepro import languages as langtab
             try:
                 langtab.get(lang)
             except KeyError as e:
                 out.append(f"intermediate.translated.{t}: {e.args[0]}")
-    engines = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)]
+    engines: list[tuple[str, Any]] = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)]
     for t, over in cfg.target.per_task.items():
         if isinstance(over, (dict, type(None))) and all(k in train_fields for k in (over or {})):
             try:
@@ -574,12 +481,5 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     for split in cfg.target.eval_splits:
         if split not in ("dev", "test"):
             out.append(f"target.eval_splits: {split!r} is not 'dev' or 'test'")
-    from xlrepro.config_checks import extra_problems
-
     out += extra_problems(cfg, tasks)
     return out
-
-
-def train_config_for(cfg: ExperimentConfig, task: str) -> TrainConfig:
-    """The target phase's TrainConfig for one task (``target.train`` + ``target.per_task[task]``)."""
-    return from_dict(TrainConfig, {**to_dict(cfg.target.train), **(cfg.target.per_task.get(task) or {})})

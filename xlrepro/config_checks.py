@@ -14,6 +14,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+# transformers is imported where a model config is read: it is slow to import
+from xlrepro import languages as langtab
+from xlrepro.errors import did_you_mean
+from xlrepro.typed import from_dict, to_dict
+
 # Special tokens around a question/context pair in XLM-R's tokenizer: <s> q </s></s> c </s>
 # (the default family's; each family says its own: xlrepro.models, Family.pair_special_tokens).
 PAIR_SPECIAL_TOKENS = 4
@@ -120,8 +125,7 @@ def _range_problems(obj, prefix: str, only: set | None = None) -> list[str]:
 
 
 def range_problems(cfg) -> list[str]:
-    from xlrepro.config import TrainConfig, from_dict, to_dict
-
+    TrainConfig = type(cfg.target.train)  # noqa: N806  (xlrepro.config.TrainConfig, which imports this module)
     out = _range_problems(cfg, "")
     sections = [("model", cfg.model), ("intermediate", cfg.intermediate), ("intermediate.train", cfg.intermediate.train),
                 ("target", cfg.target), ("target.train", cfg.target.train), ("retrieval", cfg.retrieval),
@@ -173,8 +177,6 @@ def valid_languages(cfg, tasks: dict) -> list[str]:
 
 
 def language_problems(cfg, tasks: dict) -> list[str]:
-    from xlrepro import languages as langtab
-
     out = []
     if cfg.smoke is not None:
         for lang in cfg.smoke.languages:
@@ -197,8 +199,6 @@ def language_problems(cfg, tasks: dict) -> list[str]:
 
 
 def _dym(name, candidates) -> str:
-    from xlrepro.errors import did_you_mean
-
     return did_you_mean(name, candidates) if isinstance(name, str) else ""
 
 
@@ -233,7 +233,6 @@ def model_config(cfg) -> dict | None:
 
 
 def model_problems(cfg, tasks: dict) -> list[str]:
-    from xlrepro.dual_encoder import DUAL_ENCODER_TASKS
     from xlrepro.models import AUTO, FAMILIES
 
     if cfg.model.family == AUTO and cfg.model.init_config is not None:
@@ -250,7 +249,7 @@ def model_problems(cfg, tasks: dict) -> list[str]:
         out.append(f"model.family: {cfg.model.family!r} runs models of type {list(fam.model_types)}, but {src} "
                    f"has model_type {mc.get('model_type')!r} (set model.family to its family, or 'auto')")
     depth = mc.get("num_hidden_layers")
-    uses_layer = any(t in tasks and t not in DUAL_ENCODER_TASKS for t in cfg.retrieval.tasks)
+    uses_layer = any(t in tasks and t not in dual_encoder_tasks(tasks) for t in cfg.retrieval.tasks)
     r = cfg.retrieval.layer
     if uses_layer and isinstance(depth, int) and isinstance(r, int) and not 0 <= r <= depth:
         out.append(f"retrieval.layer: {r} is beyond the encoder's depth: hidden_states has layers 0..{depth} "
@@ -282,8 +281,6 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
     """Every span-QA training window must hold the longest question and leave room for the
     stride: ``doc_stride < max_seq_length - max_query_length - s`` (the family's pair special tokens: XLM-R 4, BERT 3),
     else the tokenizer cannot split a long context into overlapping windows."""
-    from xlrepro.config import train_config_for
-
     runs = []  # (key of the TrainConfig, TrainConfig, task)
     for t in cfg.intermediate.tasks:
         if t in tasks and tasks[t].format.value == "span_qa":
@@ -322,7 +319,7 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
 ENGINE_PACKAGES = {"deepspeed": ("deepspeed",)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_problem(module: str) -> str | None:
     """None when ``module`` imports, else why not (cached: one import per process)."""
     try:
@@ -355,3 +352,29 @@ def engine_problems(cfg) -> list[str]:
 def extra_problems(cfg, tasks: dict) -> list[str]:
     return (range_problems(cfg) + language_problems(cfg, tasks) + qa_problems(cfg, tasks)
             + model_problems(cfg, tasks) + engine_problems(cfg))
+
+
+# ------------------------------------------------------------------------------- tasks
+
+def train_config_for(cfg, task: str):
+    """The target phase's TrainConfig for one task (``target.train`` + ``target.per_task[task]``)."""
+    return from_dict(type(cfg.target.train), {**to_dict(cfg.target.train), **(cfg.target.per_task.get(task) or {})})
+
+
+def dual_encoder_tasks(tasks: dict) -> tuple[str, ...]:
+    """The retrieval tasks evaluated with a fine-tuned dual encoder: the registry's
+    ``retrieval.encoder: dual_encoder`` (LAReQA and Mewsli-X in XTREME-R)."""
+    return tuple(sorted(n for n, t in tasks.items() if (t.retrieval or {}).get("encoder") == "dual_encoder"))
+
+
+def recipe_problems(tasks: dict, train_fields: list[str]) -> list[str]:
+    """Every registry ``recipe.<protocol>`` key that is not a training setting (a TrainConfig
+    field); the registry itself checks the recipes' shape when it loads the task files."""
+    out = []
+    for name, t in sorted(tasks.items()):
+        for proto, rec in (t.recipe or {}).items():
+            for k in rec:
+                if k != "source" and k not in train_fields:
+                    out.append(f"xlrepro/tasks/{name}.yaml: recipe.{proto}.{k}: not a training setting"
+                               f"{did_you_mean(k, train_fields)}")
+    return out

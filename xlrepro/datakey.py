@@ -18,6 +18,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from xlrepro.data.hub import hub_config
+from xlrepro.runs import file_sha256
+from xlrepro.tasks import get_task
+
 
 def _expand(path: Path) -> list[Path]:
     if glob.has_magic(str(path)):
@@ -28,10 +32,8 @@ def _expand(path: Path) -> list[Path]:
 def read_files(spec, root, split: str, lang: str, layout: str | None = None) -> dict[str, Path | None]:
     """{name relative to ``root``: path (None when missing)} of what ``spec.read(root, split, lang,
     layout)`` reads."""
+    out: dict[str, Path | None] = {}
     if spec.components:
-        from xlrepro.tasks import get_task
-
-        out = {}
         for comp in spec.components:
             sub = root[comp] if isinstance(root, dict) else Path(root) / comp
             for k, v in read_files(get_task(comp), sub, split, lang).items():
@@ -43,7 +45,7 @@ def read_files(spec, root, split: str, lang: str, layout: str | None = None) -> 
             layout = spec.find_layout(root, split, lang)
         except FileNotFoundError:
             return {f"{split}/{lang}": None}
-    out: dict[str, Path | None] = {}
+    out = {}
     try:
         templates = spec.files(root, split, lang, layout)
     except KeyError:  # the layout has no files for this split: the read fails with its own error
@@ -62,8 +64,6 @@ def _reads(exp, task: str) -> list[tuple[str, str, str]]:
     """(task, split, language) of everything a run keyed by ``_data_spec(task)`` may read: the
     English train/dev of the task's training source and dev source (or of the task itself), and
     every evaluation language of its dev and test splits."""
-    from xlrepro.tasks import get_task
-
     spec = get_task(task)
     reads = []
     train_src = get_task(spec.train_source) if spec.train_source else spec
@@ -88,9 +88,6 @@ def _digest(items) -> str:
 
 def local_content(exp, reads: list[tuple[str, str, str]]) -> dict:
     """{"sha256": one digest over every (task, split, language, file, sha256), "n_files", "missing"}."""
-    from xlrepro.runs import file_sha256
-    from xlrepro.tasks import get_task
-
     items, missing = [], []
     for task, split, lang in reads:
         spec = get_task(task)
@@ -104,9 +101,6 @@ def local_content(exp, reads: list[tuple[str, str, str]]) -> dict:
 
 
 def hub_content(reads: list[tuple[str, str, str]]) -> dict:
-    from xlrepro.data.hub import hub_config
-    from xlrepro.tasks import get_task
-
     items = []
     for task, split, lang in reads:
         spec = get_task(task)
@@ -134,8 +128,6 @@ def data_content(exp, task: str) -> dict:
 
 def folder_content(spec, folder, split: str, lang: str, layout: str | None = None) -> dict:
     """Content key of one (split, language) read from ``folder`` (translated copies of a training set)."""
-    from xlrepro.runs import file_sha256
-
     files = read_files(spec, folder, split, lang, layout)
     items = sorted([rel, file_sha256(p) if p is not None else None] for rel, p in files.items())
     return {"sha256": _digest(items), "missing": [rel for rel, h in items if h is None]}
@@ -143,7 +135,5 @@ def folder_content(spec, folder, split: str, lang: str, layout: str | None = Non
 
 def files_content(files: list[Path]) -> dict:
     """Content key of a list of plain files (an MLM corpus): names and hashes."""
-    from xlrepro.runs import file_sha256
-
     items = sorted([Path(f).name, file_sha256(f)] for f in files)
     return {"sha256": _digest(items), "n_files": len(items)}

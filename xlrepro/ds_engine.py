@@ -25,18 +25,25 @@ fp32 module, so evaluation and the encoder hand-off (safetensors) work as after 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 
 import torch
 
+# deepspeed is imported where an engine is built: it is optional and slow to import
 from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig, resolve_deepspeed_config
-from xlrepro.errors import ConfigError
+from xlrepro.errors import ConfigError, DataFormatError
+from xlrepro.extensions_dir import use_private_copy
+from xlrepro.optim import atomic_torch_save, linear_schedule, param_groups, safe_load
+from xlrepro.runs import atomic_write_json
 
 # DeepSpeed keys that TrainConfig determines (see module docstring)
 _DERIVED = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping")
@@ -114,8 +121,6 @@ class DeepSpeedEngine:
         ensure_ops_dir()
         import deepspeed
 
-        from xlrepro.train import linear_schedule, param_groups
-
         if not os.environ.get("XLREPRO_DS_VERBOSE"):
             logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         dist.ensure_initialized()
@@ -189,13 +194,10 @@ class DeepSpeedEngine:
         return (self.checkpoint_dir(run_dir) / "latest.json").exists()
 
     def save_checkpoint(self, run_dir: Path, client_state: dict, rng: dict) -> None:
-        from xlrepro.runs import atomic_write_json
-        from xlrepro.train import _atomic_torch_save
-
         root = self.checkpoint_dir(run_dir)
         tag = f"step{client_state['step']}"
         self.ds.save_checkpoint(str(root), tag=tag, client_state={"loop": client_state}, save_latest=False)
-        _atomic_torch_save(rng, root / tag / f"rng-rank{self.rank}.pt")
+        atomic_torch_save(rng, root / tag / f"rng-rank{self.rank}.pt")
         dist.barrier()  # every rank's files are complete before the pointer moves
         if dist.is_main():
             atomic_write_json(root / "latest.json", {"tag": tag, "world_size": self.world, "zero_stage": self.stage})
@@ -218,8 +220,6 @@ class DeepSpeedEngine:
                                                load_lr_scheduler_states=True)
         if path is None:
             raise RuntimeError(f"{root / latest['tag']}: DeepSpeed could not load this checkpoint")
-        from xlrepro.train import safe_load
-
         rng = safe_load(root / latest["tag"] / f"rng-rank{self.rank}.pt", "RNG state")
         return client["loop"], rng
 
@@ -237,7 +237,7 @@ class DeepSpeedEngine:
         for n, p in self.model.named_parameters(remove_duplicate=False):
             names.setdefault(id(p), []).append(n)
         out = {}
-        for n, p in self.model.named_parameters():
+        for _, p in self.model.named_parameters():
             full = safe_get_full_fp32_param(p)
             full = (p.detach() if full is None else full).float().cpu().clone()
             for alias in names[id(p)]:
@@ -290,10 +290,6 @@ def safe_checkpoint_engine(engine):
         return engine
 
     def load(path, map_location=None):
-        import pickle
-
-        from xlrepro.errors import DataFormatError
-
         try:
             with torch.serialization.safe_globals(_deepspeed_safe_globals()):
                 return torch.load(path, map_location=map_location, weights_only=True)
@@ -347,12 +343,8 @@ def ensure_ops_dir(image_info: str | None = None, cpuinfo: str | None = None) ->
     missing = sorted(built - set(here)) if here else []
     if not built or not missing or os.environ.get("TORCH_EXTENSIONS_DIR") != rec.get("ops_dir"):
         if built and not missing and os.environ.get("TORCH_EXTENSIONS_DIR") == rec.get("ops_dir"):
-            from xlrepro.extensions_dir import use_private_copy  # the image's folder is read-only
-
-            return use_private_copy(rec["ops_dir"])
+            return use_private_copy(rec["ops_dir"])  # the image's folder is read-only
         return None  # nothing recorded, same CPU features, or the user chose another folder already
-    import hashlib
-
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path(os.environ.get("HOME") or "/tmp") / ".cache")
     folder = cache / f"xlrepro-torch-extensions-{hashlib.sha256(' '.join(here).encode()).hexdigest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -367,8 +359,6 @@ def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilde
     """Compile DeepSpeed's CPU ops now (into $TORCH_EXTENSIONS_DIR, where DeepSpeed's JIT loader
     finds them later): the shared-memory communication op every process group loads and the
     CPU Adam that optimizer offload steps with. Seconds per op (a cached op loads in well under one)."""
-    import time
-
     ensure_ops_dir()
     from deepspeed.accelerator import get_accelerator
 

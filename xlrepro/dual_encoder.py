@@ -171,7 +171,7 @@ def lareqa_map_knn(questions: torch.Tensor, candidates: torch.Tensor, question_x
 
     Returns ``{"map@k", "per_question" (AP on 0-1), "n_reranked", "mode", ...}``.
     """
-    from xlrepro.metrics.retrieval import _xling_set, average_precision_at_k
+    from xlrepro.metrics.retrieval import average_precision_at_k, xling_set
 
     if k < 1:
         raise ValueError(f"lareqa_map_knn: k must be >= 1 (full-ranking mAP is metrics.lareqa_map_at_k), got {k}")
@@ -179,7 +179,7 @@ def lareqa_map_knn(questions: torch.Tensor, candidates: torch.Tensor, question_x
         raise ValueError("lareqa_map_knn: id lists and embeddings differ in length")
     by_xling: dict = {}
     for c, value in enumerate(candidate_xling_ids):
-        for x in _xling_set(value):
+        for x in xling_set(value):
             by_xling.setdefault(x, []).append(c)
     scores, idx = top_k(questions, candidates, k + 1)
     Q, C = questions.float().numpy(), candidates.float().numpy()

@@ -76,7 +76,7 @@ def _n_train(cfg, task: str, volume, examples: dict | None = None) -> int:
     """English training examples of ``task`` at ``volume``: ``examples[task]`` when given, else the
     registry's ``train_size`` of its training source (the smoke world's ``n_train``)."""
     from xlrepro.errors import ConfigError
-    from xlrepro.study.design import train_size
+    from xlrepro.tasks.registry import train_size
     from xlrepro.tasks import get_task
 
     source = get_task(task).train_source or task

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xlrepro.data.types import Format, ReadResult
+from xlrepro.data.types import Format, ReadResult, qa_ids
+from xlrepro.metrics import accuracy, qa_score, tagging_f1, token_accuracy
 
 IGNORE = -100
 
 
-def _pad(seqs, value):
+def pad_sequences(seqs, value):
+    """Right-pad lists of token ids with ``value`` into one LongTensor."""
     L = max(len(s) for s in seqs)
     return torch.tensor([list(s) + [value] * (L - len(s)) for s in seqs], dtype=torch.long)
 
@@ -40,11 +42,21 @@ class FormatAdapter:
         self.labels = list(task.labels) if task.labels else None
 
     # subclasses implement these
-    def featurize(self, examples: list, train: bool) -> list[dict]: ...
-    def collate(self, feats: list[dict]) -> Batch: ...
-    def loss(self, logits, targets) -> torch.Tensor: ...
-    def predict(self, logits_per_feature: list, feats: list[dict], examples: list) -> list: ...
-    def score(self, predictions: list, examples: list, result: ReadResult, lang: str, mode: str) -> dict: ...
+    def featurize(self, examples: list, train: bool) -> list[dict]:
+        raise NotImplementedError
+
+    def collate(self, feats: list[dict]) -> Batch:
+        raise NotImplementedError
+
+    def loss(self, logits, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, logits_per_feature: list, feats: list[dict], examples: list) -> list:
+        raise NotImplementedError
+
+    def score(self, predictions: list, examples: list, result: ReadResult, lang: str, mode: str) -> dict:
+        raise NotImplementedError
+
     def label_of(self, example): ...
     def with_label(self, example, label): ...
 
@@ -64,7 +76,7 @@ class ClassificationAdapter(FormatAdapter):
         return out
 
     def collate(self, feats):
-        ids = _pad([f["input_ids"] for f in feats], self.tok.pad_token_id)
+        ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
         return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
                      {"labels": torch.tensor([f["label"] for f in feats])}, [f["ex"] for f in feats])
 
@@ -75,7 +87,6 @@ class ClassificationAdapter(FormatAdapter):
         return [self.labels[int(l.argmax())] for l in logits]
 
     def score(self, predictions, examples, result, lang, mode):
-        from xlrepro.metrics import accuracy
         return accuracy(predictions, [ex.label for ex in examples], mode=mode)
 
     def label_of(self, ex):
@@ -129,7 +140,6 @@ class MultipleChoiceAdapter(FormatAdapter):
         return [int(torch.as_tensor(l)[: len(f["input_ids"])].argmax()) for l, f in zip(logits, feats)]
 
     def score(self, predictions, examples, result, lang, mode):
-        from xlrepro.metrics import accuracy
         return accuracy(predictions, [ex.label for ex in examples], mode=mode)
 
     def n_labels(self):
@@ -170,7 +180,7 @@ class SpanQAAdapter(FormatAdapter):
         return out
 
     def collate(self, feats):
-        ids = _pad([f["input_ids"] for f in feats], self.tok.pad_token_id)
+        ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
         return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
                      {"start": torch.tensor([f["start"] for f in feats]), "end": torch.tensor([f["end"] for f in feats])},
                      [f["ex"] for f in feats])
@@ -186,7 +196,8 @@ class SpanQAAdapter(FormatAdapter):
         return self.task.evaluator == "qa_squad_v2"
 
     def predict(self, logits, feats, examples, n_best: int = 20):
-        best, null = {}, {}
+        best: dict[int, tuple[float, int, int]] = {}
+        null: dict[int, float] = {}
         for l, f in zip(logits, feats):
             l = torch.as_tensor(l).float()
             s_log, e_log = l[:, 0].numpy(), l[:, 1].numpy()
@@ -212,13 +223,10 @@ class SpanQAAdapter(FormatAdapter):
         return preds
 
     def score(self, predictions, examples, result, lang, mode):
-        from xlrepro.metrics import qa_score
-        from xlrepro.submission import qa_ids
-
         raw = result.raw if result is not None else None
         # keyed by the file's own question ids (TyDiQA's guids are file positions, not its ids)
         pred = dict(zip(qa_ids(examples, raw), predictions))
-        dataset = raw if raw is not None else _squad_data(examples)
+        dataset = raw if raw is not None else squad_data(examples)
         return qa_score(pred, dataset, task=self.task.name, lang=lang, mode=mode)
 
     def n_labels(self):
@@ -231,7 +239,8 @@ class SpanQAAdapter(FormatAdapter):
         return ex
 
 
-def _squad_data(examples):
+def squad_data(examples):
+    """SQuAD-format ``data`` (one article per example) for the scorer when the reader kept no raw file."""
     return [{"title": "", "paragraphs": [{"context": ex.context, "qas": [
         {"id": ex.guid, "question": ex.question, "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}]}]}
             for ex in examples]
@@ -268,8 +277,8 @@ class TaggingAdapter(FormatAdapter):
         return out
 
     def collate(self, feats):
-        ids = _pad([f["input_ids"] for f in feats], self.tok.pad_token_id)
-        labels = _pad([f["labels"] for f in feats], IGNORE)
+        ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
+        labels = pad_sequences([f["labels"] for f in feats], IGNORE)
         return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
                      {"labels": labels}, [f["ex"] for f in feats])
 
@@ -285,7 +294,6 @@ class TaggingAdapter(FormatAdapter):
         return [[words[i][j] for j in range(len(ex.words))] for i, ex in enumerate(examples)]
 
     def score(self, predictions, examples, result, lang, mode):
-        from xlrepro.metrics import tagging_f1, token_accuracy
         gold = [ex.tags for ex in examples]
         out = dict(tagging_f1(predictions, gold, mode=mode))
         out["token_accuracy"] = token_accuracy(predictions, gold)["accuracy"]
@@ -306,3 +314,6 @@ def adapter_for(task, tokenizer, max_len, train_cfg) -> FormatAdapter:
     if task.format not in ADAPTERS:
         raise ValueError(f"task {task.name}: format {task.format.value} has no trainable head")
     return ADAPTERS[task.format](task, tokenizer, max_len, train_cfg)
+
+
+# the old private names, still imported by xlrepro.mlm and xlrepro.items

@@ -6,24 +6,10 @@ import json
 
 
 def ops_status() -> dict:
-    import torch
+    # xlrepro.ops imports torch: only when the status is asked for, so that `import xlrepro.info` stays light
+    from xlrepro.ops import status
 
-    from xlrepro.ops import _lib, families
-    from xlrepro.ops._dispatch import describe
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    ops = {}
-    for name, backends in families().items():
-        per_device = {}
-        for d in devices:
-            desc = describe(backends, d)
-            chosen = next((b for b, v in desc.items() if v["available"]), None)
-            per_device[d] = {"selected": chosen, "backends": desc}
-        ops[name] = per_device
-    from xlrepro.ops import screen
-
-    return {"extension_loaded": _lib.load(), "reason": _lib.unavailable_reason(), "build": _lib.build_info(),
-            "ops": ops, "screens": {"bf16": screen.availability()}}
+    return status()
 
 
 def info() -> dict:

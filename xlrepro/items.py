@@ -77,12 +77,12 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
         return {"metric": "accuracy", "kind": "binary", "scores": [100.0 if p == g else 0.0 for p, g in zip(preds, labels)],
                 "predictions": preds, "labels": labels}
     if fmt == "span_qa":
-        from xlrepro.formats import _squad_data
+        from xlrepro.formats import squad_data
         from xlrepro.metrics import qa_score
 
         f1, em = [], []
         for e in examples:
-            s = qa_score({e.guid: preds.get(e.guid, "")}, _squad_data([e]), task=task.name, lang=lang, mode=mode)
+            s = qa_score({e.guid: preds.get(e.guid, "")}, squad_data([e]), task=task.name, lang=lang, mode=mode)
             f1.append(float(s["f1"]))
             em.append(float(s["exact_match"]))
         return {"metric": "f1", "kind": "mean", "scores": f1, "exact_match": em}

@@ -12,6 +12,7 @@ import csv
 import functools
 import importlib.resources
 from dataclasses import dataclass
+from typing import Any
 
 from xlrepro.errors import did_you_mean
 
@@ -56,7 +57,7 @@ class Language:
 
     def naming(self, scheme: str) -> str:
         """The language's name in an upstream naming scheme (used by task source templates)."""
-        value = {
+        value: Any = {
             "iso639_1": self.code,
             "iso639_3": self.iso639_3,
             "tatoeba": self.tatoeba_code,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from xlrepro.data.io import lines, read_text
-from xlrepro.formats import Batch, _pad
+from xlrepro.formats import Batch, pad_sequences as _pad
 from xlrepro.train import Stream, train
 from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from xlrepro.models.config_json import model_config_json  # noqa: F401  (its callers import it here)
 from xlrepro.data.types import Format
 
 
@@ -228,7 +229,7 @@ def model_identity(model_cfg) -> dict:
     import hashlib
     import re
 
-    from xlrepro.runs import file_sha256
+    from xlrepro.data.io import sha256_file as file_sha256
 
     if model_cfg.init_config is not None:
         return {"kind": "init_config"}
@@ -265,27 +266,3 @@ def model_identity(model_cfg) -> dict:
                     how = f"unresolved ({type(e).__name__})"
         _IDENTITY[key] = {"kind": "hub", "repo": name, "revision": rev or "main", "commit": commit, "resolved_by": how}
     return dict(_IDENTITY[key])
-
-
-def model_config_json(model_cfg) -> dict | None:
-    """The encoder's ``config.json``: from a local folder, or from the Hugging Face cache of a Hub
-    id (no network); None when neither has it."""
-    folder = Path(model_cfg.name_or_path)
-    path = folder / "config.json" if folder.is_dir() else None
-    if path is None:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            hit = try_to_load_from_cache(model_cfg.name_or_path, "config.json", revision=model_cfg.revision)
-            path = Path(hit) if isinstance(hit, str) else None
-        except Exception:  # noqa: BLE001 - not a valid repo id, no cache
-            path = None
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        from xlrepro.errors import DataFormatError
-
-        raise DataFormatError(path, f"not a readable JSON model config ({e})") from None
-    return data if isinstance(data, dict) else None

@@ -14,6 +14,7 @@ import math
 import yaml
 
 from xlrepro.errors import ConfigError
+from xlrepro.tasks import all_tasks
 
 TAGS = ("C", "S", "R", "D")
 ENTRY_KEYS = {"system", "task", "metric", "value", "tag", "source", "tolerance", "language", "note", "status"}
@@ -114,8 +115,6 @@ def paper_languages(benchmark: str | None, task: str, split: str) -> list[str] |
     without a benchmark, or a name that is not a registry task, such as ``xtreme_score``)."""
     if benchmark is None:
         return None
-    from xlrepro.tasks import all_tasks
-
     spec = all_tasks().get(task)
     bench = spec.benchmark_for(benchmark) if spec is not None else None
     return None if bench is None else spec.split_languages(split, bench)

@@ -35,6 +35,9 @@ from pathlib import Path
 
 from xlrepro import distributed as dist
 from xlrepro.config import config_hash
+from xlrepro.data import io as dataio
+from xlrepro.errors import ConfigError
+from xlrepro.info import ops_status
 
 
 def tmp_path(path: Path) -> Path:
@@ -61,7 +64,7 @@ def atomic_write_json(path: Path, obj) -> None:
 # ---------------------------------------------------------------------- one writer per folder
 
 
-_HELD: dict[str, "FolderLock"] = {}  # lock file -> the lock this process holds on it
+_HELD: dict[str, FolderLock] = {}  # lock file -> the lock this process holds on it
 
 
 class FolderLock:
@@ -84,7 +87,7 @@ class FolderLock:
             return "another process"
         return f"pid {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         import fcntl
 
         key = str(self.path.resolve())
@@ -106,8 +109,6 @@ class FolderLock:
                     raise
             if time.monotonic() - t0 > timeout:
                 os.close(fd)
-                from xlrepro.errors import ConfigError
-
                 raise ConfigError(f"{self.folder}: this {self.what} is in use by {self.holder()}; gave up after "
                                   f"{timeout:g} s (XLREPRO_LOCK_TIMEOUT). Wait for it, or use another --out")
             if not said:
@@ -137,7 +138,7 @@ class FolderLock:
         self._fd = None
         _HELD.pop(str(self.path.resolve()), None)
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -151,13 +152,11 @@ _SHA256: dict[tuple, str] = {}
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's content, computed once per process for each (path, mtime, size)."""
-    from xlrepro.data.io import sha256_file
-
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _SHA256:
-        _SHA256[key] = sha256_file(p)
+        _SHA256[key] = dataio.sha256_file(p)
     return _SHA256[key]
 
 
@@ -311,7 +310,7 @@ def installed_distributions() -> dict[str, str]:
     """name -> version of every installed distribution (what `pip freeze` lists)."""
     out = {}
     for d in importlib.metadata.distributions():
-        name = d.metadata.get("Name")
+        name = d.name  # the metadata's Name (None for a broken install)
         if name:
             out[name.lower()] = d.version
     return dict(sorted(out.items()))
@@ -319,11 +318,9 @@ def installed_distributions() -> dict[str, str]:
 
 def provenance(seed: int | None = None) -> dict:
     """Code, environment, hardware and extension build of this process (for every results file)."""
-    import torch
+    import torch  # imported when a run records its provenance: `import xlrepro.runs` stays light
 
-    from xlrepro.info import ops_status
-
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("xlrepro", "torch", "transformers", "tokenizers", "datasets", "numpy", "safetensors", "deepspeed"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)

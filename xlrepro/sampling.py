@@ -84,7 +84,7 @@ def split_volume(total: int, sizes: dict[str, int]) -> dict[str, int]:
 class MixSampler:
     """With probability ``ratio`` the next micro-batch is MLM; otherwise the task sampler decides."""
 
-    def __init__(self, tasks: "TaskSampler | None", ratio: float, seed: int, mlm_task: str = "mlm"):
+    def __init__(self, tasks: TaskSampler | None, ratio: float, seed: int, mlm_task: str = "mlm"):
         self.tasks, self.ratio, self.mlm_task = tasks, ratio, mlm_task
         self._rng = np.random.default_rng([seed, 0x313])
         self.method = f"mlm_mix({ratio})+" + (tasks.method if tasks else "single")

@@ -35,9 +35,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from xlrepro.data.types import Format
+from xlrepro.data.types import Format, qa_ids
 from xlrepro.metrics.evaluate import task_file_extension
 from xlrepro.runs import atomic_write_json, atomic_write_text
 from xlrepro.tasks.registry import get_task
@@ -46,28 +46,6 @@ from xlrepro.tasks.registry import get_task
 def submission_path(folder: str | Path, task: str, split: str, lang: str) -> Path:
     """``<folder>/<task>/<split>-<lang>.<ext>``."""
     return Path(folder) / task / f"{split}-{lang}.{task_file_extension(task)}"
-
-
-def qa_ids(examples: Sequence, raw: Sequence[dict] | None) -> list[str]:
-    """The official question ids of span-QA examples, in example order.
-
-    ``raw`` is the reader's ``ReadResult.raw`` (the file's ``data``, same question order as the
-    examples). Without it the guids are the ids (SQuAD, XQuAD, MLQA). A count mismatch or a
-    repeated id is an error: a submission keyed by them would silently lose answers.
-    """
-    if raw is None:
-        ids = [e.guid for e in examples]
-    else:
-        ids = [str(qa["id"]) for art in raw for para in art["paragraphs"] for qa in para.get("qas", [])]
-        if len(ids) != len(examples):
-            raise ValueError(f"qa_ids: the file's data has {len(ids)} questions but there are {len(examples)} "
-                             "examples; expected the reader's raw data of exactly these examples")
-    seen = set()
-    for i in ids:
-        if i in seen:
-            raise ValueError(f"qa_ids: question id {i!r} occurs twice; a submission keyed by id would lose an answer")
-        seen.add(i)
-    return ids
 
 
 def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = (), raw=None) -> str:

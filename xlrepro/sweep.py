@@ -232,7 +232,7 @@ class Runner:
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
         from xlrepro.study import stats
-        from xlrepro.study.spec import _load_cell_config
+        from xlrepro.study.spec import load_cell_config
         from xlrepro.items import collapse_check
 
         g = self.graph
@@ -255,7 +255,7 @@ class Runner:
                 return
             seeds.append(decision["next_seed"])
             over = cell.overrides + [f"seed={decision['next_seed']}", f"base_seed={ctx.base_seed}"]
-            cfg = _load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe,
+            cfg = load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe,
                                     g.extra_overrides)
             rctx = cell_context(Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device)
             items = cell_nodes(rctx, reseed_task=node.task)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from xlrepro.errors import ConfigError
 

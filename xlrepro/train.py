@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,60 +38,18 @@ from tqdm import tqdm
 from xlrepro import distributed as dist
 from xlrepro import tracking
 from xlrepro.config import TrainConfig
-from xlrepro.errors import DataFormatError, XlreproError
+from xlrepro.ds_engine import DeepSpeedEngine
+from xlrepro.errors import XlreproError
+from xlrepro.optim import atomic_torch_save, linear_schedule, param_groups, safe_load
+from xlrepro.packing import plan_packed_batches
+from xlrepro.runs import rewind_log
+
 
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decoupled weight decay, none on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def linear_schedule(warmup_proportion: float, total_steps: int) -> Callable[[int], float]:
-    """Linear warm-up over ``warmup_proportion`` of the steps, then linear decay to 0."""
-    warmup = int(warmup_proportion * total_steps)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return schedule
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    from xlrepro.runs import tmp_path
-
-    tmp = tmp_path(path)  # unique to this process: two writers never share a temporary file
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def safe_load(path: Path, what: str = "checkpoint"):
-    """``torch.load(path, weights_only=True)``: tensors and plain Python values only, never code.
-
-    A file that needs more (a planted pickle, or a checkpoint of an older xlrepro that pickled
-    NumPy objects) is refused with an error naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).split("\n")[0][:300]
-        raise DataFormatError(path, f"refused to load this {what}: it holds more than tensors and plain values "
-                                    f"(loaded with weights_only=True; {reason}). Remove it if you did not write it; "
-                                    "the run then starts this phase again") from None
 
 
 class TorchEngine:
@@ -120,7 +79,7 @@ class TorchEngine:
         return float(norm)
 
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -133,7 +92,7 @@ class TorchEngine:
         return (Path(run_dir) / "checkpoint.pt").exists()
 
     def save_checkpoint(self, run_dir: Path, client_state: dict, rng: dict) -> None:
-        _atomic_torch_save({"model": self.model.state_dict(), "engine": self.state_dict(), "loop": client_state,
+        atomic_torch_save({"model": self.model.state_dict(), "engine": self.state_dict(), "loop": client_state,
                             "rng": rng}, Path(run_dir) / "checkpoint.pt")
 
     def load_checkpoint(self, run_dir: Path) -> tuple[dict, dict] | None:
@@ -164,8 +123,6 @@ def make_engine(model, cfg: TrainConfig, total_steps: int):
                                "with several ranks use train.engine=deepspeed")
         return TorchEngine(model, cfg, total_steps)
     if cfg.engine == "deepspeed":
-        from xlrepro.ds_engine import DeepSpeedEngine
-
         return DeepSpeedEngine(model, cfg, total_steps)
     raise ValueError(f"unknown engine {cfg.engine!r}")
 
@@ -224,8 +181,6 @@ def _epoch_batches(stream: Stream, cfg: TrainConfig, seed: int, epoch: int) -> l
     permutation, or, with ``cfg.token_budget``, token-budget batches (first-fit decreasing inside
     shuffled windows, so batch composition stays random; ``xlrepro.packing.plan_packed_batches``)."""
     if cfg.token_budget:
-        from xlrepro.packing import plan_packed_batches
-
         return plan_packed_batches(stream.lengths(), cfg.token_budget, cfg.packing_window, seed, epoch)
     order = _epoch_order(len(stream.feats), seed, epoch)
     return [order[k:k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
@@ -251,7 +206,7 @@ def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int
 
 def _rng_state() -> dict:
     """torch, Python and NumPy RNG states as tensors and plain values (loadable with weights_only=True)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = typing.cast(tuple, np.random.get_state())  # the legacy tuple form
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
@@ -306,11 +261,9 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
             sampler.load_state(state.sampler)
         _set_rng_state(rng)
         if main:
-            from xlrepro.runs import rewind_log
-
             rewind_log(run_dir / "log.jsonl", state.step)  # the replayed steps are logged once, again
         log_main({"event": "resume", "step": state.step, "micro": state.micro})
-    saved = {"step": state.step if resumed is not None else None, "time": time.time()}
+    saved: dict[str, Any] = {"step": state.step if resumed is not None else None, "time": time.time()}
 
     def save_checkpoint():
         state.sampler = sampler.state() if sampler is not None else None
@@ -340,7 +293,7 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
             state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
             weights = engine.full_state_dict()
             if main:
-                _atomic_torch_save(weights, best_path)
+                atomic_torch_save(weights, best_path)
             dist.barrier()
         else:
             state.evals_since_best += 1

@@ -4,7 +4,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from xlrepro.config import load_config
+from xlrepro.data import lock as lockmod, prepare, verify
+from xlrepro.data.prepare import Preparer, config_tasks, mirrors_from, task_source
+from xlrepro.data.verify import verify_task
 from xlrepro.errors import ConfigError
+from xlrepro.tasks import get_task
 
 
 def add_arguments(s) -> None:
@@ -26,15 +31,10 @@ def add_arguments(s) -> None:
 
 def _targets(a):
     """(task names, config or None, data root, languages)."""
-    from xlrepro.tasks import get_task
-
     names = [n for n in a.names if "=" not in n]
     overrides = [n for n in a.names if "=" in n] + list(getattr(a, "overrides", []) or [])
     cfg = None
     if a.config:
-        from xlrepro.config import load_config
-        from xlrepro.data.prepare import config_tasks
-
         cfg = load_config(a.config, overrides)
         if not names:
             names = config_tasks(cfg)
@@ -61,13 +61,8 @@ def _task_dir(cfg, root: Path, task: str) -> Path:
 
 
 def run(a) -> int:
-    from xlrepro.data import lock as lockmod
-    from xlrepro.tasks import get_task
-
     names, cfg, root, langs = _targets(a)
     if a.action == "prepare":
-        from xlrepro.data.prepare import Preparer, mirrors_from, render, task_source
-
         xtreme = Path(a.xtreme) if a.xtreme else None
         if xtreme is not None and not xtreme.is_dir():
             raise ConfigError(f"--xtreme {xtreme}: not a folder (expected XTREME's download/ folder)")
@@ -77,13 +72,11 @@ def run(a) -> int:
         for name in names:
             src = a.source or task_source(cfg, name)
             reports += prep.prepare(get_task(name), _task_dir(cfg, root, name), src, xtreme)
-        print(render(reports, root))
+        print(prepare.render(reports, root))
         manual = [r for r in reports if r.manual]
         for r in manual:
             print(f"xlrepro: error: task {r.task} needs a manual step: {r.manual}", file=sys.stderr)
         return 2 if manual else 0
-    from xlrepro.data.verify import facts_status, render, verify_task
-
     if not root.is_dir():
         raise ConfigError(f"data verify: the data root {root} does not exist; run `xlrepro data prepare` first")
     lock = lockmod.load(root)
@@ -94,6 +87,6 @@ def run(a) -> int:
         rows += verify_task(spec, _task_dir(cfg, root, name), root, lock, langs, src)
         for c in (spec.components or (name,)):
             sources[c] = (get_task(c).sizes or {}).get("source")
-            checks[c] = facts_status(get_task(c))
-    print(render(rows, sources, checks))
+            checks[c] = verify.facts_status(get_task(c))
+    print(verify.render(rows, sources, checks))
     return 1 if any(r.problem for r in rows) else 0

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from xlrepro.errors import DataFormatError
 

@@ -40,9 +40,10 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 from xlrepro.data import lock as lockmod
-from xlrepro.data.fetch import download, sha256_of
+from xlrepro.data.fetch import DownloadError, download, sha256_of
 from xlrepro.data.hub import prepared_dir
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
+from xlrepro.tasks import get_task
 
 DOWNLOADS = ".downloads"
 
@@ -64,8 +65,6 @@ class TaskReport:
 def config_tasks(cfg) -> list[str]:
     """Every task a config reads: intermediate, target (with their English training and dev
     sources) and retrieval tasks, in that order, without repeats."""
-    from xlrepro.tasks import get_task
-
     out: list[str] = []
 
     def add(name):
@@ -223,8 +222,6 @@ class Preparer:
 
     # one task ----------------------------------------------------------
     def prepare(self, spec, task_dir: Path, source: str = "local", xtreme: Path | None = None) -> list[TaskReport]:
-        from xlrepro.tasks import get_task
-
         if spec.components:
             reps = []
             for comp in spec.components:
@@ -394,8 +391,6 @@ class Preparer:
             except XlreproError:
                 raise
             except Exception as e:  # huggingface_hub's HTTP and repository errors share no base class with ours
-                from xlrepro.data.fetch import DownloadError
-
                 raise DownloadError(f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
                                     f"did not serve {repo} (languages {', '.join(these)}): {type(e).__name__}: {e}"
                                     ) from None

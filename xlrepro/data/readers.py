@@ -9,7 +9,7 @@ Skipping is allowed only by a documented rule and is counted in ``ReadResult.ski
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
 from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, MultipleChoiceExample, ReadResult,
@@ -34,7 +34,7 @@ def get_reader(name: str) -> Callable[..., ReadResult]:
     return READERS[name]
 
 
-def _check_label(label: str, labels, path, line, field="label"):
+def check_label(label: str, labels, path, line, field="label"):
     if labels is not None and label not in labels:
         raise DataFormatError(path, f"unknown label {label!r}; expected one of {list(labels)}", line=line, field=field)
     return label
@@ -61,7 +61,7 @@ def read_xtreme_pair_tsv(paths, labels=None, **_) -> ReadResult:
                                             f"tab-separated columns, got {ncols}", line=i)
         elif len(fields) != ncols:
             raise DataFormatError(path, f"expected {ncols} tab-separated columns like line 1, got {len(fields)}", line=i)
-        label = _check_label(fields[2].strip(), labels, path, i) if ncols == 3 else None
+        label = check_label(fields[2].strip(), labels, path, i) if ncols == 3 else None
         out.append(ClassificationExample(f"{Path(path).name}:{i}", fields[0], fields[1], label))
     return ReadResult(out, {str(path): digest})
 
@@ -88,7 +88,7 @@ def read_glue_mnli_tsv(paths, labels=None, **_) -> ReadResult:
     for i, f in rows[1:]:
         if len(f) != len(header):
             raise DataFormatError(path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}", line=i)
-        label = _check_label(f[il], labels, path, i, "gold_label") if has_label else None
+        label = check_label(f[il], labels, path, i, "gold_label") if has_label else None
         guid = f[header.index("pairID")] if "pairID" in header else f"{Path(path).name}:{i}"
         out.append(ClassificationExample(guid, f[i1], f[i2], label))
     return ReadResult(out, {str(path): digest})
@@ -111,7 +111,7 @@ def read_multinli_jsonl(paths, labels=None, **_) -> ReadResult:
         if label == "-":
             skipped += 1
             continue
-        _check_label(label, labels, path, i, "gold_label")
+        check_label(label, labels, path, i, "gold_label")
         out.append(ClassificationExample(str(obj.get("pairID", f"{Path(path).name}:{i}")), s1, s2, label))
     return ReadResult(out, {str(path): digest}, {"gold_label '-' (no majority)": skipped} if skipped else {})
 
@@ -310,7 +310,7 @@ def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadR
         expect += 1
         if upos == "_" or not upos:
             raise DataFormatError(path, "missing UPOS tag", line=i, field="UPOS")
-        _check_label(upos, labels, path, i, "UPOS")
+        check_label(upos, labels, path, i, "UPOS")
         if fused_forms and span is not None and n <= span[1]:
             if n == span[0]:
                 tags[-1] = upos
@@ -362,7 +362,7 @@ def read_xtreme_tag_tsv(paths, labels=None, **_) -> ReadResult:
                                         + ("'word<TAB>tag'" if labelled else "'word'"), line=i)
         words.append(cols[0])
         if has:
-            tags.append(_check_label(cols[1], labels, path, i, "tag"))
+            tags.append(check_label(cols[1], labels, path, i, "tag"))
     return ReadResult(out, {str(path): digest})
 
 

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 from xlrepro.data.io import lines, read_jsonl, read_text, require
-from xlrepro.data.readers import _check_label, reader
+from xlrepro.data.readers import check_label, reader
 from xlrepro.data.types import ClassificationExample, MultipleChoiceExample, ReadResult, TaggingExample
 from xlrepro.errors import DataFormatError
 
@@ -40,7 +40,7 @@ def read_anli_jsonl(paths, labels=None, **_) -> ReadResult:
         if letter not in ANLI_LABELS:
             raise DataFormatError(path, f"unknown label {letter!r}; expected one of {list(ANLI_LABELS)}",
                                   line=i, field="label")
-        out.append(ClassificationExample(uid, premise, hyp, _check_label(ANLI_LABELS[letter], labels, path, i)))
+        out.append(ClassificationExample(uid, premise, hyp, check_label(ANLI_LABELS[letter], labels, path, i)))
     return ReadResult(out, {str(path): digest})
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from xlrepro import languages as langtab
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
-from xlrepro.data.readers import _check_label, read_squad_json, reader
+from xlrepro.data.readers import check_label, read_squad_json, reader
 from xlrepro.data.types import (BitextExample, ClassificationExample, EntityMentionExample, QASentencePool, ReadResult,
                                 TaggingExample)
 from xlrepro.errors import DataFormatError
@@ -62,7 +62,7 @@ def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sent
                                   line=i, field=header[len(f)] if len(f) < len(header) else None)
         if "language" in idx and f[idx["language"]] != src_lang:
             continue
-        lab = _check_label(f[il], labels, path, i, label_column) if il is not None else None
+        lab = check_label(f[il], labels, path, i, label_column) if il is not None else None
         guid = f[idx["id"]] if "id" in idx else f"{Path(path).name}:{i}"
         out.append(ClassificationExample(guid, f[idx["text_a"]], f[idx["text_b"]] if "text_b" in idx else None, lab))
     if "language" in idx and not out:
@@ -81,7 +81,7 @@ def read_xnli_original_jsonl(paths, src_lang: str = "", labels=None, **_) -> Rea
             continue
         s1 = require(obj, "sentence1", str, path, i)
         s2 = require(obj, "sentence2", str, path, i)
-        lab = _check_label(require(obj, "gold_label", str, path, i), labels, path, i, "gold_label")
+        lab = check_label(require(obj, "gold_label", str, path, i), labels, path, i, "gold_label")
         out.append(ClassificationExample(str(obj.get("pairID", f"{Path(path).name}:{i}")), s1, s2, lab))
     if not out:
         raise DataFormatError(path, f"no row with language = {src_lang!r}", field="language")
@@ -117,7 +117,7 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
             raise DataFormatError(path, f"expected the token to start with '{src_lang or '<lang>'}:', got {cols[0]!r}",
                                   line=i, field="token")
         words.append(token)
-        tags.append(_check_label(cols[1].strip(), labels, path, i, "tag"))
+        tags.append(check_label(cols[1].strip(), labels, path, i, "tag"))
     return ReadResult(out, {str(path): digest})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 
 class Format(str, enum.Enum):
@@ -147,3 +148,25 @@ class ReadResult:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+
+def qa_ids(examples: Sequence, raw: Sequence[dict] | None) -> list[str]:
+    """The official question ids of span-QA examples, in example order.
+
+    ``raw`` is the reader's ``ReadResult.raw`` (the file's ``data``, same question order as the
+    examples). Without it the guids are the ids (SQuAD, XQuAD, MLQA). A count mismatch or a
+    repeated id is an error: a submission keyed by them would silently lose answers.
+    """
+    if raw is None:
+        ids = [e.guid for e in examples]
+    else:
+        ids = [str(qa["id"]) for art in raw for para in art["paragraphs"] for qa in para.get("qas", [])]
+        if len(ids) != len(examples):
+            raise ValueError(f"qa_ids: the file's data has {len(ids)} questions but there are {len(examples)} "
+                             "examples; expected the reader's raw data of exactly these examples")
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"qa_ids: question id {i!r} occurs twice; a submission keyed by id would lose an answer")
+        seen.add(i)
+    return ids

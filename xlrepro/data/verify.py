@@ -19,6 +19,7 @@ from pathlib import Path
 from xlrepro.data import lock as lockmod
 from xlrepro.data.prepare import count_examples
 from xlrepro.errors import ConfigError, DataFormatError
+from xlrepro.tasks import get_task
 
 
 @dataclass
@@ -44,8 +45,6 @@ def expected_count(spec, split: str, lang: str) -> int | None:
 
 
 def verify_task(spec, task_dir: Path, root: Path, lock: dict, languages=None, source: str = "local") -> list[Row]:
-    from xlrepro.tasks import get_task
-
     if spec.components:
         return [r for c in spec.components for r in verify_task(get_task(c), task_dir / c, root, lock, languages, source)]
     rows = []

@@ -64,7 +64,7 @@ def average_precision_at_k(ranked: Sequence[Union[int, str]], targets: Iterable,
     return score / divisor
 
 
-def _xling_set(value) -> frozenset:
+def xling_set(value) -> frozenset:
     if value is None:
         return frozenset()
     if isinstance(value, str):
@@ -119,7 +119,7 @@ def lareqa_map_at_k(question_embeddings, candidate_embeddings, question_xling_id
         raise ValueError(f"lareqa_map_at_k: {len(candidate_xling_ids)} candidate ids for {C.shape[0]} candidates")
     by_xling: Dict[str, List[int]] = {}
     for c, value in enumerate(candidate_xling_ids):
-        for x in _xling_set(value):
+        for x in xling_set(value):
             by_xling.setdefault(x, []).append(c)
     ap_scores = []
     for qi, xling_id in enumerate(question_xling_ids):
@@ -289,3 +289,5 @@ def mewslix_evaluate_all(per_lang_predictions: Mapping[str, Optional[Mapping[str
     if missing_langs:
         add_note(result, f"no predictions for {', '.join(missing_langs)}: scored 0")
     return result
+
+

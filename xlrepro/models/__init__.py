@@ -88,7 +88,7 @@ def resolve_family(model_cfg) -> Family:
     if model_cfg.init_config is not None:
         raise ConfigError("model.family: 'auto' needs a model to read config.json from; a model built from "
                           f"model.init_config names its family: one of {list(FAMILIES)}")
-    from xlrepro.model import model_config_json
+    from xlrepro.models.config_json import model_config_json
 
     config = model_config_json(model_cfg)
     if config is not None:
@@ -110,7 +110,7 @@ def config_dict(model_cfg, vocab_size: int | None = None) -> tuple[Family, dict]
         if vocab_size:
             c["vocab_size"] = vocab_size
         return fam, c
-    from xlrepro.model import model_config_json
+    from xlrepro.models.config_json import model_config_json
 
     config = model_config_json(model_cfg)
     if config is not None:

@@ -6,6 +6,8 @@ raises an error that lists every backend with its reasons. ``families()`` feeds 
 """
 from __future__ import annotations
 
+from xlrepro.ops import _dispatch, _lib
+from xlrepro.ops import screen as _screen
 from xlrepro.ops._dispatch import BackendUnavailable
 from xlrepro.ops import attention as _attention
 from xlrepro.ops import pooling as _pooling
@@ -28,6 +30,24 @@ def families() -> dict:
     return dict(_FAMILIES)
 
 
+def status() -> dict:
+    """Which backend each op family selects on every visible device, with each backend's reasons,
+    the compiled extension's state and build record, and the screens' availability (``xlrepro info``)."""
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    ops = {}
+    for name, backends in families().items():
+        per_device = {}
+        for d in devices:
+            desc = _dispatch.describe(backends, d)
+            chosen = next((b for b, v in desc.items() if v["available"]), None)
+            per_device[d] = {"selected": chosen, "backends": desc}
+        ops[name] = per_device
+    return {"extension_loaded": _lib.load(), "reason": _lib.unavailable_reason(), "build": _lib.build_info(),
+            "ops": ops, "screens": {"bf16": _screen.availability()}}
+
+
 __all__ = ["BackendUnavailable", "masked_mean_pool", "masked_mean_pool_reference", "families",
-           "knn", "knn_both", "margin_mine",
+           "knn", "knn_both", "margin_mine", "status",
            "varlen_attention", "varlen_attention_reference", "varlen_attention_backend", "unpad_input", "pad_input"]

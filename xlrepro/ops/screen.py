@@ -414,11 +414,30 @@ def _upper(v: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return v + BF16_OUT * v.abs() + B + (v.abs() + B) * 1e-9
 
 
+def topk_lowest_index(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of every row of ``S`` by score descending, equal scores by lowest column index.
+
+    ``torch.topk`` does not specify the order of ties, so: take the k-th largest value, keep every
+    entry >= it (k or more per row), and order those by (row, -score, column) with stable sorts."""
+    n = S.shape[0]
+    kth = S.topk(k, dim=1).values[:, -1:]
+    cand = S >= kth
+    r, c = cand.nonzero(as_tuple=True)  # row-major: columns ascending within a row
+    s = S[r, c]
+    o = torch.sort(s, descending=True, stable=True).indices
+    r, c, s = r[o], c[o], s[o]
+    o = torch.sort(r, stable=True).indices
+    c, s = c[o], s[o]
+    counts = cand.sum(1)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = (starts[:, None] + torch.arange(k, device=S.device)[None, :]).reshape(-1)
+    return s[pos].reshape(n, k), c[pos].reshape(n, k)
+
+
 # ----------------------------------------------------------------------------- driver
 
 def _exact_rows(X, Y, rows: torch.Tensor, k: int, br: int, bc: int, group: int, min_other: int):
     """Reference top-k of the given rows, recomputed in chunks of rows over the column tiles."""
-    from xlrepro.ops.similarity import topk_lowest_index
     M = Y.shape[0]
     vs, is_ = torch.empty((rows.numel(), k)), torch.empty((rows.numel(), k), dtype=torch.long)
     for a in range(0, rows.numel(), br):
@@ -429,7 +448,6 @@ def _exact_rows(X, Y, rows: torch.Tensor, k: int, br: int, bc: int, group: int, 
 
 
 def _exact_cols(X, Y, cols: torch.Tensor, k: int, br: int, bc: int, group: int, min_other: int):
-    from xlrepro.ops.similarity import topk_lowest_index
     N = X.shape[0]
     vs, is_ = torch.empty((cols.numel(), k)), torch.empty((cols.numel(), k), dtype=torch.long)
     for a in range(0, cols.numel(), bc):

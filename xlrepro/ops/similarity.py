@@ -58,6 +58,7 @@ import torch
 
 from xlrepro.ops import _dispatch, _lib
 from xlrepro.ops import screen as _screen
+from xlrepro.ops.screen import topk_lowest_index
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 SIMILARITIES = ("cosine", "dot")
@@ -160,26 +161,6 @@ def _tiles(X: torch.Tensor, Y: torch.Tensor, rows: tuple[int, int], cols: tuple[
         xb = X[r0:min(r0 + br, r_hi)]
         out.append(torch.cat([xb @ Y[c0:min(c0 + bc, c_hi)].T for c0 in range(c_lo, c_hi, bc)], dim=1))
     return torch.cat(out, dim=0)
-
-
-def topk_lowest_index(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of every row of ``S`` by score descending, equal scores by lowest column index.
-
-    ``torch.topk`` does not specify the order of ties, so: take the k-th largest value, keep every
-    entry >= it (k or more per row), and order those by (row, -score, column) with stable sorts."""
-    n = S.shape[0]
-    kth = S.topk(k, dim=1).values[:, -1:]
-    cand = S >= kth
-    r, c = cand.nonzero(as_tuple=True)  # row-major: columns ascending within a row
-    s = S[r, c]
-    o = torch.sort(s, descending=True, stable=True).indices
-    r, c, s = r[o], c[o], s[o]
-    o = torch.sort(r, stable=True).indices
-    c, s = c[o], s[o]
-    counts = cand.sum(1)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = (starts[:, None] + torch.arange(k, device=S.device)[None, :]).reshape(-1)
-    return s[pos].reshape(n, k), c[pos].reshape(n, k)
 
 
 def knn_both_reference(x: torch.Tensor, y: torch.Tensor, k_rows: int, k_cols: int | None = None,

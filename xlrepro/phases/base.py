@@ -18,7 +18,7 @@ from xlrepro.runs import Run, atomic_write_json
 class Node:
     """One run of the graph. ``key``: the sha256 of its spec; ``upstream``: the key of the node whose
     encoder it starts from (None: the base model)."""
-    phase: "Phase"
+    phase: Phase
     spec: dict
     key: str
     upstream: str | None

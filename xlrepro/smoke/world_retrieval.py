@@ -21,10 +21,10 @@ import random
 from pathlib import Path
 
 from xlrepro import languages as langtab
-from xlrepro.smoke import world as W
+from xlrepro.smoke import grammar as W
 
 
-def _clause_with_offsets(lang: "W.Language", c: "W.Clause") -> tuple[str, dict]:
+def _clause_with_offsets(lang: W.Language, c: W.Clause) -> tuple[str, dict]:
     """The clause's text and the [start, end) character span of its subject and object NPs."""
     parts = {"S": lang.np(c.subj), "V": [(lang.word(c.verb), "VERB")], "O": lang.np(c.obj)}
     words, spans, pos = [], {}, 0
@@ -37,7 +37,7 @@ def _clause_with_offsets(lang: "W.Language", c: "W.Clause") -> tuple[str, dict]:
     return " ".join(words) + " .", spans
 
 
-def _entity_clause(rng: random.Random, np: "W.NP", p_num: float = 0.0) -> tuple["W.Clause", str]:
+def _entity_clause(rng: random.Random, np: W.NP, p_num: float = 0.0) -> tuple[W.Clause, str]:
     """A clause with ``np`` as subject (person/animal) or object (food/tool); returns (clause, slot)."""
     cls = W.noun_class(np.noun)
     np = W.NP(np.noun, np.adj, rng.choice(W.NUMBERS) if rng.random() < p_num else None)
@@ -77,7 +77,7 @@ def _lareqa(root: Path, langs: dict, rng: random.Random, n_par: int) -> None:
                                 "answers": [{"text": s[a0:a1], "answer_start": start + a0}]})
                 out_paras.append({"context": context, "sentences": sents, "sentence_breaks": breaks, "qas": qas})
             data.append({"title": f"smoke-lareqa-{a}", "paragraphs": out_paras})
-        W._atomic_write(root / "lareqa" / "xquad-r" / f"{code}.json",
+        W.atomic_write(root / "lareqa" / "xquad-r" / f"{code}.json",
                         json.dumps({"version": "1.1", "data": data}, ensure_ascii=False))
 
 
@@ -98,7 +98,7 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
                       "description_url": f"https://{lang.code}.wikipedia.org/wiki/Smoke_{qid[e]}",
                       "sentence_spans": [{"start": 0, "end": len(first)},
                                          {"start": len(first) + 1, "end": len(desc)}]}
-    W._atomic_write(root / "mewslix" / "candidate_set_entities.jsonl",
+    W.atomic_write(root / "mewslix" / "candidate_set_entities.jsonl",
                     "\n".join(json.dumps(records[e], ensure_ascii=False) for e in entities) + "\n")
 
     seen = entities[:]
@@ -118,7 +118,7 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
                    "entity_id": qid[e]}
             rows.append(json.dumps({"contextual_mention": {"context": ctx, "mention": men}, "entity": records[e]},
                                    ensure_ascii=False))
-        W._atomic_write(root / "mewslix_wikipedia" / f"wikipedia_pairs-{split}.jsonl", "\n".join(rows) + "\n")
+        W.atomic_write(root / "mewslix_wikipedia" / f"wikipedia_pairs-{split}.jsonl", "\n".join(rows) + "\n")
 
     codes = [c for c in langs if c in langtab.languages_for("Mewsli-X", "xtreme_r")]
     for split, n in (("dev", n_dev_articles), ("test", n_articles)):
@@ -147,7 +147,7 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
                                                "mention_url": f"https://{code}.wikinews.org/wiki?curid={i}",
                                                "bin_name": "smoke"}}
                                  for a, b, q, j in mentions]}, ensure_ascii=False))
-        W._atomic_write(root / "mewslix" / f"wikinews_mentions-{split}.jsonl", "\n".join(rows))  # no final newline
+        W.atomic_write(root / "mewslix" / f"wikinews_mentions-{split}.jsonl", "\n".join(rows))  # no final newline
 
 
 def generate_retrieval(root: str | Path, langs: dict, seed: int, n_train: int, n_dev: int, n_test: int) -> dict:

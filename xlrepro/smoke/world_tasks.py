@@ -14,7 +14,7 @@ files (and the pre-training corpus) byte-identical.
   labels/     <task>/test-xx.<ext>: the test labels withheld above, in the XTREME label layout
               that ``xlrepro score`` (and evaluate.py) reads
 
-The tasks reuse the latent grammar of ``world``:
+The tasks reuse the latent grammar of ``grammar``:
 
 - PAWS-X: a pair of clauses; paraphrase (1) = the same clause, non-paraphrase (0) = the same
   words reordered (subject and object swapped where the verb allows it, else their modifiers
@@ -22,7 +22,7 @@ The tasks reuse the latent grammar of ``world``:
 - PAN-X: a clause whose person subject may be a PER or ORG name and whose object may be a LOC
   name. Names are one- or two-word Latin strings shared by every language (as WikiANN's
   Latin-script names often are), tagged B-/I-; every other word is O.
-- MLQA, TyDiQA: the SQuAD generator of ``world`` (who/what questions about one clause).
+- MLQA, TyDiQA: the SQuAD generator of ``grammar`` (who/what questions about one clause).
 - Social IQa: a premise and three follow-ups about its object; only one follow-up's verb takes
   an object of that class.
 """
@@ -34,8 +34,9 @@ import random
 from pathlib import Path
 
 from xlrepro import languages as langtab
-from xlrepro.smoke.world import (NP, VERBS, Clause, Language, _atomic_write, _squad_article, noun_class, sample_clause,
+from xlrepro.smoke.grammar import (NP, VERBS, Clause, Language, atomic_write, squad_article, noun_class, sample_clause,
                                  sample_np, text, NOUNS)
+from xlrepro.tasks import get_task
 
 NAMES = {  # lower case: the smoke tokenizer learnt no capital letters
     "PER": ["anna berg", "boris", "carla mendez", "dmitri volk", "elif", "farid nasser", "greta", "hiro sato",
@@ -92,8 +93,6 @@ def paws_pair(rng: random.Random) -> tuple[Clause, Clause, str]:
 
 def _task_langs(task: str, langs: dict[str, Language]) -> dict[str, Language]:
     """The world's languages that the task has (as the real download has files for those only)."""
-    from xlrepro.tasks import get_task
-
     have = set(get_task(task).all_languages())
     return {c: l for c, l in langs.items() if c in have}
 
@@ -108,14 +107,14 @@ def _pawsx(root, langs, rng, n_train, n_dev, n_test) -> dict:
         return out, gold
 
     def write(path, lines):
-        _atomic_write(path, "\r\n".join(lines) + "\r\n")  # CRLF, as XTREME's
+        atomic_write(path, "\r\n".join(lines) + "\r\n")  # CRLF, as XTREME's
 
     write(root / "pawsx" / "train-en.tsv", rows(langs["en"], n_train, True)[0])
     for code, lang in _task_langs("pawsx", langs).items():
         write(root / "pawsx" / f"dev-{code}.tsv", rows(lang, n_dev, True)[0])
         test, gold = rows(lang, n_test, False)
         write(root / "pawsx" / f"test-{code}.tsv", test)
-        _atomic_write(root / "labels" / "pawsx" / f"test-{code}.tsv", "".join(f"{g}\n" for g in gold))
+        atomic_write(root / "labels" / "pawsx" / f"test-{code}.tsv", "".join(f"{g}\n" for g in gold))
     return {"train": n_train, "dev": n_dev, "test": n_test}
 
 
@@ -159,12 +158,12 @@ def _panx(root, langs, rng, n_train, n_dev, n_test) -> dict:
     def block(sents, with_tags):
         return "".join("".join(f"{w}\t{t}\n" if with_tags else f"{w}\n" for w, t in s) + "\n" for s in sents)
 
-    _atomic_write(root / "panx" / "train-en.tsv", block([ner_sentence(langs["en"], rng) for _ in range(n_train)], True))
+    atomic_write(root / "panx" / "train-en.tsv", block([ner_sentence(langs["en"], rng) for _ in range(n_train)], True))
     for code, lang in _task_langs("panx", langs).items():
-        _atomic_write(root / "panx" / f"dev-{code}.tsv", block([ner_sentence(lang, rng) for _ in range(n_dev)], True))
+        atomic_write(root / "panx" / f"dev-{code}.tsv", block([ner_sentence(lang, rng) for _ in range(n_dev)], True))
         test = [ner_sentence(lang, rng) for _ in range(n_test)]
-        _atomic_write(root / "panx" / f"test-{code}.tsv", block(test, False))
-        _atomic_write(root / "labels" / "panx" / f"test-{code}.tsv",
+        atomic_write(root / "panx" / f"test-{code}.tsv", block(test, False))
+        atomic_write(root / "labels" / "panx" / f"test-{code}.tsv",
                       "".join("".join(f"{t}\n" for _, t in s) + "\n" for s in test))
     return {"train": n_train, "dev": n_dev, "test": n_test}
 
@@ -174,7 +173,7 @@ def _panx(root, langs, rng, n_train, n_dev, n_test) -> dict:
 
 def _squad_file(lang: Language, rng: random.Random, n_questions: int, tag: str) -> dict:
     n_par = max(1, n_questions // 3)
-    arts = [_squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
+    arts = [squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
             for a in range((n_par + 9) // 10)]
     return {"version": "1.1", "data": arts}
 
@@ -183,7 +182,7 @@ def _mlqa(root, langs, rng, n_dev, n_test) -> dict:
     for code, lang in _task_langs("mlqa", langs).items():
         for split, n in (("dev", n_dev), ("test", n_test)):
             obj = _squad_file(lang, rng, n, f"mlqa-{split}-{code}")
-            _atomic_write(root / "mlqa" / "MLQA_V1" / split / f"{split}-context-{code}-question-{code}.json",
+            atomic_write(root / "mlqa" / "MLQA_V1" / split / f"{split}-context-{code}-question-{code}.json",
                           json.dumps(obj, ensure_ascii=False))
     return {"dev": n_dev, "test": n_test}
 
@@ -204,8 +203,8 @@ def _tydiqa(root, en: Language, seed: int, rng, n_train, n_test) -> dict:
         rng.shuffle(articles)  # the official files interleave the languages' articles
         return {"data": articles, "version": "TyDiQA-GoldP-1.1-for-SQuAD-1.1"}
 
-    _atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-train.json", json.dumps(mixed(n_train, "train"), ensure_ascii=False))
-    _atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-dev.json", json.dumps(mixed(n_test, "dev"), ensure_ascii=False))
+    atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-train.json", json.dumps(mixed(n_train, "train"), ensure_ascii=False))
+    atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-dev.json", json.dumps(mixed(n_test, "dev"), ensure_ascii=False))
     return {"train_en": n_train, "test_en": n_test, "other_languages": list(TYDIQA_OTHERS)}
 
 
@@ -233,5 +232,5 @@ def _socialiqa(root, en: Language, rng, n_train, n_dev) -> dict:
             rows.append(json.dumps({"context": text(en.clause(p)), "question": "What happens next?",
                                     "answerA": text(en.clause(answers[0])), "answerB": text(en.clause(answers[1])),
                                     "answerC": text(en.clause(answers[2])), "correct": "ABC"[label]}))
-        _atomic_write(root / "socialiqa" / fname, "\n".join(rows) + "\n")
+        atomic_write(root / "socialiqa" / fname, "\n".join(rows) + "\n")
     return {"train": n_train, "dev": n_dev}

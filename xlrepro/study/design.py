@@ -27,61 +27,10 @@ import copy
 import math
 
 from xlrepro.errors import ConfigError, did_you_mean
+from xlrepro.tasks.registry import DOMAIN_VALUES, RECIPE_PROTOCOLS, train_size  # noqa: F401  (the study reads them)
 
 ARMS = ("fixed-epochs", "fixed-steps")
 SELECTIONS = ("config", "scaled", "last")
-RECIPE_PROTOCOLS = ("jiant", "xtreme_r")
-DOMAIN_VALUES = ("in-domain", "shifted")
-
-
-# ---------------------------------------------------------------------- registry fields
-
-
-def check_task_study_fields(data: dict, where: str) -> None:
-    """Shape of the registry's ``recipe``, ``train_size`` and ``domain`` blocks."""
-    import dataclasses
-
-    from xlrepro.config import TrainConfig
-
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    for proto, rec in (data.get("recipe") or {}).items():
-        if proto not in RECIPE_PROTOCOLS:
-            raise ConfigError(f"{where}: recipe.{proto}: not one of {list(RECIPE_PROTOCOLS)}"
-                              f"{did_you_mean(proto, RECIPE_PROTOCOLS)}")
-        if not isinstance(rec, dict) or not isinstance(rec.get("source"), str) or not rec["source"]:
-            raise ConfigError(f"{where}: recipe.{proto}: expected a mapping of training settings with a 'source'")
-        for k in rec:
-            if k != "source" and k not in fields:
-                raise ConfigError(f"{where}: recipe.{proto}.{k}: not a training setting{did_you_mean(k, fields)}")
-    ts = data.get("train_size")
-    if ts:
-        n = ts.get("examples") if isinstance(ts, dict) else None
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not isinstance(ts.get("source"), str):
-            raise ConfigError(f"{where}: train_size: expected {{examples: positive integer, source: text}}, got {ts!r}")
-    dom = data.get("domain")
-    if dom:
-        if not isinstance(dom.get("reason"), str) or not dom["reason"]:
-            raise ConfigError(f"{where}: domain: a 'reason' is required")
-        for bench, v in dom.items():
-            if bench != "reason" and v not in DOMAIN_VALUES:
-                raise ConfigError(f"{where}: domain.{bench}: {v!r} is not one of {list(DOMAIN_VALUES)}")
-
-
-def train_size(task: str, cfg=None) -> tuple[int, str]:
-    """(English training examples, source) of ``task``: the registry's ``train_size``, the sum
-    over a composite task's components, or, in the smoke world, ``smoke.n_train`` per task."""
-    from xlrepro.tasks import get_task
-
-    spec = get_task(task)
-    if cfg is not None and getattr(cfg, "smoke", None) is not None:
-        k = max(1, len(spec.components))
-        return cfg.smoke.n_train * k, f"smoke world: smoke.n_train = {cfg.smoke.n_train} per task"
-    if spec.train_size:
-        return int(spec.train_size["examples"]), spec.train_size["source"]
-    if spec.components:
-        parts = [train_size(c) for c in spec.components]
-        return sum(n for n, _ in parts), "sum of " + ", ".join(spec.components)
-    raise ConfigError(f"task {task!r}: no train_size in xlrepro/tasks/{task}.yaml (needed to check volumes)")
 
 
 def check_volumes(cells, where: str) -> None:

@@ -812,11 +812,11 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
     with the run's spec hash and seed (a re-seeded run: its own seed) and the cell config's hash."""
     from xlrepro import languages as langtab
     from xlrepro.config import config_hash
-    from xlrepro.study.spec import _load_cell_config
+    from xlrepro.study.spec import load_cell_config
     from xlrepro.report import csv_rows, write_csv
 
     key_of = {Path(n["run_dir"]).name: k for k, n in desc["nodes"].items()}
-    cell_hash = {c["index"]: config_hash(_load_cell_config(spec.config, c["overrides"], f"{spec.name}: cell {c['index']}"))
+    cell_hash = {c["index"]: config_hash(load_cell_config(spec.config, c["overrides"], f"{spec.name}: cell {c['index']}"))
                  for c in desc["cells"]}
     seeds = {}
     for rid, info in a["runs"].items():

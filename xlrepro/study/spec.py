@@ -206,7 +206,7 @@ def load_spec(name_or_path: str) -> ExperimentSpec:
     return parse_spec(data, str(path))
 
 
-def _load_cell_config(base: str, overrides: list[str], where: str, recipe: str | None = None,
+def load_cell_config(base: str, overrides: list[str], where: str, recipe: str | None = None,
                       late: list[str] | tuple = (), provenance: dict | None = None) -> ExperimentConfig:
     """A cell's config: the base config, ``overrides`` (the spec's), then ``late`` (the command
     line's). With ``recipe`` the registry's per-task recipe sits under the spec's overrides
@@ -246,7 +246,7 @@ def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> lis
     extra = list(extra_overrides)
 
     def load(over, where, prov=None):
-        return _load_cell_config(spec.config, over, where, spec.recipe, extra, prov)
+        return load_cell_config(spec.config, over, where, spec.recipe, extra, prov)
 
     for v in spec.variants:
         base_over = list(spec.overrides) + list(v.overrides)

@@ -321,9 +321,7 @@ def _parse(data: dict, where: str) -> TaskSpec:
             raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
                               f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
     _check_dispatch_fields(data, where)
-    from xlrepro.study.design import check_task_study_fields
-
-    check_task_study_fields(data, where)
+    check_study_fields(data, where)
     return TaskSpec(**data)
 
 
@@ -429,6 +427,34 @@ def extra_task_dirs() -> tuple[str, ...]:
     return tuple(d for d in os.environ.get(TASK_DIRS_ENV, "").split(os.pathsep) if d)
 
 
+RECIPE_PROTOCOLS = ("jiant", "xtreme_r")  # the protocols a task's ``recipe`` may name
+DOMAIN_VALUES = ("in-domain", "shifted")  # a task's ``domain.<benchmark>``
+
+
+def check_study_fields(data: dict, where: str) -> None:
+    """Shape of the registry's ``recipe``, ``train_size`` and ``domain`` blocks. That a recipe's
+    keys are training settings (TrainConfig fields) is checked with the config
+    (``xlrepro.config_checks.recipe_problems``), which sits above the registry."""
+    for proto, rec in (data.get("recipe") or {}).items():
+        if proto not in RECIPE_PROTOCOLS:
+            raise ConfigError(f"{where}: recipe.{proto}: not one of {list(RECIPE_PROTOCOLS)}"
+                              f"{did_you_mean(proto, RECIPE_PROTOCOLS)}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("source"), str) or not rec["source"]:
+            raise ConfigError(f"{where}: recipe.{proto}: expected a mapping of training settings with a 'source'")
+    ts = data.get("train_size")
+    if ts:
+        n = ts.get("examples") if isinstance(ts, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not isinstance(ts.get("source"), str):
+            raise ConfigError(f"{where}: train_size: expected {{examples: positive integer, source: text}}, got {ts!r}")
+    dom = data.get("domain")
+    if dom:
+        if not isinstance(dom.get("reason"), str) or not dom["reason"]:
+            raise ConfigError(f"{where}: domain: a 'reason' is required")
+        for bench, v in dom.items():
+            if bench != "reason" and v not in DOMAIN_VALUES:
+                raise ConfigError(f"{where}: domain.{bench}: {v!r} is not one of {list(DOMAIN_VALUES)}")
+
+
 def all_tasks() -> dict[str, TaskSpec]:
     return _load_tasks(extra_task_dirs())
 
@@ -524,3 +550,18 @@ def headline_value(task: str, scores) -> float:
     if m is None:
         raise KeyError(f"task {task}: no headline metric {list(headline_metrics(task))} in {sorted(scores)}")
     return float(scores[m])
+
+
+def train_size(task: str, cfg=None) -> tuple[int, str]:
+    """(English training examples, source) of ``task``: the registry's ``train_size``, the sum
+    over a composite task's components, or, in the smoke world, ``smoke.n_train`` per task."""
+    spec = get_task(task)
+    if cfg is not None and getattr(cfg, "smoke", None) is not None:
+        k = max(1, len(spec.components))
+        return cfg.smoke.n_train * k, f"smoke world: smoke.n_train = {cfg.smoke.n_train} per task"
+    if spec.train_size:
+        return int(spec.train_size["examples"]), spec.train_size["source"]
+    if spec.components:
+        parts = [train_size(c) for c in spec.components]
+        return sum(n for n, _ in parts), "sum of " + ", ".join(spec.components)
+    raise ConfigError(f"task {task!r}: no train_size in xlrepro/tasks/{task}.yaml (needed to check volumes)")
