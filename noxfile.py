@@ -10,7 +10,7 @@
   nox -s cuda_build compile the CUDA kernels (torch CUDA build + nvcc; no GPU needed to compile)
   nox -s lint       import layers (lint-imports, .importlinter), ruff check (ruff.toml), hadolint,
                     shell syntax, the image pin policy and the document-drift checks
-  nox -s format_check  `ruff format --check` (not yet part of lint: the tree gets one format pass first)
+  nox -s format_check  `ruff format --check --diff` (lint runs the check without the diff)
   nox -s lock_check the image lock files are what `docker/lock.sh` would write today (needs PyPI)
   nox -s typecheck  mypy over xlrepro/ (modules in UNTYPED are not yet clean and are skipped)
   nox -s gpu_tests  the test suite against a CUDA build of xlrepro._C (skips where no GPU)
@@ -24,6 +24,7 @@ Each of tests/smoke/info/dev/typecheck/gpu_tests/bench makes its own virtualenv 
 installs torch (CPU build unless said otherwise) and the pinned requirements, and (except
 typecheck) builds xlrepro's operator library against that torch.
 """
+
 import os
 import re
 import shutil
@@ -63,8 +64,15 @@ def tests(session: nox.Session) -> None:
     install(session, "-r", "requirements/test.txt")
     env = install_deepspeed(session)
     session.run("xlrepro", "info")
-    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
-                env={"XLREPRO_PROGRESS": "0", "XLREPRO_REQUIRE_DEEPSPEED": "1", **env})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-ra",
+        *session.posargs,
+        env={"XLREPRO_PROGRESS": "0", "XLREPRO_REQUIRE_DEEPSPEED": "1", **env},
+    )
 
 
 @nox.session(python=PYTHON, download_python="never")
@@ -114,18 +122,34 @@ def cuda_build(session: nox.Session) -> None:
     for d in ("build", "lib"):  # a full build every time: the ptxas check reads every kernel's report
         shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    log = session.run("python", "setup.py", "build_ext", "--build-temp", os.path.join(tmp, "build"),
-                      "--build-lib", os.path.join(tmp, "lib"), silent=True,
-                      env={"CUDA_HOME": cuda_home, "XLREPRO_USE_CUDA": "1", "TORCH_CUDA_ARCH_LIST": archs,
-                           "XLREPRO_PTXAS_VERBOSE": "1"})
+    log = session.run(
+        "python",
+        "setup.py",
+        "build_ext",
+        "--build-temp",
+        os.path.join(tmp, "build"),
+        "--build-lib",
+        os.path.join(tmp, "lib"),
+        silent=True,
+        env={
+            "CUDA_HOME": cuda_home,
+            "XLREPRO_USE_CUDA": "1",
+            "TORCH_CUDA_ARCH_LIST": archs,
+            "XLREPRO_PTXAS_VERBOSE": "1",
+        },
+    )
     why = check_selection_registers(log or "", len(archs.split(";")))
     if why:
         session.error(why)
     session.log(f"ptxas: the k-selection kernels have no stack frame and no spills ({archs})")
-    session.run("python", "-c", "import glob, json, sys; so = glob.glob(sys.argv[1] + '/xlrepro/_C*.so'); "
-                "info = json.load(open(sys.argv[1] + '/xlrepro/_build_info.json')); "
-                "assert so and info['extension'] == 'cuda', (so, info); print('built', so[0], info['cuda_arch_list'])",
-                os.path.join(tmp, "lib"))
+    session.run(
+        "python",
+        "-c",
+        "import glob, json, sys; so = glob.glob(sys.argv[1] + '/xlrepro/_C*.so'); "
+        "info = json.load(open(sys.argv[1] + '/xlrepro/_build_info.json')); "
+        "assert so and info['extension'] == 'cuda', (so, info); print('built', so[0], info['cuda_arch_list'])",
+        os.path.join(tmp, "lib"),
+    )
 
 
 SELECTION_KERNELS = ("row_select_kernel", "col_partial_kernel", "col_merge_kernel")
@@ -135,8 +159,11 @@ SELECTION_LIST_SIZES = 6  # K in {1, 2, 4, 8, 16, 32}: csrc/cuda/topk.cuh, with_
 def check_selection_registers(log: str, n_archs: int) -> str | None:
     """Why ptxas's -v report fails the check, or None: every instance of the CUDA k-selection
     kernels (csrc/cuda/similarity.cu) must have no stack frame and no spills (lists in registers)."""
-    props = re.findall(r"Function properties for (\S+)\s+(\d+) bytes stack frame, (\d+) bytes spill stores, "
-                       r"(\d+) bytes spill loads", log)
+    props = re.findall(
+        r"Function properties for (\S+)\s+(\d+) bytes stack frame, (\d+) bytes spill stores, "
+        r"(\d+) bytes spill loads",
+        log,
+    )
     sel = [(name, int(a), int(b), int(c)) for name, a, b, c in props if any(k in name for k in SELECTION_KERNELS)]
     want = len(SELECTION_KERNELS) * SELECTION_LIST_SIZES * n_archs
     if len(sel) != want:
@@ -175,18 +202,28 @@ def lint(session: nox.Session) -> None:
     # the layers contract (.importlinter) over the source tree; nothing is imported or built
     session.run("lint-imports", "--no-cache", env={"PYTHONPATH": os.getcwd()})
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
     session.run("hadolint", "--failure-threshold", "warning", "docker/Dockerfile")
     for script in ("docker/ci_build.sh", "docker/lock.sh", ".ci/run"):
         session.run("bash", "-n", script, external=True)
     # xlrepro's CLI parser is imported from the source tree (argparse only; nothing is built)
-    session.run("python", "-m", "pytest", "-q", "-ra", "tests/test_docker_policy.py", "tests/test_artifact.py",
-                *session.posargs, env={"PYTHONPATH": os.getcwd()})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-ra",
+        "tests/test_docker_policy.py",
+        "tests/test_artifact.py",
+        *session.posargs,
+        env={"PYTHONPATH": os.getcwd()},
+    )
 
 
 @nox.session(python=PYTHON, download_python="never")
 def format_check(session: nox.Session) -> None:
-    """`ruff format --check`: reports files the formatter would change. Joins `lint` once the tree
-    has had its one `ruff format` pass (CONTRIBUTING.md)."""
+    """`ruff format --check --diff`: the changes the formatter would make (`lint` runs the check
+    without the diff); `ruff format .` applies them."""
     session.install("-r", "requirements/test.txt")
     session.run("ruff", "format", "--check", "--diff", ".", *session.posargs)
 
@@ -195,8 +232,18 @@ def format_check(session: nox.Session) -> None:
 def lock_check(session: nox.Session) -> None:
     """Re-resolve the image locks with the date in their headers and diff (PyPI needed)."""
     session.install("-r", "requirements/test.txt")
-    session.run("python", "-m", "pytest", "-q", "-ra", "tests/test_docker_policy.py", "-k", "lock", *session.posargs,
-                env={"XLREPRO_LOCK_CHECK": "required"})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-ra",
+        "tests/test_docker_policy.py",
+        "-k",
+        "lock",
+        *session.posargs,
+        env={"XLREPRO_LOCK_CHECK": "required"},
+    )
 
 
 @nox.session(python=PYTHON, download_python="never")
@@ -205,8 +252,17 @@ def typecheck(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-r", "requirements/host.txt", *MYPY)
     files = sorted(str(p) for p in Path("xlrepro").rglob("*.py") if str(p) not in UNTYPED)
-    session.run("mypy", "--python-version", "3.11", "--ignore-missing-imports", "--follow-imports=silent",
-                "--cache-dir", os.path.join(".nox", ".mypy_cache"), *files, *session.posargs)
+    session.run(
+        "mypy",
+        "--python-version",
+        "3.11",
+        "--ignore-missing-imports",
+        "--follow-imports=silent",
+        "--cache-dir",
+        os.path.join(".nox", ".mypy_cache"),
+        *files,
+        *session.posargs,
+    )
     session.log(f"{len(files)} modules checked; {len(UNTYPED)} not yet typed (noxfile.py UNTYPED)")
 
 
@@ -230,17 +286,31 @@ def gpu_tests(session: nox.Session) -> None:
     XLREPRO_TORCH (default torch==2.13.0 from PyPI, a CUDA 13.0 build)."""
     why = _gpu_visible()
     if why:
-        session.skip(f"no NVIDIA GPU visible ({why}); GPU tests need a CUDA machine, e.g. the GPU image "
-                     "(docker/README.md); nothing was tested")
+        session.skip(
+            f"no NVIDIA GPU visible ({why}); GPU tests need a CUDA machine, e.g. the GPU image "
+            "(docker/README.md); nothing was tested"
+        )
     # PyPI's torch==2.13.0 is the CUDA 13.0 build; keep a local CPU wheel folder out of the way
-    session.install(os.environ.get("XLREPRO_TORCH", "torch==2.13.0"), "--index-url", "https://pypi.org/simple",
-                    env={"PIP_FIND_LINKS": ""})
+    session.install(
+        os.environ.get("XLREPRO_TORCH", "torch==2.13.0"),
+        "--index-url",
+        "https://pypi.org/simple",
+        env={"PIP_FIND_LINKS": ""},
+    )
     session.install("-r", "requirements/host.txt", "-r", "requirements/test.txt")
-    session.install("--no-build-isolation", "-e", ".", env={"XLREPRO_USE_CUDA": "1",
-                    "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")})
+    session.install(
+        "--no-build-isolation",
+        "-e",
+        ".",
+        env={"XLREPRO_USE_CUDA": "1", "TORCH_CUDA_ARCH_LIST": os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")},
+    )
     session.run("xlrepro", "info")
-    session.run("python", "-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else "
-                "'torch sees no GPU: a CPU build of torch, or a driver older than its CUDA')")
+    session.run(
+        "python",
+        "-c",
+        "import torch, sys; sys.exit(0 if torch.cuda.is_available() else "
+        "'torch sees no GPU: a CPU build of torch, or a driver older than its CUDA')",
+    )
     session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs, env={"XLREPRO_PROGRESS": "0"})
 
 
@@ -267,8 +337,10 @@ def docker_build(session: nox.Session) -> None:
     `nox -s docker_build -- gpu` builds the GPU variant over a stand-in CUDA base instead (CUDA_HOME:
     a CUDA 13 toolkit; about 4 GB of wheels from PyPI; not part of CI)."""
     if os.name != "posix" or os.geteuid() != 0:
-        session.error("docker_build needs root on a Debian 12 host (debootstrap, rootful podman); "
-                      "to build the image elsewhere follow docker/README.md")
+        session.error(
+            "docker_build needs root on a Debian 12 host (debootstrap, rootful podman); "
+            "to build the image elsewhere follow docker/README.md"
+        )
     session.run("bash", "docker/ci_build.sh", *session.posargs, external=True)
 
 
@@ -308,19 +380,33 @@ def reproduce(session: nox.Session, result: str) -> None:
         return
     engine = _container_engine()
     if engine is None:
-        session.error("XLREPRO_IMAGE is set but neither docker nor podman is installed "
-                      "(XLREPRO_CONTAINER_ENGINE names another engine)")
+        session.error(
+            "XLREPRO_IMAGE is set but neither docker nor podman is installed "
+            "(XLREPRO_CONTAINER_ENGINE names another engine)"
+        )
     cwd = os.getcwd()
     for d in ("data", "models", "results"):
         os.makedirs(d, exist_ok=True)
     # the host user's uid writes results/ (owned by the host user afterwards); HOME is not needed
-    cmd = [engine, "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
-           "-v", f"{cwd}/data:/srv/xlrepro/data:ro", "-v", f"{cwd}/models:/srv/xlrepro/models:ro",
-           "-v", f"{cwd}/results:/srv/xlrepro/results",
-           "-v", f"{os.environ.get('XLREPRO_HF_VOLUME', 'xlrepro-hf')}:/cache/huggingface"]
+    cmd = [
+        engine,
+        "run",
+        "--rm",
+        "--user",
+        f"{os.getuid()}:{os.getgid()}",
+        "-e",
+        "HOME=/tmp",
+        "-v",
+        f"{cwd}/data:/srv/xlrepro/data:ro",
+        "-v",
+        f"{cwd}/models:/srv/xlrepro/models:ro",
+        "-v",
+        f"{cwd}/results:/srv/xlrepro/results",
+        "-v",
+        f"{os.environ.get('XLREPRO_HF_VOLUME', 'xlrepro-hf')}:/cache/huggingface",
+    ]
     if os.environ.get("XLREPRO_OFFLINE", "0") == "1":
         cmd += ["--network", "none", "-e", "XLREPRO_OFFLINE=1"]
     if shutil.which("nvidia-smi") and engine == "docker":
         cmd += ["--gpus", "all"]
-    session.run(*cmd, image, "reproduce", result, "--out", f"/srv/xlrepro/{out}", *session.posargs,
-                external=True)
+    session.run(*cmd, image, "reproduce", result, "--out", f"/srv/xlrepro/{out}", *session.posargs, external=True)

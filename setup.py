@@ -16,6 +16,7 @@ Install without build isolation so the extension is compiled against the torch y
 ``pip install --no-build-isolation -e .``. The build writes ``xlrepro/_build_info.json``
 (ops compiled, torch/CUDA versions, arch list, git commit), which ``xlrepro info`` reports.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -33,8 +34,9 @@ VERSION = "0.1.0"
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=HERE, stderr=subprocess.DEVNULL,
-                                       text=True).strip()
+        return subprocess.check_output(
+            ["git", "rev-parse", "HEAD"], cwd=HERE, stderr=subprocess.DEVNULL, text=True
+        ).strip()
     except Exception:
         return None
 
@@ -110,7 +112,10 @@ def _extension():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         kwargs["extra_compile_args"]["nvcc"] = (["-O0", "-g", "-G"] if debug else ["-O3"]) + [
-            "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
+            "-std=c++20",
+            "--expt-relaxed-constexpr",
+            "-lineinfo",
+        ]
         if os.environ.get("XLREPRO_PTXAS_VERBOSE") == "1":
             kwargs["extra_compile_args"]["nvcc"] += ["-Xptxas", "-v"]
         # CUDA wheels of torch ship headers (cusparse.h, ...) that a minimal toolkit may lack
@@ -119,17 +124,19 @@ def _extension():
     else:
         ext = ce.CppExtension("xlrepro._C", sources, **kwargs)
     os.environ["MAX_JOBS"] = _max_jobs()
-    info.update({
-        "extension": "cuda" if use_cuda else "cpu",
-        "reason": None if use_cuda else "CPU-only build: " + "; ".join(cuda_reasons),
-        "torch_version": torch.__version__,
-        "torch_cuda_version": torch.version.cuda,
-        "cuda_home": ce.CUDA_HOME if use_cuda else None,
-        "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if use_cuda else None,
-        "sources": sources,
-        "debug": debug,
-        "python": sys.version.split()[0],
-    })
+    info.update(
+        {
+            "extension": "cuda" if use_cuda else "cpu",
+            "reason": None if use_cuda else "CPU-only build: " + "; ".join(cuda_reasons),
+            "torch_version": torch.__version__,
+            "torch_cuda_version": torch.version.cuda,
+            "cuda_home": ce.CUDA_HOME if use_cuda else None,
+            "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if use_cuda else None,
+            "sources": sources,
+            "debug": debug,
+            "python": sys.version.split()[0],
+        }
+    )
     base = ce.BuildExtension.with_options(use_ninja=True)
 
     class BuildExtWithInfo(base):
@@ -148,12 +155,21 @@ setup(
     name="xlrepro",
     version=VERSION,
     description="Reproducible English intermediate-task training for zero-shot cross-lingual transfer "
-                "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
+    "(Phang et al. 2020) and its data-volume scaling study on XTREME / XTREME-R",
     license="Apache-2.0",
     license_files=["LICENSE"],
     packages=find_packages(include=["xlrepro", "xlrepro.*"]),
-    package_data={"xlrepro": ["_build_info.json", "data/*.tsv", "data/*.yaml", "tasks/*.yaml", "configs/**/*.yaml",
-                              "configs/deepspeed/*.json", "experiments/*.yaml"]},
+    package_data={
+        "xlrepro": [
+            "_build_info.json",
+            "data/*.tsv",
+            "data/*.yaml",
+            "tasks/*.yaml",
+            "configs/**/*.yaml",
+            "configs/deepspeed/*.json",
+            "experiments/*.yaml",
+        ]
+    },
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[
@@ -167,8 +183,10 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"cluster": ["submitit>=1.5"],  # the SLURM executor (requirements/cluster.txt pins it)
-                    "tensorboard": ["tensorboard>=2.14"]},  # logging.tensorboard: true (requirements/test.txt pins it)
+    extras_require={
+        "cluster": ["submitit>=1.5"],  # the SLURM executor (requirements/cluster.txt pins it)
+        "tensorboard": ["tensorboard>=2.14"],
+    },  # logging.tensorboard: true (requirements/test.txt pins it)
     entry_points={"console_scripts": ["xlrepro=xlrepro.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

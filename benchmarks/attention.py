@@ -24,6 +24,7 @@ Each cell is the minimum over ``--repeats`` of the total time over ``--batches``
     python benchmarks/attention.py                       # print the table
     python benchmarks/attention.py --append benchmarks/RESULTS_attention.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,6 +119,7 @@ def length_pools() -> dict[str, tuple[list[int], int]]:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def _inputs(lens, heads, dim, dtype, gen):
     total = sum(lens)
     q, k, v, g = (torch.randn(total, heads, dim, generator=gen).to(dtype) for _ in range(4))
@@ -149,8 +151,9 @@ def run_loop(x):
     q, k, v = (t.detach().requires_grad_() for t in (x["q"], x["k"], x["v"]))
     outs = []
     for s, e in zip(x["cu"][:-1].tolist(), x["cu"][1:].tolist()):
-        outs.append(F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1)[None] for t in (q, k, v)))[0]
-                    .transpose(0, 1))
+        outs.append(
+            F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1)[None] for t in (q, k, v)))[0].transpose(0, 1)
+        )
     torch.autograd.backward(torch.cat(outs), x["g"])
 
 
@@ -199,8 +202,10 @@ def main():
 
     pools = length_pools()
     rows = []
-    header = ("| task | dtype | batch | mean len | max len | padding | op ms | padded SDPA ms | loop SDPA ms "
-              "| padded / op | loop / op |")
+    header = (
+        "| task | dtype | batch | mean len | max len | padding | op ms | padded SDPA ms | loop SDPA ms "
+        "| padded / op | loop / op |"
+    )
     lines = [header, "|" + "---|" * 11]
     print(header)
     print(lines[1])
@@ -216,9 +221,11 @@ def main():
             n_tok = sum(sum(lb) for lb in lens_batches)
             n_pad = sum(len(lb) * max(lb) for lb in lens_batches)
             mean = n_tok / (len(lens_batches) * bsz)
-            line = (f"| {task} | {dname} | {bsz} | {mean:.0f} | {max(max(lb) for lb in lens_batches)} | "
-                    f"{1 - n_tok / n_pad:.0%} | {t['op'] * 1e3:.1f} | {t['padded'] * 1e3:.1f} | "
-                    f"{t['loop'] * 1e3:.1f} | {t['padded'] / t['op']:.2f} | {t['loop'] / t['op']:.2f} |")
+            line = (
+                f"| {task} | {dname} | {bsz} | {mean:.0f} | {max(max(lb) for lb in lens_batches)} | "
+                f"{1 - n_tok / n_pad:.0%} | {t['op'] * 1e3:.1f} | {t['padded'] * 1e3:.1f} | "
+                f"{t['loop'] * 1e3:.1f} | {t['padded'] / t['op']:.2f} | {t['loop'] / t['op']:.2f} |"
+            )
             print(line, flush=True)
             lines.append(line)
             rows.append((task, dname, t))
@@ -236,8 +243,10 @@ def main():
     print("\n".join(notes))
     if args.append:
         with open(args.append, "a", encoding="utf-8") as f:
-            f.write(f"\n## Attention core fwd+bwd, {datetime.date.today().isoformat()}, "
-                    f"{torch.get_num_threads()} intra-op thread(s)\n\n")
+            f.write(
+                f"\n## Attention core fwd+bwd, {datetime.date.today().isoformat()}, "
+                f"{torch.get_num_threads()} intra-op thread(s)\n\n"
+            )
             f.write("\n".join(lines) + "\n\n" + "\n".join(notes) + "\n")
 
 

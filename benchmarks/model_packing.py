@@ -17,6 +17,7 @@ xnli, pawsx, udpos (max 128) and squad (384-token windows, batch 16 instead of 3
 
     python benchmarks/model_packing.py [--model base2|smoke] [--task xnli|pawsx|udpos|squad] [--steps 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,11 @@ def batches(strategy: str, lengths: list[int], rng: random.Random, n: int, bs: i
     idx = list(range(len(lengths)))
     if strategy in ("fixed", "dynamic", "ideal"):
         rng.shuffle(idx)
-        return [idx[i:i + bs] for i in range(0, bs * n, bs)]
+        return [idx[i : i + bs] for i in range(0, bs * n, bs)]
     if strategy == "grouped":
         rng.shuffle(idx)
-        mega = sorted(idx[:50 * bs], key=lambda i: -lengths[i])
-        out = [mega[i:i + bs] for i in range(0, len(mega), bs)]
+        mega = sorted(idx[: 50 * bs], key=lambda i: -lengths[i])
+        out = [mega[i : i + bs] for i in range(0, len(mega), bs)]
         rng.shuffle(out)
         return out[:n]
     budget = bs * int(np.mean(lengths))
@@ -64,8 +65,14 @@ def batches(strategy: str, lengths: list[int], rng: random.Random, n: int, bs: i
 
 
 def run(model_name: str, steps: int, lengths: list[int], bs: int, fixed_len: int) -> list[tuple]:
-    cfg = {**MODELS[model_name], "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
-           "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    cfg = {
+        **MODELS[model_name],
+        "max_position_embeddings": 514,
+        "type_vocab_size": 1,
+        "pad_token_id": 1,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+    }
     rows = []
     for strategy in ("fixed", "dynamic", "grouped", "packed", "ideal"):
         torch.manual_seed(0)
@@ -80,15 +87,15 @@ def run(model_name: str, steps: int, lengths: list[int], bs: int, fixed_len: int
             L = fixed_len if strategy == "fixed" else max(lengths[i] for i in b)
             ids = torch.full((len(b), L), 1)
             for r, i in enumerate(b):
-                ids[r, :lengths[i]] = torch.randint(3, 5000, (lengths[i],))
+                ids[r, : lengths[i]] = torch.randint(3, 5000, (lengths[i],))
             mask = (ids != 1).long()
             labels = torch.randint(0, 3, (len(b),))
             t0 = time.perf_counter()
             if strategy == "ideal":
                 for r, i in enumerate(b):
                     n_r = lengths[i]
-                    out = m("xnli", ids[r:r + 1, :n_r], mask[r:r + 1, :n_r])
-                    (torch.nn.functional.cross_entropy(out, labels[r:r + 1]) / len(b)).backward()
+                    out = m("xnli", ids[r : r + 1, :n_r], mask[r : r + 1, :n_r])
+                    (torch.nn.functional.cross_entropy(out, labels[r : r + 1]) / len(b)).backward()
             else:
                 torch.nn.functional.cross_entropy(m("xnli", ids, mask), labels).backward()
             opt.step()
@@ -110,18 +117,24 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     lengths, bs = length_pools()[a.task]
-    fixed_len = 384 if a.task == "squad" else 256  # jiant's fixed lengths (jiant scripts/benchmarks/xtreme/subscripts/c_tokenize_and_cache.sh)
+    fixed_len = (
+        384 if a.task == "squad" else 256
+    )  # jiant's fixed lengths (jiant scripts/benchmarks/xtreme/subscripts/c_tokenize_and_cache.sh)
     rows = run(a.model, a.steps, lengths, bs, fixed_len)
     by = {r[0]: r[1] for r in rows}
-    print(f"# whole-model train step, {a.model}, {a.task} lengths (mean {np.mean(lengths):.0f}, max {max(lengths)}), "
-          f"batch {bs}, fixed = {fixed_len}, "
-          f"{a.steps} timed steps, {a.threads} threads, {platform.processor() or platform.machine()}, "
-          f"{datetime.date.today()}, torch {torch.__version__}")
+    print(
+        f"# whole-model train step, {a.model}, {a.task} lengths (mean {np.mean(lengths):.0f}, max {max(lengths)}), "
+        f"batch {bs}, fixed = {fixed_len}, "
+        f"{a.steps} timed steps, {a.threads} threads, {platform.processor() or platform.machine()}, "
+        f"{datetime.date.today()}, torch {torch.__version__}"
+    )
     print("| strategy | real tokens/s | padding | vs fixed | vs dynamic | vs grouped | vs ideal |")
     print("|---|---|---|---|---|---|---|")
     for s, tps, pad in rows:
-        print(f"| {s} | {tps:.0f} | {pad:.0%} | {tps / by['fixed']:.2f} | {tps / by['dynamic']:.2f} | "
-              f"{tps / by['grouped']:.2f} | {tps / by['ideal']:.2f} |")
+        print(
+            f"| {s} | {tps:.0f} | {pad:.0%} | {tps / by['fixed']:.2f} | {tps / by['dynamic']:.2f} | "
+            f"{tps / by['grouped']:.2f} | {tps / by['ideal']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

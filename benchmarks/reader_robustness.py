@@ -9,6 +9,7 @@ field ("located"); one naming the file only; one naming no file; or any other ex
 ("traceback"). A known-bad input that parses is a "silent acceptance". Goal: 0 tracebacks, 0
 unnamed errors, 0 silent acceptances.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import SAMPLES  # noqa: E402
 from reader_cases import cases, corrupt_case, outcome  # noqa: E402
 
-
 # ---------------------------------------------------------------------- known-bad inputs
 
 
@@ -35,6 +35,7 @@ def _json_edit(fn):
         obj = json.loads(p.read_text(encoding="utf-8"))
         fn(obj)
         p.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+
     return edit
 
 
@@ -44,6 +45,7 @@ def _jsonl_edit(fn, line=0):
         rows = [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
         fn(rows, line)
         p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
     return edit
 
 
@@ -51,6 +53,7 @@ def _text_edit(fn, key="file"):
     def edit(paths):
         p = paths[key]
         p.write_bytes(fn(p.read_bytes()))
+
     return edit
 
 
@@ -109,7 +112,8 @@ def _drop_column(name: str):
     def fn(b: bytes) -> bytes:
         rows = [l.split("\t") for l in b.decode("utf-8").split("\n")]
         k = rows[0].index(name)
-        return "\n".join("\t".join(r[:k] + r[k + 1:]) if len(r) > k else "\t".join(r) for r in rows).encode("utf-8")
+        return "\n".join("\t".join(r[:k] + r[k + 1 :]) if len(r) > k else "\t".join(r) for r in rows).encode("utf-8")
+
     return fn
 
 
@@ -123,6 +127,7 @@ def _mewslix_mention(key, value=None, delete=False):
             del m[path[-1]]
         else:
             m[path[-1]] = value
+
     return _jsonl_edit(fn)
 
 
@@ -132,8 +137,11 @@ def _mewslix_dup(rows, line):
 
 KNOWN_BAD = [
     # point 4: scores that disappear silently
-    ("xnli/xtreme", "every row lacks the label column", _text_edit(
-        lambda b: b"".join(l.rsplit(b"\t", 1)[0] + b"\n" for l in b.splitlines()))),
+    (
+        "xnli/xtreme",
+        "every row lacks the label column",
+        _text_edit(lambda b: b"".join(l.rsplit(b"\t", 1)[0] + b"\n" for l in b.splitlines())),
+    ),
     ("udpos/xtreme", "tag file with spaces for tabs", _text_edit(lambda b: b.replace(b"\t", b" "))),
     ("mnli/glue", "header lacks the label column", _text_edit(_drop_column("gold_label"))),
     ("pawsx/original", "header lacks the label column", _text_edit(_drop_column("label"))),
@@ -144,8 +152,11 @@ KNOWN_BAD = [
     ("mnli/glue", "lone-CR line ends", _text_edit(lambda b: b.replace(b"\n", b"\r"))),
     ("xnli/xtreme", "0-byte file", _text_edit(lambda b: b"")),
     ("mnli/glue", "header-only file", _text_edit(lambda b: b.split(b"\n")[0] + b"\n")),
-    ("panx/original", "tags removed", _text_edit(
-        lambda b: b"".join(l.split(b"\t")[0] + b"\n" for l in b.splitlines()))),
+    (
+        "panx/original",
+        "tags removed",
+        _text_edit(lambda b: b"".join(l.split(b"\t")[0] + b"\n" for l in b.splitlines())),
+    ),
     # point 6: late failures
     ("xquad", "duplicate question id", _json_edit(_dup_qa)),
     ("mlqa", "duplicate question id", _json_edit(_dup_qa)),
@@ -158,23 +169,29 @@ KNOWN_BAD = [
     ("xquad", "answer_start null", _set_start(None)),
     ("xquad", "answer_start a float", _set_start(1.0)),
     ("xquad", "negative answer_start aliasing the text", _json_edit(_negative_alias)),
-    ("squad_v2", "is_impossible: \"false\"", _json_edit(lambda o: _qa(o).__setitem__("is_impossible", "false"))),
+    ("squad_v2", 'is_impossible: "false"', _json_edit(lambda o: _qa(o).__setitem__("is_impossible", "false"))),
     ("xquad", "numeric context", _json_edit(lambda o: o["data"][0]["paragraphs"][0].__setitem__("context", 7))),
     ("xquad", "non-object article", _json_edit(lambda o: o["data"].__setitem__(0, "article"))),
     ("mlqa", "answer_start as a string", _set_start("0")),
-    ("lareqa", "qa that is not an object", _json_edit(
-        lambda o: o["data"][0]["paragraphs"][0]["qas"].__setitem__(0, "qa"))),
+    (
+        "lareqa",
+        "qa that is not an object",
+        _json_edit(lambda o: o["data"][0]["paragraphs"][0]["qas"].__setitem__(0, "qa")),
+    ),
     ("lareqa", "answer_start as a string", _set_start("3")),
     ("mewslix", "mention offset as a string", _mewslix_mention("mention_span.start", "50")),
     ("mewslix", "language 'EN'", _jsonl_edit(lambda r, i: r[0]["context"].__setitem__("language", "EN"))),
     ("xcopa/original", "label: true", _jsonl_edit(lambda r, i: r[2].__setitem__("label", True))),
     ("xcopa/original", "label: 1.0", _jsonl_edit(lambda r, i: r[2].__setitem__("label", 1.0))),
-    ("hellaswag", "label: \"2\"", _jsonl_edit(lambda r, i: r[0].__setitem__("label", "2"))),
+    ("hellaswag", 'label: "2"', _jsonl_edit(lambda r, i: r[0].__setitem__("label", "2"))),
     ("udpos/conllu", "unknown UPOS tag", _text_edit(_first_words_to_unknown_upos)),
     ("udpos/conllu", "multi-word-token range at end of file", _text_edit(_mwt_at_end)),
     ("udpos/conllu", "duplicate word id", _text_edit(_dup_word_id)),
-    ("mewslix/candidates", "sentence span start: true", _jsonl_edit(
-        lambda r, i: r[0]["sentence_spans"][0].__setitem__("start", True))),
+    (
+        "mewslix/candidates",
+        "sentence span start: true",
+        _jsonl_edit(lambda r, i: r[0]["sentence_spans"][0].__setitem__("start", True)),
+    ),
 ]
 
 
@@ -231,10 +248,10 @@ def main() -> int:
     rand, per, rnotes = run_random(all_cases, a.per_case, a.seed)
     bad, bnotes = run_known_bad(all_cases)
     summary = {
-        "readers": len({c.reader for c in all_cases}), "cases": len(all_cases),
+        "readers": len({c.reader for c in all_cases}),
+        "cases": len(all_cases),
         "random": {"inputs": sum(rand.values()), **dict(rand)},
-        "known_bad": {"inputs": sum(bad.values()), **dict(bad),
-                      "silent_acceptances": bad.get("parsed", 0)},
+        "known_bad": {"inputs": sum(bad.values()), **dict(bad), "silent_acceptances": bad.get("parsed", 0)},
         "per_case": per,
     }
     if a.json:
@@ -242,18 +259,27 @@ def main() -> int:
     else:
         tot = collections.Counter(rand) + collections.Counter(bad)
         print(f"{summary['readers']} readers, {summary['cases']} sample cases")
-        print(f"random corruptions: {sum(rand.values())} inputs: {rand.get('parsed', 0)} parsed, "
-              f"{rand.get('error_located', 0)} errors with file and line/field, {rand.get('error_file', 0)} with file "
-              f"only, {rand.get('error_unnamed', 0)} naming no file, {rand.get('traceback', 0)} tracebacks")
-        print(f"known-bad inputs: {sum(bad.values())}: {bad.get('error_located', 0)} errors with file and line/field, "
-              f"{bad.get('error_file', 0)} with file only, {bad.get('traceback', 0)} tracebacks, "
-              f"{bad.get('parsed', 0)} silent acceptances")
-        print(f"in all: {sum(tot.values())} inputs, {tot.get('traceback', 0)} tracebacks, "
-              f"{bad.get('parsed', 0)} silent acceptances")
+        print(
+            f"random corruptions: {sum(rand.values())} inputs: {rand.get('parsed', 0)} parsed, "
+            f"{rand.get('error_located', 0)} errors with file and line/field, {rand.get('error_file', 0)} with file "
+            f"only, {rand.get('error_unnamed', 0)} naming no file, {rand.get('traceback', 0)} tracebacks"
+        )
+        print(
+            f"known-bad inputs: {sum(bad.values())}: {bad.get('error_located', 0)} errors with file and line/field, "
+            f"{bad.get('error_file', 0)} with file only, {bad.get('traceback', 0)} tracebacks, "
+            f"{bad.get('parsed', 0)} silent acceptances"
+        )
+        print(
+            f"in all: {sum(tot.values())} inputs, {tot.get('traceback', 0)} tracebacks, "
+            f"{bad.get('parsed', 0)} silent acceptances"
+        )
         for line in rnotes + bnotes:
             print(line)
-    return 0 if not (rand.get("traceback") or rand.get("error_unnamed") or bad.get("traceback")
-                     or bad.get("parsed")) else 1
+    return (
+        0
+        if not (rand.get("traceback") or rand.get("error_unnamed") or bad.get("traceback") or bad.get("parsed"))
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ tokenizer is available offline, so each sentence becomes random ids of its estim
 (``benchmarks/attention.est_subwords`` + 2 special tokens). Encoder: ``--embed-model`` (base2 = a
 2-layer XLM-R-base-width encoder, or the smoke model). Real tokens/s, minimum of ``--repeats``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,7 +137,7 @@ def torch_two_pass(x, y, block=4096):
     for a, b in ((X, Y), (Y, X)):
         vs, ix = [], []
         for r0 in range(0, a.shape[0], block):
-            v, i = (a[r0:r0 + block] @ b.T).topk(K, dim=1)
+            v, i = (a[r0 : r0 + block] @ b.T).topk(K, dim=1)
             vs.append(v)
             ix.append(i)
         out += [torch.cat(vs), torch.cat(ix)]
@@ -150,18 +151,19 @@ def numpy_two_pass(x, y, block=4096):
         ix = np.empty((a.shape[0], K), dtype=np.int64)
         vs = np.empty((a.shape[0], K), dtype=np.float32)
         for r0 in range(0, a.shape[0], block):
-            s = a[r0:r0 + block] @ b.T
+            s = a[r0 : r0 + block] @ b.T
             p = np.argpartition(-s, K - 1, axis=1)[:, :K]
             v = np.take_along_axis(s, p, 1)
             o = np.argsort(-v, axis=1, kind="stable")
-            ix[r0:r0 + block] = np.take_along_axis(p, o, 1)
-            vs[r0:r0 + block] = np.take_along_axis(v, o, 1)
+            ix[r0 : r0 + block] = np.take_along_axis(p, o, 1)
+            vs[r0 : r0 + block] = np.take_along_axis(v, o, 1)
         out += [vs, ix]
     return out
 
 
 def faiss_two_searches(x, y):
     import faiss
+
     X, Y = normalize(x).numpy(), normalize(y).numpy()
     out = []
     for q, base in ((X, Y), (Y, X)):
@@ -174,6 +176,7 @@ def faiss_two_searches(x, y):
 
 def faiss_one_direction(q, base):
     import faiss
+
     Q, B = normalize(q).numpy(), normalize(base).numpy()
     index = faiss.IndexFlatIP(B.shape[1])
     index.add(B)
@@ -204,9 +207,13 @@ def run_shape(n, d, methods, check, rows, screen=True):
         rep = {}
         t, mb, sb = timed(lambda: ops.knn_both(x, y, K, similarity="cosine", screen="bf16", report=rep))
         same = "yes" if all(torch.equal(u, v) for u, v in zip(sb, kb)) else "NO"
-        res["knn_both+bf16"] = (t, mb, f"x knn_both {t / res['knn_both'][0]:.2f}; fallback rows "
-                                f"{rep['rows_fallback'] / n:.2%} cols {rep['cols_fallback'] / n:.2%}; identical: {same}"
-                                + (f"; {rep['reason']}" if rep["reason"] else ""))
+        res["knn_both+bf16"] = (
+            t,
+            mb,
+            f"x knn_both {t / res['knn_both'][0]:.2f}; fallback rows "
+            f"{rep['rows_fallback'] / n:.2%} cols {rep['cols_fallback'] / n:.2%}; identical: {same}"
+            + (f"; {rep['reason']}" if rep["reason"] else ""),
+        )
     if "torch" in methods:
         t, mb, o = timed(lambda: torch_two_pass(x, y))
         res["torch"] = (t, mb, f"idx {agree(o[1], kb[1]) * 100:.2f}%")
@@ -217,8 +224,18 @@ def run_shape(n, d, methods, check, rows, screen=True):
         t, mb, o = timed(lambda: numpy_two_pass(x, y))
         res["numpy"] = (t, mb, f"idx {agree(o[1], kb[1]) * 100:.2f}%")
     for name, (t, mb, note) in res.items():
-        rows.append((f"{n // 1000}k x {n // 1000}k, d={d}", name, t, flop / t / 1e9, t / res["gemm"][0],
-                     res["faiss"][0] / t if "faiss" in res else float("nan"), mb, note))
+        rows.append(
+            (
+                f"{n // 1000}k x {n // 1000}k, d={d}",
+                name,
+                t,
+                flop / t / 1e9,
+                t / res["gemm"][0],
+                res["faiss"][0] / t if "faiss" in res else float("nan"),
+                mb,
+                note,
+            )
+        )
 
 
 def _check_identical(x, y, kb) -> str:
@@ -248,8 +265,9 @@ def run_shape_cuda(n, d, check, rows, device, gemm_rows=None):
     t, mb, o = timed(lambda: torch_two_pass(x, y), device)
     res["torch"] = (t, mb, f"idx {agree(o[1].cpu(), kb[1].cpu()) * 100:.2f}%")
     for name, (t, mb, note) in res.items():
-        rows.append((f"{n // 1000}k x {n // 1000}k, d={d}", name, t, flop / t / 1e9, t / res["gemm"][0],
-                     float("nan"), mb, note))
+        rows.append(
+            (f"{n // 1000}k x {n // 1000}k, d={d}", name, t, flop / t / 1e9, t / res["gemm"][0], float("nan"), mb, note)
+        )
 
 
 def run_bucc_estimate(sub, rows, n=100_000, d=1024, screen=True, have_faiss=True):
@@ -271,15 +289,29 @@ def run_bucc_estimate(sub, rows, n=100_000, d=1024, screen=True, have_faiss=True
         rep = {}
         t, mb, ks = timed(lambda: ops.knn(x, y, K, similarity="cosine", screen="bf16", report=rep))
         same = "yes" if all(torch.equal(u, v) for u, v in zip(ks, kn)) else "NO"
-        res["knn+bf16"] = (t * scale, mb, f"rows only; measured {sub} rows; x knn {t * scale / res['knn'][0]:.2f}; "
-                           f"fallback rows {rep['rows_fallback'] / sub:.2%}; identical: {same}")
+        res["knn+bf16"] = (
+            t * scale,
+            mb,
+            f"rows only; measured {sub} rows; x knn {t * scale / res['knn'][0]:.2f}; "
+            f"fallback rows {rep['rows_fallback'] / sub:.2%}; identical: {same}",
+        )
     if have_faiss:
         t, mb, _ = timed(lambda: faiss_one_direction(x, y))
         # two searches of n queries each against n keys = 2 * scale times this measurement
         res["faiss"] = (2 * t * scale, mb, f"2 x measured {sub} queries")
     for name, (t, mb, note) in res.items():
-        rows.append(("100k x 100k, d=1024 (est.)", name, t, flop / t / 1e9, t / res["gemm"][0],
-                     res["faiss"][0] / t if "faiss" in res else float("nan"), mb, note))
+        rows.append(
+            (
+                "100k x 100k, d=1024 (est.)",
+                name,
+                t,
+                flop / t / 1e9,
+                t / res["gemm"][0],
+                res["faiss"][0] / t if "faiss" in res else float("nan"),
+                mb,
+                note,
+            )
+        )
 
 
 def embed_pools() -> dict[str, list[str]]:
@@ -292,8 +324,9 @@ def embed_pools() -> dict[str, list[str]]:
     tat = sorted(glob.glob(str(DATA / "tatoeba" / "data" / "tatoeba" / "v1" / "tatoeba.*-eng.*")))
     pools["tatoeba"] = [line.rstrip("\n") for p in tat for line in open(p, encoding="utf-8") if line.strip()]
     bucc = sorted(glob.glob(str(DATA / "bucc2018" / "zh-en.dev.[a-z][a-z]")))
-    pools["bucc"] = [line.rstrip("\n").split("\t", 1)[-1] for p in bucc for line in open(p, encoding="utf-8")
-                     if line.strip()]
+    pools["bucc"] = [
+        line.rstrip("\n").split("\t", 1)[-1] for p in bucc for line in open(p, encoding="utf-8") if line.strip()
+    ]
     return {k: v for k, v in pools.items() if v}
 
 
@@ -316,8 +349,12 @@ class EstimatedTokenizer:
         if not padding:
             return {"input_ids": ids}
         L = max(len(x) for x in ids)
-        return BatchEncoding({"input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
-                              "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])})
+        return BatchEncoding(
+            {
+                "input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids]),
+            }
+        )
 
 
 def run_embed(model_name: str, repeats: int) -> None:
@@ -332,31 +369,45 @@ def run_embed(model_name: str, repeats: int) -> None:
     enc = build_encoder(ModelConfig(init_config=cfg), vocab_size=5000, seed=0)
     tok = EstimatedTokenizer()
     layer = cfg["num_hidden_layers"]
-    print(f"# retrieval embeddings  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
-          f"threads={torch.get_num_threads()}  torch {torch.__version__}  model {model_name}  "
-          f"varlen backend: {varlen_attention_backend(torch.empty(1, 1, 64))}")
-    hdr = ("pool", "sentences", "mean tokens", "padding share (padded)", "padded tok/s", "packed tok/s",
-           "packed/padded", "max rel. diff")
+    print(
+        f"# retrieval embeddings  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
+        f"threads={torch.get_num_threads()}  torch {torch.__version__}  model {model_name}  "
+        f"varlen backend: {varlen_attention_backend(torch.empty(1, 1, 64))}"
+    )
+    hdr = (
+        "pool",
+        "sentences",
+        "mean tokens",
+        "padding share (padded)",
+        "padded tok/s",
+        "packed tok/s",
+        "packed/padded",
+        "max rel. diff",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join("---" for _ in hdr) + "|")
     for name, sents in embed_pools().items():
         lens = [len(x) for x in tok(sents, max_length=512)["input_ids"]]
         order = sorted(range(len(sents)), key=lambda i: len(sents[i]))  # as embed batches them
-        padded_slots = sum(max(lens[i] for i in order[s:s + 32]) * len(order[s:s + 32])
-                           for s in range(0, len(order), 32))
+        padded_slots = sum(
+            max(lens[i] for i in order[s : s + 32]) * len(order[s : s + 32]) for s in range(0, len(order), 32)
+        )
         out, best = {}, {}
         for packed in (False, True):
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                out[packed] = embed(enc, tok, sents, layer=layer, pooling="mean", max_len=512, batch_size=32,
-                                    packed=packed)
+                out[packed] = embed(
+                    enc, tok, sents, layer=layer, pooling="mean", max_len=512, batch_size=32, packed=packed
+                )
                 times.append(time.perf_counter() - t0)
             best[packed] = min(times)
         rel = ((out[True] - out[False]).abs().max() / out[False].abs().max()).item()
         tps = {p: sum(lens) / best[p] for p in best}
-        print(f"| {name} | {len(sents)} | {np.mean(lens):.1f} | {1 - sum(lens) / padded_slots:.1%} | "
-              f"{tps[False]:.0f} | {tps[True]:.0f} | {tps[True] / tps[False]:.2f} | {rel:.1e} |")
+        print(
+            f"| {name} | {len(sents)} | {np.mean(lens):.1f} | {1 - sum(lens) / padded_slots:.1%} | "
+            f"{tps[False]:.0f} | {tps[True]:.0f} | {tps[True] / tps[False]:.2f} | {rel:.1e} |"
+        )
 
 
 def print_table(rows) -> None:
@@ -376,9 +427,11 @@ def run_cuda(args) -> None:
     b = ops.families()["knn_both"]
     probe = torch.empty(1, 1, device=device)
     path = [x.name for x in b if not x.not_supported_reasons(probe, k=K)][0]
-    print(f"# retrieval benchmark (GPU)  {datetime.date.today()}  {torch.cuda.get_device_name(device)}  "
-          f"torch {torch.__version__} (CUDA {torch.version.cuda})  knn_both backend: {path}  "
-          f"fp32 matmul precision: {torch.get_float32_matmul_precision()}  repeats: {REPEATS}")
+    print(
+        f"# retrieval benchmark (GPU)  {datetime.date.today()}  {torch.cuda.get_device_name(device)}  "
+        f"torch {torch.__version__} (CUDA {torch.version.cuda})  knn_both backend: {path}  "
+        f"fp32 matmul precision: {torch.get_float32_matmul_precision()}  repeats: {REPEATS}"
+    )
     print(f"# tile {sim.BLOCK_ROWS}x{sim.BLOCK_COLS}, k={K}, cosine, fp32")
     rows: list = []
     shapes = [(10_000, 768), (10_000, 1024)] + ([] if args.quick else [(20_000, 768), (20_000, 1024)])
@@ -387,8 +440,10 @@ def run_cuda(args) -> None:
     if not args.quick:
         run_shape_cuda(100_000, 1024, not args.no_check, rows, device, gemm_rows=args.bucc_subset)
     print_table(rows)
-    print("\nnotes: knn_both notes = bit-identical to similarity.knn_both_reference on the same GPU (same tiling);"
-          " torch notes = share of rows whose forward top-k index list equals knn_both's.")
+    print(
+        "\nnotes: knn_both notes = bit-identical to similarity.knn_both_reference on the same GPU (same tiling);"
+        " torch notes = share of rows whose forward top-k index list equals knn_both's."
+    )
 
 
 def main():
@@ -418,6 +473,7 @@ def main():
         return
     try:
         import faiss
+
         faiss.omp_set_num_threads(args.threads)
         have_faiss = True
     except ImportError:
@@ -425,14 +481,18 @@ def main():
     methods = ["torch", "numpy"] + (["faiss"] if have_faiss else [])
     b = ops.families()["knn_both"]
     path = [x.name for x in b if not x.not_supported_reasons(torch.empty(1, 1), k=K)][0]
-    print(f"# retrieval benchmark  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
-          f"threads={args.threads}  torch {torch.__version__}  knn_both backend: {path}"
-          + ("" if _lib.load() else f" ({_lib.unavailable_reason()})"))
+    print(
+        f"# retrieval benchmark  {datetime.date.today()}  {platform.processor() or platform.machine()}  "
+        f"threads={args.threads}  torch {torch.__version__}  knn_both backend: {path}"
+        + ("" if _lib.load() else f" ({_lib.unavailable_reason()})")
+    )
     print(f"# tile {sim.BLOCK_ROWS}x{sim.BLOCK_COLS}, k={K}, cosine, fp32; faiss: {have_faiss}")
     if not args.no_screen:
         av = screen_availability()
-        print(f"# bf16 screen: native bf16 GEMM {av['native_bf16'] or 'none'}; screen kernel {av['screen_kernel']}; "
-              f"extra candidates {default_extra(K)} (beyond 32768 rows {default_extra(K, 10**9)})")
+        print(
+            f"# bf16 screen: native bf16 GEMM {av['native_bf16'] or 'none'}; screen kernel {av['screen_kernel']}; "
+            f"extra candidates {default_extra(K)} (beyond 32768 rows {default_extra(K, 10**9)})"
+        )
     rows = []
     shapes = [(10_000, 768), (10_000, 1024)] + ([] if args.quick else [(20_000, 768), (20_000, 1024)])
     for n, d in shapes:
@@ -440,8 +500,10 @@ def main():
     if not args.quick and (have_faiss or not args.no_screen):
         run_bucc_estimate(args.bucc_subset, rows, screen=not args.no_screen, have_faiss=have_faiss)
     print_table(rows)
-    print("\nnotes: knn_both notes = bit-identical to similarity.knn_both_reference (same tiling);"
-          " baseline notes = share of rows whose forward top-k index list equals knn_both's.")
+    print(
+        "\nnotes: knn_both notes = bit-identical to similarity.knn_both_reference (same tiling);"
+        " baseline notes = share of rows whose forward top-k index list equals knn_both's."
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ B_i the rigorous bound on |screen - fp32 reference| over the row. bf16 uses xlre
 own norms and bound. int8 (symmetric, one scale per row, nearest) uses the same bound form with
 the int8-rounded vectors; its integer accumulation is exact, so it has no output-rounding term.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,7 +106,7 @@ def certified(n: int, m: int, d: int, k: int, extra: int) -> list[tuple[str, flo
         B = scr._bounds(nx, nxs, ex, ny, nys, ey, d, ax + ay)
         top = screened.float().topk(c + 1, dim=1)
         v = top.values[:, c]
-        upper = scr._upper(v, B) if name == "bf16" else v.double() * (1 + 2.0 ** -23) + B
+        upper = scr._upper(v, B) if name == "bf16" else v.double() * (1 + 2.0**-23) + B
         kth = exact.gather(1, top.indices[:, :c]).topk(k, dim=1).values[:, k - 1].double()
         ok = kth > upper
         rows.append((name, ok.double().mean().item(), B.median().item(), (kth - v.double()).median().item()))
@@ -124,22 +125,28 @@ def main() -> None:
     args = p.parse_args()
     extra = scr.default_extra(args.k, max(args.n, args.m)) if args.extra is None else args.extra
     av = scr.availability()
-    print(f"# screen feasibility  {datetime.date.today()}  {platform.machine()}  threads={torch.get_num_threads()}"
-          f"  torch {torch.__version__}  cpu capability {av['cpu_capability']}  native bf16: {av['native_bf16'] or 'none'}")
+    print(
+        f"# screen feasibility  {datetime.date.today()}  {platform.machine()}  threads={torch.get_num_threads()}"
+        f"  torch {torch.__version__}  cpu capability {av['cpu_capability']}  native bf16: {av['native_bf16'] or 'none'}"
+    )
     print(f"\n## rate: ({args.size} x {args.d}) x ({args.d} x {args.size}), minimum of {args.repeats}\n")
     print("| arithmetic | time s | GFLOP/s | x fp32 rate |")
     print("|---|---|---|---|")
     r = rates(args.size, args.d, args.repeats)
     for name, t, gf in r:
         print(f"| {name} | {t:.3f} | {gf:.0f} | {r[0][1] / t:.2f} |")
-    print(f"\n## certified rows: {args.n} random unit queries x {args.m} keys, d = {args.d}, "
-          f"k = {args.k}, {extra} extra candidates\n")
+    print(
+        f"\n## certified rows: {args.n} random unit queries x {args.m} keys, d = {args.d}, "
+        f"k = {args.k}, {extra} extra candidates\n"
+    )
     print("| screen | certified rows | median bound B_i | median gap (k-th exact - v) |")
     print("|---|---|---|---|")
     for name, share, b, gap in certified(args.n, args.m, args.d, args.k, extra):
         print(f"| {name} | {share:.1%} | {b:.2e} | {gap:.2e} |")
-    print("\nA row that is not certified is recomputed exactly over all M keys, so a screen saves time only"
-          " when nearly every row is certified and its GEMM is much faster than fp32.")
+    print(
+        "\nA row that is not certified is recomputed exactly over all M keys, so a screen saves time only"
+        " when nearly every row is certified and its GEMM is much faster than fp32."
+    )
 
 
 if __name__ == "__main__":

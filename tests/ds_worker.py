@@ -6,6 +6,7 @@ the consolidated weights' sha256 and, on rank 0, the logged events. ``--step-sle
 step (the kill test needs time between checkpoints); ``--save-encoder`` writes the encoder
 hand-off (safetensors) from rank 0, as the pipeline does.
 """
+
 import argparse
 import hashlib
 import json
@@ -23,9 +24,17 @@ from xlrepro.formats import Batch, pad_sequences
 from xlrepro.model import MultiTaskModel, build_encoder, save_encoder
 from xlrepro.train import Stream, train
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-        "max_position_embeddings": 40, "type_vocab_size": 1, "pad_token_id": 1,
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
 
 
 def setup(seed=0, n=64, packed=False):
@@ -41,8 +50,11 @@ def setup(seed=0, n=64, packed=False):
 
     def collate(fs):
         ids = pad_sequences([f["input_ids"] for f in fs], 1)
-        return Batch({"input_ids": ids, "attention_mask": (ids != 1).long()},
-                     {"labels": torch.tensor([f["label"] for f in fs])}, [f["ex"] for f in fs])
+        return Batch(
+            {"input_ids": ids, "attention_mask": (ids != 1).long()},
+            {"labels": torch.tensor([f["label"] for f in fs])},
+            [f["ex"] for f in fs],
+        )
 
     return m, feats, collate
 
@@ -74,10 +86,20 @@ def main(argv=None):
     (out / f"pid-rank{dist.rank()}").write_text(str(os.getpid()))
     torch.set_num_threads(1)
     m, feats, collate = setup(packed=a.packed)
-    cfg = TrainConfig(lr=1e-3, batch_size=a.batch_size, grad_accum=a.grad_accum, max_steps=a.steps,
-                      checkpoint_every_steps=a.checkpoint_every, eval_every_steps=a.eval_every, patience=100,
-                      warmup_proportion=0.2, engine="deepspeed", deepspeed=a.deepspeed, token_budget=a.token_budget,
-                      packing_window=16)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=a.batch_size,
+        grad_accum=a.grad_accum,
+        max_steps=a.steps,
+        checkpoint_every_steps=a.checkpoint_every,
+        eval_every_steps=a.eval_every,
+        patience=100,
+        warmup_proportion=0.2,
+        engine="deepspeed",
+        deepspeed=a.deepspeed,
+        token_budget=a.token_budget,
+        packing_window=16,
+    )
     dev = collate(feats[:16])
 
     def loss_fn(model, b):
@@ -97,12 +119,26 @@ def main(argv=None):
 
     run_dir = out / "run"
     run_dir.mkdir(exist_ok=True)
-    state = train(m, Stream("t", feats, collate, loss_fn), cfg, seed=5, run_dir=run_dir,
-                  evaluate=evaluate if a.eval_every < 1000 else None, log=log)
+    state = train(
+        m,
+        Stream("t", feats, collate, loss_fn),
+        cfg,
+        seed=5,
+        run_dir=run_dir,
+        evaluate=evaluate if a.eval_every < 1000 else None,
+        log=log,
+    )
     params = {n: p.detach().clone() for n, p in m.named_parameters()}
-    result = {"rank": dist.rank(), "world": dist.world_size(), "step": state.step, "best_step": state.best_step,
-              "param_sha256": digest(params), "dtype": str(next(m.parameters()).dtype),
-              "final_dev": evaluate(), "events": events}
+    result = {
+        "rank": dist.rank(),
+        "world": dist.world_size(),
+        "step": state.step,
+        "best_step": state.best_step,
+        "param_sha256": digest(params),
+        "dtype": str(next(m.parameters()).dtype),
+        "final_dev": evaluate(),
+        "events": events,
+    }
     if a.save_encoder and dist.is_main():
         save_encoder(m, out / "encoder", {"run": "ds_worker"})
         result["encoder_sha256"] = digest({n: p for n, p in m.encoder.state_dict().items()})

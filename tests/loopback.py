@@ -6,6 +6,7 @@ Hub's dataset endpoints that ``huggingface_hub`` uses to list and download files
 ``/datasets/<repo>/resolve/<rev>/<file>``). ``cut_once`` paths send half the body and close the
 connection the first time they are requested (an interrupted download).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,16 +59,36 @@ class Loopback:
                 m = re.match(r"^/api/datasets/([^/]+/[^/]+)(?:/revision/([^/]+))?/?$", path)
                 if m and m.group(1) in srv.hub:
                     repo = srv.hub[m.group(1)]
-                    return self._json({"id": m.group(1), "sha": repo["sha"], "private": False,
-                                       "siblings": [{"rfilename": f} for f in sorted(repo["files"])]}, head)
+                    return self._json(
+                        {
+                            "id": m.group(1),
+                            "sha": repo["sha"],
+                            "private": False,
+                            "siblings": [{"rfilename": f} for f in sorted(repo["files"])],
+                        },
+                        head,
+                    )
                 m = re.match(r"^/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?$", path)
                 if m and m.group(1) in srv.hub:
                     repo = srv.hub[m.group(1)]
                     lfs = repo.get("lfs_sha256", {})
-                    return self._json([{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest(),
-                                        "lfs": {"oid": lfs.get(f, hashlib.sha256(b).hexdigest()), "size": len(b),
-                                                "pointerSize": 134}}
-                                       for f, b in sorted(repo["files"].items())], head)
+                    return self._json(
+                        [
+                            {
+                                "type": "file",
+                                "path": f,
+                                "size": len(b),
+                                "oid": hashlib.sha1(b).hexdigest(),
+                                "lfs": {
+                                    "oid": lfs.get(f, hashlib.sha256(b).hexdigest()),
+                                    "size": len(b),
+                                    "pointerSize": 134,
+                                },
+                            }
+                            for f, b in sorted(repo["files"].items())
+                        ],
+                        head,
+                    )
                 m = re.match(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if m:
                     repo = srv.hub.get(m.group(1))

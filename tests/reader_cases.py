@@ -5,6 +5,7 @@ A case copies its input files into a folder, corrupts one of them, and calls the
 files of a registry split, ``xlrepro.check.label_status``). The contract under test: a
 ``DataFormatError`` naming one of the case's files, or a parsed result; never another exception.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,36 +79,72 @@ def _reg(name, task, layout, root, split, lang, keep_lines=None):
     if spec.labels is not None:
         opts.setdefault("labels", list(spec.labels))
     files = spec.files(root, split, lang, layout)
-    return Case(name, lay.reader, dict(files), {**opts, "src_lang": lang, "split": split}, (task, split, lang),
-                keep_lines)
+    return Case(
+        name, lay.reader, dict(files), {**opts, "src_lang": lang, "split": split}, (task, split, lang), keep_lines
+    )
 
 
 def _made_up() -> dict:
     """Files of the three formats without a sample: Mewsli-X candidates and pairs, CCGbank AUTO."""
     desc = "Helsinki is the capital of Finland. It lies on the Gulf of Finland."
-    ent = {"entity_id": "Q1757", "title": "Helsinki", "description": desc, "description_language": "en",
-           "description_url": "https://en.wikipedia.org/wiki/Helsinki",
-           "sentence_spans": [{"start": 0, "end": 35}, {"start": 36, "end": len(desc)}]}
-    ent2 = {**ent, "entity_id": "Q33", "title": "Finland", "description": "Finland is a country.",
-            "sentence_spans": [{"start": 0, "end": 21}]}
+    ent = {
+        "entity_id": "Q1757",
+        "title": "Helsinki",
+        "description": desc,
+        "description_language": "en",
+        "description_url": "https://en.wikipedia.org/wiki/Helsinki",
+        "sentence_spans": [{"start": 0, "end": 35}, {"start": 36, "end": len(desc)}],
+    }
+    ent2 = {
+        **ent,
+        "entity_id": "Q33",
+        "title": "Finland",
+        "description": "Finland is a country.",
+        "sentence_spans": [{"start": 0, "end": 21}],
+    }
     text = "The strike in Helsinki affects 100,000 people."
-    pair = {"contextual_mention": {"context": {"document_title": "t", "document_url": "u", "document_id": "en-1",
-                                               "language": "en", "text": text,
-                                               "sentence_spans": [{"start": 0, "end": len(text)}]},
-                                   "mention": {"example_id": "p1", "mention_span": {"start": 14, "end": 22,
-                                                                                    "text": "Helsinki"},
-                                               "entity_id": "Q1757"}},
-            "entity": ent}
-    auto = ("ID=wsj_0001.1 PARSER=GOLD NUMPARSE=1\n"
-            "(<T S[dcl] 0 2> (<L NP NNP NNP Vinken N>) (<T S[dcl]\\NP 0 2> (<L (S[dcl]\\NP)/NP VBZ VBZ is "
-            "(S[dcl]\\NP_1)/NP_2>) (<L NP NN NN chairman N>) ) )\n"
-            "ID=wsj_0001.2 PARSER=GOLD NUMPARSE=1\n"
-            "(<T S[dcl] 0 2> (<L NP NNP NNP Elsevier N>) (<L S[dcl]\\NP VBZ VBZ won S[dcl]\\NP_1>) )\n")
-    return {"entities": "\n".join(json.dumps(e) for e in (ent, ent2)) + "\n",
-            "pairs": json.dumps(pair) + "\n" + json.dumps({**pair, "entity": ent2, "contextual_mention": {
-                **pair["contextual_mention"], "mention": {**pair["contextual_mention"]["mention"], "example_id": "p2",
-                                                          "entity_id": "Q33"}}}) + "\n",
-            "auto": auto}
+    pair = {
+        "contextual_mention": {
+            "context": {
+                "document_title": "t",
+                "document_url": "u",
+                "document_id": "en-1",
+                "language": "en",
+                "text": text,
+                "sentence_spans": [{"start": 0, "end": len(text)}],
+            },
+            "mention": {
+                "example_id": "p1",
+                "mention_span": {"start": 14, "end": 22, "text": "Helsinki"},
+                "entity_id": "Q1757",
+            },
+        },
+        "entity": ent,
+    }
+    auto = (
+        "ID=wsj_0001.1 PARSER=GOLD NUMPARSE=1\n"
+        "(<T S[dcl] 0 2> (<L NP NNP NNP Vinken N>) (<T S[dcl]\\NP 0 2> (<L (S[dcl]\\NP)/NP VBZ VBZ is "
+        "(S[dcl]\\NP_1)/NP_2>) (<L NP NN NN chairman N>) ) )\n"
+        "ID=wsj_0001.2 PARSER=GOLD NUMPARSE=1\n"
+        "(<T S[dcl] 0 2> (<L NP NNP NNP Elsevier N>) (<L S[dcl]\\NP VBZ VBZ won S[dcl]\\NP_1>) )\n"
+    )
+    return {
+        "entities": "\n".join(json.dumps(e) for e in (ent, ent2)) + "\n",
+        "pairs": json.dumps(pair)
+        + "\n"
+        + json.dumps(
+            {
+                **pair,
+                "entity": ent2,
+                "contextual_mention": {
+                    **pair["contextual_mention"],
+                    "mention": {**pair["contextual_mention"]["mention"], "example_id": "p2", "entity_id": "Q33"},
+                },
+            }
+        )
+        + "\n",
+        "auto": auto,
+    }
 
 
 def cases(samples: Path) -> list[Case]:
@@ -137,24 +174,56 @@ def cases(samples: Path) -> list[Case]:
         _reg("tatoeba/original", "tatoeba", "original", s / "tatoeba" / "data" / "tatoeba" / "v1", "test", "de"),
         _reg("tatoeba/xtreme", "tatoeba", "xtreme", s / "tatoeba" / "xtreme_processed", "test", "sw"),
         _reg("bucc2018", "bucc2018", "xtreme", s / "bucc2018", "dev", "zh"),
-        Case("anli", "anli_jsonl", {"file": s / "anli" / "hf_dummy_data" / "anli_v0.1" / "R1" / "dev.jsonl"},
-             {"labels": _labels("anli")}, ("anli", "dev", "en")),
+        Case(
+            "anli",
+            "anli_jsonl",
+            {"file": s / "anli" / "hf_dummy_data" / "anli_v0.1" / "R1" / "dev.jsonl"},
+            {"labels": _labels("anli")},
+            ("anli", "dev", "en"),
+        ),
         _reg("commonsenseqa", "commonsenseqa", "original", s / "commonsenseqa", "dev", "en", keep_lines=40),
         _reg("cosmosqa/csv", "cosmosqa", "original", s / "cosmosqa" / "data", "dev", "en", keep_lines=60),
         _reg("cosmosqa/jsonl", "cosmosqa", "original", s / "cosmosqa" / "hf_dummy_data", "test", "en"),
         _reg("socialiqa/v1.4", "socialiqa", "v1.4", s / "socialiqa" / "socialIQa_v1.4", "dev", "en", keep_lines=40),
-        _reg("socialiqa/allenai", "socialiqa", "allenai", s / "socialiqa" / "hf_dummy_data" / "socialiqa-train-dev",
-             "dev", "en"),
-        Case("udpos/conllu", "conllu_upos", {"file": s / "udpos" / "UD_Marathi-UFAL" / "mr_ufal-ud-dev.conllu"},
-             {"fused_forms": True, "labels": _labels("udpos")}, ("udpos", "dev", "mr"), keep_lines=150),
-        Case("mewslix", "mewslix_jsonl", {"file": s / "mewsli-x" / "testdata" / "example_mentions.jsonl"},
-             {"src_lang": mentions_lang}, ("mewslix", "dev", mentions_lang)),
+        _reg(
+            "socialiqa/allenai",
+            "socialiqa",
+            "allenai",
+            s / "socialiqa" / "hf_dummy_data" / "socialiqa-train-dev",
+            "dev",
+            "en",
+        ),
+        Case(
+            "udpos/conllu",
+            "conllu_upos",
+            {"file": s / "udpos" / "UD_Marathi-UFAL" / "mr_ufal-ud-dev.conllu"},
+            {"fused_forms": True, "labels": _labels("udpos")},
+            ("udpos", "dev", "mr"),
+            keep_lines=150,
+        ),
+        Case(
+            "mewslix",
+            "mewslix_jsonl",
+            {"file": s / "mewsli-x" / "testdata" / "example_mentions.jsonl"},
+            {"src_lang": mentions_lang},
+            ("mewslix", "dev", mentions_lang),
+        ),
         Case("mewslix/candidates", "mewslix_entities_jsonl", {"file": made["entities"]}),
-        Case("mewslix/pairs", "mewslix_pairs_jsonl", {"file": made["pairs"]}, {"src_lang": "en"},
-             ("mewslix_wikipedia", "dev", "en")),
+        Case(
+            "mewslix/pairs",
+            "mewslix_pairs_jsonl",
+            {"file": made["pairs"]},
+            {"src_lang": "en"},
+            ("mewslix_wikipedia", "dev", "en"),
+        ),
         Case("ccg/auto", "ccgbank_auto", {"dir": made["auto"]}, {"split": "dev"}, ("ccg", "dev", "en")),
-        Case("xnli/hub", "hub_parquet", {"file": _xnli_parquet(s)}, {"task": "xnli", "src_lang": "de", "split": "dev"},
-             ("xnli", "dev", "de")),
+        Case(
+            "xnli/hub",
+            "hub_parquet",
+            {"file": _xnli_parquet(s)},
+            {"task": "xnli", "src_lang": "de", "split": "dev"},
+            ("xnli", "dev", "de"),
+        ),
     ]
     covered = {c.reader for c in out}
     assert covered == set(READERS), f"readers without a fuzz case: {set(READERS) - covered}"
@@ -168,13 +237,26 @@ def _xnli_parquet(s: Path) -> bytes:
 
     import datasets
 
-    rows = [line.split("\t") for line in
-            (s / "xnli" / "xtreme_processed" / "dev-de.tsv").read_text(encoding="utf-8").splitlines()[:20]]
+    rows = [
+        line.split("\t")
+        for line in (s / "xnli" / "xtreme_processed" / "dev-de.tsv").read_text(encoding="utf-8").splitlines()[:20]
+    ]
     names = ["entailment", "neutral", "contradiction"]
-    feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=names)})
-    ds = datasets.Dataset.from_dict({"premise": [r[0] for r in rows], "hypothesis": [r[1] for r in rows],
-                                     "label": [names.index(r[2].strip()) for r in rows]}, features=feats)
+    feats = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=names),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {
+            "premise": [r[0] for r in rows],
+            "hypothesis": [r[1] for r in rows],
+            "label": [names.index(r[2].strip()) for r in rows],
+        },
+        features=feats,
+    )
     buf = io.BytesIO()
     ds.to_parquet(buf)
     return buf.getvalue()
@@ -236,8 +318,20 @@ def mutate_json(obj, rnd: random.Random):
 
 def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> tuple[bytes, str]:
     """One random corruption of a file's bytes, and what it was."""
-    kinds = ["flip", "truncate", "delete_range", "insert", "drop_line", "dup_line", "swap_lines", "tabs_to_spaces",
-             "cr_only", "empty", "strip_column", "bom_latin1"]
+    kinds = [
+        "flip",
+        "truncate",
+        "delete_range",
+        "insert",
+        "drop_line",
+        "dup_line",
+        "swap_lines",
+        "tabs_to_spaces",
+        "cr_only",
+        "empty",
+        "strip_column",
+        "bom_latin1",
+    ]
     if is_json or is_jsonl:
         kinds += ["json"] * 6
     kind = kinds[rnd.randrange(len(kinds))]
@@ -245,7 +339,7 @@ def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> t
     lines = data.splitlines(keepends=True)
     if kind == "flip" and n:
         i = rnd.randrange(n)
-        return data[:i] + bytes([rnd.randrange(256)]) + data[i + 1:], f"byte {i} replaced"
+        return data[:i] + bytes([rnd.randrange(256)]) + data[i + 1 :], f"byte {i} replaced"
     if kind == "truncate" and n:
         i = rnd.randrange(n)
         return data[:i], f"truncated at byte {i}"
@@ -255,14 +349,14 @@ def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> t
         return data[:i] + data[j:], f"bytes {i}:{j} deleted"
     if kind == "insert":
         i = rnd.randrange(n + 1)
-        junk = rnd.choice([b"\t", b"\n", b"\r", b"\x00", b"\"", b"{", b"]", b",", b"\xff\xfe", b"-", b"1-2\t", b"\n\n"])
+        junk = rnd.choice([b"\t", b"\n", b"\r", b"\x00", b'"', b"{", b"]", b",", b"\xff\xfe", b"-", b"1-2\t", b"\n\n"])
         return data[:i] + junk + data[i:], f"{junk!r} inserted at byte {i}"
     if kind in ("drop_line", "dup_line", "swap_lines") and lines:
         i = rnd.randrange(len(lines))
         if kind == "drop_line":
-            return b"".join(lines[:i] + lines[i + 1:]), f"line {i + 1} deleted"
+            return b"".join(lines[:i] + lines[i + 1 :]), f"line {i + 1} deleted"
         if kind == "dup_line":
-            return b"".join(lines[:i + 1] + lines[i:]), f"line {i + 1} repeated"
+            return b"".join(lines[: i + 1] + lines[i:]), f"line {i + 1} repeated"
         j = rnd.randrange(len(lines))
         lines[i], lines[j] = lines[j], lines[i]
         return b"".join(lines), f"lines {i + 1} and {j + 1} swapped"
@@ -273,8 +367,9 @@ def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> t
     if kind == "empty":
         return b"", "emptied"
     if kind == "strip_column" and lines:
-        return b"".join(l.rsplit(b"\t", 1)[0] + (b"\n" if l.endswith(b"\n") else b"") for l in lines), \
-            "last tab-separated column removed"
+        return b"".join(
+            l.rsplit(b"\t", 1)[0] + (b"\n" if l.endswith(b"\n") else b"") for l in lines
+        ), "last tab-separated column removed"
     if kind == "bom_latin1":
         try:
             return data.decode("utf-8").encode("latin-1", errors="replace"), "re-encoded as Latin-1"
@@ -298,8 +393,11 @@ def corrupt(data: bytes, rnd: random.Random, is_json: bool, is_jsonl: bool) -> t
 
 def corrupt_case(case: Case, paths: dict, rnd: random.Random) -> str:
     """Corrupt one of the case's materialised files in place; returns a description."""
-    files = [k for k in paths if not ((case.reader == "ccgbank_auto" and k == "dir")
-                                      or (case.reader == "hub_parquet" and k == "file"))]
+    files = [
+        k
+        for k in paths
+        if not ((case.reader == "ccgbank_auto" and k == "dir") or (case.reader == "hub_parquet" and k == "file"))
+    ]
     key = files[rnd.randrange(len(files))]
     path = paths[key]
     data = path.read_bytes()

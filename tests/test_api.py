@@ -1,4 +1,5 @@
 """The notebook API: the README's example runs as written; phases, read-back and errors."""
+
 import re
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def test_the_readme_example_runs_and_reads_results_back(notebook):
     phase = ns["xnli"]
     assert phase.records and {r["task"] for r in phase.records} == {"xnli"}
     assert sorted((r["language"], r["metric"], r["value"]) for r in phase.records) == sorted(
-        (r["language"], r["metric"], r["value"]) for r in ns["results"].records if r["task"] == "xnli")
+        (r["language"], r["metric"], r["value"]) for r in ns["results"].records if r["task"] == "xnli"
+    )
     assert len(phase.runs) == 1 and next(iter(phase.runs.values()))["kind"] == "target"
     assert isinstance(ns["later"], list) and len(ns["later"]) == len(df) and isinstance(ns["later"][0], dict)
 
@@ -73,8 +75,9 @@ def test_one_phase_alone_and_errors(notebook, tmp_path):
 
 
 def test_overrides_as_python_values_keep_their_types():
-    cfg = xlrepro.load_config("smoke", {"target.train.lr": 2e-5, "target.tasks": ["xnli"], "description": "1e-5",
-                                        "model.tokenizer": None})
+    cfg = xlrepro.load_config(
+        "smoke", {"target.train.lr": 2e-5, "target.tasks": ["xnli"], "description": "1e-5", "model.tokenizer": None}
+    )
     assert cfg.target.train.lr == 2e-5 and cfg.target.tasks == ["xnli"] and cfg.description == "1e-5"
     assert cfg.model.tokenizer is None
     assert xlrepro.load_config("smoke", ["target.train.lr=3e-5"]).target.train.lr == 3e-5

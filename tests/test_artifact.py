@@ -13,6 +13,7 @@ and fenced blocks), split into single commands at newlines, ``&&``, ``;`` and ``
 
 Needs nox (requirements/test.txt) and the xlrepro source; nothing is built or run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,13 @@ def _nox_sessions(words: list[str]) -> list[str] | None:
 
 @pytest.fixture(scope="module")
 def nox_sessions() -> set[str]:
-    r = subprocess.run([sys.executable, "-m", "nox", "-l", "--json", "-k", "any_name or not any_name"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "nox", "-l", "--json", "-k", "any_name or not any_name"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, f"nox -l --json failed:\n{r.stderr}"
     return {s["session"] for s in json.loads(r.stdout)}
 
@@ -125,7 +131,9 @@ def _check_cli(parser: argparse.ArgumentParser, argv: list[str], where: str) -> 
     if argv[0].startswith("<"):  # `docker run <image> <xlrepro arguments>`: a template, not a command
         return
     if len(argv) == 1 and not argv[0].startswith("-"):  # a mention of a subcommand, e.g. `xlrepro score`
-        assert argv[0] in _subcommands(parser), f"{where}: no subcommand {argv[0]!r} (have {sorted(_subcommands(parser))})"
+        assert argv[0] in _subcommands(parser), (
+            f"{where}: no subcommand {argv[0]!r} (have {sorted(_subcommands(parser))})"
+        )
         return
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -134,12 +142,15 @@ def _check_cli(parser: argparse.ArgumentParser, argv: list[str], where: str) -> 
         except SystemExit as e:
             if e.code in (0, None) and any(x in argv for x in ("-h", "--help")):
                 return
-            raise AssertionError(f"{where}: `xlrepro {' '.join(argv)}` is rejected by the CLI: {err.getvalue().strip()}") from None
+            raise AssertionError(
+                f"{where}: `xlrepro {' '.join(argv)}` is rejected by the CLI: {err.getvalue().strip()}"
+            ) from None
     bad = [x for x in extra if "=" not in x or x.startswith("-")]
     assert not bad, f"{where}: `xlrepro {' '.join(argv)}`: unrecognized arguments {bad}"
     if a.command in ("reproduce", "train") and not re.search(r"[<>{}$]|\.ya?ml$", a.config):
         assert a.config in _shipped_configs(), (
-            f"{where}: `xlrepro {' '.join(argv)}`: no shipped config {a.config!r} (have {sorted(_shipped_configs())})")
+            f"{where}: `xlrepro {' '.join(argv)}`: no shipped config {a.config!r} (have {sorted(_shipped_configs())})"
+        )
 
 
 def _image_argv(words: list[str]) -> list[str] | None:
@@ -150,7 +161,7 @@ def _image_argv(words: list[str]) -> list[str] | None:
         return None
     for i, w in enumerate(words[2:], start=2):
         if IMAGE_TOKEN.match(w) and words[i - 1] not in ("-v", "--volume", "-e", "--env", "--name", "-w", "--workdir"):
-            return words[i + 1:]
+            return words[i + 1 :]
     return None
 
 
@@ -189,12 +200,23 @@ def test_scanner_catches_a_wrong_command(nox_sessions, cli):
         _check_cli(cli, ["score", "--predictions", "P"], "test")
     with pytest.raises(AssertionError, match="no shipped config"):
         _check_cli(cli, ["reproduce", "no_such_config"], "test")
-    assert _image_argv(_split("docker run --rm -v x:/srv/xlrepro/results xlrepro:cpu reproduce smoke")) == ["reproduce", "smoke"]
+    assert _image_argv(_split("docker run --rm -v x:/srv/xlrepro/results xlrepro:cpu reproduce smoke")) == [
+        "reproduce",
+        "smoke",
+    ]
 
 
-APPENDIX = ["A.1 Abstract", "A.2 Artifact check-list", "A.3 Description", "A.4 Installation",
-            "A.5 Experiment workflow", "A.6 Evaluation and expected results", "A.7 Experiment customization",
-            "A.8 Notes", "A.9 Methodology"]
+APPENDIX = [
+    "A.1 Abstract",
+    "A.2 Artifact check-list",
+    "A.3 Description",
+    "A.4 Installation",
+    "A.5 Experiment workflow",
+    "A.6 Evaluation and expected results",
+    "A.7 Experiment customization",
+    "A.8 Notes",
+    "A.9 Methodology",
+]
 
 
 def test_artifact_md_has_the_appendix_headings_in_order():
@@ -229,8 +251,11 @@ def test_license_and_citation_ship_with_the_code():
     text = (REPO / "LICENSE").read_text()
     assert text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 170  # the full text
-    call = next(n for n in ast.walk(ast.parse((REPO / "setup.py").read_text()))
-                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup")
+    call = next(
+        n
+        for n in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup"
+    )
     kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("license", "license_files")}
     assert kw == {"license": "Apache-2.0", "license_files": ["LICENSE"]}
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
@@ -259,17 +284,25 @@ def test_readme_route_from_set_up_to_the_cli(nox_sessions, cli):
     setup, using = _section(readme, "Set-up"), _section(readme, "Using it")
     setup_cmds = [c for code in _code(setup) for c in code.splitlines() if c.strip()]
     assert "pip install nox && nox -s smoke" in setup_cmds and "pip install nox && nox -s tests" in setup_cmds
-    sessions = [n for c in setup_cmds for part in re.split(r"&&|;", c)
-                for n in (_nox_sessions(_split(part.strip())) or [])]
+    sessions = [
+        n for c in setup_cmds for part in re.split(r"&&|;", c) for n in (_nox_sessions(_split(part.strip())) or [])
+    ]
     assert sessions and all(n in nox_sessions for n in sessions), (sessions, sorted(nox_sessions))
-    activate = [m.group(1) for c in setup_cmds for m in [re.match(r"(?:source|\.) (\S+)/bin/activate$", c.strip())]
-                if m]
+    activate = [
+        m.group(1) for c in setup_cmds for m in [re.match(r"(?:source|\.) (\S+)/bin/activate$", c.strip())] if m
+    ]
     assert activate, "Set-up does not say which environment to activate for the `xlrepro` commands"
     tree = ast.parse((REPO / "noxfile.py").read_text())
-    funcs = {f.name: ast.get_source_segment((REPO / "noxfile.py").read_text(), f)
-             for f in tree.body if isinstance(f, ast.FunctionDef)}
-    providers = [n for n in sessions if n in funcs and "install(session" in funcs[n]
-                 and any(f'Path("{a}")' in funcs[n] for a in activate)]
+    funcs = {
+        f.name: ast.get_source_segment((REPO / "noxfile.py").read_text(), f)
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef)
+    }
+    providers = [
+        n
+        for n in sessions
+        if n in funcs and "install(session" in funcs[n] and any(f'Path("{a}")' in funcs[n] for a in activate)
+    ]
     assert providers, f"no Set-up session installs xlrepro into {activate} (sessions {sessions})"
     assert "-e" in funcs["install"] and "session.install" in funcs["install"]  # editable, extension compiled
     used = [_split(c) for code in _code(using) for c in code.splitlines() if c.split(" #")[0].strip()]

@@ -1,19 +1,26 @@
 """Language sets per benchmark: an XTREME recipe evaluates XTREME's languages, an XTREME-R recipe
 XTREME-R's, and a paper comparison averages over exactly the paper's set, naming what is missing."""
+
 from __future__ import annotations
 
 import pytest
 
 from xlrepro.config import load_config
-from xlrepro.study.spec import load_spec
 from xlrepro.paper import paper_languages
 from xlrepro.phases import Context
 from xlrepro.study.report import _paper_comparison
+from xlrepro.study.spec import load_spec
 from xlrepro.tasks import get_task
 
 # (task, split): (XTREME, XTREME-R) language counts, from the benchmarks' papers and download scripts
-COUNTS = {("panx", "test"): (40, 48), ("udpos", "test"): (33, 38), ("tatoeba", "test"): (36, 41),
-          ("xquad", "test"): (11, 12), ("xnli", "test"): (15, 15), ("mlqa", "test"): (7, 7)}
+COUNTS = {
+    ("panx", "test"): (40, 48),
+    ("udpos", "test"): (33, 38),
+    ("tatoeba", "test"): (36, 41),
+    ("xquad", "test"): (11, 12),
+    ("xnli", "test"): (15, 15),
+    ("mlqa", "test"): (7, 7),
+}
 
 
 @pytest.mark.parametrize("bench, i", [("xtreme", 0), ("xtreme_r", 1)])
@@ -35,8 +42,16 @@ def test_data_languages_still_restricts(tmp_path):
 
 
 def _rec(task, lang, value, metric="f1"):
-    return {"task": task, "variant": "baseline", "split": "test", "metric": metric, "value": value, "seed": 1,
-            "language": lang, "phase": "target"}
+    return {
+        "task": task,
+        "variant": "baseline",
+        "split": "test",
+        "metric": metric,
+        "value": value,
+        "seed": 1,
+        "language": lang,
+        "phase": "target",
+    }
 
 
 def test_paper_comparison_averages_over_exactly_the_papers_languages():

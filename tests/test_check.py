@@ -1,5 +1,6 @@
 """The preflight (``xlrepro check``, run first by ``train``/``reproduce``): every problem at once,
 one ``xlrepro: error:`` line each, exit 2, nothing trained; withheld labels are a loud warning."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, assert_names  # noqa: E402
 
 from xlrepro import check
 from xlrepro.config import load_config
@@ -15,16 +17,14 @@ from xlrepro.data.types import ClassificationExample, ReadResult, SpanQAExample,
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import get_task
 
-from conftest import REPO, assert_names  # noqa: E402
-
-
 
 def xlrepro(*args, cwd=None):
     import os
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "XLREPRO_PROGRESS": "0"}
-    return subprocess.run([sys.executable, "-m", "xlrepro", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "xlrepro", *args], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=300
+    )
 
 
 # =========================================================================== labelled or withheld
@@ -82,9 +82,17 @@ def test_pipeline_warns_and_reports_withheld_splits(caplog):
 def test_planned_reads_cover_every_phase():
     cfg = load_config("xstilts-squad")
     reads = {(r.task, r.split, r.lang, r.purpose) for r in check.planned_reads(cfg)}
-    for want in [("squad", "train", "en", "train"), ("squad", "dev", "en", "dev"), ("mnli", "train", "en", "train"),
-                 ("xnli", "test", "sw", "eval"), ("tydiqa", "test", "te", "eval"), ("bucc2018", "dev", "de", "eval"),
-                 ("bucc2018", "test", "zh", "eval"), ("tatoeba", "test", "jv", "eval"), ("udpos", "dev", "mr", "eval")]:
+    for want in [
+        ("squad", "train", "en", "train"),
+        ("squad", "dev", "en", "dev"),
+        ("mnli", "train", "en", "train"),
+        ("xnli", "test", "sw", "eval"),
+        ("tydiqa", "test", "te", "eval"),
+        ("bucc2018", "dev", "de", "eval"),
+        ("bucc2018", "test", "zh", "eval"),
+        ("tatoeba", "test", "jv", "eval"),
+        ("udpos", "dev", "mr", "eval"),
+    ]:
         assert want in reads, want
     cfg = load_config("xstilts-squad", ["data.languages=[de]", "retrieval.tasks=[]"])
     assert {r.lang for r in check.planned_reads(cfg) if r.purpose == "eval"} == {"de"}
@@ -110,14 +118,23 @@ def world(tmp_path_factory, samples):
     from xlrepro.smoke.tokenizer import build_tokenizer
 
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(l for l in (samples / "xnli" / "xtreme_processed" / "dev-en.tsv")
-                                .read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    corpus.write_text(
+        "\n".join(
+            l for l in (samples / "xnli" / "xtreme_processed" / "dev-en.tsv").read_text(encoding="utf-8").splitlines()
+        ),
+        encoding="utf-8",
+    )
     build_tokenizer([corpus], 300, root / "model")
-    XLMRobertaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64).save_pretrained(root / "model")
-    cfg = {"name": "checkme", "seed": 1, "model": {"name_or_path": str(root / "model")},
-           "data": {"root": str(root / "data"), "languages": ["en", "de"]},
-           "target": {"tasks": ["xnli"], "train": {"max_steps": 1}}}
+    XLMRobertaConfig(
+        vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(root / "model")
+    cfg = {
+        "name": "checkme",
+        "seed": 1,
+        "model": {"name_or_path": str(root / "model")},
+        "data": {"root": str(root / "data"), "languages": ["en", "de"]},
+        "target": {"tasks": ["xnli"], "train": {"max_steps": 1}},
+    }
     (root / "ok.yaml").write_text(json.dumps(cfg))
     return root
 
@@ -135,11 +152,20 @@ def test_check_lists_every_problem_at_once(world, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(world / "data", data)
     dev = data / "xnli" / "dev-de.tsv"  # the label column dropped: the labelled dev split would become an export
-    dev.write_text("".join("\t".join(l.split("\t")[:2]) + "\n" for l in dev.read_text(encoding="utf-8").splitlines()),
-                   encoding="utf-8")
+    dev.write_text(
+        "".join("\t".join(l.split("\t")[:2]) + "\n" for l in dev.read_text(encoding="utf-8").splitlines()),
+        encoding="utf-8",
+    )
     (data / "mnli" / "dev_matched.tsv").write_text("", encoding="utf-8")  # empty English dev
-    r = xlrepro("check", str(world / "ok.yaml"), f"data.root={data}", "model.name_or_path=/nonexistent/model",
-                "data.languages=[en,de,trr]", "--out", str(tmp_path / "out"))
+    r = xlrepro(
+        "check",
+        str(world / "ok.yaml"),
+        f"data.root={data}",
+        "model.name_or_path=/nonexistent/model",
+        "data.languages=[en,de,trr]",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 2
     errors = [l for l in r.stderr.splitlines() if l.startswith("xlrepro: error: ")]
     text = "\n".join(errors)

@@ -28,12 +28,19 @@ def test_info_reports_deepspeed_and_its_compiled_ops(tmp_path, monkeypatch):
 
     real = metadata.version
     monkeypatch.setattr(metadata, "version", lambda n: "0.19.8" if n == "deepspeed" else real(n))
-    for folder in ("deepspeed_shm_comm", "py311_cpu/cpu_adam"):  # $TORCH_EXTENSIONS_DIR/<op>/ (or torch's default layout)
+    for folder in (
+        "deepspeed_shm_comm",
+        "py311_cpu/cpu_adam",
+    ):  # $TORCH_EXTENSIONS_DIR/<op>/ (or torch's default layout)
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / f"{Path(folder).name}.so").write_bytes(b"")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     ds = info_mod.deepspeed_status()
-    assert ds == {"version": "0.19.8", "torch_extensions_dir": str(tmp_path), "compiled_ops": ["cpu_adam", "deepspeed_shm_comm"]}
+    assert ds == {
+        "version": "0.19.8",
+        "torch_extensions_dir": str(tmp_path),
+        "compiled_ops": ["cpu_adam", "deepspeed_shm_comm"],
+    }
     text = info_mod.format_info({**info_mod.info(), "deepspeed": ds})
     assert f"deepspeed 0.19.8: compiled ops cpu_adam, deepspeed_shm_comm in TORCH_EXTENSIONS_DIR={tmp_path}" in text
     monkeypatch.setattr(metadata, "version", lambda n: (_ for _ in ()).throw(metadata.PackageNotFoundError(n)))
@@ -76,8 +83,11 @@ def test_score_reads_the_submission_layout(tmp_path):
             # predictions: one of 2 right for the first language, both right elsewhere
             second = "neutral" if (folder == "gold" or i > 0) else "contradiction"
             (tmp_path / folder / "xnli" / f"test-{lang}.tsv").write_text(f"{first}\n{second}\n")
-    out = json.loads(xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
-                             "--version", "xtreme").stdout)
+    out = json.loads(
+        xlrepro(
+            "score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"), "--version", "xtreme"
+        ).stdout
+    )
     text = json.dumps(out)
     assert "xnli" in text
     # mean over the 15 languages: (50 + 14 x 100) / 15

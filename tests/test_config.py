@@ -1,8 +1,14 @@
-
 import pytest
 
-from xlrepro.config import (ExperimentConfig, config_hash, from_dict, load_config,
-                            shipped_configs, to_dict, train_config_for)
+from xlrepro.config import (
+    ExperimentConfig,
+    config_hash,
+    from_dict,
+    load_config,
+    shipped_configs,
+    to_dict,
+    train_config_for,
+)
 from xlrepro.errors import ConfigError
 
 
@@ -35,8 +41,16 @@ def test_seed_is_required(tmp_path):
 
 
 def test_dotted_overrides_are_typed():
-    cfg = load_config("smoke", ["target.train.lr=2e-5", "target.train.volume=100", "seed=7",
-                                "target.per_task.xnli.epochs=1", "data.languages=[en, tr]"])
+    cfg = load_config(
+        "smoke",
+        [
+            "target.train.lr=2e-5",
+            "target.train.volume=100",
+            "seed=7",
+            "target.per_task.xnli.epochs=1",
+            "data.languages=[en, tr]",
+        ],
+    )
     assert cfg.target.train.lr == 2e-5 and cfg.target.train.volume == 100 and cfg.seed == 7
     assert train_config_for(cfg, "xnli").epochs == 1.0
     assert train_config_for(cfg, "mnli").epochs == cfg.target.train.epochs  # no per_task entry

@@ -1,5 +1,6 @@
 """Config validation lists every problem at once: ranges and types of every field, languages, QA
 windows, the retrieval layer against the encoder's depth, the training engine's packages."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +10,7 @@ import typing
 
 import pytest
 
-from xlrepro import config as config_mod
-from xlrepro import config_checks
+from xlrepro import config as config_mod, config_checks
 from xlrepro.cli import main
 from xlrepro.config import load_config, problems
 from xlrepro.errors import ConfigError
@@ -22,23 +22,29 @@ def _problems_of(overrides):
     return e.value.problems
 
 
-@pytest.mark.parametrize("override, key, allowed", [
-    ("target.train.lr=-1e-5", "target.train.lr", "a number in (0, 1]"),
-    ("target.train.batch_size=0", "target.train.batch_size", "an integer in [1, inf)"),
-    ("target.train.grad_accum=0", "target.train.grad_accum", "an integer in [1, inf)"),
-    ("target.eval_batch_size=0", "target.eval_batch_size", "an integer in [1, inf)"),
-    ("target.train.eval_batch_size=0", "target.train.eval_batch_size", "an integer in [1, inf) or null"),
-    ("target.train.epochs=-3", "target.train.epochs", "a number in (0, inf)"),
-    ("pretrain.steps=-5", "pretrain.steps", "an integer in [0, inf)"),
-    ("target.train.warmup_proportion=7", "target.train.warmup_proportion", "a number in [0, 1]"),
-    ("intermediate.train.lr=.nan", "intermediate.train.lr", "a number in (0, 1]"),
-    ("target.per_task.xnli.epochs=0", "target.per_task.xnli.epochs", "a number in (0, inf)"),
-    ("retrieval.dual_encoder.per_task.mewslix.patience=0", "retrieval.dual_encoder.per_task.mewslix.patience",
-     "an integer in [1, inf)"),
-    ("smoke.code_switch=1.5", "smoke.code_switch", "a number in [0, 1]"),
-    ("seed=-1", "seed", "an integer in [0, 4294967295]"),
-    ("retrieval.dual_encoder.logit_scale=0", "retrieval.dual_encoder.logit_scale", "a number in (0, inf)"),
-])
+@pytest.mark.parametrize(
+    "override, key, allowed",
+    [
+        ("target.train.lr=-1e-5", "target.train.lr", "a number in (0, 1]"),
+        ("target.train.batch_size=0", "target.train.batch_size", "an integer in [1, inf)"),
+        ("target.train.grad_accum=0", "target.train.grad_accum", "an integer in [1, inf)"),
+        ("target.eval_batch_size=0", "target.eval_batch_size", "an integer in [1, inf)"),
+        ("target.train.eval_batch_size=0", "target.train.eval_batch_size", "an integer in [1, inf) or null"),
+        ("target.train.epochs=-3", "target.train.epochs", "a number in (0, inf)"),
+        ("pretrain.steps=-5", "pretrain.steps", "an integer in [0, inf)"),
+        ("target.train.warmup_proportion=7", "target.train.warmup_proportion", "a number in [0, 1]"),
+        ("intermediate.train.lr=.nan", "intermediate.train.lr", "a number in (0, 1]"),
+        ("target.per_task.xnli.epochs=0", "target.per_task.xnli.epochs", "a number in (0, inf)"),
+        (
+            "retrieval.dual_encoder.per_task.mewslix.patience=0",
+            "retrieval.dual_encoder.per_task.mewslix.patience",
+            "an integer in [1, inf)",
+        ),
+        ("smoke.code_switch=1.5", "smoke.code_switch", "a number in [0, 1]"),
+        ("seed=-1", "seed", "an integer in [0, 4294967295]"),
+        ("retrieval.dual_encoder.logit_scale=0", "retrieval.dual_encoder.logit_scale", "a number in (0, inf)"),
+    ],
+)
 def test_out_of_range_values_name_the_key_and_the_allowed_range(override, key, allowed):
     found = _problems_of([override])
     assert len(found) == 1, found
@@ -47,9 +53,17 @@ def test_out_of_range_values_name_the_key_and_the_allowed_range(override, key, a
 
 def test_every_numeric_field_has_a_range():
     """A new numeric field without a range would be accepted unchecked."""
-    for cls in (config_mod.ExperimentConfig, config_mod.ModelConfig, config_mod.TrainConfig,
-                config_mod.IntermediateConfig, config_mod.TargetConfig, config_mod.DualEncoderConfig,
-                config_mod.RetrievalConfig, config_mod.PretrainConfig, config_mod.SmokeConfig):
+    for cls in (
+        config_mod.ExperimentConfig,
+        config_mod.ModelConfig,
+        config_mod.TrainConfig,
+        config_mod.IntermediateConfig,
+        config_mod.TargetConfig,
+        config_mod.DualEncoderConfig,
+        config_mod.RetrievalConfig,
+        config_mod.PretrainConfig,
+        config_mod.SmokeConfig,
+    ):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             args = set(typing.get_args(hints[f.name])) or {hints[f.name]}
@@ -58,11 +72,25 @@ def test_every_numeric_field_has_a_range():
 
 
 def test_all_problems_are_listed_at_once_types_included():
-    found = _problems_of(["target.train.lr=-1", "target.train.batch_size=0", "seed=one", "pretrain.steps=-5",
-                          "target.train.trian=1", "retrieval.pooling=sum"])
+    found = _problems_of(
+        [
+            "target.train.lr=-1",
+            "target.train.batch_size=0",
+            "seed=one",
+            "pretrain.steps=-5",
+            "target.train.trian=1",
+            "retrieval.pooling=sum",
+        ]
+    )
     text = "\n".join(found)
-    for needle in ("target.train.lr: expected", "target.train.batch_size: expected", "seed: expected an integer",
-                   "pretrain.steps: expected", "target.train.trian: unknown key", "retrieval.pooling: 'sum'"):
+    for needle in (
+        "target.train.lr: expected",
+        "target.train.batch_size: expected",
+        "seed: expected an integer",
+        "pretrain.steps: expected",
+        "target.train.trian: unknown key",
+        "retrieval.pooling: 'sum'",
+    ):
         assert needle in text, text
     assert len(found) == 6
 
@@ -96,8 +124,12 @@ def test_language_validity_follows_the_recipe_benchmark(tmp_path):
 
 def test_qa_window_must_hold_the_question_and_the_stride():
     found = _problems_of(["target.per_task.xquad.doc_stride=100"])
-    assert found == [found[0]] and "target.per_task.xquad: xquad: doc_stride = 100 must be smaller than " \
-                                   "max_seq_length - max_query_length - 4 = 128 - 32 - 4 = 92" in found[0]
+    assert (
+        found == [found[0]]
+        and "target.per_task.xquad: xquad: doc_stride = 100 must be smaller than "
+        "max_seq_length - max_query_length - 4 = 128 - 32 - 4 = 92"
+        in found[0]
+    )
     assert "doc_stride" in _problems_of(["target.per_task.mlqa.max_query_length=124"])[0]
 
 
@@ -113,8 +145,10 @@ def test_retrieval_layer_and_lengths_from_a_local_model_folder(tmp_path):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"num_hidden_layers": 24, "max_position_embeddings": 514}))
     p = tmp_path / "c.yaml"
-    p.write_text(f"name: x\nseed: 1\nmodel: {{name_or_path: {model}}}\nretrieval: {{tasks: [tatoeba], layer: 25, "
-                 f"max_seq_length: 600}}\n")
+    p.write_text(
+        f"name: x\nseed: 1\nmodel: {{name_or_path: {model}}}\nretrieval: {{tasks: [tatoeba], layer: 25, "
+        f"max_seq_length: 600}}\n"
+    )
     with pytest.raises(ConfigError) as e:
         load_config(str(p))
     text = "\n".join(e.value.problems)
@@ -137,8 +171,9 @@ def test_a_missing_deepspeed_is_caught_at_validation(monkeypatch):
 
 
 def test_cli_prints_every_problem_as_an_error_line_exit_2(capsys):
-    code = main(["config", "validate", "smoke", "target.train.lr=-1", "target.train.batch_size=0",
-                 "data.languages=[trr]"])
+    code = main(
+        ["config", "validate", "smoke", "target.train.lr=-1", "target.train.batch_size=0", "data.languages=[trr]"]
+    )
     err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()

@@ -7,6 +7,7 @@ tiles) and compares every row and column list with brute force on random scores,
 and duplicates, for every compile-time list size and tiles narrower than k. This runs without a GPU;
 the CUDA tests in tests/test_similarity.py run the kernels themselves when a GPU is lent.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,20 @@ def test_cuda_topk_selection_replayed_on_the_host_matches_brute_force(tmp_path):
     cxx = os.environ.get("CXX", "g++")
     assert shutil.which(cxx), f"{cxx} not found: the C++ compiler that builds xlrepro._C is needed here too"
     exe = tmp_path / "topk_select_test"
-    build = subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-o", str(exe),
-                            str(ROOT / "tests" / "cpp" / "topk_select_test.cpp")], capture_output=True, text=True)
+    build = subprocess.run(
+        [
+            cxx,
+            "-std=c++17",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-o",
+            str(exe),
+            str(ROOT / "tests" / "cpp" / "topk_select_test.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     assert "warning" not in build.stderr, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
@@ -38,11 +51,13 @@ def _ptxas_report(stack=0, spills=0, drop=0):
     for kernel in noxfile.SELECTION_KERNELS:
         for K in (1, 2, 4, 8, 16, 32):
             name = f"_ZN7xlrepro12_GLOBAL__N_1{len(kernel)}{kernel}ILi{K}EEEvPKf"
-            lines += [f"ptxas info    : Compiling entry function '{name}' for 'sm_90'",
-                      f"ptxas info    : Function properties for {name}",
-                      f"    {stack} bytes stack frame, {spills} bytes spill stores, {spills} bytes spill loads",
-                      "ptxas info    : Used 32 registers, used 1 barriers"]
-    return "\n".join(lines[:len(lines) - 4 * drop])
+            lines += [
+                f"ptxas info    : Compiling entry function '{name}' for 'sm_90'",
+                f"ptxas info    : Function properties for {name}",
+                f"    {stack} bytes stack frame, {spills} bytes spill stores, {spills} bytes spill loads",
+                "ptxas info    : Used 32 registers, used 1 barriers",
+            ]
+    return "\n".join(lines[: len(lines) - 4 * drop])
 
 
 def test_cuda_build_register_check_passes_clean_reports_and_names_spills(monkeypatch):

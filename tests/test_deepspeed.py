@@ -9,6 +9,7 @@ engine in one process: also 1e-5 in fp32; bf16 casts the forward pass, so 0.02 t
 DeepSpeed compiles its shared-memory communication op (and, for offload, its CPU Adam) on first
 use; ``nox -s tests`` keeps them in TORCH_EXTENSIONS_DIR inside .nox so later runs reuse them.
 """
+
 import json
 import os
 import signal
@@ -21,8 +22,8 @@ import pytest
 import torch
 
 from xlrepro.config import TrainConfig, load_config
-from xlrepro.errors import ConfigError
 from xlrepro.ds_engine import resolve_ds_config
+from xlrepro.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "ds_worker.py"
@@ -30,13 +31,16 @@ sys.path.insert(0, str(WORKER.parent))
 
 try:
     import deepspeed  # noqa: F401
+
     HAVE_DS = True
 except ImportError:
     HAVE_DS = False
 
 # nox -s tests installs deepspeed and sets XLREPRO_REQUIRE_DEEPSPEED=1: there a missing deepspeed fails
-needs_ds = pytest.mark.skipif(not HAVE_DS and os.environ.get("XLREPRO_REQUIRE_DEEPSPEED") != "1",
-                              reason="deepspeed is not installed (pip install -r requirements/deepspeed.txt)")
+needs_ds = pytest.mark.skipif(
+    not HAVE_DS and os.environ.get("XLREPRO_REQUIRE_DEEPSPEED") != "1",
+    reason="deepspeed is not installed (pip install -r requirements/deepspeed.txt)",
+)
 
 
 def _require_ds():
@@ -46,7 +50,9 @@ def _require_ds():
 
 # ---------------------------------------------------------------------- the image's prebuilt ops (no DeepSpeed run)
 
-CPUINFO = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 avx avx2 fma hypervisor {extra}\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+CPUINFO = (
+    "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 avx avx2 fma hypervisor {extra}\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+)
 
 
 def _image_record(tmp_path, flags, ops_dir):
@@ -116,8 +122,9 @@ def test_a_chosen_extensions_folder_or_no_record_is_left_alone(tmp_path, monkeyp
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"batch_size": 4, "grad_accum": 4, "max_grad_norm": 1.0, "engine": "deepspeed",
-                          "deepspeed": "zero2", **kw})
+    return TrainConfig(
+        **{"batch_size": 4, "grad_accum": 4, "max_grad_norm": 1.0, "engine": "deepspeed", "deepspeed": "zero2", **kw}
+    )
 
 
 def test_auto_keys_are_filled_from_the_train_config():
@@ -138,7 +145,9 @@ def test_conflicting_values_are_rejected_with_the_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match=r"ds\.json: gradient_clipping = 0\.5 conflicts with train\.max_grad_norm"):
         resolve_ds_config(_cfg(deepspeed=path), world=1, cuda=False)
     path = _write(tmp_path, {"gradient_accumulation_steps": 4})
-    with pytest.raises(ConfigError, match=r"gradient_accumulation_steps = 4 conflicts with train\.grad_accum / world size"):
+    with pytest.raises(
+        ConfigError, match=r"gradient_accumulation_steps = 4 conflicts with train\.grad_accum / world size"
+    ):
         resolve_ds_config(_cfg(deepspeed=path), world=2, cuda=False)
     # agreeing explicit values are fine
     path = _write(tmp_path, {"gradient_accumulation_steps": 2, "train_batch_size": 16})
@@ -163,8 +172,15 @@ def test_fp16_without_a_gpu_is_an_xlrepro_error():
 
 
 def test_run_config_selects_the_engine_and_checks_the_deepspeed_config():
-    cfg = load_config("smoke", ["target.train.engine=deepspeed", "target.train.deepspeed=zero3",
-                                "pretrain.engine=deepspeed", "pretrain.deepspeed=zero1"])
+    cfg = load_config(
+        "smoke",
+        [
+            "target.train.engine=deepspeed",
+            "target.train.deepspeed=zero3",
+            "pretrain.engine=deepspeed",
+            "pretrain.deepspeed=zero1",
+        ],
+    )
     assert cfg.target.train.engine == "deepspeed" and cfg.pretrain.deepspeed == "zero1"
     with pytest.raises(ConfigError, match=r"target.train.deepspeed: engine 'deepspeed' needs a DeepSpeed config"):
         load_config("smoke", ["target.train.engine=deepspeed"])
@@ -183,9 +199,20 @@ def _train(engine, ds=None, run_dir=None, crash_at=None, token_budget=None, step
     from xlrepro.train import Stream, train
 
     m, feats, collate = setup()
-    cfg = TrainConfig(lr=1e-3, batch_size=4, grad_accum=2, max_steps=steps, checkpoint_every_steps=3,
-                      eval_every_steps=2 if evaluate else 1000, patience=100, warmup_proportion=0.2, engine=engine,
-                      deepspeed=ds, token_budget=token_budget, packing_window=16)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        grad_accum=2,
+        max_steps=steps,
+        checkpoint_every_steps=3,
+        eval_every_steps=2 if evaluate else 1000,
+        patience=100,
+        warmup_proportion=0.2,
+        engine=engine,
+        deepspeed=ds,
+        token_budget=token_budget,
+        packing_window=16,
+    )
     calls = {"n": 0}
     dev = collate(feats[:16])
 
@@ -200,8 +227,15 @@ def _train(engine, ds=None, run_dir=None, crash_at=None, token_budget=None, step
 
     events = []
     run_dir.mkdir(parents=True, exist_ok=True)
-    train(m, Stream("t", feats, collate, loss_fn), cfg, seed=5, run_dir=run_dir, evaluate=ev if evaluate else None,
-          log=lambda e: events.append(json.loads(json.dumps(e))))  # a snapshot, as a log file has
+    train(
+        m,
+        Stream("t", feats, collate, loss_fn),
+        cfg,
+        seed=5,
+        run_dir=run_dir,
+        evaluate=ev if evaluate else None,
+        log=lambda e: events.append(json.loads(json.dumps(e))),
+    )  # a snapshot, as a log file has
     return [e["loss"] for e in events if e["event"] == "train"], m, events
 
 
@@ -246,7 +280,9 @@ def test_resume_from_a_deepspeed_checkpoint_reproduces_the_trajectory(tmp_path, 
     _require_ds()
     full, m_full, _ = _train("deepspeed", config, run_dir=tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
-        _train("deepspeed", config, run_dir=tmp_path / "cut", crash_at=2 * 7 + 1)  # in step 8, after the step-6 checkpoint
+        _train(
+            "deepspeed", config, run_dir=tmp_path / "cut", crash_at=2 * 7 + 1
+        )  # in step 8, after the step-6 checkpoint
     latest = json.loads((tmp_path / "cut" / "ds_checkpoint" / "latest.json").read_text())
     tags = sorted(p.name for p in (tmp_path / "cut" / "ds_checkpoint").iterdir() if p.is_dir())
     assert latest["tag"] == "step6" and tags == ["step6"], "older checkpoints are removed once the pointer moves"
@@ -300,14 +336,24 @@ def test_fp16_on_cpu_stops_before_deepspeed(tmp_path):
 
 
 def _torchrun(out: Path, *args, nproc=2, timeout=150, wait=True):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           str(WORKER), str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        str(WORKER),
+        str(out),
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "XLREPRO_PROGRESS": "0"}
     for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
         env.pop(v, None)  # this test process's own single-rank group must not leak into the launch
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+        )
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     return p
 
@@ -413,7 +459,7 @@ def test_killing_one_rank_stops_the_run_and_a_restart_resumes_to_the_same_result
     assert a["events"][0]["event"] == "resume" and a["events"][0]["step"] == int(tag[4:])
     assert a["param_sha256"] == b["param_sha256"] == full["param_sha256"]
     assert a["final_dev"] == full["final_dev"] and a["best_step"] == full["best_step"]
-    assert _losses(a["events"]) == _losses(full["events"])[int(tag[4:]):]
+    assert _losses(a["events"]) == _losses(full["events"])[int(tag[4:]) :]
 
 
 # ---------------------------------------------------------------------- xlrepro plan
@@ -431,29 +477,36 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
     from xlrepro.plan import encoder_params, plan
 
     with torch.device("meta"):  # the count matches the real module's
-        m = XLMRobertaModel(XLMRobertaConfig(**get_family("xlmr").published_configs["xlm-roberta-large"]),
-                            add_pooling_layer=False)
+        m = XLMRobertaModel(
+            XLMRobertaConfig(**get_family("xlmr").published_configs["xlm-roberta-large"]), add_pooling_layer=False
+        )
     total, largest = encoder_params(load_config("xstilts-squad"))
     assert total == sum(p.numel() for p in m.parameters()) and 550e6 < total < 570e6
     assert largest == max(p.numel() for p in m.parameters())
     p = plan(load_config("xstilts-squad"), gpus_per_node=4)
     mem = {(r["zero_stage"], r["offload"]): r["gpu_gib"] for r in p["memory"]}
-    assert mem[(2, "none")] == round(estimate_zero2_model_states_mem_needs(total, 4, 1, cpu_offload=False)[1] / 2**30, 2)
+    assert mem[(2, "none")] == round(
+        estimate_zero2_model_states_mem_needs(total, 4, 1, cpu_offload=False)[1] / 2**30, 2
+    )
     assert mem[(3, "optimizer+params")] == round(
-        estimate_zero3_model_states_mem_needs(total, largest, 4, 1, True, True)[1] / 2**30, 2)
+        estimate_zero3_model_states_mem_needs(total, largest, 4, 1, True, True)[1] / 2**30, 2
+    )
     assert mem[(0, "none")] > mem[(1, "none")] > mem[(2, "none")] > mem[(2, "optimizer")]
     # GPU-hours = 6 x params x tokens / (peak x MFU), the peak of the precision the phases train in:
     # the paper recipe is fp32 (H100: 67 TFLOP/s on CUDA cores); a bf16 DeepSpeed config uses 989.4
     assert {ph["precision"] for ph in p["phases"]} == {"fp32"}
     assert p["gpu_hours"] == round(6 * total * p["training_tokens_upper_bound"] / (67e12 * MFU) / 3600, 1)
-    bf16 = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16", "target.train.deepspeed=zero3-bf16"]),
-                gpus_per_node=4)
+    bf16 = plan(
+        load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16", "target.train.deepspeed=zero3-bf16"]),
+        gpus_per_node=4,
+    )
     assert {ph["precision"] for ph in bf16["phases"]} == {"bf16"}
     assert bf16["gpu_hours"] == round(6 * total * bf16["training_tokens_upper_bound"] / (989.4e12 * MFU) / 3600, 1)
     mixed = plan(load_config("xstilts-squad", ["intermediate.train.deepspeed=zero2-bf16"]), gpus_per_node=4)
     inter = next(ph for ph in mixed["phases"] if ph["phase"].startswith("intermediate"))
     assert inter["precision"] == "bf16" and inter["gpu_hours"] == pytest.approx(
-        6 * total * inter["tokens"] / (989.4e12 * MFU) / 3600)
+        6 * total * inter["tokens"] / (989.4e12 * MFU) / 3600
+    )
     assert p["gpu_hours"] > mixed["gpu_hours"] > bf16["gpu_hours"]
     squad = next(ph for ph in p["phases"] if ph["phase"] == "intermediate:squad")
     assert squad["steps"] == -(-87599 * 3 // 32) and squad["tokens"] == squad["steps"] * 32 * 384
@@ -463,14 +516,35 @@ def test_plan_uses_deepspeeds_estimators_for_xlmr_large():
 
 
 def _smoke_args(out):
-    inter = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
-             "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}")
-    target = ("{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
-              "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-bf16}")
-    return ["train", "smoke", "--out", str(out), "smoke.n_train=120", "smoke.n_dev=40", "smoke.n_test=40",
-            "smoke.n_corpus=600", "pretrain.steps=6", "pretrain.batch_size=16", "pretrain.engine=deepspeed",
-            "pretrain.deepspeed=zero2", f"intermediate.train={inter}", "intermediate.mlm_mix=0.3", "target.tasks=[xnli]",
-            "target.per_task={}", f"target.train={target}", "retrieval.tasks=[]", "controls=[]"]
+    inter = (
+        "{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+        "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero3}"
+    )
+    target = (
+        "{lr: 2.0e-4, batch_size: 8, grad_accum: 2, max_steps: 6, eval_every_steps: 3, eval_subset: 40, "
+        "checkpoint_every_steps: 3, max_seq_length: 48, engine: deepspeed, deepspeed: zero2-bf16}"
+    )
+    return [
+        "train",
+        "smoke",
+        "--out",
+        str(out),
+        "smoke.n_train=120",
+        "smoke.n_dev=40",
+        "smoke.n_test=40",
+        "smoke.n_corpus=600",
+        "pretrain.steps=6",
+        "pretrain.batch_size=16",
+        "pretrain.engine=deepspeed",
+        "pretrain.deepspeed=zero2",
+        f"intermediate.train={inter}",
+        "intermediate.mlm_mix=0.3",
+        "target.tasks=[xnli]",
+        "target.per_task={}",
+        f"target.train={target}",
+        "retrieval.tasks=[]",
+        "controls=[]",
+    ]
 
 
 def _check_smoke_run(out):
@@ -490,19 +564,32 @@ def test_xlrepro_train_on_two_ranks_with_multi_task_zero3(tmp_path):
     """Under torchrun the ranks run the pipeline in lockstep; MLM-mixed multi-task micro-batches of
     different tasks on different ranks still gather and reduce the same parameters (ZeRO-3)."""
     _require_ds()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xlrepro",
-           *_smoke_args(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "xlrepro",
+        *_smoke_args(tmp_path),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                       env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     assert p.stdout.count("result records") == 1, "rank 0 alone reports"
     _check_smoke_run(tmp_path)
 
 
 def _launch_env():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                                                           "LOCAL_RANK")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
+    }
     return {**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
@@ -518,8 +605,22 @@ def test_xlrepro_train_under_the_deepspeed_launcher_on_one_node_and_on_two(tmp_p
     launcher = Path(sys.executable).parent / "deepspeed"
     assert launcher.exists(), f"no deepspeed launcher next to {sys.executable}"
     one = tmp_path / "one-node"
-    p = subprocess.run([str(launcher), "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "xlrepro",
-                        *_smoke_args(one)], capture_output=True, text=True, timeout=300, env=_launch_env())
+    p = subprocess.run(
+        [
+            str(launcher),
+            "--num_gpus",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            "--module",
+            "xlrepro",
+            *_smoke_args(one),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_launch_env(),
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     assert "--local_rank=1" in p.stdout + p.stderr, "the launcher passed --local_rank (the CLI accepts it)"
     first = _check_smoke_run(one)
@@ -528,10 +629,30 @@ def test_xlrepro_train_under_the_deepspeed_launcher_on_one_node_and_on_two(tmp_p
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
     port = str(_free_port())
-    nodes = [subprocess.Popen([str(launcher), "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(i),
-                               "--master_addr", "127.0.0.1", "--master_port", port, "--module", "xlrepro",
-                               *_smoke_args(two)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=_launch_env()) for i in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                str(launcher),
+                "--hostfile",
+                str(hostfile),
+                "--no_ssh",
+                "--node_rank",
+                str(i),
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                port,
+                "--module",
+                "xlrepro",
+                *_smoke_args(two),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_launch_env(),
+        )
+        for i in (0, 1)
+    ]
     outs = [n.communicate(timeout=300)[0] for n in nodes]
     for i, (n, out) in enumerate(zip(nodes, outs)):
         assert n.returncode == 0, f"node {i}:\n{out[-4000:]}"
@@ -558,15 +679,37 @@ def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
 @needs_ds
 def test_a_failing_rank_is_named_and_stops_the_run(tmp_path):
     _require_ds()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xlrepro",
-           "train", "smoke", "--out", str(tmp_path), "smoke.n_train=60", "smoke.n_dev=20", "smoke.n_test=20",
-           "smoke.n_corpus=300", "pretrain.steps=0", "intermediate.train.engine=deepspeed",
-           "intermediate.train.deepspeed=zero2", "intermediate.train.grad_accum=3", "target.tasks=[]",
-           "retrieval.tasks=[]", "controls=[]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "xlrepro",
+        "train",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "smoke.n_train=60",
+        "smoke.n_dev=20",
+        "smoke.n_test=20",
+        "smoke.n_corpus=300",
+        "pretrain.steps=0",
+        "intermediate.train.engine=deepspeed",
+        "intermediate.train.deepspeed=zero2",
+        "intermediate.train.grad_accum=3",
+        "target.tasks=[]",
+        "retrieval.tasks=[]",
+        "controls=[]",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                       env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    )
     assert p.returncode != 0
-    assert "xlrepro: error (rank 1 of 2): train.grad_accum = 3 is not a multiple of the world size 2" in p.stderr, \
+    assert "xlrepro: error (rank 1 of 2): train.grad_accum = 3 is not a multiple of the world size 2" in p.stderr, (
         p.stderr[-3000:]
+    )
     assert not (tmp_path / "results.json").exists()

@@ -14,6 +14,7 @@
 The Dockerfile is parsed with dockerfile-parse through ``fileobj=`` (``path=`` treats a file not
 named "Dockerfile" as a folder, B8).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,6 +72,7 @@ def _global_args(instructions: list[dict]) -> dict[str, str | None]:
 
 # ---------------------------------------------------------------------------------------- hadolint
 
+
 def test_hadolint_clean_at_warning_level():
     exe = shutil.which("hadolint")
     if exe is None:
@@ -80,6 +82,7 @@ def test_hadolint_clean_at_warning_level():
 
 
 # ------------------------------------------------------------------------------------- pin policy
+
 
 def test_every_from_is_pinned_by_digest():
     p = _parser()
@@ -100,10 +103,13 @@ def test_every_from_is_pinned_by_digest():
                 # (then every build must pass a value; the Dockerfile rejects one without a digest)
                 # or a digest-pinned default
                 name = m.group(1)
-                assert name in gargs, f"line {ins['startline'] + 1}: FROM ${name} but ARG {name} is not declared before it"
+                assert name in gargs, (
+                    f"line {ins['startline'] + 1}: FROM ${name} but ARG {name} is not declared before it"
+                )
                 default = gargs[name]
                 assert default is None or DIGEST.search(default), (
-                    f"ARG {name} default {default!r} is not pinned by digest (<name>:<tag>@sha256:<64 hex>)")
+                    f"ARG {name} default {default!r} is not pinned by digest (<name>:<tag>@sha256:<64 hex>)"
+                )
             else:
                 assert DIGEST.search(image), f"line {ins['startline'] + 1}: FROM {image} is not pinned by digest"
         if len(words) >= 3 and words[-2].upper() == "AS":
@@ -116,9 +122,10 @@ def test_required_base_arg_is_checked_at_build_time():
     text = DOCKERFILE.read_text()
     for name, default in gargs.items():
         if default is None and re.search(rf"^FROM \$\{{?{name}\}}?", text, re.M):
-            assert re.search(rf'\$\{{{name}##\*@sha256:\}}', text), f"no digest check of the required ARG {name}"
+            assert re.search(rf"\$\{{{name}##\*@sha256:\}}", text), f"no digest check of the required ARG {name}"
             assert re.search(rf"^ARG {name}$", text.split("\nFROM ", 1)[1], re.M), (
-                f"ARG {name} must be re-declared inside the stage for the check to see it")
+                f"ARG {name} must be re-declared inside the stage for the check to see it"
+            )
 
 
 def test_every_pip_install_is_hash_checked_or_offline():
@@ -141,7 +148,9 @@ def test_every_pip_install_is_hash_checked_or_offline():
 
 def test_no_syntax_line_no_shell_no_latest():
     text = DOCKERFILE.read_text()
-    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), "a '# syntax=' line makes BuildKit pull a frontend (B4)"
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), (
+        "a '# syntax=' line makes BuildKit pull a frontend (B4)"
+    )
     instrs = [i["instruction"] for i in _parser().structure]
     assert "SHELL" not in instrs, "SHELL is ignored for OCI images (B6); use set -eu in RUN"
     assert ":latest" not in text, ":latest is not a pin"
@@ -150,7 +159,8 @@ def test_no_syntax_line_no_shell_no_latest():
 def test_source_date_epoch_in_every_stage():
     for n, stage in enumerate(_stages(_parser().structure)):
         assert any(i["instruction"] == "ARG" and i["value"].split("=")[0] == "SOURCE_DATE_EPOCH" for i in stage), (
-            f"stage {n} lacks ARG SOURCE_DATE_EPOCH")
+            f"stage {n} lacks ARG SOURCE_DATE_EPOCH"
+        )
 
 
 def test_runs_as_non_root_with_xlrepro_entrypoint():
@@ -165,6 +175,7 @@ def test_runs_as_non_root_with_xlrepro_entrypoint():
 
 # ----------------------------------------------------------------------------------------- locks
 
+
 def _lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
     """name -> (version, hashes) of a pip requirements file in hash mode; asserts its shape."""
     text = path.read_text().replace("\\\n", " ")
@@ -173,7 +184,9 @@ def _lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        assert not line.startswith("-"), f"{path.name}: option line {line!r} (index/find-links lines do not belong in a lock, B9)"
+        assert not line.startswith("-"), (
+            f"{path.name}: option line {line!r} (index/find-links lines do not belong in a lock, B9)"
+        )
         assert "file:" not in line and "/opt/" not in line, f"{path.name}: host-specific reference in {line!r}"
         m = re.match(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)\s+(.*)$", line)
         assert m, f"{path.name}: {line[:80]!r} is not pinned with =="
@@ -203,7 +216,9 @@ def test_torch_pins_agree():
     torch_cpu = _lock_entries(TORCH_CPU_LOCK)
     assert list(torch_cpu) == ["torch"] and torch_cpu["torch"][0] == "2.13.0+cpu"
     noxfile = (REPO / "noxfile.py").read_text()
-    assert 'get("XLREPRO_TORCH", "torch==2.13.0")' in noxfile, "the host sessions' torch pin moved: update the image locks"
+    assert 'get("XLREPRO_TORCH", "torch==2.13.0")' in noxfile, (
+        "the host sessions' torch pin moved: update the image locks"
+    )
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -218,7 +233,9 @@ def _pins(path: Path) -> dict[str, str]:
 def test_image_pins_agree_with_host_requirements():
     host = _pins(REPO / "requirements" / "host.txt")
     image = _pins(DOCKER / "requirements.in")
-    assert host == image, f"requirements/host.txt and docker/requirements.in differ: {set(host.items()) ^ set(image.items())}"
+    assert host == image, (
+        f"requirements/host.txt and docker/requirements.in differ: {set(host.items()) ^ set(image.items())}"
+    )
     lock = _lock_entries(LOCKS["cpu"])
     for name, version in host.items():
         assert lock[name][0] == version, f"{name}: lock {lock[name][0]}, host.txt {version}"
@@ -228,7 +245,7 @@ def test_deepspeed_pins_agree_and_its_requirements_are_in_both_locks():
     """One DeepSpeed version everywhere; its runtime requirements come with the binary locks."""
     host = _pins(REPO / "requirements" / "deepspeed.txt")
     assert host == _pins(DOCKER / "deepspeed.in"), "requirements/deepspeed.txt and docker/deepspeed.in differ"
-    (name, (version, hashes)), = _lock_entries(DEEPSPEED_LOCK).items()
+    ((name, (version, hashes)),) = _lock_entries(DEEPSPEED_LOCK).items()
     assert name == "deepspeed" and version == host["deepspeed"], (name, version, host)
     for variant, lock in LOCKS.items():
         entries = _lock_entries(lock)
@@ -236,7 +253,9 @@ def test_deepspeed_pins_agree_and_its_requirements_are_in_both_locks():
         for req in _requirement_names(DOCKER / "deepspeed-requires.in"):
             assert req in entries, f"{lock.name} lacks DeepSpeed's requirement {req}"
         included = (DOCKER / f"requirements-{variant}.in").read_text()
-        assert "-r deepspeed-requires.in" in included, f"requirements-{variant}.in does not include deepspeed-requires.in"
+        assert "-r deepspeed-requires.in" in included, (
+            f"requirements-{variant}.in does not include deepspeed-requires.in"
+        )
 
 
 def _requirement_names(path: Path) -> list[str]:
@@ -258,21 +277,38 @@ def test_dockerfile_builds_deepspeed_from_its_lock_against_the_image_torch():
     torch_step = next(i for i, r in enumerate(runs) if "--only-binary :all:" in r)
     assert runs.index(ds[0]) > torch_step, "DeepSpeed must be built after torch is installed"
     assert "TORCH_EXTENSIONS_DIR=/opt/xlrepro/torch_extensions" in text
-    assert "chmod -R a+rX,go-w /opt/xlrepro/torch_extensions" in text, \
+    assert "chmod -R a+rX,go-w /opt/xlrepro/torch_extensions" in text, (
         "any uid must be able to read the prebuilt ops, and none but root to write them"
-    assert not re.search(r"chmod[^\n;]*(a\+rw|o\+w|0?7[0-7]7\b|a\+w)[^\n;]*torch_extensions", text), \
+    )
+    assert not re.search(r"chmod[^\n;]*(a\+rw|o\+w|0?7[0-7]7\b|a\+w)[^\n;]*torch_extensions", text), (
         "the compiled-ops folder must not be writable by other uids (they could plant a .so)"
+    )
 
 
 def _deepspeed_sdist(tmp_path: Path) -> Path | None:
-    (version, hashes), = _lock_entries(DEEPSPEED_LOCK).values()
+    ((version, hashes),) = _lock_entries(DEEPSPEED_LOCK).values()
     name = f"deepspeed-{version}.tar.gz"
     for d in (os.environ.get("PIP_FIND_LINKS") or "").split() + [str(DOCKER / "wheels")]:
         if (Path(d) / name).is_file():
             return Path(d) / name
-    pip = subprocess.run([os.sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                          f"deepspeed=={version}", "-d", str(tmp_path), "-q"], capture_output=True, text=True,
-                         timeout=300)
+    pip = subprocess.run(
+        [
+            os.sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"deepspeed=={version}",
+            "-d",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return tmp_path / name if pip.returncode == 0 and (tmp_path / name).is_file() else None
 
 
@@ -284,8 +320,9 @@ def test_deepspeed_requires_match_the_sdist(tmp_path):
     sdist = _deepspeed_sdist(tmp_path)
     if sdist is None:
         (pytest.fail if os.environ.get("XLREPRO_LOCK_CHECK") == "required" else pytest.skip)(
-            "the deepspeed sdist is neither in $PIP_FIND_LINKS nor downloadable from the package index")
-    (version, hashes), = _lock_entries(DEEPSPEED_LOCK).values()
+            "the deepspeed sdist is neither in $PIP_FIND_LINKS nor downloadable from the package index"
+        )
+    ((version, hashes),) = _lock_entries(DEEPSPEED_LOCK).values()
     assert hashlib.sha256(sdist.read_bytes()).hexdigest() in hashes, f"{sdist}: sha256 not in deepspeed.lock"
     with tarfile.open(sdist) as t:
         req = t.extractfile(f"deepspeed-{version}/requirements/requirements.txt").read().decode()
@@ -296,7 +333,8 @@ def test_deepspeed_requires_match_the_sdist(tmp_path):
         if line:
             listed.add(re.sub(r"\s+", "", line))
     assert listed == {r for r in upstream if not r.startswith("torch")}, (
-        f"docker/deepspeed-requires.in differs from deepspeed {version}'s requirements: {sorted(listed ^ upstream)}")
+        f"docker/deepspeed-requires.in differs from deepspeed {version}'s requirements: {sorted(listed ^ upstream)}"
+    )
 
 
 def _local_torch_cpu_wheel() -> Path | None:
@@ -311,8 +349,10 @@ def test_cpu_requirements_match_the_torch_cpu_wheel():
     """requirements-cpu.in lists torch's own requirements, since torch itself is locked apart."""
     wheel = _local_torch_cpu_wheel()
     if wheel is None:
-        pytest.skip(f"{TORCH_CPU_WHEEL} is not in $PIP_FIND_LINKS or docker/wheels/ (download it from "
-                    "https://download.pytorch.org/whl/cpu to run this check)")
+        pytest.skip(
+            f"{TORCH_CPU_WHEEL} is not in $PIP_FIND_LINKS or docker/wheels/ (download it from "
+            "https://download.pytorch.org/whl/cpu to run this check)"
+        )
     with zipfile.ZipFile(wheel) as z:
         meta = z.read("torch-2.13.0+cpu.dist-info/METADATA").decode()
     required = {re.sub(r"\s+", "", r) for r in re.findall(r"^Requires-Dist: ([^;\n]+)$", meta, re.M)}
@@ -328,6 +368,7 @@ def test_cpu_requirements_match_the_torch_cpu_wheel():
 
 
 # ------------------------------------------------------------------------------------ freshness
+
 
 def _pypi_reachable() -> str | None:
     try:
@@ -358,5 +399,6 @@ def test_lock_is_fresh(variant, tmp_path):
     assert r.returncode == 0, f"uv pip compile failed:\n{r.stderr}"
     fresh = (tmp_path / lock.name).read_text().splitlines()[2:]
     old = lock.read_text().splitlines()[2:]
-    assert fresh == old, (f"{lock.name} is stale: regenerate with docker/lock.sh "
-                          f"({len(set(fresh) ^ set(old))} lines differ)")
+    assert fresh == old, (
+        f"{lock.name} is stale: regenerate with docker/lock.sh ({len(set(fresh) ^ set(old))} lines differ)"
+    )

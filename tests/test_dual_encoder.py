@@ -1,5 +1,6 @@
 """Dual-encoder retrieval (LAReQA, Mewsli-X), the Mewsli-X training/candidate readers and input
 strings, the knn-based @20 metrics, and the Tatoeba encoder choice (XTREME vs XTREME-R)."""
+
 import copy
 import json
 
@@ -80,9 +81,18 @@ def _tiny_encoder(seed=0):
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     torch.manual_seed(seed)
-    return XLMRobertaModel(XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                            intermediate_size=32, max_position_embeddings=40, pad_token_id=1),
-                           add_pooling_layer=False)
+    return XLMRobertaModel(
+        XLMRobertaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+            pad_token_id=1,
+        ),
+        add_pooling_layer=False,
+    )
 
 
 def test_dual_encoder_loss_is_in_batch_softmax_over_scaled_cosines(tmp_path):
@@ -127,8 +137,12 @@ def test_packed_dual_encoder_equals_padded():
         loss = model(q, m_q, a, m_a)
         loss.backward()
         with torch.no_grad():
-            out[packed] = (model.embed(q, m_q), model.embed(a, m_a), loss.detach(),
-                           {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+            out[packed] = (
+                model.embed(q, m_q),
+                model.embed(a, m_a),
+                loss.detach(),
+                {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+            )
     for i in range(3):
         ref = out[False][i]
         assert ((out[True][i] - ref).abs().max() / ref.abs().max()).item() <= 1e-5, i
@@ -164,8 +178,8 @@ def test_mention_and_entity_strings_follow_the_baseline():
 
 
 def test_sentence_breaks():
-    text = "It rained. He said \"Go!\"  Then (she left.) ok"
-    assert [text[a:b] for a, b in sentence_breaks(text)] == ["It rained.", "He said \"Go!\"", "Then (she left.)", "ok"]
+    text = 'It rained. He said "Go!"  Then (she left.) ok'
+    assert [text[a:b] for a, b in sentence_breaks(text)] == ["It rained.", 'He said "Go!"', "Then (she left.)", "ok"]
     assert sentence_breaks("no break") == [(0, 8)]
 
 
@@ -210,18 +224,22 @@ def test_malformed_mewslix_training_files(world, tmp_path):
 
     def shift(rows):
         rows[2]["contextual_mention"]["mention"]["mention_span"]["start"] += 1
+
     bad(shift, r"pairs.jsonl, line 3, field 'contextual_mention.mention.mention_span'")
 
     def other_entity(rows):
         rows[0]["entity"]["entity_id"] = "Q1"
+
     bad(other_entity, "line 1, field 'contextual_mention.mention.entity_id'")
 
     def no_title(rows):
         del rows[1]["entity"]["title"]
+
     bad(no_title, "line 2, field 'title'")
 
     def span_outside(rows):
         rows[0]["entity"]["sentence_spans"][0]["end"] = 10_000
+
     bad(span_outside, r"line 1, field 'entity.sentence_spans\[0\]'")
 
     p.write_text(src.replace("\n", "\r\n"))
@@ -277,12 +295,24 @@ def test_retrieval_spec_hashes_do_not_depend_on_the_search_backend(tmp_path, mon
     assert hashes() == built
 
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=4", "intermediate.train.eval_every_steps=4", "target.train.max_steps=4",
-        "target.train.eval_every_steps=4", "target.tasks=[]", "controls=[]",
-        "target.per_task={squad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
-        "target.eval_splits=[dev, test]", "retrieval.dual_encoder.train.max_steps=6",
-        "retrieval.dual_encoder.train.eval_every_steps=3", "retrieval.dual_encoder.per_task={}"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=4",
+    "intermediate.train.eval_every_steps=4",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=4",
+    "target.tasks=[]",
+    "controls=[]",
+    "target.per_task={squad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
+    "target.eval_splits=[dev, test]",
+    "retrieval.dual_encoder.train.max_steps=6",
+    "retrieval.dual_encoder.train.eval_every_steps=3",
+    "retrieval.dual_encoder.per_task={}",
+]
 
 
 def test_xtreme_r_retrieval_end_to_end(tmp_path):
@@ -295,7 +325,11 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     recs = {(r["task"], r["language"], r["split"]): r for r in res["records"]}
     assert {k for k in recs if k[0] == "lareqa"} == {("lareqa", l, "test") for l in ("en", "tr", "vi", "zh")}
     assert {k for k in recs if k[0] == "mewslix"} == {("mewslix", l, s) for l in ("en", "tr") for s in ("dev", "test")}
-    lareqa, mewslix, tatoeba = recs[("lareqa", "tr", "test")], recs[("mewslix", "tr", "test")], recs[("tatoeba", "tr", "test")]
+    lareqa, mewslix, tatoeba = (
+        recs[("lareqa", "tr", "test")],
+        recs[("mewslix", "tr", "test")],
+        recs[("tatoeba", "tr", "test")],
+    )
     assert lareqa["metric"] == "map@20" and lareqa["n"] == 18 and 0 <= lareqa["value"] <= 100
     assert lareqa["protocol"]["similarity"] == "dot" and lareqa["protocol"]["k"] == 20
     assert lareqa["protocol"]["pool_languages"] == ["en", "tr", "vi", "zh"] and lareqa["protocol"]["n_candidates"] == 72
@@ -303,7 +337,9 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     assert "WikiNews" in mewslix["protocol"]["eval_domain"] and "Wikipedia" in mewslix["protocol"]["train_domain"]
     assert mewslix["protocol"]["search"].startswith("xlrepro.ops.knn/")
     assert mewslix["protocol"]["attention"] == lareqa["protocol"]["attention"] == cfg.model.attention
-    assert tatoeba["protocol"]["encoder_source"] == "squad_mrc" and tatoeba["protocol"]["benchmark_protocol"] == "xtreme_r"
+    assert (
+        tatoeba["protocol"]["encoder_source"] == "squad_mrc" and tatoeba["protocol"]["benchmark_protocol"] == "xtreme_r"
+    )
     assert tatoeba["protocol"]["encoder_upstream"]["kind"] == "squad_mrc"
     de = next(v for v in res["runs"].values() if v["kind"] == "dual_encoder" and v["task"] == "mewslix")
     assert de["n_pairs"] == 60 and de["train_source"] == "mewslix_wikipedia" and de["steps"] == 6
@@ -335,6 +371,8 @@ def test_xtreme_r_retrieval_end_to_end(tmp_path):
     xt = run_experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]"]), tmp_path)
     assert {r["protocol"]["encoder_source"] for r in xt["records"]} == {"intermediate"}
     de_run = next(h for h, v in res["runs"].items() if v["kind"] == "dual_encoder" and v["task"] == "lareqa")
-    alt = run_experiment(load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]",
-                                                      "retrieval.encoder={tatoeba: squad_dual_encoder}"]), tmp_path)
+    alt = run_experiment(
+        load_config("smoke", MINI + ["retrieval.tasks=[tatoeba]", "retrieval.encoder={tatoeba: squad_dual_encoder}"]),
+        tmp_path,
+    )
     assert {r["protocol"]["encoder_upstream"]["run"] for r in alt["records"]} == {de_run}

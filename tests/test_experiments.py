@@ -3,6 +3,7 @@
 Fast: nothing is trained. Graphs of the paper-scale specs need no data (their run specs hash
 configs, not files); the scaling-smoke graph generates its small world once.
 """
+
 import json
 import math
 from pathlib import Path
@@ -13,8 +14,8 @@ import yaml
 from xlrepro.cli import main as cli
 from xlrepro.errors import ConfigError
 from xlrepro.estimate import CARDS, gpu_hours, param_count
-from xlrepro.study.spec import expand, load_spec, parse_spec, shipped_specs
 from xlrepro.paper import load_paper_numbers, mark, parse_paper_numbers
+from xlrepro.study.spec import expand, load_spec, parse_spec, shipped_specs
 from xlrepro.sweep import build_graph
 
 XTREME_TARGETS = {"xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa"}
@@ -56,28 +57,41 @@ def test_the_paper_results_and_the_scaling_figure_each_have_a_spec():
     assert {"mnli", "squad", "hellaswag", "anli_plus"} <= {v.label for v in sc.variants}
     assert len(sc.seeds) >= 3
     smoke = specs["scaling-smoke"]
-    assert len(smoke.volumes) == 3 and len(smoke.seeds) == 2 and len([v for v in smoke.variants if v.label != "baseline"]) == 2
+    assert (
+        len(smoke.volumes) == 3
+        and len(smoke.seeds) == 2
+        and len([v for v in smoke.variants if v.label != "baseline"]) == 2
+    )
 
 
 def _spec(**over):
-    data = {"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
-            "variants": [{"label": "baseline", "overrides": ["intermediate.tasks=[]"]}], "seeds": [1]}
+    data = {
+        "name": "t",
+        "result": "r",
+        "kind": "table",
+        "config": "xstilts-squad",
+        "variants": [{"label": "baseline", "overrides": ["intermediate.tasks=[]"]}],
+        "seeds": [1],
+    }
     data.update(over)
     return data
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"voluems": [1]}, "voluems: unknown key"),
-    ({"variants": [{"label": "a", "overides": []}]}, "overides: unknown key"),
-    ({"kind": "tabel"}, "kind: 'tabel' is not one of"),
-    ({"volumes": [0]}, "volumes: 0 is not a positive integer"),
-    ({"seeds": [1, 1]}, "repeated seeds"),
-    ({"baseline": "nope"}, "baseline: 'nope' is not a variant label"),
-    ({"paper": ["no_table"]}, "paper: no table 'no_table'"),
-    ({"config": "no-such-config"}, "no config 'no-such-config'"),
-    ({"variants": [{"label": "a"}, {"label": "a"}]}, "duplicate labels"),
-    ({"kind": "scaling"}, "a scaling spec needs volumes"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"voluems": [1]}, "voluems: unknown key"),
+        ({"variants": [{"label": "a", "overides": []}]}, "overides: unknown key"),
+        ({"kind": "tabel"}, "kind: 'tabel' is not one of"),
+        ({"volumes": [0]}, "volumes: 0 is not a positive integer"),
+        ({"seeds": [1, 1]}, "repeated seeds"),
+        ({"baseline": "nope"}, "baseline: 'nope' is not a variant label"),
+        ({"paper": ["no_table"]}, "paper: no table 'no_table'"),
+        ({"config": "no-such-config"}, "no config 'no-such-config'"),
+        ({"variants": [{"label": "a"}, {"label": "a"}]}, "duplicate labels"),
+        ({"kind": "scaling"}, "a scaling spec needs volumes"),
+    ],
+)
 def test_bad_specs_are_rejected_with_the_field_named(over, message):
     with pytest.raises(ConfigError, match=message):
         parse_spec(_spec(**over), "spec.yaml")
@@ -117,7 +131,9 @@ def test_dry_run_lists_states_and_gpu_hours(tmp_path, capsys):
     (tmp_path / nodes[0].run_dir / "done.json").write_text("{}")
     (tmp_path / nodes[1].run_dir).mkdir(parents=True)
     (tmp_path / nodes[1].run_dir / "checkpoint.pt").write_bytes(b"x")
-    assert cli(["reproduce", "xstilts-table", "--dry-run", "--out", str(tmp_path), "--card", "a100", "--mfu", "0.5"]) == 0
+    assert (
+        cli(["reproduce", "xstilts-table", "--dry-run", "--out", str(tmp_path), "--card", "a100", "--mfu", "0.5"]) == 0
+    )
     text = capsys.readouterr().out
     assert "1 done, 1 resumable, 97 pending" in text
     # the paper recipe trains in fp32 (DeepSpeed ZeRO-2 without bf16): A100 FP32 peak, not its tensor cores
@@ -143,8 +159,16 @@ def test_gpu_hour_arithmetic():
         gpu_hours(1e6, 1e6, "h100", 0.25, "fp8")
     from xlrepro.config import ModelConfig
 
-    tiny = ModelConfig(init_config={"hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 16,
-                                    "max_position_embeddings": 10, "type_vocab_size": 1, "num_attention_heads": 2})
+    tiny = ModelConfig(
+        init_config={
+            "hidden_size": 8,
+            "num_hidden_layers": 1,
+            "intermediate_size": 16,
+            "max_position_embeddings": 10,
+            "type_vocab_size": 1,
+            "num_attention_heads": 2,
+        }
+    )
     # embeddings (100 + 10 + 1) x 8 + LayerNorm 2*8; one layer: 4*64 + 4*8 + 2*8*16 + 16 + 8 + 4*8
     assert param_count(tiny, vocab_size=100) == 111 * 8 + 16 + (256 + 32 + 256 + 16 + 8 + 32)
     with pytest.raises(ValueError):
@@ -172,10 +196,19 @@ def test_paper_numbers_keep_sources_tolerances_and_gaps():
     assert {(e["task"], e["metric"]) for e in gaps} >= {("bucc2018", "f1"), ("tatoeba", "accuracy")}
     val = {(e["system"], e["task"], e["metric"]): e for e in x}
     # both X-STILTs rows with their sources; EM known from the leaderboard; no mixed-source POS
-    assert val[("xstilts_best", "udpos", "f1")]["value"] == 74.9 and val[("xstilts_best", "udpos", "f1")]["source"] == "rembert16"
+    assert (
+        val[("xstilts_best", "udpos", "f1")]["value"] == 74.9
+        and val[("xstilts_best", "udpos", "f1")]["source"] == "rembert16"
+    )
     assert [val[("xstilts_best", t, "exact_match")]["value"] for t in ("xquad", "mlqa", "tydiqa")] == [63.3, 53.7, 59.5]
-    assert val[("xstilts_mt5", "xnli", "accuracy")]["value"] == 80.4 and val[("xstilts_mt5", "xnli", "accuracy")]["tag"] == "S"
-    assert {val[("xlmr_large", "udpos", "f1")]["value"], val[("xlmr_large_rembert_t7", "udpos", "f1")]["value"]} == {73.8, 72.6}
+    assert (
+        val[("xstilts_mt5", "xnli", "accuracy")]["value"] == 80.4
+        and val[("xstilts_mt5", "xnli", "accuracy")]["tag"] == "S"
+    )
+    assert {val[("xlmr_large", "udpos", "f1")]["value"], val[("xlmr_large_rembert_t7", "udpos", "f1")]["value"]} == {
+        73.8,
+        72.6,
+    }
     assert not any(e["source"] == "mt5" and e["tag"] == "C" for e in x)
     band = p["tables"]["tatoeba_layer14"]["entries"][0]
     assert (band["value"], band["task"]) == (31.0, "tatoeba") and band["value"] + band["tolerance"] < 57.3 - 2
@@ -190,19 +223,47 @@ def test_paper_numbers_keep_sources_tolerances_and_gaps():
     assert mark(50.0, gaps[0]) == "no reference"
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "tag": "Q", "source": "a", "tolerance": 1},
-     "tag: expected one of"),
-    ({"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "tag": "C", "source": "zz", "tolerance": 1},
-     "source: 'zz' is not a key"),
-    ({"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "tag": "C", "source": "a"}, "tolerance"),
-    ({"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "status": "gap"}, "a gap must have value null"),
-    ({"system": "s", "task": "xnli", "metric": "accuracy", "valeu": 1.0}, "unknown keys"),
-    ({"system": "t", "task": "xnli", "metric": "accuracy", "value": None}, "not one of the table's rows"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            {
+                "system": "s",
+                "task": "xnli",
+                "metric": "accuracy",
+                "value": 1.0,
+                "tag": "Q",
+                "source": "a",
+                "tolerance": 1,
+            },
+            "tag: expected one of",
+        ),
+        (
+            {
+                "system": "s",
+                "task": "xnli",
+                "metric": "accuracy",
+                "value": 1.0,
+                "tag": "C",
+                "source": "zz",
+                "tolerance": 1,
+            },
+            "source: 'zz' is not a key",
+        ),
+        ({"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "tag": "C", "source": "a"}, "tolerance"),
+        (
+            {"system": "s", "task": "xnli", "metric": "accuracy", "value": 1.0, "status": "gap"},
+            "a gap must have value null",
+        ),
+        ({"system": "s", "task": "xnli", "metric": "accuracy", "valeu": 1.0}, "unknown keys"),
+        ({"system": "t", "task": "xnli", "metric": "accuracy", "value": None}, "not one of the table's rows"),
+    ],
+)
 def test_bad_paper_numbers_are_rejected(entry, message):
-    data = {"sources": {"a": "src"}, "tables": {"t": {"title": "T", "split": "test", "rows": {"s": "baseline"},
-                                                      "entries": [entry]}}}
+    data = {
+        "sources": {"a": "src"},
+        "tables": {"t": {"title": "T", "split": "test", "rows": {"s": "baseline"}, "entries": [entry]}},
+    }
     with pytest.raises(ConfigError, match=message):
         parse_paper_numbers(data, "paper_numbers.yaml")
 
@@ -221,4 +282,6 @@ def test_reproduce_tells_specs_from_configs(tmp_path):
     spec.write_text(yaml.safe_dump(_spec()))
     assert is_spec("xstilts-table") and is_spec(str(spec))
     assert not is_spec("smoke") and not is_spec(str(cfg)) and not is_spec("xstilts-squad")
-    assert set(shipped_specs()).isdisjoint({p.stem for p in (Path(__file__).parents[1] / "xlrepro" / "configs").glob("*.yaml")})
+    assert set(shipped_specs()).isdisjoint(
+        {p.stem for p in (Path(__file__).parents[1] / "xlrepro" / "configs").glob("*.yaml")}
+    )

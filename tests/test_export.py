@@ -1,4 +1,5 @@
 """xlrepro export: fine-tuned smoke models as transformers models give xlrepro's predictions."""
+
 import json
 from pathlib import Path
 
@@ -14,11 +15,23 @@ from xlrepro.phases import Context
 from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.tasks import get_task
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=4", "target.tasks=[xnli, xcopa, xquad, panx]", "controls=[]",
-        "retrieval.tasks=[tatoeba]", "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
-        "target.eval_splits=[test]", "keep=all"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=4",
+    "target.tasks=[xnli, xcopa, xquad, panx]",
+    "controls=[]",
+    "retrieval.tasks=[tatoeba]",
+    "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
+    "target.eval_splits=[test]",
+    "keep=all",
+]
 LANGS = ["en", "tr", "zh"]
 
 
@@ -53,18 +66,35 @@ def _xlrepro(world, task, lang):
     data = exp.read(task, "test", lang)
     feats = adapter.featurize(data.examples, train=False)
     preds = exp.predict(model, task, adapter, feats, data.examples, 8)
-    return {"run": run, "model": model, "adapter": adapter, "examples": data.examples, "feats": feats,
-            "preds": preds, "folder": world["dest"] / run.name, "train": tc}
+    return {
+        "run": run,
+        "model": model,
+        "adapter": adapter,
+        "examples": data.examples,
+        "feats": feats,
+        "preds": preds,
+        "folder": world["dest"] / run.name,
+        "train": tc,
+    }
 
 
 def test_every_target_and_the_retrieval_encoder_are_exported(world):
     names = sorted(p.name for p in world["dest"].iterdir())
-    assert [n.rsplit("-", 1)[0] for n in names] == ["retrieval-tatoeba", "target-panx", "target-xcopa",
-                                                     "target-xnli", "target-xquad"]
+    assert [n.rsplit("-", 1)[0] for n in names] == [
+        "retrieval-tatoeba",
+        "target-panx",
+        "target-xcopa",
+        "target-xnli",
+        "target-xquad",
+    ]
     classes = {n: json.loads((world["dest"] / n / "config.json").read_text())["architectures"] for n in names}
-    assert [classes[n][0] for n in names] == ["XLMRobertaModel", "XLMRobertaForTokenClassification",
-                                              "XLMRobertaForMultipleChoice", "XLMRobertaForSequenceClassification",
-                                              "XLMRobertaForQuestionAnswering"]
+    assert [classes[n][0] for n in names] == [
+        "XLMRobertaModel",
+        "XLMRobertaForTokenClassification",
+        "XLMRobertaForMultipleChoice",
+        "XLMRobertaForSequenceClassification",
+        "XLMRobertaForQuestionAnswering",
+    ]
     assert not list(world["dest"].glob(".*")), "no temporary folders left behind"
 
 
@@ -119,8 +149,10 @@ def test_question_answering_model_gives_xlrepro_logits_and_answers(world):
         mask = batch.inputs["attention_mask"].bool()
         torch.testing.assert_close(theirs.start_logits[mask], ours[..., 0][mask], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(theirs.end_logits[mask], ours[..., 1][mask], atol=1e-4, rtol=1e-4)
-        logits = [torch.stack([s, e], -1)[: int(m.sum())] for s, e, m in
-                  zip(theirs.start_logits, theirs.end_logits, batch.inputs["attention_mask"])]
+        logits = [
+            torch.stack([s, e], -1)[: int(m.sum())]
+            for s, e, m in zip(theirs.start_logits, theirs.end_logits, batch.inputs["attention_mask"])
+        ]
         assert x["adapter"].predict(logits, x["feats"], x["examples"]) == x["preds"], lang
 
 
@@ -146,8 +178,9 @@ def test_retrieval_encoder_embeds_like_xlrepro(world):
     enc = load_encoder(export._encoder_source(world["out"], spec["upstream"])[0])
     sentences = exp.read("tatoeba", "test", "tr").examples[0].src_sentences[:12]
     r = cfg.retrieval
-    ours = embed(enc, exp.tokenizer, sentences, layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length,
-                 batch_size=4)
+    ours = embed(
+        enc, exp.tokenizer, sentences, layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=4
+    )
     folder = world["dest"] / run.name
     tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
     assert model.config.num_hidden_layers == r.layer

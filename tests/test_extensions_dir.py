@@ -1,4 +1,5 @@
 """The image's compiled-ops folder is read-only at run time; ops load from a private copy."""
+
 from __future__ import annotations
 
 import json

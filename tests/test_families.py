@@ -1,5 +1,6 @@
 """Encoder families (xlrepro.models): the model.family field, the BERT family's build, load,
 MLM head, packed forward and pooling, parameter counts from configs, and the one GPU-hour estimator."""
+
 import json
 
 import pytest
@@ -10,11 +11,23 @@ from xlrepro.data.types import Format
 from xlrepro.errors import ConfigError
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-        "max_position_embeddings": 40, "type_vocab_size": 1, "pad_token_id": 1,
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-FORMATS = [("cls", Format.CLASSIFICATION, 3), ("mc", Format.MULTIPLE_CHOICE, None), ("qa", Format.SPAN_QA, None),
-           ("tag", Format.TAGGING, 5)]
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+FORMATS = [
+    ("cls", Format.CLASSIFICATION, 3),
+    ("mc", Format.MULTIPLE_CHOICE, None),
+    ("qa", Format.SPAN_QA, None),
+    ("tag", Format.TAGGING, 5),
+]
 
 
 def _bert(seed=0, **over):
@@ -115,12 +128,15 @@ def test_bert_retrieval_embeddings_packed_equal_padded():
             if not padding:
                 return {"input_ids": ids}
             L = max(map(len, ids))
-            out = {"input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
-                   "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])}
+            out = {
+                "input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids]),
+            }
 
             class B(dict):
                 def to(self, device):
                     return self
+
             return B(out)
 
     enc = _bert()
@@ -188,8 +204,14 @@ def _bert_folder(out, vocab_words=("hello", "world", "bonjour", "monde", "hola",
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=False)
     tok.save_pretrained(str(out))
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = BertForMaskedLM(cfg)
     model.save_pretrained(str(out))
@@ -215,6 +237,7 @@ def test_a_bert_model_folder_loads_by_path(tmp_path):
     m = MultiTaskModel(enc, packed=True)
     m.add_head("t", Format.TAGGING, 3, 0.0, seed=0)
     assert m("t", batch["input_ids"], batch["attention_mask"]).shape[-1] == 3
+
     # a folder of the other family is named in one line before anything loads
     def cfg_for(family, length):
         cfg = load_config("xstilts-squad")
@@ -223,8 +246,10 @@ def test_a_bert_model_folder_loads_by_path(tmp_path):
         cfg.intermediate.train.max_seq_length = cfg.target.train.max_seq_length = length
         return cfg
 
-    assert any("model.family: 'xlmr' runs models of type ['xlm-roberta']" in p and "'bert'" in p
-               for p in model_problems(cfg_for("xlmr", 32), {}))
+    assert any(
+        "model.family: 'xlmr' runs models of type ['xlm-roberta']" in p and "'bert'" in p
+        for p in model_problems(cfg_for("xlmr", 32), {})
+    )
     # BERT's positions start at 0: 64 positions take 64 tokens (XLM-R's would take 62)
     assert model_problems(cfg_for("bert", 64), {}) == []
     assert any("exceed the encoder's 64 positions" in p for p in model_problems(cfg_for("bert", 65), {}))
@@ -247,7 +272,8 @@ def test_param_count_from_config_equals_the_built_module(family):
         with torch.device("meta"):
             big = fam.build_encoder(published)
         assert param_count(ModelConfig(name_or_path=f"org/{name}", family=family)) == sum(
-            p.numel() for p in big.parameters()), name
+            p.numel() for p in big.parameters()
+        ), name
 
 
 def test_param_counts_of_published_configs_and_unknown_models():
@@ -255,8 +281,9 @@ def test_param_counts_of_published_configs_and_unknown_models():
     from xlrepro.estimate import param_count
 
     assert 550e6 < param_count(ModelConfig(name_or_path="FacebookAI/xlm-roberta-large")) < 570e6
-    assert 170e6 < param_count(ModelConfig(name_or_path="google-bert/bert-base-multilingual-cased",
-                                           family="bert")) < 180e6
+    assert (
+        170e6 < param_count(ModelConfig(name_or_path="google-bert/bert-base-multilingual-cased", family="bert")) < 180e6
+    )
     with pytest.raises(KeyError, match="parameter count unknown.*give a local model folder"):
         param_count(ModelConfig(name_or_path="nobody/unknown-model"))
     # a published config of another family is not taken for this one
@@ -268,9 +295,18 @@ def test_param_counts_of_published_configs_and_unknown_models():
 # ---------------------------------------------------------------------- one GPU-hour estimator
 
 
-@pytest.mark.parametrize("overrides", [[], ["intermediate.train.deepspeed=zero2-bf16", "target.train.max_steps=100"],
-                                       ["model.family=bert", "model.name_or_path=google-bert/bert-base-multilingual-cased",
-                                        "intermediate.train.volume=1000"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["intermediate.train.deepspeed=zero2-bf16", "target.train.max_steps=100"],
+        [
+            "model.family=bert",
+            "model.name_or_path=google-bert/bert-base-multilingual-cased",
+            "intermediate.train.volume=1000",
+        ],
+    ],
+)
 def test_plan_and_estimate_agree(overrides):
     pytest.importorskip("deepspeed")
     from xlrepro import estimate
@@ -302,8 +338,15 @@ def test_plan_and_estimate_agree(overrides):
 def test_tokens_use_the_tasks_length_choices_and_whole_steps():
     from xlrepro import estimate
 
-    cfg = load_config("xstilts-squad", ["intermediate.tasks=[hellaswag]", "intermediate.train.max_seq_length=null",
-                                        "intermediate.train.volume=1000", "intermediate.train.epochs=1"])
+    cfg = load_config(
+        "xstilts-squad",
+        [
+            "intermediate.tasks=[hellaswag]",
+            "intermediate.train.max_seq_length=null",
+            "intermediate.train.volume=1000",
+            "intermediate.train.epochs=1",
+        ],
+    )
     ph = estimate.phase_tokens(cfg, cfg.intermediate.train, ["hellaswag"])
     gb = cfg.intermediate.train.batch_size * cfg.intermediate.train.grad_accum
     # HellaSwag: 256 tokens (its registry max_seq_length) x 4 choices; ceil(1000 / 32) = 32 optimiser steps
@@ -322,7 +365,9 @@ def test_info_lists_the_families():
 
     fams = {f["name"]: f for f in families_status()}
     assert set(fams) == {"xlmr", "bert"}
-    assert fams["bert"]["model_types"] == ["bert"] and "bert-base-multilingual-cased" in fams["bert"]["published_configs"]
+    assert (
+        fams["bert"]["model_types"] == ["bert"] and "bert-base-multilingual-cased" in fams["bert"]["published_configs"]
+    )
     from xlrepro.info import format_info, info
 
     d = info()
@@ -334,10 +379,22 @@ def test_info_lists_the_families():
 
 # ---------------------------------------------------------------------- the smoke world with a BERT encoder
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=4", "target.tasks=[xnli]", "controls=[]", "retrieval.tasks=[tatoeba]",
-        "target.per_task={}", "target.eval_splits=[test]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=4",
+    "target.tasks=[xnli]",
+    "controls=[]",
+    "retrieval.tasks=[tatoeba]",
+    "target.per_task={}",
+    "target.eval_splits=[test]",
+]
 
 
 def test_bert_family_trains_and_evaluates_the_smoke_world_end_to_end(tmp_path, capsys):

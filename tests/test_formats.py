@@ -60,9 +60,15 @@ def test_tagging_labels_first_subword_and_splits_long_sentences(tok):
 
 def test_multiple_choice_masks_missing_choices(tok):
     from xlrepro.data.types import MultipleChoiceExample
+
     ad = adapter_for(get_task("hellaswag"), tok, 32, TrainConfig())
-    feats = ad.featurize([MultipleChoiceExample("a", "the dog eats", ["the cake .", "the box ."], 0),
-                          MultipleChoiceExample("b", "the man uses", ["the pen .", "the egg .", "the cup ."], 2)], train=True)
+    feats = ad.featurize(
+        [
+            MultipleChoiceExample("a", "the dog eats", ["the cake .", "the box ."], 0),
+            MultipleChoiceExample("b", "the man uses", ["the pen .", "the egg .", "the cup ."], 2),
+        ],
+        train=True,
+    )
     batch = ad.collate(feats)
     assert batch.inputs["input_ids"].shape[:2] == (2, 3)
     logits = torch.tensor([[0.0, 0.0, 50.0], [0.0, 0.0, 1.0]])

@@ -1,5 +1,6 @@
 """Results on shared file systems follow the process umask: the encoder hand-off (transformers
 writes model.safetensors 0600) and the smoke world (mkstemp/mkdtemp: 0600/0700)."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,17 @@ def test_encoder_handoff_follows_the_umask(tmp_path, umask_027):
 
     from xlrepro.model import save_encoder
 
-    enc = XLMRobertaModel(XLMRobertaConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                           intermediate_size=8, max_position_embeddings=12), add_pooling_layer=False)
+    enc = XLMRobertaModel(
+        XLMRobertaConfig(
+            vocab_size=20,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+            max_position_embeddings=12,
+        ),
+        add_pooling_layer=False,
+    )
     model = type("M", (), {"encoder": enc, "heads": {}})()
     save_encoder(model, tmp_path / "encoder", {"run": "x"})
     modes = _modes(tmp_path)

@@ -22,10 +22,17 @@ def test_a_language_its_repo_lacks_is_read_from_the_other_repo_and_needs_its_pin
 
 
 def test_classification_rows_map_class_ids_to_label_names():
-    feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])})
-    ds = datasets.Dataset.from_dict({"premise": ["a", "b", "c"], "hypothesis": ["x", "y", "z"], "label": [2, 0, -1]},
-                                    features=datasets.Features({**feats, "label": datasets.Value("int64")}))
+    feats = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"premise": ["a", "b", "c"], "hypothesis": ["x", "y", "z"], "label": [2, 0, -1]},
+        features=datasets.Features({**feats, "label": datasets.Value("int64")}),
+    )
     ds = ds.cast_column("label", datasets.Value("int64"))
     r = convert_rows(get_task("xnli"), _with_names(ds, ["entailment", "neutral", "contradiction"]), "de")
     assert [e.label for e in r.examples] == ["contradiction", "entailment"]
@@ -35,12 +42,20 @@ def test_classification_rows_map_class_ids_to_label_names():
 def _with_names(ds, names):
     class D(list):
         features = {"label": datasets.ClassLabel(names=names)}
+
     return D(ds)
 
 
 def test_qa_rows_check_answer_offsets_and_build_the_scorer_dataset():
-    rows = [{"id": "q1", "title": "t", "context": "Paris is in France.", "question": "Where?",
-             "answers": {"text": ["France"], "answer_start": [12]}}]
+    rows = [
+        {
+            "id": "q1",
+            "title": "t",
+            "context": "Paris is in France.",
+            "question": "Where?",
+            "answers": {"text": ["France"], "answer_start": [12]},
+        }
+    ]
     r = convert_rows(get_task("xquad"), datasets.Dataset.from_list(rows), "de")
     assert r.examples[0].answers[0].start == 12 and r.raw[0]["paragraphs"][0]["qas"][0]["id"] == "q1"
     rows[0]["answers"]["answer_start"] = [3]
@@ -49,9 +64,15 @@ def test_qa_rows_check_answer_offsets_and_build_the_scorer_dataset():
 
 
 def test_tagging_and_retrieval_rows():
-    ds = datasets.Dataset.from_dict({"tokens": [["a", "b"]], "pos_tags": [[0, 1]]},
-                                    features=datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                                                                "pos_tags": datasets.Sequence(datasets.ClassLabel(names=["ADJ", "ADP"]))}))
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [["a", "b"]], "pos_tags": [[0, 1]]},
+        features=datasets.Features(
+            {
+                "tokens": datasets.Sequence(datasets.Value("string")),
+                "pos_tags": datasets.Sequence(datasets.ClassLabel(names=["ADJ", "ADP"])),
+            }
+        ),
+    )
     assert convert_rows(get_task("udpos"), ds, "de").examples[0].tags == ["ADJ", "ADP"]
     ds = datasets.Dataset.from_dict({"source_sentence": ["x1", "x2"], "target_sentence": ["e1", "e2"]})
     ex = convert_rows(get_task("tatoeba"), ds, "de").examples[0]
@@ -62,22 +83,36 @@ def test_tagging_and_retrieval_rows():
 import json  # noqa: E402
 
 from conftest import needs_samples  # noqa: E402
+
 from xlrepro.data.readers import get_reader  # noqa: E402
 
 
 def _glue(names, rows):
-    feats = datasets.Features({**{k: datasets.Value("string") for k in rows[0] if k not in ("label", "idx")},
-                               "label": datasets.ClassLabel(names=names), "idx": datasets.Value("int32")})
+    feats = datasets.Features(
+        {
+            **{k: datasets.Value("string") for k in rows[0] if k not in ("label", "idx")},
+            "label": datasets.ClassLabel(names=names),
+            "idx": datasets.Value("int32"),
+        }
+    )
     return datasets.Dataset.from_list(rows, features=feats)
 
 
 def test_glue_class_names_map_to_the_task_labels():
-    qqp = _glue(["not_duplicate", "duplicate"], [{"question1": "a?", "question2": "b?", "label": 1, "idx": 0},
-                                                  {"question1": "c?", "question2": "d?", "label": 0, "idx": 1},
-                                                  {"question1": "e?", "question2": "f?", "label": -1, "idx": 2}])
+    qqp = _glue(
+        ["not_duplicate", "duplicate"],
+        [
+            {"question1": "a?", "question2": "b?", "label": 1, "idx": 0},
+            {"question1": "c?", "question2": "d?", "label": 0, "idx": 1},
+            {"question1": "e?", "question2": "f?", "label": -1, "idx": 2},
+        ],
+    )
     r = convert_rows(get_task("qqp"), qqp, "en")
     assert [e.label for e in r.examples] == ["1", "0"] and r.skipped == {"label -1 (no gold label)": 1}
-    sst = _glue(["negative", "positive"], [{"sentence": "good", "label": 1, "idx": 0}, {"sentence": "bad", "label": 0, "idx": 1}])
+    sst = _glue(
+        ["negative", "positive"],
+        [{"sentence": "good", "label": 1, "idx": 0}, {"sentence": "bad", "label": 0, "idx": 1}],
+    )
     r = convert_rows(get_task("sst2"), sst, "en")
     assert [(e.text_a, e.text_b, e.label) for e in r.examples] == [("good", None, "1"), ("bad", None, "0")]
 
@@ -89,9 +124,18 @@ def _official_tydiqa_rows(samples, names=("english", "arabic")):
         for art in data:
             for p in art["paragraphs"]:
                 for q in p["qas"]:
-                    rows.append({"id": q["id"], "title": art.get("title", ""), "context": p["context"], "question": q["question"],
-                                 "answers": {"text": [a["text"] for a in q["answers"]],
-                                             "answer_start": [a["answer_start"] for a in q["answers"]]}})
+                    rows.append(
+                        {
+                            "id": q["id"],
+                            "title": art.get("title", ""),
+                            "context": p["context"],
+                            "question": q["question"],
+                            "answers": {
+                                "text": [a["text"] for a in q["answers"]],
+                                "answer_start": [a["answer_start"] for a in q["answers"]],
+                            },
+                        }
+                    )
     return rows
 
 
@@ -124,8 +168,9 @@ def test_social_iqa_hub_rows_match_the_release_reader(samples):
     labels = (d / "dev-labels.lst").read_text().split()
     rows = [{**json.loads(l), "label": lab} for l, lab in zip((d / "dev.jsonl").read_text().splitlines(), labels)]
     hub = convert_rows(get_task("socialiqa"), datasets.Dataset.from_list(rows), "en").examples  # label: string "1".."3"
-    assert [(e.context, e.question, e.choices, e.label) for e in hub] == \
-           [(e.context, e.question, e.choices, e.label) for e in local]
+    assert [(e.context, e.question, e.choices, e.label) for e in hub] == [
+        (e.context, e.question, e.choices, e.label) for e in local
+    ]
 
 
 @needs_samples
@@ -136,23 +181,41 @@ def test_commonsenseqa_hub_rows_match_the_release_reader(samples):
     for line in path.read_text().splitlines():
         o = json.loads(line)
         q = o["question"]
-        rows.append({"id": o["id"], "question": q["stem"], "question_concept": q.get("question_concept", ""),
-                     "choices": {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]},
-                     "answerKey": o.get("answerKey", "")})
+        rows.append(
+            {
+                "id": o["id"],
+                "question": q["stem"],
+                "question_concept": q.get("question_concept", ""),
+                "choices": {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]},
+                "answerKey": o.get("answerKey", ""),
+            }
+        )
     hub = convert_rows(get_task("commonsenseqa"), datasets.Dataset.from_list(rows), "en").examples
     assert len(hub) == len(local) == 200
-    assert [(e.guid, e.question, e.choices, e.label) for e in hub] == [(e.guid, e.question, e.choices, e.label) for e in local]
+    assert [(e.guid, e.question, e.choices, e.label) for e in hub] == [
+        (e.guid, e.question, e.choices, e.label) for e in local
+    ]
 
 
 @needs_samples
 def test_cosmos_qa_hub_rows_match_the_release_reader(samples):
     path = samples / "cosmosqa/data/valid.csv"
     local = get_reader("cosmosqa")({"file": path}).examples
-    rows = [{"id": e.guid, "context": e.context, "question": e.question,
-             **{f"answer{k}": c for k, c in enumerate(e.choices)}, "label": e.label} for e in local]
+    rows = [
+        {
+            "id": e.guid,
+            "context": e.context,
+            "question": e.question,
+            **{f"answer{k}": c for k, c in enumerate(e.choices)},
+            "label": e.label,
+        }
+        for e in local
+    ]
     rows.append({**rows[0], "id": "unlabelled", "label": -1})  # the Hub's test split
     hub = convert_rows(get_task("cosmosqa"), datasets.Dataset.from_list(rows), "en").examples
-    assert [(e.guid, e.context, e.choices, e.label) for e in hub[:-1]] == [(e.guid, e.context, e.choices, e.label) for e in local]
+    assert [(e.guid, e.context, e.choices, e.label) for e in hub[:-1]] == [
+        (e.guid, e.context, e.choices, e.label) for e in local
+    ]
     assert hub[-1].label is None
 
 
@@ -170,9 +233,20 @@ def test_lareqa_hub_rows_build_the_same_pool_as_the_release_file(samples):
     for art in json.loads(path.read_text())["data"]:
         for p in art["paragraphs"]:
             for q in p["qas"]:
-                rows.append({"id": q["id"], "title": art.get("title", ""), "context": p["context"], "question": q["question"],
-                             "answers": {"text": [a["text"] for a in q["answers"]], "answer_start": [a["answer_start"] for a in q["answers"]]},
-                             "sentences": p["sentences"], "sentence_breaks": p["sentence_breaks"]})
+                rows.append(
+                    {
+                        "id": q["id"],
+                        "title": art.get("title", ""),
+                        "context": p["context"],
+                        "question": q["question"],
+                        "answers": {
+                            "text": [a["text"] for a in q["answers"]],
+                            "answer_start": [a["answer_start"] for a in q["answers"]],
+                        },
+                        "sentences": p["sentences"],
+                        "sentence_breaks": p["sentence_breaks"],
+                    }
+                )
     hub = convert_rows(get_task("lareqa"), datasets.Dataset.from_list(rows), "de").examples[0]
     assert hub.questions == local.questions and hub.sentences == local.sentences
     assert hub.sentence_qids == local.sentence_qids
@@ -193,6 +267,7 @@ def test_mewslix_hub_rows_go_through_the_release_reader(samples):
 def rows_with_features(rows):
     class R(list):
         features = {}
+
     return R(rows)
 
 

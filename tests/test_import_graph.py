@@ -3,6 +3,7 @@
 The graph is read from the source (the AST of every module under xlrepro/), with every import:
 module level, inside functions (lazy imports), and under ``if TYPE_CHECKING``. A cycle is
 reported with each edge's file and line, so it can be broken where it closes."""
+
 from __future__ import annotations
 
 import ast
@@ -42,7 +43,7 @@ def imports(mods: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:  # relative: from the package that holds this module
                     base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                    base = base[:len(base) - node.level + 1]
+                    base = base[: len(base) - node.level + 1]
                     parent = ".".join(base + ([node.module] if node.module else []))
                 else:
                     parent = node.module or ""
@@ -119,8 +120,10 @@ def shortest_cycle(graph: dict[str, dict[str, list[int]]], comp: list[str]) -> l
 
 def describe(graph: dict, comp: list[str], mods: dict[str, Path], root: Path = ROOT) -> str:
     path = shortest_cycle(graph, comp)
-    hops = [f"    {a} -> {b}  ({mods[a].relative_to(root)}:{', '.join(map(str, sorted(set(graph[a][b]))))})"
-            for a, b in zip(path, path[1:])]
+    hops = [
+        f"    {a} -> {b}  ({mods[a].relative_to(root)}:{', '.join(map(str, sorted(set(graph[a][b]))))})"
+        for a, b in zip(path, path[1:])
+    ]
     return f"  {len(comp)} modules: {', '.join(comp)}\n  e.g.\n" + "\n".join(hops)
 
 
@@ -152,9 +155,17 @@ KNOWN = {
     # them, those modules import data.readers for the @reader decorator, and the task registry checks
     # reader names at load while the prepared-Hub reader (data.hub) looks tasks up. To break: a
     # registry module below the readers, filled by one module above both.
-    frozenset({"xlrepro.data.hub", "xlrepro.data.readers", "xlrepro.data.readers_intermediate",
-               "xlrepro.data.readers_retrieval", "xlrepro.data.readers_xtreme", "xlrepro.tasks",
-               "xlrepro.tasks.registry"}),
+    frozenset(
+        {
+            "xlrepro.data.hub",
+            "xlrepro.data.readers",
+            "xlrepro.data.readers_intermediate",
+            "xlrepro.data.readers_retrieval",
+            "xlrepro.data.readers_xtreme",
+            "xlrepro.tasks",
+            "xlrepro.tasks.registry",
+        }
+    ),
     # packing's forward asks the encoder's family for its packed position ids when the caller gives
     # none. To break: callers go through Family.packed_forward and packing requires position ids.
     frozenset({"xlrepro.models", "xlrepro.models.base", "xlrepro.packing"}),
@@ -166,7 +177,9 @@ def test_no_import_cycles():
     graph = imports(mods)
     found = cycles(graph)
     new = [c for c in found if frozenset(c) not in KNOWN]
-    assert not new, ("import cycles between xlrepro modules (break each where it closes: move the shared "
-                     "piece down a layer, see CONTRIBUTING.md):\n" + "\n".join(describe(graph, c, mods) for c in new))
+    assert not new, (
+        "import cycles between xlrepro modules (break each where it closes: move the shared "
+        "piece down a layer, see CONTRIBUTING.md):\n" + "\n".join(describe(graph, c, mods) for c in new)
+    )
     gone = KNOWN - {frozenset(c) for c in found}
     assert not gone, f"these known cycles are gone or changed; update KNOWN: {[sorted(g) for g in gone]}"

@@ -1,5 +1,6 @@
 """Item-level scores (xlrepro.items): their aggregate equals the official corpus-level metric, so
 bootstrap CIs and paired tests resample the right thing; and the re-seed policy of the sweep."""
+
 import json
 import random
 
@@ -32,9 +33,11 @@ def test_classification_and_qa_items_average_to_the_metric():
     preds = ["x", "x", "x", "z", "z"]
     e = item_scores(get_task("xnli"), "classification", preds, ex, "de", "official")
     assert np.mean(e["scores"]) == pytest.approx(accuracy(preds, [x.label for x in ex])["accuracy"])
-    qa = [SpanQAExample("q1", "who?", "the old king sat", [Answer("old king", 4)]),
-          SpanQAExample("q2", "what?", "a red cup", [Answer("red cup", 2)]),
-          SpanQAExample("q3", "where?", "in the house", [Answer("the house", 3)])]
+    qa = [
+        SpanQAExample("q1", "who?", "the old king sat", [Answer("old king", 4)]),
+        SpanQAExample("q2", "what?", "a red cup", [Answer("red cup", 2)]),
+        SpanQAExample("q3", "where?", "in the house", [Answer("the house", 3)]),
+    ]
     p = {"q1": "the old king", "q2": "cup", "q3": "garden"}
     e = item_scores(get_task("xquad"), "span_qa", p, qa, "en", "official")
     whole = qa_score(p, _squad_data(qa), task="xquad", lang="en", mode="official")
@@ -43,8 +46,10 @@ def test_classification_and_qa_items_average_to_the_metric():
 
 
 def test_collapse_check_reads_english_dev_first(tmp_path):
-    items = {"test/en": {"kind": "binary", "scores": [100.0] * 6, "predictions": list("abcabc"), "labels": list("abcabc")},
-             "dev/en": {"kind": "binary", "scores": [], "predictions": ["a"] * 9, "labels": list("abcabcabc")}}
+    items = {
+        "test/en": {"kind": "binary", "scores": [100.0] * 6, "predictions": list("abcabc"), "labels": list("abcabc")},
+        "dev/en": {"kind": "binary", "scores": [], "predictions": ["a"] * 9, "labels": list("abcabcabc")},
+    }
     (tmp_path / "items.json").write_text(json.dumps({"items": items}))
     res = collapse_check(tmp_path)
     assert res["on"] == "dev/en" and res["collapsed"] and "dominant-prediction" in res["reason"]
@@ -58,10 +63,19 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
     from xlrepro import sweep
     from xlrepro.study.spec import parse_spec
 
-    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
-                       "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
-                       "variants": [{"label": "mnli", "overrides": ["intermediate.tasks=[mnli]"]}], "seeds": [1],
-                       "max_reseeds": 2}, "t.yaml")
+    spec = parse_spec(
+        {
+            "name": "t",
+            "result": "r",
+            "kind": "table",
+            "config": "xstilts-squad",
+            "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+            "variants": [{"label": "mnli", "overrides": ["intermediate.tasks=[mnli]"]}],
+            "seeds": [1],
+            "max_reseeds": 2,
+        },
+        "t.yaml",
+    )
     graph = sweep.Graph(spec, __import__("xlrepro.study.spec", fromlist=["expand"]).expand(spec), tmp_path, [])
     executed = []
     collapsed = {"predictions": ["entailment"] * 30, "labels": ["entailment", "neutral", "contradiction"] * 10}
@@ -75,18 +89,29 @@ def test_a_collapsed_fine_tune_is_reseeded_and_logged(tmp_path, monkeypatch):
         executed.append((kind, exp.cfg.seed))
         if kind == "target":  # the first re-seed collapses too, the second is healthy
             entry = collapsed if exp.cfg.seed in (1, 1001) else healthy
-            (run_dir / "items.json").write_text(json.dumps({"items": {"dev/en": {"kind": "binary", "scores": [], **entry}}}))
+            (run_dir / "items.json").write_text(
+                json.dumps({"items": {"dev/en": {"kind": "binary", "scores": [], **entry}}})
+            )
 
     monkeypatch.setattr(sweep.Runner, "_execute", fake_execute)
     monkeypatch.setattr(sweep.Runner, "context", lambda self, cell: sweep.cell_context(cell, tmp_path))
     runner = sweep.Runner(graph, "cpu")
     for key in graph.nodes:
         runner.run(key)
-    assert executed == [("intermediate", 1), ("target", 1), ("intermediate", 1001), ("target", 1001),
-                        ("intermediate", 2001), ("target", 2001)]
+    assert executed == [
+        ("intermediate", 1),
+        ("target", 1),
+        ("intermediate", 1001),
+        ("target", 1001),
+        ("intermediate", 2001),
+        ("target", 2001),
+    ]
     log = [json.loads(l) for l in (tmp_path / "reseeds.jsonl").read_text().splitlines()]
-    assert [(d["action"], d["seed"], d["next_seed"]) for d in log] == [("reseed", 1, 1001), ("reseed", 1001, 2001),
-                                                                        ("accept", 2001, None)]
+    assert [(d["action"], d["seed"], d["next_seed"]) for d in log] == [
+        ("reseed", 1, 1001),
+        ("reseed", 1001, 2001),
+        ("accept", 2001, None),
+    ]
     assert log[-1]["run_dir"] != log[0]["run_dir"] and log[-1]["policy"] == "seed + 1000*k"
 
 
@@ -94,9 +119,18 @@ def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, 
     from xlrepro import sweep
     from xlrepro.study.spec import expand, parse_spec
 
-    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "xstilts-squad",
-                       "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
-                       "variants": [{"label": "none", "overrides": ["intermediate.tasks=[]"]}], "seeds": [1]}, "t.yaml")
+    spec = parse_spec(
+        {
+            "name": "t",
+            "result": "r",
+            "kind": "table",
+            "config": "xstilts-squad",
+            "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+            "variants": [{"label": "none", "overrides": ["intermediate.tasks=[]"]}],
+            "seeds": [1],
+        },
+        "t.yaml",
+    )
     graph = sweep.Graph(spec, expand(spec), tmp_path, [])
     (node,) = graph.nodes.values()
     run_dir = tmp_path / node.run_dir
@@ -104,8 +138,10 @@ def test_a_sweep_killed_before_the_reseed_decision_decides_on_restart(tmp_path, 
     (run_dir / "done.json").write_text("{}")  # finished, killed before items.json and the decision
     healthy = {"kind": "binary", "scores": [], "predictions": ["a", "b", "c"] * 5, "labels": ["a", "b", "c"] * 5}
     monkeypatch.setattr(sweep.Runner, "context", lambda self, cell: None)
-    monkeypatch.setattr("xlrepro.items.write_items",
-                        lambda exp, task, d: (d / "items.json").write_text(json.dumps({"items": {"dev/en": healthy}})))
+    monkeypatch.setattr(
+        "xlrepro.items.write_items",
+        lambda exp, task, d: (d / "items.json").write_text(json.dumps({"items": {"dev/en": healthy}})),
+    )
     assert sweep.Runner(graph, "cpu").run(node.key) == "skipped"
     log = [json.loads(l) for l in (tmp_path / "reseeds.jsonl").read_text().splitlines()]
     assert [d["action"] for d in log] == ["accept"]
@@ -148,15 +184,20 @@ def test_mewslix_items_give_the_official_mrr_at_20():
     from xlrepro.metrics import mewslix_map_at_k
 
     mentions = [_mention(f"m{i}", f"Q{i}") for i in range(5)]
-    preds = {"m0": ["Q0", "Q9"], "m1": ["Q9", "Q1"], "m2": [f"Q{j}" for j in range(10, 30)] + ["Q2"],
-             "m3": [" Q3"]}  # m2's gold sits at rank 21 (outside @20), m3's is unstripped, m4 is missing
+    preds = {
+        "m0": ["Q0", "Q9"],
+        "m1": ["Q9", "Q1"],
+        "m2": [f"Q{j}" for j in range(10, 30)] + ["Q2"],
+        "m3": [" Q3"],
+    }  # m2's gold sits at rank 21 (outside @20), m3's is unstripped, m4 is missing
     gold = {m.guid: [m.entity_id] for m in mentions}
     for mode in ("official", "corrected"):
         e = item_scores(get_task("mewslix"), "retrieval", preds, mentions, "de", mode)
         assert e["kind"] == "mean" and e["metric"] == "map@20"
         assert e["scores"][:3] == [100.0, 50.0, 0.0] and e["scores"][4] == 0.0
-        assert np.mean(e["scores"]) == pytest.approx(mewslix_map_at_k(preds, gold, k=20, mode=mode)["map@20"],
-                                                     rel=1e-12)
+        assert np.mean(e["scores"]) == pytest.approx(
+            mewslix_map_at_k(preds, gold, k=20, mode=mode)["map@20"], rel=1e-12
+        )
     with pytest.raises(ValueError, match="not in the data"):
         item_scores(get_task("mewslix"), "retrieval", {"m99": ["Q1"]}, mentions, "de", "official")
     with pytest.raises(ValueError, match="without a gold entity"):
@@ -166,17 +207,28 @@ def test_mewslix_items_give_the_official_mrr_at_20():
 def test_lareqa_items_are_the_per_question_average_precisions():
     from xlrepro.data.types import QASentencePool
 
-    pool = QASentencePool("p.de", "de", ["a", "b", "c"], ["?"] * 3, ["de:0:0:0"], ["s"], ["c"], [["a", "b", "c"]],
-                          [("a", "de:0:0:0"), ("b", "de:0:0:0"), ("c", "de:0:0:0")])
+    pool = QASentencePool(
+        "p.de",
+        "de",
+        ["a", "b", "c"],
+        ["?"] * 3,
+        ["de:0:0:0"],
+        ["s"],
+        ["c"],
+        [["a", "b", "c"]],
+        [("a", "de:0:0:0"), ("b", "de:0:0:0"), ("c", "de:0:0:0")],
+    )
     per_q = {"metric": "map@20", "question_ids": ["a", "b", "c"], "average_precision": [1.0, 0.25, 0.0]}
     e = item_scores(get_task("lareqa"), "retrieval", per_q, [pool], "de", "official")
     assert e == {"metric": "map@20", "kind": "mean", "scores": [100.0, 25.0, 0.0]}
     with pytest.raises(ValueError, match="question ids differ"):
-        item_scores(get_task("lareqa"), "retrieval", {**per_q, "question_ids": ["a", "c", "b"]}, [pool], "de",
-                    "official")
+        item_scores(
+            get_task("lareqa"), "retrieval", {**per_q, "question_ids": ["a", "c", "b"]}, [pool], "de", "official"
+        )
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        item_scores(get_task("lareqa"), "retrieval", {**per_q, "average_precision": [1.0, 25.0, 0.0]}, [pool],
-                    "de", "official")
+        item_scores(
+            get_task("lareqa"), "retrieval", {**per_q, "average_precision": [1.0, 25.0, 0.0]}, [pool], "de", "official"
+        )
 
 
 def test_a_retrieval_run_without_per_item_files_gets_no_items(tmp_path):

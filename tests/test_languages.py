@@ -26,12 +26,27 @@ def test_resource_groups_match_the_notes():
     assert sorted(c for c, l in L.table().items() if l.resource_group == "unseen") == ["ht", "qu", "wo", "yo"]
 
 
-@pytest.mark.parametrize("label,bench,n", [("XNLI", "xtreme", 15), ("PAWS-X", "xtreme", 7), ("POS", "xtreme", 33),
-                                           ("NER", "xtreme", 40), ("XQuAD", "xtreme", 11), ("MLQA", "xtreme", 7),
-                                           ("TyDiQA", "xtreme", 9), ("BUCC", "xtreme", 4), ("Tatoeba", "xtreme", 36),
-                                           ("POS", "xtreme_r", 38), ("NER", "xtreme_r", 48), ("Tatoeba", "xtreme_r", 41),
-                                           ("XCOPA", "xtreme_r", 11), ("XQuAD", "xtreme_r", 12),
-                                           ("Mewsli-X", "xtreme_r", 11), ("LAReQA", "xtreme_r", 11)])
+@pytest.mark.parametrize(
+    "label,bench,n",
+    [
+        ("XNLI", "xtreme", 15),
+        ("PAWS-X", "xtreme", 7),
+        ("POS", "xtreme", 33),
+        ("NER", "xtreme", 40),
+        ("XQuAD", "xtreme", 11),
+        ("MLQA", "xtreme", 7),
+        ("TyDiQA", "xtreme", 9),
+        ("BUCC", "xtreme", 4),
+        ("Tatoeba", "xtreme", 36),
+        ("POS", "xtreme_r", 38),
+        ("NER", "xtreme_r", 48),
+        ("Tatoeba", "xtreme_r", 41),
+        ("XCOPA", "xtreme_r", 11),
+        ("XQuAD", "xtreme_r", 12),
+        ("Mewsli-X", "xtreme_r", 11),
+        ("LAReQA", "xtreme_r", 11),
+    ],
+)
 def test_task_language_counts(label, bench, n):
     assert len(L.languages_for(label, bench)) == n
     assert ("en" in L.languages_for(label, bench)) == (label not in ("Tatoeba", "BUCC", "XCOPA"))

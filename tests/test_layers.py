@@ -1,5 +1,6 @@
 """The pieces moved down so that the lower layers import nothing above them (CONTRIBUTING.md):
 each keeps its behaviour in its new place."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,10 @@ def test_retrieval_encoder_checks_still_name_the_dual_encoder_tasks():
     cfg.retrieval.dual_encoder.per_task = {"tatoeba": {}}
     found = "\n".join(config.problems(cfg))
     assert "retrieval.encoder.lareqa: the encoder choice applies to BUCC/Tatoeba-style" in found
-    assert "retrieval.encoder.tatoeba: 'nonsense' is not one of ['intermediate', 'squad_mrc', 'squad_dual_encoder']" in found
+    assert (
+        "retrieval.encoder.tatoeba: 'nonsense' is not one of ['intermediate', 'squad_mrc', 'squad_dual_encoder']"
+        in found
+    )
     assert "retrieval.dual_encoder.per_task: 'tatoeba' is not a dual-encoder task ['lareqa', 'mewslix']" in found
 
 
@@ -42,8 +46,10 @@ def _task(recipe):
 
 def test_recipe_keys_are_checked_against_the_training_settings():
     fields = [f.name for f in dataclasses.fields(config.TrainConfig)]
-    tasks = {"good": _task({"xtreme_r": {"lr": 1e-5, "source": "s"}}),
-             "bad": _task({"xtreme_r": {"learning_rate": 1e-5, "source": "s"}})}
+    tasks = {
+        "good": _task({"xtreme_r": {"lr": 1e-5, "source": "s"}}),
+        "bad": _task({"xtreme_r": {"learning_rate": 1e-5, "source": "s"}}),
+    }
     (msg,) = config_checks.recipe_problems(tasks, fields)
     assert msg.startswith("xlrepro/tasks/bad.yaml: recipe.xtreme_r.learning_rate: not a training setting")
     # every shipped task's recipe names training settings
@@ -59,8 +65,14 @@ def test_config_problems_report_a_registry_recipe_key_that_is_not_a_training_set
 
 
 def test_the_registry_checks_the_shape_of_its_study_fields_without_the_config():
-    check_study_fields({"recipe": {"xtreme_r": {"lr": 1, "source": "x"}}, "train_size": {"examples": 3, "source": "s"},
-                        "domain": {"xtreme_r": "shifted", "reason": "r"}}, "t.yaml")
+    check_study_fields(
+        {
+            "recipe": {"xtreme_r": {"lr": 1, "source": "x"}},
+            "train_size": {"examples": 3, "source": "s"},
+            "domain": {"xtreme_r": "shifted", "reason": "r"},
+        },
+        "t.yaml",
+    )
     with pytest.raises(ConfigError, match="t.yaml: recipe.xtreme: not one of"):
         check_study_fields({"recipe": {"xtreme": {"source": "x"}}}, "t.yaml")
     with pytest.raises(ConfigError, match="recipe.jiant: expected a mapping of training settings with a 'source'"):

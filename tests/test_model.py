@@ -4,8 +4,15 @@ from xlrepro.config import ModelConfig
 from xlrepro.data.types import Format
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder, save_encoder
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-        "max_position_embeddings": 40, "type_vocab_size": 1, "pad_token_id": 1}
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+}
 
 
 def test_handoff_keeps_every_encoder_tensor_and_drops_heads(tmp_path):
@@ -43,8 +50,12 @@ def test_heads_are_fresh_and_depend_only_on_their_seed():
 def test_every_format_runs_forward():
     enc = build_encoder(ModelConfig(init_config=TINY), vocab_size=50, seed=0)
     m = MultiTaskModel(enc)
-    for name, fmt, n in (("c", Format.CLASSIFICATION, 3), ("mc", Format.MULTIPLE_CHOICE, None),
-                         ("qa", Format.SPAN_QA, None), ("tag", Format.TAGGING, 5)):
+    for name, fmt, n in (
+        ("c", Format.CLASSIFICATION, 3),
+        ("mc", Format.MULTIPLE_CHOICE, None),
+        ("qa", Format.SPAN_QA, None),
+        ("tag", Format.TAGGING, 5),
+    ):
         m.add_head(name, fmt, n, 0.0, seed=1)
     ids = torch.randint(3, 50, (2, 7))
     mask = torch.ones_like(ids)

@@ -5,8 +5,7 @@ import sys
 import pytest
 import torch
 
-from xlrepro.ops import BackendUnavailable, masked_mean_pool, masked_mean_pool_reference
-from xlrepro.ops import _lib
+from xlrepro.ops import BackendUnavailable, _lib, masked_mean_pool, masked_mean_pool_reference
 
 built = _lib.has_kernel("masked_mean_pool", "CPU")
 
@@ -85,10 +84,17 @@ def test_explicit_backend_that_cannot_run_explains_every_backend():
 
 
 def test_everything_works_without_the_extension():
-    code = ("import torch, xlrepro.ops as o, json; from xlrepro.info import info; "
-            "h=torch.randn(2,3,4); m=torch.ones(2,3,dtype=torch.long); "
-            "r=o.masked_mean_pool(h,m); assert torch.allclose(r,h.mean(1)); d=info(); "
-            "print(json.dumps([d['extension_loaded'], d['reason'], d['ops']['masked_mean_pool']['cpu']['selected']]))")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "XLREPRO_DISABLE_EXT": "1"},
-                         capture_output=True, text=True, check=True).stdout
+    code = (
+        "import torch, xlrepro.ops as o, json; from xlrepro.info import info; "
+        "h=torch.randn(2,3,4); m=torch.ones(2,3,dtype=torch.long); "
+        "r=o.masked_mean_pool(h,m); assert torch.allclose(r,h.mean(1)); d=info(); "
+        "print(json.dumps([d['extension_loaded'], d['reason'], d['ops']['masked_mean_pool']['cpu']['selected']]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "XLREPRO_DISABLE_EXT": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == '[false, "disabled by XLREPRO_DISABLE_EXT=1", "reference"]'

@@ -14,11 +14,23 @@ from xlrepro.config import ModelConfig
 from xlrepro.data.types import Format
 from xlrepro.model import MultiTaskModel, build_encoder
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-        "max_position_embeddings": 80, "type_vocab_size": 1, "pad_token_id": 1,
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-FORMATS = [("cls", Format.CLASSIFICATION, 3), ("mc", Format.MULTIPLE_CHOICE, None), ("qa", Format.SPAN_QA, None),
-           ("tag", Format.TAGGING, 5)]
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 80,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+FORMATS = [
+    ("cls", Format.CLASSIFICATION, 3),
+    ("mc", Format.MULTIPLE_CHOICE, None),
+    ("qa", Format.SPAN_QA, None),
+    ("tag", Format.TAGGING, 5),
+]
 
 
 def _model(packed: bool, dtype):

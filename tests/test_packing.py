@@ -13,18 +13,17 @@ What is proven:
   * plan_packed_batches: each example exactly once, budget respected, deterministic per
     (seed, epoch), different across epochs.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
 import xlrepro.packing as packing
 from xlrepro.ops import varlen_attention_backend
-from xlrepro.packing import (pack_batch, packed_encoder_forward, packed_position_ids, plan_packed_batches,
-                             unpack)
+from xlrepro.packing import pack_batch, packed_encoder_forward, packed_position_ids, plan_packed_batches, unpack
 
 PAD = 1
 LENGTHS = [1, 7, 33]
@@ -41,9 +40,18 @@ def _one_thread():
 
 def make_encoder(dtype=torch.float32, attn="eager", seed=0, **over):
     torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=128, max_position_embeddings=64, pad_token_id=PAD,
-                           type_vocab_size=1, attn_implementation=attn, **over)
+    cfg = XLMRobertaConfig(
+        vocab_size=100,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        type_vocab_size=1,
+        attn_implementation=attn,
+        **over,
+    )
     return XLMRobertaModel(cfg, add_pooling_layer=False).to(dtype).eval()
 
 
@@ -74,6 +82,7 @@ def auto_backend(dtype):
 # Layout helpers
 # ---------------------------------------------------------------------------------------------
 
+
 def test_position_ids_restart_per_sequence():
     cu = torch.tensor([0, 1, 4, 4, 6], dtype=torch.int32)
     assert packed_position_ids(cu, PAD).tolist() == [2, 2, 3, 4, 2, 3]
@@ -83,6 +92,7 @@ def test_position_ids_restart_per_sequence():
 def test_position_ids_match_hf_padded(side):
     ids, mask = make_batch(LENGTHS, side)
     from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaEmbeddings
+
     padded = XLMRobertaEmbeddings.create_position_ids_from_input_ids(ids, PAD)
     _, cu, _, idx = pack_batch(ids, mask)
     assert torch.equal(packed_position_ids(cu, PAD), padded.flatten()[idx])
@@ -100,6 +110,7 @@ def test_pack_unpack_round_trip():
 # ---------------------------------------------------------------------------------------------
 # Packed forward == padded HF forward (outputs and parameter gradients)
 # ---------------------------------------------------------------------------------------------
+
 
 def _loss_weights(T, H, dtype):
     return torch.randn(T, H, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype)
@@ -136,13 +147,16 @@ def test_packed_forward_and_grads_equal_padded_hf(dtype, backend, side):
         if n.endswith("attention.self.key.bias"):
             # exactly 0 in exact arithmetic (softmax is invariant to q.b_k, the same for every key):
             # both sides are rounding noise, so check they are ~0 instead of their ratio
-            errs[f"grad {n} (abs / grad scale)"] = max(q.grad.abs().max().item(),
-                                                       ref_grads[n].abs().max().item()) / scale
+            errs[f"grad {n} (abs / grad scale)"] = (
+                max(q.grad.abs().max().item(), ref_grads[n].abs().max().item()) / scale
+            )
             continue
         errs[f"grad {n}"] = rel_err(q.grad, ref_grads[n])
     worst = max(errs, key=errs.get)
-    print(f"\n{dtype} backend={backend} ({auto_backend(dtype) if backend == 'auto' else backend}) side={side}: "
-          f"max rel err {errs[worst]:.2e} at {worst}")
+    print(
+        f"\n{dtype} backend={backend} ({auto_backend(dtype) if backend == 'auto' else backend}) side={side}: "
+        f"max rel err {errs[worst]:.2e} at {worst}"
+    )
     assert errs[worst] <= tol, {k: v for k, v in errs.items() if v > tol}
 
     # unpack gives the padded layout (zeros at padding)
@@ -154,6 +168,7 @@ def test_packed_forward_and_grads_equal_padded_hf(dtype, backend, side):
 
 def test_default_backend_is_compiled_where_built():
     from xlrepro.ops import _lib
+
     if _lib.has_kernel("varlen_attention_fwd", "CPU"):
         assert auto_backend(torch.float32) == "cpp"
     else:
@@ -176,6 +191,7 @@ def test_given_position_ids_are_used():
 # The point of the issue: HF's naive padding-free packing (sdpa / eager) leaks across sequences
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_hf_naive_packing_is_silently_wrong(attn):
     model = make_encoder(attn=attn)
@@ -186,8 +202,9 @@ def test_hf_naive_packing_is_silently_wrong(attn):
     with torch.no_grad():
         ref = model(input_ids=ids, attention_mask=mask).last_hidden_state.reshape(B * L, -1)[idx]
         # HF "padding-free": one row, all ones mask, restarting position_ids; no block mask is built
-        naive = model(input_ids=p[None], attention_mask=torch.ones(1, p.numel(), dtype=torch.long),
-                      position_ids=pos[None]).last_hidden_state[0]
+        naive = model(
+            input_ids=p[None], attention_mask=torch.ones(1, p.numel(), dtype=torch.long), position_ids=pos[None]
+        ).last_hidden_state[0]
         ours = packed_encoder_forward(model, p, cu, mx)
     err_naive, err_ours = rel_err(naive, ref), rel_err(ours, ref)
     print(f"\nattn={attn}: naive one-row packing rel err {err_naive:.2e}, packed forward {err_ours:.2e}")
@@ -196,10 +213,11 @@ def test_hf_naive_packing_is_silently_wrong(attn):
 
     # the leak itself: change sequence 2's tokens; sequence 0 (one token) must not move
     p2 = p.clone()
-    p2[cu[2]:cu[3]] = torch.randint(3, 100, (int(cu[3] - cu[2]),), generator=torch.Generator().manual_seed(3))
+    p2[cu[2] : cu[3]] = torch.randint(3, 100, (int(cu[3] - cu[2]),), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        naive2 = model(input_ids=p2[None], attention_mask=torch.ones(1, p2.numel(), dtype=torch.long),
-                       position_ids=pos[None]).last_hidden_state[0]
+        naive2 = model(
+            input_ids=p2[None], attention_mask=torch.ones(1, p2.numel(), dtype=torch.long), position_ids=pos[None]
+        ).last_hidden_state[0]
         ours2 = packed_encoder_forward(model, p2, cu, mx)
     s0 = slice(0, int(cu[1]))
     leak = rel_err(naive2[s0], naive[s0])
@@ -211,6 +229,7 @@ def test_hf_naive_packing_is_silently_wrong(attn):
 # ---------------------------------------------------------------------------------------------
 # Dropout and gradient checkpointing
 # ---------------------------------------------------------------------------------------------
+
 
 def test_attention_dropout_is_layer_probability_in_training_and_zero_in_eval(monkeypatch):
     model = make_encoder(attention_probs_dropout_prob=0.25)
@@ -282,6 +301,7 @@ def test_bad_arguments():
 # plan_packed_batches
 # ---------------------------------------------------------------------------------------------
 
+
 def test_plan_first_fit_decreasing_inside_one_window():
     # one window holding everything: FFD of lengths 6,5,4,3,2 into 8-token bins -> {6,2} {5,3} {4}
     lengths = [4, 6, 2, 5, 3]
@@ -304,11 +324,16 @@ def test_plan_bad_arguments():
         plan_packed_batches([1, -2], token_budget=8, window=4, seed=0, epoch=0)
 
 
-plan_args = dict(lengths=st.lists(st.integers(0, 300), min_size=0, max_size=200),
-                 token_budget=st.integers(1, 512), window=st.integers(1, 64),
-                 seed=st.integers(0, 2**40), epoch=st.integers(0, 1000))
-plan_settings = settings(max_examples=150, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow])
+plan_args = dict(
+    lengths=st.lists(st.integers(0, 300), min_size=0, max_size=200),
+    token_budget=st.integers(1, 512),
+    window=st.integers(1, 64),
+    seed=st.integers(0, 2**40),
+    epoch=st.integers(0, 1000),
+)
+plan_settings = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @plan_settings
@@ -325,8 +350,13 @@ def test_plan_properties(lengths, token_budget, window, seed, epoch):
 
 
 @plan_settings
-@given(lengths=st.lists(st.integers(1, 100), min_size=12, max_size=200), token_budget=st.integers(1, 512),
-       window=st.integers(1, 64), seed=st.integers(0, 2**40), epoch=st.integers(0, 1000))
+@given(
+    lengths=st.lists(st.integers(1, 100), min_size=12, max_size=200),
+    token_budget=st.integers(1, 512),
+    window=st.integers(1, 64),
+    seed=st.integers(0, 2**40),
+    epoch=st.integers(0, 1000),
+)
 def test_plan_differs_across_epochs(lengths, token_budget, window, seed, epoch):
     # >= 12 examples: the plan (batches and their order) is a function of two random permutations;
     # an accidental match between consecutive epochs has probability of order 1/12!
@@ -339,6 +369,7 @@ def test_plan_batches_lie_in_one_window():
     lengths = [5] * 40
     seed, epoch, window = 3, 2, 8
     import numpy as np
+
     order = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
     win_of = {ex: r // window for r, ex in enumerate(order)}
     plan = plan_packed_batches(lengths, token_budget=1000, window=window, seed=seed, epoch=epoch)

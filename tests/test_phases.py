@@ -1,6 +1,7 @@
 """The run graph (xlrepro.phases): hidden trainings are nodes, each node's spec is computed once and
 is the spec it runs with, a single run and a sweep key the same nodes, and a new target task of an
 existing format is one YAML file."""
+
 import importlib.resources
 import re
 
@@ -14,12 +15,20 @@ from xlrepro.phases.graph import build_graph
 from xlrepro.phases.orchestrator import run_experiment
 
 WORLD = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600"]
-MINI = WORLD + ["pretrain.steps=4", "intermediate.train.max_steps=2", "intermediate.train.eval_every_steps=2",
-                "target.train.max_steps=2", "target.train.eval_every_steps=2", "controls=[]", "retrieval.tasks=[]",
-                "target.eval_splits=[dev]",
-                "target.per_task={squad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
-                "retrieval.dual_encoder.train.max_steps=2", "retrieval.dual_encoder.train.eval_every_steps=2",
-                "retrieval.dual_encoder.per_task={}"]
+MINI = WORLD + [
+    "pretrain.steps=4",
+    "intermediate.train.max_steps=2",
+    "intermediate.train.eval_every_steps=2",
+    "target.train.max_steps=2",
+    "target.train.eval_every_steps=2",
+    "controls=[]",
+    "retrieval.tasks=[]",
+    "target.eval_splits=[dev]",
+    "target.per_task={squad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
+    "retrieval.dual_encoder.train.max_steps=2",
+    "retrieval.dual_encoder.train.eval_every_steps=2",
+    "retrieval.dual_encoder.per_task={}",
+]
 XTREME_R = ["target.tasks=[xcopa, xnli]", "retrieval.tasks=[tatoeba, lareqa]", "retrieval.benchmark=xtreme_r"]
 
 
@@ -71,6 +80,7 @@ def test_each_node_spec_is_computed_once_and_is_the_spec_it_runs_with(tmp_path, 
             s = orig(self, ctx, upstream)
             calls.append(config_hash(s))
             return s
+
         return spec
 
     for cls in (Pretrain, Intermediate, Chain, Target, Retrieval, SquadMrc, DualEncoderTraining, DualRetrieval):
@@ -90,14 +100,25 @@ def test_a_sweep_and_a_single_run_key_the_same_nodes(tmp_path):
     from xlrepro.study.spec import expand, parse_spec
 
     overrides = MINI + XTREME_R
-    spec = parse_spec({"name": "t", "result": "r", "kind": "table", "config": "smoke", "overrides": overrides,
-                       "variants": [{"label": "hellaswag", "overrides": []}], "seeds": [1]}, "t.yaml")
+    spec = parse_spec(
+        {
+            "name": "t",
+            "result": "r",
+            "kind": "table",
+            "config": "smoke",
+            "overrides": overrides,
+            "variants": [{"label": "hellaswag", "overrides": []}],
+            "seeds": [1],
+        },
+        "t.yaml",
+    )
     cells = expand(spec)
     graph = sweep.Graph(spec, cells, tmp_path, [])
     single = build_graph(sweep.cell_context(cells[0], tmp_path))
     assert list(graph.nodes) == [n.key for n in single]
-    assert {k: (n.kind, n.task, n.run_dir, n.upstream) for k, n in graph.nodes.items()} == \
-        {n.key: (n.kind, n.task, n.run_dir, n.upstream) for n in single}
+    assert {k: (n.kind, n.task, n.run_dir, n.upstream) for k, n in graph.nodes.items()} == {
+        n.key: (n.kind, n.task, n.run_dir, n.upstream) for n in single
+    }
     assert {"chain", "squad_mrc", "dual_encoder"} <= {n.kind for n in graph.nodes.values()}
 
 
@@ -106,8 +127,13 @@ def test_the_dry_run_of_a_config_lists_every_run_with_its_estimate(tmp_path, cap
     assert cli(["reproduce", "smoke", "--dry-run", "--out", str(out), *MINI, *XTREME_R]) == 0
     text = capsys.readouterr().out
     rows = {(r[1], r[2]): r for r in (l.split() for l in text.splitlines()) if r and r[0] == "pending"}
-    assert {("chain", "socialiqa"), ("squad_mrc", "squad"), ("dual_encoder", "lareqa"), ("target", "xcopa"),
-            ("retrieval", "tatoeba")} <= set(rows)
+    assert {
+        ("chain", "socialiqa"),
+        ("squad_mrc", "squad"),
+        ("dual_encoder", "lareqa"),
+        ("target", "xcopa"),
+        ("retrieval", "tatoeba"),
+    } <= set(rows)
     for trained in (("chain", "socialiqa"), ("squad_mrc", "squad"), ("dual_encoder", "lareqa"), ("target", "xcopa")):
         assert float(rows[trained][-3]) > 0  # training tokens (smoke-scale GPU-hours round to 0.00)
     assert float(rows[("retrieval", "tatoeba")][-3]) == 0  # evaluation only: no training tokens
@@ -135,8 +161,10 @@ def test_a_target_task_of_an_existing_format_is_one_yaml_file(tmp_path, monkeypa
     monkeypatch.setenv("XLREPRO_TASK_DIRS", str(_copy_of_pawsx(tmp_path / "tasks")))
     ctx = Context(load_config("smoke", overrides), tmp_path / "out")
     ctx.prepare()  # the smoke world, whose PAWS-X files the copy reads
-    cfg = load_config("smoke", overrides + ["target.tasks=[pawsx, pawsx_copy]",
-                                            f"data.task_dirs={{pawsx_copy: {ctx.data_root / 'pawsx'}}}"])
+    cfg = load_config(
+        "smoke",
+        overrides + ["target.tasks=[pawsx, pawsx_copy]", f"data.task_dirs={{pawsx_copy: {ctx.data_root / 'pawsx'}}}"],
+    )
     ctx = Context(cfg, tmp_path / "out")
     ctx.prepare()
     g = build_graph(ctx)

@@ -1,4 +1,5 @@
 """Pinning Hub sources: resolution rules, the in-place edit of task files, the CLI's dry run."""
+
 import json
 import shutil
 from types import SimpleNamespace
@@ -61,8 +62,12 @@ def _spec(repo, revision=None, name="t"):
 
 def test_plan_resolves_each_repo_once_and_skips_pinned_unless_repin():
     api = FakeApi()
-    tasks = {"a": _spec("org/parquet"), "b": _spec("org/parquet"), "c": _spec("org/script", "c" * 40),
-             "d": SimpleNamespace(name="d", hub=None)}
+    tasks = {
+        "a": _spec("org/parquet"),
+        "b": _spec("org/parquet"),
+        "c": _spec("org/script", "c" * 40),
+        "d": SimpleNamespace(name="d", hub=None),
+    }
     pins = pinmod.plan(tasks, api)
     assert [(p.task, p.revision) for p in pins] == [("a", MAIN), ("b", MAIN)]
     assert api.calls == [("info", "org/parquet")]

@@ -1,5 +1,6 @@
 """Intermediate-training variants on a miniature smoke world: multi-task, continued MLM,
 translated data, data volume; each intermediate checkpoint feeds a target-task run."""
+
 import json
 import shutil
 
@@ -8,10 +9,22 @@ import pytest
 from xlrepro.config import load_config
 from xlrepro.phases.orchestrator import run_experiment
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=4", "target.tasks=[xnli]", "controls=[]", "retrieval.tasks=[tatoeba]",
-        "target.per_task={}", "target.eval_splits=[test]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=4",
+    "target.tasks=[xnli]",
+    "controls=[]",
+    "retrieval.tasks=[tatoeba]",
+    "target.per_task={}",
+    "target.eval_splits=[test]",
+]
 
 
 def run(out, *overrides):
@@ -38,7 +51,10 @@ def test_multitask_intermediate_feeds_a_target_run(tmp_path):
     assert {k for e in steps for k in e["task_loss"]} == {"hellaswag", "mnli"}, "per-task losses are logged"
     target = next(v for v in res["runs"].values() if v["kind"] == "target")
     spec = json.loads((tmp_path / "runs" / target["dir"].split("/runs/")[1] / "spec.json").read_text())
-    assert spec["upstream"] == {"kind": "intermediate", "run": [h for h, v in res["runs"].items() if v["kind"] == "intermediate"][0]}
+    assert spec["upstream"] == {
+        "kind": "intermediate",
+        "run": [h for h, v in res["runs"].items() if v["kind"] == "intermediate"][0],
+    }
     assert any(r["task"] == "xnli" and r["intermediate"] == "hellaswag+mnli" for r in res["records"])
 
 
@@ -61,8 +77,12 @@ def test_volume_and_translated_data_are_recorded(tmp_path):
     # a "translated" copy of MNLI supplied by the user: same layout, here the English file itself
     tr = tmp_path / "mnli-de"
     shutil.copytree(world / "mnli", tr)
-    res = run(tmp_path / "a", "intermediate.tasks=[mnli]", "intermediate.train.volume=50",
-              f"intermediate.translated={{mnli: {{de: {tr}}}}}")
+    res = run(
+        tmp_path / "a",
+        "intermediate.tasks=[mnli]",
+        "intermediate.train.volume=50",
+        f"intermediate.translated={{mnli: {{de: {tr}}}}}",
+    )
     a, b = _inter(first)["tasks"]["mnli"], _inter(res)["tasks"]["mnli"]
     assert a["n_examples"] == 50 and a["volume"] == 50 and a["language_mix"] == {"en": 50}
     assert b["language_mix"] == {"en": 50, "de": 120} and b["n_examples"] == 170
@@ -73,8 +93,12 @@ def test_volume_and_translated_data_are_recorded(tmp_path):
 
 def test_packed_attention_trains_like_padded(tmp_path):
     """model.attention=packed runs every phase; with dropout off its loss trajectory is the padded one's."""
-    nodrop = ["model.init_config.hidden_dropout_prob=0.0", "model.init_config.attention_probs_dropout_prob=0.0",
-              "model.classifier_dropout=0.0", "intermediate.tasks=[hellaswag]"]
+    nodrop = [
+        "model.init_config.hidden_dropout_prob=0.0",
+        "model.init_config.attention_probs_dropout_prob=0.0",
+        "model.classifier_dropout=0.0",
+        "intermediate.tasks=[hellaswag]",
+    ]
     losses = {}
     for mode in ("padded", "packed"):
         res = run(tmp_path / mode, *nodrop, f"model.attention={mode}")
@@ -87,8 +111,14 @@ def test_packed_attention_trains_like_padded(tmp_path):
 
 
 def test_token_budget_batches_run_every_phase(tmp_path):
-    res = run(tmp_path, "intermediate.tasks=[hellaswag]", "model.attention=packed",
-              "intermediate.train.token_budget=600", "target.train.token_budget=300", "target.train.packing_window=64")
+    res = run(
+        tmp_path,
+        "intermediate.tasks=[hellaswag]",
+        "model.attention=packed",
+        "intermediate.train.token_budget=600",
+        "target.train.token_budget=300",
+        "target.train.packing_window=64",
+    )
     target = next(v for v in res["runs"].values() if v["kind"] == "target")
     spec = json.loads((tmp_path / "runs" / target["dir"].split("/runs/")[1] / "spec.json").read_text())
     assert spec["train"]["token_budget"] == 300

@@ -5,6 +5,7 @@ the layouts their servers publish (zips, tarballs, single files, Hub parquet); a
 server (127.0.0.1, started and stopped here) serves them, `--mirror https://=<server>/` points
 the canonical URLs at it and HF_ENDPOINT points huggingface_hub at it.
 """
+
 import io
 import json
 import os
@@ -13,8 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from loopback import Loopback
+
 from xlrepro.cli import main
 from xlrepro.data import lock as lockmod
 from xlrepro.data.fetch import download
@@ -56,11 +57,21 @@ def _panx_parquet(samples, lang, split) -> bytes:
 
     ex = get_reader("panx_rahimi")({"file": samples / "panx" / "hf_dummy_data" / lang / split}, src_lang=lang).examples
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
-    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
-                               "langs": datasets.Sequence(datasets.Value("string"))})
-    ds = datasets.Dataset.from_dict({"tokens": [e.words for e in ex], "ner_tags": [[names.index(t) for t in e.tags] for e in ex],
-                                     "langs": [[lang] * len(e.words) for e in ex]}, features=feats)
+    feats = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+            "langs": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {
+            "tokens": [e.words for e in ex],
+            "ner_tags": [[names.index(t) for t in e.tags] for e in ex],
+            "langs": [[lang] * len(e.words) for e in ex],
+        },
+        features=feats,
+    )
     buf = io.BytesIO()
     ds.to_parquet(buf)
     return buf.getvalue()
@@ -70,6 +81,7 @@ def _tatoeba_ron(s: Path) -> tuple[bytes, bytes]:
     """A Tatoeba v1 pair file for Romanian (none in the samples): XQuAD's Romanian questions and
     their English originals (XQuAD shares question ids across languages), one sentence a line,
     line i of the .ron file translating line i of the .eng file, as LASER's files are."""
+
     def questions(lang):
         d = json.loads((s / f"xquad/xquad.{lang}.json").read_text(encoding="utf-8"))
         return {q["id"]: " ".join(q["question"].split()) for a in d["data"] for p in a["paragraphs"] for q in p["qas"]}
@@ -87,12 +99,28 @@ def _mlqa_test(s: Path, lang: str) -> bytes:
     import hashlib
 
     x = json.loads((s / f"xquad/xquad.{lang}.json").read_text(encoding="utf-8"))
-    data = [{"title": a["title"], "paragraphs": [
-        {"context": p["context"], "qas": [
-            {"question": q["question"], "answers": [{"text": q["answers"][0]["text"],
-                                                      "answer_start": q["answers"][0]["answer_start"]}],
-             "id": hashlib.sha1(f"mlqa-test:{q['id']}".encode()).hexdigest()} for q in p["qas"]]}
-        for p in a["paragraphs"]]} for a in x["data"]]
+    data = [
+        {
+            "title": a["title"],
+            "paragraphs": [
+                {
+                    "context": p["context"],
+                    "qas": [
+                        {
+                            "question": q["question"],
+                            "answers": [
+                                {"text": q["answers"][0]["text"], "answer_start": q["answers"][0]["answer_start"]}
+                            ],
+                            "id": hashlib.sha1(f"mlqa-test:{q['id']}".encode()).hexdigest(),
+                        }
+                        for q in p["qas"]
+                    ],
+                }
+                for p in a["paragraphs"]
+            ],
+        }
+        for a in x["data"]
+    ]
     return json.dumps({"version": 1.0, "data": data}).encode()
 
 
@@ -103,8 +131,10 @@ def _conllu(sentences, sent_id: str) -> str:
     out = []
     for n, sent in enumerate(sentences, 1):
         out += [f"# sent_id = {sent_id}-{n}", f"# text = {' '.join(w for w, _ in sent)}"]
-        out += [f"{i}\t{w}\t_\t{t}\t_\t_\t{0 if i == 1 else 1}\t{'root' if i == 1 else 'dep'}\t_\t_"
-                for i, (w, t) in enumerate(sent, 1)]
+        out += [
+            f"{i}\t{w}\t_\t{t}\t_\t_\t{0 if i == 1 else 1}\t{'root' if i == 1 else 'dep'}\t_\t_"
+            for i, (w, t) in enumerate(sent, 1)
+        ]
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -118,12 +148,25 @@ def _zh_sentences(s: Path, skip: int, n: int):
 
     x = json.loads((s / "xquad/xquad.zh.json").read_text(encoding="utf-8"))
     text = "".join(p["context"] for a in x["data"] for p in a["paragraphs"])
-    sents = [t + "。" for t in text.split("。") if t.strip()][skip:skip + n]
+    sents = [t + "。" for t in text.split("。") if t.strip()][skip : skip + n]
     out = []
     for t in sents:
         toks = re.findall(r"[0-9]+|[A-Za-z]+|\S", t)
-        out.append([(w, "NUM" if w[0].isdigit() else "X" if w[0].isascii() and w[0].isalpha()
-                     else "PUNCT" if unicodedata.category(w[0]).startswith(("P", "S")) else "NOUN") for w in toks])
+        out.append(
+            [
+                (
+                    w,
+                    "NUM"
+                    if w[0].isdigit()
+                    else "X"
+                    if w[0].isascii() and w[0].isalpha()
+                    else "PUNCT"
+                    if unicodedata.category(w[0]).startswith(("P", "S"))
+                    else "NOUN",
+                )
+                for w in toks
+            ]
+        )
     return out
 
 
@@ -145,12 +188,15 @@ def _ud_tarball(s: Path) -> bytes:
             sents, cur = sents + [cur], []
     members["ud-treebanks-v2.5/UD_English-EWT/en_ewt-ud-train.conllu"] = _conllu(sents, "en-train").encode()
     for split, skip in (("dev", 0), ("test", 25)):
-        members[f"ud-treebanks-v2.5/UD_Chinese-GSD/zh_gsd-ud-{split}.conllu"] = \
-            _conllu(_zh_sentences(s, skip, 25), f"zh-{split}").encode()
+        members[f"ud-treebanks-v2.5/UD_Chinese-GSD/zh_gsd-ud-{split}.conllu"] = _conllu(
+            _zh_sentences(s, skip, 25), f"zh-{split}"
+        ).encode()
     for name in list(members):
-        text = [l[len("# text = "):] for l in members[name].decode("utf-8").splitlines() if l.startswith("# text = ")]
+        text = [l[len("# text = ") :] for l in members[name].decode("utf-8").splitlines() if l.startswith("# text = ")]
         members[name[: -len(".conllu")] + ".txt"] = ("\n".join(text) + "\n").encode()
-    members["ud-treebanks-v2.5/UD_English-EWT/README.md"] = b"# Summary\n\nUniversal Dependencies English Web Treebank\n"
+    members["ud-treebanks-v2.5/UD_English-EWT/README.md"] = (
+        b"# Summary\n\nUniversal Dependencies English Web Treebank\n"
+    )
     return _tar(members, "w:gz")
 
 
@@ -162,41 +208,78 @@ def publish(lb: Loopback, s: Path) -> None:
     for f in (s / "xquad").glob("xquad.*.json"):
         lb.serve_url(f"https://github.com/deepmind/xquad/raw/master/{f.name}", f.read_bytes())
     lang = s / "tydiqa-goldp/language_data"
-    lb.serve_url("https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-train.json",
-                 _merge_squad(sorted(lang.glob("*/*_tydiqa_train.json"))))
-    lb.serve_url("https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-dev.json",
-                 _merge_squad(sorted(lang.glob("*/*_tydiqa_dev.json"))))
+    lb.serve_url(
+        "https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-train.json",
+        _merge_squad(sorted(lang.glob("*/*_tydiqa_train.json"))),
+    )
+    lb.serve_url(
+        "https://storage.googleapis.com/tydiqa/v1.1/tydiqa-goldp-v1.1-dev.json",
+        _merge_squad(sorted(lang.glob("*/*_tydiqa_dev.json"))),
+    )
     x = s / "xnli/hf_dummy_data/XNLI-1.0"
-    lb.serve_url("https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip",
-                 _zip({f"XNLI-1.0/{n}": (x / n).read_bytes() for n in ("xnli.dev.tsv", "xnli.test.tsv")}))
+    lb.serve_url(
+        "https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip",
+        _zip({f"XNLI-1.0/{n}": (x / n).read_bytes() for n in ("xnli.dev.tsv", "xnli.test.tsv")}),
+    )
     m = s / "mnli/hf_dummy_data/glue/MNLI"
-    lb.serve_url("https://dl.fbaipublicfiles.com/glue/data/MNLI.zip",
-                 _zip({f"MNLI/{n}": (m / n).read_bytes() for n in ("train.tsv", "dev_matched.tsv", "test_matched.tsv")}))
+    lb.serve_url(
+        "https://dl.fbaipublicfiles.com/glue/data/MNLI.zip",
+        _zip({f"MNLI/{n}": (m / n).read_bytes() for n in ("train.tsv", "dev_matched.tsv", "test_matched.tsv")}),
+    )
     b = s / "bucc2018"
-    lb.serve_url("https://comparable.limsi.fr/bucc2018/bucc2018-zh-en.sample-gold.tar.bz2",
-                 _tar({f"bucc2018/zh-en/zh-en.sample.{e}": (b / f"zh-en.dev.{e}").read_bytes() for e in ("zh", "en", "gold")}))
-    lb.serve_url("https://comparable.limsi.fr/bucc2018/bucc2018-zh-en.training-gold.tar.bz2",
-                 _tar({f"bucc2018/zh-en/zh-en.training.{e}": (b / f"zh-en.dev.{e}").read_bytes() for e in ("zh", "en", "gold")}))
+    lb.serve_url(
+        "https://comparable.limsi.fr/bucc2018/bucc2018-zh-en.sample-gold.tar.bz2",
+        _tar({f"bucc2018/zh-en/zh-en.sample.{e}": (b / f"zh-en.dev.{e}").read_bytes() for e in ("zh", "en", "gold")}),
+    )
+    lb.serve_url(
+        "https://comparable.limsi.fr/bucc2018/bucc2018-zh-en.training-gold.tar.bz2",
+        _tar({f"bucc2018/zh-en/zh-en.training.{e}": (b / f"zh-en.dev.{e}").read_bytes() for e in ("zh", "en", "gold")}),
+    )
     for f in (s / "tatoeba/data/tatoeba/v1").iterdir():
         lb.serve_url(f"https://github.com/facebookresearch/LASER/raw/main/data/tatoeba/v1/{f.name}", f.read_bytes())
     for side, body in zip(("ron", "eng"), _tatoeba_ron(s)):  # no Romanian Tatoeba sample: XQuAD's parallel questions
         lb.serve_url(f"https://github.com/facebookresearch/LASER/raw/main/data/tatoeba/v1/tatoeba.ron-eng.{side}", body)
     px = s / "paws-x/hf_dummy_data"
-    lb.serve_url("https://storage.googleapis.com/paws/pawsx/x-final.tar.gz",
-                 _tar({f.relative_to(px).as_posix(): f.read_bytes() for f in sorted(px.rglob("*.tsv"))
-                       if f.name != "translated_train.tsv"}, "w:gz"))
+    lb.serve_url(
+        "https://storage.googleapis.com/paws/pawsx/x-final.tar.gz",
+        _tar(
+            {
+                f.relative_to(px).as_posix(): f.read_bytes()
+                for f in sorted(px.rglob("*.tsv"))
+                if f.name != "translated_train.tsv"
+            },
+            "w:gz",
+        ),
+    )
     ml = s / "mlqa"
-    lb.serve_url("https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip",  # no test sample: made from XQuAD, see _mlqa_test
-                 _zip({**{f.relative_to(ml).as_posix(): f.read_bytes() for f in sorted(ml.rglob("MLQA_V1/dev/*.json"))},
-                       **{f"MLQA_V1/test/test-context-{l}-question-{l}.json": _mlqa_test(s, l)
-                          for l in ("en", "ar", "de", "es", "hi", "vi", "zh")}}))
-    lb.serve_url("https://lindat.mff.cuni.cz/repository/xmlui/bitstream/handle/11234/1-3105/ud-treebanks-v2.5.tgz",
-                 _ud_tarball(s))
-    lb.hub["unimelb-nlp/wikiann"] = {"sha": HUB_SHA[::-1], "files": {
-        f"ro/{sp}/0000.parquet": _wikiann_parquet(s, "ro", sp) for sp in ("validation", "test")}}
-    lb.hub["google/xtreme"] = {"sha": HUB_SHA, "files": {
-        f"PAN-X.{l}/{sp}-00000-of-00001.parquet": _panx_parquet(s, l, d)
-        for l in ("en", "sw", "zh") for sp, d in (("train", "train"), ("validation", "dev"), ("test", "test"))}}
+    lb.serve_url(
+        "https://dl.fbaipublicfiles.com/MLQA/MLQA_V1.zip",  # no test sample: made from XQuAD, see _mlqa_test
+        _zip(
+            {
+                **{f.relative_to(ml).as_posix(): f.read_bytes() for f in sorted(ml.rglob("MLQA_V1/dev/*.json"))},
+                **{
+                    f"MLQA_V1/test/test-context-{l}-question-{l}.json": _mlqa_test(s, l)
+                    for l in ("en", "ar", "de", "es", "hi", "vi", "zh")
+                },
+            }
+        ),
+    )
+    lb.serve_url(
+        "https://lindat.mff.cuni.cz/repository/xmlui/bitstream/handle/11234/1-3105/ud-treebanks-v2.5.tgz",
+        _ud_tarball(s),
+    )
+    lb.hub["unimelb-nlp/wikiann"] = {
+        "sha": HUB_SHA[::-1],
+        "files": {f"ro/{sp}/0000.parquet": _wikiann_parquet(s, "ro", sp) for sp in ("validation", "test")},
+    }
+    lb.hub["google/xtreme"] = {
+        "sha": HUB_SHA,
+        "files": {
+            f"PAN-X.{l}/{sp}-00000-of-00001.parquet": _panx_parquet(s, l, d)
+            for l in ("en", "sw", "zh")
+            for sp, d in (("train", "train"), ("validation", "dev"), ("test", "test"))
+        },
+    }
 
 
 def _wikiann_parquet(s: Path, lang: str, split: str) -> bytes:
@@ -210,13 +293,23 @@ def _wikiann_parquet(s: Path, lang: str, split: str) -> bytes:
     qs = [q["question"].split() for a in d["data"] for p in a["paragraphs"] for q in p["qas"]]
     qs = qs[:20] if split == "test" else qs[20:40]
     tags = [[1 if i and w[:1].isupper() else 0 for i, w in enumerate(q)] for q in qs]
-    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
-                               "langs": datasets.Sequence(datasets.Value("string")),
-                               "spans": datasets.Sequence(datasets.Value("string"))})
-    ds = datasets.Dataset.from_dict({"tokens": qs, "ner_tags": tags, "langs": [[lang] * len(q) for q in qs],
-                                     "spans": [[f"PER: {q[i]}" for i, t in enumerate(tg) if t] for q, tg in zip(qs, tags)]},
-                                    features=feats)
+    feats = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+            "langs": datasets.Sequence(datasets.Value("string")),
+            "spans": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {
+            "tokens": qs,
+            "ner_tags": tags,
+            "langs": [[lang] * len(q) for q in qs],
+            "spans": [[f"PER: {q[i]}" for i, t in enumerate(tg) if t] for q, tg in zip(qs, tags)],
+        },
+        features=feats,
+    )
     buf = io.BytesIO()
     ds.to_parquet(buf)
     return buf.getvalue()
@@ -259,7 +352,9 @@ def test_prepare_fetches_every_task_into_its_layout_and_pins_it(world, capsys):
     assert (root / "squad/train-v1.1.json").is_file() and (root / "xquad/xquad.ro.json").is_file()
     assert (root / "xnli/xnli.dev.tsv").is_file() and (root / "mnli/train.tsv").is_file()
     assert (root / "bucc2018/zh-en.training.gold").is_file() and (root / "tatoeba/tatoeba.swh-eng.swh").is_file()
-    assert sorted(p.name for p in (root / "panx/_hub/PAN-X.en/train").iterdir()) == ["PAN-X.en__train-00000-of-00001.parquet"]
+    assert sorted(p.name for p in (root / "panx/_hub/PAN-X.en/train").iterdir()) == [
+        "PAN-X.en__train-00000-of-00001.parquet"
+    ]
     assert (root / "panx/_hub/PAN-X.sw/test").is_dir() and not (root / "panx/_hub/PAN-X.sw/train").exists()
     assert not list(root.rglob("*.part")) and not list(root.rglob("*.tmp"))
     lock = lockmod.load(root)
@@ -271,6 +366,7 @@ def test_prepare_fetches_every_task_into_its_layout_and_pins_it(world, capsys):
     assert lock["files"]["xnli/xnli.dev.tsv"]["source"].endswith("XNLI-1.0.zip#XNLI-1.0/xnli.dev.tsv")
     # the readers read what was laid out: TyDiQA filtered to English from the official file, PAN-X from parquet
     from xlrepro.tasks import get_task
+
     ty = get_task("tydiqa").read(root / "tydiqa", "train", "en")
     assert ty.examples and all(e.guid for e in ty.examples)
     assert get_task("panx").read(root / "panx", "train", "en").examples[0].tags[0] in ("B-ORG", "O", "B-PER", "B-LOC")
@@ -285,15 +381,23 @@ def test_ud_treebanks_come_out_of_the_release_tarball_per_language(world, capsys
     assert _prepare(root, "udpos", langs="en,zh,mr") == 0
     out = capsys.readouterr().out
     got = sorted(p.relative_to(root / "udpos").as_posix() for p in (root / "udpos").rglob("*") if p.is_file())
-    assert got == ["UD_Chinese-GSD/zh_gsd-ud-dev.conllu", "UD_Chinese-GSD/zh_gsd-ud-test.conllu",
-                   "UD_English-EWT/en_ewt-ud-dev.conllu", "UD_English-EWT/en_ewt-ud-test.conllu",
-                   "UD_English-EWT/en_ewt-ud-train.conllu", "UD_Marathi-UFAL/mr_ufal-ud-dev.conllu",
-                   "UD_Marathi-UFAL/mr_ufal-ud-test.conllu", "UD_Marathi-UFAL/mr_ufal-ud-train.conllu"]
+    assert got == [
+        "UD_Chinese-GSD/zh_gsd-ud-dev.conllu",
+        "UD_Chinese-GSD/zh_gsd-ud-test.conllu",
+        "UD_English-EWT/en_ewt-ud-dev.conllu",
+        "UD_English-EWT/en_ewt-ud-test.conllu",
+        "UD_English-EWT/en_ewt-ud-train.conllu",
+        "UD_Marathi-UFAL/mr_ufal-ud-dev.conllu",
+        "UD_Marathi-UFAL/mr_ufal-ud-test.conllu",
+        "UD_Marathi-UFAL/mr_ufal-ud-train.conllu",
+    ]
     assert "udpos: 8 fetched" in out and "problems" not in out
     lock = lockmod.load(root)
     assert lock["files"]["udpos/UD_English-EWT/en_ewt-ud-train.conllu"]["source"].endswith(
-        "ud-treebanks-v2.5.tgz#ud-treebanks-v2.5/UD_English-EWT/en_ewt-ud-train.conllu")
+        "ud-treebanks-v2.5.tgz#ud-treebanks-v2.5/UD_English-EWT/en_ewt-ud-train.conllu"
+    )
     from xlrepro.tasks import get_task
+
     mr = get_task("udpos").read(root / "udpos", "test", "mr")
     assert len(mr.examples) == 47 and mr.examples[0].tags  # the whole Marathi test file, tags from UPOS
     assert not (root / ".downloads/udpos").exists() or not list((root / ".downloads/udpos").iterdir())
@@ -376,7 +480,9 @@ def test_xtreme_download_folder_is_imported_with_its_real_names(world, samples, 
         (xt / "siqa" / f.name.replace("dev", "train")).write_bytes(f.read_bytes())
     assert _prepare(root, "xquad", "bucc2018", "copa", "socialiqa", "--xtreme", str(xt)) == 0
     out = capsys.readouterr().out
-    assert "socialiqa: 4 imported from XTREME's download/" in out and "test/en: no files" in out  # the AI2 release has no test
+    assert (
+        "socialiqa: 4 imported from XTREME's download/" in out and "test/en: no files" in out
+    )  # the AI2 release has no test
     lock = lockmod.load(root)
     assert lock["files"]["xquad/xquad.zh.json"]["source"] == "xtreme-download:xquad/xquad.zh.json"
     assert lock["files"]["xquad/xquad.ro.json"]["source"].startswith("https://github.com/deepmind/xquad")
@@ -385,6 +491,7 @@ def test_xtreme_download_folder_is_imported_with_its_real_names(world, samples, 
     # BUCC's test gold was deleted by XTREME: the release files fill the gap, and test reads them
     assert (root / "bucc2018/zh-en.training.gold").is_file()
     from xlrepro.tasks import get_task
+
     assert get_task("bucc2018").find_layout(root / "bucc2018", "test", "zh") == "original"
     assert get_task("copa").read(root / "copa", "train", "en").examples
 
@@ -483,9 +590,12 @@ def test_xtreme_r_panx_languages_come_from_wikiann(world, capsys):
     out = capsys.readouterr().out
     assert f"hf://datasets/unimelb-nlp/wikiann@{HUB_SHA[::-1][:12]}/ro/test/0000.parquet" in out
     lock = lockmod.load(root)
-    assert lock["files"]["panx/_hub/PAN-X.ro/test/ro__test__0000.parquet"]["source"] == \
-        f"hf://datasets/unimelb-nlp/wikiann@{HUB_SHA[::-1]}/ro/test/0000.parquet"
+    assert (
+        lock["files"]["panx/_hub/PAN-X.ro/test/ro__test__0000.parquet"]["source"]
+        == f"hf://datasets/unimelb-nlp/wikiann@{HUB_SHA[::-1]}/ro/test/0000.parquet"
+    )
     from xlrepro.tasks import get_task
+
     ro = get_task("panx").read(root / "panx", "test", "ro", "hub")
     assert len(ro.examples) == 20 and {t for e in ro.examples for t in e.tags} <= {"O", "B-PER"}
     assert not (root / "panx/_hub/PAN-X.ro/train").exists()  # train is English only

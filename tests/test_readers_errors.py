@@ -1,5 +1,6 @@
 """Malformed values the readers used to accept or crash on: each is a ``DataFormatError`` naming
 the file, the line (JSON lines, text files) or JSON path, and the field."""
+
 from __future__ import annotations
 
 import copy
@@ -8,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import assert_names  # noqa: E402
 
 from xlrepro.data.readers import get_reader
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import get_task
-
-from conftest import assert_names  # noqa: E402
 
 
 def _write(path: Path, text: str) -> Path:
@@ -104,8 +104,15 @@ def test_tydiqa_train_allows_repeated_ids(tmp_path):
 
 def _lareqa(qa):
     ctx = "A b. C d."
-    return {"data": [{"paragraphs": [{"context": ctx, "sentences": ["A b.", "C d."], "sentence_breaks": [[0, 4], [5, 9]],
-                                      "qas": qa}]}]}
+    return {
+        "data": [
+            {
+                "paragraphs": [
+                    {"context": ctx, "sentences": ["A b.", "C d."], "sentence_breaks": [[0, 4], [5, 9]], "qas": qa}
+                ]
+            }
+        ]
+    }
 
 
 def test_lareqa_qa_must_be_an_object_with_unique_id(tmp_path):
@@ -126,10 +133,22 @@ def test_lareqa_qa_must_be_an_object_with_unique_id(tmp_path):
 
 def _mention_record(text="Hi Paris now.", lang="en", eid="e1"):
     md5 = hashlib.md5(text.encode("utf-8")).hexdigest()
-    return {"context": {"document_id": f"{lang}-1", "language": lang, "text": text,
-                        "sentence_spans": [{"start": 0, "end": len(text)}]},
-            "mentions": [{"example_id": eid, "mention_span": {"start": 3, "end": 8, "text": "Paris"},
-                          "entity_id": "Q90", "metadata": {"text_md5": md5}}]}
+    return {
+        "context": {
+            "document_id": f"{lang}-1",
+            "language": lang,
+            "text": text,
+            "sentence_spans": [{"start": 0, "end": len(text)}],
+        },
+        "mentions": [
+            {
+                "example_id": eid,
+                "mention_span": {"start": 3, "end": 8, "text": "Paris"},
+                "entity_id": "Q90",
+                "metadata": {"text_md5": md5},
+            }
+        ],
+    }
 
 
 def _mewslix(tmp_path, *records):
@@ -181,8 +200,15 @@ def test_one_unlabelled_record_among_labelled_ones(tmp_path):
     p, read = _copa(tmp_path, rest, rest)
     assert [e.label for e in read().examples] == [None, None]  # consistently unlabelled: read, judged by the caller
     hs = {"ind": 1, "ctx": "c", "endings": ["a", "b", "c", "d"], "label": 3}
-    p = _write(tmp_path / "hellaswag_val.jsonl", json.dumps(hs) + "\n" + json.dumps({**hs, "label": None}) + "\n"
-               + json.dumps({k: v for k, v in hs.items() if k != "label"}) + "\n")
+    p = _write(
+        tmp_path / "hellaswag_val.jsonl",
+        json.dumps(hs)
+        + "\n"
+        + json.dumps({**hs, "label": None})
+        + "\n"
+        + json.dumps({k: v for k, v in hs.items() if k != "label"})
+        + "\n",
+    )
     read = lambda: get_reader("hellaswag_jsonl")({"file": p})  # noqa: E731
     _raises(read, p, 2, "label")  # null is not a label
     _write(p, json.dumps(hs) + "\n" + json.dumps({k: v for k, v in hs.items() if k != "label"}) + "\n")
@@ -205,7 +231,9 @@ def _conllu(tmp_path, body, lang="mr"):
 
 
 def test_conllu_reads_a_multiword_token(tmp_path):
-    body = HEAD + "1-2\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n" + _tok(1, "de", "ADP") + _tok(2, "le", "DET") + _tok(3, "x") + "\n"
+    body = (
+        HEAD + "1-2\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n" + _tok(1, "de", "ADP") + _tok(2, "le", "DET") + _tok(3, "x") + "\n"
+    )
     _, read = _conllu(tmp_path, body)
     ex = read().examples
     assert ex[0].words == ["du", "x"] and ex[0].tags == ["ADP", "NOUN"]
@@ -219,8 +247,10 @@ def test_conllu_unknown_upos_is_an_error(tmp_path):
 def test_conllu_multiword_range_without_its_words(tmp_path):
     p, read = _conllu(tmp_path, HEAD + _tok(1, "a") + "2-3\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n")  # at end of file
     _raises(read, p, 3, "ID", match="2-3")
-    p, read = _conllu(tmp_path, HEAD + _tok(1, "a") + "2-3\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n" + _tok(2, "b") + "\n"
-                      + HEAD + _tok(1, "c") + "\n")
+    p, read = _conllu(
+        tmp_path,
+        HEAD + _tok(1, "a") + "2-3\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n" + _tok(2, "b") + "\n" + HEAD + _tok(1, "c") + "\n",
+    )
     _raises(read, p, 3, "ID")
 
 

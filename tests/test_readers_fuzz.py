@@ -1,6 +1,7 @@
 """Fuzz every reader with random corruptions of the real samples (``reader_cases``): the outcome is
 a ``DataFormatError`` naming one of the files read, or a parsed result -- never another exception,
 never an error that does not say which file. Bounded and derandomized: a few seconds in all."""
+
 from __future__ import annotations
 
 import random
@@ -8,10 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from conftest import SAMPLES, needs_samples  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st
 from reader_cases import Case, cases, corrupt_case, outcome  # noqa: E402
 
 CASES = cases(SAMPLES) if SAMPLES is not None else []
@@ -30,8 +29,9 @@ def test_the_uncorrupted_sample_parses(case: Case):
 
 @needs_samples
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_a_corrupted_sample_is_an_error_naming_the_file_or_parses(case: Case, seed: int):
     rnd = random.Random(seed)

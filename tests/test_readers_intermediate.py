@@ -4,19 +4,18 @@ Expected counts were taken independently of xlrepro (``jq -s length``, ``grep -c
 ``csv.DictReader``, ``jq '[..qas[]]|length'``). SNLI, SST-2 and CCGbank have no sample (SST-2 and
 SNLI were not sampled; CCGbank cannot be redistributed): their fixtures are generated here.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 from xlrepro.data.readers_intermediate import CCG_SECTIONS
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import all_tasks, get_task
-
-
-from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 
 def _write(path: Path, text: str, crlf: bool = False) -> Path:
@@ -27,8 +26,18 @@ def _write(path: Path, text: str, crlf: bool = False) -> Path:
 
 def test_intermediate_entries_load():
     tasks = all_tasks()
-    for name in ("anli", "anli_plus", "snli", "qqp", "sst2", "squad_v2", "commonsenseqa", "cosmosqa", "socialiqa",
-                 "ccg"):
+    for name in (
+        "anli",
+        "anli_plus",
+        "snli",
+        "qqp",
+        "sst2",
+        "squad_v2",
+        "commonsenseqa",
+        "cosmosqa",
+        "socialiqa",
+        "ccg",
+    ):
         spec = tasks[name]
         assert spec.benchmarks == ("intermediate",) and spec.languages() == ["en"]
     assert tasks["anli_plus"].components == ("anli", "mnli", "snli")
@@ -56,12 +65,30 @@ def test_anli_content():
 
 
 SNLI = [
-    {"annotator_labels": ["neutral"], "captionID": "1.jpg#0", "gold_label": "neutral", "pairID": "1.jpg#0r1n",
-     "sentence1": "A dog runs on grass.", "sentence2": "The dog is chasing a ball."},
-    {"annotator_labels": ["neutral", "contradiction"], "captionID": "1.jpg#0", "gold_label": "-",
-     "pairID": "1.jpg#0r1c", "sentence1": "A dog runs on grass.", "sentence2": "The dog sleeps."},
-    {"annotator_labels": ["entailment"], "captionID": "1.jpg#0", "gold_label": "entailment", "pairID": "1.jpg#0r1e",
-     "sentence1": "A dog runs on grass.", "sentence2": "An animal is outside."},
+    {
+        "annotator_labels": ["neutral"],
+        "captionID": "1.jpg#0",
+        "gold_label": "neutral",
+        "pairID": "1.jpg#0r1n",
+        "sentence1": "A dog runs on grass.",
+        "sentence2": "The dog is chasing a ball.",
+    },
+    {
+        "annotator_labels": ["neutral", "contradiction"],
+        "captionID": "1.jpg#0",
+        "gold_label": "-",
+        "pairID": "1.jpg#0r1c",
+        "sentence1": "A dog runs on grass.",
+        "sentence2": "The dog sleeps.",
+    },
+    {
+        "annotator_labels": ["entailment"],
+        "captionID": "1.jpg#0",
+        "gold_label": "entailment",
+        "pairID": "1.jpg#0r1e",
+        "sentence1": "A dog runs on grass.",
+        "sentence2": "An animal is outside.",
+    },
 ]
 
 
@@ -76,8 +103,11 @@ def test_snli_generated(tmp_path):
 def test_anli_plus_is_the_union_of_its_components(tmp_path):
     snli = tmp_path / "snli_root"
     _write(snli / "snli_1.0_train.jsonl", "".join(json.dumps(r) + "\n" for r in SNLI))
-    roots = {"anli": SAMPLES / "anli" / "hf_dummy_data" / "anli_v0.1",
-             "mnli": SAMPLES / "mnli" / "hf_dummy_data" / "glue" / "MNLI", "snli": snli}
+    roots = {
+        "anli": SAMPLES / "anli" / "hf_dummy_data" / "anli_v0.1",
+        "mnli": SAMPLES / "mnli" / "hf_dummy_data" / "glue" / "MNLI",
+        "snli": snli,
+    }
     res = get_task("anli_plus").read(roots, "train", "en")
     assert len(res) == 9 + 3 + 2
     assert [e.guid.split("/")[0] for e in res.examples] == ["anli"] * 9 + ["mnli"] * 3 + ["snli"] * 2
@@ -95,8 +125,17 @@ def test_anli_plus_is_the_union_of_its_components(tmp_path):
 
 
 def test_anli_malformed(tmp_path):
-    row = {"uid": "u1", "context": "P .", "hypothesis": "H .", "label": "n", "model_label": "e", "emturk": False,
-           "genre": "wiki", "reason": "", "tag": "r1_dev"}
+    row = {
+        "uid": "u1",
+        "context": "P .",
+        "hypothesis": "H .",
+        "label": "n",
+        "model_label": "e",
+        "emturk": False,
+        "genre": "wiki",
+        "reason": "",
+        "tag": "r1_dev",
+    }
     ok = json.dumps(row) + "\n" + json.dumps({**row, "uid": "u2", "label": "c"}) + "\n"
     p = _write(tmp_path / "R1" / "dev.jsonl", ok)
     lf = get_task("anli").read(tmp_path, "dev", "en").examples
@@ -128,9 +167,11 @@ def test_qqp():
     assert all(e.label is None for e in get_task("qqp").read(root, "test", "en").examples)
 
 
-SST2 = {"train.tsv": "sentence\tlabel\na gripping , well-acted film \t1\nthe plot goes nowhere \t0\nfun \t1\n",
-        "dev.tsv": "sentence\tlabel\nit 's a charming and often affecting journey . \t1\n",
-        "test.tsv": "index\tsentence\n0\tuneasy mishmash of styles and genres .\n1\ta warm , funny film .\n"}
+SST2 = {
+    "train.tsv": "sentence\tlabel\na gripping , well-acted film \t1\nthe plot goes nowhere \t0\nfun \t1\n",
+    "dev.tsv": "sentence\tlabel\nit 's a charming and often affecting journey . \t1\n",
+    "test.tsv": "index\tsentence\n0\tuneasy mishmash of styles and genres .\n1\ta warm , funny film .\n",
+}
 
 
 @pytest.mark.parametrize("crlf", [False, True])
@@ -140,8 +181,11 @@ def test_sst2_generated(tmp_path, crlf):
     spec = get_task("sst2")
     train, dev, test = (spec.read(tmp_path, s, "en") for s in ("train", "dev", "test"))
     assert (len(train), len(dev), len(test)) == (3, 1, 2)
-    assert (train.examples[0].text_a, train.examples[0].text_b, train.examples[0].label) == \
-        ("a gripping , well-acted film ", None, "1")
+    assert (train.examples[0].text_a, train.examples[0].text_b, train.examples[0].label) == (
+        "a gripping , well-acted film ",
+        None,
+        "1",
+    )
     assert test.examples[1].label is None and test.examples[1].text_a == "a warm , funny film ."
 
 
@@ -159,8 +203,10 @@ def test_header_tsv_malformed(tmp_path):
         get_task("sst2").read(tmp_path, "train", "en")
     assert_names(e.value, p, 3, "label")
     # QQP: GLUE's train.tsv has rows broken by an embedded newline; they are skipped and counted
-    _write(tmp_path / "qqp" / "train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
-           "1\t2\t3\tA?\tB?\t0\n4\t5\t6\tC\n\tD?\t1\n")
+    _write(
+        tmp_path / "qqp" / "train.tsv",
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t2\t3\tA?\tB?\t0\n4\t5\t6\tC\n\tD?\t1\n",
+    )
     res = get_task("qqp").read(tmp_path / "qqp", "train", "en")
     assert len(res) == 1 and res.skipped == {"row with a wrong number of columns": 2}
 
@@ -175,15 +221,32 @@ def test_squad_v2_dev():
     impossible = [e for e in res.examples if e.is_impossible]
     assert len(impossible) == 51 and all(e.answers == [] for e in impossible)
     ex = res.examples[0]
-    assert (ex.guid, ex.question, ex.title) == ("56ddde6b9a695914005b9628", "In what country is Normandy located?",
-                                                "Normans")
+    assert (ex.guid, ex.question, ex.title) == (
+        "56ddde6b9a695914005b9628",
+        "In what country is Normandy located?",
+        "Normans",
+    )
     assert (ex.answers[0].text, ex.answers[0].start) == ("France", 159)
 
 
 def test_squad_v2_malformed(tmp_path):
-    doc = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"qas": [
-        {"question": "Q?", "id": "a", "answers": [], "is_impossible": True},
-        {"question": "R?", "id": "b", "answers": []}], "context": "C ."}]}]}
+    doc = {
+        "version": "v2.0",
+        "data": [
+            {
+                "title": "T",
+                "paragraphs": [
+                    {
+                        "qas": [
+                            {"question": "Q?", "id": "a", "answers": [], "is_impossible": True},
+                            {"question": "R?", "id": "b", "answers": []},
+                        ],
+                        "context": "C .",
+                    }
+                ],
+            }
+        ],
+    }
     p = _write(tmp_path / "dev-v2.0.json", json.dumps(doc))
     with pytest.raises(DataFormatError, match="question b has no answers") as e:
         get_task("squad_v2").read(tmp_path, "dev", "en")
@@ -213,8 +276,15 @@ def test_commonsenseqa():
 
 
 def test_commonsenseqa_malformed(tmp_path):
-    row = {"answerKey": "B", "id": "x1", "question": {"question_concept": "c", "choices": [
-        {"label": L, "text": f"t{L}"} for L in "ABCDE"], "stem": "S?"}}
+    row = {
+        "answerKey": "B",
+        "id": "x1",
+        "question": {
+            "question_concept": "c",
+            "choices": [{"label": L, "text": f"t{L}"} for L in "ABCDE"],
+            "stem": "S?",
+        },
+    }
     ok = json.dumps(row) + "\n" + json.dumps({**row, "id": "x2"}) + "\n"
     p = _write(tmp_path / "dev_rand_split.jsonl", ok)
     lf = get_task("commonsenseqa").read(tmp_path, "dev", "en").examples
@@ -283,8 +353,10 @@ def test_cosmosqa_malformed(tmp_path):
         with pytest.raises(DataFormatError, match=match) as e:
             get_task("cosmosqa").read(tmp_path, "dev", "en")
         assert_names(e.value, p, line, field)
-    t = _write(tmp_path / "test.jsonl", json.dumps({"id": "a", "context": "C", "question": "Q", "answer0": "w",
-                                                    "answer1": "x", "answer2": "y"}) + "\n")
+    t = _write(
+        tmp_path / "test.jsonl",
+        json.dumps({"id": "a", "context": "C", "question": "Q", "answer0": "w", "answer1": "x", "answer2": "y"}) + "\n",
+    )
     with pytest.raises(DataFormatError) as e:
         get_task("cosmosqa").read(tmp_path, "test", "en")
     assert_names(e.value, t, 1, "answer3")
@@ -350,9 +422,11 @@ def test_socialiqa_malformed(tmp_path):
 # =========================================================================== CCGbank (generated AUTO files)
 
 # Invented derivations in the CCGbank AUTO format (the real corpus cannot be redistributed).
-TREE_2 = ("(<T S[dcl] 0 2> (<T S[dcl] 1 2> (<L NP NNP NNP John NP>) (<T S[dcl]\\NP 0 2> "
-          "(<L (S[dcl]\\NP)/NP VBZ VBZ likes (S[dcl]\\NP_1)/NP_2>) (<T NP 0 1> (<L N NN NN tea N>) ) ) ) "
-          "(<L . . . . .>) )")
+TREE_2 = (
+    "(<T S[dcl] 0 2> (<T S[dcl] 1 2> (<L NP NNP NNP John NP>) (<T S[dcl]\\NP 0 2> "
+    "(<L (S[dcl]\\NP)/NP VBZ VBZ likes (S[dcl]\\NP_1)/NP_2>) (<T NP 0 1> (<L N NN NN tea N>) ) ) ) "
+    "(<L . . . . .>) )"
+)
 TREE_1 = "(<T S[dcl] 1 2> (<L NP PRP PRP It NP>) (<L S[dcl]\\NP VBZ VBZ rains S[dcl]\\NP_1>) )"
 
 
@@ -383,7 +457,7 @@ def test_ccg_malformed(tmp_path):
     p = _auto(tmp_path, "00", 2)
     good = p.read_text(encoding="utf-8")
     cases = [
-        (good.replace(" (<L . . . . .>) )", ""), 2, "ends inside an open node"),        # truncated derivation
+        (good.replace(" (<L . . . . .>) )", ""), 2, "ends inside an open node"),  # truncated derivation
         (good.replace("(<T NP 0 1>", "(<T NP 0 2>"), 2, "declares 2 children but has 1"),
         (good.replace("(<L N NN NN tea N>)", "(<L N NN tea N>)"), 2, "expected a leaf"),  # a missing field
         (good.rsplit("\n", 2)[0] + "\n", 3, "not followed by a derivation"),
@@ -401,11 +475,21 @@ def test_ccg_malformed(tmp_path):
 def test_composite_task_config_is_checked():
     from xlrepro.errors import ConfigError
     from xlrepro.tasks.registry import _parse
-    base = {"name": "x", "version": 1, "format": "classification", "description": "d", "benchmarks": ["intermediate"],
-            "language_column": {"fixed": ["en"]}, "metric": "accuracy", "splits": {"train": {}}}
+
+    base = {
+        "name": "x",
+        "version": 1,
+        "format": "classification",
+        "description": "d",
+        "benchmarks": ["intermediate"],
+        "language_column": {"fixed": ["en"]},
+        "metric": "accuracy",
+        "splits": {"train": {}},
+    }
     assert _parse({**base, "components": ["anli"], "layouts": []}, "x.yaml").components == ("anli",)
     with pytest.raises(ConfigError, match="has no layouts"):
-        _parse({**base, "components": ["anli"], "layouts": [{"name": "a", "reader": "anli_jsonl", "files": {}}]},
-               "x.yaml")
+        _parse(
+            {**base, "components": ["anli"], "layouts": [{"name": "a", "reader": "anli_jsonl", "files": {}}]}, "x.yaml"
+        )
     with pytest.raises(ConfigError, match="at least one local layout"):
         _parse({**base, "layouts": []}, "x.yaml")

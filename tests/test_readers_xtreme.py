@@ -6,6 +6,7 @@ PAWS-X, XNLI-1.0, PAN-X, MLQA, TyDiQA-GoldP, BUCC 2018, XQuAD-R and Mewsli-X is 
 are not part of a registry split (MLQA cross-language pairs, PAWS-X translated train, PAN-X and
 TyDiQA non-English train) are read with the same layout's reader directly.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 from xlrepro import languages as langtab
 from xlrepro.data.readers import get_reader
-from xlrepro.data.readers_xtreme import (TYDIQA_ENGLISH_TRAIN_SIZE, filter_tydiqa_english, pool_lareqa,
-                                         tydiqa_language_prefix)
+from xlrepro.data.readers_xtreme import (
+    TYDIQA_ENGLISH_TRAIN_SIZE,
+    filter_tydiqa_english,
+    pool_lareqa,
+    tydiqa_language_prefix,
+)
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import all_tasks, get_task
-
-
-from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 
 def read_direct(task: str, layout: str, root: Path, split: str, lang: str):
@@ -37,10 +40,29 @@ def read_direct(task: str, layout: str, root: Path, split: str, lang: str):
 
 # =========================================================================== registry and languages
 
-XTREME_COUNTS = {"pawsx": 7, "xnli": 15, "panx": 40, "udpos": 33, "bucc2018": 4, "tatoeba": 36, "xquad": 11,
-                 "mlqa": 7, "tydiqa": 9}
-XTREME_R_COUNTS = {"xnli": 15, "panx": 48, "udpos": 38, "tatoeba": 41, "xcopa": 11, "mewslix": 11, "xquad": 12,
-                   "mlqa": 7, "tydiqa": 9, "lareqa": 11}
+XTREME_COUNTS = {
+    "pawsx": 7,
+    "xnli": 15,
+    "panx": 40,
+    "udpos": 33,
+    "bucc2018": 4,
+    "tatoeba": 36,
+    "xquad": 11,
+    "mlqa": 7,
+    "tydiqa": 9,
+}
+XTREME_R_COUNTS = {
+    "xnli": 15,
+    "panx": 48,
+    "udpos": 38,
+    "tatoeba": 41,
+    "xcopa": 11,
+    "mewslix": 11,
+    "xquad": 12,
+    "mlqa": 7,
+    "tydiqa": 9,
+    "lareqa": 11,
+}
 
 
 def test_every_registry_entry_loads():
@@ -111,8 +133,14 @@ def test_pawsx_original_layout(lang):
     if lang != "en":  # translate-train data, not a registry split (train is English only)
         spec_files = spec.files(root, "train", lang, "original")
         translated = spec_files["file"].with_name("translated_train.tsv")
-        res = get_reader("header_tsv")({"file": translated}, text_a="sentence1", text_b="sentence2",
-                                       label_column="label", id_column="id", labels=["0", "1"])
+        res = get_reader("header_tsv")(
+            {"file": translated},
+            text_a="sentence1",
+            text_b="sentence2",
+            label_column="label",
+            id_column="id",
+            labels=["0", "1"],
+        )
         assert len(res) == 4
 
 
@@ -156,9 +184,22 @@ def test_xnli_original_jsonl_and_content():
 
 # (sentences, tokens) of train / dev / test per language: awk 'BEGIN{RS=""}END{print NR}' and grep -c .
 PANX_TOKENS = {
-    "en": (11, 10, 20), "yo": (3, 5, 5), "sw": (9, 6, 6), "jv": (7, 4, 6), "ta": (13, 5, 7), "mr": (7, 12, 6),
-    "te": (19, 12, 4), "my": (8, 5, 12), "kk": (6, 10, 4), "ka": (9, 13, 5), "eu": (4, 5, 17), "hi": (23, 4, 3),
-    "ar": (4, 6, 7), "zh": (25, 3, 15), "ja": (17, 255, 14), "th": (28, 208, 29),
+    "en": (11, 10, 20),
+    "yo": (3, 5, 5),
+    "sw": (9, 6, 6),
+    "jv": (7, 4, 6),
+    "ta": (13, 5, 7),
+    "mr": (7, 12, 6),
+    "te": (19, 12, 4),
+    "my": (8, 5, 12),
+    "kk": (6, 10, 4),
+    "ka": (9, 13, 5),
+    "eu": (4, 5, 17),
+    "hi": (23, 4, 3),
+    "ar": (4, 6, 7),
+    "zh": (25, 3, 15),
+    "ja": (17, 255, 14),
+    "th": (28, 208, 29),
 }
 
 
@@ -168,8 +209,11 @@ def test_panx_rahimi_layout(lang):
     root = SAMPLES / "panx" / "hf_dummy_data"
     spec = get_task("panx")
     for split, ntok in zip(("train", "dev", "test"), PANX_TOKENS[lang]):
-        res = spec.read(root, split, lang) if lang == "en" or split != "train" else \
-            read_direct("panx", "original", root, split, lang)
+        res = (
+            spec.read(root, split, lang)
+            if lang == "en" or split != "train"
+            else read_direct("panx", "original", root, split, lang)
+        )
         assert len(res) == 1, split  # one sentence per file
         ex = res.examples[0]
         assert len(ex.words) == len(ex.tags) == ntok, split
@@ -268,14 +312,17 @@ def test_tydiqa_official_multilingual_file_is_filtered_by_id_prefix(tmp_path):
     data = []
     for name in ("english", "swahili"):
         data += json.loads((root / name / f"{name}_tydiqa_dev.json").read_text(encoding="utf-8"))["data"]
-    (tmp_path / "tydiqa-goldp-v1.1-dev.json").write_text(json.dumps({"data": data, "version": "TyDiQA-GoldP-1.1"}),
-                                                         encoding="utf-8")
+    (tmp_path / "tydiqa-goldp-v1.1-dev.json").write_text(
+        json.dumps({"data": data, "version": "TyDiQA-GoldP-1.1"}), encoding="utf-8"
+    )
     en = get_task("tydiqa").read(tmp_path, "test", "en")
     sw = get_task("tydiqa").read(tmp_path, "test", "sw")
     assert len(en) == len(sw) == 50
     assert en.skipped == {"TyDi QA id prefix is not 'english-'": 50}
     assert sum(len(p["qas"]) for a in en.raw for p in a["paragraphs"]) == 50
-    assert en.examples[0].guid == "tydiqa-goldp-v1.1-dev.json#0" and sw.examples[0].guid == "tydiqa-goldp-v1.1-dev.json#50"
+    assert (
+        en.examples[0].guid == "tydiqa-goldp-v1.1-dev.json#0" and sw.examples[0].guid == "tydiqa-goldp-v1.1-dev.json#50"
+    )
 
 
 @needs_samples
@@ -284,8 +331,9 @@ def test_filter_tydiqa_english():
     rows = []
     for name in ("english", "swahili"):
         d = json.loads((root / name / f"{name}_tydiqa_train.json").read_text(encoding="utf-8"))
-        rows += [{"id": qa["id"], "question": qa["question"]} for a in d["data"] for p in a["paragraphs"]
-                 for qa in p["qas"]]
+        rows += [
+            {"id": qa["id"], "question": qa["question"]} for a in d["data"] for p in a["paragraphs"] for qa in p["qas"]
+        ]
     assert len(rows) == 200
     en = filter_tydiqa_english(rows)
     assert len(en) == 100 and all(r["id"].startswith("english-") for r in en)
@@ -315,8 +363,19 @@ def test_bucc_dev_zh(tmp_path):
 
 # =========================================================================== LAReQA / XQuAD-R
 
-LAREQA_SENTENCES = {"ar": 68, "de": 77, "el": 69, "en": 68, "es": 69, "hi": 68, "ru": 68, "th": 54, "tr": 69,
-                    "vi": 68, "zh": 67}
+LAREQA_SENTENCES = {
+    "ar": 68,
+    "de": 77,
+    "el": 69,
+    "en": 68,
+    "es": 69,
+    "hi": 68,
+    "ru": 68,
+    "th": 54,
+    "tr": 69,
+    "vi": 68,
+    "zh": 67,
+}
 
 
 @needs_samples
@@ -352,9 +411,14 @@ def test_mewslix_fixture(tmp_path):
     ar = get_task("mewslix").read(tmp_path, "test", "ar")
     assert (len(en), len(ar)) == (1, 2)
     m = en.examples[0]
-    assert (m.guid, m.entity_id, m.start, m.end, m.mention) == ("c79595350cc2d5c7f2b095e2cb785212", "Q1757", 50, 58,
-                                                                "Helsinki")
-    assert m.context[m.start:m.end] == "Helsinki" and m.context[44] == "\u00a0"  # code-point offsets
+    assert (m.guid, m.entity_id, m.start, m.end, m.mention) == (
+        "c79595350cc2d5c7f2b095e2cb785212",
+        "Q1757",
+        50,
+        58,
+        "Helsinki",
+    )
+    assert m.context[m.start : m.end] == "Helsinki" and m.context[44] == "\u00a0"  # code-point offsets
     assert m.document_id == "en-34985"
     assert [x.mention for x in ar.examples] == ["أبو موسى", "طنب الصغرى"]
 
@@ -438,9 +502,11 @@ def test_panx_rahimi_malformed(tmp_path):
     assert [e.words for e in lf] == [["New", "York"], ["a:b", "."]]  # split at the first colon only
     _write(p, PANX_OK, crlf=True)
     assert get_task("panx").read(tmp_path, "dev", "en", layout="original").examples == lf
-    for text, line, field, match in [(PANX_OK.replace("en:York\tI-LOC", "en:York"), 2, "tag", "columns"),
-                                     (PANX_OK.replace("I-LOC", "I-MISC"), 2, "tag", "unknown label 'I-MISC'"),
-                                     (PANX_OK.replace("en:.", "de:."), 5, "token", "start with 'en:'")]:
+    for text, line, field, match in [
+        (PANX_OK.replace("en:York\tI-LOC", "en:York"), 2, "tag", "columns"),
+        (PANX_OK.replace("I-LOC", "I-MISC"), 2, "tag", "unknown label 'I-MISC'"),
+        (PANX_OK.replace("en:.", "de:."), 5, "token", "start with 'en:'"),
+    ]:
         _write(p, text)
         with pytest.raises(DataFormatError, match=match) as e:
             get_task("panx").read(tmp_path, "dev", "en", layout="original")
@@ -448,8 +514,20 @@ def test_panx_rahimi_malformed(tmp_path):
 
 
 def _tydiqa_doc(ids=("english-1-0", "english--2-1")):
-    return {"data": [{"title": "T", "paragraphs": [{"context": "Alpha beta gamma.", "qas": [
-        {"question": f"Q{n}?", "answers": [{"text": "beta", "answer_start": 6}], "id": i}]}]} for n, i in enumerate(ids)]}
+    return {
+        "data": [
+            {
+                "title": "T",
+                "paragraphs": [
+                    {
+                        "context": "Alpha beta gamma.",
+                        "qas": [{"question": f"Q{n}?", "answers": [{"text": "beta", "answer_start": 6}], "id": i}],
+                    }
+                ],
+            }
+            for n, i in enumerate(ids)
+        ]
+    }
 
 
 def test_tydiqa_malformed(tmp_path):
@@ -502,9 +580,22 @@ def test_bucc_malformed(tmp_path):
 
 def _lareqa_doc():
     ctx = "One two. Three four."
-    return {"data": [{"title": "T", "paragraphs": [{"context": ctx, "qas": [
-        {"answers": [{"answer_start": 9, "text": "Three"}], "id": "q1", "question": "Which?"}],
-        "sentence_breaks": [[0, 8], [9, 20]], "sentences": ["One two.", "Three four."]}]}], "version": "1.1"}
+    return {
+        "data": [
+            {
+                "title": "T",
+                "paragraphs": [
+                    {
+                        "context": ctx,
+                        "qas": [{"answers": [{"answer_start": 9, "text": "Three"}], "id": "q1", "question": "Which?"}],
+                        "sentence_breaks": [[0, 8], [9, 20]],
+                        "sentences": ["One two.", "Three four."],
+                    }
+                ],
+            }
+        ],
+        "version": "1.1",
+    }
 
 
 def test_lareqa_malformed(tmp_path):
@@ -536,11 +627,26 @@ def test_lareqa_malformed(tmp_path):
 
 def _mewslix_record(text="Hi Paris\u00a0now.", lang="en"):
     import hashlib
+
     md5 = hashlib.md5(text.encode("utf-8")).hexdigest()
-    return {"context": {"document_title": "t", "document_url": "u", "document_id": f"{lang}-1", "language": lang,
-                        "text": text, "sentence_spans": [{"start": 0, "end": len(text)}]},
-            "mentions": [{"example_id": "e1", "mention_span": {"start": 3, "end": 8, "text": "Paris"},
-                          "entity_id": "Q90", "metadata": {"text_md5": md5}}]}
+    return {
+        "context": {
+            "document_title": "t",
+            "document_url": "u",
+            "document_id": f"{lang}-1",
+            "language": lang,
+            "text": text,
+            "sentence_spans": [{"start": 0, "end": len(text)}],
+        },
+        "mentions": [
+            {
+                "example_id": "e1",
+                "mention_span": {"start": 3, "end": 8, "text": "Paris"},
+                "entity_id": "Q90",
+                "metadata": {"text_md5": md5},
+            }
+        ],
+    }
 
 
 def test_mewslix_malformed(tmp_path):

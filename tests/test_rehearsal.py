@@ -10,19 +10,23 @@ overrides, runs every phase and target and writes the report and the submission 
 Shrunk: languages en and zh; two optimisation steps per phase; the torch engine; retrieval at layer 2
 of the 2-layer stand-in. About three minutes on two CPU cores.
 """
+
 import json
 import os
 
 import pytest
-
 from loopback import Loopback
 from standin_model import build_standin
 from test_prepare import publish, release_sums_off
+
 from xlrepro.cli import main
 
 SHRINK = ["data.languages=[en,zh]", "target.tasks=[xnli,pawsx,udpos,panx,xquad,mlqa,tydiqa]"]
-TRAIN = [f"{phase}.train.{k}={v}" for phase in ("intermediate", "target")
-         for k, v in (("engine", "torch"), ("max_steps", 2), ("batch_size", 2), ("grad_accum", 1), ("eval_subset", 8))]
+TRAIN = [
+    f"{phase}.train.{k}={v}"
+    for phase in ("intermediate", "target")
+    for k, v in (("engine", "torch"), ("max_steps", 2), ("batch_size", 2), ("grad_accum", 1), ("eval_subset", 8))
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +40,9 @@ def rehearsal(samples, tmp_path_factory):
         with Loopback() as lb:
             publish(lb, samples)
             os.environ.update(HF_ENDPOINT=lb.url, XLREPRO_MIRRORS=f"https://={lb.url}/", XLREPRO_PROGRESS="0")
-            prepared = main(["data", "prepare", "--config", "xstilts-squad", "--root", str(root), *SHRINK,
-                             "--allow-unpinned-hub"])
+            prepared = main(
+                ["data", "prepare", "--config", "xstilts-squad", "--root", str(root), *SHRINK, "--allow-unpinned-hub"]
+            )
             served = len(lb.log)
     finally:
         patch.undo()
@@ -47,19 +52,57 @@ def rehearsal(samples, tmp_path_factory):
             else:
                 os.environ[k] = v
     verified = main(["data", "verify", "--config", "xstilts-squad", "--root", str(root), *SHRINK])
-    model = build_standin([samples / "squad/dataset/dev-v1.1.json", samples / "xquad/xquad.zh.json",
-                           samples / "xnli/hf_dummy_data/XNLI-1.0/xnli.dev.tsv"], base / "model")
-    ran = main(["reproduce", "xstilts-squad", "--out", str(out), "--device", "cpu", f"data.root={root}",
-                f"model.name_or_path={model}", "retrieval.layer=2", *SHRINK, *TRAIN])
-    return {"prepared": prepared, "verified": verified, "ran": ran, "served": served, "root": root, "out": out,
-            "model": model}
+    model = build_standin(
+        [
+            samples / "squad/dataset/dev-v1.1.json",
+            samples / "xquad/xquad.zh.json",
+            samples / "xnli/hf_dummy_data/XNLI-1.0/xnli.dev.tsv",
+        ],
+        base / "model",
+    )
+    ran = main(
+        [
+            "reproduce",
+            "xstilts-squad",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            f"data.root={root}",
+            f"model.name_or_path={model}",
+            "retrieval.layer=2",
+            *SHRINK,
+            *TRAIN,
+        ]
+    )
+    return {
+        "prepared": prepared,
+        "verified": verified,
+        "ran": ran,
+        "served": served,
+        "root": root,
+        "out": out,
+        "model": model,
+    }
 
 
 def test_prepare_and_verify_find_everything_the_config_reads(rehearsal, capsys):
     assert rehearsal["prepared"] == 0 and rehearsal["verified"] == 0 and rehearsal["served"] > 20
     lock = json.loads((rehearsal["root"] / "data.lock").read_text())
     tasks = {p.split("/", 1)[0] for p in lock["files"] if not p.startswith(".downloads")}
-    assert {"squad", "mnli", "xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"} <= tasks
+    assert {
+        "squad",
+        "mnli",
+        "xnli",
+        "pawsx",
+        "udpos",
+        "panx",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+        "bucc2018",
+        "tatoeba",
+    } <= tasks
     assert "udpos/UD_Chinese-GSD/zh_gsd-ud-test.conllu" in lock["files"]
     assert "mlqa/MLQA_V1/test/test-context-zh-question-zh.json" in lock["files"]
 

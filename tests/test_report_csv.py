@@ -1,5 +1,6 @@
 """report: per-language CSV tables loadable by pandas as they are; notes for tasks with nothing scored;
 QA's mean row with F1 and EM."""
+
 import json
 from types import SimpleNamespace
 
@@ -12,13 +13,25 @@ from xlrepro.report import CSV_COLUMNS
 
 pd = pytest.importorskip("pandas")
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=4",
-        "intermediate.train.max_steps=2", "intermediate.train.eval_every_steps=2", "target.train.max_steps=2",
-        "target.train.eval_every_steps=2", "controls=[]", "target.eval_splits=[test]",
-        "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
-        # BUCC's languages (de fr ru zh) and the evaluated ones do not meet; PAN-X's test labels are withheld
-        # (as TyDiQA's test answers are in XTREME's download)
-        "data.languages=[en, tr, vi]", "target.tasks=[xnli, xquad, panx]", "retrieval.tasks=[bucc2018, tatoeba]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=4",
+    "intermediate.train.max_steps=2",
+    "intermediate.train.eval_every_steps=2",
+    "target.train.max_steps=2",
+    "target.train.eval_every_steps=2",
+    "controls=[]",
+    "target.eval_splits=[test]",
+    "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
+    # BUCC's languages (de fr ru zh) and the evaluated ones do not meet; PAN-X's test labels are withheld
+    # (as TyDiQA's test answers are in XTREME's download)
+    "data.languages=[en, tr, vi]",
+    "target.tasks=[xnli, xquad, panx]",
+    "retrieval.tasks=[bucc2018, tatoeba]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +50,10 @@ def test_results_csv_has_one_row_per_record_with_run_hash_and_seed(done):
     assert df["value"].dtype == float and df["seed"].dtype == int and (df["seed"] == res["seed"]).all()
     assert (df["config_hash"] == res["config_hash"]).all()
     for _, row in df.iterrows():
-        assert row["run_hash"] in res["runs"] and row["run"] == f"{res['runs'][row['run_hash']]['kind']}-{row['task']}-{row['run_hash'][:12]}"
+        assert (
+            row["run_hash"] in res["runs"]
+            and row["run"] == f"{res['runs'][row['run_hash']]['kind']}-{row['task']}-{row['run_hash'][:12]}"
+        )
     got = {(r.task, r.language, r.split, r.metric): r.value for r in df.itertuples()}
     for r in res["records"]:
         assert got[(r["task"], r["language"], r["split"], r["metric"])] == r["value"], "full precision kept"
@@ -62,8 +78,11 @@ def test_qa_mean_row_has_f1_and_em(done):
     mean = next(l for l in xquad.splitlines() if "mean over non-English" in l)
     cells = [c.strip() for c in mean.strip("|").split("|")]
     for metric in ("f1", "exact_match"):
-        vals = [r["value"] for r in res["records"] if r["task"] == "xquad" and r["metric"] == metric
-                and r["language"] != "en"]
+        vals = [
+            r["value"]
+            for r in res["records"]
+            if r["task"] == "xquad" and r["metric"] == metric and r["language"] != "en"
+        ]
         assert cells[cols.index(metric)] == f"{sum(vals) / len(vals):.1f}"
 
 
@@ -87,12 +106,31 @@ def test_sweep_csv_rows_carry_each_runs_spec_hash_seed_and_cell_config(tmp_path)
         run_dir.mkdir(parents=True)
         (run_dir / "done.json").write_text("{}")
         (run_dir / "spec.json").write_text(json.dumps({"kind": "target", "task": "xnli", "seed": seed + 1000}))
-        recs = [{"task": "xnli", "language": l, "split": "test", "metric": "accuracy", "value": 50.0 + seed + i / 3,
-                 "n": 10, "mode": "official"} for i, l in enumerate(("de", "fr"))]
+        recs = [
+            {
+                "task": "xnli",
+                "language": l,
+                "split": "test",
+                "metric": "accuracy",
+                "value": 50.0 + seed + i / 3,
+                "n": 10,
+                "mode": "official",
+            }
+            for i, l in enumerate(("de", "fr"))
+        ]
         (run_dir / "results.json").write_text(json.dumps({"records": recs}))
         nodes[key] = {"kind": "target", "task": "xnli", "run_dir": f"runs/{run_dir.name}", "upstream": None}
-        cells.append({"index": index, "runs": [key], "variant": "mnli", "volume": 100 * (index + 1), "seed": seed,
-                      "intermediate": "mnli", "overrides": [f"seed={seed}"]})
+        cells.append(
+            {
+                "index": index,
+                "runs": [key],
+                "variant": "mnli",
+                "volume": 100 * (index + 1),
+                "seed": seed,
+                "intermediate": "mnli",
+                "overrides": [f"seed={seed}"],
+            }
+        )
     desc = {"spec": "planted", "nodes": nodes, "cells": cells}
     spec = SimpleNamespace(config="smoke", name="planted")
     path = write_sweep_csv(tmp_path, desc, spec, collect(tmp_path, desc), tmp_path / "report")

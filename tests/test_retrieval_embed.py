@@ -4,6 +4,7 @@ fp32, max relative error <= 1e-5 (the packed model's bound, tests/test_packed_mo
 and cls pooling, several hidden layers, odd sentence lengths including a single-token sentence,
 several batches (the input order must come back).
 """
+
 import pytest
 import torch
 from transformers import BatchEncoding
@@ -12,9 +13,17 @@ from xlrepro.config import ModelConfig
 from xlrepro.model import build_encoder
 from xlrepro.retrieval import embed, packed_pool
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 64,
-        "max_position_embeddings": 130, "type_vocab_size": 1, "pad_token_id": 1,
-        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}  # dropout on: embed must switch it off
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+}  # dropout on: embed must switch it off
 
 
 class WordTokenizer:
@@ -27,8 +36,12 @@ class WordTokenizer:
         if not padding:
             return {"input_ids": ids}
         L = max(len(x) for x in ids)
-        return BatchEncoding({"input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
-                              "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids])})
+        return BatchEncoding(
+            {
+                "input_ids": torch.tensor([x + [1] * (L - len(x)) for x in ids]),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (L - len(x)) for x in ids]),
+            }
+        )
 
 
 def _sentences():

@@ -1,6 +1,7 @@
 """Runs keyed on the content they read, one writer per run folder, phases that finish atomically,
 no hang on an empty training set, no unpickling of planted files, the keep policy and the model's
 identity. On a miniature smoke world (seconds per experiment)."""
+
 import json
 import os
 import signal
@@ -20,10 +21,22 @@ from xlrepro.phases.graph import build_graph
 from xlrepro.phases.orchestrator import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=2", "target.tasks=[xnli]", "controls=[]", "retrieval.tasks=[]",
-        "target.per_task={}", "target.eval_splits=[test]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=2",
+    "target.tasks=[xnli]",
+    "controls=[]",
+    "retrieval.tasks=[]",
+    "target.per_task={}",
+    "target.eval_splits=[test]",
+]
 
 
 def run(out, *overrides):
@@ -31,9 +44,15 @@ def run(out, *overrides):
 
 
 def _cli(out, *overrides, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "xlrepro", "reproduce", "smoke", "--out", str(out), *MINI, *overrides],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "XLREPRO_PROGRESS": "0", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "xlrepro", "reproduce", "smoke", "--out", str(out), *MINI, *overrides],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "XLREPRO_PROGRESS": "0", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +122,18 @@ def test_file_hashes_are_cached_per_path_mtime_and_size(tmp_path, monkeypatch):
 def test_checkpoint_intervals_are_not_part_of_the_key(tmp_path):
     a = Context(load_config("smoke", MINI), tmp_path)
     a.prepare()
-    b = Context(load_config("smoke", MINI + ["target.train.checkpoint_every_steps=1",
-                                             "target.train.checkpoint_every_seconds=5",
-                                             "pretrain.checkpoint_every_seconds=1"]), tmp_path)
+    b = Context(
+        load_config(
+            "smoke",
+            MINI
+            + [
+                "target.train.checkpoint_every_steps=1",
+                "target.train.checkpoint_every_seconds=5",
+                "pretrain.checkpoint_every_seconds=1",
+            ],
+        ),
+        tmp_path,
+    )
     b.prepare()
     ga, gb = build_graph(a), build_graph(b)
     assert ga.find("pretrain", "mlm").spec == gb.find("pretrain", "mlm").spec
@@ -223,14 +251,22 @@ def test_two_processes_on_one_output_folder_train_each_run_once(tmp_path, refere
 def test_a_locked_run_folder_names_its_holder(tmp_path):
     from xlrepro.runs import FolderLock
 
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         from xlrepro.runs import FolderLock
         FolderLock({str(tmp_path)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         os.environ["XLREPRO_LOCK_TIMEOUT"] = "0.5"
@@ -268,9 +304,23 @@ sys.exit(main(sys.argv[1:]))
 def test_a_kill_between_training_and_done_json_resumes_without_training_again(tmp_path, kind, reference):
     _, ref = reference
     out = tmp_path / "cut"
-    p = subprocess.run([sys.executable, "-c", KILL_BEFORE_DONE.format(repo=str(REPO), kind=kind), "reproduce",
-                        "smoke", "--out", str(out), *MINI], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "XLREPRO_PROGRESS": "0"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_BEFORE_DONE.format(repo=str(REPO), kind=kind),
+            "reproduce",
+            "smoke",
+            "--out",
+            str(out),
+            *MINI,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "XLREPRO_PROGRESS": "0"},
+    )
     assert p.returncode == -signal.SIGKILL, p.stdout + p.stderr
     (killed,) = (out / "runs").glob(f"{kind}-*")
     assert not (killed / "done.json").exists()
@@ -292,8 +342,15 @@ def test_a_time_based_interval_checkpoints_between_step_intervals(tmp_path):
     from xlrepro.train import Stream, train
 
     m, feats, collate = _setup()
-    cfg = TrainConfig(lr=1e-3, batch_size=4, grad_accum=1, max_steps=10, checkpoint_every_steps=1000,
-                      checkpoint_every_seconds=0.0, eval_every_steps=100)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        grad_accum=1,
+        max_steps=10,
+        checkpoint_every_steps=1000,
+        checkpoint_every_seconds=0.0,
+        eval_every_steps=100,
+    )
     n = {"calls": 0}
 
     def loss_fn(model, b):
@@ -316,8 +373,10 @@ def test_keep_policy_drops_full_state_dicts_unless_asked(tmp_path, reference):
     assert list((default / "runs").glob("intermediate-*/encoder/model.safetensors"))
     assert list((default / "runs").glob("target-*/predictions/xnli/test-*"))
     run(tmp_path / "all", "keep=all")
-    assert {p.parent.name.split("-")[0] for p in (tmp_path / "all" / "runs").rglob("best_model.pt")} == \
-        {"intermediate", "target"}
+    assert {p.parent.name.split("-")[0] for p in (tmp_path / "all" / "runs").rglob("best_model.pt")} == {
+        "intermediate",
+        "target",
+    }
     with pytest.raises(ConfigError, match="keep: 'some' is not one of"):
         load_config("smoke", ["keep=some"])
 
@@ -326,8 +385,14 @@ def _hf_folder(path, seed=0, layers=1, positions=20):
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=positions)
+    cfg = XLMRobertaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=positions,
+    )
     model = XLMRobertaModel(cfg, add_pooling_layer=False)
     model.save_pretrained(str(path), safe_serialization=True)
     return model
@@ -340,7 +405,10 @@ def test_a_local_model_is_identified_by_its_weights_not_its_path(tmp_path):
 
     _hf_folder(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    ia, ib = model_identity(ModelConfig(name_or_path=str(tmp_path / "a"))), model_identity(ModelConfig(name_or_path=str(tmp_path / "b")))
+    ia, ib = (
+        model_identity(ModelConfig(name_or_path=str(tmp_path / "a"))),
+        model_identity(ModelConfig(name_or_path=str(tmp_path / "b"))),
+    )
     assert ia["kind"] == "local" and ia == ib and "model.safetensors" in ia["files"]
     _hf_folder(tmp_path / "b", seed=1)
     assert model_identity(ModelConfig(name_or_path=str(tmp_path / "b")))["weights_sha256"] != ia["weights_sha256"]
@@ -365,8 +433,9 @@ def test_results_record_the_model_identity_and_the_key_includes_it(tmp_path, ref
     assert res["model_identity"] == {"kind": "init_config"}
     assert json.loads((reference[0] / "results.json").read_text())["model_identity"] == {"kind": "init_config"}
     run_results = sorted((reference[0] / "runs").glob("*/results.json"))
-    assert run_results and all(json.loads(p.read_text())["model_identity"] == {"kind": "init_config"}
-                               for p in run_results)  # every run's own results name the model too
+    assert run_results and all(
+        json.loads(p.read_text())["model_identity"] == {"kind": "init_config"} for p in run_results
+    )  # every run's own results name the model too
     exp = Context(load_config("smoke", MINI), tmp_path)
     _hf_folder(tmp_path / "m")
     exp.cfg.model = ModelConfig(name_or_path=str(tmp_path / "m"))
@@ -385,8 +454,19 @@ def test_parameter_counts_come_from_the_model_folders_config(tmp_path, capsys):
     assert param_count(cfg) == n
     exp_cfg = load_config("xstilts-squad", [f"model.name_or_path={tmp_path / 'm'}"])
     assert encoder_params(exp_cfg)[0] == n
-    assert main(["reproduce", "xstilts-table", "--dry-run", "--out", str(tmp_path / "o"),
-                 f"model.name_or_path={tmp_path / 'm'}"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "xstilts-table",
+                "--dry-run",
+                "--out",
+                str(tmp_path / "o"),
+                f"model.name_or_path={tmp_path / 'm'}",
+            ]
+        )
+        == 0
+    )
     assert "estimated GPU-hours" in capsys.readouterr().out
     with pytest.raises(KeyError, match="parameter count unknown"):
         param_count(ModelConfig(name_or_path="nobody/unknown-model"))

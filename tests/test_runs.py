@@ -1,4 +1,5 @@
 """Provenance of every results file: the lock files and installed packages behind a host run."""
+
 import hashlib
 import importlib.metadata
 from pathlib import Path
@@ -10,8 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_lock_hashes_cover_the_host_requirements_and_the_image_locks():
     locks = lock_hashes()
-    for rel in ("requirements/host.txt", "requirements/test.txt", "docker/requirements-cpu.lock",
-                "docker/requirements-gpu.lock", "docker/torch-cpu.lock"):
+    for rel in (
+        "requirements/host.txt",
+        "requirements/test.txt",
+        "docker/requirements-cpu.lock",
+        "docker/requirements-gpu.lock",
+        "docker/torch-cpu.lock",
+    ):
         assert locks[rel] == hashlib.sha256((ROOT / rel).read_bytes()).hexdigest(), rel
 
 

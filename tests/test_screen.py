@@ -14,6 +14,7 @@ Small-integer inputs have dot products that are exact in fp32 (and in bf16), so 
 order agrees and the screen path itself runs on any BLAS; random float inputs may take the
 all-exact path when the BLAS computes small re-scoring GEMMs differently (the check catches it).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -52,6 +53,7 @@ def _equal(a, b):
 
 # ---------------------------------------------------------------- identical answers
 
+
 @pytest.mark.parametrize("similarity", sim.SIMILARITIES)
 @pytest.mark.parametrize("k", [1, 4])
 def test_integer_inputs_identical_and_screened(similarity, k):
@@ -75,14 +77,18 @@ def test_random_inputs_identical(similarity):
 def test_public_entry_points_identical(similarity):
     x, y = _rand(300, 48, seed=5), _rand(260, 48, seed=6)
     rep = {}
-    assert _equal(ops.knn(x, y, 4, similarity=similarity, screen="bf16", report=rep),
-                  ops.knn(x, y, 4, similarity=similarity))
+    assert _equal(
+        ops.knn(x, y, 4, similarity=similarity, screen="bf16", report=rep), ops.knn(x, y, 4, similarity=similarity)
+    )
     assert rep["cols"] == 0 and "cols_fallback" not in rep or rep["exact_fallback_all"]
-    assert _equal(ops.knn_both(x, y, 2, similarity=similarity, screen="bf16", screen_extra=3),
-                  ops.knn_both(x, y, 2, similarity=similarity))
+    assert _equal(
+        ops.knn_both(x, y, 2, similarity=similarity, screen="bf16", screen_extra=3),
+        ops.knn_both(x, y, 2, similarity=similarity),
+    )
     xb, yb = x.bfloat16(), y.half()  # low-precision inputs: the fp32 answer on their values
-    assert _equal(ops.knn_both(xb, yb, 2, similarity=similarity, screen="bf16"),
-                  ops.knn_both(xb, yb, 2, similarity=similarity))
+    assert _equal(
+        ops.knn_both(xb, yb, 2, similarity=similarity, screen="bf16"), ops.knn_both(xb, yb, 2, similarity=similarity)
+    )
 
 
 @pytest.mark.parametrize("mode", sim.MODES)
@@ -107,7 +113,7 @@ def test_near_ties_below_bf16_resolution_fall_back():
     y[:, 0] = -1  # every other key scores -1 with query 0
     # exact fp32 scores 0.5 + j 2^-20 with query 0, all 0.5 in bf16: the screen keeps the lowest
     # indices of the group, the exact top k are the highest
-    y[10:50, 0] = 0.5 + torch.arange(40) * 2.0 ** -20
+    y[10:50, 0] = 0.5 + torch.arange(40) * 2.0**-20
     for k in (1, 4):
         got, ref, rep = _screened_both(x, y, k, "dot", extra=2)
         assert _equal(got, ref)
@@ -150,6 +156,7 @@ def test_well_separated_needs_no_fallback():
 
 # ---------------------------------------------------------------- soundness of the bound
 
+
 @pytest.mark.parametrize("case", ["random", "coherent", "scaled", "positive_long"])
 def test_bound_covers_the_real_error(case):
     """|bf16 GEMM result - reference fp32 score| <= B_i for every pair (full matrices).
@@ -164,8 +171,8 @@ def test_bound_covers_the_real_error(case):
     elif case == "coherent":
         # every element just below a bf16 rounding boundary (1 + 2^-8 - tiny rounds to 1): the
         # rounding errors all have the same sign, Cauchy-Schwarz is nearly attained
-        X = torch.full((40, d), 1 + 2.0 ** -8 - 2.0 ** -20)
-        Y = torch.full((50, d), 1 + 2.0 ** -8 - 2.0 ** -20) * torch.linspace(0.5, 1, 50)[:, None]
+        X = torch.full((40, d), 1 + 2.0**-8 - 2.0**-20)
+        Y = torch.full((50, d), 1 + 2.0**-8 - 2.0**-20) * torch.linspace(0.5, 1, 50)[:, None]
     else:
         X, Y = _rand(40, d, seed=18) * 1e15, _rand(50, d, seed=19) * 1e-12
     nx, nxb, ex, amx, Xb = screen._norms(X, d)
@@ -182,6 +189,7 @@ def test_bound_covers_the_real_error(case):
 
 
 # ---------------------------------------------------------------- the re-scoring check
+
 
 def test_rescoring_mismatch_makes_the_call_exact(monkeypatch):
     x, y = _ints(60, 16, seed=20), _ints(80, 16, seed=21)
@@ -206,8 +214,10 @@ def test_overflow_risk_skips_the_screen():
     assert _equal(a, ops.knn_both(x, y, 2))
     assert rep["exact_fallback_all"] and "overflow" in rep["reason"]
     rep = {}  # cosine normalises first: the same inputs are screened
-    assert _equal(ops.knn_both(x, y, 2, similarity="cosine", screen="bf16", report=rep),
-                  ops.knn_both(x, y, 2, similarity="cosine"))
+    assert _equal(
+        ops.knn_both(x, y, 2, similarity="cosine", screen="bf16", report=rep),
+        ops.knn_both(x, y, 2, similarity="cosine"),
+    )
     assert rep["reason"] is None
 
 
@@ -217,8 +227,11 @@ def test_screen_helpers():
     assert screen._pad_index(torch.tensor([0, 2]), 4, 3).tolist() == [0, 1, 2]  # at most n entries
     groups = list(screen._groups(torch.arange(10), 10, 4))
     assert [(a, b, r.tolist(), o) for a, b, r, o in groups] == [
-        (0, 4, [0, 1, 2, 3], 0), (4, 8, [4, 5, 6, 7], 0), (8, 10, [6, 7, 8, 9], 2)]
-    (a, b, r, o), = screen._groups(torch.tensor([7, 3]), 10, 4)
+        (0, 4, [0, 1, 2, 3], 0),
+        (4, 8, [4, 5, 6, 7], 0),
+        (8, 10, [6, 7, 8, 9], 2),
+    ]
+    ((a, b, r, o),) = screen._groups(torch.tensor([7, 3]), 10, 4)
     assert r[:2].tolist() == [7, 3] and sorted(r[2:].tolist()) == [0, 1] and o == 0
     assert screen._tile_starts(10, 4) == [0, 8] and screen._tile_starts(8, 4) == [0]
     av = screen.availability()
@@ -226,6 +239,7 @@ def test_screen_helpers():
 
 
 # ---------------------------------------------------------------- errors
+
 
 def test_bad_arguments():
     x, y = _rand(10, 4), _rand(12, 4)
@@ -249,6 +263,7 @@ def test_bad_arguments():
 
 
 # ---------------------------------------------------------------- compiled screen
+
 
 @requires_ext
 def test_opcheck_screen_op():
@@ -296,6 +311,7 @@ def test_compiled_screen_lists_equal_torch_screen_lists():
 
 def test_info_reports_the_screen():
     from xlrepro import info
+
     d = info.ops_status()["screens"]["bf16"]
     assert d["available"] is True and d["screen_kernel"] == ("cpp" if HAVE_EXT else "torch")
     assert d["fast"] == (bool(d["native_bf16"]) and not d["reasons"])

@@ -10,6 +10,7 @@ What they pin down (the contract in xlrepro/ops/similarity.py's docstring):
 - clear errors for bad inputs; torch.library.opcheck on every op; self-explaining dispatch.
 Small shapes with small tiles (several tiles, ragged edges) keep this fast on 2 cores.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +59,7 @@ def _oracle_topk(S: torch.Tensor, k: int):
 
 # ---------------------------------------------------------------- reference semantics
 
+
 def test_reference_matches_brute_force_on_exact_inputs():
     x, y = _adversarial(60, 50, 16)
     S = x @ y.T  # exact in float32
@@ -97,6 +99,7 @@ def test_cosine_normalises_and_zero_rows_score_zero():
 
 
 # ---------------------------------------------------------------- compiled == reference
+
 
 @requires_ext
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -147,8 +150,15 @@ def test_adversarial_bit_identical(similarity):
 
 @requires_ext
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 40), m=st.integers(1, 40), d=st.integers(1, 9), k=st.integers(1, 6),
-       br=st.integers(1, 50), bc=st.integers(1, 50), seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(1, 40),
+    m=st.integers(1, 40),
+    d=st.integers(1, 9),
+    k=st.integers(1, 6),
+    br=st.integers(1, 50),
+    bc=st.integers(1, 50),
+    seed=st.integers(0, 10_000),
+)
 def test_exact_inputs_any_blocking_matches_brute_force(n, m, d, k, br, bc, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(-2, 3, (n, d), generator=g).float()
@@ -209,11 +219,17 @@ def test_ops_called_directly_raise():
     with pytest.raises(RuntimeError, match="NaN or Inf"):
         torch.ops.xlrepro.knn_both(_rand(5, 4) / 0, _rand(3, 4), 1, 1)
     with pytest.raises(RuntimeError, match="margin must be"):
-        torch.ops.xlrepro.margin_scores(torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1),
-                                        torch.zeros(2, 1, dtype=torch.long), "cosine")
+        torch.ops.xlrepro.margin_scores(
+            torch.ones(2, 1),
+            torch.zeros(2, 1, dtype=torch.long),
+            torch.ones(2, 1),
+            torch.zeros(2, 1, dtype=torch.long),
+            "cosine",
+        )
     with pytest.raises(RuntimeError, match="out of range"):
-        torch.ops.xlrepro.margin_scores(torch.ones(2, 1), torch.full((2, 1), 5), torch.ones(2, 1),
-                                        torch.zeros(2, 1, dtype=torch.long), "ratio")
+        torch.ops.xlrepro.margin_scores(
+            torch.ones(2, 1), torch.full((2, 1), 5), torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.long), "ratio"
+        )
 
 
 def test_bad_arguments():
@@ -228,6 +244,7 @@ def test_bad_arguments():
 
 # ---------------------------------------------------------------- opcheck
 
+
 @requires_ext
 def test_opcheck():
     x, y = _rand(30, 8, seed=8), _rand(25, 8, seed=9)
@@ -241,6 +258,7 @@ def test_opcheck():
 
 
 # ---------------------------------------------------------------- margins
+
 
 @requires_ext
 @pytest.mark.parametrize("margin", sim.MARGINS)
@@ -286,8 +304,9 @@ def _laser_mine(x2y_sim, x2y_ind, y2x_sim, y2x_ind, margin, retrieval, threshold
             if bwd_best[j] == i:
                 out.append((i, j, fwd_scores[i].max()))
     if retrieval == "max":
-        indices = np.stack((np.concatenate((np.arange(nx), bwd_best)), np.concatenate((fwd_best, np.arange(ny)))),
-                           axis=1)
+        indices = np.stack(
+            (np.concatenate((np.arange(nx), bwd_best)), np.concatenate((fwd_best, np.arange(ny)))), axis=1
+        )
         scores = np.concatenate((fwd_scores.max(axis=1), bwd_scores.max(axis=1)))
         seen_src, seen_trg = set(), set()
         for i in np.argsort(-scores, kind="stable"):
@@ -385,6 +404,7 @@ def test_max_mode_ties_are_stable_and_nan_last():
 
 # ---------------------------------------------------------------- dispatch
 
+
 def test_families_and_dispatch_explain():
     fam = ops.families()
     for name in ("knn", "knn_both", "margin_scores"):
@@ -397,6 +417,7 @@ def test_families_and_dispatch_explain():
 
 
 # ---------------------------------------------------------------- CUDA (runs when a GPU is lent)
+
 
 @requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -458,7 +479,7 @@ def test_cosine_of_tiny_vectors_ranks_like_the_same_vectors_at_norm_one(backend)
     everything and got index-order neighbours. Scaling by 2**-100 is exact, so the answer must be
     bit-identical to the unscaled one, on both sides and through knn_both and margin_mine."""
     x, y = _rand(40, 16, seed=1), _rand(30, 16, seed=2)
-    tiny_x, tiny_y = x * 2.0 ** -100, y * 2.0 ** -100
+    tiny_x, tiny_y = x * 2.0**-100, y * 2.0**-100
     assert float(tiny_x.norm(dim=1).max()) < 1e-28 and bool(((tiny_x * tiny_x).sum(1) == 0).all())
     want = ops.knn(x, y, 3, "cosine", backend=backend)
     for a, b in ((tiny_x, y), (x, tiny_y), (tiny_x, tiny_y)):
@@ -474,7 +495,7 @@ def test_cosine_of_tiny_vectors_ranks_like_the_same_vectors_at_norm_one(backend)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_subnormal_rows_are_rescaled_and_zero_rows_keep_the_zero_rule(backend):
     x, y = _rand(6, 8, seed=3), _rand(9, 8, seed=4)
-    x[1] = x[1] * 2.0 ** -140  # subnormal entries (some precision lost in x itself, none after)
+    x[1] = x[1] * 2.0**-140  # subnormal entries (some precision lost in x itself, none after)
     x[2] = 0.0
     s, i = ops.knn(x, y, 9, "cosine", backend=backend)
     s_ref, i_ref = sim.knn_reference(sim.rescale_tiny_rows(x), y, 9, "cosine")
@@ -484,7 +505,7 @@ def test_subnormal_rows_are_rescaled_and_zero_rows_keep_the_zero_rule(backend):
     # the rule leaves ordinary rows alone: same object back when nothing is tiny
     assert sim.rescale_tiny_rows(y) is y
     # bf16 tiny rows: the float32 of the same values, rescaled exactly
-    xb = (x[:1] * 2.0 ** -120).to(torch.bfloat16)
+    xb = (x[:1] * 2.0**-120).to(torch.bfloat16)
     sb, ib = ops.knn(xb, y, 4, "cosine", backend=backend)
-    sf, i_f = ops.knn(xb.float() * 2.0 ** 120, y, 4, "cosine", backend=backend)
+    sf, i_f = ops.knn(xb.float() * 2.0**120, y, 4, "cosine", backend=backend)
     assert torch.equal(sb, sf) and torch.equal(ib, i_f)

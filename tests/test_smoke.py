@@ -5,6 +5,7 @@ non-English languages must be clearly above chance, and the same XNLI run with s
 training labels must stay at chance. Thresholds leave room for seed noise: with 300 test
 items per language, a 3-way chance accuracy has a standard deviation of about 2.7 points.
 """
+
 import json
 import time
 
@@ -27,16 +28,31 @@ def smoke(tmp_path_factory):
 
 
 def _scores(results, task, metric, phase="target", split="test"):
-    return {r["language"]: r["value"] for r in results["records"]
-            if r["task"] == task and r["metric"] == metric and r["phase"] == phase and r["split"] == split}
+    return {
+        r["language"]: r["value"]
+        for r in results["records"]
+        if r["task"] == task and r["metric"] == metric and r["phase"] == phase and r["split"] == split
+    }
 
 
 def test_every_phase_and_format_produced_results(smoke):
     out, results, _ = smoke
     tasks = {(r["task"], r["phase"]) for r in results["records"]}
-    assert {("xnli", "target"), ("xcopa", "target"), ("xquad", "target"), ("udpos", "target"), ("pawsx", "target"),
-            ("panx", "target"), ("mlqa", "target"), ("tydiqa", "target"), ("tatoeba", "retrieval"),
-            ("bucc2018", "retrieval"), ("lareqa", "retrieval"), ("mewslix", "retrieval"), ("xnli", "control")} <= tasks
+    assert {
+        ("xnli", "target"),
+        ("xcopa", "target"),
+        ("xquad", "target"),
+        ("udpos", "target"),
+        ("pawsx", "target"),
+        ("panx", "target"),
+        ("mlqa", "target"),
+        ("tydiqa", "target"),
+        ("tatoeba", "retrieval"),
+        ("bucc2018", "retrieval"),
+        ("lareqa", "retrieval"),
+        ("mewslix", "retrieval"),
+        ("xnli", "control"),
+    } <= tasks
     langs = {r["language"] for r in results["records"]}
     assert len(langs) >= 4
     kinds = {v["kind"] for v in results["runs"].values()}
@@ -58,7 +74,6 @@ def _random_span_f1(out, task: str, lang: str, draws: int = 5, seed: int = 0) ->
     import random
 
     from xlrepro.metrics.qa import qa_score
-
     from xlrepro.tasks import get_task
 
     (world,) = out.glob("world-*")  # the generated smoke world the run read its data from
@@ -73,7 +88,7 @@ def _random_span_f1(out, task: str, lang: str, draws: int = 5, seed: int = 0) ->
                 for qa in para["qas"]:
                     n = rng.randint(1, 3)
                     i = rng.randrange(max(1, len(words) - n + 1))
-                    preds[qa["id"]] = " ".join(words[i:i + n])
+                    preds[qa["id"]] = " ".join(words[i : i + n])
         f1.append(qa_score(preds, raw, task, lang)["f1"])
     return sum(f1) / len(f1)
 
@@ -94,8 +109,10 @@ def test_zero_shot_transfer_is_above_chance(smoke):
     # 10 F1 for en/vi and up to ~30 for zh, whose answers share characters with any span)
     xquad = _scores(results, "xquad", "f1")
     base = {lang: _random_span_f1(smoke[0], "xquad", lang) for lang in xquad}
-    assert _mean(v for l, v in xquad.items() if l != "en") > _mean(v for l, v in base.items() if l != "en") + 5, \
-        (xquad, base)
+    assert _mean(v for l, v in xquad.items() if l != "en") > _mean(v for l, v in base.items() if l != "en") + 5, (
+        xquad,
+        base,
+    )
     tatoeba = _scores(results, "tatoeba", "accuracy", phase="retrieval")
     assert _mean(tatoeba.values()) > 3, tatoeba  # chance: 1 in 300 = 0.33
     bucc = _scores(results, "bucc2018", "f1", phase="retrieval")
@@ -133,8 +150,12 @@ def test_withheld_test_labels_are_exported_not_scored(smoke):
         assert set(manifest[task]) == set(_scores(results, task, metric, split="dev"))
         for lang, entry in manifest[task].items():
             assert entry["scored"] is False
-            scores[task, lang] = score_language(task, str(out / "submission" / task / f"test-{lang}.tsv"),
-                                                str(world / "labels" / task / f"test-{lang}.tsv"), lang)[metric]
+            scores[task, lang] = score_language(
+                task,
+                str(out / "submission" / task / f"test-{lang}.tsv"),
+                str(world / "labels" / task / f"test-{lang}.tsv"),
+                lang,
+            )[metric]
     assert all(0 <= v <= 100 for v in scores.values()) and len(scores) == 2 + 4, scores
     assert _mean(v for (t, l), v in scores.items() if t == "panx" and l != "en") > 30, scores
     for task in ("xnli", "xcopa", "xquad", "mlqa", "tydiqa", "udpos", "tatoeba", "bucc2018"):

@@ -1,6 +1,7 @@
 """The kick-the-tires report shows the research question in miniature: a no-intermediate baseline
 beside the intermediate run, their difference per resource group with a paired-bootstrap CI, and
 chance levels on every chart (xlrepro.study.contrast, xlrepro.report). A miniature smoke world."""
+
 import json
 
 import matplotlib.axes
@@ -11,10 +12,22 @@ from xlrepro.config import load_config
 from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=40", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=2", "target.tasks=[xnli]", "controls=[xnli]", "retrieval.tasks=[]",
-        "target.per_task={}", "target.eval_splits=[test]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=40",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=2",
+    "target.tasks=[xnli]",
+    "controls=[xnli]",
+    "retrieval.tasks=[]",
+    "target.per_task={}",
+    "target.eval_splits=[test]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +61,15 @@ def test_a_control_task_gets_a_baseline_run_and_the_report_its_difference_per_gr
     assert [r.split(" | ")[1] for r in rows] == ["source (en)", "high (tr vi zh)"]
 
     def acc(phase, langs):
-        return sum(r["value"] for r in res["records"] if r["phase"] == phase and r["task"] == "xnli"
-                   and r["split"] == "test" and r["metric"] == "accuracy" and r["language"] in langs) / len(langs)
+        return sum(
+            r["value"]
+            for r in res["records"]
+            if r["phase"] == phase
+            and r["task"] == "xnli"
+            and r["split"] == "test"
+            and r["metric"] == "accuracy"
+            and r["language"] in langs
+        ) / len(langs)
 
     for row, langs in zip(rows, (["en"], ["tr", "vi", "zh"])):
         cells = row.strip("|").split(" | ")
@@ -69,8 +89,9 @@ def test_scores_png_marks_chance_for_classification_only(mini, monkeypatch, tmp_
     _, res = mini
     drawn = []
     real = matplotlib.axes.Axes.hlines
-    monkeypatch.setattr(matplotlib.axes.Axes, "hlines",
-                        lambda self, y, *a, **k: drawn.append(y) or real(self, y, *a, **k))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "hlines", lambda self, y, *a, **k: drawn.append(y) or real(self, y, *a, **k)
+    )
     assert write_plot(res["records"], tmp_path / "scores.png")
     # xnli, its shuffled-label control and its baseline: 1/3 each; an F1 task (udpos): none
     udpos = [{**r, "task": "udpos", "metric": "f1"} for r in res["records"] if r["phase"] == "target"]
@@ -91,15 +112,19 @@ def test_contrast_pairs_items_per_group_with_a_bootstrap_ci(tmp_path):
     for kind, p in (("target", 0.7), ("baseline", 0.5)):
         d = tmp_path / "runs" / f"{kind}-xnli-x"
         d.mkdir(parents=True)
-        items = {f"test/{l}": {"kind": "binary", "scores": [100.0 if u < p else 0.0 for u in u_]}
-                 for l, u_ in truth.items()}
+        items = {
+            f"test/{l}": {"kind": "binary", "scores": [100.0 if u < p else 0.0 for u in u_]} for l, u_ in truth.items()
+        }
         items["dev/en"] = {"kind": "binary", "scores": [0.0]}  # another split: not used
         (d / "items.json").write_text(json.dumps({"version": 3, "task": "xnli", "items": items}))
         runs[kind] = {"kind": kind, "task": "xnli", "dir": f"elsewhere/runs/{d.name}"}
     runs["c"] = {"kind": "control", "task": "xnli", "dir": "runs/control-xnli-y"}
     rows = contrast({"runs": runs}, tmp_path)
     assert [(r["group"], r["languages"], r["n"]) for r in rows] == [
-        ("source", ["en"], 400), ("high", ["tr", "vi"], 800), ("under-resourced", ["mr"], 400)]
+        ("source", ["en"], 400),
+        ("high", ["tr", "vi"], 800),
+        ("under-resourced", ["mr"], 400),
+    ]
     for r in rows:
         assert r["low"] < r["diff"] < r["high"] and r["low"] > 5 and r["high"] < 35 and r["p_value"] < 0.01
         assert r["diff"] == pytest.approx(r["intermediate"] - r["baseline"])
@@ -116,7 +141,9 @@ def test_sweep_figures_mark_chance_or_say_there_is_none(tmp_path, monkeypatch, t
 
     lines, labels = [], []
     real_h, real_legend = matplotlib.axes.Axes.axhline, matplotlib.axes.Axes.legend
-    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, y=0, *a, **k: lines.append(y) or real_h(self, y, *a, **k))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "axhline", lambda self, y=0, *a, **k: lines.append(y) or real_h(self, y, *a, **k)
+    )
 
     def legend(self, *a, **k):
         labels.extend(self.get_legend_handles_labels()[1])
@@ -124,8 +151,15 @@ def test_sweep_figures_mark_chance_or_say_there_is_none(tmp_path, monkeypatch, t
 
     monkeypatch.setattr(matplotlib.axes.Axes, "legend", legend)
     pts = [(v, 40.0 + s + 2 * np.log10(v)) for v in (100, 300, 900) for s in (0, 1)]
-    fits = [{"task": task, "variant": "mnli", "group": "all languages", "points": pts,
-             "fit": stats.fit_log_linear([p[0] for p in pts], [p[1] for p in pts], n_boot=50)}]
+    fits = [
+        {
+            "task": task,
+            "variant": "mnli",
+            "group": "all languages",
+            "points": pts,
+            "fit": stats.fit_log_linear([p[0] for p in pts], [p[1] for p in pts], n_boot=50),
+        }
+    ]
     assert scaling_figure(fits, [], task, tmp_path, None, False) == f"scaling-{task}.png"
     cells = [{"task": task, "variant": "mnli", "volume": 100, "languages": {"tr": {"seeds": {"mean": 50.0}}}}]
     assert heatmap_figure(cells, task, tmp_path) == f"heatmap-{task}.png"

@@ -1,4 +1,5 @@
 """Tests for xlrepro.study.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
+
 import json
 import math
 
@@ -7,8 +8,8 @@ import pytest
 
 from xlrepro.study import stats
 
-
 # ---------------------------------------------------------------- bootstrap
+
 
 def test_bootstrap_ci_coverage_bernoulli():
     """95% percentile CI covers p=0.6 in 91-99% of 200 synthetic Bernoulli datasets (n=200)."""
@@ -46,17 +47,20 @@ def test_bootstrap_ci_width_matches_normal_approx():
     assert ci["half_width"] == pytest.approx(stats.ci_half_width(500), rel=0.1)
 
 
-@pytest.mark.parametrize("kwargs, msg", [
-    (dict(item_scores=[]), "at least 1"),
-    (dict(item_scores=[1.0, float("nan")]), "NaN"),
-    (dict(item_scores=[[1.0, 2.0]]), "1-D"),
-    (dict(item_scores="0101"), "string"),
-    (dict(item_scores=[1.0, 0.0], n_boot=0), "n_boot"),
-    (dict(item_scores=[1.0, 0.0], alpha=1.5), "alpha"),
-    (dict(item_scores=[1.0, 0.0], seed=-1), "seed"),
-    (dict(item_scores=[1.0, 0.0], seed=1.5), "seed"),
-    (dict(item_scores=[1.0, 0.0], statistic=3), "callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        (dict(item_scores=[]), "at least 1"),
+        (dict(item_scores=[1.0, float("nan")]), "NaN"),
+        (dict(item_scores=[[1.0, 2.0]]), "1-D"),
+        (dict(item_scores="0101"), "string"),
+        (dict(item_scores=[1.0, 0.0], n_boot=0), "n_boot"),
+        (dict(item_scores=[1.0, 0.0], alpha=1.5), "alpha"),
+        (dict(item_scores=[1.0, 0.0], seed=-1), "seed"),
+        (dict(item_scores=[1.0, 0.0], seed=1.5), "seed"),
+        (dict(item_scores=[1.0, 0.0], statistic=3), "callable"),
+    ],
+)
 def test_bootstrap_ci_validation(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         stats.bootstrap_ci(**kwargs)
@@ -124,6 +128,7 @@ def test_paired_validation():
 
 # ---------------------------------------------------------------- seeds
 
+
 def test_seed_summary():
     s = stats.seed_summary([80.0, 81.0, 79.0, 90.0, 70.0])
     assert s["n"] == 5 and s["mean"] == 80.0
@@ -139,6 +144,7 @@ def test_seed_summary():
 
 
 # ---------------------------------------------------------------- Holm
+
 
 def test_holm_hand_worked():
     # sorted: d .005*4=.02, a .01*3=.03, c .03*2=.06, b .04*1=.04 -> monotone .06
@@ -161,6 +167,7 @@ def test_holm_validation(bad):
 
 
 # ---------------------------------------------------------------- collapse and re-seeding
+
 
 def test_detect_collapse_constant_predictions():
     rng = np.random.default_rng(0)
@@ -228,6 +235,7 @@ def test_reseed_decision_loggable():
 
 # ---------------------------------------------------------------- scaling fits
 
+
 def test_fit_log_linear_recovers_planted_slope():
     rng = np.random.default_rng(0)
     vols = np.repeat([1e3, 3e3, 1e4, 3e4, 1e5, 3e5], 5)  # 5 seeds per volume
@@ -287,11 +295,21 @@ def test_fit_power_law_validation():
 
 # ---------------------------------------------------------------- groups and power
 
+
 def test_group_means_real_codes():
     from xlrepro import languages
 
-    scores = {"en": 90.0, "de": 80.0, "fr": 82.0, "bg": 75.0, "id": 77.0, "sw": 60.0, "te": 62.0,
-              "yo": 40.0, "qu": 44.0}
+    scores = {
+        "en": 90.0,
+        "de": 80.0,
+        "fr": 82.0,
+        "bg": 75.0,
+        "id": 77.0,
+        "sw": 60.0,
+        "te": 62.0,
+        "yo": 40.0,
+        "qu": 44.0,
+    }
     r = stats.group_means(scores)
     # expected groups from the table itself, not a hard-coded list
     expected: dict[str, list[float]] = {}
@@ -328,8 +346,9 @@ def test_underpowered():
         stats.underpowered(1.0, float("nan"))
 
 
-@pytest.mark.parametrize("n, points", [(47, 14.3), (100, 9.8), (205, 6.8), (390, 5.0), (500, 4.4),
-                                       (1000, 3.1), (5010, 1.4)])
+@pytest.mark.parametrize(
+    "n, points", [(47, 14.3), (100, 9.8), (205, 6.8), (390, 5.0), (500, 4.4), (1000, 3.1), (5010, 1.4)]
+)
 def test_half_width_table_languages_md(n, points):
     """95% normal-approximation half-width of an accuracy near 50%."""
     assert 100 * stats.ci_half_width(n, p=0.5) == pytest.approx(points, abs=0.1)
@@ -363,6 +382,7 @@ def test_min_detectable_difference():
 
 
 # --------------------------------------------------------------------------- paired_bootstrap_statistic
+
 
 def test_paired_bootstrap_statistic_equals_paired_bootstrap_for_a_mean():
     rng = np.random.default_rng(3)
@@ -435,7 +455,12 @@ def test_mixed_model_rejects_rows_it_cannot_fit():
 
 
 def test_collapse_rate_per_volume():
-    entries = [{"volume": 1000, "collapsed": True}, {"volume": 1000, "collapsed": False},
-               {"volume": "all", "collapsed": False}]
-    assert stats.collapse_rate_by_volume(entries) == {"1000": {"runs": 2, "collapsed": 1, "rate": 0.5},
-                                                      "all": {"runs": 1, "collapsed": 0, "rate": 0.0}}
+    entries = [
+        {"volume": 1000, "collapsed": True},
+        {"volume": 1000, "collapsed": False},
+        {"volume": "all", "collapsed": False},
+    ]
+    assert stats.collapse_rate_by_volume(entries) == {
+        "1000": {"runs": 2, "collapsed": 1, "rate": 0.5},
+        "all": {"runs": 1, "collapsed": 0, "rate": 0.0},
+    }

@@ -1,5 +1,6 @@
 """The scaling study's design (xlrepro.study.design, wired into xlrepro.study.spec.expand): valid cells,
 the two arms, symmetric model selection, recipe precedence, overlap and domain, the dry run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,17 +12,26 @@ import yaml
 
 from xlrepro.cli import main as cli
 from xlrepro.errors import ConfigError
+from xlrepro.study.design import eval_schedule, n_examples, n_validations, overlap, train_size
 from xlrepro.study.spec import expand, parse_spec
-from xlrepro.study.design import (eval_schedule, n_examples, n_validations, overlap, train_size)
 from xlrepro.sweep import build_graph
 from xlrepro.train import Stream, train
 
 
 def _spec(**over):
-    data = {"name": "t", "result": "r", "kind": "scaling", "config": "xstilts-squad", "seeds": [1],
-            "variants": [{"label": "baseline", "overrides": ["intermediate.tasks=[]"]},
-                         {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"]}],
-            "volumes": [1000, 4000, "all"], "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"]}
+    data = {
+        "name": "t",
+        "result": "r",
+        "kind": "scaling",
+        "config": "xstilts-squad",
+        "seeds": [1],
+        "variants": [
+            {"label": "baseline", "overrides": ["intermediate.tasks=[]"]},
+            {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"]},
+        ],
+        "volumes": [1000, 4000, "all"],
+        "overrides": ["target.tasks=[xnli]", "retrieval.tasks=[]"],
+    }
     data.update(over)
     return parse_spec(data, "test-spec")
 
@@ -42,16 +52,28 @@ def test_a_volume_larger_than_the_training_set_is_an_error_naming_task_volume_an
     assert "hellaswag: volume 50000 > 39905 training examples" in msg
     assert "hellaswag: volume 100000 > 39905" in msg and "'all'" in msg
     # 'all' is the whole set, always valid; per-variant volumes replace the spec's
-    cells = expand(_spec(volumes=[1000, 50000],
-                         variants=[{"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"],
-                                    "volumes": [1000, "all"]}]))
+    cells = expand(
+        _spec(
+            volumes=[1000, 50000],
+            variants=[
+                {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"], "volumes": [1000, "all"]}
+            ],
+        )
+    )
     assert [c.volume for c in cells] == [1000, "all"]
 
 
 def test_dry_run_rejects_invalid_cells_before_anything_runs(tmp_path, capsys):
     spec = tmp_path / "bad.yaml"
-    data = {"name": "bad", "result": "r", "kind": "scaling", "config": "xstilts-squad", "seeds": [1],
-            "variants": [{"label": "squad", "overrides": ["intermediate.tasks=[squad]"]}], "volumes": [100000]}
+    data = {
+        "name": "bad",
+        "result": "r",
+        "kind": "scaling",
+        "config": "xstilts-squad",
+        "seeds": [1],
+        "variants": [{"label": "squad", "overrides": ["intermediate.tasks=[squad]"]}],
+        "volumes": [100000],
+    }
     spec.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
     assert cli(["reproduce", str(spec), "--dry-run", "--out", str(out)]) == 2
@@ -78,7 +100,7 @@ def _toy_train(tcfg, n: int, tmp_path):
     model = torch.nn.Linear(2, 1)
     feats = [{"input_ids": [1, 2]} for _ in range(n)]
     stream = Stream("toy", feats, lambda fs: torch.ones(len(fs), 2), lambda m, b: m(b).pow(2).mean())
-    tcfg = dataclasses.replace(tcfg, engine="torch", deepspeed=None, checkpoint_every_steps=10 ** 9)
+    tcfg = dataclasses.replace(tcfg, engine="torch", deepspeed=None, checkpoint_every_steps=10**9)
     run = tmp_path / f"run-{n}-{tcfg.max_steps}-{tcfg.eval_every_steps}"
     run.mkdir()
     state = train(model, stream, tcfg, 1, run, lambda: 0.0, lambda e: None)
@@ -128,17 +150,21 @@ def test_eval_schedule():
         eval_schedule(11, 5)
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"arms": ["fixed-epoch"]}, "arms: expected"),
-    ({"arms": ["fixed-steps"]}, "fixed_steps: the fixed-steps arm needs"),
-    ({"selection": "best"}, "selection: 'best' is not one of"),
-    ({"validations": 0}, "validations: expected a positive integer"),
-    ({"recipe": "xtreme-r"}, "recipe: 'xtreme-r' is not one of"),
-    ({"variants": [{"label": "a", "volumes": [0]}]}, "variants[0] (a).volumes: 0 is not"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"arms": ["fixed-epoch"]}, "arms: expected"),
+        ({"arms": ["fixed-steps"]}, "fixed_steps: the fixed-steps arm needs"),
+        ({"selection": "best"}, "selection: 'best' is not one of"),
+        ({"validations": 0}, "validations: expected a positive integer"),
+        ({"recipe": "xtreme-r"}, "recipe: 'xtreme-r' is not one of"),
+        ({"variants": [{"label": "a", "volumes": [0]}]}, "variants[0] (a).volumes: 0 is not"),
+    ],
+)
 def test_bad_design_fields(over, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
-                       .replace("]", r"\]")):
+    with pytest.raises(
+        ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         _spec(**over)
 
 
@@ -148,9 +174,15 @@ def test_bad_design_fields(over, message):
 def test_recipe_precedence_registry_then_spec_then_override(tmp_path):
     from xlrepro.config import train_config_for
 
-    spec = _spec(recipe="xtreme_r", volumes=[1000],
-                 overrides=["target.tasks=[xnli, xcopa]", "retrieval.tasks=[]",
-                            "target.per_task.xcopa={epochs: 3, max_seq_length: 100}"])
+    spec = _spec(
+        recipe="xtreme_r",
+        volumes=[1000],
+        overrides=[
+            "target.tasks=[xnli, xcopa]",
+            "retrieval.tasks=[]",
+            "target.per_task.xcopa={epochs: 3, max_seq_length: 100}",
+        ],
+    )
     cells = expand(spec, ["target.per_task.xcopa.max_seq_length=96"])
     cfg = cells[0].cfg
     xnli, xcopa = train_config_for(cfg, "xnli"), train_config_for(cfg, "xcopa")
@@ -178,9 +210,11 @@ def test_xtreme_r_recipes_reach_the_inner_trainings():
     from xlrepro.config import train_config_for
     from xlrepro.dual_encoder import dual_encoder_train_config
 
-    spec = _spec(recipe="xtreme_r", volumes=[1000],
-                 overrides=["target.tasks=[xnli]", "retrieval.tasks=[tatoeba, lareqa, mewslix]",
-                            "retrieval.benchmark=xtreme_r"])
+    spec = _spec(
+        recipe="xtreme_r",
+        volumes=[1000],
+        overrides=["target.tasks=[xnli]", "retrieval.tasks=[tatoeba, lareqa, mewslix]", "retrieval.benchmark=xtreme_r"],
+    )
     cfg = expand(spec)[0].cfg
     sq = train_config_for(cfg, "squad")  # the Tatoeba encoder (run_tatoeba.sh's checkpoint name)
     assert (sq.lr, sq.epochs, sq.batch_size, sq.grad_accum, sq.max_seq_length) == (3e-5, 2, 2, 16, 384)
@@ -198,7 +232,9 @@ def test_registry_recipe_fields_are_checked():
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     bad = dataclasses.replace(get_task("xcopa"), recipe={"xtreme_r": {"learning_rate": 1, "source": "x"}})
-    assert any("recipe.xtreme_r.learning_rate: not a training setting" in p for p in recipe_problems({"xcopa": bad}, fields))
+    assert any(
+        "recipe.xtreme_r.learning_rate: not a training setting" in p for p in recipe_problems({"xcopa": bad}, fields)
+    )
     assert recipe_problems({"xcopa": get_task("xcopa")}, fields) == []
     with pytest.raises(ConfigError, match="recipe.xtreme: not one of"):
         check_study_fields({"recipe": {"xtreme": {"source": "x"}}}, "t.yaml")
@@ -212,10 +248,18 @@ def test_registry_recipe_fields_are_checked():
 
 
 def test_overlap_flags_and_domain_shift():
-    spec = _spec(volumes=[1000], variants=[{"label": v, "overrides": [f"intermediate.tasks=[{v}]"]}
-                                           for v in ("mnli", "squad", "hellaswag", "anli_plus")],
-                 overrides=["target.tasks=[xnli, xcopa, xquad, mlqa, tydiqa]", "retrieval.tasks=[tatoeba, lareqa, mewslix]",
-                            "retrieval.benchmark=xtreme_r"])
+    spec = _spec(
+        volumes=[1000],
+        variants=[
+            {"label": v, "overrides": [f"intermediate.tasks=[{v}]"]}
+            for v in ("mnli", "squad", "hellaswag", "anli_plus")
+        ],
+        overrides=[
+            "target.tasks=[xnli, xcopa, xquad, mlqa, tydiqa]",
+            "retrieval.tasks=[tatoeba, lareqa, mewslix]",
+            "retrieval.benchmark=xtreme_r",
+        ],
+    )
     by = {c.variant: c for c in expand(spec)}
     assert overlap(by["mnli"].cfg, "xnli") == ["mnli"] and overlap(by["anli_plus"].cfg, "xnli") == ["mnli"]
     sq = by["squad"].design
@@ -230,13 +274,28 @@ def test_overlap_flags_and_domain_shift():
 
 def test_dry_run_lists_cells_arms_and_inner_trainings(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    data = {"name": "s", "result": "r", "kind": "scaling", "config": "xstilts-squad", "seeds": [1],
-            "recipe": "xtreme_r", "arms": ["fixed-epochs", "fixed-steps"], "fixed_steps": 500, "selection": "scaled",
-            "validations": 5, "volumes": [1000, "all"],
-            "overrides": ["target.tasks=[xcopa]", "retrieval.tasks=[tatoeba, lareqa, mewslix]",
-                          "retrieval.benchmark=xtreme_r"],
-            "variants": [{"label": "baseline", "overrides": ["intermediate.tasks=[]"]},
-                         {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"]}]}
+    data = {
+        "name": "s",
+        "result": "r",
+        "kind": "scaling",
+        "config": "xstilts-squad",
+        "seeds": [1],
+        "recipe": "xtreme_r",
+        "arms": ["fixed-epochs", "fixed-steps"],
+        "fixed_steps": 500,
+        "selection": "scaled",
+        "validations": 5,
+        "volumes": [1000, "all"],
+        "overrides": [
+            "target.tasks=[xcopa]",
+            "retrieval.tasks=[tatoeba, lareqa, mewslix]",
+            "retrieval.benchmark=xtreme_r",
+        ],
+        "variants": [
+            {"label": "baseline", "overrides": ["intermediate.tasks=[]"]},
+            {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"]},
+        ],
+    }
     spec.write_text(yaml.safe_dump(data))
     assert cli(["reproduce", str(spec), "--dry-run", "--out", str(tmp_path / "o")]) == 0
     text = capsys.readouterr().out
@@ -245,8 +304,12 @@ def test_dry_run_lists_cells_arms_and_inner_trainings(tmp_path, capsys):
     runs = [l.split() for l in text.splitlines() if l.split() and l.split()[0] in ("pending", "done")]
     inner = [r for r in runs if r[1] in ("chain", "dual_encoder", "squad_mrc")]  # their own nodes of the graph
     # 5 encoders (baseline + 2 arms x 2 volumes): each has a SIQA chain stage, a SQuAD encoder, two dual encoders
-    assert sorted({(r[1], r[2]) for r in inner}) == [("chain", "socialiqa"), ("dual_encoder", "lareqa"),
-                                                      ("dual_encoder", "mewslix"), ("squad_mrc", "squad")]
+    assert sorted({(r[1], r[2]) for r in inner}) == [
+        ("chain", "socialiqa"),
+        ("dual_encoder", "lareqa"),
+        ("dual_encoder", "mewslix"),
+        ("squad_mrc", "squad"),
+    ]
     assert len(inner) == 5 * 4 and all(float(r[-1]) > 0 for r in inner)
     assert {r[3] for r in runs if r[1] == "intermediate"} == {"fixed-epochs", "fixed-steps"}
     total = float(text.split("estimated GPU-hours: ")[1].split(" ")[0])
@@ -271,6 +334,11 @@ def test_the_pre_registration_has_the_current_power_table():
 
     doc = (Path(__file__).parents[1] / "docs" / "scaling-study.md").read_text(encoding="utf-8")
     assert render_power_table() in doc
-    for heading in ("## Hypotheses", "## Primary estimand and model", "## Secondary analyses", "## Exclusion rules",
-                    "## Power"):
+    for heading in (
+        "## Hypotheses",
+        "## Primary estimand and model",
+        "## Secondary analyses",
+        "## Exclusion rules",
+        "## Power",
+    ):
         assert heading in doc

@@ -1,6 +1,7 @@
 """The sweep report fits the pre-registered primary model (xlrepro.study.primary) on a finished
 sweep's records, per arm, with and without the re-seeded runs; and its analysis controls
 (xlrepro.study.controls). Planted sweep folders, no training."""
+
 import json
 import math
 from types import SimpleNamespace
@@ -36,11 +37,21 @@ def _planted_sweep(tmp_path, collapse_at=10000):
                 inter, target = f"inter-{i}", f"target-{i}"
                 _write_run(tmp_path / "runs" / inter, [])
                 (tmp_path / "runs" / inter / "done.json").write_text(
-                    json.dumps({"tasks": {"mnli": {"n_examples": vol}}}))
+                    json.dumps({"tasks": {"mnli": {"n_examples": vol}}})
+                )
 
                 def recs(score_of):
-                    return [{"task": "xnli", "language": l, "split": "test", "metric": "accuracy",
-                             "value": score_of(l), "n": 1} for l in LANGS]
+                    return [
+                        {
+                            "task": "xnli",
+                            "language": l,
+                            "split": "test",
+                            "metric": "accuracy",
+                            "value": score_of(l),
+                            "n": 1,
+                        }
+                        for l in LANGS
+                    ]
 
                 def healthy(l, vol=vol, arm=arm, seed=seed):
                     return 50 + SLOPE[arm] * math.log10(vol) + lang_eff[l] + 0.3 * seed + rng.normal(0, 0.5)
@@ -49,22 +60,63 @@ def _planted_sweep(tmp_path, collapse_at=10000):
                 _write_run(tmp_path / "runs" / target, recs((lambda l: 100 / 3) if collapsed else healthy))
                 if collapsed:
                     _write_run(tmp_path / "runs" / f"reseed-{i}", recs(healthy))
-                    log += [{"cell": i, "task": "xnli", "seeds_tried": [seed], "action": "reseed", "attempt": 0,
-                             "seed": seed, "run_dir": f"runs/{target}"},
-                            {"cell": i, "task": "xnli", "seeds_tried": [seed, seed + 1000], "action": "accept",
-                             "attempt": 1, "seed": seed + 1000, "run_dir": f"runs/reseed-{i}"}]
+                    log += [
+                        {
+                            "cell": i,
+                            "task": "xnli",
+                            "seeds_tried": [seed],
+                            "action": "reseed",
+                            "attempt": 0,
+                            "seed": seed,
+                            "run_dir": f"runs/{target}",
+                        },
+                        {
+                            "cell": i,
+                            "task": "xnli",
+                            "seeds_tried": [seed, seed + 1000],
+                            "action": "accept",
+                            "attempt": 1,
+                            "seed": seed + 1000,
+                            "run_dir": f"runs/reseed-{i}",
+                        },
+                    ]
                 elif arm == "fixed-steps":
-                    log.append({"cell": i, "task": "xnli", "seeds_tried": [seed], "action": "accept", "attempt": 0,
-                                "seed": seed, "run_dir": f"runs/{target}"})
+                    log.append(
+                        {
+                            "cell": i,
+                            "task": "xnli",
+                            "seeds_tried": [seed],
+                            "action": "accept",
+                            "attempt": 0,
+                            "seed": seed,
+                            "run_dir": f"runs/{target}",
+                        }
+                    )
                 nodes[inter] = {"kind": "intermediate", "task": "mnli", "run_dir": f"runs/{inter}", "upstream": None}
                 nodes[target] = {"kind": "target", "task": "xnli", "run_dir": f"runs/{target}", "upstream": inter}
-                cells.append({"index": i, "variant": "mnli", "arm": arm, "volume": vol, "seed": seed,
-                              "intermediate": "mnli", "runs": [inter, target],
-                              "design": {"xnli": {"overlap": [], "domain": None}}})
+                cells.append(
+                    {
+                        "index": i,
+                        "variant": "mnli",
+                        "arm": arm,
+                        "volume": vol,
+                        "seed": seed,
+                        "intermediate": "mnli",
+                        "runs": [inter, target],
+                        "design": {"xnli": {"overlap": [], "domain": None}},
+                    }
+                )
     (tmp_path / "reseeds.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     desc = {"spec": "planted", "nodes": nodes, "cells": cells}
-    spec = SimpleNamespace(kind="scaling", arms=["fixed-epochs", "fixed-steps"], baseline=None, paper=[],
-                           select_on="dev", result="planted", seeds=list(SEEDS))
+    spec = SimpleNamespace(
+        kind="scaling",
+        arms=["fixed-epochs", "fixed-steps"],
+        baseline=None,
+        paper=[],
+        select_on="dev",
+        result="planted",
+        seeds=list(SEEDS),
+    )
     return desc, spec
 
 
@@ -102,8 +154,11 @@ def test_the_report_fits_the_primary_model_per_arm_with_and_without_reseeded_run
 
 
 def test_too_few_languages_or_volumes_is_said_not_fitted():
-    rows = [{"score": 50.0 + s, "volume": 1000.0, "language": l, "seed": s, "log_cc100": lc, "task": "xnli|mnli"}
-            for l, lc in (("de", 1.8), ("sw", 0.2), ("yo", None)) for s in (1, 2, 3)]
+    rows = [
+        {"score": 50.0 + s, "volume": 1000.0, "language": l, "seed": s, "log_cc100": lc, "task": "xnli|mnli"}
+        for l, lc in (("de", 1.8), ("sw", 0.2), ("yo", None))
+        for s in (1, 2, 3)
+    ]
     f = primary.fit(rows)
     assert f["status"] == "too few" and "1 distinct volume(s)" in f["reason"]
     one_seen = [r for r in rows if r["language"] != "sw"] * 2
@@ -112,32 +167,60 @@ def test_too_few_languages_or_volumes_is_said_not_fitted():
         r["volume"] = 100.0 if i % 2 else 1000.0
     f2 = primary.fit(one_seen)
     assert f2["status"] == "too few" and "1 language(s) seen by XLM-R (de" in f2["reason"]
-    text = "\n".join(primary.section({"fixed-steps": {"role": primary.ARM_ROLE["fixed-steps"],
-                                                      "fits": {"accepted": f, "first": f2}, "left_out": {}}}, {}))
+    text = "\n".join(
+        primary.section(
+            {
+                "fixed-steps": {
+                    "role": primary.ARM_ROLE["fixed-steps"],
+                    "fits": {"accepted": f, "first": f2},
+                    "left_out": {},
+                }
+            },
+            {},
+        )
+    )
     assert text.count("**too few to fit**") == 2 and "1 distinct volume(s)" in text
     assert "No re-seed decisions were logged" in text
 
 
 def test_rows_leave_out_english_overlap_and_baseline_and_use_real_volumes():
-    base = {"split": "test", "phase": "target", "metric": "accuracy", "task": "xnli", "seed": 1, "cell": 0,
-            "intermediate": "mnli", "arm": "fixed-steps", "value": 60.0}
-    recs = [{**base, "language": "de", "volume": 1000},
-            {**base, "language": "en", "volume": 1000},
-            {**base, "language": "de", "volume": None},  # the baseline: no intermediate phase
-            {**base, "language": "de", "volume": 1000, "overlap": ["mnli"]},
-            {**base, "language": "yo", "volume": "all", "cell": 7},
-            {**base, "language": "de", "volume": 1000, "metric": "f1"}]
+    base = {
+        "split": "test",
+        "phase": "target",
+        "metric": "accuracy",
+        "task": "xnli",
+        "seed": 1,
+        "cell": 0,
+        "intermediate": "mnli",
+        "arm": "fixed-steps",
+        "value": 60.0,
+    }
+    recs = [
+        {**base, "language": "de", "volume": 1000},
+        {**base, "language": "en", "volume": 1000},
+        {**base, "language": "de", "volume": None},  # the baseline: no intermediate phase
+        {**base, "language": "de", "volume": 1000, "overlap": ["mnli"]},
+        {**base, "language": "yo", "volume": "all", "cell": 7},
+        {**base, "language": "de", "volume": 1000, "metric": "f1"},
+    ]
     out = primary.model_rows(recs, {"xnli": "accuracy"}, {7: 392702.0})
     rows = out["rows"]["fixed-steps"]
-    assert [(r["language"], r["volume"], r["log_cc100"] is None) for r in rows] == [("de", 1000.0, False),
-                                                                                      ("yo", 392702.0, True)]
+    assert [(r["language"], r["volume"], r["log_cc100"] is None) for r in rows] == [
+        ("de", 1000.0, False),
+        ("yo", 392702.0, True),
+    ]
     assert rows[0]["task"] == "xnli|mnli" and out["left_out"] == {"overlapping cell (analysed apart)": 1}
 
 
 def _design(n_seen=4, seeds=(1, 2), volumes=(100, 300, 900)):
     langs = [("de", 1.8), ("hi", 1.2), ("sw", 0.2), ("tr", 1.5), ("mr", 0.1)][:n_seen] + [("yo", None)]
-    return [{"score": 0.0, "volume": float(v), "language": l, "seed": s, "log_cc100": lc, "task": t}
-            for t in ("udpos|mnli", "tatoeba|mnli") for l, lc in langs for s in seeds for v in volumes]
+    return [
+        {"score": 0.0, "volume": float(v), "language": l, "seed": s, "log_cc100": lc, "task": t}
+        for t in ("udpos|mnli", "tatoeba|mnli")
+        for l, lc in langs
+        for s in seeds
+        for v in volumes
+    ]
 
 
 @pytest.mark.parametrize("n_seen", [2, 4])

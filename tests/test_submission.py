@@ -3,6 +3,7 @@
 
 Expected scores are worked out by hand in the comments (they do not come from xlrepro's metrics).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,30 @@ import subprocess
 import sys
 
 import pytest
+from conftest import needs_samples  # noqa: E402
 
-from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, EntityMentionExample, Format,
-                                MultipleChoiceExample, SpanQAExample, TaggingExample)
+from xlrepro.data.types import (
+    Answer,
+    BitextExample,
+    ClassificationExample,
+    EntityMentionExample,
+    Format,
+    MultipleChoiceExample,
+    SpanQAExample,
+    TaggingExample,
+)
 from xlrepro.errors import ConfigError
-from xlrepro.submission import (assemble_submission, label_text, prediction_text, qa_ids, submission_path,
-                                write_labels, write_predictions)
+from xlrepro.submission import (
+    assemble_submission,
+    label_text,
+    prediction_text,
+    qa_ids,
+    submission_path,
+    write_labels,
+    write_predictions,
+)
 from xlrepro.tasks import all_tasks, get_task
 from xlrepro.tasks.registry import _parse
-
-from conftest import needs_samples  # noqa: E402
 
 
 def xlrepro(*args, check=True):
@@ -35,31 +50,71 @@ def _qa(guid, answer, question="q?"):
 
 
 def _raw(examples, ids):
-    return [{"title": "t", "paragraphs": [{"context": e.context, "qas": [
-        {"id": i, "question": e.question, "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers]}]}]}
-        for e, i in zip(examples, ids)]
+    return [
+        {
+            "title": "t",
+            "paragraphs": [
+                {
+                    "context": e.context,
+                    "qas": [
+                        {
+                            "id": i,
+                            "question": e.question,
+                            "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers],
+                        }
+                    ],
+                }
+            ],
+        }
+        for e, i in zip(examples, ids)
+    ]
 
 
 def family_cases():
     """task -> (format, examples, predictions, raw, expected {metric: value}) for one language."""
-    nli = [ClassificationExample(f"x{i}", "a", "b", l) for i, l in
-           enumerate(["entailment", "neutral", "contradiction", "neutral"])]
+    nli = [
+        ClassificationExample(f"x{i}", "a", "b", l)
+        for i, l in enumerate(["entailment", "neutral", "contradiction", "neutral"])
+    ]
     paws = [ClassificationExample(f"p{i}", "a", "b", l) for i, l in enumerate(["0", "1", "1"])]
     pos = [TaggingExample("s1", ["a", "b", "c"], ["DET", "NOUN", "VERB"]), TaggingExample("s2", ["d"], ["PUNCT"])]
-    ner = [TaggingExample("n1", ["anna", "berg", "eats"], ["B-PER", "I-PER", "O"]),
-           TaggingExample("n2", ["in", "oslo"], ["O", "B-LOC"])]
+    ner = [
+        TaggingExample("n1", ["anna", "berg", "eats"], ["B-PER", "I-PER", "O"]),
+        TaggingExample("n2", ["in", "oslo"], ["O", "B-LOC"]),
+    ]
     xquad = [_qa("q1", "the cat"), _qa("q2", "a red box")]
     mlqa = [_qa("m1", "Berlin"), _qa("m2", "the dog")]
     tydi = [_qa("tydiqa.goldp.en.dev.json#0", "1848"), _qa("tydiqa.goldp.en.dev.json#1", "Nairobi")]
     tydi_raw = _raw(tydi, ["english-123-0", "english--456-1"])
-    bucc = BitextExample("b", "de", "en", ["de-1", "de-2", "de-3"], ["s1", "s2", "s3"], ["en-1", "en-2", "en-3"],
-                         ["t1", "t2", "t3"], [("de-1", "en-2"), ("de-3", "en-1")])
-    tatoeba = BitextExample("t", "de", "en", ["0", "1", "2", "3"], list("abcd"), ["0", "1", "2", "3"], list("ABCD"),
-                            [(str(i), str(i)) for i in range(4)])
+    bucc = BitextExample(
+        "b",
+        "de",
+        "en",
+        ["de-1", "de-2", "de-3"],
+        ["s1", "s2", "s3"],
+        ["en-1", "en-2", "en-3"],
+        ["t1", "t2", "t3"],
+        [("de-1", "en-2"), ("de-3", "en-1")],
+    )
+    tatoeba = BitextExample(
+        "t",
+        "de",
+        "en",
+        ["0", "1", "2", "3"],
+        list("abcd"),
+        ["0", "1", "2", "3"],
+        list("ABCD"),
+        [(str(i), str(i)) for i in range(4)],
+    )
     return {
         # 3 of 4 right -> 75
-        "xnli": (Format.CLASSIFICATION, nli, ["entailment", "neutral", "contradiction", "entailment"], None,
-                 {"accuracy": 75.0}),
+        "xnli": (
+            Format.CLASSIFICATION,
+            nli,
+            ["entailment", "neutral", "contradiction", "entailment"],
+            None,
+            {"accuracy": 75.0},
+        ),
         "pawsx": (Format.CLASSIFICATION, paws, ["0", "1", "1"], None, {"accuracy": 100.0}),
         # one run chunk DET, NOUN, VERB + PUNCT all right -> 100
         "udpos": (Format.TAGGING, pos, [["DET", "NOUN", "VERB"], ["PUNCT"]], None, {"f1": 100.0}),
@@ -79,8 +134,10 @@ def family_cases():
 
 def xtreme_r_cases():
     copa = [MultipleChoiceExample("c0", "p", ["a", "b"], 0, "cause"), MultipleChoiceExample("c1", "p", ["a", "b"], 1)]
-    mentions = [EntityMentionExample("m1", "en", "d", "t", 0, 1, "t", "Q1", []),
-                EntityMentionExample("m2", "en", "d", "t", 0, 1, "t", "Q4", [])]
+    mentions = [
+        EntityMentionExample("m1", "en", "d", "t", 0, 1, "t", "Q1", []),
+        EntityMentionExample("m2", "en", "d", "t", 0, 1, "t", "Q4", []),
+    ]
     return {
         "xcopa": (Format.MULTIPLE_CHOICE, copa, [0, 0], None, {"accuracy": 50.0}),  # 1 of 2
         # gold Q1 at rank 1 (1), Q4 at rank 2 (1/2): MRR@20 = 75
@@ -107,8 +164,11 @@ def _write_all(root, version, cases):
 def test_score_reads_what_export_writes(tmp_path, version, cases):
     cases = cases()
     _write_all(tmp_path, version, cases)
-    out = json.loads(xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
-                             "--version", version).stdout)
+    out = json.loads(
+        xlrepro(
+            "score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"), "--version", version
+        ).stdout
+    )
     assert set(out["detailed"]) == set(cases)
     for task, (*_, expected) in cases.items():
         for metric, value in expected.items():
@@ -148,8 +208,9 @@ def _in_memory_scores(task, case, lang):
     elif task == "mewslix":
         out = mewslix_map_at_k(preds, {e.guid: [e.entity_id] for e in examples})
     else:
-        out = adapter_for(get_task(task), None, 384, None).score(preds, examples, SimpleNamespace(raw=raw), lang,
-                                                                 "official")
+        out = adapter_for(get_task(task), None, 384, None).score(
+            preds, examples, SimpleNamespace(raw=raw), lang, "official"
+        )
     return {k: v for k, v in out.items() if is_metric_key(k)}
 
 
@@ -162,8 +223,10 @@ def test_files_are_in_the_official_layout(tmp_path):
     assert prediction_text("panx", fmt, preds, ex) == "B-PER\nI-PER\nO\n\nO\nO\n\n"
     assert label_text("panx", fmt, ex) == "B-PER\nI-PER\nO\n\nO\nB-LOC\n\n"
     fmt, ex, preds, raw, _ = cases["tydiqa"]
-    assert json.loads(prediction_text("tydiqa", fmt, preds, ex, raw)) == {"english-123-0": "1848",
-                                                                          "english--456-1": "Nairobi"}
+    assert json.loads(prediction_text("tydiqa", fmt, preds, ex, raw)) == {
+        "english-123-0": "1848",
+        "english--456-1": "Nairobi",
+    }
     fmt, ex, preds, raw, _ = cases["bucc2018"]
     assert prediction_text("bucc2018", fmt, preds) == "de-1\ten-2\nde-2\ten-3\n"
     assert label_text("bucc2018", fmt, ex) == "de-1\ten-2\nde-3\ten-1\n"
@@ -171,14 +234,23 @@ def test_files_are_in_the_official_layout(tmp_path):
     assert prediction_text("tatoeba", fmt, preds) == "0\n1\n3\n2\n"
     assert label_text("tatoeba", fmt, ex) == "0\n1\n2\n3\n"
     # a shuffled Tatoeba side: English row j's label is the line of its translation
-    shuffled = ex[0].__class__("t", "de", "en", ["0", "1", "2"], list("abc"), ["0", "1", "2"], list("ABC"),
-                               [("2", "0"), ("0", "1"), ("1", "2")])
+    shuffled = ex[0].__class__(
+        "t",
+        "de",
+        "en",
+        ["0", "1", "2"],
+        list("abc"),
+        ["0", "1", "2"],
+        list("ABC"),
+        [("2", "0"), ("0", "1"), ("1", "2")],
+    )
     assert label_text("tatoeba", fmt, [shuffled]) == "2\n0\n1\n"
     copa = xtreme_r_cases()["xcopa"]
     # XCOPA: one JSON object per line with the example id and the chosen alternative (evaluate.py
     # parses each line and compares 'label'); a numeric id is written as a number
-    assert prediction_text("xcopa", copa[0], copa[2], copa[1]) == \
-        '{"idx": "c0", "label": 0}\n{"idx": "c1", "label": 0}\n'
+    assert (
+        prediction_text("xcopa", copa[0], copa[2], copa[1]) == '{"idx": "c0", "label": 0}\n{"idx": "c1", "label": 0}\n'
+    )
     numeric = [MultipleChoiceExample("7", "p", ["a", "b"], 1)]
     assert label_text("xcopa", copa[0], numeric) == '{"idx": 7, "label": 1}\n'
     with pytest.raises(ValueError, match="index of an alternative"):
@@ -217,14 +289,30 @@ def test_score_reports_bad_files_without_a_traceback(tmp_path):
         write_labels(tmp_path / "gold", "xcopa", "test", lang, copa[0], copa[1])
     bad = submission_path(tmp_path / "pred", "xcopa", "test", langs[0])
     bad.write_text("0\n1\n")  # the old bare-line form, which evaluate.py's read_xcopa rejects
-    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
-                "--version", "xtreme-r", check=False)
+    r = xlrepro(
+        "score",
+        "--predictions",
+        str(tmp_path / "pred"),
+        "--labels",
+        str(tmp_path / "gold"),
+        "--version",
+        "xtreme-r",
+        check=False,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("xlrepro: error: ") and f"{bad}, line 1, field 'label'" in r.stderr, r.stderr
     # a content problem a metric finds names the files too
     bad.write_text('{"label": 0}\n')
-    r = xlrepro("score", "--predictions", str(tmp_path / "pred"), "--labels", str(tmp_path / "gold"),
-                "--version", "xtreme-r", check=False)
+    r = xlrepro(
+        "score",
+        "--predictions",
+        str(tmp_path / "pred"),
+        "--labels",
+        str(tmp_path / "gold"),
+        "--version",
+        "xtreme-r",
+        check=False,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and f"{bad}: number of examples (1)" in r.stderr
 
 
@@ -236,12 +324,17 @@ def test_assemble_submission_rebuilds_from_the_manifest(tmp_path):
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(f"{run}\n")
     dest = tmp_path / "out" / "submission"
-    sources = [("xnli", "r1", runs / "r1" / "xnli"), ("xnli", "r2", runs / "r2" / "xnli"),
-               ("panx", "r3", runs / "r3" / "panx")]
+    sources = [
+        ("xnli", "r1", runs / "r1" / "xnli"),
+        ("xnli", "r2", runs / "r2" / "xnli"),
+        ("panx", "r3", runs / "r3" / "panx"),
+    ]
     manifest = assemble_submission(dest, sources, {("xnli", "de")})
     # the later run wins for xnli/de
-    assert manifest == {"panx": {"fr": {"run": "r3", "scored": False}},
-                        "xnli": {"de": {"run": "r2", "scored": True}, "en": {"run": "r1", "scored": False}}}
+    assert manifest == {
+        "panx": {"fr": {"run": "r3", "scored": False}},
+        "xnli": {"de": {"run": "r2", "scored": True}, "en": {"run": "r1", "scored": False}},
+    }
     assert (dest / "xnli" / "test-de.tsv").read_text() == "r2\n"
     assert json.loads((dest / "MANIFEST.json").read_text()) == manifest
     # a later run of the experiment without panx and without xnli/en: their files do not stay, nor do
@@ -312,10 +405,19 @@ def test_tasks_json_describes_every_task():
 
 
 def test_a_training_chain_must_end_with_the_train_source():
-    base = {"name": "t", "version": 1, "format": "multiple_choice", "description": "d", "benchmarks": ["xtreme_r"],
-            "language_column": {"fixed": ["en"]}, "metric": "accuracy", "splits": {"test": {}},
-            "layouts": [{"name": "x", "reader": "copa_jsonl", "files": {"test": "t.jsonl"}}]}
+    base = {
+        "name": "t",
+        "version": 1,
+        "format": "multiple_choice",
+        "description": "d",
+        "benchmarks": ["xtreme_r"],
+        "language_column": {"fixed": ["en"]},
+        "metric": "accuracy",
+        "splits": {"test": {}},
+        "layouts": [{"name": "x", "reader": "copa_jsonl", "files": {"test": "t.jsonl"}}],
+    }
     with pytest.raises(ConfigError, match="must end with train_source 'copa'"):
         _parse({**base, "train_source": "copa", "train_chain": ["copa", "socialiqa"]}, "t.yaml")
-    assert _parse({**base, "train_source": "copa", "train_chain": ["socialiqa", "copa"]}, "t.yaml").training_chain() \
-        == ["socialiqa", "copa"]
+    assert _parse(
+        {**base, "train_source": "copa", "train_chain": ["socialiqa", "copa"]}, "t.yaml"
+    ).training_chain() == ["socialiqa", "copa"]

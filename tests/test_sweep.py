@@ -9,6 +9,7 @@ and the paper-comparison table, marked as smoke-scale. A report built while runs
 uses the finished ones only. The SLURM path is exercised through submitit's LocalExecutor and
 DebugExecutor, and the several-GPU path (one subprocess per run) on a two-run spec.
 """
+
 import hashlib
 import json
 import os
@@ -37,8 +38,11 @@ def _cmd(out: Path) -> list[str]:
 
 
 def _fingerprint(run_dir: Path) -> dict:
-    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(run_dir.iterdir()) if p.is_file() and p.suffix == ".json"}
+    return {
+        p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.suffix == ".json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +65,23 @@ def killed_and_resumed(tmp_path_factory):
     graph = build_graph("scaling-smoke", out)
     finished = {k: _fingerprint(out / n.run_dir) for k, n in graph.nodes.items() if n.state(out) == "done"}
     # a report now: finished runs only
-    partial = subprocess.run([sys.executable, "-m", "xlrepro", "report", str(out)], env=env, capture_output=True,
-                             text=True, timeout=600)
+    partial = subprocess.run(
+        [sys.executable, "-m", "xlrepro", "report", str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert partial.returncode == 0, partial.stderr
     partial_md = (out / "report-scaling-smoke" / "report.md").read_text()
     second = subprocess.run(_cmd(out), env=env, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    return {"out": out, "graph": graph, "first": first, "all": _events(out), "finished": finished,
-            "partial_md": partial_md, "seconds": time.time() - t0, "stdout": second.stdout}
+    return {
+        "out": out,
+        "graph": graph,
+        "first": first,
+        "all": _events(out),
+        "finished": finished,
+        "partial_md": partial_md,
+        "seconds": time.time() - t0,
+        "stdout": second.stdout,
+    }
 
 
 def test_the_killed_sweep_finishes_only_the_remaining_runs(killed_and_resumed):
@@ -76,7 +89,7 @@ def test_the_killed_sweep_finishes_only_the_remaining_runs(killed_and_resumed):
     out, graph = k["out"], k["graph"]
     done_first = {e["node"] for e in k["first"] if e["event"] == "finish"}
     assert len(done_first) >= KILL_AFTER and len(k["finished"]) >= KILL_AFTER
-    later = k["all"][len(k["first"]):]
+    later = k["all"][len(k["first"]) :]
     started_again = {e["node"] for e in later if e["event"] == "start"}
     assert not started_again & {key[:12] for key in k["finished"]}, "a finished run was started again"
     assert {e["node"] for e in later if e["event"] == "skip"} >= {key[:12] for key in k["finished"]}

@@ -1,14 +1,23 @@
 """The report's comparison logic on planted records (fast; the end-to-end report is in test_sweep.py)."""
+
 import pytest
 
-from xlrepro.study.spec import load_spec
 from xlrepro.study.report import _paper_comparison, to_html
+from xlrepro.study.spec import load_spec
 from xlrepro.tasks.registry import benchmark_tasks
 
 
 def _rec(task, variant, split, metric, value, seed=1, lang="de"):
-    return {"task": task, "variant": variant, "split": split, "metric": metric, "value": value, "seed": seed,
-            "language": lang, "phase": "target"}
+    return {
+        "task": task,
+        "variant": variant,
+        "split": split,
+        "metric": metric,
+        "value": value,
+        "seed": seed,
+        "language": lang,
+        "phase": "target",
+    }
 
 
 def test_best_intermediate_model_is_chosen_on_dev_and_reported_on_test():
@@ -80,8 +89,10 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
     mentions = [EntityMentionExample(f"m{i}", "de", "d", "Bob met x", 0, 3, "Bob", f"Q{i}") for i in range(n)]
     qids = [f"q{i}" for i in range(n)]
     pool = QASentencePool("p.de", "de", qids, ["?"] * n, ["de:0:0:0"], ["s"], ["c"], [qids], [])
-    exp = SimpleNamespace(read=lambda task, split, lang: ReadResult(mentions if task == "mewslix" else [pool], {}),
-                          has_label=Context.has_label)
+    exp = SimpleNamespace(
+        read=lambda task, split, lang: ReadResult(mentions if task == "mewslix" else [pool], {}),
+        has_label=Context.has_label,
+    )
     nodes, cells = {}, []
     for ci, (variant, p_hit) in enumerate((("baseline", 0.3), ("mnli", 0.8), ("squad", 0.5))):
         keys = []
@@ -90,8 +101,10 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
             run_dir.mkdir(parents=True)
             (run_dir / "done.json").write_text("{}")
             if task == "mewslix":  # gold at rank 1 with probability p_hit, else at rank 4
-                preds = {m.guid: ([m.entity_id] if rng.random() < p_hit else ["X1", "X2", "X3", m.entity_id])
-                         for m in mentions}
+                preds = {
+                    m.guid: ([m.entity_id] if rng.random() < p_hit else ["X1", "X2", "X3", m.entity_id])
+                    for m in mentions
+                }
                 value = mewslix_map_at_k(preds, {m.guid: [m.entity_id] for m in mentions})["map@20"]
                 item_file, content = run_dir / "predictions" / "mewslix" / "test-de.json", preds
             else:
@@ -102,12 +115,30 @@ def test_lareqa_and_mewslix_runs_get_item_cis_and_paired_tests(tmp_path):
             if not (variant == "squad" and task == "mewslix"):  # that one finished before the files existed
                 item_file.parent.mkdir(parents=True)
                 item_file.write_text(json.dumps(content))
-            (run_dir / "results.json").write_text(json.dumps({"records": [
-                {"task": task, "language": "de", "split": "test", "metric": "map@20", "value": value, "n": n}]}))
+            (run_dir / "results.json").write_text(
+                json.dumps(
+                    {
+                        "records": [
+                            {
+                                "task": task,
+                                "language": "de",
+                                "split": "test",
+                                "metric": "map@20",
+                                "value": value,
+                                "n": n,
+                            }
+                        ]
+                    }
+                )
+            )
             write_items(exp, task, run_dir)
             key = f"{task}-{variant}"
-            nodes[key] = {"kind": "retrieval", "task": task, "run_dir": str(run_dir.relative_to(tmp_path)),
-                          "upstream": None}
+            nodes[key] = {
+                "kind": "retrieval",
+                "task": task,
+                "run_dir": str(run_dir.relative_to(tmp_path)),
+                "upstream": None,
+            }
             keys.append(key)
         cells.append({"index": ci, "runs": keys, "variant": variant, "volume": None, "seed": 1, "intermediate": None})
     desc = {"spec": "planted", "nodes": nodes, "cells": cells}
@@ -130,31 +161,53 @@ def test_collapse_rate_per_volume_from_the_reseed_log(tmp_path):
 
     from xlrepro.study.report import collapse_by_volume
 
-    desc = {"cells": [{"index": 0, "variant": "mnli", "arm": "fixed-epochs", "volume": 100},
-                      {"index": 1, "variant": "mnli", "arm": "fixed-steps", "volume": 100},
-                      {"index": 2, "variant": "mnli", "arm": "fixed-epochs", "volume": 900}]}
-    log = [{"cell": 0, "task": "xnli", "seeds_tried": [1], "action": "reseed"},
-           {"cell": 0, "task": "xnli", "seeds_tried": [1, 1001], "action": "accept"},
-           {"cell": 1, "task": "xnli", "seeds_tried": [1], "action": "accept"},
-           {"cell": 2, "task": "xnli", "seeds_tried": [1], "action": "accept"}]
+    desc = {
+        "cells": [
+            {"index": 0, "variant": "mnli", "arm": "fixed-epochs", "volume": 100},
+            {"index": 1, "variant": "mnli", "arm": "fixed-steps", "volume": 100},
+            {"index": 2, "variant": "mnli", "arm": "fixed-epochs", "volume": 900},
+        ]
+    }
+    log = [
+        {"cell": 0, "task": "xnli", "seeds_tried": [1], "action": "reseed"},
+        {"cell": 0, "task": "xnli", "seeds_tried": [1, 1001], "action": "accept"},
+        {"cell": 1, "task": "xnli", "seeds_tried": [1], "action": "accept"},
+        {"cell": 2, "task": "xnli", "seeds_tried": [1], "action": "accept"},
+    ]
     (tmp_path / "reseeds.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     rates = collapse_by_volume(tmp_path, desc)
-    assert rates == {"mnli @ 100": {"runs": 1, "collapsed": 1, "rate": 1.0},
-                     "mnli@fixed-steps @ 100": {"runs": 1, "collapsed": 0, "rate": 0.0},
-                     "mnli @ 900": {"runs": 1, "collapsed": 0, "rate": 0.0}}
+    assert rates == {
+        "mnli @ 100": {"runs": 1, "collapsed": 1, "rate": 1.0},
+        "mnli@fixed-steps @ 100": {"runs": 1, "collapsed": 0, "rate": 0.0},
+        "mnli @ 900": {"runs": 1, "collapsed": 0, "rate": 0.0},
+    }
 
 
 def test_records_carry_arm_overlap_domain_and_recipe_and_the_report_shows_them():
     from xlrepro.study.report import _design_fields, _design_rows, _design_section, _row_label
 
-    cell = {"variant": "squad", "arm": "fixed-steps", "volume": 1000,
-            "design": {"xquad": {"overlap": ["squad"], "domain": {"shift": "in-domain", "reason": "r"}}},
-            "recipes": {"target.per_task.xquad": {"task": "xquad", "source": "train_qa.sh",
-                                                  "settings": {"lr": {"value": 3e-5, "from": "registry"}}}}}
+    cell = {
+        "variant": "squad",
+        "arm": "fixed-steps",
+        "volume": 1000,
+        "design": {"xquad": {"overlap": ["squad"], "domain": {"shift": "in-domain", "reason": "r"}}},
+        "recipes": {
+            "target.per_task.xquad": {
+                "task": "xquad",
+                "source": "train_qa.sh",
+                "settings": {"lr": {"value": 3e-5, "from": "registry"}},
+            }
+        },
+    }
     assert _row_label(cell) == "squad@fixed-steps" and _row_label({**cell, "arm": "fixed-epochs"}) == "squad"
     f = _design_fields(cell, "xquad")
-    assert f == {"arm": "fixed-steps", "overlap": ["squad"], "domain": {"shift": "in-domain", "reason": "r"},
-                 "recipe": {"lr": 3e-5}, "recipe_source": "train_qa.sh"}
+    assert f == {
+        "arm": "fixed-steps",
+        "overlap": ["squad"],
+        "domain": {"shift": "in-domain", "reason": "r"},
+        "recipe": {"lr": 3e-5},
+        "recipe_source": "train_qa.sh",
+    }
     rows = _design_rows([{"task": "xquad", "variant": "squad@fixed-steps", **f}])
     text = "\n".join(_design_section(rows))
     assert "| xquad | squad@fixed-steps | fixed-steps | *overlap*: squad | in-domain | lr 3e-05 |" in text

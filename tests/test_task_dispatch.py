@@ -6,6 +6,7 @@
 * the one headline rule picks, for every task, the metric the former fixed rule picked;
 * a renamed copy of a task is scored, written and itemised like the task itself.
 """
+
 import ast
 import dataclasses
 import json
@@ -16,8 +17,17 @@ import pytest
 import xlrepro
 from xlrepro.data.types import MultipleChoiceExample
 from xlrepro.errors import ConfigError
-from xlrepro.tasks.registry import (DEFAULT_HEADLINE, EVALUATORS, all_tasks, benchmark_tasks, get_task,
-                                    headline_metric, headline_metrics, headline_value, load_task_file)
+from xlrepro.tasks.registry import (
+    DEFAULT_HEADLINE,
+    EVALUATORS,
+    all_tasks,
+    benchmark_tasks,
+    get_task,
+    headline_metric,
+    headline_metrics,
+    headline_value,
+    load_task_file,
+)
 
 PACKAGE = Path(xlrepro.__file__).parent
 
@@ -46,10 +56,13 @@ def name_comparisons(source: str, names: set) -> list[tuple[int, str]]:
     tree = ast.parse(source)
     consts: dict = {}
     for st in tree.body:
-        if isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None \
-                and not isinstance(st.value, ast.Constant):
+        if (
+            isinstance(st, (ast.Assign, ast.AnnAssign))
+            and st.value is not None
+            and not isinstance(st.value, ast.Constant)
+        ):
             found = _names_in(st.value, consts, names)
-            for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+            for t in st.targets if isinstance(st, ast.Assign) else [st.target]:
                 if found and isinstance(t, ast.Name):
                     consts[t.id] = found
     out = []
@@ -65,17 +78,25 @@ def name_comparisons(source: str, names: set) -> list[tuple[int, str]]:
 
 def test_the_scan_finds_every_form_of_a_name_test():
     names = {"xcopa", "lareqa", "mlqa"}
-    src = ('A = ("xcopa",)\nB = A + ("mlqa",)\nD = {"lareqa": 1}\n'
-           'def f(task, spec):\n'
-           '    if task == "xcopa": pass\n'
-           '    if "lareqa" != task: pass\n'
-           '    if task in ("mlqa", "x"): pass\n'
-           '    if task not in B: pass\n'
-           '    if task in D: pass\n'
-           '    if spec.evaluator == "qa_mlqa": pass\n'   # a field value, not a name
-           '    g("xcopa")\n')                           # a name passed as data, not compared
-    assert name_comparisons(src, names) == [(5, "xcopa"), (6, "lareqa"), (7, "mlqa"), (8, "mlqa"), (8, "xcopa"),
-                                            (9, "lareqa")]
+    src = (
+        'A = ("xcopa",)\nB = A + ("mlqa",)\nD = {"lareqa": 1}\n'
+        "def f(task, spec):\n"
+        '    if task == "xcopa": pass\n'
+        '    if "lareqa" != task: pass\n'
+        '    if task in ("mlqa", "x"): pass\n'
+        "    if task not in B: pass\n"
+        "    if task in D: pass\n"
+        '    if spec.evaluator == "qa_mlqa": pass\n'  # a field value, not a name
+        '    g("xcopa")\n'
+    )  # a name passed as data, not compared
+    assert name_comparisons(src, names) == [
+        (5, "xcopa"),
+        (6, "lareqa"),
+        (7, "mlqa"),
+        (8, "mlqa"),
+        (8, "xcopa"),
+        (9, "lareqa"),
+    ]
 
 
 def test_no_module_compares_a_task_name():
@@ -96,6 +117,7 @@ def test_no_module_compares_a_task_name():
 def test_no_evaluator_or_converter_value_is_a_task_name():
     # else a test of a field value would read as a test of a name (and the scan could not tell)
     from xlrepro.tasks.registry import HUB_CONVERTERS, PREDICTION_FILES
+
     assert not (set(EVALUATORS) | set(HUB_CONVERTERS) | set(PREDICTION_FILES)) & set(all_tasks())
 
 
@@ -110,28 +132,46 @@ def _edit(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-@pytest.mark.parametrize("old, new, field", [
-    ("evaluator: accuracy", "", "evaluator: missing"),
-    ("prediction_file: tsv", "", "prediction_file: missing"),
-    ("headline: [accuracy]", "", "headline: missing"),
-    ("evaluator: accuracy", "evaluator: acuracy", "evaluator: 'acuracy' is not one of"),
-    ("prediction_file: tsv", "prediction_file: csv", "prediction_file: 'csv' is not one of"),
-    ("headline: [accuracy]", "headline: [f1]", "headline: ['f1'] must be distinct metrics of the evaluator"),
-    ("headline: [accuracy]", "headline: []", "headline: expected a non-empty list"),
-    ("  xtreme_r: {position: 1, groups: [classification], group: classification, in_average: true}\n", "",
-     "scoring.xtreme_r: missing"),
-    ("xtreme: {position: 2,", "xtreme: {position: 0,", "scoring.xtreme.position: expected a positive integer"),
-    ("xtreme: {position: 2, groups: [classification]", "xtreme: {position: 2, groups: [multi_choice]",
-     "scoring.xtreme.groups: expected a list of"),
-    ("group: classification, in_average: true}\n  xtreme_r", "group: nli, in_average: true}\n  xtreme_r",
-     "scoring.xtreme.group: 'nli' is not one of"),
-    ("in_average: true}\n  xtreme_r", "in_average: yes please}\n  xtreme_r",
-     "scoring.xtreme.in_average: expected true or false"),
-    ("in_average: true}\n  xtreme_r", "}\n  xtreme_r", "scoring.xtreme.in_average: missing"),
-    ("in_average: true}\n  xtreme_r", "in_average: true, weight: 2}\n  xtreme_r",
-     "scoring.xtreme: unknown key 'weight'"),
-    ("benchmarks: [xtreme, xtreme_r]", "benchmarks: [xtreme]", "scoring.xtreme_r: not a scored benchmark"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("evaluator: accuracy", "", "evaluator: missing"),
+        ("prediction_file: tsv", "", "prediction_file: missing"),
+        ("headline: [accuracy]", "", "headline: missing"),
+        ("evaluator: accuracy", "evaluator: acuracy", "evaluator: 'acuracy' is not one of"),
+        ("prediction_file: tsv", "prediction_file: csv", "prediction_file: 'csv' is not one of"),
+        ("headline: [accuracy]", "headline: [f1]", "headline: ['f1'] must be distinct metrics of the evaluator"),
+        ("headline: [accuracy]", "headline: []", "headline: expected a non-empty list"),
+        (
+            "  xtreme_r: {position: 1, groups: [classification], group: classification, in_average: true}\n",
+            "",
+            "scoring.xtreme_r: missing",
+        ),
+        ("xtreme: {position: 2,", "xtreme: {position: 0,", "scoring.xtreme.position: expected a positive integer"),
+        (
+            "xtreme: {position: 2, groups: [classification]",
+            "xtreme: {position: 2, groups: [multi_choice]",
+            "scoring.xtreme.groups: expected a list of",
+        ),
+        (
+            "group: classification, in_average: true}\n  xtreme_r",
+            "group: nli, in_average: true}\n  xtreme_r",
+            "scoring.xtreme.group: 'nli' is not one of",
+        ),
+        (
+            "in_average: true}\n  xtreme_r",
+            "in_average: yes please}\n  xtreme_r",
+            "scoring.xtreme.in_average: expected true or false",
+        ),
+        ("in_average: true}\n  xtreme_r", "}\n  xtreme_r", "scoring.xtreme.in_average: missing"),
+        (
+            "in_average: true}\n  xtreme_r",
+            "in_average: true, weight: 2}\n  xtreme_r",
+            "scoring.xtreme: unknown key 'weight'",
+        ),
+        ("benchmarks: [xtreme, xtreme_r]", "benchmarks: [xtreme]", "scoring.xtreme_r: not a scored benchmark"),
+    ],
+)
 def test_a_bad_dispatch_field_names_the_file_and_field(old, new, field):
     with pytest.raises(ConfigError) as e:
         load_task_file(_edit(XNLI, old, new), WHERE)
@@ -141,8 +181,12 @@ def test_a_bad_dispatch_field_names_the_file_and_field(old, new, field):
 def test_the_xnli_file_itself_loads():
     spec = load_task_file(XNLI, WHERE)
     assert (spec.evaluator, spec.prediction_file, spec.headline) == ("accuracy", "tsv", ("accuracy",))
-    assert spec.scoring["xtreme_r"] == {"position": 1, "groups": ("classification",), "group": "classification",
-                                        "in_average": True}
+    assert spec.scoring["xtreme_r"] == {
+        "position": 1,
+        "groups": ("classification",),
+        "group": "classification",
+        "in_average": True,
+    }
 
 
 def test_no_per_file_metric_cannot_count_in_a_total():
@@ -173,18 +217,49 @@ def test_a_bad_hub_converter_is_named():
 def test_benchmark_order_and_groups_are_evaluate_py_s():
     # google-research/xtreme evaluate.py TASK2LANGS / XTREME_R_TASK2LANGS / GROUP2TASK
     from xlrepro.metrics.aggregate import categories, in_average, script_groups
-    assert benchmark_tasks("xtreme") == ("pawsx", "xnli", "panx", "udpos", "bucc2018", "tatoeba", "xquad", "mlqa",
-                                         "tydiqa")
-    assert benchmark_tasks("xtreme_r") == ("xnli", "panx", "udpos", "tatoeba", "xcopa", "lareqa", "mewslix", "xquad",
-                                           "mlqa", "tydiqa")
-    assert script_groups("xtreme") == {"classification": ("pawsx", "xnli"), "tagging": ("panx", "udpos"),
-                                       "qa": ("xquad", "mlqa", "tydiqa"), "retrieval": ("bucc2018", "tatoeba")}
-    assert script_groups("xtreme_r") == {"classification": ("xnli", "xcopa"), "tagging": ("panx", "udpos"),
-                                         "qa": ("xquad", "mlqa", "tydiqa"), "retrieval": ("tatoeba", "mewslix"),
-                                         "multi_choice": ("xcopa",)}
-    assert categories("xtreme_r") == {"classification": ("xnli", "xcopa"), "structured": ("panx", "udpos"),
-                                      "qa": ("xquad", "mlqa", "tydiqa"),
-                                      "retrieval": ("tatoeba", "lareqa", "mewslix")}
+
+    assert benchmark_tasks("xtreme") == (
+        "pawsx",
+        "xnli",
+        "panx",
+        "udpos",
+        "bucc2018",
+        "tatoeba",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+    )
+    assert benchmark_tasks("xtreme_r") == (
+        "xnli",
+        "panx",
+        "udpos",
+        "tatoeba",
+        "xcopa",
+        "lareqa",
+        "mewslix",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+    )
+    assert script_groups("xtreme") == {
+        "classification": ("pawsx", "xnli"),
+        "tagging": ("panx", "udpos"),
+        "qa": ("xquad", "mlqa", "tydiqa"),
+        "retrieval": ("bucc2018", "tatoeba"),
+    }
+    assert script_groups("xtreme_r") == {
+        "classification": ("xnli", "xcopa"),
+        "tagging": ("panx", "udpos"),
+        "qa": ("xquad", "mlqa", "tydiqa"),
+        "retrieval": ("tatoeba", "mewslix"),
+        "multi_choice": ("xcopa",),
+    }
+    assert categories("xtreme_r") == {
+        "classification": ("xnli", "xcopa"),
+        "structured": ("panx", "udpos"),
+        "qa": ("xquad", "mlqa", "tydiqa"),
+        "retrieval": ("tatoeba", "lareqa", "mewslix"),
+    }
     assert in_average("xtreme_r") == tuple(t for t in benchmark_tasks("xtreme_r") if t != "lareqa")
 
 
@@ -214,9 +289,14 @@ def test_the_headline_rule_for_qa_and_unknown_names():
 
 def test_report_columns_lead_with_the_headline():
     from xlrepro.report import metric_columns
+
     assert metric_columns("xquad", {"exact_match", "f1"}) == ["f1", "exact_match"]
-    assert metric_columns("udpos", {"token_accuracy", "recall", "f1", "precision"}) == \
-        ["f1", "precision", "recall", "token_accuracy"]
+    assert metric_columns("udpos", {"token_accuracy", "recall", "f1", "precision"}) == [
+        "f1",
+        "precision",
+        "recall",
+        "token_accuracy",
+    ]
     assert metric_columns("mewslix", {"map@20"}) == ["map@20"]
 
 
@@ -240,21 +320,37 @@ def test_a_renamed_task_is_written_and_scored_by_its_fields(tmp_path, xcopa_copy
     ppath = submission_path(tmp_path / "pred", "xcopa_copy", "test", "et")
     gpath = submission_path(tmp_path / "gold", "xcopa_copy", "test", "et")
     assert ppath.name == "test-et.jsonl"
-    for path, text in ((ppath, prediction_text("xcopa_copy", xcopa_copy.format, pred, ex)),
-                       (gpath, label_text("xcopa_copy", xcopa_copy.format, ex))):
+    for path, text in (
+        (ppath, prediction_text("xcopa_copy", xcopa_copy.format, pred, ex)),
+        (gpath, label_text("xcopa_copy", xcopa_copy.format, ex)),
+    ):
         path.parent.mkdir(parents=True)
         path.write_text(text, encoding="utf-8")
     assert json.loads(ppath.read_text(encoding="utf-8").splitlines()[0]) == {"idx": 0, "label": 0}
     assert score_language("xcopa_copy", str(ppath), str(gpath), "et")["accuracy"] == 75.0
-    assert item_scores(xcopa_copy, "multiple_choice", pred, ex, "et", "official")["scores"] == [100.0, 100.0, 0.0,
-                                                                                                100.0]
+    assert item_scores(xcopa_copy, "multiple_choice", pred, ex, "et", "official")["scores"] == [
+        100.0,
+        100.0,
+        0.0,
+        100.0,
+    ]
 
 
 def test_a_renamed_qa_task_uses_its_evaluator(monkeypatch):
     from xlrepro.metrics import qa_score
+
     monkeypatch.setitem(all_tasks(), "mlqa_copy", dataclasses.replace(get_task("mlqa"), name="mlqa_copy"))
-    data = [{"title": "", "paragraphs": [{"context": "北京市", "qas": [
-        {"id": "q", "question": "?", "answers": [{"text": "北京", "answer_start": 0}]}]}]}]
+    data = [
+        {
+            "title": "",
+            "paragraphs": [
+                {
+                    "context": "北京市",
+                    "qas": [{"id": "q", "question": "?", "answers": [{"text": "北京", "answer_start": 0}]}],
+                }
+            ],
+        }
+    ]
     # MLQA's language-aware normalisation splits Chinese into characters: partial credit, unlike SQuAD's
     copy, mlqa = (qa_score({"q": "北京市"}, data, t, "zh")["f1"] for t in ("mlqa_copy", "mlqa"))
     assert copy == mlqa > 0

@@ -1,4 +1,5 @@
 """logging.tensorboard: per-run event files with the training curves, read back here."""
+
 import json
 import subprocess
 import sys
@@ -9,10 +10,23 @@ from xlrepro.config import load_config
 from xlrepro.errors import ConfigError
 from xlrepro.phases.orchestrator import run_experiment
 
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=4",
-        "intermediate.train.max_steps=4", "intermediate.train.eval_every_steps=2", "target.train.max_steps=4",
-        "target.train.eval_every_steps=2", "target.tasks=[xnli]", "controls=[]", "retrieval.tasks=[]",
-        "target.per_task={}", "target.eval_splits=[test]", "intermediate.tasks=[hellaswag, mnli]"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=4",
+    "intermediate.train.max_steps=4",
+    "intermediate.train.eval_every_steps=2",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=2",
+    "target.tasks=[xnli]",
+    "controls=[]",
+    "retrieval.tasks=[]",
+    "target.per_task={}",
+    "target.eval_splits=[test]",
+    "intermediate.tasks=[hellaswag, mnli]",
+]
 
 
 def _scalars(logdir):
@@ -48,8 +62,9 @@ def test_tensorboard_curves_per_phase_match_the_log(tmp_path):
         if kind == "pretrain":
             assert "eval/score" not in sc and not evals
         else:
-            assert [(s, pytest.approx(v, rel=1e-6)) for s, v in sc["eval/score"]] == [(e["step"], e["score"])
-                                                                                     for e in evals]
+            assert [(s, pytest.approx(v, rel=1e-6)) for s, v in sc["eval/score"]] == [
+                (e["step"], e["score"]) for e in evals
+            ]
     # multi-task intermediate: one loss curve per task
     assert {"train/loss/hellaswag", "train/loss/mnli"} <= set(_scalars(dirs["intermediate"] / "tensorboard"))
 

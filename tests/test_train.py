@@ -9,8 +9,15 @@ from xlrepro.formats import Batch, pad_sequences
 from xlrepro.model import MultiTaskModel, build_encoder
 from xlrepro.train import Stream, train
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-        "max_position_embeddings": 40, "type_vocab_size": 1, "pad_token_id": 1}
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+}
 
 
 def _setup(seed=0):
@@ -26,8 +33,11 @@ def _setup(seed=0):
 
     def collate(fs):
         ids = pad_sequences([f["input_ids"] for f in fs], 1)
-        return Batch({"input_ids": ids, "attention_mask": (ids != 1).long()},
-                     {"labels": torch.tensor([f["label"] for f in fs])}, [f["ex"] for f in fs])
+        return Batch(
+            {"input_ids": ids, "attention_mask": (ids != 1).long()},
+            {"labels": torch.tensor([f["label"] for f in fs])},
+            [f["ex"] for f in fs],
+        )
 
     return m, feats, collate
 
@@ -43,8 +53,17 @@ def _losses(log_path):
 @pytest.mark.parametrize("token_budget", [None, 40])
 def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path, token_budget):
     """Also with token-budget batches (micro-batches of at most 40 real tokens)."""
-    cfg = TrainConfig(lr=1e-3, batch_size=4, grad_accum=2, max_steps=12, checkpoint_every_steps=4,
-                      eval_every_steps=100, warmup_proportion=0.2, token_budget=token_budget, packing_window=16)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        grad_accum=2,
+        max_steps=12,
+        checkpoint_every_steps=4,
+        eval_every_steps=100,
+        warmup_proportion=0.2,
+        token_budget=token_budget,
+        packing_window=16,
+    )
 
     def run(dir_, crash_at=None):
         m, feats, collate = _setup()
@@ -100,9 +119,20 @@ def test_early_stopping_reloads_the_best_checkpoint(tmp_path):
         return s
 
     events = []
-    state = train(m, Stream("t", feats, collate,
-                            lambda model, b: torch.nn.functional.cross_entropy(model("t", **b.inputs), b.targets["labels"])),
-                  cfg, seed=1, run_dir=tmp_path, evaluate=evaluate, log=events.append)
+    state = train(
+        m,
+        Stream(
+            "t",
+            feats,
+            collate,
+            lambda model, b: torch.nn.functional.cross_entropy(model("t", **b.inputs), b.targets["labels"]),
+        ),
+        cfg,
+        seed=1,
+        run_dir=tmp_path,
+        evaluate=evaluate,
+        log=events.append,
+    )
     assert state.stopped_early and state.best_score == 30.0 and state.best_step == 4 and state.step == 8
     assert torch.equal(m.heads["t"].out.weight, snapshots[30.0])
     assert [e["event"] for e in events].count("eval") == 4

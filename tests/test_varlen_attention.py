@@ -1,21 +1,31 @@
 """varlen_attention: kernels against the PyTorch reference (error rule), gradcheck, opcheck,
 argument errors, dispatch, dropout, and the unpad/pad round trip against XLM-R-style masked
 attention. CPU tests always run; CUDA tests skip without a GPU."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
 
-from xlrepro.ops import _lib, attention
-from xlrepro.ops import (BackendUnavailable, families, pad_input, unpad_input, varlen_attention,
-                         varlen_attention_backend, varlen_attention_reference)
+from xlrepro.ops import (
+    BackendUnavailable,
+    _lib,
+    attention,
+    families,
+    pad_input,
+    unpad_input,
+    varlen_attention,
+    varlen_attention_backend,
+    varlen_attention_reference,
+)
 
 HAS_EXT = _lib.has_kernel("varlen_attention_fwd", "CPU")
 HAS_CUDA = torch.cuda.is_available() and _lib.has_kernel("varlen_attention_fwd", "CUDA")
-requires_ext = pytest.mark.skipif(not HAS_EXT, reason=f"xlrepro._C has no CPU varlen kernel: "
-                                                      f"{_lib.unavailable_reason()}")
+requires_ext = pytest.mark.skipif(
+    not HAS_EXT, reason=f"xlrepro._C has no CPU varlen kernel: {_lib.unavailable_reason()}"
+)
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and a CUDA build of xlrepro._C")
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_intra_op_thread():
@@ -39,15 +49,16 @@ LENGTH_SETS = {
 
 
 def cu_from(lens, device="cpu"):
-    return torch.tensor([0] + list(torch.tensor(lens, dtype=torch.int64).cumsum(0)), dtype=torch.int32,
-                        device=device)
+    return torch.tensor([0] + list(torch.tensor(lens, dtype=torch.int64).cumsum(0)), dtype=torch.int32, device=device)
 
 
 def make_qkv(lens, heads, dim, dtype, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
     total = sum(lens)
-    return [torch.randn(total, heads, dim, generator=g, dtype=torch.float32).to(device, dtype).requires_grad_()
-            for _ in range(3)]
+    return [
+        torch.randn(total, heads, dim, generator=g, dtype=torch.float32).to(device, dtype).requires_grad_()
+        for _ in range(3)
+    ]
 
 
 def out_and_grads(fn, q, k, v, grad):
@@ -63,8 +74,11 @@ def assert_error_rule(lens, heads, dim, dtype, backend, device="cpu"):
     cu = cu_from(lens, device)
     ms = max(lens)
     grad = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-    ref64 = out_and_grads(lambda a, b, c: varlen_attention_reference(a, b, c, cu, ms),
-                          *[t.detach().double().requires_grad_() for t in (q, k, v)], grad.double())
+    ref64 = out_and_grads(
+        lambda a, b, c: varlen_attention_reference(a, b, c, cu, ms),
+        *[t.detach().double().requires_grad_() for t in (q, k, v)],
+        grad.double(),
+    )
     pt = out_and_grads(lambda a, b, c: varlen_attention(a, b, c, cu, ms, backend="reference"), q, k, v, grad)
     ker = out_and_grads(lambda a, b, c: varlen_attention(a, b, c, cu, ms, backend=backend), q, k, v, grad)
     for name, r, p, x in zip(("out", "dq", "dk", "dv"), ref64, pt, ker):
@@ -72,12 +86,14 @@ def assert_error_rule(lens, heads, dim, dtype, backend, device="cpu"):
         err_pt = (p.double() - r).abs().max().item()
         err = (x.double() - r).abs().max().item()
         assert err <= tol["ratio"] * err_pt + tol["atol"], (
-            f"{name}: kernel error {err:.3g} > {tol['ratio']} x reference error {err_pt:.3g} + {tol['atol']}")
+            f"{name}: kernel error {err:.3g} > {tol['ratio']} x reference error {err_pt:.3g} + {tol['atol']}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Correctness of the CPU kernel
 # ---------------------------------------------------------------------------------------------
+
 
 @requires_ext
 @pytest.mark.parametrize("lens", LENGTH_SETS.values(), ids=LENGTH_SETS.keys())
@@ -110,8 +126,9 @@ def test_cpu_float64_matches_reference(lens):
 def test_cpu_gradcheck_float64(lens, dim):
     q, k, v = make_qkv(lens, 2, dim, torch.float64)
     cu = cu_from(lens)
-    assert torch.autograd.gradcheck(lambda a, b, c: varlen_attention(a, b, c, cu, max(lens), 0.7, backend="cpp"),
-                                    (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: varlen_attention(a, b, c, cu, max(lens), 0.7, backend="cpp"), (q, k, v)
+    )
 
 
 def test_reference_gradcheck_float64():
@@ -130,8 +147,10 @@ def test_opcheck(requires_grad, dtype):
     for p, seed in ((0.0, 0), (0.2, 7)):
         torch.library.opcheck(torch.ops.xlrepro.varlen_attention_fwd, (q, k, v, cu, 6, 0.25, p, seed))
         out, lse = torch.ops.xlrepro.varlen_attention_fwd(q.detach(), k.detach(), v.detach(), cu, 6, 0.25, p, seed)
-        torch.library.opcheck(torch.ops.xlrepro.varlen_attention_bwd, (torch.randn_like(out), q.detach(), k.detach(),
-                                                                       v.detach(), out, lse, cu, 6, 0.25, p, seed))
+        torch.library.opcheck(
+            torch.ops.xlrepro.varlen_attention_bwd,
+            (torch.randn_like(out), q.detach(), k.detach(), v.detach(), out, lse, cu, 6, 0.25, p, seed),
+        )
 
 
 @requires_ext
@@ -203,21 +222,22 @@ def test_max_seqlen_far_above_the_data_is_clamped_to_the_longest_sequence():
     lens = [3, 7]
     q, k, v = make_qkv(lens, 2, 8, torch.float32)
     cu = cu_from(lens)
-    assert attention._check_args(q, k, v, cu, 2 ** 26, None, 0.0)[0] == 7
-    assert attention._check_args(q, k, v, cu, 2 ** 26, None, 0.0, validate_values=False)[0] == 7  # CPU: read anyway
+    assert attention._check_args(q, k, v, cu, 2**26, None, 0.0)[0] == 7
+    assert attention._check_args(q, k, v, cu, 2**26, None, 0.0, validate_values=False)[0] == 7  # CPU: read anyway
     meta = [t.to("meta") for t in (q, k, v, cu)]
-    assert attention._check_args(*meta, 2 ** 26, None, 0.0)[0] == 10  # values unknown: total tokens
+    assert attention._check_args(*meta, 2**26, None, 0.0)[0] == 10  # values unknown: total tokens
     assert attention._check_args(q, k, v, cu, 8, None, 0.0)[0] == 7
     with pytest.raises(ValueError, match="max_seqlen = 6 is smaller than the longest sequence"):
         attention._check_args(q, k, v, cu, 6, None, 0.0)
     for backend in ["reference"] + (["cpp"] if HAS_EXT else []):
-        a = varlen_attention(q, k, v, cu, 2 ** 26, backend=backend)
+        a = varlen_attention(q, k, v, cu, 2**26, backend=backend)
         torch.testing.assert_close(a, varlen_attention(q, k, v, cu, 7, backend=backend), rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------
 # XLM-R semantics: unpad -> varlen attention -> pad equals masked padded attention
 # ---------------------------------------------------------------------------------------------
+
 
 def _masked_padded_attention(q, k, v, mask, scale):
     """XLM-R eager attention: (B, L, H, D) with an additive key mask from attention_mask."""
@@ -231,9 +251,9 @@ def _masked_padded_attention(q, k, v, mask, scale):
 def test_unpad_attention_pad_matches_masked_padded_attention(backend):
     B, L, H, D = 4, 11, 2, 16
     mask = torch.zeros(B, L, dtype=torch.long)
-    mask[0, :11] = 1          # full
-    mask[1, :4] = 1           # right padding
-    mask[2, 6:] = 1           # left padding
+    mask[0, :11] = 1  # full
+    mask[1, :4] = 1  # right padding
+    mask[2, 6:] = 1  # left padding
     mask[3, [0, 2, 3, 9]] = 1  # holes: a sequence is its row's unmasked tokens
     x = torch.randn(B, L, 3, H, D, dtype=torch.float64)
     packed, indices, cu, max_seqlen = unpad_input(x, mask)
@@ -242,7 +262,7 @@ def test_unpad_attention_pad_matches_masked_padded_attention(backend):
     q, k, v = packed.unbind(1)
     out = varlen_attention(q, k, v, cu, max_seqlen, backend=backend)
     padded = pad_input(out, indices, B, L)
-    ref = _masked_padded_attention(*x.unbind(2), mask, D ** -0.5)
+    ref = _masked_padded_attention(*x.unbind(2), mask, D**-0.5)
     m = mask.bool()
     torch.testing.assert_close(padded[m], ref[m])
     assert torch.all(padded[~m] == 0)
@@ -266,6 +286,7 @@ def test_unpad_rejects_bad_mask():
 # ---------------------------------------------------------------------------------------------
 # Argument checks: named errors (Python entry point) and TORCH_CHECKs (direct op calls)
 # ---------------------------------------------------------------------------------------------
+
 
 def _args(lens=(3, 4), dtype=torch.float32):
     q, k, v = (t.detach() for t in make_qkv(list(lens), 2, 8, dtype))
@@ -336,6 +357,7 @@ def test_direct_op_checks_structure():
 # Dispatch and dropout
 # ---------------------------------------------------------------------------------------------
 
+
 def test_family_registered_and_described():
     assert [b.name for b in families()["varlen_attention"]] == ["cuda", "cpp", "reference"]
     q, *_ = _args()
@@ -369,8 +391,9 @@ def test_dropout_semantics(backend):
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
     # Inverted dropout keeps the expectation: mean over draws approaches the dropout-free output.
     with torch.no_grad():
-        mean = torch.stack([varlen_attention(q, k, v, cu, 9, dropout_p=0.3, backend=backend)
-                            for _ in range(400)]).mean(0)
+        mean = torch.stack([varlen_attention(q, k, v, cu, 9, dropout_p=0.3, backend=backend) for _ in range(400)]).mean(
+            0
+        )
     assert (mean - base).abs().max() < 0.15 * base.abs().max()
 
 
@@ -448,6 +471,7 @@ def test_cpu_dropout_does_not_depend_on_thread_count():
 # CUDA (skipped without a GPU)
 # ---------------------------------------------------------------------------------------------
 
+
 @requires_cuda
 @pytest.mark.parametrize("lens", LENGTH_SETS.values(), ids=LENGTH_SETS.keys())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
@@ -464,8 +488,9 @@ def test_cuda_strided_and_opcheck():
     a = varlen_attention(q, k, v, cu, 70, backend="cuda")
     b = varlen_attention(q, k, v, cu, 70, backend="reference")
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    torch.library.opcheck(torch.ops.xlrepro.varlen_attention_fwd, (q.contiguous(), k.contiguous(),
-                                                                   v.contiguous(), cu, 70, 0.125))
+    torch.library.opcheck(
+        torch.ops.xlrepro.varlen_attention_fwd, (q.contiguous(), k.contiguous(), v.contiguous(), cu, 70, 0.125)
+    )
 
 
 @requires_cuda

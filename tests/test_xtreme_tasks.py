@@ -1,5 +1,6 @@
 """The XTREME task families added to the smoke world (PAWS-X, PAN-X, MLQA, TyDiQA-GoldP, Social IQa),
 XCOPA's training chain, and the leaderboard export, on a miniature world (CPU, seconds)."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,22 @@ from xlrepro.smoke.world import generate
 from xlrepro.tasks import get_task
 
 LANGS = ["en", "tr", "vi", "zh"]
-MINI = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600", "pretrain.steps=10",
-        "intermediate.train.max_steps=6", "intermediate.train.eval_every_steps=3", "target.train.max_steps=4",
-        "target.train.eval_every_steps=4", "controls=[]", "retrieval.tasks=[tatoeba]", "target.per_task={}",
-        "target.train.doc_stride=32", "target.train.max_query_length=24"]
+MINI = [
+    "smoke.n_train=120",
+    "smoke.n_dev=30",
+    "smoke.n_test=30",
+    "smoke.n_corpus=600",
+    "pretrain.steps=10",
+    "intermediate.train.max_steps=6",
+    "intermediate.train.eval_every_steps=3",
+    "target.train.max_steps=4",
+    "target.train.eval_every_steps=4",
+    "controls=[]",
+    "retrieval.tasks=[tatoeba]",
+    "target.per_task={}",
+    "target.train.doc_stride=32",
+    "target.train.max_query_length=24",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +43,7 @@ def test_world_tasks_are_read_by_their_registry_readers(world):
     """Sizes: pawsx/panx train max(40, 120//2)=60, dev max(20, 30//2)=20, test max(20, 30//3)=20;
     mlqa 9 questions per split (3 paragraphs x 3); tydiqa English train max(30, 120//5)=30 and test 9;
     socialiqa train max(30, 120//4)=30, dev 20."""
+
     def read(task, split, lang):
         return get_task(task).read(world / task, split, lang)
 
@@ -96,12 +110,17 @@ def test_xcopa_trains_social_iqa_then_copa_on_one_model(mini):
     assert spec["upstream"] == {"kind": "chain", "task": "socialiqa", "run": siqa_hash}
     data = {e["task"]: e for r in (chain["socialiqa"], target) for e in _log(r["dir"]) if e["event"] == "data"}
     assert data["socialiqa"]["head"] == "fresh" and data["socialiqa"]["train_source"] == "socialiqa"
-    assert data["xcopa"]["head"] == "continued from the previous chain stage" and data["xcopa"]["train_source"] == "copa"
+    assert (
+        data["xcopa"]["head"] == "continued from the previous chain stage" and data["xcopa"]["train_source"] == "copa"
+    )
     recs = [r for r in res["records"] if r["task"] == "xcopa"]
     assert recs and all(r["train_chain"] == ["socialiqa", "copa"] for r in recs)
     assert {r["language"] for r in recs} == {"tr", "vi", "zh"}
-    assert all(r["train_chain"] == [get_task(r["task"]).training_chain()[-1]] for r in res["records"]
-               if r["phase"] == "target" and r["task"] != "xcopa")
+    assert all(
+        r["train_chain"] == [get_task(r["task"]).training_chain()[-1]]
+        for r in res["records"]
+        if r["phase"] == "target" and r["task"] != "xcopa"
+    )
 
 
 def test_unlabelled_splits_are_exported_never_scored(mini):
@@ -116,11 +135,16 @@ def test_unlabelled_splits_are_exported_never_scored(mini):
     assert set(manifest["tatoeba"]) == {"tr", "vi", "zh"}
     for task, lang in (("pawsx", "zh"), ("panx", "tr"), ("panx", "zh")):
         log = _log(_runs(res, "target")[task]["dir"])
-        assert {"event": "unlabelled", "split": "test", "language": lang} in \
-            [{k: e.get(k) for k in ("event", "split", "language")} for e in log]
+        assert {"event": "unlabelled", "split": "test", "language": lang} in [
+            {k: e.get(k) for k in ("event", "split", "language")} for e in log
+        ]
         # the exported predictions line up with the withheld labels the world kept aside
-        scores = score_language(task, str(out / "submission" / task / f"test-{lang}.tsv"),
-                                str(world / "labels" / task / f"test-{lang}.tsv"), lang)
+        scores = score_language(
+            task,
+            str(out / "submission" / task / f"test-{lang}.tsv"),
+            str(world / "labels" / task / f"test-{lang}.tsv"),
+            lang,
+        )
         assert 0.0 <= scores["accuracy" if task == "pawsx" else "f1"] <= 100.0
     # a labelled split's export scores exactly as the pipeline scored it
     rec = next(r["value"] for r in res["records"] if r["task"] == "tydiqa" and r["metric"] == "f1")

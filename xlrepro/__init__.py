@@ -6,6 +6,7 @@ XTREME and XTREME-R. See README.md and ARTIFACT.md.
 The notebook API (``xlrepro.api``) is reachable from here without importing torch up front:
 ``xlrepro.load_config``, ``run_experiment``, ``run_phase``, ``load_results``, ``export_models``.
 """
+
 __version__ = "0.1.0"
 
 _API = ("load_config", "run_experiment", "run_phase", "load_results", "export_models", "Results")

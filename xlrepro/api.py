@@ -11,6 +11,7 @@ The functions are thin: the same run graph and orchestrator (``xlrepro.phases``)
 so a notebook and ``xlrepro reproduce`` share finished runs. Rows have the columns of ``results.csv``
 (``xlrepro.report.CSV_COLUMNS``). pandas is imported only by ``Results.frame``.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,9 @@ class Results:
     """Scores of an experiment output folder (or of the runs one call produced)."""
 
     out: Path
-    records: list = field(default_factory=list)  # results.json-style records (task, language, split, metric, value, ...)
+    records: list = field(
+        default_factory=list
+    )  # results.json-style records (task, language, split, metric, value, ...)
     runs: dict = field(default_factory=dict)  # run hash -> {kind, task, dir, ...}
     experiment: str | None = None
     config_hash: str | None = None
@@ -47,16 +50,24 @@ class Results:
         """One flat dict per score, with the columns of ``results.csv``."""
         from xlrepro.report import experiment_csv_rows
 
-        return experiment_csv_rows({"records": self.records, "runs": self.runs, "experiment": self.experiment,
-                                    "config_hash": self.config_hash, "seed": self.seed})
+        return experiment_csv_rows(
+            {
+                "records": self.records,
+                "runs": self.runs,
+                "experiment": self.experiment,
+                "config_hash": self.config_hash,
+                "seed": self.seed,
+            }
+        )
 
     def frame(self):
         """The rows as a ``pandas.DataFrame`` (needs pandas)."""
         try:
             import pandas as pd
         except ImportError:
-            raise ConfigError("Results.frame() needs pandas (pip install pandas); Results.rows() gives the same "
-                              "rows as plain dicts") from None
+            raise ConfigError(
+                "Results.frame() needs pandas (pip install pandas); Results.rows() gives the same rows as plain dicts"
+            ) from None
         from xlrepro.report import CSV_COLUMNS
 
         return pd.DataFrame(self.rows(), columns=CSV_COLUMNS)
@@ -74,8 +85,11 @@ def _results(got, out, cfg, only_kind: str | None = None, task: str | None = Non
             except KeyError:
                 group = None
             records.append({**r, "resource_group": group})
-    runs = {h: v for h, v in got.runs.items() if only_kind is None or (v.get("kind") == only_kind
-                                                                     and (task is None or v.get("task") == task))}
+    runs = {
+        h: v
+        for h, v in got.runs.items()
+        if only_kind is None or (v.get("kind") == only_kind and (task is None or v.get("task") == task))
+    }
     return Results(Path(out), records, runs, cfg.name, config_hash(cfg), cfg.seed)
 
 
@@ -90,8 +104,9 @@ def run_experiment(cfg, out: str | Path | None = None, device: str | None = None
     return load_results(out)
 
 
-def run_phase(cfg, phase: str, task: str | None = None, out: str | Path | None = None,
-              device: str | None = None) -> Results:
+def run_phase(
+    cfg, phase: str, task: str | None = None, out: str | Path | None = None, device: str | None = None
+) -> Results:
     """One phase: ``pretrain``, ``intermediate``, or ``target``/``control``/``retrieval`` of one ``task``.
     The phases it starts from run first (or are skipped when finished); the result holds this phase's
     runs and records only. Nothing is written to the experiment's results.json or report."""
@@ -133,8 +148,9 @@ def load_results(out: str | Path) -> Results:
         res = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    return Results(Path(out), res["records"], res.get("runs", {}), res.get("experiment"), res.get("config_hash"),
-                   res.get("seed"))
+    return Results(
+        Path(out), res["records"], res.get("runs", {}), res.get("experiment"), res.get("config_hash"), res.get("seed")
+    )
 
 
 def export_models(path: str | Path, out: str | Path, tasks: list[str] | None = None) -> list[Path]:

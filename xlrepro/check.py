@@ -21,6 +21,7 @@ files) are not errors: they are exported for the leaderboard, never scored, and 
 warnings here, on the console and in the report. The smoke world is generated at run time, so its
 data are not read here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -72,24 +73,32 @@ def label_status(spec, split: str, lang: str, result) -> bool:
     caller exports it and warns (``withheld_warning``). An empty split is always an error.
     """
     if not result.examples:
-        raise DataFormatError(_where(result), f"task {spec.name}, {split} split, language {lang}: no examples; "
-                                              "expected a non-empty file (an empty or truncated download?)")
+        raise DataFormatError(
+            _where(result),
+            f"task {spec.name}, {split} split, language {lang}: no examples; "
+            "expected a non-empty file (an empty or truncated download?)",
+        )
     missing = [e for e in result.examples if not example_has_label(e)]
     if not missing:
         return True
     if spec.has_labels(split):
-        raise DataFormatError(_where(result), f"task {spec.name}, {split} split, language {lang}: "
-                                              f"{len(missing)} of {len(result.examples)} examples have no label "
-                                              f"(first: {getattr(missing[0], 'guid', '?')}); the registry says this "
-                                              "split is labelled (a missing label column, or tabs replaced by spaces?)",
-                              field="label")
+        raise DataFormatError(
+            _where(result),
+            f"task {spec.name}, {split} split, language {lang}: "
+            f"{len(missing)} of {len(result.examples)} examples have no label "
+            f"(first: {getattr(missing[0], 'guid', '?')}); the registry says this "
+            "split is labelled (a missing label column, or tabs replaced by spaces?)",
+            field="label",
+        )
     return False
 
 
 def withheld_warning(task: str, split: str, lang: str, result) -> str:
     n = sum(not example_has_label(e) for e in result.examples)
-    return (f"{task} {split} {lang}: labels withheld ({n} of {len(result.examples)} examples unlabelled, as the "
-            f"task registry allows for this split): predictions exported, NOT scored ({_where(result)})")
+    return (
+        f"{task} {split} {lang}: labels withheld ({n} of {len(result.examples)} examples unlabelled, as the "
+        f"task registry allows for this split): predictions exported, NOT scored ({_where(result)})"
+    )
 
 
 # ---------------------------------------------------------------------- what a run reads
@@ -255,11 +264,22 @@ def check_data(cfg, pf: Preflight) -> None:
         if root is not None and not Path(root).is_dir():
             if root not in missing_roots:
                 missing_roots.add(root)
-                pf.add(f"data: {r.task}: folder {root} does not exist (expected the task's files there: "
-                       f"{'intermediate.translated' if r.root else f'data.root/{r.task} or data.task_dirs.{r.task}'})")
+                pf.add(
+                    f"data: {r.task}: folder {root} does not exist (expected the task's files there: "
+                    f"{'intermediate.translated' if r.root else f'data.root/{r.task} or data.task_dirs.{r.task}'})"
+                )
             continue
-        key = (cfg.data.source, str(cfg.data.root), str(cfg.data.task_dirs.get(r.task)),
-               str(cfg.data.layouts.get(r.task)), r.task, r.split, r.lang, r.root, r.purpose == "eval")
+        key = (
+            cfg.data.source,
+            str(cfg.data.root),
+            str(cfg.data.task_dirs.get(r.task)),
+            str(cfg.data.layouts.get(r.task)),
+            r.task,
+            r.split,
+            r.lang,
+            r.root,
+            r.purpose == "eval",
+        )
         if key in pf._cache:
             continue
         label = f"{r.task} {r.split} {r.lang} ({r.purpose})"
@@ -269,10 +289,14 @@ def check_data(cfg, pf: Preflight) -> None:
                 if not label_status(get_task(r.task), r.split, r.lang, res):
                     pf.warn(withheld_warning(r.task, r.split, r.lang, res))
             elif not res.examples or not all(example_has_label(e) for e in res.examples):
-                raise DataFormatError(_where(res), f"task {r.task}, {r.split} split: "
-                                                   + ("no examples" if not res.examples else "unlabelled examples")
-                                                   + f"; the {r.purpose} data of a training stage must be labelled "
-                                                     "and non-empty", field="label" if res.examples else None)
+                raise DataFormatError(
+                    _where(res),
+                    f"task {r.task}, {r.split} split: "
+                    + ("no examples" if not res.examples else "unlabelled examples")
+                    + f"; the {r.purpose} data of a training stage must be labelled "
+                    "and non-empty",
+                    field="label" if res.examples else None,
+                )
             pf._cache[key] = True
             n += 1
         except Exception as e:  # noqa: BLE001 -- every failure becomes one listed problem, no traceback
@@ -332,8 +356,10 @@ def _check_languages(cfg, pf: Preflight) -> None:
         spec = get_task(t)
         splits = [s for s in spec.splits if s in cfg.target.eval_splits or spec.format.value == "retrieval"]
         if splits and not any(eval_languages(cfg, t, s) for s in splits):
-            pf.add(f"config: data.languages: {list(keep)} selects none of {t}'s evaluation languages "
-                   f"({spec.split_languages(splits[-1])}); the task would train and score nothing")
+            pf.add(
+                f"config: data.languages: {list(keep)} selects none of {t}'s evaluation languages "
+                f"({spec.split_languages(splits[-1])}); the task would train and score nothing"
+            )
 
 
 def check_model(cfg, pf: Preflight) -> None:
@@ -349,9 +375,11 @@ def check_model(cfg, pf: Preflight) -> None:
         err = _load(AutoConfig.from_pretrained, m.name_or_path, m.revision)
         if err:
             config_failed = True
-            pf.add(f"config: model.name_or_path: cannot load the model config of {m.name_or_path!r}"
-                   f"{f' at revision {m.revision}' if m.revision else ''} ({err}); expected a local folder with "
-                   "config.json, or a Hub id that is cached or reachable")
+            pf.add(
+                f"config: model.name_or_path: cannot load the model config of {m.name_or_path!r}"
+                f"{f' at revision {m.revision}' if m.revision else ''} ({err}); expected a local folder with "
+                "config.json, or a Hub id that is cached or reachable"
+            )
     tok = m.tokenizer or m.name_or_path
     if config_failed and tok == m.name_or_path:
         return  # the same folder or Hub id: one problem
@@ -359,8 +387,9 @@ def check_model(cfg, pf: Preflight) -> None:
 
     err = _load(AutoTokenizer.from_pretrained, tok, m.revision)
     if err:
-        pf.add(f"config: model.{'tokenizer' if m.tokenizer else 'name_or_path'}: cannot load the tokenizer "
-               f"{tok!r} ({err})")
+        pf.add(
+            f"config: model.{'tokenizer' if m.tokenizer else 'name_or_path'}: cannot load the tokenizer {tok!r} ({err})"
+        )
     pf.note(f"model: {m.name_or_path} (config and tokenizer load)")
 
 
@@ -384,8 +413,11 @@ def _load(fn, name: str, revision: str | None) -> str | None:
 def _train_configs(cfg) -> list[tuple[str, object]]:
     from xlrepro.config import train_config_for
 
-    out = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train),
-           ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train)]
+    out = [
+        ("intermediate.train", cfg.intermediate.train),
+        ("target.train", cfg.target.train),
+        ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train),
+    ]
     out += [(f"target.per_task.{t}", train_config_for(cfg, t)) for t in cfg.target.per_task]
     if cfg.pretrain is not None:
         out.append(("pretrain", cfg.pretrain))
@@ -409,8 +441,10 @@ def check_engines(cfg, pf: Preflight) -> None:
             except Exception as e:  # noqa: BLE001 -- ImportError, or a package that fails while importing
                 pf._cache[key] = f"{type(e).__name__}: {e}"
         if pf._cache[key]:
-            pf.add(f"config: {who}.engine: the package {pkg!r} does not import ({pf._cache[key]}); "
-                   "install it (requirements/) or choose engine: torch")
+            pf.add(
+                f"config: {who}.engine: the package {pkg!r} does not import ({pf._cache[key]}); "
+                "install it (requirements/) or choose engine: torch"
+            )
     pf.note(f"engines: {', '.join(sorted(needed)) or 'none'} import")
 
 
@@ -464,8 +498,10 @@ def check_disk(cfg, out, pf: Preflight) -> None:
         return
     free = shutil.disk_usage(_existing(Path(out))).free
     if free < need:
-        pf.add(f"disk: {out}: {free / 1e9:.1f} GB free, the run keeps about {need / 1e9:.1f} GB (fp32 encoders "
-               "handed on, best models, one training checkpoint); free space or choose another --out")
+        pf.add(
+            f"disk: {out}: {free / 1e9:.1f} GB free, the run keeps about {need / 1e9:.1f} GB (fp32 encoders "
+            "handed on, best models, one training checkpoint); free space or choose another --out"
+        )
     pf.note(f"disk: {free / 1e9:.1f} GB free, about {need / 1e9:.2f} GB needed")
 
 

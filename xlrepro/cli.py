@@ -1,32 +1,33 @@
 """The ``xlrepro`` command line.
 
-  xlrepro info [--json]                      build metadata and op availability (and why not)
-  xlrepro tasks [--json]                     the task registry
-  xlrepro reproduce <config> [--out DIR] [key.path=value ...]
-                                             run an experiment (e.g. ``reproduce smoke``)
-  xlrepro reproduce <result> [--dry-run] [--executor local|slurm|...] [--out DIR] [key.path=value ...]
-                                             run an experiment spec's graph of runs (xlrepro/experiments/)
-  xlrepro report <dir>                       the reproduction report of the finished runs in <dir>
-  xlrepro export <dir|run> --out DIR [--task T ...]
-                                             fine-tuned models as transformers models, with model cards
-  xlrepro train <config> [--out DIR] [overrides]
-                                             the same, for any config file
-  xlrepro config list                        the shipped configs and experiment specs
-  xlrepro config show|validate <config> [overrides]
-  xlrepro check <config> [--out DIR] [overrides]
-                                             preflight (also run first by train/reproduce): every file read,
-                                             labels, model, engines, disk; all problems listed, exit 2
-  xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.25]
-                                             per-GPU memory under each ZeRO stage, GPU-hours
-  xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
-  xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
-  xlrepro data pin [--task T ...] [--write] [--repin]
-                                             resolve (and record) the commit of each Hub source
-  xlrepro data prepare [TASK ...|--config NAME] --root DIR [--xtreme DIR] [--mirror FROM=TO]
-                                             fetch, verify and lay out every task's files (data.lock)
-  xlrepro data verify [TASK ...|--config NAME] --root DIR
-                                             expected vs found examples, hash status, what is missing
+xlrepro info [--json]                      build metadata and op availability (and why not)
+xlrepro tasks [--json]                     the task registry
+xlrepro reproduce <config> [--out DIR] [key.path=value ...]
+                                           run an experiment (e.g. ``reproduce smoke``)
+xlrepro reproduce <result> [--dry-run] [--executor local|slurm|...] [--out DIR] [key.path=value ...]
+                                           run an experiment spec's graph of runs (xlrepro/experiments/)
+xlrepro report <dir>                       the reproduction report of the finished runs in <dir>
+xlrepro export <dir|run> --out DIR [--task T ...]
+                                           fine-tuned models as transformers models, with model cards
+xlrepro train <config> [--out DIR] [overrides]
+                                           the same, for any config file
+xlrepro config list                        the shipped configs and experiment specs
+xlrepro config show|validate <config> [overrides]
+xlrepro check <config> [--out DIR] [overrides]
+                                           preflight (also run first by train/reproduce): every file read,
+                                           labels, model, engines, disk; all problems listed, exit 2
+xlrepro plan <config> [--gpus-per-node N] [--nodes N] [--card h100] [--mfu 0.25]
+                                           per-GPU memory under each ZeRO stage, GPU-hours
+xlrepro score --predictions DIR --labels DIR [--version xtreme|xtreme-r] [--mode official|corrected]
+xlrepro data status [--json] [--strict]   which task Hub sources are pinned to a commit
+xlrepro data pin [--task T ...] [--write] [--repin]
+                                           resolve (and record) the commit of each Hub source
+xlrepro data prepare [TASK ...|--config NAME] --root DIR [--xtreme DIR] [--mirror FROM=TO]
+                                           fetch, verify and lay out every task's files (data.lock)
+xlrepro data verify [TASK ...|--config NAME] --root DIR
+                                           expected vs found examples, hash status, what is missing
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,9 +60,11 @@ def cmd_tasks(a) -> int:
     else:
         for r in rows:
             n = {s: len(v) for s, v in r["languages"].items()}
-            print(f"{r['name']:<12} v{r['version']}  {r['format']:<16} {','.join(r['benchmarks']):<22} "
-                  f"metric={r['metric']:<18} train={'>'.join(r['english_training_chain']) or '-':<16} "
-                  f"languages/split={n}")
+            print(
+                f"{r['name']:<12} v{r['version']}  {r['format']:<16} {','.join(r['benchmarks']):<22} "
+                f"metric={r['metric']:<18} train={'>'.join(r['english_training_chain']) or '-':<16} "
+                f"languages/split={n}"
+            )
     return 0
 
 
@@ -78,19 +81,27 @@ def task_row(t) -> dict:
     """
     chain = t.training_chain()
     dev = t.dev_source or (chain[-1] if chain else None)
-    return {"name": t.name, "version": t.version, "description": t.description, "format": t.format.value,
-            "benchmarks": list(t.benchmarks), "languages": {s: t.split_languages(s) for s in t.splits},
-            "languages_by_benchmark": {b: {s: t.split_languages(s, b) for s in t.splits} for b in t.benchmarks},
-            "labelled": {s: t.has_labels(s) for s in t.splits}, "metric": t.metric,
-            "english_training_source": chain[-1] if chain else None, "english_training_chain": chain,
-            "english_dev_source": dev,
-            "hub": {"repo": t.hub.repo, "revision": t.hub.revision, "config": t.hub.config} if t.hub else None}
+    return {
+        "name": t.name,
+        "version": t.version,
+        "description": t.description,
+        "format": t.format.value,
+        "benchmarks": list(t.benchmarks),
+        "languages": {s: t.split_languages(s) for s in t.splits},
+        "languages_by_benchmark": {b: {s: t.split_languages(s, b) for s in t.splits} for b in t.benchmarks},
+        "labelled": {s: t.has_labels(s) for s in t.splits},
+        "metric": t.metric,
+        "english_training_source": chain[-1] if chain else None,
+        "english_training_chain": chain,
+        "english_dev_source": dev,
+        "hub": {"repo": t.hub.repo, "revision": t.hub.revision, "config": t.hub.config} if t.hub else None,
+    }
 
 
 def cmd_reproduce(a) -> int:
     from xlrepro.config import load_config
-    from xlrepro.study.spec import is_spec
     from xlrepro.phases.orchestrator import run_experiment
+    from xlrepro.study.spec import is_spec
 
     if is_spec(a.config):
         return cmd_sweep(a)
@@ -110,7 +121,9 @@ def cmd_reproduce(a) -> int:
     from xlrepro import distributed as dist
 
     if dist.is_main():
-        print(f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}")
+        print(
+            f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}"
+        )
     return 0
 
 
@@ -156,7 +169,9 @@ def cmd_plan(a) -> int:
         examples[task] = int(n)
     from xlrepro.estimate import MFU
 
-    p = plan(load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, MFU if a.mfu is None else a.mfu, examples)
+    p = plan(
+        load_config(a.config, a.overrides), a.gpus_per_node, a.nodes, a.card, MFU if a.mfu is None else a.mfu, examples
+    )
     print(json.dumps(p, indent=2) if a.json else render(p))
     return 0
 
@@ -189,8 +204,10 @@ def cmd_sweep(a) -> int:
     from xlrepro.study.report import build_report
 
     paths = build_report(out)
-    print(f"{spec.name}: {counts['ran']} runs executed, {counts['skipped']} already finished; "
-          f"report -> {', '.join(str(p) for p in paths)}")
+    print(
+        f"{spec.name}: {counts['ran']} runs executed, {counts['skipped']} already finished; "
+        f"report -> {', '.join(str(p) for p in paths)}"
+    )
     return 0
 
 
@@ -233,8 +250,9 @@ def cmd_config(a) -> int:
     if a.action == "list":
         return _config_list()
     if a.config is None:
-        raise ConfigError(f"`xlrepro config {a.action}` needs a config: a shipped name (`xlrepro config list`) "
-                          "or a YAML file")
+        raise ConfigError(
+            f"`xlrepro config {a.action}` needs a config: a shipped name (`xlrepro config list`) or a YAML file"
+        )
     cfg = load_config(a.config, a.overrides)
     if a.action == "show":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -289,8 +307,11 @@ def cmd_data(a) -> int:
                 state = "-" if r["pinned"] is None else (r["revision"] if r["pinned"] else "UNPINNED")
                 print(f"{r['task']:<12} {r['repo'] or '(no Hub source)':<40} {state}")
         unpinned = [r["task"] for r in rows if r["pinned"] is False]
-        print(f"{len(unpinned)} of {sum(r['pinned'] is not None for r in rows)} Hub sources unpinned"
-              + (f": {', '.join(unpinned)}" if unpinned else ""), file=sys.stderr)
+        print(
+            f"{len(unpinned)} of {sum(r['pinned'] is not None for r in rows)} Hub sources unpinned"
+            + (f": {', '.join(unpinned)}" if unpinned else ""),
+            file=sys.stderr,
+        )
         return 1 if (a.strict and unpinned) else 0
     if os.environ.get("HF_HUB_OFFLINE", "0") == "1":
         print("xlrepro: error: `data pin` needs the Hub (HF_HUB_OFFLINE=1 is set)", file=sys.stderr)
@@ -304,8 +325,11 @@ def cmd_data(a) -> int:
     except XlreproError:
         raise
     except Exception as e:  # the Hub client's transport errors (httpx / requests) share no base class
-        print(f"xlrepro: error: the Hub did not answer a revision query ({type(e).__name__}: {e}); "
-              "run `xlrepro data pin` where huggingface.co is reachable", file=sys.stderr)
+        print(
+            f"xlrepro: error: the Hub did not answer a revision query ({type(e).__name__}: {e}); "
+            "run `xlrepro data pin` where huggingface.co is reachable",
+            file=sys.stderr,
+        )
         return 2
     for p in pins:
         print(f"{p.task:<12} {p.repo:<40} {p.current or 'UNPINNED'} -> {p.revision} ({p.ref}; {p.note})")
@@ -349,13 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
             from xlrepro.estimate import CARDS, DEFAULT_MFU
 
             g = s.add_argument_group("experiment specs (xlrepro/experiments/*.yaml)")
-            g.add_argument("--dry-run", action="store_true",
-                           help="list the runs (a config's too), their state and a GPU-hour estimate")
-            g.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local", "submitit-debug"],
-                           help="local: this machine; slurm: one submitit job per run (pip install -r requirements/cluster.txt)")
+            g.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="list the runs (a config's too), their state and a GPU-hour estimate",
+            )
+            g.add_argument(
+                "--executor",
+                default="local",
+                choices=["local", "slurm", "submitit-local", "submitit-debug"],
+                help="local: this machine; slurm: one submitit job per run (pip install -r requirements/cluster.txt)",
+            )
             g.add_argument("--gpus", type=int, default=1, help="local: run this many runs at once, one GPU each")
             g.add_argument("--card", default="h100", choices=sorted(CARDS), help="card for the GPU-hour estimate")
-            g.add_argument("--mfu", type=float, default=DEFAULT_MFU, help="assumed model-FLOP utilisation for the estimate")
+            g.add_argument(
+                "--mfu", type=float, default=DEFAULT_MFU, help="assumed model-FLOP utilisation for the estimate"
+            )
             g.add_argument("--slurm-partition", default=None)
             g.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: time limit per run (minutes)")
             g.add_argument("--gpus-per-job", type=int, default=1)
@@ -368,8 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder whose disk is checked (default: results/<name>)")
     s.set_defaults(fn=cmd_check)
 
-    s = sub.add_parser("report", help="build the reproduction report (Markdown + HTML + CSV) from the finished runs in a folder")
-    s.add_argument("dir", help="a sweep's output folder (holds sweep-<name>.json) or an experiment's (holds results.json)")
+    s = sub.add_parser(
+        "report", help="build the reproduction report (Markdown + HTML + CSV) from the finished runs in a folder"
+    )
+    s.add_argument(
+        "dir", help="a sweep's output folder (holds sweep-<name>.json) or an experiment's (holds results.json)"
+    )
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("export", help="export fine-tuned target models (and retrieval encoders) as transformers models")
@@ -427,12 +464,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         a.overrides = list(a.overrides) + extra
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from xlrepro import distributed as dist
     from xlrepro.errors import XlreproError
 
     if a.local_rank is not None and a.local_rank != int(os.environ.get("LOCAL_RANK", a.local_rank)):
-        parser.error(f"--local_rank={a.local_rank} disagrees with LOCAL_RANK={os.environ['LOCAL_RANK']} of the launcher")
+        parser.error(
+            f"--local_rank={a.local_rank} disagrees with LOCAL_RANK={os.environ['LOCAL_RANK']} of the launcher"
+        )
 
     # under a launcher every message names its rank; the launcher stops the other ranks
     who = f" ({dist.describe()})" if dist.launched() and dist.world_size() > 1 else ""

@@ -5,6 +5,7 @@ Unknown keys are rejected with a did-you-mean, values are type-checked, and ``se
 (never random by default). ``to_dict`` gives the resolved config that every run saves.
 Shipped configs live in ``xlrepro/configs/`` and are all validated by ``tests/test_config.py``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -281,8 +282,10 @@ def resolve_config_path(name_or_path: str) -> Path:
         return shipped[name_or_path]
     if p.exists():
         return p
-    raise ConfigError(f"no config {name_or_path!r}: not a file and not a shipped config"
-                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+    raise ConfigError(
+        f"no config {name_or_path!r}: not a file and not a shipped config"
+        f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})"
+    )
 
 
 def shipped_description(path: Path) -> str:
@@ -302,7 +305,7 @@ def shipped_description(path: Path) -> str:
         head.append(body)
     first = " ".join(head)
     end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)\.(\s|$)", first)
-    return first[:end.start() + 1] if end else first
+    return first[: end.start() + 1] if end else first
 
 
 def shipped_deepspeed_configs() -> dict[str, Path]:
@@ -318,8 +321,10 @@ def resolve_deepspeed_config(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
-    raise ConfigError(f"no DeepSpeed config {name_or_path!r}: not a file and not a shipped one"
-                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+    raise ConfigError(
+        f"no DeepSpeed config {name_or_path!r}: not a file and not a shipped one"
+        f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})"
+    )
 
 
 def load_config(name_or_path: str, overrides: list[str] | tuple = (), check: bool = True) -> ExperimentConfig:
@@ -365,8 +370,12 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     out: list[str] = []
     tasks = all_tasks()
     out += recipe_problems(tasks, [f.name for f in dataclasses.fields(TrainConfig)])
-    for section, names in (("intermediate.tasks", cfg.intermediate.tasks), ("target.tasks", cfg.target.tasks),
-                           ("retrieval.tasks", cfg.retrieval.tasks), ("controls", cfg.controls)):
+    for section, names in (
+        ("intermediate.tasks", cfg.intermediate.tasks),
+        ("target.tasks", cfg.target.tasks),
+        ("retrieval.tasks", cfg.retrieval.tasks),
+        ("controls", cfg.controls),
+    ):
         for n in names:
             if n not in tasks:
                 out.append(f"{section}: unknown task {n!r}{did_you_mean(n, tasks)}")
@@ -374,8 +383,10 @@ def problems(cfg: ExperimentConfig) -> list[str]:
         if n not in cfg.target.tasks:
             out.append(f"controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
         elif n in tasks and tasks[n].format.value not in ("classification", "multiple_choice"):
-            out.append(f"controls: the shuffled-label control needs a classification or "
-                       f"multiple-choice task; {n!r} is {tasks[n].format.value}")
+            out.append(
+                f"controls: the shuffled-label control needs a classification or "
+                f"multiple-choice task; {n!r} is {tasks[n].format.value}"
+            )
     train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
     for t, over in cfg.target.per_task.items():
         if t not in tasks:
@@ -383,11 +394,15 @@ def problems(cfg: ExperimentConfig) -> list[str]:
         if not isinstance(over, (dict, type(None))):
             out.append(f"target.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
             continue
-        for k in (over or {}):
+        for k in over or {}:
             if k not in train_fields:
                 out.append(f"target.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
-        from_dict(TrainConfig, {k: v for k, v in {**to_dict(cfg.target.train), **(over or {})}.items()
-                                if k in train_fields}, f"target.per_task.{t}", problems=out)
+        from_dict(
+            TrainConfig,
+            {k: v for k, v in {**to_dict(cfg.target.train), **(over or {})}.items() if k in train_fields},
+            f"target.per_task.{t}",
+            problems=out,
+        )
     for t in cfg.retrieval.tasks:
         if t in tasks and tasks[t].format.value != "retrieval":
             out.append(f"retrieval.tasks: {t!r} is a {tasks[t].format.value} task")
@@ -399,9 +414,10 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     enums: dict[str, tuple[Any, tuple[str, ...]]] = {
         "model.attention": (cfg.model.attention, ("padded", "packed")),
         "model.family": (cfg.model.family, FAMILIES + (AUTO,)),
-             "data.source": (cfg.data.source, ("local", "hub")),
-             "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
-             "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot"))}
+        "data.source": (cfg.data.source, ("local", "hub")),
+        "retrieval.pooling": (cfg.retrieval.pooling, ("mean", "cls")),
+        "retrieval.similarity": (cfg.retrieval.similarity, ("cosine", "dot")),
+    }
     enums["retrieval.benchmark"] = (cfg.retrieval.benchmark, ("xtreme", "xtreme_r"))
     for t, src in (cfg.data.sources or {}).items():
         if t not in tasks:
@@ -412,29 +428,42 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     dual = dual_encoder_tasks(tasks)
     for t, src in cfg.retrieval.encoder.items():
         if t not in tasks or t in dual or tasks[t].format.value != "retrieval":
-            out.append(f"retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style "
-                       f"retrieval tasks, not {t!r}")
+            out.append(
+                f"retrieval.encoder.{t}: the encoder choice applies to BUCC/Tatoeba-style retrieval tasks, not {t!r}"
+            )
         if src not in ENCODER_SOURCES:
-            out.append(f"retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
-                       f"{did_you_mean(str(src), ENCODER_SOURCES)}")
+            out.append(
+                f"retrieval.encoder.{t}: {src!r} is not one of {list(ENCODER_SOURCES)}"
+                f"{did_you_mean(str(src), ENCODER_SOURCES)}"
+            )
     for t, over in cfg.retrieval.dual_encoder.per_task.items():
         if t not in dual:
-            out.append(f"retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task "
-                       f"{list(dual)}")
+            out.append(f"retrieval.dual_encoder.per_task: {t!r} is not a dual-encoder task {list(dual)}")
         if not isinstance(over, (dict, type(None))):
             out.append(f"retrieval.dual_encoder.per_task.{t}: expected a mapping of TrainConfig fields, got {over!r}")
             continue
-        for k in (over or {}):
+        for k in over or {}:
             if k not in train_fields:
-                out.append(f"retrieval.dual_encoder.per_task.{t}.{k}: unknown key"
-                           f"{did_you_mean(k, train_fields)}")
-        from_dict(TrainConfig, {k: v for k, v in {**to_dict(cfg.retrieval.dual_encoder.train), **(over or {})}.items()
-                                if k in train_fields}, f"retrieval.dual_encoder.per_task.{t}", problems=out)
-    if cfg.retrieval.dual_encoder.train.token_budget or any((o or {}).get("token_budget")
-                                                            for o in cfg.retrieval.dual_encoder.per_task.values()
-                                                            if isinstance(o, (dict, type(None)))):
-        out.append("retrieval.dual_encoder: token_budget batching is not supported "
-                   "(the in-batch negatives need fixed-size batches)")
+                out.append(f"retrieval.dual_encoder.per_task.{t}.{k}: unknown key{did_you_mean(k, train_fields)}")
+        from_dict(
+            TrainConfig,
+            {
+                k: v
+                for k, v in {**to_dict(cfg.retrieval.dual_encoder.train), **(over or {})}.items()
+                if k in train_fields
+            },
+            f"retrieval.dual_encoder.per_task.{t}",
+            problems=out,
+        )
+    if cfg.retrieval.dual_encoder.train.token_budget or any(
+        (o or {}).get("token_budget")
+        for o in cfg.retrieval.dual_encoder.per_task.values()
+        if isinstance(o, (dict, type(None)))
+    ):
+        out.append(
+            "retrieval.dual_encoder: token_budget batching is not supported "
+            "(the in-batch negatives need fixed-size batches)"
+        )
     enums["intermediate.sampler"] = (cfg.intermediate.sampler, ("proportional", "temperature", "uniform"))
     enums["intermediate.volume_scope"] = (cfg.intermediate.volume_scope, ("per_task", "total"))
     if not 0.0 <= cfg.intermediate.mlm_mix < 1.0:
@@ -450,7 +479,10 @@ def problems(cfg: ExperimentConfig) -> list[str]:
                 langtab.get(lang)
             except KeyError as e:
                 out.append(f"intermediate.translated.{t}: {e.args[0]}")
-    engines: list[tuple[str, Any]] = [("intermediate.train", cfg.intermediate.train), ("target.train", cfg.target.train)]
+    engines: list[tuple[str, Any]] = [
+        ("intermediate.train", cfg.intermediate.train),
+        ("target.train", cfg.target.train),
+    ]
     for t, over in cfg.target.per_task.items():
         if isinstance(over, (dict, type(None))) and all(k in train_fields for k in (over or {})):
             try:
@@ -461,12 +493,16 @@ def problems(cfg: ExperimentConfig) -> list[str]:
         engines.append(("pretrain", cfg.pretrain))
     for tc_name, tc in engines:
         if tc.engine not in ("torch", "deepspeed"):
-            out.append(f"{tc_name}.engine: {tc.engine!r} is not one of ['torch', 'deepspeed']"
-                       f"{did_you_mean(tc.engine, ('torch', 'deepspeed'))}")
+            out.append(
+                f"{tc_name}.engine: {tc.engine!r} is not one of ['torch', 'deepspeed']"
+                f"{did_you_mean(tc.engine, ('torch', 'deepspeed'))}"
+            )
         if tc.engine == "deepspeed":
             if tc.deepspeed is None:
-                out.append(f"{tc_name}.deepspeed: engine 'deepspeed' needs a DeepSpeed config "
-                           f"(one of {sorted(shipped_deepspeed_configs())}, or a JSON file)")
+                out.append(
+                    f"{tc_name}.deepspeed: engine 'deepspeed' needs a DeepSpeed config "
+                    f"(one of {sorted(shipped_deepspeed_configs())}, or a JSON file)"
+                )
             else:
                 try:
                     resolve_deepspeed_config(tc.deepspeed)

@@ -4,6 +4,7 @@ retrieval layer against the encoder's depth, and the training engine's packages.
 ``extra_problems(cfg, tasks)`` returns them as ``key: what is wrong (what is allowed)`` lines;
 ``xlrepro.config.problems`` adds them to its own checks. The rules are listed in docs/config.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,7 @@ PAIR_SPECIAL_TOKENS = 4
 # max_position_embeddings P takes at most P - 2 tokens (514 -> 512 for XLM-R Large); BERT's start
 # at 0 (Family.position_offset).
 POSITION_OFFSET = 2
-SEED_MAX = 2 ** 32 - 1  # numpy's and Python's random seeds
+SEED_MAX = 2**32 - 1  # numpy's and Python's random seeds
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ RANGES: dict[str, dict[str, Range]] = {
     "ModelConfig": {"classifier_dropout": Range(0.0, 1.0, hi_open=True, integer=False)},
     "TrainConfig": {
         "lr": Range(0.0, 1.0, lo_open=True, integer=False),
-        "batch_size": POS, "grad_accum": POS,
+        "batch_size": POS,
+        "grad_accum": POS,
         "epochs": Range(0.0, lo_open=True, integer=False),
         "max_steps": POS_OR_NONE,
         "warmup_proportion": FRACTION,
@@ -81,28 +83,44 @@ RANGES: dict[str, dict[str, Range]] = {
         "adam_eps": Range(0.0, 1.0, lo_open=True, hi_open=True, integer=False),
         "max_grad_norm": Range(0.0, lo_open=True, integer=False),
         "max_seq_length": POS_OR_NONE,
-        "eval_every_steps": POS, "eval_subset": POS, "patience": POS,
-        "eval_batch_size": POS_OR_NONE, "checkpoint_every_steps": POS,
+        "eval_every_steps": POS,
+        "eval_subset": POS,
+        "patience": POS,
+        "eval_batch_size": POS_OR_NONE,
+        "checkpoint_every_steps": POS,
         "checkpoint_every_seconds": SECONDS_OR_NONE,
         "volume": POS,  # or "all" (checked by config.problems)
-        "token_budget": POS_OR_NONE, "packing_window": POS,
-        "doc_stride": POS, "max_query_length": POS, "max_answer_length": POS,
+        "token_budget": POS_OR_NONE,
+        "packing_window": POS,
+        "doc_stride": POS,
+        "max_query_length": POS,
+        "max_answer_length": POS,
     },
-    "IntermediateConfig": {"temperature": Range(0.0, lo_open=True, integer=False),
-                           "mlm_mix": Range(0.0, 1.0, hi_open=True, integer=False)},
+    "IntermediateConfig": {
+        "temperature": Range(0.0, lo_open=True, integer=False),
+        "mlm_mix": Range(0.0, 1.0, hi_open=True, integer=False),
+    },
     "TargetConfig": {"eval_batch_size": POS},
     "DualEncoderConfig": {"logit_scale": Range(0.0, lo_open=True, integer=False)},
     "RetrievalConfig": {"layer": Range(0), "batch_size": POS, "max_seq_length": POS},
     "PretrainConfig": {
         "steps": Range(0),  # 0 = no pre-training
-        "batch_size": POS, "lr": Range(0.0, 1.0, lo_open=True, integer=False),
+        "batch_size": POS,
+        "lr": Range(0.0, 1.0, lo_open=True, integer=False),
         "max_seq_length": Range(3),  # <s> + one token + </s>
         "mlm_probability": Range(0.0, 1.0, lo_open=True, hi_open=True, integer=False),
         "warmup_proportion": FRACTION,
-        "checkpoint_every_steps": POS_OR_NONE, "checkpoint_every_seconds": SECONDS_OR_NONE,
+        "checkpoint_every_steps": POS_OR_NONE,
+        "checkpoint_every_seconds": SECONDS_OR_NONE,
     },
-    "SmokeConfig": {"n_train": POS, "n_dev": POS, "n_test": POS, "n_corpus": POS,
-                    "code_switch": FRACTION, "vocab_size": POS},
+    "SmokeConfig": {
+        "n_train": POS,
+        "n_dev": POS,
+        "n_test": POS,
+        "n_corpus": POS,
+        "code_switch": FRACTION,
+        "vocab_size": POS,
+    },
 }
 # mlm_mix is also checked by config.problems with its historical message; skip it here
 _SKIP = {("IntermediateConfig", "mlm_mix")}
@@ -127,10 +145,16 @@ def _range_problems(obj, prefix: str, only: set | None = None) -> list[str]:
 def range_problems(cfg) -> list[str]:
     TrainConfig = type(cfg.target.train)  # noqa: N806  (xlrepro.config.TrainConfig, which imports this module)
     out = _range_problems(cfg, "")
-    sections = [("model", cfg.model), ("intermediate", cfg.intermediate), ("intermediate.train", cfg.intermediate.train),
-                ("target", cfg.target), ("target.train", cfg.target.train), ("retrieval", cfg.retrieval),
-                ("retrieval.dual_encoder", cfg.retrieval.dual_encoder),
-                ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train)]
+    sections = [
+        ("model", cfg.model),
+        ("intermediate", cfg.intermediate),
+        ("intermediate.train", cfg.intermediate.train),
+        ("target", cfg.target),
+        ("target.train", cfg.target.train),
+        ("retrieval", cfg.retrieval),
+        ("retrieval.dual_encoder", cfg.retrieval.dual_encoder),
+        ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train),
+    ]
     if cfg.pretrain is not None:
         sections.append(("pretrain", cfg.pretrain))
     if cfg.smoke is not None:
@@ -138,9 +162,10 @@ def range_problems(cfg) -> list[str]:
     for prefix, obj in sections:
         out += _range_problems(obj, prefix)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    for prefix, base, per_task in (("target.per_task", cfg.target.train, cfg.target.per_task),
-                                   ("retrieval.dual_encoder.per_task", cfg.retrieval.dual_encoder.train,
-                                    cfg.retrieval.dual_encoder.per_task)):
+    for prefix, base, per_task in (
+        ("target.per_task", cfg.target.train, cfg.target.per_task),
+        ("retrieval.dual_encoder.per_task", cfg.retrieval.dual_encoder.train, cfg.retrieval.dual_encoder.per_task),
+    ):
         for t, over in per_task.items():
             if not isinstance(over, dict) or not set(over) <= names:
                 continue  # reported by config.problems
@@ -153,6 +178,7 @@ def range_problems(cfg) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- languages
+
 
 def evaluated_tasks(cfg, tasks: dict) -> list[str]:
     return [t for t in list(cfg.target.tasks) + list(cfg.retrieval.tasks) if t in tasks]
@@ -181,8 +207,9 @@ def language_problems(cfg, tasks: dict) -> list[str]:
     if cfg.smoke is not None:
         for lang in cfg.smoke.languages:
             if not isinstance(lang, str) or lang not in langtab.table():
-                out.append(f"smoke.languages: {lang!r} is not a language of the language table"
-                           f"{_dym(lang, langtab.table())}")
+                out.append(
+                    f"smoke.languages: {lang!r} is not a language of the language table{_dym(lang, langtab.table())}"
+                )
         if "en" not in cfg.smoke.languages:
             out.append(f"smoke.languages: the smoke world needs English ('en'), got {cfg.smoke.languages}")
     langs = cfg.data.languages
@@ -193,8 +220,10 @@ def language_problems(cfg, tasks: dict) -> list[str]:
     valid = valid_languages(cfg, tasks)
     for lang in langs:
         if lang not in valid:
-            out.append(f"data.languages: {lang!r} is not evaluated by any task of this config"
-                       f"{_dym(lang, valid)} (valid: {', '.join(valid)})")
+            out.append(
+                f"data.languages: {lang!r} is not evaluated by any task of this config"
+                f"{_dym(lang, valid)} (valid: {', '.join(valid)})"
+            )
     return out
 
 
@@ -203,6 +232,7 @@ def _dym(name, candidates) -> str:
 
 
 # ------------------------------------------------------------------------------- model and QA
+
 
 def _family(cfg):
     """The configured encoder family, or None when ``model.family`` is not valid (reported elsewhere)."""
@@ -236,32 +266,44 @@ def model_problems(cfg, tasks: dict) -> list[str]:
     from xlrepro.models import AUTO, FAMILIES
 
     if cfg.model.family == AUTO and cfg.model.init_config is not None:
-        return [f"model.family: 'auto' reads a model folder's config.json; a model built from model.init_config "
-                f"names its family: one of {list(FAMILIES)}"]
+        return [
+            f"model.family: 'auto' reads a model folder's config.json; a model built from model.init_config "
+            f"names its family: one of {list(FAMILIES)}"
+        ]
     mc = model_config(cfg)
     if mc is None:
         return []
     out = []
     src = "model.init_config" if cfg.model.init_config is not None else f"{cfg.model.name_or_path}/config.json"
     fam = _family(cfg)
-    if (cfg.model.init_config is None and fam is not None and mc.get("model_type") is not None
-            and mc.get("model_type") not in fam.model_types):
-        out.append(f"model.family: {cfg.model.family!r} runs models of type {list(fam.model_types)}, but {src} "
-                   f"has model_type {mc.get('model_type')!r} (set model.family to its family, or 'auto')")
+    if (
+        cfg.model.init_config is None
+        and fam is not None
+        and mc.get("model_type") is not None
+        and mc.get("model_type") not in fam.model_types
+    ):
+        out.append(
+            f"model.family: {cfg.model.family!r} runs models of type {list(fam.model_types)}, but {src} "
+            f"has model_type {mc.get('model_type')!r} (set model.family to its family, or 'auto')"
+        )
     depth = mc.get("num_hidden_layers")
     uses_layer = any(t in tasks and t not in dual_encoder_tasks(tasks) for t in cfg.retrieval.tasks)
     r = cfg.retrieval.layer
     if uses_layer and isinstance(depth, int) and isinstance(r, int) and not 0 <= r <= depth:
-        out.append(f"retrieval.layer: {r} is beyond the encoder's depth: hidden_states has layers 0..{depth} "
-                   f"(0 = embeddings; num_hidden_layers = {depth} in {src})")
+        out.append(
+            f"retrieval.layer: {r} is beyond the encoder's depth: hidden_states has layers 0..{depth} "
+            f"(0 = embeddings; num_hidden_layers = {depth} in {src})"
+        )
     pos = mc.get("max_position_embeddings")
     offset = fam.position_offset if fam is not None else POSITION_OFFSET
     if isinstance(pos, int):
         limit = pos - offset
         for key, v in _lengths(cfg):
             if isinstance(v, int) and v > limit:
-                out.append(f"{key}: {v} tokens exceed the encoder's {limit} positions "
-                           f"(max_position_embeddings = {pos} in {src}, minus {offset})")
+                out.append(
+                    f"{key}: {v} tokens exceed the encoder's {limit} positions "
+                    f"(max_position_embeddings = {pos} in {src}, minus {offset})"
+                )
     return out
 
 
@@ -287,8 +329,9 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
             runs.append(("intermediate.train", cfg.intermediate.train, t))
     qa_targets = [t for t in cfg.target.tasks if t in tasks and tasks[t].format.value == "span_qa"]
     by_bench = [(tasks[t].retrieval.get("encoder") if t in tasks else None) or {} for t in cfg.retrieval.tasks]
-    if "squad_mrc" in cfg.retrieval.encoder.values() \
-            or any(isinstance(e, dict) and e.get(cfg.retrieval.benchmark) == "squad_mrc" for e in by_bench):
+    if "squad_mrc" in cfg.retrieval.encoder.values() or any(
+        isinstance(e, dict) and e.get(cfg.retrieval.benchmark) == "squad_mrc" for e in by_bench
+    ):
         qa_targets.append("squad")  # the SQuAD encoder of Tatoeba (target.train + target.per_task.squad)
     for t in qa_targets:
         try:
@@ -306,9 +349,11 @@ def qa_problems(cfg, tasks: dict) -> list[str]:
         max_len = tc.max_seq_length or tasks[t].max_seq_length
         window = max_len - tc.max_query_length - special
         if tc.doc_stride >= window:
-            msg = (f"{key}: {t}: doc_stride = {tc.doc_stride} must be smaller than max_seq_length - "
-                   f"max_query_length - {special} = {max_len} - {tc.max_query_length} - "
-                   f"{special} = {window} (the context tokens of a window with the longest question)")
+            msg = (
+                f"{key}: {t}: doc_stride = {tc.doc_stride} must be smaller than max_seq_length - "
+                f"max_query_length - {special} = {max_len} - {tc.max_query_length} - "
+                f"{special} = {window} (the context tokens of a window with the longest question)"
+            )
             if msg not in out:
                 out.append(msg)
     return out
@@ -330,12 +375,17 @@ def import_problem(module: str) -> str | None:
 
 
 def engine_problems(cfg) -> list[str]:
-    used = [("intermediate.train", cfg.intermediate.train.engine), ("target.train", cfg.target.train.engine),
-            ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train.engine)]
+    used = [
+        ("intermediate.train", cfg.intermediate.train.engine),
+        ("target.train", cfg.target.train.engine),
+        ("retrieval.dual_encoder.train", cfg.retrieval.dual_encoder.train.engine),
+    ]
     if cfg.pretrain is not None:
         used.append(("pretrain", cfg.pretrain.engine))
-    for prefix, per_task in (("target.per_task", cfg.target.per_task),
-                             ("retrieval.dual_encoder.per_task", cfg.retrieval.dual_encoder.per_task)):
+    for prefix, per_task in (
+        ("target.per_task", cfg.target.per_task),
+        ("retrieval.dual_encoder.per_task", cfg.retrieval.dual_encoder.per_task),
+    ):
         for t, over in per_task.items():
             if isinstance(over, dict) and isinstance(over.get("engine"), str):
                 used.append((f"{prefix}.{t}", over["engine"]))
@@ -344,17 +394,25 @@ def engine_problems(cfg) -> list[str]:
         for module in ENGINE_PACKAGES.get(engine, ()):
             why = import_problem(module)
             if why is not None:
-                out.append(f"{key}.engine: {engine!r} needs the {module} package, which does not import here "
-                           f"({why}); install requirements/{module}.txt or set {key}.engine=torch")
+                out.append(
+                    f"{key}.engine: {engine!r} needs the {module} package, which does not import here "
+                    f"({why}); install requirements/{module}.txt or set {key}.engine=torch"
+                )
     return out
 
 
 def extra_problems(cfg, tasks: dict) -> list[str]:
-    return (range_problems(cfg) + language_problems(cfg, tasks) + qa_problems(cfg, tasks)
-            + model_problems(cfg, tasks) + engine_problems(cfg))
+    return (
+        range_problems(cfg)
+        + language_problems(cfg, tasks)
+        + qa_problems(cfg, tasks)
+        + model_problems(cfg, tasks)
+        + engine_problems(cfg)
+    )
 
 
 # ------------------------------------------------------------------------------- tasks
+
 
 def train_config_for(cfg, task: str):
     """The target phase's TrainConfig for one task (``target.train`` + ``target.per_task[task]``)."""
@@ -375,6 +433,8 @@ def recipe_problems(tasks: dict, train_fields: list[str]) -> list[str]:
         for proto, rec in (t.recipe or {}).items():
             for k in rec:
                 if k != "source" and k not in train_fields:
-                    out.append(f"xlrepro/tasks/{name}.yaml: recipe.{proto}.{k}: not a training setting"
-                               f"{did_you_mean(k, train_fields)}")
+                    out.append(
+                        f"xlrepro/tasks/{name}.yaml: recipe.{proto}.{k}: not a training setting"
+                        f"{did_you_mean(k, train_fields)}"
+                    )
     return out

@@ -11,6 +11,7 @@ it is the same run. For the Hub, the key is the dataset repository, config, spli
 (a pinned commit, or the unpinned marker). A file that does not exist is keyed as missing (the
 read itself then fails with the reader's error); a dry run can still list the runs.
 """
+
 from __future__ import annotations
 
 import glob
@@ -107,8 +108,17 @@ def hub_content(reads: list[tuple[str, str, str]]) -> dict:
         if spec.hub is None or split not in spec.hub.splits:
             items.append([task, split, lang, None])
             continue
-        items.append([task, split, lang, spec.hub.repo, hub_config(spec, lang), spec.hub.splits[split],
-                      spec.hub.revision or "UNPINNED"])
+        items.append(
+            [
+                task,
+                split,
+                lang,
+                spec.hub.repo,
+                hub_config(spec, lang),
+                spec.hub.splits[split],
+                spec.hub.revision or "UNPINNED",
+            ]
+        )
     return {"sha256": _digest(items), "revisions": sorted({i[-1] for i in items if len(i) > 4})}
 
 

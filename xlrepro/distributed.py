@@ -11,6 +11,7 @@ one it sets up a group of one itself (loopback address, a free port), so a plain
 ``shutdown()`` destroys the group explicitly: leaving it to interpreter exit can abort a ZeRO-3
 run ("terminate called without an active exception").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,10 +74,20 @@ def ensure_initialized(timeout_s: float | None = None) -> None:
     if not launched():
         if any(v in os.environ for v in LAUNCHER_VARS):
             missing = [v for v in LAUNCHER_VARS if v not in os.environ]
-            raise RuntimeError(f"incomplete launcher environment: {', '.join(missing)} not set (set all of "
-                               f"{', '.join(LAUNCHER_VARS)} or none, for a single process)")
-        os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-                           "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"})
+            raise RuntimeError(
+                f"incomplete launcher environment: {', '.join(missing)} not set (set all of "
+                f"{', '.join(LAUNCHER_VARS)} or none, for a single process)"
+            )
+        os.environ.update(
+            {
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(_free_port()),
+                "RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_RANK": "0",
+                "LOCAL_WORLD_SIZE": "1",
+            }
+        )
     os.environ.setdefault("LOCAL_RANK", "0")
     timeout = timedelta(seconds=timeout_s or float(os.environ.get("XLREPRO_DIST_TIMEOUT", "1800")))
     backend = "nccl" if torch.cuda.is_available() else "gloo"

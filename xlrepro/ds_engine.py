@@ -23,6 +23,7 @@ so a run killed at any moment resumes from a complete checkpoint. ``finish`` gat
 master weights (ZeRO-3: from every rank's partition), tears the engine down and leaves a plain
 fp32 module, so evaluation and the encoder hand-off (safetensors) work as after ``TorchEngine``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,10 @@ _DERIVED = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accu
 
 
 def _fp16_needs_gpu(where: str) -> ConfigError:
-    return ConfigError(f"{where}: fp16 needs a GPU (DeepSpeed's fp16 mixed precision and loss scaling run on CUDA "
-                       f"devices only); no GPU is visible here. Use a bf16 config (e.g. 'zero2-bf16') or fp32 on CPU")
+    return ConfigError(
+        f"{where}: fp16 needs a GPU (DeepSpeed's fp16 mixed precision and loss scaling run on CUDA "
+        f"devices only); no GPU is visible here. Use a bf16 config (e.g. 'zero2-bf16') or fp32 on CPU"
+    )
 
 
 def resolve_ds_config(cfg: TrainConfig, world: int, cuda: bool | None = None) -> dict:
@@ -63,8 +66,10 @@ def resolve_ds_config(cfg: TrainConfig, world: int, cuda: bool | None = None) ->
     when fp16 is asked for without a GPU.
     """
     if cfg.deepspeed is None:
-        raise ConfigError("train.engine is 'deepspeed' but train.deepspeed is not set: name a shipped DeepSpeed "
-                          "config (xlrepro/configs/deepspeed/) or a JSON file")
+        raise ConfigError(
+            "train.engine is 'deepspeed' but train.deepspeed is not set: name a shipped DeepSpeed "
+            "config (xlrepro/configs/deepspeed/) or a JSON file"
+        )
     path = resolve_deepspeed_config(cfg.deepspeed)
     try:
         ds = json.loads(path.read_text(encoding="utf-8"))
@@ -72,30 +77,42 @@ def resolve_ds_config(cfg: TrainConfig, world: int, cuda: bool | None = None) ->
         raise ConfigError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
     if not isinstance(ds, dict):
         raise ConfigError(f"{path}: expected a JSON object at top level")
-    for key, fields in (("optimizer", "train.lr, train.adam_eps, train.weight_decay"),
-                        ("scheduler", "train.warmup_proportion and the step count")):
+    for key, fields in (
+        ("optimizer", "train.lr, train.adam_eps, train.weight_decay"),
+        ("scheduler", "train.warmup_proportion and the step count"),
+    ):
         if key in ds:
-            raise ConfigError(f"{path}: {key!r}: xlrepro builds the {key} from {fields} (one source of truth); "
-                              f"remove the {key!r} section")
+            raise ConfigError(
+                f"{path}: {key!r}: xlrepro builds the {key} from {fields} (one source of truth); "
+                f"remove the {key!r} section"
+            )
     if cfg.grad_accum % world:
-        raise ConfigError(f"train.grad_accum = {cfg.grad_accum} is not a multiple of the world size {world}: each "
-                          f"optimiser step's {cfg.grad_accum} micro-batches are shared out among the ranks (global "
-                          f"batch = batch_size x grad_accum); set grad_accum to a multiple of {world}")
-    expected = {"train_batch_size": cfg.batch_size * cfg.grad_accum,
-                "train_micro_batch_size_per_gpu": cfg.batch_size,
-                "gradient_accumulation_steps": cfg.grad_accum // world,
-                "gradient_clipping": cfg.max_grad_norm}
-    source = {"train_batch_size": f"train.batch_size x train.grad_accum = {cfg.batch_size} x {cfg.grad_accum}",
-              "train_micro_batch_size_per_gpu": f"train.batch_size = {cfg.batch_size}",
-              "gradient_accumulation_steps": f"train.grad_accum / world size = {cfg.grad_accum} / {world}",
-              "gradient_clipping": f"train.max_grad_norm = {cfg.max_grad_norm}"}
+        raise ConfigError(
+            f"train.grad_accum = {cfg.grad_accum} is not a multiple of the world size {world}: each "
+            f"optimiser step's {cfg.grad_accum} micro-batches are shared out among the ranks (global "
+            f"batch = batch_size x grad_accum); set grad_accum to a multiple of {world}"
+        )
+    expected = {
+        "train_batch_size": cfg.batch_size * cfg.grad_accum,
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum // world,
+        "gradient_clipping": cfg.max_grad_norm,
+    }
+    source = {
+        "train_batch_size": f"train.batch_size x train.grad_accum = {cfg.batch_size} x {cfg.grad_accum}",
+        "train_micro_batch_size_per_gpu": f"train.batch_size = {cfg.batch_size}",
+        "gradient_accumulation_steps": f"train.grad_accum / world size = {cfg.grad_accum} / {world}",
+        "gradient_clipping": f"train.max_grad_norm = {cfg.max_grad_norm}",
+    }
     for key in _DERIVED:
         value = ds.get(key, "auto")
         if value == "auto":
             ds[key] = expected[key]
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or float(value) != float(expected[key]):
-            raise ConfigError(f"{path}: {key} = {value!r} conflicts with {source[key]} (expected {expected[key]}); "
-                              f"set it to \"auto\" or make the two agree")
+            raise ConfigError(
+                f"{path}: {key} = {value!r} conflicts with {source[key]} (expected {expected[key]}); "
+                f'set it to "auto" or make the two agree'
+            )
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if ds.get("fp16", {}).get("enabled") in (True, "auto") and not cuda:
         raise _fp16_needs_gpu(str(path))
@@ -142,8 +159,9 @@ class DeepSpeedEngine:
             optimizer = torch.optim.AdamW(groups, lr=cfg.lr, eps=cfg.adam_eps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(cfg.warmup_proportion, total_steps))
         self.scheduler = scheduler
-        self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                                config=self.ds_config, dist_init_required=False)
+        self.ds, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config, dist_init_required=False
+        )
         # DeepSpeed 0.19.8 loads every checkpoint file through its checkpoint engine, whose
         # TorchCheckpointEngine.load calls torch.load(weights_only=False) with no way to change it:
         # replace it by one that loads with weights_only=True (safe_checkpoint_engine).
@@ -162,9 +180,11 @@ class DeepSpeedEngine:
         """The optimiser update at the accumulation boundary; the gradient norm before clipping
         (None where DeepSpeed computed none: ZeRO-1/2 with its norm computation switched off)."""
         if not self.ds.is_gradient_accumulation_boundary():
-            raise RuntimeError(f"{dist.describe()}: optimiser step requested off the accumulation boundary "
-                               f"(DeepSpeed micro-step {self.ds.micro_steps}, gradient_accumulation_steps "
-                               f"{self.ds.gradient_accumulation_steps()})")
+            raise RuntimeError(
+                f"{dist.describe()}: optimiser step requested off the accumulation boundary "
+                f"(DeepSpeed micro-step {self.ds.micro_steps}, gradient_accumulation_steps "
+                f"{self.ds.gradient_accumulation_steps()})"
+            )
         norm: float | None = None
         if self.stage == 0 and not (self.ds.bfloat16_enabled() or self.ds.fp16_enabled()):
             # plain data parallelism records no norm: the gradients are already averaged here
@@ -213,11 +233,14 @@ class DeepSpeedEngine:
             return None
         latest = json.loads((root / "latest.json").read_text())
         if latest["world_size"] != self.world:
-            raise RuntimeError(f"{root / 'latest.json'}: the checkpoint was written by {latest['world_size']} ranks; "
-                               f"this run has {self.world}: resume with the same world size")
+            raise RuntimeError(
+                f"{root / 'latest.json'}: the checkpoint was written by {latest['world_size']} ranks; "
+                f"this run has {self.world}: resume with the same world size"
+            )
         self.ds.checkpoint_engine = safe_checkpoint_engine(self.ds.checkpoint_engine)
-        path, client = self.ds.load_checkpoint(str(root), tag=latest["tag"], load_optimizer_states=True,
-                                               load_lr_scheduler_states=True)
+        path, client = self.ds.load_checkpoint(
+            str(root), tag=latest["tag"], load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         if path is None:
             raise RuntimeError(f"{root / latest['tag']}: DeepSpeed could not load this checkpoint")
         rng = safe_load(root / latest["tag"] / f"rng-rank{self.rank}.pt", "RNG state")
@@ -270,10 +293,12 @@ def _deepspeed_safe_globals() -> list:
     """The non-tensor classes DeepSpeed's own checkpoints hold (ZeRO stage enum, loss scaler state,
     parameter fragment addresses): constructed from data, they run no code when loaded."""
     out = []
-    for mod, names in (("deepspeed.runtime.zero.config", ("ZeroStageEnum",)),
-                       ("deepspeed.runtime.fp16.loss_scaler", ("LossScaler", "DynamicLossScaler")),
-                       ("deepspeed.utils.tensor_fragment", ("fragment_address",)),
-                       ("deepspeed.runtime.zero.offload_config", ("OffloadDeviceEnum",))):
+    for mod, names in (
+        ("deepspeed.runtime.zero.config", ("ZeroStageEnum",)),
+        ("deepspeed.runtime.fp16.loss_scaler", ("LossScaler", "DynamicLossScaler")),
+        ("deepspeed.utils.tensor_fragment", ("fragment_address",)),
+        ("deepspeed.runtime.zero.offload_config", ("OffloadDeviceEnum",)),
+    ):
         try:
             m = __import__(mod, fromlist=list(names))
         except ImportError:
@@ -295,9 +320,12 @@ def safe_checkpoint_engine(engine):
                 return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             reason = str(e).split("\n")[0][:300]
-            raise DataFormatError(path, "refused to load this DeepSpeed checkpoint file: it holds more than tensors "
-                                        f"and plain values (loaded with weights_only=True; {reason}). Remove the "
-                                        "run's ds_checkpoint/ if you did not write it") from None
+            raise DataFormatError(
+                path,
+                "refused to load this DeepSpeed checkpoint file: it holds more than tensors "
+                f"and plain values (loaded with weights_only=True; {reason}). Remove the "
+                "run's ds_checkpoint/ if you did not write it",
+            ) from None
 
     engine.load = load
     engine._xlrepro_safe = True
@@ -305,8 +333,10 @@ def safe_checkpoint_engine(engine):
 
 
 # x86 instruction-set flags of /proc/cpuinfo that -march=native can turn into instructions
-_ISA_FLAG = re.compile(r"^(mmx|sse|ssse|avx|fma|f16c|bmi|amx|adx|aes|sha|vaes|vpclmul|pclmul|gfni|movbe|popcnt|"
-                       r"lzcnt|abm|rdrand|rdseed|xsave|clflushopt|clwb|prefetchw|serialize|movdir|cx16)")
+_ISA_FLAG = re.compile(
+    r"^(mmx|sse|ssse|avx|fma|f16c|bmi|amx|adx|aes|sha|vaes|vpclmul|pclmul|gfni|movbe|popcnt|"
+    r"lzcnt|abm|rdrand|rdseed|xsave|clflushopt|clwb|prefetchw|serialize|movdir|cx16)"
+)
 
 
 def cpu_isa_flags(cpuinfo: str | None = None) -> list[str]:
@@ -351,7 +381,10 @@ def ensure_ops_dir(image_info: str | None = None, cpuinfo: str | None = None) ->
     os.environ["TORCH_EXTENSIONS_DIR"] = str(folder)
     logging.getLogger("xlrepro").warning(
         "the image's DeepSpeed ops were compiled on a CPU with %s, which this CPU lacks; they are compiled "
-        "for this CPU into %s instead (a few minutes, once)", ", ".join(missing), folder)
+        "for this CPU into %s instead (a few minutes, once)",
+        ", ".join(missing),
+        folder,
+    )
     return str(folder)
 
 
@@ -365,7 +398,9 @@ def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilde
     if get_accelerator().device_name() != "cpu":
         # a GPU host: the engine's AdamW and NCCL need no DeepSpeed op, and DeepSpeed's CUDA op
         # builds need nvcc; an op a config does need (CPU Adam for offload) compiles on first use
-        print(f"DeepSpeed accelerator {get_accelerator().device_name()}: no op prebuilt (none is needed without offload)")
+        print(
+            f"DeepSpeed accelerator {get_accelerator().device_name()}: no op prebuilt (none is needed without offload)"
+        )
         return {}
     took = {}
     for name in names:
@@ -375,6 +410,8 @@ def prebuild_ops(names: tuple[str, ...] = ("ShareMemCommBuilder", "CPUAdamBuilde
         t0 = time.time()
         builder.load(verbose=False)
         took[name] = round(time.time() - t0, 1)
-        print(f"DeepSpeed op {builder.NAME}: ready in {took[name]} s "
-              f"(TORCH_EXTENSIONS_DIR={os.environ.get('TORCH_EXTENSIONS_DIR', 'default')})")
+        print(
+            f"DeepSpeed op {builder.NAME}: ready in {took[name]} s "
+            f"(TORCH_EXTENSIONS_DIR={os.environ.get('TORCH_EXTENSIONS_DIR', 'default')})"
+        )
     return took

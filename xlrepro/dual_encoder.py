@@ -25,6 +25,7 @@ depend on the sort's tie order: such a question is re-ranked exactly as the offi
 (numpy ``argsort()[::-1]`` over all candidates; in ``corrected`` mode a stable sort), so the
 result equals ``metrics.lareqa_map_at_k`` on the same embeddings.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,8 +66,9 @@ class DualEncoder(nn.Module):
             from xlrepro.packing import pack_batch, packed_encoder_forward
 
             ids, cu, mx, _ = pack_batch(input_ids, attention_mask)
-            first = packed_encoder_forward(self.encoder, ids, cu, mx,
-                                           attention_backend=self.body.attention_backend)[cu[:-1].long()]
+            first = packed_encoder_forward(self.encoder, ids, cu, mx, attention_backend=self.body.attention_backend)[
+                cu[:-1].long()
+            ]
         else:
             first = self.body.encode(input_ids, attention_mask).last_hidden_state[:, 0]
         return F.normalize(torch.tanh(self.pooler(first)), p=2, dim=1)
@@ -119,8 +121,8 @@ def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
     return ids, mask
 
 
@@ -135,6 +137,7 @@ def make_collate(pad_id: int):
         q_ids, q_mask = _pad([f["input_ids"] for f in feats], pad_id)
         a_ids, a_mask = _pad([f["a_input_ids"] for f in feats], pad_id)
         return {"q_input_ids": q_ids, "q_attention_mask": q_mask, "a_input_ids": a_ids, "a_attention_mask": a_mask}
+
     return collate
 
 
@@ -147,7 +150,7 @@ def encode(model: DualEncoder, tokenizer, texts: list, max_len: int, batch_size:
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = torch.empty(len(ids), model.encoder.config.hidden_size)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         x, m = _pad([ids[i] for i in idx], tokenizer.pad_token_id)
         out[torch.tensor(idx)] = model.embed(x.to(device), m.to(device)).float().cpu()
     model.train(was_training)
@@ -164,8 +167,14 @@ def top_k(queries: torch.Tensor, keys: torch.Tensor, k: int) -> tuple[torch.Tens
     return knn(queries.float().contiguous(), keys.float().contiguous(), min(k, keys.shape[0]), similarity="dot")
 
 
-def lareqa_map_knn(questions: torch.Tensor, candidates: torch.Tensor, question_xling_ids: list,
-                   candidate_xling_ids: list, k: int = 20, mode: str = "official") -> dict:
+def lareqa_map_knn(
+    questions: torch.Tensor,
+    candidates: torch.Tensor,
+    question_xling_ids: list,
+    candidate_xling_ids: list,
+    k: int = 20,
+    mode: str = "official",
+) -> dict:
     """LAReQA mAP@k from ``xlrepro.ops.knn`` top-(k+1) lists; equal to ``metrics.lareqa_map_at_k``
     on the same embeddings (module docstring: ties are re-ranked the official way).
 
@@ -198,8 +207,14 @@ def lareqa_map_knn(questions: torch.Tensor, candidates: torch.Tensor, question_x
         else:
             ranking = idx[qi].numpy()
         aps.append(average_precision_at_k(ranking[:k].tolist(), targets, k, mode=mode))
-    return {f"map@{k}": float(np.mean(aps)) * 100, "per_question": aps, "n_reranked": reranked, "mode": mode,
-            "n_questions": len(aps), "n_candidates": int(candidates.shape[0])}
+    return {
+        f"map@{k}": float(np.mean(aps)) * 100,
+        "per_question": aps,
+        "n_reranked": reranked,
+        "mode": mode,
+        "n_questions": len(aps),
+        "n_candidates": int(candidates.shape[0]),
+    }
 
 
 def ranked_ids(queries: torch.Tensor, keys: torch.Tensor, key_ids: list[str], k: int) -> list[list[str]]:
@@ -225,5 +240,4 @@ def retrieval_encoder_source(exp, task: str) -> str:
 
     r = exp.cfg.retrieval
     by_bench = get_task(task).retrieval.get("encoder") or {}
-    return r.encoder.get(task) or (by_bench.get(r.benchmark) if isinstance(by_bench, dict) else None) \
-        or "intermediate"
+    return r.encoder.get(task) or (by_bench.get(r.benchmark) if isinstance(by_bench, dict) else None) or "intermediate"

@@ -1,4 +1,5 @@
 """Errors that say where the problem is and what was expected."""
+
 from __future__ import annotations
 
 import difflib

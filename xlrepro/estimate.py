@@ -23,10 +23,10 @@ sweep's dry run. GPU-hours = 6 * N * tokens / (peak FLOP/s * MFU) / 3600.
 
 An estimate for planning, not a measurement.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 
 PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
 
@@ -45,15 +45,24 @@ class Card:
 
 _HOPPER = {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 67.0}
 CARDS = {
-    "h100": Card("NVIDIA H100 SXM5 80GB", _HOPPER,
-                 "NVIDIA H100 Tensor Core GPU datasheet (SXM5): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
-                 "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense"),
-    "h200": Card("NVIDIA H200 SXM 141GB", _HOPPER,
-                 "NVIDIA H200 Tensor Core GPU datasheet (SXM): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
-                 "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense"),
-    "a100": Card("NVIDIA A100 SXM4 80GB", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
-                 "NVIDIA A100 Tensor Core GPU datasheet (SXM): FP32 19.5 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
-                 "156 / 312 / 312 TFLOPS dense"),
+    "h100": Card(
+        "NVIDIA H100 SXM5 80GB",
+        _HOPPER,
+        "NVIDIA H100 Tensor Core GPU datasheet (SXM5): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+        "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense",
+    ),
+    "h200": Card(
+        "NVIDIA H200 SXM 141GB",
+        _HOPPER,
+        "NVIDIA H200 Tensor Core GPU datasheet (SXM): FP32 67 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+        "989 / 1,979 / 1,979 TFLOPS with sparsity, half that dense",
+    ),
+    "a100": Card(
+        "NVIDIA A100 SXM4 80GB",
+        {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+        "NVIDIA A100 Tensor Core GPU datasheet (SXM): FP32 19.5 TFLOPS; TF32 / BF16 / FP16 Tensor Core "
+        "156 / 312 / 312 TFLOPS dense",
+    ),
 }
 # Model-FLOP utilisation assumed for every estimate (``--mfu`` overrides it). Not measured by
 # xlrepro: an assumption below the 46.2% MFU that Chowdhery et al. 2022 (PaLM, Table 3) report for
@@ -76,8 +85,8 @@ def _n_train(cfg, task: str, volume, examples: dict | None = None) -> int:
     """English training examples of ``task`` at ``volume``: ``examples[task]`` when given, else the
     registry's ``train_size`` of its training source (the smoke world's ``n_train``)."""
     from xlrepro.errors import ConfigError
-    from xlrepro.tasks.registry import train_size
     from xlrepro.tasks import get_task
+    from xlrepro.tasks.registry import train_size
 
     source = get_task(task).train_source or task
     if examples and (task in examples or source in examples):
@@ -86,8 +95,10 @@ def _n_train(cfg, task: str, volume, examples: dict | None = None) -> int:
         try:  # the registry's train_size (xlrepro/tasks/<task>.yaml), or the smoke world's n_train
             n = train_size(source, cfg)[0]
         except ConfigError as e:
-            raise ConfigError(f"the English training size of {task!r} is unknown ({e}); "
-                              f"`xlrepro plan` takes it as --examples {task}=N") from None
+            raise ConfigError(
+                f"the English training size of {task!r} is unknown ({e}); "
+                f"`xlrepro plan` takes it as --examples {task}=N"
+            ) from None
     return n if volume in (None, "all") else min(int(volume), n)
 
 
@@ -116,8 +127,13 @@ def phase_tokens(cfg, train, tasks: list[str], examples: dict | None = None, vol
         per_example = max(per_example, seq * choices)
     steps = total_steps(train, sizes)
     global_batch = train.batch_size * train.grad_accum
-    return {"steps": steps, "global_batch": global_batch, "max_seq_length": length, "per_example": per_example,
-            "tokens": float(steps * global_batch * per_example)}
+    return {
+        "steps": steps,
+        "global_batch": global_batch,
+        "max_seq_length": length,
+        "per_example": per_example,
+        "tokens": float(steps * global_batch * per_example),
+    }
 
 
 def run_tokens(cfg, kind: str, task: str) -> float:
@@ -163,8 +179,7 @@ def run_precision(cfg, kind: str, task: str) -> str:
     return "fp32"
 
 
-def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = MFU,
-              precision: str = "bf16") -> float:
+def gpu_hours(n_params: float, tokens: float, card: str = "h100", mfu: float = MFU, precision: str = "bf16") -> float:
     """6 x ``n_params`` x ``tokens`` FLOPs at ``mfu`` of ``card``'s dense peak in ``precision``, in hours."""
     if card not in CARDS:
         raise KeyError(f"unknown card {card!r}; known: {sorted(CARDS)}")

@@ -9,6 +9,7 @@ file and rewrites ``build.ninja`` in the folder it loads from, even when nothing
 sees every op up to date and compiles nothing) into a folder of this user's own, mode 0700, and
 points ``TORCH_EXTENSIONS_DIR`` at it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,9 @@ def use_private_copy(folder: str | Path, cache_root: str | Path | None = None) -
     if not (_private(dest) and (dest / ".complete").is_file()):
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{PREFIX}"))  # 0700, ours
         try:
-            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("lock"))  # copy2: modification times kept
+            shutil.copytree(
+                src, tmp, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("lock")
+            )  # copy2: modification times kept
             for p in [tmp, *tmp.rglob("*")]:
                 if p.is_dir() and not p.is_symlink():
                     p.chmod(0o700)  # the copy of a read-only tree must be writable for the JIT loader

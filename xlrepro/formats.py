@@ -6,6 +6,7 @@ terms (label strings, choice indices, answer text, word-level tags), and scores 
 task's metric from ``xlrepro.metrics``. Adding a task of an existing format needs none of this
 code: the registry entry names the format.
 """
+
 from __future__ import annotations
 
 import collections
@@ -77,8 +78,11 @@ class ClassificationAdapter(FormatAdapter):
 
     def collate(self, feats):
         ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
-        return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
-                     {"labels": torch.tensor([f["label"] for f in feats])}, [f["ex"] for f in feats])
+        return Batch(
+            {"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
+            {"labels": torch.tensor([f["label"] for f in feats])},
+            [f["ex"] for f in feats],
+        )
 
     def loss(self, logits, targets):
         return F.cross_entropy(logits.float(), targets["labels"], ignore_index=IGNORE)
@@ -119,13 +123,15 @@ class MultipleChoiceAdapter(FormatAdapter):
         ids = torch.full((len(feats), C, L), pad, dtype=torch.long)
         for b, f in enumerate(feats):
             for c, s in enumerate(f["input_ids"]):
-                ids[b, c, :len(s)] = torch.tensor(s)
+                ids[b, c, : len(s)] = torch.tensor(s)
         mask = (ids != pad).long()
         mask[:, :, 0] = 1  # a missing choice still has one visible token (its logit is masked below)
         n_choices = torch.tensor([len(f["input_ids"]) for f in feats])
-        return Batch({"input_ids": ids, "attention_mask": mask},
-                     {"labels": torch.tensor([f["label"] for f in feats]), "n_choices": n_choices},
-                     [f["ex"] for f in feats])
+        return Batch(
+            {"input_ids": ids, "attention_mask": mask},
+            {"labels": torch.tensor([f["label"] for f in feats]), "n_choices": n_choices},
+            [f["ex"] for f in feats],
+        )
 
     def loss(self, logits, targets):
         return F.cross_entropy(self._mask(logits, targets).float(), targets["labels"], ignore_index=IGNORE)
@@ -163,8 +169,15 @@ class SpanQAAdapter(FormatAdapter):
         for i, ex in enumerate(examples):
             q_ids = self.tok(ex.question, add_special_tokens=False)["input_ids"][: cfg.max_query_length]
             question = self.tok.decode(q_ids) if len(q_ids) == cfg.max_query_length else ex.question
-            enc = self.tok(question, ex.context, truncation="only_second", max_length=self.max_len,
-                           stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+            enc = self.tok(
+                question,
+                ex.context,
+                truncation="only_second",
+                max_length=self.max_len,
+                stride=cfg.doc_stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
             for w in range(len(enc["input_ids"])):
                 seq_ids = enc.sequence_ids(w)
                 offsets = [o if s == 1 else None for o, s in zip(enc["offset_mapping"][w], seq_ids)]
@@ -181,9 +194,11 @@ class SpanQAAdapter(FormatAdapter):
 
     def collate(self, feats):
         ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
-        return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
-                     {"start": torch.tensor([f["start"] for f in feats]), "end": torch.tensor([f["end"] for f in feats])},
-                     [f["ex"] for f in feats])
+        return Batch(
+            {"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
+            {"start": torch.tensor([f["start"] for f in feats]), "end": torch.tensor([f["end"] for f in feats])},
+            [f["ex"] for f in feats],
+        )
 
     def loss(self, logits, targets):
         s, e = logits.float().unbind(-1)
@@ -219,7 +234,7 @@ class SpanQAAdapter(FormatAdapter):
             if i not in best or (self.allows_no_answer and null.get(i, float("-inf")) > best[i][0]):
                 preds.append("")
             else:
-                preds.append(ex.context[best[i][1]:best[i][2]])
+                preds.append(ex.context[best[i][1] : best[i][2]])
         return preds
 
     def score(self, predictions, examples, result, lang, mode):
@@ -241,9 +256,24 @@ class SpanQAAdapter(FormatAdapter):
 
 def squad_data(examples):
     """SQuAD-format ``data`` (one article per example) for the scorer when the reader kept no raw file."""
-    return [{"title": "", "paragraphs": [{"context": ex.context, "qas": [
-        {"id": ex.guid, "question": ex.question, "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers]}]}]}
-            for ex in examples]
+    return [
+        {
+            "title": "",
+            "paragraphs": [
+                {
+                    "context": ex.context,
+                    "qas": [
+                        {
+                            "id": ex.guid,
+                            "question": ex.question,
+                            "answers": [{"text": a.text, "answer_start": a.start} for a in ex.answers],
+                        }
+                    ],
+                }
+            ],
+        }
+        for ex in examples
+    ]
 
 
 class TaggingAdapter(FormatAdapter):
@@ -279,8 +309,11 @@ class TaggingAdapter(FormatAdapter):
     def collate(self, feats):
         ids = pad_sequences([f["input_ids"] for f in feats], self.tok.pad_token_id)
         labels = pad_sequences([f["labels"] for f in feats], IGNORE)
-        return Batch({"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
-                     {"labels": labels}, [f["ex"] for f in feats])
+        return Batch(
+            {"input_ids": ids, "attention_mask": (ids != self.tok.pad_token_id).long()},
+            {"labels": labels},
+            [f["ex"] for f in feats],
+        )
 
     def loss(self, logits, targets):
         return F.cross_entropy(logits.float().flatten(0, 1), targets["labels"].flatten(), ignore_index=IGNORE)
@@ -306,8 +339,12 @@ class TaggingAdapter(FormatAdapter):
         return ex
 
 
-ADAPTERS = {Format.CLASSIFICATION: ClassificationAdapter, Format.MULTIPLE_CHOICE: MultipleChoiceAdapter,
-            Format.SPAN_QA: SpanQAAdapter, Format.TAGGING: TaggingAdapter}
+ADAPTERS = {
+    Format.CLASSIFICATION: ClassificationAdapter,
+    Format.MULTIPLE_CHOICE: MultipleChoiceAdapter,
+    Format.SPAN_QA: SpanQAAdapter,
+    Format.TAGGING: TaggingAdapter,
+}
 
 
 def adapter_for(task, tokenizer, max_len, train_cfg) -> FormatAdapter:

@@ -3,6 +3,7 @@ its umask gives an ordinary ``open()`` / ``mkdir()`` (0o666 / 0o777 minus the um
 a library or ``tempfile`` would create it private (0o600 / 0o700). Group members of a shared
 results folder can then read every result, checkpoint and encoder, as the umask intends.
 """
+
 from __future__ import annotations
 
 import os

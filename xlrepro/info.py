@@ -1,5 +1,6 @@
 """``xlrepro info``: build metadata, which backend each op runs on (with reasons), and the encoder
 families ``model.family`` may name."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,15 @@ def families_status() -> list[dict]:
     the Hub ids whose published config it knows, and what it is."""
     from xlrepro.models import families
 
-    return [{"name": f.name, "model_types": list(f.model_types), "published_configs": sorted(f.published_configs),
-             "description": f.description} for f in families()]
+    return [
+        {
+            "name": f.name,
+            "model_types": list(f.model_types),
+            "published_configs": sorted(f.published_configs),
+            "description": f.description,
+        }
+        for f in families()
+    ]
 
 
 def deepspeed_status() -> dict:
@@ -64,17 +72,27 @@ def format_info(d: dict) -> str:
         + (f" — {d['reason']}" if d["reason"] else ""),
     ]
     if b:
-        lines.append(f"  built {b.get('built_at')} as {b.get('extension') or 'none'} for torch {b.get('torch_version')}"
-                     + (f", CUDA {b.get('torch_cuda_version')} arch {b.get('cuda_arch_list')}" if b.get("extension") == "cuda" else "")
-                     + (f"; {b['reason']}" if b.get("reason") else ""))
+        lines.append(
+            f"  built {b.get('built_at')} as {b.get('extension') or 'none'} for torch {b.get('torch_version')}"
+            + (
+                f", CUDA {b.get('torch_cuda_version')} arch {b.get('cuda_arch_list')}"
+                if b.get("extension") == "cuda"
+                else ""
+            )
+            + (f"; {b['reason']}" if b.get("reason") else "")
+        )
         lines.append(f"  git {b.get('git_commit') or 'unknown'}; sources: {', '.join(b.get('sources') or [])}")
     ds = d.get("deepspeed") or {}
     if ds.get("version"):
-        lines.append(f"deepspeed {ds['version']}: compiled ops {', '.join(ds['compiled_ops']) or 'none yet (compiled on first use)'}"
-                     f" in TORCH_EXTENSIONS_DIR={ds['torch_extensions_dir'] or 'default'}")
+        lines.append(
+            f"deepspeed {ds['version']}: compiled ops {', '.join(ds['compiled_ops']) or 'none yet (compiled on first use)'}"
+            f" in TORCH_EXTENSIONS_DIR={ds['torch_extensions_dir'] or 'default'}"
+        )
     else:
-        lines.append("deepspeed: not installed (train.engine=deepspeed needs it: pip install --no-build-isolation "
-                     "-r requirements/deepspeed.txt)")
+        lines.append(
+            "deepspeed: not installed (train.engine=deepspeed needs it: pip install --no-build-isolation "
+            "-r requirements/deepspeed.txt)"
+        )
     lines.append("encoder families (model.family; 'auto' = from config.json's model_type):")
     for f in d.get("families") or []:
         lines.append(f"  {f['name']:<6} model_type {', '.join(f['model_types'])}: {f['description']}")
@@ -84,10 +102,15 @@ def format_info(d: dict) -> str:
             others = "; ".join(f"{n}: {', '.join(x['reasons'])}" for n, x in v["backends"].items() if x["reasons"])
             lines.append(f"  {op:<24} {dev:<5} -> {v['selected']}" + (f"   ({others})" if others else ""))
     for name, v in (d.get("screens") or {}).items():
-        lines.append(f"screen={name!r} (knn/knn_both/margin_mine, CPU): available; "
-                     + ("native bf16 GEMM (" + ", ".join(v["native_bf16"]) + ")" if v["fast"]
-                        else "no native bf16 GEMM, slower than fp32 (" + "; ".join(v["reasons"]) + ")")
-                     + f"; screen kernel: {v['screen_kernel']}")
+        lines.append(
+            f"screen={name!r} (knn/knn_both/margin_mine, CPU): available; "
+            + (
+                "native bf16 GEMM (" + ", ".join(v["native_bf16"]) + ")"
+                if v["fast"]
+                else "no native bf16 GEMM, slower than fp32 (" + "; ".join(v["reasons"]) + ")"
+            )
+            + f"; screen kernel: {v['screen_kernel']}"
+        )
     return "\n".join(lines)
 
 

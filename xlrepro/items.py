@@ -23,6 +23,7 @@ writes ``items.json`` into the run folder (atomically; derived data, recomputed 
 
 A run finished before its task wrote these files gets no items (the report then shows no CI for it).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,11 @@ RETRIEVAL_ITEM_EVALUATORS = ("tatoeba_accuracy", "bucc_f1", "mewslix_map", "lare
 
 def retrieval_item_tasks() -> tuple[str, ...]:
     """Benchmark retrieval tasks whose runs get item-level scores (tatoeba, bucc2018, lareqa, mewslix)."""
-    return tuple(n for n, t in all_tasks().items()
-                 if t.scoring and t.format.value == "retrieval" and t.evaluator in RETRIEVAL_ITEM_EVALUATORS)
+    return tuple(
+        n
+        for n, t in all_tasks().items()
+        if t.scoring and t.format.value == "retrieval" and t.evaluator in RETRIEVAL_ITEM_EVALUATORS
+    )
 
 
 def __getattr__(name: str):
@@ -74,8 +78,13 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
         preds = [str(p) for p in preds]
         if len(preds) != len(labels):
             raise ValueError(f"{task.name}/{lang}: {len(preds)} predictions for {len(labels)} examples")
-        return {"metric": "accuracy", "kind": "binary", "scores": [100.0 if p == g else 0.0 for p, g in zip(preds, labels)],
-                "predictions": preds, "labels": labels}
+        return {
+            "metric": "accuracy",
+            "kind": "binary",
+            "scores": [100.0 if p == g else 0.0 for p, g in zip(preds, labels)],
+            "predictions": preds,
+            "labels": labels,
+        }
     if fmt == "span_qa":
         from xlrepro.formats import squad_data
         from xlrepro.metrics import qa_score
@@ -98,9 +107,14 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
         # one item per English query: the retrieved line index is correct when it is the query's own line
         (ex,) = examples
         if len(preds) != len(ex.tgt_sentences):
-            raise ValueError(f"{task.name}/{lang}: {len(preds)} predictions for {len(ex.tgt_sentences)} English sentences")
-        return {"metric": "accuracy", "kind": "binary",
-                "scores": [100.0 if int(p) == i else 0.0 for i, p in enumerate(preds)]}
+            raise ValueError(
+                f"{task.name}/{lang}: {len(preds)} predictions for {len(ex.tgt_sentences)} English sentences"
+            )
+        return {
+            "metric": "accuracy",
+            "kind": "binary",
+            "scores": [100.0 if int(p) == i else 0.0 for i, p in enumerate(preds)],
+        }
     if fmt == "retrieval" and task.evaluator == "bucc_f1":
         # one item per source sentence: [correct, predicted, gold] pair counts, so resampling sentences
         # keeps the official set-level F1 = 200 * correct / (predicted + gold)
@@ -116,34 +130,47 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
         unknown = set(by_src) - set(ex.src_ids)
         if unknown:
             raise ValueError(f"{task.name}/{lang}: predicted or gold source ids not in the data: {sorted(unknown)[:5]}")
-        return {"metric": "f1", "kind": "ratio",
-                "scores": [by_src.get(i, [0, 0, 0]) for i in dict.fromkeys(ex.src_ids)]}
+        return {
+            "metric": "f1",
+            "kind": "ratio",
+            "scores": [by_src.get(i, [0, 0, 0]) for i in dict.fromkeys(ex.src_ids)],
+        }
     if fmt == "retrieval" and task.evaluator == "mewslix_map":
         # one item per mention: its reciprocal rank@k (x 100), the official "map@20" term
         from xlrepro.metrics import mewslix_reciprocal_ranks
 
         k = int(task.retrieval.get("k", 20))
         if not isinstance(preds, dict):
-            raise ValueError(f"{task.name}/{lang}: expected predictions {{mention id: [entity ids]}}, got {type(preds).__name__}")
+            raise ValueError(
+                f"{task.name}/{lang}: expected predictions {{mention id: [entity ids]}}, got {type(preds).__name__}"
+            )
         missing = [e.guid for e in examples if e.entity_id is None]
         if missing:
-            raise ValueError(f"{task.name}/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})")
+            raise ValueError(
+                f"{task.name}/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})"
+            )
         gold = {e.guid: [e.entity_id] for e in examples}
         unknown = set(preds) - set(gold)
         if unknown:
             raise ValueError(f"{task.name}/{lang}: predicted mention ids not in the data: {sorted(unknown)[:5]}")
-        return {"metric": f"map@{k}", "kind": "mean",
-                "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold, k=k, mode=mode)]}
+        return {
+            "metric": f"map@{k}",
+            "kind": "mean",
+            "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold, k=k, mode=mode)],
+        }
     if fmt == "retrieval" and task.evaluator == "lareqa_map":
         # one item per question: its AP@k (x 100) as the run computed it against the pooled candidates
         (pool,) = examples
         if not isinstance(preds, dict) or not {"question_ids", "average_precision", "metric"} <= set(preds):
-            raise ValueError(f"{task.name}/{lang}: expected a per-question file with question_ids, average_precision "
-                             "and metric")
+            raise ValueError(
+                f"{task.name}/{lang}: expected a per-question file with question_ids, average_precision and metric"
+            )
         qids, aps = list(preds["question_ids"]), [float(a) for a in preds["average_precision"]]
         if qids != list(pool.question_ids):
-            raise ValueError(f"{task.name}/{lang}: the per-question file's {len(qids)} question ids differ from the "
-                             f"{len(pool.question_ids)} questions of the data (order included)")
+            raise ValueError(
+                f"{task.name}/{lang}: the per-question file's {len(qids)} question ids differ from the "
+                f"{len(pool.question_ids)} questions of the data (order included)"
+            )
         if len(aps) != len(qids) or not all(0.0 <= a <= 1.0 for a in aps):
             raise ValueError(f"{task.name}/{lang}: expected one average precision in [0, 1] per question")
         return {"metric": preds["metric"], "kind": "mean", "scores": [100.0 * a for a in aps]}

@@ -6,6 +6,7 @@ names (UD treebank folders ``UD_<ud_name>-*`` and ``google/xtreme`` ``udpos.<ud_
 configs). Task language lists come from the ``xtreme_tasks`` / ``xtreme_r_tasks`` columns.
 No other module hard-codes a list of languages.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,13 @@ class Language:
 
     def template_fields(self) -> dict[str, str]:
         """The placeholders that file and Hub-config templates may use for this language."""
-        return {"lang": self.code, "iso639_3": self.iso639_3, "tatoeba": self.tatoeba_code or "",
-                "ud": self.ud_name or "", "name_lower": self.name.lower()}
+        return {
+            "lang": self.code,
+            "iso639_3": self.iso639_3,
+            "tatoeba": self.tatoeba_code or "",
+            "ud": self.ud_name or "",
+            "name_lower": self.name.lower(),
+        }
 
     def naming(self, scheme: str) -> str:
         """The language's name in an upstream naming scheme (used by task source templates)."""
@@ -87,11 +93,21 @@ def table() -> dict[str, Language]:
     out = {}
     for r in rows:
         lang = Language(
-            code=r["iso639_1"], iso639_3=r["iso639_3"], tatoeba_code=_opt(r["tatoeba_code"]), name=r["name"],
-            ud_name=_opt(r["ud_name"]), in_xtreme=r["in_xtreme"] == "yes", in_xtreme_r=r["in_xtreme_r"] == "yes",
-            script=r["script"], family=r["family"], joshi_class=int(r["joshi_class"]),
-            in_xlmr_pretraining=r["in_xlmr_pretraining"] == "yes", cc100_gib=float(r["cc100_gib"]) if _opt(r["cc100_gib"]) else None,
-            xtreme_tasks=_tasks(r["xtreme_tasks"]), xtreme_r_tasks=_tasks(r["xtreme_r_tasks"]), confidence=r["confidence"],
+            code=r["iso639_1"],
+            iso639_3=r["iso639_3"],
+            tatoeba_code=_opt(r["tatoeba_code"]),
+            name=r["name"],
+            ud_name=_opt(r["ud_name"]),
+            in_xtreme=r["in_xtreme"] == "yes",
+            in_xtreme_r=r["in_xtreme_r"] == "yes",
+            script=r["script"],
+            family=r["family"],
+            joshi_class=int(r["joshi_class"]),
+            in_xlmr_pretraining=r["in_xlmr_pretraining"] == "yes",
+            cc100_gib=float(r["cc100_gib"]) if _opt(r["cc100_gib"]) else None,
+            xtreme_tasks=_tasks(r["xtreme_tasks"]),
+            xtreme_r_tasks=_tasks(r["xtreme_r_tasks"]),
+            confidence=r["confidence"],
         )
         out[lang.code] = lang
     return out

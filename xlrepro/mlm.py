@@ -7,18 +7,19 @@ otherwise each sentence is one sequence (the smoke default: downstream inputs ar
 the tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
 training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from xlrepro.data.io import lines, read_text
-from xlrepro.formats import Batch, pad_sequences as _pad
-from xlrepro.train import Stream, train
 from xlrepro import distributed as dist
 from xlrepro.config import TrainConfig
+from xlrepro.data.io import lines, read_text
 from xlrepro.errors import ConfigError, DataFormatError
+from xlrepro.formats import Batch, pad_sequences as _pad
+from xlrepro.train import Stream, train
 
 
 def mask_tokens(ids: torch.Tensor, tokenizer, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +61,12 @@ def mlm_collate(tokenizer, p: float):
     def collate(fs):
         ids = _pad([f["input_ids"] for f in fs], tokenizer.pad_token_id)
         masked, labels = mask_tokens(ids, tokenizer, p)
-        return Batch({"input_ids": masked, "attention_mask": (ids != tokenizer.pad_token_id).long()},
-                     {"labels": labels}, [f["ex"] for f in fs])
+        return Batch(
+            {"input_ids": masked, "attention_mask": (ids != tokenizer.pad_token_id).long()},
+            {"labels": labels},
+            [f["ex"] for f in fs],
+        )
+
     return collate
 
 
@@ -71,8 +76,9 @@ def mlm_stream(model, tokenizer, files: list[Path], max_len: int, p: float, devi
 
     def loss_fn(m, batch):
         logits = m("mlm", batch.inputs["input_ids"].to(device), batch.inputs["attention_mask"].to(device))
-        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch.targets["labels"].to(device).flatten(),
-                                                 ignore_index=-100)
+        return torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), batch.targets["labels"].to(device).flatten(), ignore_index=-100
+        )
 
     return Stream("mlm", pack_corpus(tokenizer, files, max_len), mlm_collate(tokenizer, p), loss_fn)
 
@@ -86,28 +92,50 @@ def pretrain_mlm(cfg, tokenizer, files: list[Path], run, device: str):
     p = cfg.pretrain
     feats = pack_corpus(tokenizer, files, p.max_seq_length, p.pack)
     if not feats:  # before any training: an empty corpus has no batch to give
-        raise DataFormatError(", ".join(str(f) for f in files) or str(p.corpus),
-                              "the pre-training corpus has no non-empty line")
+        raise DataFormatError(
+            ", ".join(str(f) for f in files) or str(p.corpus), "the pre-training corpus has no non-empty line"
+        )
     model = family.build_mlm(cfg.model.init_config, len(tokenizer), cfg.seed).to(device)
 
     collate = mlm_collate(tokenizer, p.mlm_probability)
 
     def loss_fn(m, batch):
-        out = m(input_ids=batch.inputs["input_ids"].to(device), attention_mask=batch.inputs["attention_mask"].to(device),
-                labels=batch.targets["labels"].to(device))
+        out = m(
+            input_ids=batch.inputs["input_ids"].to(device),
+            attention_mask=batch.inputs["attention_mask"].to(device),
+            labels=batch.targets["labels"].to(device),
+        )
         return out.loss
 
     # one micro-batch per step; with the DeepSpeed engine on W ranks, W micro-batches of batch_size / W
     world = dist.world_size() if p.engine == "deepspeed" else 1
     if p.batch_size % world:
         raise ConfigError(f"pretrain.batch_size = {p.batch_size} is not a multiple of the world size {world}")
-    tcfg = TrainConfig(lr=p.lr, batch_size=p.batch_size // world, grad_accum=world, max_steps=p.steps,
-                       warmup_proportion=p.warmup_proportion, weight_decay=0.01, eval_every_steps=p.steps + 1,
-                       checkpoint_every_steps=p.checkpoint_every_steps or p.steps + 1,
-                       checkpoint_every_seconds=p.checkpoint_every_seconds, engine=p.engine, deepspeed=p.deepspeed)
+    tcfg = TrainConfig(
+        lr=p.lr,
+        batch_size=p.batch_size // world,
+        grad_accum=world,
+        max_steps=p.steps,
+        warmup_proportion=p.warmup_proportion,
+        weight_decay=0.01,
+        eval_every_steps=p.steps + 1,
+        checkpoint_every_steps=p.checkpoint_every_steps or p.steps + 1,
+        checkpoint_every_seconds=p.checkpoint_every_seconds,
+        engine=p.engine,
+        deepspeed=p.deepspeed,
+    )
     run.log({"event": "data", "n_sequences": len(feats), "files": [str(f) for f in files]})
-    state = train(model, Stream("mlm", feats, collate, loss_fn), tcfg, cfg.seed, run.dir, None, run.log, desc="pretrain:mlm",
-                  keep_checkpoint=True)
+    state = train(
+        model,
+        Stream("mlm", feats, collate, loss_fn),
+        tcfg,
+        cfg.seed,
+        run.dir,
+        None,
+        run.log,
+        desc="pretrain:mlm",
+        keep_checkpoint=True,
+    )
     if dist.is_main():
         family.mlm_encoder(model).save_pretrained(str(run.dir / "encoder"), safe_serialization=True)
         from xlrepro.fsmode import apply_umask_tree

@@ -14,6 +14,7 @@ head and the positions of the packed forward. Heads:
 Phase hand-off (``save_encoder`` / ``load_encoder``) keeps the encoder and drops every head;
 the next phase attaches fresh heads initialised from a recorded seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xlrepro.models.config_json import model_config_json  # noqa: F401  (its callers import it here)
 from xlrepro.data.types import Format
+from xlrepro.models.config_json import model_config_json  # noqa: F401  (its callers import it here)
 
 
 def first_token(h: torch.Tensor) -> torch.Tensor:
@@ -124,20 +125,28 @@ class MultiTaskModel(nn.Module):
         unpadded tokens (the family's ``packed_forward``: token-wise layers on (T, H), attention per
         sequence through ``xlrepro.ops.varlen_attention``) and the result is scattered back to (B, L, H)."""
         if not self.packed:
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                output_hidden_states=output_hidden_states, **kw)
+            return self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, **kw
+            )
         from types import SimpleNamespace
 
         from xlrepro.packing import pack_batch, unpack
 
         B, L = input_ids.shape
         ids, cu, mx, idx = pack_batch(input_ids, attention_mask)
-        out = self.family.packed_forward(self.encoder, ids, cu, mx, output_hidden_states=output_hidden_states,
-                                         attention_backend=self.attention_backend)
+        out = self.family.packed_forward(
+            self.encoder,
+            ids,
+            cu,
+            mx,
+            output_hidden_states=output_hidden_states,
+            attention_backend=self.attention_backend,
+        )
         if output_hidden_states:
             h, hs = out
-            return SimpleNamespace(last_hidden_state=unpack(h, idx, B, L),
-                                   hidden_states=tuple(unpack(x, idx, B, L) for x in hs))
+            return SimpleNamespace(
+                last_hidden_state=unpack(h, idx, B, L), hidden_states=tuple(unpack(x, idx, B, L) for x in hs)
+            )
         return SimpleNamespace(last_hidden_state=unpack(out, idx, B, L), hidden_states=None)
 
     def _head(self, task: str, h: torch.Tensor) -> torch.Tensor:
@@ -183,8 +192,9 @@ def save_encoder(model: MultiTaskModel, out_dir: str | Path, meta: dict | None =
     from xlrepro.fsmode import apply_umask_tree
 
     apply_umask_tree(out_dir)  # transformers writes model.safetensors 0600; results follow the umask
-    (out_dir / "handoff.json").write_text(json.dumps({"kind": "encoder-only", "dropped_heads": sorted(model.heads),
-                                                      **(meta or {})}, indent=2))
+    (out_dir / "handoff.json").write_text(
+        json.dumps({"kind": "encoder-only", "dropped_heads": sorted(model.heads), **(meta or {})}, indent=2)
+    )
 
 
 def load_encoder(path: str | Path):
@@ -198,8 +208,13 @@ def load_encoder(path: str | Path):
 
 # files of a Hugging Face model folder that define the encoder (weights, its config, the tokenizer)
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
-_DEFINING_FILES = ("config.json", "tokenizer.json", "sentencepiece.bpe.model", "tokenizer_config.json",
-                   "special_tokens_map.json")
+_DEFINING_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "sentencepiece.bpe.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 _IDENTITY: dict[tuple, dict] = {}
 
 
@@ -244,8 +259,10 @@ def model_identity(model_cfg) -> dict:
         if not weights:
             from xlrepro.errors import ConfigError
 
-            raise ConfigError(f"model.name_or_path: {folder} has no weight file (model.safetensors or "
-                              "pytorch_model.bin); expected a Hugging Face model folder (save_pretrained)")
+            raise ConfigError(
+                f"model.name_or_path: {folder} has no weight file (model.safetensors or "
+                "pytorch_model.bin); expected a Hugging Face model folder (save_pretrained)"
+            )
         digest = hashlib.sha256(json.dumps(sorted(weights.items())).encode()).hexdigest()
         return {"kind": "local", "weights_sha256": digest, "files": files}
     key = (name, rev)

@@ -1,12 +1,13 @@
 """What both training engines (``xlrepro.train.TorchEngine``, ``xlrepro.ds_engine.DeepSpeedEngine``)
 build the same way: AdamW parameter groups, the linear warm-up/decay schedule, and checkpoint
 files (written atomically, loaded as tensors and plain values only)."""
+
 from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -56,6 +57,9 @@ def safe_load(path: Path, what: str = "checkpoint"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).split("\n")[0][:300]
-        raise DataFormatError(path, f"refused to load this {what}: it holds more than tensors and plain values "
-                                    f"(loaded with weights_only=True; {reason}). Remove it if you did not write it; "
-                                    "the run then starts this phase again") from None
+        raise DataFormatError(
+            path,
+            f"refused to load this {what}: it holds more than tensors and plain values "
+            f"(loaded with weights_only=True; {reason}). Remove it if you did not write it; "
+            "the run then starts this phase again",
+        ) from None

@@ -20,6 +20,7 @@ model's, so gradients land on them as with the padded forward.
 ``plan_packed_batches`` chooses which examples share a batch under a token budget: shuffle by
 (seed, epoch), first-fit-decreasing inside windows of consecutive examples, shuffle the batches.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,12 +28,20 @@ from torch.utils.checkpoint import checkpoint
 
 from xlrepro.ops.attention import pad_input, unpad_input, varlen_attention
 
-__all__ = ["packed_encoder_forward", "packed_position_ids", "restarting_positions", "pack_batch", "unpack", "plan_packed_batches"]
+__all__ = [
+    "packed_encoder_forward",
+    "packed_position_ids",
+    "restarting_positions",
+    "pack_batch",
+    "unpack",
+    "plan_packed_batches",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Layout helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def restarting_positions(cu_seqlens: torch.Tensor, first: int) -> torch.Tensor:
     """Position ids of packed tokens: ``first, first + 1, ...`` restarting at each sequence start.
@@ -67,11 +76,14 @@ def unpack(hidden_packed: torch.Tensor, indices: torch.Tensor, batch: int, seqle
 # Packed forward of a post-LN encoder (XLMRobertaModel, BertModel)
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_encoder(encoder) -> None:
     cfg = encoder.config
     if getattr(cfg, "is_decoder", False) or getattr(cfg, "add_cross_attention", False):
-        raise ValueError("packed_encoder_forward: only the bidirectional encoder is supported "
-                         "(config.is_decoder and config.add_cross_attention must be False)")
+        raise ValueError(
+            "packed_encoder_forward: only the bidirectional encoder is supported "
+            "(config.is_decoder and config.add_cross_attention must be False)"
+        )
     pet = getattr(cfg, "position_embedding_type", "absolute")
     if pet not in (None, "absolute"):
         raise ValueError(f"packed_encoder_forward: position_embedding_type {pet!r} is not supported (absolute only)")
@@ -94,15 +106,23 @@ def _layer(layer, h, cu_seqlens, max_seqlen, backend):
     k = sa.key(h).view(shape)
     v = sa.value(h).view(shape)
     dropout_p = sa.dropout.p if sa.training else 0.0
-    ctx = varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale=sa.scaling, dropout_p=dropout_p,
-                           backend=backend, validate=False)
+    ctx = varlen_attention(
+        q, k, v, cu_seqlens, max_seqlen, scale=sa.scaling, dropout_p=dropout_p, backend=backend, validate=False
+    )
     a = layer.attention.output(ctx.reshape(T, sa.all_head_size), h)  # dense, dropout, LN(+h)
-    return layer.output(layer.intermediate(a), a)                    # FFN, dropout, LN(+a)
+    return layer.output(layer.intermediate(a), a)  # FFN, dropout, LN(+a)
 
 
-def packed_encoder_forward(encoder, input_ids_packed: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                           position_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                           attention_backend: str = "auto", token_type_ids: torch.Tensor | None = None):
+def packed_encoder_forward(
+    encoder,
+    input_ids_packed: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    position_ids: torch.Tensor | None = None,
+    output_hidden_states: bool = False,
+    attention_backend: str = "auto",
+    token_type_ids: torch.Tensor | None = None,
+):
     """Run a Hugging Face ``XLMRobertaModel`` or ``BertModel`` on packed sequences.
 
     input_ids_packed: (T,) int64, the sequences concatenated; cu_seqlens: (B+1,) int32 offsets
@@ -122,8 +142,10 @@ def packed_encoder_forward(encoder, input_ids_packed: torch.Tensor, cu_seqlens: 
     """
     _check_encoder(encoder)
     if input_ids_packed.dim() != 1:
-        raise ValueError(f"packed_encoder_forward: input_ids_packed must be (total_tokens,), "
-                         f"got shape {tuple(input_ids_packed.shape)}")
+        raise ValueError(
+            f"packed_encoder_forward: input_ids_packed must be (total_tokens,), "
+            f"got shape {tuple(input_ids_packed.shape)}"
+        )
     if cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1:
         raise ValueError("packed_encoder_forward: cu_seqlens must be a 1-D int32 tensor")
     emb = encoder.embeddings
@@ -163,6 +185,7 @@ def packed_encoder_forward(encoder, input_ids_packed: torch.Tensor, cu_seqlens: 
 # Batch planning for a packing collator
 # ---------------------------------------------------------------------------------------------
 
+
 def plan_packed_batches(lengths: list[int], token_budget: int, window: int, seed: int, epoch: int) -> list[list[int]]:
     """Group example indices into batches of at most ``token_budget`` packed tokens.
 
@@ -192,7 +215,7 @@ def plan_packed_batches(lengths: list[int], token_budget: int, window: int, seed
     rank = {ex: r for r, ex in enumerate(order)}
     batches: list[list[int]] = []
     for s in range(0, len(order), window):
-        win = sorted(order[s:s + window], key=lambda i: (-lens[i], rank[i]))
+        win = sorted(order[s : s + window], key=lambda i: (-lens[i], rank[i]))
         bins: list[list[int]] = []
         room: list[int] = []
         for i in win:

@@ -5,6 +5,7 @@ of ``sources``), ``tolerance`` (points), optional ``language`` and ``note``; ``s
 ``known`` or ``gap``. ``gap_grid`` blocks expand to gap entries, so what is not known stays a
 visible row of the comparison table instead of disappearing.
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,11 +55,22 @@ def parse_paper_numbers(data: dict, where: str) -> dict:
                 for cell in grid.get("cells", []):
                     if not (isinstance(cell, list) and len(cell) == 2):
                         raise ConfigError(f"{w}.gap_grid.cells: expected [task, metric] pairs, got {cell!r}")
-                    entries.append(_entry({"system": s, "task": cell[0], "metric": cell[1], "value": None,
-                                           "status": "gap"}, f"{w}.gap_grid", sources, t["rows"]))
-        out["tables"][tid] = {"title": t["title"], "split": t["split"], "rows": dict(t["rows"]),
-                              "smoke": bool(t.get("smoke", False)), "entries": entries,
-                              "benchmark": t.get("benchmark")}
+                    entries.append(
+                        _entry(
+                            {"system": s, "task": cell[0], "metric": cell[1], "value": None, "status": "gap"},
+                            f"{w}.gap_grid",
+                            sources,
+                            t["rows"],
+                        )
+                    )
+        out["tables"][tid] = {
+            "title": t["title"],
+            "split": t["split"],
+            "rows": dict(t["rows"]),
+            "smoke": bool(t.get("smoke", False)),
+            "entries": entries,
+            "benchmark": t.get("benchmark"),
+        }
     return out
 
 
@@ -80,9 +92,18 @@ def _entry(e, where: str, sources: dict, rows: dict) -> dict:
     if value is None:
         if status != "gap":
             raise ConfigError(f"{where}: value null needs status gap")
-        return {"system": e["system"], "task": e["task"], "metric": e["metric"], "language": e.get("language"),
-                "value": None, "status": "gap", "tag": None, "source": None, "tolerance": None,
-                "note": e.get("note", "not known: no published source")}
+        return {
+            "system": e["system"],
+            "task": e["task"],
+            "metric": e["metric"],
+            "language": e.get("language"),
+            "value": None,
+            "status": "gap",
+            "tag": None,
+            "source": None,
+            "tolerance": None,
+            "note": e.get("note", "not known: no published source"),
+        }
     if status == "gap":
         raise ConfigError(f"{where}: a gap must have value null, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -94,9 +115,18 @@ def _entry(e, where: str, sources: dict, rows: dict) -> dict:
     tol = e.get("tolerance")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
         raise ConfigError(f"{where}.tolerance: expected a number >= 0 for a known value, got {tol!r}")
-    return {"system": e["system"], "task": e["task"], "metric": e["metric"], "language": e.get("language"),
-            "value": float(value), "status": "known", "tag": e["tag"], "source": e["source"],
-            "tolerance": float(tol), "note": e.get("note")}
+    return {
+        "system": e["system"],
+        "task": e["task"],
+        "metric": e["metric"],
+        "language": e.get("language"),
+        "value": float(value),
+        "status": "known",
+        "tag": e["tag"],
+        "source": e["source"],
+        "tolerance": float(tol),
+        "note": e.get("note"),
+    }
 
 
 @functools.lru_cache(maxsize=1)

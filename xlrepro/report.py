@@ -8,6 +8,7 @@ gets a note saying why (labels withheld, or no evaluated language) instead of va
 ``results.csv`` has one row per task x language x split x metric x run (``CSV_COLUMNS``), with the
 run's spec hash and the seed: ``pandas.read_csv`` loads it as it is.
 """
+
 from __future__ import annotations
 
 import collections
@@ -19,12 +20,31 @@ from pathlib import Path
 from xlrepro.runs import atomic_write_text, tmp_path
 from xlrepro.tasks.registry import headline_metric, headline_metrics
 
-CSV_COLUMNS = ["experiment", "task", "phase", "language", "split", "metric", "value", "mode", "n", "seed", "run",
-               "run_hash", "config_hash", "intermediate", "variant", "volume", "resource_group"]
+CSV_COLUMNS = [
+    "experiment",
+    "task",
+    "phase",
+    "language",
+    "split",
+    "metric",
+    "value",
+    "mode",
+    "n",
+    "seed",
+    "run",
+    "run_hash",
+    "config_hash",
+    "intermediate",
+    "variant",
+    "volume",
+    "resource_group",
+]
 
 PHASE_SUFFIX = {"control": " (control)", "baseline": " (baseline)"}
-PHASE_TITLE = {"control": " — negative control (shuffled training labels)",
-               "baseline": " — no-intermediate baseline (fine-tuned from the pre-trained encoder)"}
+PHASE_TITLE = {
+    "control": " — negative control (shuffled training labels)",
+    "baseline": " — no-intermediate baseline (fine-tuned from the pre-trained encoder)",
+}
 
 
 def _fmt(v: float | None) -> str:
@@ -49,8 +69,13 @@ def write_plot(records: list[dict], path: Path) -> bool:
     for r in records:
         metrics[r["task"]].add(r["metric"])
     # one bar per task and language: the task's headline metric, where it is an accuracy or an F1
-    rows = [r for r in records if r["split"] == "test" and r["metric"] in ("accuracy", "f1")
-            and r["metric"] == headline_metric(r["task"], metrics[r["task"]])]
+    rows = [
+        r
+        for r in records
+        if r["split"] == "test"
+        and r["metric"] in ("accuracy", "f1")
+        and r["metric"] == headline_metric(r["task"], metrics[r["task"]])
+    ]
     if not rows:
         return False
     groups = collections.OrderedDict()
@@ -68,8 +93,15 @@ def write_plot(records: list[dict], path: Path) -> bool:
     for i, name in enumerate(groups):  # chance level of each task over its bars
         c = chance_level(name.split(" ")[0])
         if c is not None:
-            ax.hlines(c, i - width / 2, i + width * (len(langs) - 0.5), colors="k", linestyles="--", lw=1,
-                      label=None if chance_drawn else "chance (1/labels, 1/choices)")
+            ax.hlines(
+                c,
+                i - width / 2,
+                i + width * (len(langs) - 0.5),
+                colors="k",
+                linestyles="--",
+                lw=1,
+                label=None if chance_drawn else "chance (1/labels, 1/choices)",
+            )
             chance_drawn = True
     ax.plot([], [], " ", label=CHANCE_NOTE)
     ax.set_xticks([i + width * (len(langs) - 1) / 2 for i in range(len(groups))])
@@ -130,12 +162,15 @@ def gap_notes(results: dict, out_dir: str | Path | None = None) -> dict:
                 withheld[e["split"]].append(e["language"])
         for split, langs in sorted(withheld.items()):
             if split not in scored[(task, kind)]:
-                notes[(task, kind)].append(f"**{split}: nothing scored.** The labels of {split} are withheld in the "
-                                           f"data ({', '.join(sorted(langs))}): predictions exported (`submission/`), "
-                                           "not scored.")
+                notes[(task, kind)].append(
+                    f"**{split}: nothing scored.** The labels of {split} are withheld in the "
+                    f"data ({', '.join(sorted(langs))}): predictions exported (`submission/`), "
+                    "not scored."
+                )
             else:
-                notes[(task, kind)].append(f"{split}: labels withheld for {', '.join(sorted(langs))}; predictions "
-                                           "exported, not scored.")
+                notes[(task, kind)].append(
+                    f"{split}: labels withheld for {', '.join(sorted(langs))}; predictions exported, not scored."
+                )
         if not scored[(task, kind)] and not withheld:
             try:
                 spec = get_task(task)
@@ -145,7 +180,8 @@ def gap_notes(results: dict, out_dir: str | Path | None = None) -> dict:
             notes[(task, kind)].append(
                 f"**Nothing scored.** No split and language of {task} was evaluated: the task's languages "
                 f"({', '.join(langs) or 'unknown'}) and the evaluated languages "
-                f"({', '.join(keep) if keep else 'all'}) leave none with labels.")
+                f"({', '.join(keep) if keep else 'all'}) leave none with labels."
+            )
     return dict(notes)
 
 
@@ -168,8 +204,12 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in rows:
-        w.writerow({c: ("" if row.get(c) is None else (repr(row[c]) if isinstance(row[c], float) else row[c]))
-                    for c in CSV_COLUMNS})
+        w.writerow(
+            {
+                c: ("" if row.get(c) is None else (repr(row[c]) if isinstance(row[c], float) else row[c]))
+                for c in CSV_COLUMNS
+            }
+        )
     atomic_write_text(Path(path), buf.getvalue())
     return Path(path)
 
@@ -183,8 +223,9 @@ def experiment_csv_rows(results: dict) -> list[dict]:
         h = full.get(r.get("run"), r.get("run"))
         info = results.get("runs", {}).get(h) or {}
         recs.append({**r, "run_hash": h, "run": Path(info["dir"]).name if info.get("dir") else r.get("run")})
-    return csv_rows(recs, experiment=results.get("experiment"), seed=results.get("seed"),
-                    config_hash=results.get("config_hash"))
+    return csv_rows(
+        recs, experiment=results.get("experiment"), seed=results.get("seed"), config_hash=results.get("config_hash")
+    )
 
 
 def render(results: dict, plot_name: str | None, notes: dict | None = None, contrast: list | None = None) -> str:
@@ -192,22 +233,33 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None, cont
     prov = results["provenance"]
     lines = [f"# xlrepro report: {results['experiment']}", ""]
     if results.get("smoke_scale"):
-        lines += ["> **Smoke scale.** A tiny XLM-R-shaped model on a generated world: the languages are synthetic",
-                  "> stand-ins named after real ones. These numbers test the pipeline; they are not the paper's.", ""]
-    lines += [f"Config hash `{results['config_hash'][:12]}` · seed {results['seed']} · metric mode "
-              f"`{results['metric_mode']}` · git `{(prov.get('git_commit') or 'unknown')[:12]}`"
-              f"{' (dirty)' if prov.get('git_dirty') else ''}", ""]
+        lines += [
+            "> **Smoke scale.** A tiny XLM-R-shaped model on a generated world: the languages are synthetic",
+            "> stand-ins named after real ones. These numbers test the pipeline; they are not the paper's.",
+            "",
+        ]
+    lines += [
+        f"Config hash `{results['config_hash'][:12]}` · seed {results['seed']} · metric mode "
+        f"`{results['metric_mode']}` · git `{(prov.get('git_commit') or 'unknown')[:12]}`"
+        f"{' (dirty)' if prov.get('git_dirty') else ''}",
+        "",
+    ]
     by_task = dict(tables(recs))
-    for key in (notes or {}):
+    for key in notes or {}:
         by_task.setdefault(key, {})
     for (task, phase), splits in sorted(by_task.items()):
         title = f"## {task}" + PHASE_TITLE.get(phase, "")
         lines += [title, ""]
-        chain = next((r.get("train_chain") for r in recs if r["task"] == task and r["phase"] == phase
-                      and r.get("train_chain")), None)
+        chain = next(
+            (r.get("train_chain") for r in recs if r["task"] == task and r["phase"] == phase and r.get("train_chain")),
+            None,
+        )
         if chain:
-            lines += [f"English training: {' → '.join(chain)}" + (" (one model, stage after stage)" if len(chain) > 1
-                                                                   else ""), ""]
+            lines += [
+                f"English training: {' → '.join(chain)}"
+                + (" (one model, stage after stage)" if len(chain) > 1 else ""),
+                "",
+            ]
         for split, by_lang in sorted(splits.items()):
             metrics = metric_columns(task, {m for v in by_lang.values() for m in v})
             langs = sorted(by_lang, key=lambda l: (l != "en", l))
@@ -219,8 +271,11 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None, cont
                 lines.append(f"| {l} | " + " | ".join(_fmt(by_lang[l].get(m)) for m in metrics) + " |")
             means = _non_english_means(task, by_lang, metrics, langs)
             if any(v is not None for v in means):
-                lines.append("| *mean over non-English (uniform)* | " + " | ".join("" if v is None else _fmt(v)
-                                                                              for v in means) + " |")
+                lines.append(
+                    "| *mean over non-English (uniform)* | "
+                    + " | ".join("" if v is None else _fmt(v) for v in means)
+                    + " |"
+                )
             lines.append("")
         for note in (notes or {}).get((task, phase), []):
             lines += [f"> {note}", ""]
@@ -230,13 +285,17 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None, cont
     if plot_name:
         lines += ["## Plot", "", f"![zero-shot test scores]({plot_name})", ""]
     lines += withheld_section(results.get("withheld") or [])
-    lines += ["## Provenance", "",
-              f"- xlrepro {prov['versions'].get('xlrepro')}, torch {prov['versions'].get('torch')}, "
-              f"transformers {prov['versions'].get('transformers')}, python {prov['python']}",
-              f"- hardware: {prov['cpu']} ({prov['cpu_count']} cores); GPU: {(prov.get('gpu') or {}).get('name', 'none')}",
-              f"- extension: {'loaded' if prov['extension']['extension_loaded'] else 'not loaded'}"
-              f"{' — ' + prov['extension']['reason'] if prov['extension'].get('reason') else ''}",
-              f"- runs: {len(results['runs'])} (see `results.json` → `runs`)", ""]
+    lines += [
+        "## Provenance",
+        "",
+        f"- xlrepro {prov['versions'].get('xlrepro')}, torch {prov['versions'].get('torch')}, "
+        f"transformers {prov['versions'].get('transformers')}, python {prov['python']}",
+        f"- hardware: {prov['cpu']} ({prov['cpu_count']} cores); GPU: {(prov.get('gpu') or {}).get('name', 'none')}",
+        f"- extension: {'loaded' if prov['extension']['extension_loaded'] else 'not loaded'}"
+        f"{' — ' + prov['extension']['reason'] if prov['extension'].get('reason') else ''}",
+        f"- runs: {len(results['runs'])} (see `results.json` → `runs`)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -244,9 +303,13 @@ def withheld_section(withheld: list[dict]) -> list[str]:
     """Splits exported but not scored because their labels are withheld (``xlrepro.check.label_status``)."""
     if not withheld:
         return []
-    out = ["## Not scored: labels withheld", "",
-           "> **Warning.** These splits have no labels in the files read (as the task registry allows for them):",
-           "> their predictions were exported to `submission/`, and no score of them appears above.", ""]
+    out = [
+        "## Not scored: labels withheld",
+        "",
+        "> **Warning.** These splits have no labels in the files read (as the task registry allows for them):",
+        "> their predictions were exported to `submission/`, and no score of them appears above.",
+        "",
+    ]
     return out + [f"- {w['note']}" for w in withheld] + [""]
 
 
@@ -256,8 +319,10 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     path = out_dir / "report.md"
     from xlrepro.study.contrast import contrast
 
-    atomic_write_text(path, render(results, "scores.png" if has_plot else None, gap_notes(results, out_dir),
-                                   contrast(results, out_dir)))
+    atomic_write_text(
+        path,
+        render(results, "scores.png" if has_plot else None, gap_notes(results, out_dir), contrast(results, out_dir)),
+    )
     write_csv(experiment_csv_rows(results), out_dir / "results.csv")
     return path
 

@@ -15,6 +15,7 @@ packed (T, H) tokens: a segment mean per sentence, or its first token for ``cls`
 tensor is built. Both give the same embeddings (fp32: relative error <= 1e-5, tested); the mode is
 recorded with the protocol.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,13 +39,25 @@ def packed_pool(hidden: torch.Tensor, cu_seqlens: torch.Tensor, pooling: str) ->
         return hidden[cu[:-1]]
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     seg = torch.repeat_interleave(torch.arange(lens.numel(), device=hidden.device), lens, output_size=hidden.shape[0])
-    total = torch.zeros(lens.numel(), hidden.shape[1], dtype=acc, device=hidden.device).index_add_(0, seg, hidden.to(acc))
+    total = torch.zeros(lens.numel(), hidden.shape[1], dtype=acc, device=hidden.device).index_add_(
+        0, seg, hidden.to(acc)
+    )
     return (total / lens.clamp(min=1).unsqueeze(1).to(acc)).to(hidden.dtype)
 
 
 @torch.no_grad()
-def embed(encoder, tokenizer, sentences: list[str], layer: int, pooling: str, max_len: int, batch_size: int,
-          device: str = "cpu", packed: bool = False, attention_backend: str = "auto") -> torch.Tensor:
+def embed(
+    encoder,
+    tokenizer,
+    sentences: list[str],
+    layer: int,
+    pooling: str,
+    max_len: int,
+    batch_size: int,
+    device: str = "cpu",
+    packed: bool = False,
+    attention_backend: str = "auto",
+) -> torch.Tensor:
     """(N, H) float32 CPU embeddings of ``sentences`` in input order: ``hidden_states[layer]`` pooled
     (module docstring); ``packed`` runs the encoder on the unpadded tokens."""
     n_layers = encoder.config.num_hidden_layers
@@ -57,7 +70,7 @@ def embed(encoder, tokenizer, sentences: list[str], layer: int, pooling: str, ma
     # sort by length so batches pad little (packed: so batches hold similar token counts); restore the order at the end
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         texts = [sentences[i] for i in idx]
         if packed:
             from xlrepro.packing import packed_encoder_forward
@@ -67,13 +80,20 @@ def embed(encoder, tokenizer, sentences: list[str], layer: int, pooling: str, ma
             cu = torch.zeros(len(ids) + 1, dtype=torch.int32)
             torch.cumsum(lens, 0, out=cu[1:])
             flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=device)
-            _, hs = packed_encoder_forward(encoder, flat, cu.to(device), int(lens.max()), output_hidden_states=True,
-                                           attention_backend=attention_backend)
+            _, hs = packed_encoder_forward(
+                encoder,
+                flat,
+                cu.to(device),
+                int(lens.max()),
+                output_hidden_states=True,
+                attention_backend=attention_backend,
+            )
             pooled = packed_pool(hs[layer], cu, pooling)
         else:
             enc = tokenizer(texts, truncation=True, max_length=max_len, padding=True, return_tensors="pt").to(device)
-            hs = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                         output_hidden_states=True).hidden_states[layer]
+            hs = encoder(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True
+            ).hidden_states[layer]
             pooled = masked_mean_pool(hs, enc["attention_mask"]) if pooling == "mean" else hs[:, 0]
         out.append(pooled.float().cpu())
     emb = torch.cat(out) if out else torch.empty(0, encoder.config.hidden_size)
@@ -82,7 +102,9 @@ def embed(encoder, tokenizer, sentences: list[str], layer: int, pooling: str, ma
     return result
 
 
-def nearest(queries: torch.Tensor, keys: torch.Tensor, similarity: str, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(
+    queries: torch.Tensor, keys: torch.Tensor, similarity: str, k: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k (scores, indices) of each query among the keys; ties go to the lowest index.
 
     Runs ``xlrepro.ops.knn`` (fused op where built, its PyTorch reference elsewhere).

@@ -16,6 +16,7 @@ done. ``done.json`` is the commit point of a run: training checkpoints (and, und
 ``keep`` policy, the full state dict ``best_model.pt``) are deleted only after it is written, so a
 process killed at any moment resumes from a complete state (docs/runs.md).
 """
+
 from __future__ import annotations
 
 import errno
@@ -109,15 +110,23 @@ class FolderLock:
                     raise
             if time.monotonic() - t0 > timeout:
                 os.close(fd)
-                raise ConfigError(f"{self.folder}: this {self.what} is in use by {self.holder()}; gave up after "
-                                  f"{timeout:g} s (XLREPRO_LOCK_TIMEOUT). Wait for it, or use another --out")
+                raise ConfigError(
+                    f"{self.folder}: this {self.what} is in use by {self.holder()}; gave up after "
+                    f"{timeout:g} s (XLREPRO_LOCK_TIMEOUT). Wait for it, or use another --out"
+                )
             if not said:
-                print(f"xlrepro: {self.folder}: this {self.what} is in use by {self.holder()}; waiting for it "
-                      "to finish", file=sys.stderr, flush=True)
+                print(
+                    f"xlrepro: {self.folder}: this {self.what} is in use by {self.holder()}; waiting for it to finish",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 said = True
             time.sleep(0.2)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self._fd = fd
@@ -251,8 +260,9 @@ class Run:
 
     def finish(self, summary: dict) -> None:
         if dist.is_main():
-            atomic_write_json(self.dir / "done.json", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                                       **summary})
+            atomic_write_json(
+                self.dir / "done.json", {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **summary}
+            )
             self._cleanup()  # after the commit point: a kill before it resumes from the checkpoint
         self._done = True
         dist.barrier()  # done.json exists for every rank before any rank moves on
@@ -329,8 +339,11 @@ def provenance(seed: int | None = None) -> dict:
     status = _git(["status", "--porcelain", "--untracked-files=no"])
     gpu = None
     if torch.cuda.is_available():
-        gpu = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
-               "capability": ".".join(map(str, torch.cuda.get_device_capability(0)))}
+        gpu = {
+            "name": torch.cuda.get_device_name(0),
+            "count": torch.cuda.device_count(),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+        }
     image = None
     if os.environ.get("XLREPRO_IMAGE_INFO"):  # inside the pinned image (docker/image_info.py writes it)
         try:
@@ -341,8 +354,9 @@ def provenance(seed: int | None = None) -> dict:
         # inside the image there is no .git: the build passes the commit in XLREPRO_GIT_COMMIT
         "git_commit": _git(["rev-parse", "HEAD"]) or os.environ.get("XLREPRO_GIT_COMMIT"),
         "git_dirty": bool(status) if status is not None else None,
-        "image": {"digest": os.environ.get("XLREPRO_IMAGE_DIGEST"), "info": image} if image or
-                 os.environ.get("XLREPRO_IMAGE_DIGEST") else None,
+        "image": {"digest": os.environ.get("XLREPRO_IMAGE_DIGEST"), "info": image}
+        if image or os.environ.get("XLREPRO_IMAGE_DIGEST")
+        else None,
         "versions": versions,
         "locks": lock_hashes(),
         "installed": installed_distributions(),
@@ -355,9 +369,11 @@ def provenance(seed: int | None = None) -> dict:
         "gpu": gpu,
         "extension": ops_status(),
         "seed": seed,
-        "determinism": {"torch_deterministic": torch.are_deterministic_algorithms_enabled(),
-                        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
-                        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")},
+        "determinism": {
+            "torch_deterministic": torch.are_deterministic_algorithms_enabled(),
+            "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        },
         "hf_offline": {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")},
         "user": getpass.getuser() if hasattr(os, "getuid") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -11,6 +11,7 @@ run (``subset_digest``).
 T = ∞), drawn from a generator seeded by the run's seed, so the sequence of tasks is
 reproducible and resumable (``state()``/``load_state()``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -76,7 +77,7 @@ def split_volume(total: int, sizes: dict[str, int]) -> dict[str, int]:
     raw = {k: total * v / n for k, v in sizes.items()}
     out = {k: max(1, int(math.floor(r))) for k, r in raw.items()}
     rest = total - sum(out.values())
-    for k in sorted(raw, key=lambda k: (out[k] - raw[k], k))[:max(0, rest)]:
+    for k in sorted(raw, key=lambda k: (out[k] - raw[k], k))[: max(0, rest)]:
         out[k] += 1
     return out
 

@@ -29,13 +29,14 @@ LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and
 ``<out>/submission/`` from its runs' test files: the folder then holds exactly the files its
 ``MANIFEST.json`` lists.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from xlrepro.data.types import Format, qa_ids
 from xlrepro.metrics.evaluate import task_file_extension
@@ -80,8 +81,10 @@ def prediction_text(task: str, fmt: Format, predictions, examples: Sequence = ()
             out.append("".join(f"{_field(t, task)}\n" for t in tags) + "\n")
         return "".join(out)
     if spec.prediction_file == "jsonl":  # read by evaluate.py:read_xcopa, scored by the label field
-        return "".join(json.dumps({"idx": _json_idx(e.guid), "label": _choice(p, task, e.guid)}) + "\n"
-                       for e, p in zip(examples, predictions))
+        return "".join(
+            json.dumps({"idx": _json_idx(e.guid), "label": _choice(p, task, e.guid)}) + "\n"
+            for e, p in zip(examples, predictions)
+        )
     if fmt in (Format.CLASSIFICATION, Format.MULTIPLE_CHOICE):
         return "".join(f"{_field(p, task)}\n" for p in predictions)
     raise ValueError(f"{task}: no submission format for {fmt}")
@@ -113,9 +116,24 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
         if unlabelled:
             raise ValueError(f"{task}: {len(unlabelled)} questions without answers (first: {unlabelled[0]})")
         if raw is None:
-            raw = [{"title": "", "paragraphs": [{"context": e.context, "qas": [
-                {"id": e.guid, "question": e.question,
-                 "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers]}]}]} for e in examples]
+            raw = [
+                {
+                    "title": "",
+                    "paragraphs": [
+                        {
+                            "context": e.context,
+                            "qas": [
+                                {
+                                    "id": e.guid,
+                                    "question": e.question,
+                                    "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers],
+                                }
+                            ],
+                        }
+                    ],
+                }
+                for e in examples
+            ]
         return json.dumps({"version": "1.1", "data": list(raw)}, ensure_ascii=False) + "\n"
     gold = [e.tags if fmt == Format.TAGGING else e.label for e in examples]
     if any(g is None for g in gold):
@@ -123,15 +141,17 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
     return prediction_text(task, fmt, gold, examples)
 
 
-def write_predictions(folder: str | Path, task: str, split: str, lang: str, fmt: Format, predictions,
-                      examples: Sequence = (), raw=None) -> Path:
+def write_predictions(
+    folder: str | Path, task: str, split: str, lang: str, fmt: Format, predictions, examples: Sequence = (), raw=None
+) -> Path:
     path = submission_path(folder, task, split, lang)
     atomic_write_text(path, prediction_text(task, fmt, predictions, examples, raw))
     return path
 
 
-def write_labels(folder: str | Path, task: str, split: str, lang: str, fmt: Format, examples: Sequence,
-                 raw=None) -> Path:
+def write_labels(
+    folder: str | Path, task: str, split: str, lang: str, fmt: Format, examples: Sequence, raw=None
+) -> Path:
     path = submission_path(folder, task, split, lang)
     atomic_write_text(path, label_text(task, fmt, examples, raw))
     return path
@@ -157,8 +177,9 @@ def _choice(value, task: str, guid) -> int:
     return value
 
 
-def assemble_submission(dest: str | Path, sources: Iterable[tuple[str, str, str | Path]],
-                        scored: set | frozenset = frozenset()) -> dict:
+def assemble_submission(
+    dest: str | Path, sources: Iterable[tuple[str, str, str | Path]], scored: set | frozenset = frozenset()
+) -> dict:
     """Rebuild ``dest`` (``<out>/submission``) from the ``test-*`` files of some runs.
 
     Args:

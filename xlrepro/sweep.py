@@ -19,6 +19,7 @@ Executors (no scheduler of our own beyond the dependency walk):
 Every start, finish, skip and re-seed is appended to ``<out>/sweep-log.jsonl``. A killed sweep
 started again skips finished runs and resumes interrupted ones from their checkpoints.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlrepro.config import config_hash
-from xlrepro.study.spec import Cell, ExperimentSpec, expand, load_spec
 from xlrepro.runs import atomic_write_json
+from xlrepro.study.spec import Cell, ExperimentSpec, expand, load_spec
 
 EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
 COLLAPSE_FORMATS = ("classification", "multiple_choice")
@@ -90,8 +91,14 @@ def cell_nodes(ctx, reseed_task: str | None = None) -> list:
 
 
 class Graph:
-    def __init__(self, spec: ExperimentSpec, cells: list[Cell], out: Path, extra_overrides: list[str],
-                 spec_ref: str | None = None):
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        cells: list[Cell],
+        out: Path,
+        extra_overrides: list[str],
+        spec_ref: str | None = None,
+    ):
         self.spec_ref = spec_ref or spec.name  # what a job passes to load_spec: a shipped name or a path
         self.spec, self.cells, self.out, self.extra_overrides = spec, cells, Path(out), list(extra_overrides)
         self.nodes: dict[str, Node] = {}  # insertion order is a dependency order
@@ -114,14 +121,29 @@ class Graph:
         return {k: n.state(self.out) for k, n in self.nodes.items()}
 
     def describe(self) -> dict:
-        return {"spec": self.spec.name, "spec_ref": self.spec_ref, "result": self.spec.result, "kind": self.spec.kind,
-                "extra_overrides": self.extra_overrides,
-                "smoke_scale": any(c.cfg.smoke is not None for c in self.cells),
-                "cells": [{"index": c.index, **c.labels, "overrides": c.overrides, "runs": self.cell_runs[c.index],
-                           "intermediate": "+".join(c.cfg.intermediate.tasks) or None,
-                           **self._study_fields(c)} for c in self.cells],
-                "nodes": {k: {"kind": n.kind, "task": n.task, "run_dir": n.run_dir, "upstream": n.upstream,
-                              "cells": n.cells} for k, n in self.nodes.items()}}
+        return {
+            "spec": self.spec.name,
+            "spec_ref": self.spec_ref,
+            "result": self.spec.result,
+            "kind": self.spec.kind,
+            "extra_overrides": self.extra_overrides,
+            "smoke_scale": any(c.cfg.smoke is not None for c in self.cells),
+            "cells": [
+                {
+                    "index": c.index,
+                    **c.labels,
+                    "overrides": c.overrides,
+                    "runs": self.cell_runs[c.index],
+                    "intermediate": "+".join(c.cfg.intermediate.tasks) or None,
+                    **self._study_fields(c),
+                }
+                for c in self.cells
+            ],
+            "nodes": {
+                k: {"kind": n.kind, "task": n.task, "run_dir": n.run_dir, "upstream": n.upstream, "cells": n.cells}
+                for k, n in self.nodes.items()
+            },
+        }
 
     @staticmethod
     def _study_fields(c: Cell) -> dict:
@@ -143,6 +165,7 @@ def build_graph(spec: ExperimentSpec | str, out: str | Path, extra_overrides: li
 
 
 # ---------------------------------------------------------------------- execution
+
 
 def log_event(out: Path, event: dict) -> None:
     line = json.dumps({"time": round(time.time(), 3), "pid": os.getpid(), **event}, default=str)
@@ -211,8 +234,10 @@ class Runner:
             from xlrepro.items import write_items
 
             write_items(ctx, task, outcome.run.dir)
-        log_event(g.out, {"event": "finish", "node": key[:12], "kind": kind, "task": task,
-                          "seconds": round(time.time() - t0, 2)})
+        log_event(
+            g.out,
+            {"event": "finish", "node": key[:12], "kind": kind, "task": task, "seconds": round(time.time() - t0, 2)},
+        )
 
     # ------------------------------------------------------------------ re-seed policy
     def _decided(self, cell_index: int, task: str) -> bool:
@@ -231,9 +256,9 @@ class Runner:
         """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a fine-tune collapsed to the majority class is re-run with seed + 1000*k
         (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
+        from xlrepro.items import collapse_check
         from xlrepro.study import stats
         from xlrepro.study.spec import load_cell_config
-        from xlrepro.items import collapse_check
 
         g = self.graph
         task_format = _task_format(node.task)
@@ -246,18 +271,35 @@ class Runner:
             if check is None:
                 return
             decision = stats.reseed_decision(seeds, check, g.spec.max_reseeds)
-            entry = {"cell": cell.index, "task": node.task, "seeds_tried": list(seeds), "run_dir": str(run_dir.relative_to(g.out)),
-                     "check": check, **decision}
+            entry = {
+                "cell": cell.index,
+                "task": node.task,
+                "seeds_tried": list(seeds),
+                "run_dir": str(run_dir.relative_to(g.out)),
+                "check": check,
+                **decision,
+            }
             _append_jsonl(g.out / "reseeds.jsonl", entry)
-            log_event(g.out, {"event": "reseed-decision", "node": node.key[:12], "action": decision["action"],
-                              "seed": decision["seed"], "next_seed": decision["next_seed"]})
+            log_event(
+                g.out,
+                {
+                    "event": "reseed-decision",
+                    "node": node.key[:12],
+                    "action": decision["action"],
+                    "seed": decision["seed"],
+                    "next_seed": decision["next_seed"],
+                },
+            )
             if decision["action"] != "reseed":
                 return
             seeds.append(decision["next_seed"])
             over = cell.overrides + [f"seed={decision['next_seed']}", f"base_seed={ctx.base_seed}"]
-            cfg = load_cell_config(g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe,
-                                    g.extra_overrides)
-            rctx = cell_context(Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device)
+            cfg = load_cell_config(
+                g.spec.config, over, f"{g.spec.name}: re-seed of cell {cell.index}", g.spec.recipe, g.extra_overrides
+            )
+            rctx = cell_context(
+                Cell(-1, cell.variant, cell.volume, decision["next_seed"], over, cfg), g.out, self.device
+            )
             items = cell_nodes(rctx, reseed_task=node.task)
             nodes = {pn.key: pn for pn in items}
             for pn in items:
@@ -294,8 +336,10 @@ def _ready(graph: Graph, key: str, finished: set[str]) -> bool:
 def run_local(graph: Graph, device: str | None = None, gpus: int = 1) -> dict:
     """Walk the graph in this process (gpus <= 1) or with one subprocess per node and GPU."""
     graph.write()
-    log_event(graph.out, {"event": "sweep-start", "spec": graph.spec.name, "executor": "local", "gpus": gpus,
-                          "nodes": len(graph.nodes)})
+    log_event(
+        graph.out,
+        {"event": "sweep-start", "spec": graph.spec.name, "executor": "local", "gpus": gpus, "nodes": len(graph.nodes)},
+    )
     counts = {"ran": 0, "skipped": 0}
     if gpus <= 1:
         runner = Runner(graph, device)
@@ -308,8 +352,19 @@ def run_local(graph: Graph, device: str | None = None, gpus: int = 1) -> dict:
 
 
 def _node_command(graph: Graph, key: str) -> list[str]:
-    return [sys.executable, "-m", "xlrepro.sweep", "run-node", "--spec", graph.spec_ref, "--out", str(graph.out),
-            "--node", key, *graph.extra_overrides]
+    return [
+        sys.executable,
+        "-m",
+        "xlrepro.sweep",
+        "run-node",
+        "--spec",
+        graph.spec_ref,
+        "--out",
+        str(graph.out),
+        "--node",
+        key,
+        *graph.extra_overrides,
+    ]
 
 
 def _run_subprocesses(graph: Graph, gpus: int) -> dict:
@@ -335,15 +390,23 @@ def _run_subprocesses(graph: Graph, gpus: int) -> dict:
             if proc.returncode != 0:
                 for _, p in running.values():
                     p.wait()
-                raise RuntimeError(f"node {graph.nodes[key].run_dir} failed (exit {proc.returncode}); "
-                                   "finished runs are kept: start the sweep again to resume")
+                raise RuntimeError(
+                    f"node {graph.nodes[key].run_dir} failed (exit {proc.returncode}); "
+                    "finished runs are kept: start the sweep again to resume"
+                )
             finished.add(key)
             counts["ran"] += 1
     return counts
 
 
-def run_submitit(graph: Graph, executor: str = "slurm", folder: str | Path | None = None,
-                 max_parallel: int = 64, poll_s: float = 5.0, **params) -> dict:
+def run_submitit(
+    graph: Graph,
+    executor: str = "slurm",
+    folder: str | Path | None = None,
+    max_parallel: int = 64,
+    poll_s: float = 5.0,
+    **params,
+) -> dict:
     """One submitit job per node, submitted once its upstream node has finished.
 
     ``executor``: ``slurm`` (a SLURM cluster), ``submitit-local`` (submitit's LocalExecutor:
@@ -364,8 +427,9 @@ def run_submitit(graph: Graph, executor: str = "slurm", folder: str | Path | Non
     if cluster != "slurm":
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     ex.update_parameters(name=f"xlrepro-{graph.spec.name}", **params)
-    log_event(graph.out, {"event": "sweep-start", "spec": graph.spec.name, "executor": executor,
-                          "nodes": len(graph.nodes)})
+    log_event(
+        graph.out, {"event": "sweep-start", "spec": graph.spec.name, "executor": executor, "nodes": len(graph.nodes)}
+    )
     finished = {k for k, s in graph.states().items() if s == "done"}
     counts = {"ran": 0, "skipped": len(finished)}
     waiting = [k for k in graph.nodes if k not in finished]
@@ -389,8 +453,9 @@ def run_submitit(graph: Graph, executor: str = "slurm", folder: str | Path | Non
     return counts
 
 
-def run_node(spec_ref: str, out: str, key: str, extra_overrides: list[str] | tuple = (),
-             device: str | None = None) -> str:
+def run_node(
+    spec_ref: str, out: str, key: str, extra_overrides: list[str] | tuple = (), device: str | None = None
+) -> str:
     """Run one node of a spec's graph (the unit a cluster job or a GPU subprocess executes)."""
     graph = build_graph(spec_ref, out, extra_overrides)
     if key not in graph.nodes:

@@ -14,12 +14,13 @@ The setting is per experiment output folder: ``configure(out_dir, enabled)`` (ca
 from the run folder ``<out>/runs/<run>``. The ``tensorboard`` package is imported only when a
 writer is opened; it is an optional dependency (``pip install 'xlrepro[tensorboard]'``).
 """
+
 from __future__ import annotations
 
 import importlib.util
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from xlrepro.errors import ConfigError
 
@@ -31,8 +32,10 @@ INSTALL_HINT = "pip install 'xlrepro[tensorboard]' (or: pip install tensorboard)
 def check_available() -> None:
     """Raise a ``ConfigError`` now (before any training) when the tensorboard package is missing."""
     if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError(f"logging.tensorboard: true needs the tensorboard package, which is not installed; "
-                          f"{INSTALL_HINT}, or set logging.tensorboard=false")
+        raise ConfigError(
+            f"logging.tensorboard: true needs the tensorboard package, which is not installed; "
+            f"{INSTALL_HINT}, or set logging.tensorboard=false"
+        )
 
 
 def configure(out_dir: str | Path, tensorboard: bool) -> None:

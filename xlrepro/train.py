@@ -19,31 +19,30 @@ of each step, so the global batch is that of the config whatever the world size.
 is the mean over all ranks' micro-batches (summed across ranks, not averaged per rank), and
 only rank 0 writes checkpoints' shared files, the best model and the log.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 import typing
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from xlrepro import distributed as dist
-from xlrepro import tracking
+from xlrepro import distributed as dist, tracking
 from xlrepro.config import TrainConfig
 from xlrepro.ds_engine import DeepSpeedEngine
 from xlrepro.errors import XlreproError
 from xlrepro.optim import atomic_torch_save, linear_schedule, param_groups, safe_load
 from xlrepro.packing import plan_packed_batches
 from xlrepro.runs import rewind_log
-
 
 
 def set_seed(seed: int) -> None:
@@ -63,8 +62,9 @@ class TorchEngine:
         self.forward_module = model
         self.cfg = cfg
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, eps=cfg.adam_eps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                           linear_schedule(cfg.warmup_proportion, total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(cfg.warmup_proportion, total_steps)
+        )
 
     def backward(self, loss: torch.Tensor) -> None:
         """``loss``: the mean over one micro-batch; it weighs ``1 / grad_accum`` in the step."""
@@ -92,8 +92,10 @@ class TorchEngine:
         return (Path(run_dir) / "checkpoint.pt").exists()
 
     def save_checkpoint(self, run_dir: Path, client_state: dict, rng: dict) -> None:
-        atomic_torch_save({"model": self.model.state_dict(), "engine": self.state_dict(), "loop": client_state,
-                            "rng": rng}, Path(run_dir) / "checkpoint.pt")
+        atomic_torch_save(
+            {"model": self.model.state_dict(), "engine": self.state_dict(), "loop": client_state, "rng": rng},
+            Path(run_dir) / "checkpoint.pt",
+        )
 
     def load_checkpoint(self, run_dir: Path) -> tuple[dict, dict] | None:
         if not self.has_checkpoint(run_dir):
@@ -119,8 +121,10 @@ class TorchEngine:
 def make_engine(model, cfg: TrainConfig, total_steps: int):
     if cfg.engine == "torch":
         if dist.world_size() > 1:
-            raise RuntimeError(f"{dist.describe()}: train.engine 'torch' runs in one process; under a launcher "
-                               "with several ranks use train.engine=deepspeed")
+            raise RuntimeError(
+                f"{dist.describe()}: train.engine 'torch' runs in one process; under a launcher "
+                "with several ranks use train.engine=deepspeed"
+            )
         return TorchEngine(model, cfg, total_steps)
     if cfg.engine == "deepspeed":
         return DeepSpeedEngine(model, cfg, total_steps)
@@ -183,7 +187,7 @@ def _epoch_batches(stream: Stream, cfg: TrainConfig, seed: int, epoch: int) -> l
     if cfg.token_budget:
         return plan_packed_batches(stream.lengths(), cfg.token_budget, cfg.packing_window, seed, epoch)
     order = _epoch_order(len(stream.feats), seed, epoch)
-    return [order[k:k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
+    return [order[k : k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
 
 
 def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int) -> Iterator:
@@ -207,21 +211,40 @@ def _micro_batches(stream: Stream, cfg: TrainConfig, seed: int, start_micro: int
 def _rng_state() -> dict:
     """torch, Python and NumPy RNG states as tensors and plain values (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, cached = typing.cast(tuple, np.random.get_state())  # the legacy tuple form
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+    }
 
 
 def _set_rng_state(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
     n = rng["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
 
 
-def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConfig, seed: int, run_dir: Path,
-          evaluate: Callable[[], float] | None, log: Callable[[dict], None], desc: str = "train",
-          sampler=None, keep_checkpoint: bool = False) -> LoopState:
+def train(
+    model: torch.nn.Module,
+    streams: Stream | list[Stream],
+    cfg: TrainConfig,
+    seed: int,
+    run_dir: Path,
+    evaluate: Callable[[], float] | None,
+    log: Callable[[dict], None],
+    desc: str = "train",
+    sampler=None,
+    keep_checkpoint: bool = False,
+) -> LoopState:
     """Train ``model`` on one stream, or on several with ``sampler`` choosing each micro-batch's
     task (multi-task); early-stop on ``evaluate()`` (higher is better) and reload the best.
 
@@ -242,10 +265,15 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
         raise ValueError("several streams need a TaskSampler")
     empty = [s.task for s in streams if not s.feats]
     if empty:  # before any engine or loop: an empty stream would never yield a batch
-        raise XlreproError(f"no training examples for {', '.join(empty)}: the training data is empty "
-                           "(an empty file, or a header without rows?)")
-    n_steps = total_steps(cfg, [len(s.feats) for s in streams],
-                          sum(len(_epoch_batches(s, cfg, seed, 0)) for s in streams) if cfg.token_budget else None)
+        raise XlreproError(
+            f"no training examples for {', '.join(empty)}: the training data is empty "
+            "(an empty file, or a header without rows?)"
+        )
+    n_steps = total_steps(
+        cfg,
+        [len(s.feats) for s in streams],
+        sum(len(_epoch_batches(s, cfg, seed, 0)) for s in streams) if cfg.token_budget else None,
+    )
     set_seed(seed)  # before the engine: the same on every rank and in a resumed run
     engine = make_engine(model, cfg, n_steps)
     world, rank, main = dist.world_size(), dist.rank(), dist.is_main()
@@ -301,8 +329,14 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
     model.train()
     # each stream's batch order depends on (seed, task index, epoch) only
     its = {s.task: _micro_batches(s, cfg, seed + 1000 * i, state.micro.get(s.task, 0)) for i, s in enumerate(streams)}
-    bar = tqdm(total=n_steps, initial=state.step, desc=desc, leave=False, mininterval=2.0,
-               disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0" or not main)
+    bar = tqdm(
+        total=n_steps,
+        initial=state.step,
+        desc=desc,
+        leave=False,
+        mininterval=2.0,
+        disable=os.environ.get("XLREPRO_PROGRESS", "1") == "0" or not main,
+    )
     t0 = time.time()
     while state.step < n_steps and not state.stopped_early:
         tasks, losses = [], [0.0] * cfg.grad_accum
@@ -322,8 +356,14 @@ def train(model: torch.nn.Module, streams: Stream | list[Stream], cfg: TrainConf
         losses = dist.all_reduce_sum(losses)  # each slot was filled by exactly one rank
         state.step += 1
         bar.update(1)
-        event = {"event": "train", "step": state.step, "loss": sum(losses) / len(losses), "lr": engine.lr(),
-                 "grad_norm": gnorm, "elapsed_s": round(time.time() - t0, 3)}
+        event = {
+            "event": "train",
+            "step": state.step,
+            "loss": sum(losses) / len(losses),
+            "lr": engine.lr(),
+            "grad_norm": gnorm,
+            "elapsed_s": round(time.time() - t0, 3),
+        }
         event.update(tokens=tokens, step_s=round(tracking.step_timer() - t_step, 4))
         if len(streams) > 1:
             per_task: dict[str, list[float]] = {}

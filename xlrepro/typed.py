@@ -4,6 +4,7 @@
 rejected with a did-you-mean; ``to_dict`` is the inverse. The config (``xlrepro.config``) and
 the config checks (``xlrepro.config_checks``) both build on it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,8 +100,11 @@ def from_dict(cls, data: dict, where: str = "", problems: list | None = None):
                 bad(str(e))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             bad(f"{key}: required (no default)")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     for name in missing:  # only when collecting: a placeholder, so that the other checks still run
         if hints[name] not in (int, str):  # (the caller raises with the problems; it never uses the value)
             return None

@@ -3,6 +3,7 @@
 
 With c correct among the first n candidates and g gold pairs, F1 = 2PR/(P+R) = 2c/(n+g).
 """
+
 import math
 
 import pytest
@@ -33,8 +34,8 @@ def test_stable_sort_file_order_decides_ties():
 
 def test_two_thirds_rounding_makes_the_later_cutoff_win():
     # Float facts of the official bucc_optimize arithmetic (plain Python, not our code):
-    assert 2 * 0.75 * 0.6 / (0.75 + 0.6) == 0.6666666666666665          # 3 of 4, gold 5
-    assert 2 * (4 / 7) * 0.8 / (4 / 7 + 0.8) == 0.6666666666666666      # 4 of 7, gold 5
+    assert 2 * 0.75 * 0.6 / (0.75 + 0.6) == 0.6666666666666665  # 3 of 4, gold 5
+    assert 2 * (4 / 7) * 0.8 / (4 / 7 + 0.8) == 0.6666666666666666  # 4 of 7, gold 5
     # ranking (scores 8..1): ok, x, ok, ok, x, x, ok, x; gold has a 5th unreachable pair.
     marks = [1, 0, 1, 1, 0, 0, 1, 0]
     cands = {(f"s{i}", f"t{i}"): float(8 - i) for i in range(8)}

@@ -3,6 +3,7 @@ the Tatoeba prediction format of ``third_party/evaluate_retrieval.py``).
 
 Expected values are worked out by hand in the comments.
 """
+
 import numpy as np
 import pytest
 

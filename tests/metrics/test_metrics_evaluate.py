@@ -1,23 +1,57 @@
 """score_folder over small XTREME / XTREME-R submission folders written to tmp_path, read as
 google-research/xtreme's ``evaluate.py`` reads them (docs/metrics.md). Every expected value is
 derived in the comments."""
+
 import json
 
 import pytest
 
 from xlrepro.metrics import read_label, read_squad, read_tag, read_xcopa, score_folder, score_language
 
-XTREME_LANGS = {"pawsx": ["de"], "xnli": ["en", "de"], "panx": ["en"], "udpos": ["en"], "bucc2018": ["de"],
-                "tatoeba": ["de"], "xquad": ["zh"], "mlqa": ["zh"], "tydiqa": ["en"]}
+XTREME_LANGS = {
+    "pawsx": ["de"],
+    "xnli": ["en", "de"],
+    "panx": ["en"],
+    "udpos": ["en"],
+    "bucc2018": ["de"],
+    "tatoeba": ["de"],
+    "xquad": ["zh"],
+    "mlqa": ["zh"],
+    "tydiqa": ["en"],
+}
 
-QA_LABEL = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "北京 上海", "qas": [
-    {"id": "q1", "question": "?", "answers": [{"text": "北京", "answer_start": 0}]},
-    {"id": "q2", "question": "?", "answers": [{"text": "上海", "answer_start": 3}]}]}]}]}
+QA_LABEL = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "t",
+            "paragraphs": [
+                {
+                    "context": "北京 上海",
+                    "qas": [
+                        {"id": "q1", "question": "?", "answers": [{"text": "北京", "answer_start": 0}]},
+                        {"id": "q2", "question": "?", "answers": [{"text": "上海", "answer_start": 3}]},
+                    ],
+                }
+            ],
+        }
+    ],
+}
 QA_PRED = {"q1": "北京市", "q2": "上海"}
 # TyDiQA label as a bare list (read_squad returns it unchanged)
-TYDI_LABEL = [{"paragraphs": [{"context": "c", "qas": [
-    {"id": "t1", "answers": [{"text": "The Beatles", "answer_start": 0}]},
-    {"id": "t2", "answers": [{"text": "1969", "answer_start": 0}]}]}]}]
+TYDI_LABEL = [
+    {
+        "paragraphs": [
+            {
+                "context": "c",
+                "qas": [
+                    {"id": "t1", "answers": [{"text": "The Beatles", "answer_start": 0}]},
+                    {"id": "t2", "answers": [{"text": "1969", "answer_start": 0}]},
+                ],
+            }
+        ]
+    }
+]
 TYDI_PRED = {"t1": "beatles", "extra": "ignored"}
 
 
@@ -35,11 +69,11 @@ def _write(root, task, lang, ext, content):
 def _xtreme_folders(tmp_path):
     pred, gold = tmp_path / "pred", tmp_path / "gold"
     _write(gold, "pawsx", "de", "tsv", "1\n0\n1\n0\n")
-    _write(pred, "pawsx", "de", "tsv", "1\n1\n1\n0\n")                       # 3/4 -> 75
-    _write(gold, "xnli", "en", "tsv", "entailment\r\nneutral\r\n")           # CRLF stripped
-    _write(pred, "xnli", "en", "tsv", "entailment \nneutral\n")              # trailing space stripped -> 100
+    _write(pred, "pawsx", "de", "tsv", "1\n1\n1\n0\n")  # 3/4 -> 75
+    _write(gold, "xnli", "en", "tsv", "entailment\r\nneutral\r\n")  # CRLF stripped
+    _write(pred, "xnli", "en", "tsv", "entailment \nneutral\n")  # trailing space stripped -> 100
     _write(gold, "xnli", "de", "tsv", "contradiction\nneutral\n")
-    _write(pred, "xnli", "de", "tsv", "neutral\nneutral\n")                  # 1/2 -> 50; avg 75
+    _write(pred, "xnli", "de", "tsv", "neutral\nneutral\n")  # 1/2 -> 50; avg 75
     _write(gold, "panx", "en", "tsv", "B-PER\nI-PER\nO\n\nB-LOC\n")
     _write(pred, "panx", "en", "tsv", "B-PER\nI-PER\nO\n\nO\n")
     # gold (PER,0,1) (LOC,4,4); pred (PER,0,1): P 100, R 50, F1 2/3
@@ -47,9 +81,9 @@ def _xtreme_folders(tmp_path):
     _write(pred, "udpos", "en", "tsv", "NOUN\nNOUN\nADJ\n")
     # gold (NOUN,0,1) (VERB,2,2); pred (NOUN,0,1) (ADJ,2,2): 1 of 2 each way -> 50
     _write(gold, "bucc2018", "de", "tsv", "de1\ten1\nde2\ten2\n")
-    _write(pred, "bucc2018", "de", "tsv", "de1\ten1\nde3\ten3\n")            # 1 of 2 / 1 of 2 -> 50
+    _write(pred, "bucc2018", "de", "tsv", "de1\ten1\nde3\ten3\n")  # 1 of 2 / 1 of 2 -> 50
     _write(gold, "tatoeba", "de", "tsv", "0\n1\n2\n3\n")
-    _write(pred, "tatoeba", "de", "tsv", "0\n1\n3\n2\n")                     # 2/4 -> 50
+    _write(pred, "tatoeba", "de", "tsv", "0\n1\n3\n2\n")  # 2/4 -> 50
     for task in ("xquad", "mlqa"):
         _write(gold, task, "zh", "json", QA_LABEL)
         _write(pred, task, "zh", "json", QA_PRED)
@@ -140,8 +174,9 @@ def test_tagging_mode_override(tmp_path):
     _write(gold, "udpos", "en", "tsv", "NOUN\nCCONJ\nNOUN\n")
     _write(pred, "udpos", "en", "tsv", "NOUN\nSCONJ\nNOUN\n")
     # 0.0.12: 2/3; 1.2.2: CONJ == CONJ -> 100
-    assert score_folder(str(pred), str(gold), "xtreme", XTREME_LANGS)["detailed"]["udpos"]["avg_f1"] == \
-        pytest.approx(200 / 3)
+    assert score_folder(str(pred), str(gold), "xtreme", XTREME_LANGS)["detailed"]["udpos"]["avg_f1"] == pytest.approx(
+        200 / 3
+    )
     out = score_folder(str(pred), str(gold), "xtreme", XTREME_LANGS, tagging_mode="seqeval_1x")
     assert out["detailed"]["udpos"]["avg_f1"] == pytest.approx(100.0)
     agg = out["aggregates"]["xtreme_score"]
@@ -171,9 +206,9 @@ XTREME_R_LANGS = {"xnli": ["en"], "xcopa": ["et"], "mewslix": ["en"], "lareqa": 
 def _xtreme_r_folders(tmp_path):
     pred, gold = tmp_path / "pred", tmp_path / "gold"
     _write(gold, "xnli", "en", "tsv", "neutral\n")
-    _write(pred, "xnli", "en", "tsv", "neutral\n")                       # 100
+    _write(pred, "xnli", "en", "tsv", "neutral\n")  # 100
     _write(gold, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\r\n{"idx": 1, "label": 1}\r\n')
-    _write(pred, "xcopa", "et", "jsonl", '{"label": 0}\n{"label": 0}\n')   # 50
+    _write(pred, "xcopa", "et", "jsonl", '{"label": 0}\n{"label": 0}\n')  # 50
     _write(gold, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q2 "]})
     _write(pred, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q3", "Q2"]})
     # m1 rank 1 -> 1; m2 gold 'Q2' (stripped) at rank 2 -> 1/2 -> (1 + 0.5)/2 = 75
@@ -197,13 +232,23 @@ def test_score_folder_xtreme_r(tmp_path):
 
 
 def test_score_folder_xtreme_r_complete_with_extra_lareqa(tmp_path):
-    langs = {"xnli": ["en"], "panx": ["en"], "udpos": ["en"], "tatoeba": ["de"], "xcopa": ["et"], "lareqa": [],
-             "mewslix": ["en"], "xquad": ["zh"], "mlqa": ["zh"], "tydiqa": ["en"]}
-    pred, gold = _xtreme_folders(tmp_path)      # xnli(en)=100 here, panx 66.67, udpos 50, tatoeba 50, QA
+    langs = {
+        "xnli": ["en"],
+        "panx": ["en"],
+        "udpos": ["en"],
+        "tatoeba": ["de"],
+        "xcopa": ["et"],
+        "lareqa": [],
+        "mewslix": ["en"],
+        "xquad": ["zh"],
+        "mlqa": ["zh"],
+        "tydiqa": ["en"],
+    }
+    pred, gold = _xtreme_folders(tmp_path)  # xnli(en)=100 here, panx 66.67, udpos 50, tatoeba 50, QA
     _write(gold, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\n{"idx": 1, "label": 1}\n')
-    _write(pred, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\n{"idx": 1, "label": 0}\n')   # 50
+    _write(pred, "xcopa", "et", "jsonl", '{"idx": 0, "label": 0}\n{"idx": 1, "label": 0}\n')  # 50
     _write(gold, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q2"]})
-    _write(pred, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q3", "Q2"]})   # 75
+    _write(pred, "mewslix", "en", "json", {"m1": ["Q1"], "m2": ["Q3", "Q2"]})  # 75
     lareqa = {"avg_map@20": 40.0, "avg_metric": 40.0}
     out = score_folder(str(pred), str(gold), "xtreme-r", langs, extra_task_avgs={"lareqa": lareqa})
     # task avg_metrics: xnli 100, xcopa 50, udpos 50, panx 66.667, tatoeba 50, mewslix 75,
@@ -249,6 +294,7 @@ def test_score_folder_bad_arguments(tmp_path):
 
 # ----------------------------------------------------------------- XCOPA: JSON lines by 'label'
 
+
 def _xcopa_pair(tmp_path, pred_text, gold_text):
     p = _write(tmp_path / "pred", "xcopa", "et", "jsonl", pred_text)
     g = _write(tmp_path / "gold", "xcopa", "et", "jsonl", gold_text)
@@ -259,8 +305,9 @@ def test_xcopa_is_scored_by_the_label_field(tmp_path):
     # official read_xcopa: json.loads(line)['label'] for every line of both files, then
     # accuracy(): p == l. {"label": 1} vs {"idx": 0, "label": 1}: 1 == 1 -> correct.
     # Key order and spacing do not matter: {"label":0,"idx":1} -> 0 == 0 -> correct. 2 of 2 -> 100.
-    p, g = _xcopa_pair(tmp_path, '{"label": 1}\n{"label":0,"idx":1}\n',
-                       '{"idx": 0, "label": 1}\n{"idx": 1,   "label": 0}\n')
+    p, g = _xcopa_pair(
+        tmp_path, '{"label": 1}\n{"label":0,"idx":1}\n', '{"idx": 0, "label": 1}\n{"idx": 1,   "label": 0}\n'
+    )
     assert score_language("xcopa", p, g, "et")["accuracy"] == 100.0
     assert read_xcopa(p) == [1, 0]
 
@@ -273,12 +320,15 @@ def test_xcopa_labels_compare_as_json_values(tmp_path):
     assert score_language("xcopa", p, g, "et", mode="corrected")["accuracy"] == 100.0
 
 
-@pytest.mark.parametrize("bad,match", [
-    ("0\n", r"test-et.jsonl, line 1, field 'label': expected a JSON object"),  # bare label: 0['label'] fails
-    ('{"label": 0}\n\n', r"test-et.jsonl, line 2: a blank line"),              # json.loads('\n') fails
-    ('{"label": 0}\n{"idx": 3}\n', r"test-et.jsonl, line 2, field 'label'"),   # KeyError
-    ('{"label": 0\n', r"test-et.jsonl, line 1: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("0\n", r"test-et.jsonl, line 1, field 'label': expected a JSON object"),  # bare label: 0['label'] fails
+        ('{"label": 0}\n\n', r"test-et.jsonl, line 2: a blank line"),  # json.loads('\n') fails
+        ('{"label": 0}\n{"idx": 3}\n', r"test-et.jsonl, line 2, field 'label'"),  # KeyError
+        ('{"label": 0\n', r"test-et.jsonl, line 1: invalid JSON"),
+    ],
+)
 def test_xcopa_bad_lines_name_file_and_line(tmp_path, bad, match):
     p, g = _xcopa_pair(tmp_path, bad, '{"label": 0}\n{"label": 1}\n')
     with pytest.raises(ValueError, match=match):

@@ -4,25 +4,35 @@
 The ``evaluate`` package's SQuAD metric cannot serve as a differential reference here: its wheel
 ships no metric scripts and ``evaluate.load("squad")`` fetches one from the Hugging Face Hub, so
 the expected values below are worked out by hand from the official scripts' steps."""
+
 import json
 import os
 import unicodedata
 
 import pytest
-
 from conftest import SAMPLES  # noqa: E402
-from xlrepro.metrics import (mlqa_mixed_segmentation, mlqa_normalize_answer, mlqa_scores, qa_score,
-                             squad_normalize_answer, squad_scores)
+
+from xlrepro.metrics import (
+    mlqa_mixed_segmentation,
+    mlqa_normalize_answer,
+    mlqa_scores,
+    qa_score,
+    squad_normalize_answer,
+    squad_scores,
+)
 
 
 def _dataset(*questions):
     """SQuAD 'data' list with one paragraph holding (id, [gold texts]) questions."""
-    qas = [{"id": qid, "question": "?", "answers": [{"text": t, "answer_start": 0} for t in golds]}
-           for qid, golds in questions]
+    qas = [
+        {"id": qid, "question": "?", "answers": [{"text": t, "answer_start": 0} for t in golds]}
+        for qid, golds in questions
+    ]
     return [{"title": "t", "paragraphs": [{"context": "c", "qas": qas}]}]
 
 
 # ----------------------------------------------------------------- SQuAD normaliser
+
 
 def test_hyphens_are_deleted_not_spaced():
     # '-' is ASCII punctuation and is deleted: 'stateoftheart' has no \bthe\b left
@@ -46,24 +56,24 @@ def test_nfd_combining_marks_break_words():
 
 
 def test_whitespace_and_case_rules():
-    assert squad_normalize_answer("x\u00a0y") == "x y"          # NBSP splits
-    assert squad_normalize_answer("x\u3000y") == "x y"          # ideographic space splits
-    assert squad_normalize_answer("x\u200by") == "x\u200by"     # ZWSP does not
-    assert squad_normalize_answer("İstanbul") != "istanbul"     # İ lowers to i + U+0307
+    assert squad_normalize_answer("x\u00a0y") == "x y"  # NBSP splits
+    assert squad_normalize_answer("x\u3000y") == "x y"  # ideographic space splits
+    assert squad_normalize_answer("x\u200by") == "x\u200by"  # ZWSP does not
+    assert squad_normalize_answer("İstanbul") != "istanbul"  # İ lowers to i + U+0307
     assert squad_normalize_answer("Straße") != squad_normalize_answer("STRASSE")  # ß stays
 
 
 def test_squad_dataset_level_rules():
     data = _dataset(
-        ("q1", ["a", "the dog"]),          # pred 'The': '' == '' -> EM 1; F1 0 vs both ('' and 'dog')
-        ("q2", ["big cat", "cat"]),        # pred 'big cat sat': EM 0; F1 max(0.8, 0.5) = 0.8
-        ("q3", ["x"]),                     # unanswered -> 0 / 0
+        ("q1", ["a", "the dog"]),  # pred 'The': '' == '' -> EM 1; F1 0 vs both ('' and 'dog')
+        ("q2", ["big cat", "cat"]),  # pred 'big cat sat': EM 0; F1 max(0.8, 0.5) = 0.8
+        ("q3", ["x"]),  # unanswered -> 0 / 0
     )
     # q2 F1 vs 'big cat': common 2, P = 2/3, R = 1 -> 0.8; vs 'cat': P = 1/3, R = 1 -> 0.5
     preds = {"q1": "The", "q2": "big cat sat", "zzz": "ignored"}
     out = squad_scores(preds, data)
-    assert out["exact_match"] == pytest.approx(100 / 3)   # 1 of 3
-    assert out["f1"] == pytest.approx(100 * 0.8 / 3)      # (0 + 0.8 + 0) / 3
+    assert out["exact_match"] == pytest.approx(100 / 3)  # 1 of 3
+    assert out["f1"] == pytest.approx(100 * 0.8 / 3)  # (0 + 0.8 + 0) / 3
     assert out["n_questions"] == 3 and out["n_unanswered"] == 1
     assert out["mode"] == "official"
     # a dict with a 'data' key is accepted too
@@ -86,6 +96,7 @@ def test_squad_bad_input():
 
 
 # ----------------------------------------------------------------- MLQA normaliser
+
 
 def test_zh_mixed_segmentation_gives_partial_credit():
     # MLQA: 北京市 -> 北 京 市, 北京 -> 北 京: common 2, P = 2/3, R = 1 -> F1 = (4/3)/(5/3) = 0.8

@@ -1,12 +1,13 @@
 """Golden tests for LAReQA mAP@k and Mewsli-X MRR@k (google-research/xtreme ``third_party/utils_lareqa.py``
 and ``third_party/utils_mewslix.py``; docs/metrics.md)."""
+
 import numpy as np
 import pytest
 
 from xlrepro.metrics import average_precision_at_k, lareqa_map_at_k, mewslix_evaluate_all, mewslix_map_at_k
 
-
 # ----------------------------------------------------------------- average_precision_at_k
+
 
 def test_ap_basic():
     # hits at rank 1 (1/1) and rank 3 (2/3); divisor min(2, 3) = 2 -> (5/3)/2 = 5/6
@@ -61,15 +62,24 @@ def test_ap_bad_input():
 
 # ----------------------------------------------------------------- lareqa_map_at_k
 
+
 def _lareqa_fixture():
-    C = np.array([[3.0, 0.0],   # c0 answers 'a'
-                  [0.0, 3.0],   # c1 answers 'b'
-                  [2.0, 2.0],   # c2 distractor
-                  [1.0, 0.0]])  # c3 answers 'b' (e.g. the same answer in another language)
+    C = np.array(
+        [
+            [3.0, 0.0],  # c0 answers 'a'
+            [0.0, 3.0],  # c1 answers 'b'
+            [2.0, 2.0],  # c2 distractor
+            [1.0, 0.0],
+        ]
+    )  # c3 answers 'b' (e.g. the same answer in another language)
     cand_ids = ["a", "b", None, "b"]
-    Q = np.array([[1.0, 0.0],   # q0 'a': scores 3, 0, 2, 1 -> c0 c2 c3 c1
-                  [1.0, 0.0],   # q1 'b': same ranking
-                  [0.1, 1.0]])  # q2 'b': scores 0.3, 3, 2.2, 0.1 -> c1 c2 c0 c3
+    Q = np.array(
+        [
+            [1.0, 0.0],  # q0 'a': scores 3, 0, 2, 1 -> c0 c2 c3 c1
+            [1.0, 0.0],  # q1 'b': same ranking
+            [0.1, 1.0],
+        ]
+    )  # q2 'b': scores 0.3, 3, 2.2, 0.1 -> c1 c2 c0 c3
     q_ids = ["a", "b", "b"]
     return Q, C, q_ids, cand_ids
 

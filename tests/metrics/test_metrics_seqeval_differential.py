@@ -12,6 +12,7 @@ list); wherever seqeval raises xlrepro must raise.
 The install needs PyPI. When it fails the test fails, unless XLREPRO_OFFLINE=1 is set: then it
 is skipped and says why.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,17 @@ from xlrepro.metrics import get_entities, tagging_f1
 # 1.2.2 imports scikit-learn (for a warning class), pinned with what it pulls in.
 SEQEVAL = {
     "0.0.12": ("official", ["--no-deps", "seqeval==0.0.12", "numpy==2.4.6"]),
-    "1.2.2": ("seqeval_1x", ["seqeval==1.2.2", "numpy==2.4.6", "scikit-learn==1.9.1", "scipy==1.17.1",
-                             "joblib==1.6.0", "threadpoolctl==3.8.0"]),
+    "1.2.2": (
+        "seqeval_1x",
+        [
+            "seqeval==1.2.2",
+            "numpy==2.4.6",
+            "scikit-learn==1.9.1",
+            "scipy==1.17.1",
+            "joblib==1.6.0",
+            "threadpoolctl==3.8.0",
+        ],
+    ),
 }
 N_CASES = 400
 
@@ -69,8 +79,11 @@ def _cache_root(request) -> Path:
 def _unavailable(message: str):
     if os.environ.get("XLREPRO_OFFLINE") == "1":
         pytest.skip(f"XLREPRO_OFFLINE=1: not comparing with the real package ({message})")
-    pytest.fail(f"{message}\n(the differential tests install seqeval from PyPI; set XLREPRO_OFFLINE=1 to skip "
-                "them on a machine without PyPI)", pytrace=False)
+    pytest.fail(
+        f"{message}\n(the differential tests install seqeval from PyPI; set XLREPRO_OFFLINE=1 to skip "
+        "them on a machine without PyPI)",
+        pytrace=False,
+    )
 
 
 def _seqeval_python(root: Path, version: str) -> Path:
@@ -82,10 +95,19 @@ def _seqeval_python(root: Path, version: str) -> Path:
         return python
     tmp = root / f".seqeval-{version}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    steps = [[sys.executable, "-m", "venv", str(tmp)],
-             [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-              *SEQEVAL[version][1]],
-             [str(tmp / "bin" / "python"), "-c", "import seqeval.metrics"]]
+    steps = [
+        [sys.executable, "-m", "venv", str(tmp)],
+        [
+            str(tmp / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            *SEQEVAL[version][1],
+        ],
+        [str(tmp / "bin" / "python"), "-c", "import seqeval.metrics"],
+    ]
     for cmd in steps:
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -94,8 +116,10 @@ def _seqeval_python(root: Path, version: str) -> Path:
             _unavailable(f"could not install seqeval=={version}: {' '.join(cmd[:4])} failed ({e})")
         if r.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            _unavailable(f"could not install seqeval=={version}: {' '.join(cmd[:6])} exited {r.returncode}:\n"
-                         f"{(r.stdout + r.stderr)[-2000:]}")
+            _unavailable(
+                f"could not install seqeval=={version}: {' '.join(cmd[:6])} exited {r.returncode}:\n"
+                f"{(r.stdout + r.stderr)[-2000:]}"
+            )
     (tmp / "READY").write_text(version + "\n")
     shutil.rmtree(venv, ignore_errors=True)
     os.replace(tmp, venv)
@@ -104,10 +128,46 @@ def _seqeval_python(root: Path, version: str) -> Path:
 
 # ----------------------------------------------------------------- generated corpora
 
-UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
-        "SCONJ", "SYM", "VERB", "X"]
-NER = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "E-PER", "S-LOC", "E-ORG", "S-PER",
-       "b-per", "B-A-X", "B-B-X", "I-A-X", "I-MISC", "B-MISC"]
+UPOS = [
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
+]
+NER = [
+    "O",
+    "O",
+    "O",
+    "B-PER",
+    "I-PER",
+    "B-LOC",
+    "I-LOC",
+    "B-ORG",
+    "I-ORG",
+    "E-PER",
+    "S-LOC",
+    "E-ORG",
+    "S-PER",
+    "b-per",
+    "B-A-X",
+    "B-B-X",
+    "I-A-X",
+    "I-MISC",
+    "B-MISC",
+]
 
 
 def _sentence(rng, pool, runs):
@@ -130,14 +190,23 @@ def _perturb(rng, sentence, pool):
 
 def generated_cases(n=N_CASES, seed=20260):
     rng = random.Random(seed)
-    cases = [([], []), ([[]], [[]]), ([["X"], ["X", "X"]], [["X"], ["X", "X"]]),
-             ([["NOUN", "CCONJ", "NOUN"]], [["NOUN", "SCONJ", "NOUN"]]), ([["B-A-X"]], [["B-B-X"]]),
-             (["B-PER", "I-PER", "O"], ["B-PER", "O", "O"]), (["NOUN", "NOUN"], [["NOUN", "NOUN"]])]  # flat lists
+    cases = [
+        ([], []),
+        ([[]], [[]]),
+        ([["X"], ["X", "X"]], [["X"], ["X", "X"]]),
+        ([["NOUN", "CCONJ", "NOUN"]], [["NOUN", "SCONJ", "NOUN"]]),
+        ([["B-A-X"]], [["B-B-X"]]),
+        (["B-PER", "I-PER", "O"], ["B-PER", "O", "O"]),
+        (["NOUN", "NOUN"], [["NOUN", "NOUN"]]),
+    ]  # flat lists
     while len(cases) < n:
         pool = UPOS if rng.random() < 0.5 else NER
         gold = [_sentence(rng, pool, runs=pool is UPOS) for _ in range(rng.randint(1, 6))]
-        pred = [_perturb(rng, s, pool) for s in gold] if rng.random() < 0.8 else \
-            [_sentence(rng, pool, pool is UPOS) for _ in gold]
+        pred = (
+            [_perturb(rng, s, pool) for s in gold]
+            if rng.random() < 0.8
+            else [_sentence(rng, pool, pool is UPOS) for _ in gold]
+        )
         if rng.random() < 0.05:  # sentence-count mismatch
             if rng.random() < 0.5 and pred:
                 pred = pred[:-1]
@@ -149,13 +218,15 @@ def generated_cases(n=N_CASES, seed=20260):
 
 # ----------------------------------------------------------------- the comparison
 
+
 @pytest.mark.parametrize("version", sorted(SEQEVAL))
 def test_tagging_f1_equals_real_seqeval(request, version):
     python = _seqeval_python(_cache_root(request), version)
     mode = SEQEVAL[version][0]
     cases = generated_cases()
-    r = subprocess.run([str(python), "-c", _RUNNER], input=json.dumps(cases), capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [str(python), "-c", _RUNNER], input=json.dumps(cases), capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
     assert report["version"] == version

@@ -1,14 +1,36 @@
 """SQuAD v2.0 scoring, values worked out by hand."""
+
 import pytest
 
 from xlrepro.metrics import qa_score, squad_v2_scores
 
-DATA = [{"title": "t", "paragraphs": [{"context": "x", "qas": [
-    {"id": "a", "question": "?", "answers": [{"text": "the Denver Broncos", "answer_start": 0},
-                                            {"text": "Broncos", "answer_start": 0}]},
-    {"id": "b", "question": "?", "answers": []},                       # unanswerable: gold ""
-    {"id": "c", "question": "?", "answers": [{"text": "The", "answer_start": 0}]},  # normalises to "": unanswerable
-    {"id": "d", "question": "?", "answers": [{"text": "in 1990", "answer_start": 0}]}]}]}]
+DATA = [
+    {
+        "title": "t",
+        "paragraphs": [
+            {
+                "context": "x",
+                "qas": [
+                    {
+                        "id": "a",
+                        "question": "?",
+                        "answers": [
+                            {"text": "the Denver Broncos", "answer_start": 0},
+                            {"text": "Broncos", "answer_start": 0},
+                        ],
+                    },
+                    {"id": "b", "question": "?", "answers": []},  # unanswerable: gold ""
+                    {
+                        "id": "c",
+                        "question": "?",
+                        "answers": [{"text": "The", "answer_start": 0}],
+                    },  # normalises to "": unanswerable
+                    {"id": "d", "question": "?", "answers": [{"text": "in 1990", "answer_start": 0}]},
+                ],
+            }
+        ],
+    }
+]
 
 
 def test_v2_rules():

@@ -6,12 +6,13 @@ E/S, when B/I is followed by B/S/O, or when the type changes; it starts on B/S, 
 E/S/O, or when the type changes. 0.0.12 type = text after the last '-'; 1.2.2 type =
 tag[1:].split('-', 1)[-1] or '_'.
 """
+
 import pytest
 
 from xlrepro.metrics import get_entities, tagging_f1, token_accuracy
 
-
 # ----------------------------------------------------------------- NER-style tags (both versions)
+
 
 @pytest.mark.parametrize("mode", ["official", "seqeval_1x"])
 def test_i_without_b_starts_an_entity(mode):
@@ -78,6 +79,7 @@ def test_dashed_types():
 
 
 # ----------------------------------------------------------------- UPOS quirks, seqeval 0.0.12
+
 
 def test_upos_runs_merge_so_one_wrong_token_kills_the_run():
     gold = [["NOUN", "NOUN", "NOUN", "NOUN"]]
@@ -152,6 +154,7 @@ def test_corrected_mode_uses_0012_chunking():
 
 # ----------------------------------------------------------------- input checks
 
+
 def test_token_count_mismatch():
     gold = [["O", "B-PER"], ["B-LOC"]]
     pred = [["B-PER"], ["O", "B-LOC"]]
@@ -211,8 +214,9 @@ def test_token_accuracy():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-_TAGS = st.sampled_from(["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "NOUN", "SCONJ", "CCONJ",
-                         "X", "INTJ", "SYM", "b-per"])
+_TAGS = st.sampled_from(
+    ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "NOUN", "SCONJ", "CCONJ", "X", "INTJ", "SYM", "b-per"]
+)
 _CORPUS = st.lists(st.lists(_TAGS, min_size=0, max_size=6), min_size=1, max_size=4)
 
 

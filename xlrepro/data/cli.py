@@ -1,4 +1,5 @@
 """The ``prepare`` and ``verify`` actions of ``xlrepro data`` (hooked into xlrepro/cli.py)."""
+
 from __future__ import annotations
 
 import sys
@@ -14,19 +15,34 @@ from xlrepro.tasks import get_task
 
 def add_arguments(s) -> None:
     s.set_defaults(overrides=[])  # key.path=value overrides of --config, anywhere on the line
-    s.add_argument("--config", help="prepare/verify: every task this config reads (with key.path=value overrides "
-                                    "among the arguments)")
+    s.add_argument(
+        "--config",
+        help="prepare/verify: every task this config reads (with key.path=value overrides among the arguments)",
+    )
     s.add_argument("--root", help="prepare/verify: the data root (default: the config's data.root)")
     s.add_argument("--xtreme", metavar="DIR", help="prepare: import an existing XTREME download/ folder first")
-    s.add_argument("--mirror", action="append", metavar="FROM=TO",
-                   help="prepare: fetch URLs starting with FROM from TO instead (repeatable; also XLREPRO_MIRRORS)")
-    s.add_argument("--source", choices=["local", "hub"], default=None,
-                   help="prepare: release files (local) or Hub parquet for every task (default: the config's "
-                        "data.source / data.sources, else each task's canonical source)")
-    s.add_argument("--languages", help="prepare/verify: only these languages, comma-separated (default: the "
-                                       "config's data.languages, else all)")
-    s.add_argument("--allow-unpinned-hub", action="store_true", help="prepare: take an unpinned Hub repo's current "
-                                                                      "commit (recorded in data.lock)")
+    s.add_argument(
+        "--mirror",
+        action="append",
+        metavar="FROM=TO",
+        help="prepare: fetch URLs starting with FROM from TO instead (repeatable; also XLREPRO_MIRRORS)",
+    )
+    s.add_argument(
+        "--source",
+        choices=["local", "hub"],
+        default=None,
+        help="prepare: release files (local) or Hub parquet for every task (default: the config's "
+        "data.source / data.sources, else each task's canonical source)",
+    )
+    s.add_argument(
+        "--languages",
+        help="prepare/verify: only these languages, comma-separated (default: the config's data.languages, else all)",
+    )
+    s.add_argument(
+        "--allow-unpinned-hub",
+        action="store_true",
+        help="prepare: take an unpinned Hub repo's current commit (recorded in data.lock)",
+    )
 
 
 def _targets(a):
@@ -41,8 +57,10 @@ def _targets(a):
     elif overrides:
         raise ConfigError(f"overrides {overrides} need --config")
     if not names:
-        raise ConfigError(f"data {a.action}: name the tasks (e.g. `xlrepro data {a.action} squad xquad --root DIR`) "
-                          "or pass --config NAME")
+        raise ConfigError(
+            f"data {a.action}: name the tasks (e.g. `xlrepro data {a.action} squad xquad --root DIR`) "
+            "or pass --config NAME"
+        )
     for n in names:
         get_task(n)  # unknown names fail here, with a did-you-mean
     root = a.root or (cfg.data.root if cfg is not None else None)
@@ -66,8 +84,12 @@ def run(a) -> int:
         xtreme = Path(a.xtreme) if a.xtreme else None
         if xtreme is not None and not xtreme.is_dir():
             raise ConfigError(f"--xtreme {xtreme}: not a folder (expected XTREME's download/ folder)")
-        prep = Preparer(root, mirrors_from(a.mirror), langs,
-                        allow_unpinned_hub=a.allow_unpinned_hub or bool(cfg and cfg.data.allow_unpinned_hub))
+        prep = Preparer(
+            root,
+            mirrors_from(a.mirror),
+            langs,
+            allow_unpinned_hub=a.allow_unpinned_hub or bool(cfg and cfg.data.allow_unpinned_hub),
+        )
         reports = []
         for name in names:
             src = a.source or task_source(cfg, name)
@@ -85,7 +107,7 @@ def run(a) -> int:
         spec = get_task(name)
         src = cfg.data.sources.get(name, cfg.data.source) if cfg is not None else "local"
         rows += verify_task(spec, _task_dir(cfg, root, name), root, lock, langs, src)
-        for c in (spec.components or (name,)):
+        for c in spec.components or (name,):
             sources[c] = (get_task(c).sizes or {}).get("source")
             checks[c] = verify.facts_status(get_task(c))
     print(verify.render(rows, sources, checks))

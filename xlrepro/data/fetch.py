@@ -7,6 +7,7 @@ attempt asks for the rest with ``Range: bytes=N-``; a server that answers 200 in
 sends the whole file again. A hash mismatch deletes the partial file and raises, naming the
 URL, the destination and both hashes. urllib (standard library) does the HTTP.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,16 @@ def _progress_on() -> bool:
 def _bar(total: int | None, initial: int, name: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, file=sys.stderr,
-                disable=not _progress_on(), leave=False)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        desc=name,
+        file=sys.stderr,
+        disable=not _progress_on(),
+        leave=False,
+    )
 
 
 def _get(url: str, part: Path, name: str, timeout: float) -> None:
@@ -76,8 +85,9 @@ def _get(url: str, part: Path, name: str, timeout: float) -> None:
             raise http.client.IncompleteRead(b"", int(length) - got)
 
 
-def download(url: str, dest: Path, sha256: str | None = None, retries: int = 5, timeout: float = 60.0,
-             backoff: float = 1.0) -> tuple[str, int]:
+def download(
+    url: str, dest: Path, sha256: str | None = None, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0
+) -> tuple[str, int]:
     """Fetch ``url`` into ``dest`` (atomically); returns (sha256, size)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -102,11 +112,17 @@ def download(url: str, dest: Path, sha256: str | None = None, retries: int = 5, 
                 if not restarted:  # a stale partial file (another version of the file): one clean retry
                     restarted, attempt = True, attempt - 1
                     continue
-                raise DataFormatError(dest, f"sha256 mismatch for {url}: expected {sha256}, got {digest}; "
-                                            "the download was deleted (nothing written)", field="sha256")
+                raise DataFormatError(
+                    dest,
+                    f"sha256 mismatch for {url}: expected {sha256}, got {digest}; "
+                    "the download was deleted (nothing written)",
+                    field="sha256",
+                )
             size = part.stat().st_size
             os.replace(part, dest)
             return digest, size
         time.sleep(backoff * attempt)
-    raise DownloadError(f"{url}: failed after {retries} attempts ({last}); the partial download "
-                        f"{part} is kept and the next run resumes it")
+    raise DownloadError(
+        f"{url}: failed after {retries} attempts ({last}); the partial download "
+        f"{part} is kept and the next run resumes it"
+    )

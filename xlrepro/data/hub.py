@@ -17,14 +17,23 @@ names through the ``ClassLabel`` feature, then ``hub.label_map`` (GLUE's ``not_d
 (``google/xtreme`` ``tydiqa``); ``hub.refuse`` names a copy that cannot stand in for the
 original (BUCC on the Hub has only the gold pairs, no distractor sentences).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from xlrepro import languages as langtab
 from xlrepro.data.readers import reader
-from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, Format, MultipleChoiceExample,
-                                ReadResult, SpanQAExample, TaggingExample)
+from xlrepro.data.types import (
+    Answer,
+    BitextExample,
+    ClassificationExample,
+    Format,
+    MultipleChoiceExample,
+    ReadResult,
+    SpanQAExample,
+    TaggingExample,
+)
 from xlrepro.errors import ConfigError, DataFormatError
 
 PREPARED = "_hub"
@@ -38,8 +47,12 @@ def prepared_dir(hub, split_name: str) -> str:
 def prepared_layout(task: str, hub):
     from xlrepro.tasks.registry import Layout
 
-    return Layout(name="hub", reader="hub_parquet",
-                  files={s: prepared_dir(hub, h) for s, h in hub.splits.items()}, options={"task": task})
+    return Layout(
+        name="hub",
+        reader="hub_parquet",
+        files={s: prepared_dir(hub, h) for s, h in hub.splits.items()},
+        options={"task": task},
+    )
 
 
 class Rows(list):
@@ -104,9 +117,11 @@ def read_hub(spec, split: str, lang: str, allow_unpinned: bool = False, prepared
             name = None if src.get("config") is None else src["config"].format(**langtab.get(lang).template_fields())
     if revision is None and not allow_unpinned:
         where = "hub.revision" if repo == spec.hub.repo else "its revision under download.hub_languages"
-        raise ConfigError(f"task {spec.name}: the Hub source {repo} is not pinned to a revision in "
-                          f"xlrepro/tasks/{spec.name}.yaml; pin it ({where}: <40-hex commit>) or pass "
-                          "data.allow_unpinned_hub=true to accept whatever the Hub serves today")
+        raise ConfigError(
+            f"task {spec.name}: the Hub source {repo} is not pinned to a revision in "
+            f"xlrepro/tasks/{spec.name}.yaml; pin it ({where}: <40-hex commit>) or pass "
+            "data.allow_unpinned_hub=true to accept whatever the Hub serves today"
+        )
     if split not in spec.hub.splits:
         raise ConfigError(f"task {spec.name}: no Hub split mapped for {split!r} (have {sorted(spec.hub.splits)})")
     import datasets
@@ -137,8 +152,12 @@ def _first(row: dict, *keys):
 def _need(row: dict, keys, where: str, i: int, what: str):
     missing = [k for k in keys if k not in row]
     if missing:
-        raise DataFormatError(where, f"{what}: expected columns {list(keys)}, missing {missing} "
-                                     f"(the row has {sorted(row)})", line=i + 1, field=missing[0])
+        raise DataFormatError(
+            where,
+            f"{what}: expected columns {list(keys)}, missing {missing} (the row has {sorted(row)})",
+            line=i + 1,
+            field=missing[0],
+        )
 
 
 def _mc_row(r: dict, i: int, where: str, names) -> MultipleChoiceExample | None:
@@ -146,36 +165,55 @@ def _mc_row(r: dict, i: int, where: str, names) -> MultipleChoiceExample | None:
     if "choice1" in r:  # COPA (aps/super_glue copa), XCOPA (cambridgeltl/xcopa)
         _need(r, ("premise", "choice2", "question", "label"), where, i, "COPA")
         lab = r["label"]
-        return MultipleChoiceExample(str(r.get("idx", i)), r["premise"], [r["choice1"], r["choice2"]],
-                                     lab if lab in (0, 1) else None, r["question"])
+        return MultipleChoiceExample(
+            str(r.get("idx", i)),
+            r["premise"],
+            [r["choice1"], r["choice2"]],
+            lab if lab in (0, 1) else None,
+            r["question"],
+        )
     if "answerA" in r:  # Social IQa (allenai/social_i_qa): label "1".."3" as a string
         _need(r, ("context", "question", "answerB", "answerC", "label"), where, i, "Social IQa")
         lab = str(r["label"]).strip()
         if lab not in ("1", "2", "3"):
             raise DataFormatError(where, f"label {r['label']!r}: expected '1', '2' or '3'", line=i + 1, field="label")
-        return MultipleChoiceExample(str(i), r["context"], [r["answerA"], r["answerB"], r["answerC"]],
-                                     int(lab) - 1, r["question"])
+        return MultipleChoiceExample(
+            str(i), r["context"], [r["answerA"], r["answerB"], r["answerC"]], int(lab) - 1, r["question"]
+        )
     if "choices" in r and "answerKey" in r:  # CommonsenseQA (tau/commonsense_qa)
         ch = r["choices"]
         if not isinstance(ch, dict) or "label" not in ch or "text" not in ch:
             raise DataFormatError(where, "expected {label: [...], text: [...]}", line=i + 1, field="choices")
         key = (r["answerKey"] or "").strip()
         if key and key not in ch["label"]:
-            raise DataFormatError(where, f"answerKey {key!r} is not one of {list(ch['label'])}", line=i + 1,
-                                  field="answerKey")
-        return MultipleChoiceExample(str(r.get("id", i)), "", list(ch["text"]),
-                                     ch["label"].index(key) if key else None, r["question"])
+            raise DataFormatError(
+                where, f"answerKey {key!r} is not one of {list(ch['label'])}", line=i + 1, field="answerKey"
+            )
+        return MultipleChoiceExample(
+            str(r.get("id", i)), "", list(ch["text"]), ch["label"].index(key) if key else None, r["question"]
+        )
     if "answer0" in r:  # Cosmos QA (allenai/cosmos_qa): label -1 on the unlabelled test split
         _need(r, ("context", "question", "answer1", "answer2", "answer3", "label"), where, i, "Cosmos QA")
         lab = int(r["label"])
-        return MultipleChoiceExample(str(r.get("id", i)), r["context"], [r[f"answer{k}"] for k in range(4)],
-                                     lab if lab >= 0 else None, r["question"])
+        return MultipleChoiceExample(
+            str(r.get("id", i)),
+            r["context"],
+            [r[f"answer{k}"] for k in range(4)],
+            lab if lab >= 0 else None,
+            r["question"],
+        )
     if "endings" in r:  # HellaSwag (Rowan/hellaswag): label "" on test
         lab = r.get("label")
-        return MultipleChoiceExample(str(r.get("ind", i)), r["ctx"], list(r["endings"]),
-                                     int(lab) if lab not in (None, "") else None)
-    raise DataFormatError(where, f"no known multiple-choice schema (COPA, Social IQa, CommonsenseQA, Cosmos QA, "
-                                 f"HellaSwag) matches the columns {sorted(r)}", line=i + 1, field="columns")
+        return MultipleChoiceExample(
+            str(r.get("ind", i)), r["ctx"], list(r["endings"]), int(lab) if lab not in (None, "") else None
+        )
+    raise DataFormatError(
+        where,
+        f"no known multiple-choice schema (COPA, Social IQa, CommonsenseQA, Cosmos QA, "
+        f"HellaSwag) matches the columns {sorted(r)}",
+        line=i + 1,
+        field="columns",
+    )
 
 
 def _lareqa(spec, rows, lang: str, where: str) -> ReadResult:
@@ -187,19 +225,35 @@ def _lareqa(spec, rows, lang: str, where: str) -> ReadResult:
     from xlrepro.data.readers import get_reader
 
     if rows and not {"sentences", "sentence_breaks"} <= set(rows[0]):
-        raise DataFormatError(where, "the rows carry no 'sentences'/'sentence_breaks', which LAReQA's candidate pool "
-                                     "is built from; use the release files (data.sources.lareqa=local after "
-                                     "`xlrepro data prepare lareqa`)", line=1, field="sentence_breaks")
+        raise DataFormatError(
+            where,
+            "the rows carry no 'sentences'/'sentence_breaks', which LAReQA's candidate pool "
+            "is built from; use the release files (data.sources.lareqa=local after "
+            "`xlrepro data prepare lareqa`)",
+            line=1,
+            field="sentence_breaks",
+        )
     articles: dict = {}
     for i, r in enumerate(rows):
         _need(r, ("id", "context", "question", "answers", "sentences", "sentence_breaks"), where, i, "XQuAD-R")
         paras = articles.setdefault(r.get("title", ""), {})
-        para = paras.setdefault(r["context"], {"context": r["context"], "sentences": list(r["sentences"]),
-                                               "sentence_breaks": [list(b) for b in r["sentence_breaks"]], "qas": []})
+        para = paras.setdefault(
+            r["context"],
+            {
+                "context": r["context"],
+                "sentences": list(r["sentences"]),
+                "sentence_breaks": [list(b) for b in r["sentence_breaks"]],
+                "qas": [],
+            },
+        )
         ans = r["answers"]
-        para["qas"].append({"id": str(r["id"]), "question": r["question"],
-                            "answers": [{"text": t, "answer_start": int(s)}
-                                        for t, s in zip(ans["text"], ans["answer_start"])]})
+        para["qas"].append(
+            {
+                "id": str(r["id"]),
+                "question": r["question"],
+                "answers": [{"text": t, "answer_start": int(s)} for t, s in zip(ans["text"], ans["answer_start"])],
+            }
+        )
     data = [{"title": t, "paragraphs": list(p.values())} for t, p in articles.items()]
     fd, tmp = tempfile.mkstemp(suffix=".json")
     try:
@@ -222,9 +276,13 @@ def _mewslix(rows, lang: str, where: str) -> ReadResult:
     from xlrepro.data.readers import get_reader
 
     if rows and not {"context", "mentions"} <= set(rows[0]):
-        raise DataFormatError(where, f"expected Mewsli-X article rows with 'context' and 'mentions' (the release's "
-                                     f"JSON lines), got columns {sorted(rows[0])}; use the release files", line=1,
-                              field="context")
+        raise DataFormatError(
+            where,
+            f"expected Mewsli-X article rows with 'context' and 'mentions' (the release's "
+            f"JSON lines), got columns {sorted(rows[0])}; use the release files",
+            line=1,
+            field="context",
+        )
     fd, tmp = tempfile.mkstemp(suffix=".jsonl")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -275,8 +333,12 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
                 lab = names[lab] if names else str(lab)
             lab = lmap.get(lab, lab)
             if spec.labels and lab not in spec.labels:
-                bad(i, "label", f"unknown label {lab!r}; expected one of {list(spec.labels)}"
-                                + ("" if lmap else " (a hub.label_map in the task file maps the dataset's class names)"))
+                bad(
+                    i,
+                    "label",
+                    f"unknown label {lab!r}; expected one of {list(spec.labels)}"
+                    + ("" if lmap else " (a hub.label_map in the task file maps the dataset's class names)"),
+                )
             out.append(ClassificationExample(str(r.get("idx", r.get("id", i))), r[a], r[b] if b else None, lab))
     elif spec.format == Format.MULTIPLE_CHOICE:
         for i, r in enumerate(rows):
@@ -288,12 +350,26 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
             ans = r["answers"]
             answers = [Answer(t, int(s)) for t, s in zip(ans["text"], ans["answer_start"])]
             for a in answers:
-                if r["context"][a.start:a.start + len(a.text)] != a.text:
+                if r["context"][a.start : a.start + len(a.text)] != a.text:
                     bad(i, "answers.answer_start", f"answer {a.text!r} not at offset {a.start} (id {r['id']})")
             out.append(SpanQAExample(str(r["id"]), r["question"], r["context"], answers, r.get("title")))
-            data.append({"title": r.get("title", ""), "paragraphs": [{"context": r["context"], "qas": [
-                {"id": str(r["id"]), "question": r["question"],
-                 "answers": [{"text": a.text, "answer_start": a.start} for a in answers]}]}]})
+            data.append(
+                {
+                    "title": r.get("title", ""),
+                    "paragraphs": [
+                        {
+                            "context": r["context"],
+                            "qas": [
+                                {
+                                    "id": str(r["id"]),
+                                    "question": r["question"],
+                                    "answers": [{"text": a.text, "answer_start": a.start} for a in answers],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
         return ReadResult(out, {}, skipped, raw=data)
     elif spec.format == Format.TAGGING:
         col = _first(r0, "pos_tags", "ner_tags")
@@ -318,6 +394,8 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
         ids = [str(i) for i in range(len(rows))]
         out.append(BitextExample(f"{spec.name}.{lang}", lang, "en", ids, src, list(ids), tgt, [(i, i) for i in ids]))
     else:
-        raise ConfigError(f"task {spec.name}: no Hub converter for the {spec.format.value} format; read it from "
-                          "the release files (data.source=local after `xlrepro data prepare`)")
+        raise ConfigError(
+            f"task {spec.name}: no Hub converter for the {spec.format.value} format; read it from "
+            "the release files (data.source=local after `xlrepro data prepare`)"
+        )
     return ReadResult(out, {}, skipped)

@@ -1,11 +1,12 @@
 """File access shared by the readers: hashing, decoding and line splitting with exact locations."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 from xlrepro.errors import DataFormatError
 
@@ -43,8 +44,12 @@ def lines(text: str, path: str | os.PathLike | None = None) -> list[str]:
     line-based reader would read it as one malformed record or as none.
     """
     if path is not None and "\r" in text.rstrip("\r") and "\n" not in text:
-        raise DataFormatError(path, "line ends are lone carriage returns (CR); expected LF or CRLF line ends "
-                                    "(convert the file, e.g. `tr '\\r' '\\n'`)", line=1)
+        raise DataFormatError(
+            path,
+            "line ends are lone carriage returns (CR); expected LF or CRLF line ends "
+            "(convert the file, e.g. `tr '\\r' '\\n'`)",
+            line=1,
+        )
     out = text.split("\n")
     if out and out[-1] == "":
         out.pop()
@@ -61,8 +66,9 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataFormatError(path, f"invalid JSON ({e.msg} at column {e.colno}); "
-                                        "expected one JSON object per line", line=i) from None
+            raise DataFormatError(
+                path, f"invalid JSON ({e.msg} at column {e.colno}); expected one JSON object per line", line=i
+            ) from None
         if not isinstance(obj, dict):
             raise DataFormatError(path, f"expected a JSON object, got {type(obj).__name__}", line=i)
         for k in required:
@@ -91,8 +97,7 @@ def require(obj: dict, key: str, typ, path, line: int | None, where: str | None 
     object in the message's field (``where.key``), e.g. a JSON path."""
     field = f"{where}.{key}" if where else key
     if not isinstance(obj, dict):
-        raise DataFormatError(path, f"expected an object, got {type(obj).__name__} {obj!r:.60}", line=line,
-                              field=where)
+        raise DataFormatError(path, f"expected an object, got {type(obj).__name__} {obj!r:.60}", line=line, field=where)
     if key not in obj:
         raise DataFormatError(path, f"missing required field (have: {sorted(obj)})", line=line, field=field)
     v = obj[key]
@@ -106,10 +111,16 @@ def require(obj: dict, key: str, typ, path, line: int | None, where: str | None 
 def offset(v, path, line: int | None, field: str, limit: int | None = None) -> int:
     """A character offset: a non-negative int (not a bool, not a float), at most ``limit`` when given."""
     if not isinstance(v, int) or isinstance(v, bool):
-        raise DataFormatError(path, f"expected a non-negative integer offset, got {type(v).__name__} {v!r:.40}",
-                              line=line, field=field)
+        raise DataFormatError(
+            path, f"expected a non-negative integer offset, got {type(v).__name__} {v!r:.40}", line=line, field=field
+        )
     if v < 0 or (limit is not None and v > limit):
-        raise DataFormatError(path, f"offset {v} is outside the text (length {limit}, Unicode code points)"
-                              if limit is not None else f"expected a non-negative offset, got {v}", line=line,
-                              field=field)
+        raise DataFormatError(
+            path,
+            f"offset {v} is outside the text (length {limit}, Unicode code points)"
+            if limit is not None
+            else f"expected a non-negative offset, got {v}",
+            line=line,
+            field=field,
+        )
     return v

@@ -10,6 +10,7 @@ Trust on first use: a file's first hash is recorded; from then on the file (on d
 again) must have that hash, and a different one is an error naming the file. The size and
 modification time are kept too, so an unchanged file is not hashed again on every run.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def load(root: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(path, f"not valid JSON ({e}); delete it to re-pin every file on the next prepare") from None
+        raise DataFormatError(
+            path, f"not valid JSON ({e}); delete it to re-pin every file on the next prepare"
+        ) from None
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("files"), dict):
         raise DataFormatError(path, f"expected {{'version': {VERSION}, 'files': {{...}}}}", field="version")
     return data
@@ -43,7 +46,9 @@ def save(root: Path, lock: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{NAME}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": VERSION, "files": dict(sorted(lock["files"].items()))}, f, indent=1, ensure_ascii=False)
+            json.dump(
+                {"version": VERSION, "files": dict(sorted(lock["files"].items()))}, f, indent=1, ensure_ascii=False
+            )
             f.write("\n")
         os.replace(tmp, root / NAME)
     except BaseException:
@@ -84,14 +89,22 @@ def check(root: Path, lock: dict, relpath: str) -> None:
         return
     got = current_hash(root, relpath, entry)
     if got != entry["sha256"]:
-        raise DataFormatError(Path(root) / relpath, f"changed since it was pinned in {Path(root) / NAME}: sha256 "
-                                                    f"{got}, pinned {entry['sha256']} (source {entry.get('source')}); "
-                                                    "restore the file, or delete its entry to accept the new one",
-                              field="sha256")
+        raise DataFormatError(
+            Path(root) / relpath,
+            f"changed since it was pinned in {Path(root) / NAME}: sha256 "
+            f"{got}, pinned {entry['sha256']} (source {entry.get('source')}); "
+            "restore the file, or delete its entry to accept the new one",
+            field="sha256",
+        )
 
 
 def record(root: Path, lock: dict, relpath: str, source: str, sha256: str) -> None:
     st = (Path(root) / relpath).stat()
     old = lock["files"].get(relpath, {})
-    lock["files"][relpath] = {"source": source, "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                              "examples": old.get("examples", {})}
+    lock["files"][relpath] = {
+        "source": source,
+        "sha256": sha256,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "examples": old.get("examples", {}),
+    }

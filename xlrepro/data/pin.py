@@ -17,6 +17,7 @@ Writing edits only the ``revision:`` line of each task's ``hub:`` block (comment
 kept), re-parses the file to check that the registry now reads the pinned commit, and replaces
 the file atomically.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -54,11 +55,24 @@ def status(tasks: dict) -> list[dict]:
     rows = []
     for name, spec in sorted(tasks.items()):
         if spec.hub is None:
-            rows.append({"task": name, "repo": None, "revision": None, "pinned": None,
-                         "why": "no Hub source (composite or locally supplied data)"})
+            rows.append(
+                {
+                    "task": name,
+                    "repo": None,
+                    "revision": None,
+                    "pinned": None,
+                    "why": "no Hub source (composite or locally supplied data)",
+                }
+            )
         else:
-            rows.append({"task": name, "repo": spec.hub.repo, "revision": spec.hub.revision,
-                         "pinned": spec.hub.revision is not None})
+            rows.append(
+                {
+                    "task": name,
+                    "repo": spec.hub.repo,
+                    "revision": spec.hub.revision,
+                    "pinned": spec.hub.revision is not None,
+                }
+            )
     return rows
 
 
@@ -86,9 +100,11 @@ def resolve_repo(api, repo: str) -> tuple[str, str, str]:
                 raise ConfigError(f"hf://datasets/{repo}: {PARQUET_REF} has no commit (got {commit!r})")
             why = f"main has only a loading script ({', '.join(scripts)})" if scripts else "main has no data files"
             return commit, PARQUET_REF, f"{why}; pinned the parquet conversion"
-    raise ConfigError(f"hf://datasets/{repo}@{sha}: no data files (found {len(files)} files: "
-                      f"{', '.join(files[:8])}{' ...' if len(files) > 8 else ''}) and no {PARQUET_REF} branch; "
-                      "mirror the original files and read them with a local layout instead")
+    raise ConfigError(
+        f"hf://datasets/{repo}@{sha}: no data files (found {len(files)} files: "
+        f"{', '.join(files[:8])}{' ...' if len(files) > 8 else ''}) and no {PARQUET_REF} branch; "
+        "mirror the original files and read them with a local layout instead"
+    )
 
 
 def plan(tasks: dict, api, only: list[str] | None = None, repin: bool = False) -> list[Pin]:
@@ -125,7 +141,7 @@ def _rewrite(text: str, where: str, revision: str, comment: str) -> str:
             if m:
                 hit = i
                 nl = "\r\n" if line.endswith("\r\n") else "\n"
-                lines[i] = f"{m.group(1)}revision: \"{revision}\"  # {comment}{nl}"
+                lines[i] = f'{m.group(1)}revision: "{revision}"  # {comment}{nl}'
                 break
     if hit is None:
         raise ConfigError(f"{where}: no 'revision:' line inside a top-level 'hub:' block to pin")

@@ -25,6 +25,7 @@ file is written under a temporary name and renamed into place; ``data.lock`` rec
 fetched again. ``--mirror FROM=TO`` (or ``XLREPRO_MIRRORS="FROM=TO;..."``) rewrites URL prefixes.
 The Hub goes through ``huggingface_hub`` (it honours ``HF_ENDPOINT``).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -125,7 +126,7 @@ def mirrors_from(args_mirrors: list | None) -> list[tuple[str, str]]:
 def _rewrite(url: str, mirrors) -> str:
     for src, dst in mirrors:
         if url.startswith(src):
-            return dst + url[len(src):]
+            return dst + url[len(src) :]
     return url
 
 
@@ -159,8 +160,12 @@ class _Archive:
     def extract(self, member: str, dest: Path) -> None:
         if member not in self.names:
             close = [n for n in self.names if n.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]][:3]
-            raise DataFormatError(self.path, f"archive from {self.url} has no member {member!r}"
-                                             + (f" (same name elsewhere: {close})" if close else ""), field=member)
+            raise DataFormatError(
+                self.path,
+                f"archive from {self.url} has no member {member!r}"
+                + (f" (same name elsewhere: {close})" if close else ""),
+                field=member,
+            )
         tmp = _tmp_beside(dest)
         try:
             src = self.zf.open(member) if self.zf else self.tf.extractfile(member)
@@ -179,8 +184,7 @@ class _Archive:
 
 
 class Preparer:
-    def __init__(self, root, mirrors=(), languages: list | None = None, allow_unpinned_hub: bool = False,
-                 out=None):
+    def __init__(self, root, mirrors=(), languages: list | None = None, allow_unpinned_hub: bool = False, out=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = lockmod.load(self.root)
@@ -214,8 +218,12 @@ class Preparer:
         pinned = self._pinned(dest)
         if pinned and pinned != digest:
             dest.unlink()
-            raise DataFormatError(dest, f"fetched from {source} with sha256 {digest}, but {self.root / lockmod.NAME} "
-                                        f"pins {pinned}: the source changed; the new file was deleted", field="sha256")
+            raise DataFormatError(
+                dest,
+                f"fetched from {source} with sha256 {digest}, but {self.root / lockmod.NAME} "
+                f"pins {pinned}: the source changed; the new file was deleted",
+                field="sha256",
+            )
         lockmod.record(self.root, self.lock, rel, source, digest)
         rep.fetched.append(rel)
         lockmod.save(self.root, self.lock)
@@ -243,12 +251,15 @@ class Preparer:
         elif dl.get("manual") and not dl.get("files"):
             if not self._complete(spec, task_dir):
                 lay = spec.layouts[0]
-                want = sorted({str(v) for f in lay.files.values() for v in (f.values() if isinstance(f, dict) else [f])})
+                want = sorted(
+                    {str(v) for f in lay.files.values() for v in (f.values() if isinstance(f, dict) else [f])}
+                )
                 rep.manual = f"{dl['manual']}; put them under {task_dir}/ as {', '.join(want)}"
         else:
             if not dl.get("files"):
-                raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: no download source (download.files, from: hub "
-                                  "or manual)")
+                raise ConfigError(
+                    f"xlrepro/tasks/{spec.name}.yaml: no download source (download.files, from: hub or manual)"
+                )
             for entry in dl["files"]:
                 self._entry(spec, task_dir, entry, rep)
         lockmod.save(self.root, self.lock)
@@ -293,8 +304,9 @@ class Preparer:
     def _archive(self, spec, task_dir, url, entry, rep, lang=None) -> None:
         pairs, globs = [], []  # (member, dest); (member pattern, dest folder)
         for member_t, dest_t in entry["extract"].items():
-            for l in (_langs(spec, entry, self.languages) if _has_template(member_t, dest_t) and lang is None
-                      else [lang]):
+            for l in (
+                _langs(spec, entry, self.languages) if _has_template(member_t, dest_t) and lang is None else [lang]
+            ):
                 member, dest = _fill(member_t, l), _fill(dest_t, l)
                 if glob_magic(member):
                     globs.append((member, task_dir / dest))
@@ -341,7 +353,7 @@ class Preparer:
         if xt.get("files"):
             langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
             for src_t, dst_t in xt["files"].items():
-                for l in (langs if _has_template(src_t, dst_t) else [None]):
+                for l in langs if _has_template(src_t, dst_t) else [None]:
                     pairs.append((folder / _fill(src_t, l), task_dir / _fill(dst_t, l)))
         else:
             for p in sorted(folder.rglob("*")):
@@ -366,8 +378,10 @@ class Preparer:
     def _hub(self, spec, task_dir: Path, rep: TaskReport) -> None:
         hub = spec.hub
         if hub is None:
-            raise ConfigError(f"task {spec.name} has no Hub source (xlrepro/tasks/{spec.name}.yaml); prepare it "
-                              "from its release files (data.sources.<task>=local)")
+            raise ConfigError(
+                f"task {spec.name} has no Hub source (xlrepro/tasks/{spec.name}.yaml); prepare it "
+                "from its release files (data.sources.<task>=local)"
+            )
         if hub.refuse:
             raise ConfigError(f"task {spec.name}: the Hub copy {hub.repo} is not used: {hub.refuse}")
         langs = [l for l in spec.all_languages() if self.languages is None or l in self.languages]
@@ -381,19 +395,25 @@ class Preparer:
             if not these:
                 continue
             if revision is None and not self.allow_unpinned:
-                how = ("run `xlrepro data pin --write`" if repo == hub.repo else
-                       f"set its revision under download.hub_languages to a commit of {repo}")
-                raise ConfigError(f"task {spec.name}: the Hub source {repo} (languages {', '.join(these)}) is not "
-                                  f"pinned (xlrepro/tasks/{spec.name}.yaml); {how}, or pass "
-                                  "--allow-unpinned-hub to take today's commit (recorded in data.lock)")
+                how = (
+                    "run `xlrepro data pin --write`"
+                    if repo == hub.repo
+                    else f"set its revision under download.hub_languages to a commit of {repo}"
+                )
+                raise ConfigError(
+                    f"task {spec.name}: the Hub source {repo} (languages {', '.join(these)}) is not "
+                    f"pinned (xlrepro/tasks/{spec.name}.yaml); {how}, or pass "
+                    "--allow-unpinned-hub to take today's commit (recorded in data.lock)"
+                )
             try:
                 self._hub_fetch(spec, task_dir, rep, repo, revision, config, these)
             except XlreproError:
                 raise
             except Exception as e:  # huggingface_hub's HTTP and repository errors share no base class with ours
-                raise DownloadError(f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
-                                    f"did not serve {repo} (languages {', '.join(these)}): {type(e).__name__}: {e}"
-                                    ) from None
+                raise DownloadError(
+                    f"task {spec.name}: the Hub ({os.environ.get('HF_ENDPOINT') or 'huggingface.co'}) "
+                    f"did not serve {repo} (languages {', '.join(these)}): {type(e).__name__}: {e}"
+                ) from None
 
     def _hub_fetch(self, spec, task_dir: Path, rep: TaskReport, repo: str, revision, config_t, langs) -> None:
         from huggingface_hub import HfApi, hf_hub_download
@@ -402,8 +422,11 @@ class Preparer:
         endpoint = os.environ.get("HF_ENDPOINT") or None
         api = HfApi(endpoint=endpoint)
         rev = revision or api.dataset_info(repo).sha
-        tree = [e for e in api.list_repo_tree(repo, repo_type="dataset", revision=rev, recursive=True)
-                if getattr(e, "path", "").endswith(".parquet") and hasattr(e, "lfs")]
+        tree = [
+            e
+            for e in api.list_repo_tree(repo, repo_type="dataset", revision=rev, recursive=True)
+            if getattr(e, "path", "").endswith(".parquet") and hasattr(e, "lfs")
+        ]
         files = sorted(e.path for e in tree)
         lfs_sha = {e.path: e.lfs.sha256 for e in tree if e.lfs is not None}  # the Hub's own sha256 of LFS files
         wanted = {}  # (config, hub split) -> fill language
@@ -420,27 +443,38 @@ class Preparer:
             for part in hsplit.split("+"):
                 match = match_parquet(files, config, part)
                 if not match:
-                    raise DataFormatError(f"hf://datasets/{repo}@{rev}", f"no parquet file for config {config!r}, "
-                                          f"split {part!r} (parquet files: {files[:8]}{' ...' if len(files) > 8 else ''})",
-                                          field="hub.splits")
+                    raise DataFormatError(
+                        f"hf://datasets/{repo}@{rev}",
+                        f"no parquet file for config {config!r}, "
+                        f"split {part!r} (parquet files: {files[:8]}{' ...' if len(files) > 8 else ''})",
+                        field="hub.splits",
+                    )
                 for f in match:
                     dest = out_dir / f.replace("/", "__")
                     if self._present(dest, rep):
                         continue
                     self.say(f"{spec.name}: fetching hf://datasets/{repo}@{rev[:12]}/{f}")
-                    got = Path(hf_hub_download(repo, f, repo_type="dataset", revision=rev, local_dir=stage,
-                                               endpoint=endpoint))
+                    got = Path(
+                        hf_hub_download(repo, f, repo_type="dataset", revision=rev, local_dir=stage, endpoint=endpoint)
+                    )
                     digest = sha256_of(got)
                     if f in lfs_sha and lfs_sha[f] != digest:
                         got.unlink()
-                        raise DataFormatError(dest, f"hf://datasets/{repo}@{rev}/{f}: sha256 mismatch: the Hub "
-                                                    f"lists {lfs_sha[f]}, the download has {digest}; it was deleted "
-                                                    "(nothing written)", field="sha256")
+                        raise DataFormatError(
+                            dest,
+                            f"hf://datasets/{repo}@{rev}/{f}: sha256 mismatch: the Hub "
+                            f"lists {lfs_sha[f]}, the download has {digest}; it was deleted "
+                            "(nothing written)",
+                            field="sha256",
+                        )
                     pinned = self._pinned(dest)
                     if pinned and pinned != digest:
                         got.unlink()
-                        raise DataFormatError(dest, f"hf://datasets/{repo}@{rev}/{f} has sha256 {digest}, the "
-                                                    f"lock pins {pinned}", field="sha256")
+                        raise DataFormatError(
+                            dest,
+                            f"hf://datasets/{repo}@{rev}/{f} has sha256 {digest}, the lock pins {pinned}",
+                            field="sha256",
+                        )
                     _place(got, dest)
                     self._fetched(dest, f"hf://datasets/{repo}@{rev}/{f}", digest, rep)
 
@@ -539,8 +573,10 @@ def render(reports: list[TaskReport], root: Path) -> str:
             lines.append(f"{r.task}: MANUAL STEP: {r.manual}")
             continue
         n = sum(r.counts.values())
-        lines.append(f"{r.task}: {', '.join(what) or 'nothing to fetch'}; {n} examples in {len(r.counts)} "
-                     "split/language pairs" + (f"; {len(r.problems)} problems" if r.problems else ""))
+        lines.append(
+            f"{r.task}: {', '.join(what) or 'nothing to fetch'}; {n} examples in {len(r.counts)} "
+            "split/language pairs" + (f"; {len(r.problems)} problems" if r.problems else "")
+        )
         for p in r.problems:
             lines.append(f"  {r.task}: {p}")
     lines.append(f"lock: {root / lockmod.NAME}")

@@ -6,14 +6,22 @@ reader and the file templates (``xlrepro/tasks/*.yaml``). Readers parse, never r
 LF and CRLF, and raise ``DataFormatError`` naming file, line and field on malformed input.
 Skipping is allowed only by a documented rule and is counted in ``ReadResult.skipped``.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
-from xlrepro.data.types import (Answer, BitextExample, ClassificationExample, MultipleChoiceExample, ReadResult,
-                                SpanQAExample, TaggingExample)
+from xlrepro.data.types import (
+    Answer,
+    BitextExample,
+    ClassificationExample,
+    MultipleChoiceExample,
+    ReadResult,
+    SpanQAExample,
+    TaggingExample,
+)
 from xlrepro.errors import DataFormatError, did_you_mean
 
 READERS: dict[str, Callable[..., ReadResult]] = {}
@@ -25,6 +33,7 @@ def reader(name: str):
             raise ValueError(f"reader {name!r} registered twice")
         READERS[name] = fn
         return fn
+
     return deco
 
 
@@ -57,10 +66,15 @@ def read_xtreme_pair_tsv(paths, labels=None, **_) -> ReadResult:
         if ncols is None:
             ncols = len(fields)
             if ncols not in (2, 3):
-                raise DataFormatError(path, f"expected 2 (text_a, text_b) or 3 (text_a, text_b, label) "
-                                            f"tab-separated columns, got {ncols}", line=i)
+                raise DataFormatError(
+                    path,
+                    f"expected 2 (text_a, text_b) or 3 (text_a, text_b, label) tab-separated columns, got {ncols}",
+                    line=i,
+                )
         elif len(fields) != ncols:
-            raise DataFormatError(path, f"expected {ncols} tab-separated columns like line 1, got {len(fields)}", line=i)
+            raise DataFormatError(
+                path, f"expected {ncols} tab-separated columns like line 1, got {len(fields)}", line=i
+            )
         label = check_label(fields[2].strip(), labels, path, i) if ncols == 3 else None
         out.append(ClassificationExample(f"{Path(path).name}:{i}", fields[0], fields[1], label))
     return ReadResult(out, {str(path): digest})
@@ -87,7 +101,9 @@ def read_glue_mnli_tsv(paths, labels=None, **_) -> ReadResult:
     out = []
     for i, f in rows[1:]:
         if len(f) != len(header):
-            raise DataFormatError(path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}", line=i)
+            raise DataFormatError(
+                path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}", line=i
+            )
         label = check_label(f[il], labels, path, i, "gold_label") if has_label else None
         guid = f[header.index("pairID")] if "pairID" in header else f"{Path(path).name}:{i}"
         out.append(ClassificationExample(guid, f[i1], f[i2], label))
@@ -126,8 +142,13 @@ def _consistent_labels(rows: list[tuple[int, dict]], key: str, path) -> None:
     if any(has) and not all(has):
         first = next(i for (i, _), h in zip(rows, has) if h)
         line = next(i for (i, _), h in zip(rows, has) if not h)
-        raise DataFormatError(path, f"record has no {key!r} but line {first} has one; expected every record "
-                                    "labelled (or none, where labels are withheld)", line=line, field=key)
+        raise DataFormatError(
+            path,
+            f"record has no {key!r} but line {first} has one; expected every record "
+            "labelled (or none, where labels are withheld)",
+            line=line,
+            field=key,
+        )
 
 
 def _choice_label(obj: dict, allowed: tuple, path, line: int):
@@ -136,8 +157,12 @@ def _choice_label(obj: dict, allowed: tuple, path, line: int):
         return None
     v = obj["label"]
     if not isinstance(v, int) or isinstance(v, bool) or v not in allowed:
-        raise DataFormatError(path, f"expected an integer label in {list(allowed)}, got {type(v).__name__} {v!r:.40}",
-                              line=line, field="label")
+        raise DataFormatError(
+            path,
+            f"expected an integer label in {list(allowed)}, got {type(v).__name__} {v!r:.40}",
+            line=line,
+            field="label",
+        )
     return v
 
 
@@ -216,33 +241,46 @@ def read_squad_json(paths, require_answers: bool = True, unique_ids: bool = True
                 question = require(qa, "question", str, path, None, qwhere)
                 if unique_ids:
                     if str(qid) in seen:
-                        raise DataFormatError(path, f"duplicate question id {qid!r} (first at {seen[str(qid)]}); "
-                                                    "expected unique ids (the scorer keys predictions by id)",
-                                              field=f"{qwhere}.id")
+                        raise DataFormatError(
+                            path,
+                            f"duplicate question id {qid!r} (first at {seen[str(qid)]}); "
+                            "expected unique ids (the scorer keys predictions by id)",
+                            field=f"{qwhere}.id",
+                        )
                     seen[str(qid)] = qwhere
                 answers = []
                 raw_answers = qa.get("answers", [])
                 if not isinstance(raw_answers, list):
-                    raise DataFormatError(path, f"expected a list, got {type(raw_answers).__name__}",
-                                          field=f"{qwhere}.answers")
+                    raise DataFormatError(
+                        path, f"expected a list, got {type(raw_answers).__name__}", field=f"{qwhere}.answers"
+                    )
                 for n, ans in enumerate(raw_answers):
                     awhere = f"{qwhere}.answers[{n}]"
                     if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
                         raise DataFormatError(path, "answer needs 'text' and 'answer_start'", field=awhere)
                     text = require(ans, "text", str, path, None, awhere)
                     start = offset(ans["answer_start"], path, None, f"{awhere}.answer_start", len(ctx))
-                    if ctx[start:start + len(text)] != text:
-                        raise DataFormatError(path, f"answer {text!r} not found at offset {start} of the context "
-                                                    f"(question id {qid})", field=f"{awhere}.answer_start")
+                    if ctx[start : start + len(text)] != text:
+                        raise DataFormatError(
+                            path,
+                            f"answer {text!r} not found at offset {start} of the context (question id {qid})",
+                            field=f"{awhere}.answer_start",
+                        )
                     answers.append(Answer(text, start))
                 impossible = qa.get("is_impossible", False)
                 if not isinstance(impossible, bool):
-                    raise DataFormatError(path, f"expected true or false, got {type(impossible).__name__} "
-                                                f"{impossible!r:.40}", field=f"{qwhere}.is_impossible")
+                    raise DataFormatError(
+                        path,
+                        f"expected true or false, got {type(impossible).__name__} {impossible!r:.40}",
+                        field=f"{qwhere}.is_impossible",
+                    )
                 if require_answers and not answers and not impossible:
                     raise DataFormatError(path, f"question {qid} has no answers", field=f"{qwhere}.answers")
-                out.append(SpanQAExample(str(qid), question, ctx, answers, title if isinstance(title, str) else None,
-                                         impossible))
+                out.append(
+                    SpanQAExample(
+                        str(qid), question, ctx, answers, title if isinstance(title, str) else None, impossible
+                    )
+                )
     return ReadResult(out, {str(path): digest}, raw=data)
 
 
@@ -267,9 +305,13 @@ def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadR
     def close(lineno):
         nonlocal words, tags, sent_no, expect, span
         if span is not None and expect <= span[1]:
-            raise DataFormatError(path, f"multi-word token {span[0]}-{span[1]} is not followed by its words "
-                                        f"{span[0]}..{span[1]} (sentence ends at line {lineno or 'end of file'})",
-                                  line=span_line, field="ID")
+            raise DataFormatError(
+                path,
+                f"multi-word token {span[0]}-{span[1]} is not followed by its words "
+                f"{span[0]}..{span[1]} (sentence ends at line {lineno or 'end of file'})",
+                line=span_line,
+                field="ID",
+            )
         if words:
             out.append(TaggingExample(f"{Path(path).name}:{sent_no}", words, tags))
             sent_no += 1
@@ -294,8 +336,9 @@ def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadR
             except ValueError:
                 raise DataFormatError(path, f"bad multi-word token range {tid!r}", line=i, field="ID") from None
             if a != expect or b <= a:
-                raise DataFormatError(path, f"multi-word token range {tid!r}; expected {expect}-N with N > {expect}",
-                                      line=i, field="ID")
+                raise DataFormatError(
+                    path, f"multi-word token range {tid!r}; expected {expect}-N with N > {expect}", line=i, field="ID"
+                )
             span, span_line = (a, b), i
             if fused_forms:
                 words.append(form)
@@ -305,8 +348,12 @@ def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadR
             raise DataFormatError(path, f"expected an integer word ID, got {tid!r}", line=i, field="ID")
         n = int(tid)
         if n != expect:
-            raise DataFormatError(path, f"word ID {n}; expected {expect} (IDs run 1, 2, 3, ... in a sentence; "
-                                        "a duplicate or a gap)", line=i, field="ID")
+            raise DataFormatError(
+                path,
+                f"word ID {n}; expected {expect} (IDs run 1, 2, 3, ... in a sentence; a duplicate or a gap)",
+                line=i,
+                field="ID",
+            )
         expect += 1
         if upos == "_" or not upos:
             raise DataFormatError(path, "missing UPOS tag", line=i, field="UPOS")
@@ -328,8 +375,13 @@ def _tags_after_spaces(body: list[str], labels, path) -> None:
     if not labels or not rows or any("\t" in l for _, l in rows):
         return
     if all(len(l.split()) >= 2 and l.split()[-1] in labels for _, l in rows):
-        raise DataFormatError(path, f"every line is '<word> <tag>' separated by spaces (line {rows[0][0]}: "
-                                    f"{rows[0][1]!r:.60}); expected 'word<TAB>tag'", line=rows[0][0], field="tag")
+        raise DataFormatError(
+            path,
+            f"every line is '<word> <tag>' separated by spaces (line {rows[0][0]}: "
+            f"{rows[0][1]!r:.60}); expected 'word<TAB>tag'",
+            line=rows[0][0],
+            field="tag",
+        )
 
 
 @reader("xtreme_tag_tsv")
@@ -358,8 +410,12 @@ def read_xtreme_tag_tsv(paths, labels=None, **_) -> ReadResult:
         if labelled is None:
             labelled = has
         elif has != labelled:
-            raise DataFormatError(path, "mixed labelled and unlabelled lines; expected every line "
-                                        + ("'word<TAB>tag'" if labelled else "'word'"), line=i)
+            raise DataFormatError(
+                path,
+                "mixed labelled and unlabelled lines; expected every line "
+                + ("'word<TAB>tag'" if labelled else "'word'"),
+                line=i,
+            )
         words.append(cols[0])
         if has:
             tags.append(check_label(cols[1], labels, path, i, "tag"))
@@ -379,8 +435,10 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     eng_text, eng_digest = read_text(paths["eng"])
     src, eng = lines(src_text, paths["src"]), lines(eng_text, paths["eng"])
     if len(src) != len(eng):
-        raise DataFormatError(paths["src"], f"{len(src)} lines but the English side {paths['eng']} has {len(eng)}; "
-                                            "expected line-aligned files")
+        raise DataFormatError(
+            paths["src"],
+            f"{len(src)} lines but the English side {paths['eng']} has {len(eng)}; expected line-aligned files",
+        )
     for name, side in (("src", src), ("eng", eng)):
         for i, s in enumerate(side, 1):
             if not s.strip():
@@ -389,7 +447,10 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     ex = BitextExample(f"tatoeba.{src_lang}", src_lang, "en", ids, src, list(ids), eng, [(i, i) for i in ids])
     return ReadResult([ex], {str(paths["src"]): src_digest, str(paths["eng"]): eng_digest})
 
-from xlrepro.data import readers_intermediate, readers_xtreme  # noqa: E402,F401  (register their readers)
 
-from xlrepro.data import readers_retrieval  # noqa: E402,F401  (dual-encoder retrieval: Mewsli-X pairs, candidates)
-from xlrepro.data import hub  # noqa: E402,F401  (the hub_parquet reader of prepared Hub splits)
+from xlrepro.data import (  # noqa: E402,F401  (register their readers)
+    hub,  # noqa: E402,F401  (the hub_parquet reader of prepared Hub splits)
+    readers_intermediate,
+    readers_retrieval,  # noqa: E402,F401  (dual-encoder retrieval: Mewsli-X pairs, candidates)
+    readers_xtreme,
+)

@@ -6,6 +6,7 @@ release with a 1-based label file) and CCGbank AUTO files (supertags). MNLI/SNLI
 SQuAD v2.0 use the generic readers (``multinli_jsonl``, ``glue_mnli_tsv``, ``header_tsv``,
 ``squad_json``). Same contract as ``readers.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,9 @@ def read_anli_jsonl(paths, labels=None, **_) -> ReadResult:
         hyp = require(obj, "hypothesis", str, path, i)
         letter = require(obj, "label", str, path, i)
         if letter not in ANLI_LABELS:
-            raise DataFormatError(path, f"unknown label {letter!r}; expected one of {list(ANLI_LABELS)}",
-                                  line=i, field="label")
+            raise DataFormatError(
+                path, f"unknown label {letter!r}; expected one of {list(ANLI_LABELS)}", line=i, field="label"
+            )
         out.append(ClassificationExample(uid, premise, hyp, check_label(ANLI_LABELS[letter], labels, path, i)))
     return ReadResult(out, {str(path): digest})
 
@@ -75,7 +77,9 @@ def read_commonsenseqa_jsonl(paths, **_) -> ReadResult:
         if "answerKey" in obj:
             key = obj["answerKey"]
             if key not in letters:
-                raise DataFormatError(path, f"unknown label {key!r}; expected one of {letters}", line=i, field="answerKey")
+                raise DataFormatError(
+                    path, f"unknown label {key!r}; expected one of {letters}", line=i, field="answerKey"
+                )
             label = letters.index(key)
         out.append(MultipleChoiceExample(qid, "", texts, label, stem))
     return ReadResult(out, {str(path): digest})
@@ -89,8 +93,12 @@ COSMOS_FIELDS = ("id", "context", "question", "answer0", "answer1", "answer2", "
 def _cosmos_example(rec: dict, path, line: int, labelled: bool) -> MultipleChoiceExample:
     for k in COSMOS_FIELDS:
         if not isinstance(rec.get(k), str):
-            raise DataFormatError(path, "missing required field" if k not in rec else f"expected a string, got {rec[k]!r:.40}",
-                                  line=line, field=k)
+            raise DataFormatError(
+                path,
+                "missing required field" if k not in rec else f"expected a string, got {rec[k]!r:.40}",
+                line=line,
+                field=k,
+            )
     label = None
     if labelled:
         raw = rec.get("label")
@@ -100,7 +108,9 @@ def _cosmos_example(rec: dict, path, line: int, labelled: bool) -> MultipleChoic
             label = raw
         else:
             raise DataFormatError(path, f"unknown label {raw!r}; expected 0, 1, 2 or 3", line=line, field="label")
-    return MultipleChoiceExample(rec["id"], rec["context"], [rec[f"answer{k}"] for k in range(4)], label, rec["question"])
+    return MultipleChoiceExample(
+        rec["id"], rec["context"], [rec[f"answer{k}"] for k in range(4)], label, rec["question"]
+    )
 
 
 @reader("cosmosqa")
@@ -137,8 +147,12 @@ def read_cosmosqa(paths, **_) -> ReadResult:
             raise DataFormatError(path, f"invalid CSV ({e})", line=start) from None
         if row:
             if len(row) != len(header):
-                raise DataFormatError(path, f"expected {len(header)} comma-separated fields as in the header, got {len(row)}",
-                                      line=start, field=header[len(row)] if len(row) < len(header) else None)
+                raise DataFormatError(
+                    path,
+                    f"expected {len(header)} comma-separated fields as in the header, got {len(row)}",
+                    line=start,
+                    field=header[len(row)] if len(row) < len(header) else None,
+                )
             out.append(_cosmos_example(dict(zip(header, row)), path, start, "label" in header))
         start = rd.line_num + 1
     return ReadResult(out, {str(path): digest})
@@ -189,7 +203,9 @@ def read_socialiqa_allenai(paths, **_) -> ReadResult:
     out = []
     for (i, obj), (n, lab) in zip(rows, labels):
         if lab not in ("1", "2", "3"):
-            raise DataFormatError(lpath, f"unknown label {lab!r}; expected 1, 2 or 3 (1-based A-C)", line=n, field="label")
+            raise DataFormatError(
+                lpath, f"unknown label {lab!r}; expected 1, 2 or 3 (1-based A-C)", line=n, field="label"
+            )
         out.append(_siqa_example(obj, path, i, int(lab) - 1))
     return ReadResult(out, {str(path): digest, str(lpath): ldigest})
 
@@ -256,7 +272,9 @@ def read_auto_file(path) -> tuple[list[TaggingExample], str]:
             continue
         if line.startswith("ID="):
             if pending is not None:
-                raise DataFormatError(path, f"header of {pending[0]} is not followed by a derivation", line=i, field="tree")
+                raise DataFormatError(
+                    path, f"header of {pending[0]} is not followed by a derivation", line=i, field="tree"
+                )
             pending = (line.split()[0][3:], i)
             continue
         if pending is None:
@@ -265,8 +283,9 @@ def read_auto_file(path) -> tuple[list[TaggingExample], str]:
         out.append(TaggingExample(pending[0], words, tags))
         pending = None
     if pending is not None:
-        raise DataFormatError(path, f"header of {pending[0]} is not followed by a derivation (truncated?)",
-                              line=pending[1], field="tree")
+        raise DataFormatError(
+            path, f"header of {pending[0]} is not followed by a derivation (truncated?)", line=pending[1], field="tree"
+        )
     return out, digest
 
 
@@ -288,8 +307,9 @@ def read_ccgbank_auto(paths, split: str = "", sections: dict | None = None, **_)
         folder = root / str(sec)
         found = sorted(folder.glob("wsj_*.auto"))
         if not found:
-            raise DataFormatError(folder, "no wsj_*.auto files: expected a CCGbank AUTO section folder "
-                                          "(ccgbank/data/AUTO/<section>/)")
+            raise DataFormatError(
+                folder, "no wsj_*.auto files: expected a CCGbank AUTO section folder (ccgbank/data/AUTO/<section>/)"
+            )
         for f in found:
             examples, files[str(f)] = read_auto_file(f)
             out.extend(examples)

@@ -22,6 +22,7 @@ The model inputs are built as the XTREME-R baseline builds them:
   which also needs an upper-case letter or digit after the break and has Wikipedia- and
   SQuAD-specific exceptions; this splitter is simpler (a documented deviation).
 """
+
 from __future__ import annotations
 
 import re
@@ -38,12 +39,17 @@ def _spans(obj: dict, key: str, text: str, path, line: int, where: str) -> list[
         raise DataFormatError(path, "expected a list of {start, end}", line=line, field=f"{where}.{key}")
     out = []
     for j, s in enumerate(raw):
-        if not isinstance(s, dict) or not all(isinstance(s.get(k), int) and not isinstance(s.get(k), bool)
-                                              for k in ("start", "end")):
+        if not isinstance(s, dict) or not all(
+            isinstance(s.get(k), int) and not isinstance(s.get(k), bool) for k in ("start", "end")
+        ):
             raise DataFormatError(path, "expected {start: int, end: int}", line=line, field=f"{where}.{key}[{j}]")
         if not 0 <= s["start"] < s["end"] <= len(text):
-            raise DataFormatError(path, f"span [{s['start']}, {s['end']}) is not inside the text "
-                                        f"(length {len(text)}, Unicode code points)", line=line, field=f"{where}.{key}[{j}]")
+            raise DataFormatError(
+                path,
+                f"span [{s['start']}, {s['end']}) is not inside the text (length {len(text)}, Unicode code points)",
+                line=line,
+                field=f"{where}.{key}[{j}]",
+            )
         out.append((s["start"], s["end"]))
     return out
 
@@ -51,8 +57,10 @@ def _spans(obj: dict, key: str, text: str, path, line: int, where: str) -> list[
 def _entity(obj, path, line: int, where: str) -> EntityDescription:
     if not isinstance(obj, dict):
         raise DataFormatError(path, "expected an object", line=line, field=where)
-    fields = {k: require(obj, k, str, path, line) for k in
-              ("entity_id", "title", "description", "description_language", "description_url")}
+    fields = {
+        k: require(obj, k, str, path, line)
+        for k in ("entity_id", "title", "description", "description_language", "description_url")
+    }
     spans = _spans(obj, "sentence_spans", fields["description"], path, line, where)
     return EntityDescription(sentence_spans=spans, **fields)
 
@@ -67,8 +75,12 @@ def read_mewslix_entities(paths, src_lang: str = "", **_) -> ReadResult:
     for i, obj in rows:
         e = _entity(obj, path, i, "entity")
         if e.entity_id in seen:
-            raise DataFormatError(path, f"duplicate entity_id {e.entity_id!r} (first on line {seen[e.entity_id]})",
-                                  line=i, field="entity_id")
+            raise DataFormatError(
+                path,
+                f"duplicate entity_id {e.entity_id!r} (first on line {seen[e.entity_id]})",
+                line=i,
+                field="entity_id",
+            )
         seen[e.entity_id] = i
         out.append(e)
     return ReadResult(out, {str(path): digest})
@@ -93,29 +105,49 @@ def read_mewslix_pairs(paths, src_lang: str = "", **_) -> ReadResult:
             raise DataFormatError(path, "expected {context: {...}, mention: {...}}", line=i, field="contextual_mention")
         lang = require(ctx, "language", str, path, i)
         if src_lang and lang != src_lang:
-            raise DataFormatError(path, f"context language {lang!r}; expected {src_lang!r}", line=i,
-                                  field="contextual_mention.context.language")
+            raise DataFormatError(
+                path,
+                f"context language {lang!r}; expected {src_lang!r}",
+                line=i,
+                field="contextual_mention.context.language",
+            )
         text = require(ctx, "text", str, path, i)
         doc = require(ctx, "document_id", str, path, i)
         spans = _spans(ctx, "sentence_spans", text, path, i, "contextual_mention.context")
         span = men.get("mention_span")
-        if not isinstance(span, dict) or not all(isinstance(span.get(k), int) and not isinstance(span.get(k), bool)
-                                                 for k in ("start", "end")) or not isinstance(span.get("text"), str) \
-                or not 0 <= span["start"] <= span["end"] <= len(text):
-            raise DataFormatError(path, "expected {start: int, end: int, text: str}", line=i,
-                                  field="contextual_mention.mention.mention_span")
-        if text[span["start"]:span["end"]] != span["text"]:
-            raise DataFormatError(path, f"text[{span['start']}:{span['end']}] is {text[span['start']:span['end']]!r}, "
-                                        f"expected {span['text']!r} (offsets are Unicode code points)", line=i,
-                                  field="contextual_mention.mention.mention_span")
+        if (
+            not isinstance(span, dict)
+            or not all(isinstance(span.get(k), int) and not isinstance(span.get(k), bool) for k in ("start", "end"))
+            or not isinstance(span.get("text"), str)
+            or not 0 <= span["start"] <= span["end"] <= len(text)
+        ):
+            raise DataFormatError(
+                path,
+                "expected {start: int, end: int, text: str}",
+                line=i,
+                field="contextual_mention.mention.mention_span",
+            )
+        if text[span["start"] : span["end"]] != span["text"]:
+            raise DataFormatError(
+                path,
+                f"text[{span['start']}:{span['end']}] is {text[span['start'] : span['end']]!r}, "
+                f"expected {span['text']!r} (offsets are Unicode code points)",
+                line=i,
+                field="contextual_mention.mention.mention_span",
+            )
         example_id = require(men, "example_id", str, path, i)
         entity = _entity(obj["entity"], path, i, "entity")
         gold = require(men, "entity_id", str, path, i)
         if gold != entity.entity_id:
-            raise DataFormatError(path, f"mention.entity_id {gold!r} != entity.entity_id {entity.entity_id!r}",
-                                  line=i, field="contextual_mention.mention.entity_id")
-        mention = EntityMentionExample(example_id, lang, doc, text, span["start"], span["end"], span["text"], gold,
-                                       spans)
+            raise DataFormatError(
+                path,
+                f"mention.entity_id {gold!r} != entity.entity_id {entity.entity_id!r}",
+                line=i,
+                field="contextual_mention.mention.entity_id",
+            )
+        mention = EntityMentionExample(
+            example_id, lang, doc, text, span["start"], span["end"], span["text"], gold, spans
+        )
         out.append(MentionEntityPair(mention, entity))
     return ReadResult(out, {str(path): digest})
 
@@ -139,8 +171,8 @@ def mewslix_mention_text(m: EntityMentionExample) -> str:
     focus = next((s for s in m.sentence_spans if s[0] <= m.start < s[1] and s[0] < m.end <= s[1]), None)
     if focus is None:
         raise ValueError(f"Mewsli-X mention {m.guid!r} [{m.start}, {m.end}) lies in no single sentence span")
-    left = _MARKED.sub(r"(\1)", m.context[focus[0]:m.start])
-    right = _MARKED.sub(r"(\1)", m.context[m.end:focus[1]])
+    left = _MARKED.sub(r"(\1)", m.context[focus[0] : m.start])
+    right = _MARKED.sub(r"(\1)", m.context[m.end : focus[1]])
     return _normalise(f"{m.mention}: {left} {{ {m.mention} }} {right}")
 
 

@@ -6,27 +6,42 @@ JSON, per-file guids), BUCC 2018 (id-tagged sentence files + gold pairs), LAReQA
 and uses ``squad_json`` directly. Same contract as ``readers.py``: LF and CRLF both accepted,
 ``DataFormatError`` naming file, line (or JSON path) and field on malformed input.
 """
+
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from xlrepro import languages as langtab
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
 from xlrepro.data.readers import check_label, read_squad_json, reader
-from xlrepro.data.types import (BitextExample, ClassificationExample, EntityMentionExample, QASentencePool, ReadResult,
-                                TaggingExample)
+from xlrepro.data.types import (
+    BitextExample,
+    ClassificationExample,
+    EntityMentionExample,
+    QASentencePool,
+    ReadResult,
+    TaggingExample,
+)
 from xlrepro.errors import DataFormatError
 
 # --------------------------------------------------------------------------- header tsv (PAWS-X, XNLI-1.0, GLUE)
 
 
 @reader("header_tsv")
-def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sentence2",
-                    label_column: str | None = "label", id_column: str | None = None,
-                    language_column: str | None = None, skip_malformed: bool = False, src_lang: str = "",
-                    labels=None, **_) -> ReadResult:
+def read_header_tsv(
+    paths,
+    text_a: str = "sentence1",
+    text_b: str | None = "sentence2",
+    label_column: str | None = "label",
+    id_column: str | None = None,
+    language_column: str | None = None,
+    skip_malformed: bool = False,
+    src_lang: str = "",
+    labels=None,
+    **_,
+) -> ReadResult:
     """A tab-separated file with a header row, columns picked by name (no quoting, as GLUE/PAWS-X write them).
 
     ``text_a`` / ``text_b`` (``None``: single-sentence task, e.g. SST-2) / ``label_column`` /
@@ -58,8 +73,12 @@ def read_header_tsv(paths, text_a: str = "sentence1", text_b: str | None = "sent
             if skip_malformed:
                 bad += 1
                 continue
-            raise DataFormatError(path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}",
-                                  line=i, field=header[len(f)] if len(f) < len(header) else None)
+            raise DataFormatError(
+                path,
+                f"expected {len(header)} tab-separated columns as in the header, got {len(f)}",
+                line=i,
+                field=header[len(f)] if len(f) < len(header) else None,
+            )
         if "language" in idx and f[idx["language"]] != src_lang:
             continue
         lab = check_label(f[il], labels, path, i, label_column) if il is not None else None
@@ -110,12 +129,20 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
             continue
         cols = line.split("\t")
         if len(cols) != 2:
-            raise DataFormatError(path, f"expected '<lang>:<token><TAB><tag>', got {len(cols)} tab-separated columns",
-                                  line=i, field="tag" if len(cols) < 2 else None)
+            raise DataFormatError(
+                path,
+                f"expected '<lang>:<token><TAB><tag>', got {len(cols)} tab-separated columns",
+                line=i,
+                field="tag" if len(cols) < 2 else None,
+            )
         prefix, sep, token = cols[0].partition(":")
         if not sep or (src_lang and prefix != src_lang):
-            raise DataFormatError(path, f"expected the token to start with '{src_lang or '<lang>'}:', got {cols[0]!r}",
-                                  line=i, field="token")
+            raise DataFormatError(
+                path,
+                f"expected the token to start with '{src_lang or '<lang>'}:', got {cols[0]!r}",
+                line=i,
+                field="token",
+            )
         words.append(token)
         tags.append(check_label(cols[1].strip(), labels, path, i, "tag"))
     return ReadResult(out, {str(path): digest})
@@ -151,14 +178,17 @@ def filter_tydiqa_english(rows: Iterable, id_key: str = "id", expect_full: bool 
         if str(rid).startswith(prefix):
             out.append(r)
     if expect_full and len(out) != TYDIQA_ENGLISH_TRAIN_SIZE:
-        raise ValueError(f"filter_tydiqa_english: {len(out)} English questions, expected "
-                         f"{TYDIQA_ENGLISH_TRAIN_SIZE} (full GoldP v1.1 train); wrong split or a partial download?")
+        raise ValueError(
+            f"filter_tydiqa_english: {len(out)} English questions, expected "
+            f"{TYDIQA_ENGLISH_TRAIN_SIZE} (full GoldP v1.1 train); wrong split or a partial download?"
+        )
     return out
 
 
 @reader("tydiqa_goldp_json")
-def read_tydiqa_goldp_json(paths, src_lang: str = "", filter_language: bool = False, split: str = "",
-                           **_) -> ReadResult:
+def read_tydiqa_goldp_json(
+    paths, src_lang: str = "", filter_language: bool = False, split: str = "", **_
+) -> ReadResult:
     """TyDiQA-GoldP in SQuAD v1.1 form (official files, their per-language split, or XTREME's files).
 
     guid = ``<file name>#<index of the question in file order>`` (0-based), never the id: XTREME's
@@ -214,8 +244,12 @@ def _bucc_side(path) -> tuple[list[str], list[str], str]:
     for i, line in enumerate(lines(text, path), 1):
         cols = line.split("\t")
         if len(cols) != 2:
-            raise DataFormatError(path, f"expected '<id><TAB><sentence>', got {len(cols)} tab-separated columns",
-                                  line=i, field="sentence" if len(cols) < 2 else None)
+            raise DataFormatError(
+                path,
+                f"expected '<id><TAB><sentence>', got {len(cols)} tab-separated columns",
+                line=i,
+                field="sentence" if len(cols) < 2 else None,
+            )
         if not cols[0].strip():
             raise DataFormatError(path, "empty sentence id", line=i, field="id")
         if cols[0] in seen:
@@ -241,9 +275,12 @@ def read_bucc_bitext(paths, src_lang: str = "", split: str = "", **_) -> ReadRes
     for i, line in enumerate(lines(text, paths["gold"]), 1):
         cols = line.split("\t")
         if len(cols) != 2:
-            raise DataFormatError(paths["gold"], f"expected '<{src_lang or 'xx'} id><TAB><en id>', got "
-                                                 f"{len(cols)} tab-separated columns", line=i,
-                                  field="en id" if len(cols) < 2 else None)
+            raise DataFormatError(
+                paths["gold"],
+                f"expected '<{src_lang or 'xx'} id><TAB><en id>', got {len(cols)} tab-separated columns",
+                line=i,
+                field="en id" if len(cols) < 2 else None,
+            )
         if cols[0] not in known_src:
             raise DataFormatError(paths["gold"], f"id {cols[0]!r} is not in {paths['src']}", line=i, field="src id")
         if cols[1] not in known_eng:
@@ -284,15 +321,23 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
                     raise DataFormatError(path, f"missing or not a {typ.__name__}", field=f"{where}.{key}")
             ctx, sents, breaks = para["context"], para["sentences"], para["sentence_breaks"]
             if len(sents) != len(breaks):
-                raise DataFormatError(path, f"{len(sents)} sentences but {len(breaks)} sentence_breaks",
-                                      field=f"{where}.sentence_breaks")
+                raise DataFormatError(
+                    path, f"{len(sents)} sentences but {len(breaks)} sentence_breaks", field=f"{where}.sentence_breaks"
+                )
             first = len(pool.sentence_ids)
             for s, (sent, br) in enumerate(zip(sents, breaks)):
-                if (not isinstance(br, list) or len(br) != 2
-                        or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= len(ctx) for x in br)
-                        or br[0] >= br[1] or ctx[br[0]:br[1]] != sent):
-                    raise DataFormatError(path, f"break {br!r} does not cut sentence {sent!r:.60} out of the context",
-                                          field=f"{where}.sentence_breaks[{s}]")
+                if (
+                    not isinstance(br, list)
+                    or len(br) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= len(ctx) for x in br)
+                    or br[0] >= br[1]
+                    or ctx[br[0] : br[1]] != sent
+                ):
+                    raise DataFormatError(
+                        path,
+                        f"break {br!r} does not cut sentence {sent!r:.60} out of the context",
+                        field=f"{where}.sentence_breaks[{s}]",
+                    )
                 pool.sentence_ids.append(f"{src_lang}:{a}:{p}:{s}")
                 pool.sentences.append(sent)
                 pool.contexts.append(ctx)
@@ -304,20 +349,29 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
                 if not require(qa, "answers", list, path, None, qwhere):
                     raise DataFormatError(path, "no answers", field=f"{qwhere}.answers")
                 if qid in seen:
-                    raise DataFormatError(path, f"duplicate question id {qid!r} (first at {seen[qid]}); expected "
-                                                "unique ids (gold sentences are looked up by id)", field=f"{qwhere}.id")
+                    raise DataFormatError(
+                        path,
+                        f"duplicate question id {qid!r} (first at {seen[qid]}); expected "
+                        "unique ids (gold sentences are looked up by id)",
+                        field=f"{qwhere}.id",
+                    )
                 seen[qid] = qwhere
                 ans = qa["answers"][0]
                 if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
                     raise DataFormatError(path, "answer needs 'text' and 'answer_start'", field=f"{qwhere}.answers[0]")
                 text = require(ans, "text", str, path, None, f"{qwhere}.answers[0]")
                 start = offset(ans["answer_start"], path, None, f"{qwhere}.answers[0].answer_start", len(ctx))
-                if ctx[start:start + len(text)] != text:
-                    raise DataFormatError(path, f"answer {text!r} not found at offset {start!r} of the context",
-                                          field=f"{qwhere}.answers[0].answer_start")
+                if ctx[start : start + len(text)] != text:
+                    raise DataFormatError(
+                        path,
+                        f"answer {text!r} not found at offset {start!r} of the context",
+                        field=f"{qwhere}.answers[0].answer_start",
+                    )
                 hit = [s for s, br in enumerate(breaks) if br[0] <= start < br[1]]
                 if not hit:
-                    raise DataFormatError(path, f"answer offset {start} lies in no sentence", field=f"{qwhere}.answers[0]")
+                    raise DataFormatError(
+                        path, f"answer offset {start} lies in no sentence", field=f"{qwhere}.answers[0]"
+                    )
                 sid = pool.sentence_ids[first + hit[0]]
                 pool.question_ids.append(qid)
                 pool.questions.append(question)
@@ -373,16 +427,24 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
         try:
             langtab.get(lang)
         except KeyError:
-            raise DataFormatError(path, f"unknown language code {lang!r}; expected a lower-case code of the "
-                                        "language table (e.g. 'en')", line=i, field="context.language") from None
+            raise DataFormatError(
+                path,
+                f"unknown language code {lang!r}; expected a lower-case code of the language table (e.g. 'en')",
+                line=i,
+                field="context.language",
+            ) from None
         mentions = require(obj, "mentions", list, path, i)
         if lang != src_lang:
             continue
         for m, men in enumerate(mentions):  # predictions are keyed by example_id within a language
             eid = require(men, "example_id", str, path, i, f"mentions[{m}]")
             if eid in seen:
-                raise DataFormatError(path, f"duplicate example_id {eid!r} in language {lang!r} (first on line "
-                                            f"{seen[eid]})", line=i, field=f"mentions[{m}].example_id")
+                raise DataFormatError(
+                    path,
+                    f"duplicate example_id {eid!r} in language {lang!r} (first on line {seen[eid]})",
+                    line=i,
+                    field=f"mentions[{m}].example_id",
+                )
             seen[eid] = i
         text = require(ctx, "text", str, path, i, "context")
         doc = require(ctx, "document_id", str, path, i, "context")
@@ -396,19 +458,33 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
             b = offset(require(sp, "end", int, path, i, where), path, i, f"{where}.end", len(text) or None)
             spans.append((a, b))
         if not text and not allow_missing_text:
-            raise DataFormatError(path, "context.text is empty: this is a Mewsli-X '_no_text' file; restore the "
-                                        "WikiNews article text first (google-research get-mewsli-x.sh; each "
-                                        "mention's metadata.text_md5 checks the restored text)", line=i,
-                                  field="context.text")
+            raise DataFormatError(
+                path,
+                "context.text is empty: this is a Mewsli-X '_no_text' file; restore the "
+                "WikiNews article text first (google-research get-mewsli-x.sh; each "
+                "mention's metadata.text_md5 checks the restored text)",
+                line=i,
+                field="context.text",
+            )
         md5 = hashlib.md5(text.encode("utf-8")).hexdigest() if text else None
         for m, men in enumerate(mentions):
             where = f"mentions[{m}]"
             span = require(men, "mention_span", dict, path, i, where)
             mtext = require(span, "text", str, path, i, f"{where}.mention_span")
-            start = offset(require(span, "start", int, path, i, f"{where}.mention_span"), path, i,
-                           f"{where}.mention_span.start", len(text) or None)
-            end = offset(require(span, "end", int, path, i, f"{where}.mention_span"), path, i,
-                         f"{where}.mention_span.end", len(text) or None)
+            start = offset(
+                require(span, "start", int, path, i, f"{where}.mention_span"),
+                path,
+                i,
+                f"{where}.mention_span.start",
+                len(text) or None,
+            )
+            end = offset(
+                require(span, "end", int, path, i, f"{where}.mention_span"),
+                path,
+                i,
+                f"{where}.mention_span.end",
+                len(text) or None,
+            )
             gold = require(men, "entity_id", str, path, i, where)
             meta = men.get("metadata", {})
             if not isinstance(meta, dict):
@@ -417,11 +493,20 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
                 if "text_md5" not in meta:
                     raise DataFormatError(path, "missing required field", line=i, field=f"{where}.metadata.text_md5")
                 if meta["text_md5"] != md5:
-                    raise DataFormatError(path, f"MD5 of context.text is {md5}, the record says {meta['text_md5']!r:.40} "
-                                                "(text altered, or restored from another revision)",
-                                          line=i, field=f"{where}.metadata.text_md5")
+                    raise DataFormatError(
+                        path,
+                        f"MD5 of context.text is {md5}, the record says {meta['text_md5']!r:.40} "
+                        "(text altered, or restored from another revision)",
+                        line=i,
+                        field=f"{where}.metadata.text_md5",
+                    )
                 if text[start:end] != mtext:
-                    raise DataFormatError(path, f"text[{start}:{end}] is {text[start:end]!r}, expected {mtext!r} "
-                                                "(offsets are Unicode code points)", line=i, field=f"{where}.mention_span")
+                    raise DataFormatError(
+                        path,
+                        f"text[{start}:{end}] is {text[start:end]!r}, expected {mtext!r} "
+                        "(offsets are Unicode code points)",
+                        line=i,
+                        field=f"{where}.mention_span",
+                    )
             out.append(EntityMentionExample(men["example_id"], lang, doc, text, start, end, mtext, gold, spans))
     return ReadResult(out, {str(path): digest})

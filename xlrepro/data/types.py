@@ -3,11 +3,12 @@
 Every reader returns a ``ReadResult``: the examples, the file(s) read with their sha256, and a
 count of examples skipped by a documented rule (never silently: ``skipped`` names the rule).
 """
+
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 
 class Format(str, enum.Enum):
@@ -135,8 +136,15 @@ class MentionEntityPair:
     entity: EntityDescription
 
 
-Example = (ClassificationExample | MultipleChoiceExample | SpanQAExample | TaggingExample | BitextExample
-           | QASentencePool | EntityMentionExample)
+Example = (
+    ClassificationExample
+    | MultipleChoiceExample
+    | SpanQAExample
+    | TaggingExample
+    | BitextExample
+    | QASentencePool
+    | EntityMentionExample
+)
 
 
 @dataclass
@@ -162,8 +170,10 @@ def qa_ids(examples: Sequence, raw: Sequence[dict] | None) -> list[str]:
     else:
         ids = [str(qa["id"]) for art in raw for para in art["paragraphs"] for qa in para.get("qas", [])]
         if len(ids) != len(examples):
-            raise ValueError(f"qa_ids: the file's data has {len(ids)} questions but there are {len(examples)} "
-                             "examples; expected the reader's raw data of exactly these examples")
+            raise ValueError(
+                f"qa_ids: the file's data has {len(ids)} questions but there are {len(examples)} "
+                "examples; expected the reader's raw data of exactly these examples"
+            )
     seen = set()
     for i in ids:
         if i in seen:

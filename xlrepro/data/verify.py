@@ -11,6 +11,7 @@ configs and splits; expected counts) were checked against a primary source: ``ve
 with ``checked:`` naming what was compared with which source, or ``verified: false`` with the
 reason in ``checked:``. The table's footer shows that status per task (``facts_status``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ def expected_count(spec, split: str, lang: str) -> int | None:
 
 def verify_task(spec, task_dir: Path, root: Path, lock: dict, languages=None, source: str = "local") -> list[Row]:
     if spec.components:
-        return [r for c in spec.components for r in verify_task(get_task(c), task_dir / c, root, lock, languages, source)]
+        return [
+            r for c in spec.components for r in verify_task(get_task(c), task_dir / c, root, lock, languages, source)
+        ]
     rows = []
     for split in spec.splits:
         for lang in spec.split_languages(split):
@@ -96,14 +99,18 @@ def render(rows: list[Row], sources: dict, checks: dict | None = None) -> str:
     head = f"{'task':<14} {'split':<5} {'lang':<5} {'expected':>9} {'found':>9} {'hash':<10} note"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.task:<14} {r.split:<5} {r.lang:<5} {'' if r.expected is None else r.expected:>9} "
-                     f"{'-' if r.found is None else r.found:>9} {r.hashes:<10} {r.note}")
+        lines.append(
+            f"{r.task:<14} {r.split:<5} {r.lang:<5} {'' if r.expected is None else r.expected:>9} "
+            f"{'-' if r.found is None else r.found:>9} {r.hashes:<10} {r.note}"
+        )
     missing = [r for r in rows if r.found is None]
     changed = [r for r in rows if r.hashes.startswith("CHANGED")]
     off = [r for r in rows if r.found is not None and r.expected is not None and r.found != r.expected]
     lines.append("")
-    lines.append(f"{len(rows)} split/language pairs: {len(rows) - len(missing)} found, {len(missing)} missing or "
-                 f"unreadable, {len(changed)} changed since pinned, {len(off)} with a count other than expected")
+    lines.append(
+        f"{len(rows)} split/language pairs: {len(rows) - len(missing)} found, {len(missing)} missing or "
+        f"unreadable, {len(changed)} changed since pinned, {len(off)} with a count other than expected"
+    )
     lines.append("expected counts from:")
     for task, src in sources.items():
         lines.append(f"  {task}: {src or '(no published count recorded)'}")

@@ -3,6 +3,7 @@
 Nothing here is part of the public API; the public names are re-exported by
 ``xlrepro/metrics/__init__.py``.
 """
+
 from __future__ import annotations
 
 import re

@@ -14,13 +14,20 @@ tasks a benchmark has, their order (``evaluate.py``'s TASK2LANGS order, also the
 their groups, and which count in a total come from each task's ``scoring`` field in the registry;
 a task's ``avg_metric`` follows its ``headline`` field (docs/tasks.md).
 """
+
 from __future__ import annotations
 
 import numbers
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from xlrepro.tasks.registry import (CATEGORIES, SCRIPT_GROUPS, all_tasks, benchmark_tasks, headline_metric,
-                                    headline_metrics)
+from xlrepro.tasks.registry import (
+    CATEGORIES,
+    SCRIPT_GROUPS,
+    all_tasks,
+    benchmark_tasks,
+    headline_metric,
+    headline_metrics,
+)
 
 from ._common import is_metric_key, official_source
 
@@ -29,8 +36,9 @@ def script_groups(benchmark: str) -> Dict[str, tuple]:
     """``evaluate.py``'s GROUP2TASK of ``benchmark`` (``xtreme`` / ``xtreme_r``): group -> tasks in
     task order, from the tasks' ``scoring.<benchmark>.groups`` (XTREME-R: no lareqa; xcopa twice)."""
     tasks = benchmark_tasks(benchmark)
-    return {g: tuple(t for t in tasks if g in all_tasks()[t].scoring[benchmark]["groups"])
-            for g in SCRIPT_GROUPS[benchmark]}
+    return {
+        g: tuple(t for t in tasks if g in all_tasks()[t].scoring[benchmark]["groups"]) for g in SCRIPT_GROUPS[benchmark]
+    }
 
 
 def categories(benchmark: str) -> Dict[str, tuple]:
@@ -42,6 +50,7 @@ def categories(benchmark: str) -> Dict[str, tuple]:
 def in_average(benchmark: str) -> tuple:
     """The tasks a script-style total of ``benchmark`` requires (``scoring.<b>.in_average``)."""
     return tuple(t for t in benchmark_tasks(benchmark) if all_tasks()[t].scoring[benchmark]["in_average"])
+
 
 _EVALUATE_PY = official_source("evaluate.py")
 
@@ -101,8 +110,9 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
     """
     languages = list(languages)
     if not languages:
-        raise ValueError(f"task_average({task!r}): empty language list; evaluate.py produces no avg_metric "
-                         "for such a task")
+        raise ValueError(
+            f"task_average({task!r}): empty language list; evaluate.py produces no avg_metric for such a task"
+        )
     missing = [lang for lang in languages if lang not in per_language]
     if missing:
         raise ValueError(f"task_average({task!r}): no scores for language(s) {', '.join(missing)}")
@@ -112,25 +122,36 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
     for lang in languages:
         names = [m for m in per_language[lang] if is_metric_key(m)]
         if set(names) != set(metric_names):
-            raise ValueError(f"task_average({task!r}): language {lang!r} has metrics {sorted(names)}, "
-                             f"but {languages[0]!r} has {sorted(metric_names)}")
+            raise ValueError(
+                f"task_average({task!r}): language {lang!r} has metrics {sorted(names)}, "
+                f"but {languages[0]!r} has {sorted(metric_names)}"
+            )
     result: Dict[str, object] = {}
     for m in metric_names:
         result[f"avg_{m}"] = sum(per_language[lang][m] for lang in languages) / len(languages)
     headline = headline_metrics(task)
     if len(headline) > 1:  # QA: evaluate.py averages exact match and F1
         if any(f"avg_{m}" not in result for m in headline):
-            raise ValueError(f"task_average({task!r}): QA tasks need exact_match and f1 (the task's avg_metric is "
-                             f"the mean of its headline metrics {list(headline)})")
+            raise ValueError(
+                f"task_average({task!r}): QA tasks need exact_match and f1 (the task's avg_metric is "
+                f"the mean of its headline metrics {list(headline)})"
+            )
         result["avg_metric"] = sum(result[f"avg_{m}"] for m in headline) / len(headline)
     else:
         m = headline_metric(task, metric_names)
         if m is None:
-            raise ValueError(f"task_average({task!r}): no avg_metric rule applies to {sorted(result)} "
-                             f"(headline {list(headline)})")
+            raise ValueError(
+                f"task_average({task!r}): no avg_metric rule applies to {sorted(result)} (headline {list(headline)})"
+            )
         result["avg_metric"] = result[f"avg_{m}"]
-    result.update({"task": task, "languages": languages, "aggregator": "task_average",
-                   "source": f"{_EVALUATE_PY} (per-task mean over the version's language list)"})
+    result.update(
+        {
+            "task": task,
+            "languages": languages,
+            "aggregator": "task_average",
+            "source": f"{_EVALUATE_PY} (per-task mean over the version's language list)",
+        }
+    )
     mode = _mode_of(per_language[lang] for lang in languages)
     if mode is not None:
         result["mode"] = mode
@@ -169,10 +190,17 @@ def xtreme_score(task_avgs: Mapping[str, TaskAvg]) -> dict:
     if len(present) == len(xtreme_tasks):
         result["all_task"] = sum(_avg_metric_of(t, task_avgs[t]) for t in xtreme_tasks) / len(xtreme_tasks)
     result.update(_group_means(task_avgs, script_groups("xtreme")))
-    result.update({"tasks": present, "aggregator": "xtreme_score",
-                   "source": f"{_EVALUATE_PY} (all_task = mean of the 9 tasks' avg_metric; group means)",
-                   "note": ["all_task is summed in TASK2LANGS order; the official code sums over a set "
-                            "(PYTHONHASHSEED-dependent last bits, ~1e-14)"]})
+    result.update(
+        {
+            "tasks": present,
+            "aggregator": "xtreme_score",
+            "source": f"{_EVALUATE_PY} (all_task = mean of the 9 tasks' avg_metric; group means)",
+            "note": [
+                "all_task is summed in TASK2LANGS order; the official code sums over a set "
+                "(PYTHONHASHSEED-dependent last bits, ~1e-14)"
+            ],
+        }
+    )
     ignored = sorted(t for t in task_avgs if t not in xtreme_tasks)
     if ignored:
         result["note"].append(f"ignored non-XTREME tasks: {', '.join(ignored)}")
@@ -193,10 +221,17 @@ def xtreme_r_script_groups(task_avgs: Mapping[str, TaskAvg]) -> dict:
     """
     present = [t for t in benchmark_tasks("xtreme_r") if t in task_avgs]
     result: Dict[str, object] = dict(_group_means(task_avgs, script_groups("xtreme_r")))
-    result.update({"tasks": present, "aggregator": "xtreme_r_script_groups",
-                   "source": f"{_EVALUATE_PY} (XTREME-R GROUP2TASK)",
-                   "note": ["evaluate.py cannot produce an XTREME-R total (lareqa has no metric; KeyError "
-                            "'avg_metric' when a lareqa folder exists); xcopa counts in two groups"]})
+    result.update(
+        {
+            "tasks": present,
+            "aggregator": "xtreme_r_script_groups",
+            "source": f"{_EVALUATE_PY} (XTREME-R GROUP2TASK)",
+            "note": [
+                "evaluate.py cannot produce an XTREME-R total (lareqa has no metric; KeyError "
+                "'avg_metric' when a lareqa folder exists); xcopa counts in two groups"
+            ],
+        }
+    )
     _record_modes(result, task_avgs, present)
     return result
 
@@ -228,10 +263,14 @@ def xtreme_r_task_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     _require(task_avgs, required, "xtreme_r_task_mean")
     tasks = [t for t in benchmark_tasks("xtreme_r") if t in task_avgs]
     score = sum(_avg_metric_of(t, task_avgs[t]) for t in tasks) / len(tasks)
-    result = {"score": score, "tasks": tasks, "includes_lareqa": len(tasks) > len(required),
-              "aggregator": "xtreme_r_task_mean",
-              "source": "xlrepro (script-style plain task mean; evaluate.py cannot produce an XTREME-R "
-                        "total, see docs/metrics.md)"}
+    result = {
+        "score": score,
+        "tasks": tasks,
+        "includes_lareqa": len(tasks) > len(required),
+        "aggregator": "xtreme_r_task_mean",
+        "source": "xlrepro (script-style plain task mean; evaluate.py cannot produce an XTREME-R "
+        "total, see docs/metrics.md)",
+    }
     _record_modes(result, task_avgs, tasks)
     return result
 
@@ -258,9 +297,13 @@ def xtreme_r_category_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     cats = _group_means(task_avgs, groups)
     result: Dict[str, object] = {"score": sum(cats[c] for c in groups) / len(groups)}
     result.update(cats)
-    result.update({"aggregator": "xtreme_r_category_mean",
-                   "source": "Ruder et al. 2021, XTREME-R (EMNLP 2021, arXiv 2104.07412), Table 3 'Avg' = mean of "
-                             "the four category means (the XLM-R Large row of Table 3 gives 65.27 this way, published 65.3; "
-                             "see docs/metrics.md)"})
+    result.update(
+        {
+            "aggregator": "xtreme_r_category_mean",
+            "source": "Ruder et al. 2021, XTREME-R (EMNLP 2021, arXiv 2104.07412), Table 3 'Avg' = mean of "
+            "the four category means (the XLM-R Large row of Table 3 gives 65.27 this way, published 65.3; "
+            "see docs/metrics.md)",
+        }
+    )
     _record_modes(result, task_avgs, tasks)
     return result

@@ -4,6 +4,7 @@
 Candidate pairs are ``(src_id, trg_id)`` tuples; gold pairs are tuples or the tab-joined lines
 of a gold file. Percentages are on a 0-100 scale; thresholds are raw margin scores.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,7 @@ def _check_candidates(candidate2score: Mapping, func: str, strict: bool = True) 
     return items
 
 
-def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike],
-                  mode: str = OFFICIAL) -> dict:
+def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike], mode: str = OFFICIAL) -> dict:
     """Choose the extraction threshold that maximises F1 on ``gold`` (``bucc_optimize``).
 
     Args:
@@ -87,10 +87,18 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     gold_set = {_joined(g) for g in gold}
     if mode == OFFICIAL and (not gold_set or (isinstance(candidate2score, Mapping) and not candidate2score)):
         what = "empty gold set" if not gold_set else "no candidates"
-        return {"threshold": 0, "best_f1": 0.0, "precision": 0.0, "recall": 0.0, "n_extracted": 0, "n_correct": 0,
-                "n_gold": len(gold_set), "n_candidates": len(candidate2score) if isinstance(candidate2score, Mapping)
-                else 0, "mode": mode,
-                "note": [f"{what}: no candidate can be correct, so the threshold stays 0 as in the official code"]}
+        return {
+            "threshold": 0,
+            "best_f1": 0.0,
+            "precision": 0.0,
+            "recall": 0.0,
+            "n_extracted": 0,
+            "n_correct": 0,
+            "n_gold": len(gold_set),
+            "n_candidates": len(candidate2score) if isinstance(candidate2score, Mapping) else 0,
+            "mode": mode,
+            "note": [f"{what}: no candidate can be correct, so the threshold stays 0 as in the official code"],
+        }
     items = _check_candidates(candidate2score, "bucc_optimize", strict=(mode == CORRECTED))
     if not gold_set:
         raise ValueError("bucc_optimize: empty gold set (the official code returns threshold 0)")
@@ -117,8 +125,11 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
                         threshold = (score + items[i + 1][1]) / 2
                     else:
                         threshold = score
-                        add_note(result, "best cut-off is the last candidate: the official code raises "
-                                         "IndexError here; threshold = that candidate's score (all extracted)")
+                        add_note(
+                            result,
+                            "best cut-off is the last candidate: the official code raises "
+                            "IndexError here; threshold = that candidate's score (all extracted)",
+                        )
     else:
         best_frac = Fraction(0)
         best = None
@@ -142,16 +153,27 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
                     threshold = mid if mid > items[i + 1][1] else score
         best_f1 = float(best_frac)
         if best is None:
-            add_note(result, "no candidate is correct: threshold set just above the highest score "
-                             "(the official code keeps 0 and extracts every candidate with score >= 0)")
+            add_note(
+                result,
+                "no candidate is correct: threshold set just above the highest score "
+                "(the official code keeps 0 and extracts every candidate with score >= 0)",
+            )
     if best is None:
         best = (0, 0, 0.0, 0.0)
         if mode == OFFICIAL:
             add_note(result, "no candidate is correct: threshold stays 0 as in the official code")
     n_extracted, n_correct, precision, recall = best
-    out = {"threshold": threshold, "best_f1": best_f1 * 100, "precision": precision * 100,
-           "recall": recall * 100, "n_extracted": n_extracted, "n_correct": n_correct,
-           "n_gold": ngold, "n_candidates": len(items), "mode": mode}
+    out = {
+        "threshold": threshold,
+        "best_f1": best_f1 * 100,
+        "precision": precision * 100,
+        "recall": recall * 100,
+        "n_extracted": n_extracted,
+        "n_correct": n_correct,
+        "n_gold": ngold,
+        "n_candidates": len(items),
+        "mode": mode,
+    }
     out.update(result)
     return out
 
@@ -164,8 +186,7 @@ def bucc_extract(candidate2score: Mapping[Pair, float], threshold: float) -> Lis
     return [tuple(pair) for pair, score in candidate2score.items() if score >= threshold]
 
 
-def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
-            mode: str = OFFICIAL) -> dict:
+def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike], mode: str = OFFICIAL) -> dict:
     """P/R/F1 of predicted pairs against gold pairs, as sets (``evaluate.py:bucc_f1``).
 
     Args:
@@ -191,8 +212,9 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
         pred.discard(("",))
         pred.discard(())
     if not gold and mode == CORRECTED:
-        raise ValueError("bucc_f1: empty gold set (nothing to score; mode 'official' returns zeros as the "
-                         "official code does)")
+        raise ValueError(
+            "bucc_f1: empty gold set (nothing to score; mode 'official' returns zeros as the official code does)"
+        )
     ncorrect = len(gold & pred)
     if ncorrect > 0:
         precision = ncorrect / len(pred)
@@ -200,12 +222,20 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
         f1 = 2 * precision * recall / (precision + recall)
     else:
         precision = recall = f1 = 0.0
-    return {"f1": f1 * 100, "precision": precision * 100, "recall": recall * 100, "mode": mode,
-            "n_pred": len(pred), "n_gold": len(gold), "n_correct": ncorrect}
+    return {
+        "f1": f1 * 100,
+        "precision": precision * 100,
+        "recall": recall * 100,
+        "mode": mode,
+        "n_pred": len(pred),
+        "n_gold": len(gold),
+        "n_correct": ncorrect,
+    }
 
 
-def bucc_evaluate(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike],
-                  threshold: float = None, mode: str = OFFICIAL) -> dict:
+def bucc_evaluate(
+    candidate2score: Mapping[Pair, float], gold: Iterable[PairLike], threshold: float = None, mode: str = OFFICIAL
+) -> dict:
     """Optimise (or take) a threshold, extract, and score - what ``bucc_eval`` does.
 
     With ``threshold=None`` the threshold is optimised on ``gold`` itself (an oracle, the
@@ -231,8 +261,15 @@ def bucc_evaluate(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     else:
         out["threshold_source"] = "given"
     scores = bucc_f1(bucc_extract(candidate2score, threshold), gold, mode)
-    out.update({"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
-                "threshold": threshold, "mode": mode})
+    out.update(
+        {
+            "f1": scores["f1"],
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "threshold": threshold,
+            "mode": mode,
+        }
+    )
     return out
 
 

@@ -2,6 +2,7 @@
 
 Both functions return values on a 0-100 scale, like ``evaluate.py``.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -50,9 +51,13 @@ def accuracy(predictions: Sequence[Label], labels: Sequence[Label], mode: str = 
         if mode != OFFICIAL:
             raise ValueError(
                 f"accuracy: {len(predictions)} predictions but {len(labels)} labels; the official "
-                "evaluate.py asserts that the counts match")
-        add_note(result, f"{len(predictions)} predictions but {len(labels)} labels: compared pairwise up to the "
-                         "shorter list and divided by the number of predictions, as the official function does")
+                "evaluate.py asserts that the counts match"
+            )
+        add_note(
+            result,
+            f"{len(predictions)} predictions but {len(labels)} labels: compared pairwise up to the "
+            "shorter list and divided by the number of predictions, as the official function does",
+        )
     if len(predictions) == 0:
         raise ValueError("accuracy: empty input (the official code divides by zero)")
     if mode == OFFICIAL:

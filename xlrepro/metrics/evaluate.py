@@ -8,6 +8,7 @@ label folder. How a file is read and scored follows the task's ``evaluator`` fie
 version scores, their order and groups follow its ``scoring`` field (docs/tasks.md). The task ->
 languages map is passed in by the caller (the task registry).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,7 @@ from xlrepro.errors import DataFormatError
 from xlrepro.tasks.registry import benchmark_tasks, get_task
 
 from ._common import CORRECTED, DEFAULT_MODES, OFFICIAL, SEQEVAL_1X, check_mode, is_metric_key, official_source
-from .aggregate import (task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean,
-                        xtreme_score)
+from .aggregate import task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean, xtreme_score
 from .bucc import bucc_f1
 from .classification import accuracy
 from .qa import mlqa_scores, squad_scores
@@ -47,6 +47,7 @@ def task_file_extension(task: str) -> str:
 
 
 # --------------------------------------------------------------------------- readers
+
 
 def _read_text_lines(path: str) -> List[str]:
     """Lines of a UTF-8 text file as Python's text mode yields them (universal newlines: ``\\n``,
@@ -119,11 +120,13 @@ def read_xcopa(path: str) -> list:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             what = "a blank line" if not line.strip() else f"invalid JSON ({e.msg})"
-            raise DataFormatError(path, f"{what}; expected one JSON object with a 'label' field per line",
-                                  line=n) from None
+            raise DataFormatError(
+                path, f"{what}; expected one JSON object with a 'label' field per line", line=n
+            ) from None
         if not isinstance(obj, dict) or "label" not in obj:
-            raise DataFormatError(path, f"expected a JSON object with a 'label' field, got {line.strip()[:60]!r}",
-                                  line=n, field="label")
+            raise DataFormatError(
+                path, f"expected a JSON object with a 'label' field, got {line.strip()[:60]!r}", line=n, field="label"
+            )
         labels.append(obj["label"])
     return labels
 
@@ -158,16 +161,25 @@ def _read_mewslix(path: str, mode: str) -> dict:
     if not isinstance(obj, dict):
         if mode == OFFICIAL:
             raise DataFormatError(
-                path, "has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
-                "official Mewsli-X scoring fails (AttributeError); use mode='corrected'")
+                path,
+                "has an example id 'data', so evaluate.py's read_squad returns obj['data'] and the "
+                "official Mewsli-X scoring fails (AttributeError); use mode='corrected'",
+            )
         raise DataFormatError(path, "expected a JSON object example_id -> list of entity ids")
     return obj
 
 
 # --------------------------------------------------------------------------- scoring
 
-def score_language(task: str, prediction_file: str, label_file: str, lang: str, mode: str = OFFICIAL,
-                   tagging_mode: Optional[str] = None) -> dict:
+
+def score_language(
+    task: str,
+    prediction_file: str,
+    label_file: str,
+    lang: str,
+    mode: str = OFFICIAL,
+    tagging_mode: Optional[str] = None,
+) -> dict:
     """Score one ``(task, language)`` file pair like ``evaluate_one_task``; returns the metric
     dict of the task's metric function (accuracy / tagging_f1 / bucc_f1 / squad_scores /
     mlqa_scores / mewslix_map_at_k with k=20). XCOPA files are read with :func:`read_xcopa`,
@@ -201,8 +213,11 @@ def score_language(task: str, prediction_file: str, label_file: str, lang: str, 
         raise ValueError(f"score_language: no metric for task {task!r}")
     if ev not in _NO_LENGTH_CHECK and len(predictions) != len(labels):
         unit = "sentences" if ev == "tagging_f1" else "examples"
-        raise DataFormatError(prediction_file, f"number of {unit} ({len(predictions)}) does not match {label_file} "
-                                               f"({len(labels)}) in task {task} (evaluate.py asserts this)")
+        raise DataFormatError(
+            prediction_file,
+            f"number of {unit} ({len(predictions)}) does not match {label_file} "
+            f"({len(labels)}) in task {task} (evaluate.py asserts this)",
+        )
     try:
         if ev in _LABEL_LINE_EVALUATORS:
             return accuracy(predictions, labels, mode)
@@ -227,9 +242,15 @@ def _subfolders(folder: str) -> List[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir())
 
 
-def score_folder(prediction_folder: str, label_folder: str, version: str, task2langs: Mapping[str, Sequence[str]],
-                 mode: str = OFFICIAL, tagging_mode: Optional[str] = None,
-                 extra_task_avgs: Optional[Mapping[str, Mapping]] = None) -> dict:
+def score_folder(
+    prediction_folder: str,
+    label_folder: str,
+    version: str,
+    task2langs: Mapping[str, Sequence[str]],
+    mode: str = OFFICIAL,
+    tagging_mode: Optional[str] = None,
+    extra_task_avgs: Optional[Mapping[str, Mapping]] = None,
+) -> dict:
     """Do what ``evaluate.py --xtreme_version <version>`` does over a submission layout.
 
     Args:
@@ -286,9 +307,11 @@ def score_folder(prediction_folder: str, label_folder: str, version: str, task2l
             continue
         langs = list(langs)
         if get_task(task).prediction_file == "none" or not langs:
-            notes.append(f"{task}: no per-file metric in evaluate.py (empty language list there; it records {{}} "
-                         "and later fails with KeyError 'avg_metric'); skipped - score it with lareqa_map_at_k "
-                         "and pass the task average as extra_task_avgs")
+            notes.append(
+                f"{task}: no per-file metric in evaluate.py (empty language list there; it records {{}} "
+                "and later fails with KeyError 'avg_metric'); skipped - score it with lareqa_map_at_k "
+                "and pass the task average as extra_task_avgs"
+            )
             continue
         ext = task_file_extension(task)
         scores: Dict[str, dict] = {}
@@ -334,6 +357,15 @@ def score_folder(prediction_folder: str, label_folder: str, version: str, task2l
                 notes.append(f"xtreme_r_category_mean needs a {', '.join(absent)} task average (pass extra_task_avgs)")
     if mode == CORRECTED:
         notes.append("mode 'corrected': numbers are not the official scorer's")
-    return {"version": version, "mode": mode, "tagging_mode": tagging_mode or mode, "detailed": detailed,
-            "per_language": per_language, "task_averages": task_avgs, "overall": overall,
-            "aggregates": aggregates, "note": notes, "source": official_source("evaluate.py")}
+    return {
+        "version": version,
+        "mode": mode,
+        "tagging_mode": tagging_mode or mode,
+        "detailed": detailed,
+        "per_language": per_language,
+        "task_averages": task_avgs,
+        "overall": overall,
+        "aggregates": aggregates,
+        "note": notes,
+        "source": official_source("evaluate.py"),
+    }

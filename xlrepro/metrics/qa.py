@@ -5,6 +5,7 @@ evaluator (language-aware normalisation), as used by ``evaluate.py`` (google-res
 Scores are on a 0-100 scale. Re-implemented from the documented behaviour; the normalisers are
 public so that tests and diagnostics can call them directly.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,20 +70,24 @@ def _iter_questions(dataset, func: str):
                     qid, answers = qa["id"], qa["answers"]
                     golds = [ans["text"] for ans in answers]
                 except (KeyError, TypeError):
-                    raise ValueError(f"{func}: article {a} paragraph {p}: a question lacks 'id' or "
-                                     "'answers' with 'text'") from None
+                    raise ValueError(
+                        f"{func}: article {a} paragraph {p}: a question lacks 'id' or 'answers' with 'text'"
+                    ) from None
                 if not golds:
                     raise ValueError(
                         f"{func}: question {qid!r} has no gold answers (the official evaluator fails "
-                        "with ValueError from max() of an empty sequence)")
+                        "with ValueError from max() of an empty sequence)"
+                    )
                 yield qid, golds
 
 
-def _score_dataset(predictions: Mapping[str, str], dataset, normalize: Callable[[str], str],
-                   func: str, mode: str) -> dict:
+def _score_dataset(
+    predictions: Mapping[str, str], dataset, normalize: Callable[[str], str], func: str, mode: str
+) -> dict:
     if not isinstance(predictions, Mapping):
-        raise ValueError(f"{func}: predictions must be a dict question id -> answer text, "
-                         f"got {type(predictions).__name__}")
+        raise ValueError(
+            f"{func}: predictions must be a dict question id -> answer text, got {type(predictions).__name__}"
+        )
     exact_match = 0
     f1 = 0.0
     total = 0
@@ -102,8 +107,13 @@ def _score_dataset(predictions: Mapping[str, str], dataset, normalize: Callable[
         f1 += max(_token_f1(pred_tokens, g.split()) for g in norm_golds)
     if total == 0:
         raise ValueError(f"{func}: the dataset has no questions (the official evaluator divides by zero)")
-    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total, "mode": mode,
-            "n_questions": total, "n_unanswered": unanswered}
+    return {
+        "exact_match": 100.0 * exact_match / total,
+        "f1": 100.0 * f1 / total,
+        "mode": mode,
+        "n_questions": total,
+        "n_unanswered": unanswered,
+    }
 
 
 def squad_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mode: str = OFFICIAL) -> dict:
@@ -183,7 +193,8 @@ def _check_mlqa_lang(lang: str, func: str) -> None:
     if lang not in MLQA_LANGUAGES:
         raise ValueError(
             f"{func}: unknown MLQA language {lang!r}; the MLQA evaluator accepts only "
-            f"{', '.join(MLQA_LANGUAGES)} (officially it raises Exception('Unknown Language ...'))")
+            f"{', '.join(MLQA_LANGUAGES)} (officially it raises Exception('Unknown Language ...'))"
+        )
 
 
 def mlqa_normalize_answer(text: str, lang: str, mode: str = OFFICIAL) -> str:
@@ -218,8 +229,7 @@ def mlqa_normalize_answer(text: str, lang: str, mode: str = OFFICIAL) -> str:
     return " ".join(t for t in tokens if t.strip() != "")
 
 
-def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: str,
-                mode: str = OFFICIAL) -> dict:
+def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: str, mode: str = OFFICIAL) -> dict:
     """The MLQA evaluator with language-specific normalisation (used by ``evaluate.py`` for the
     ``mlqa`` task with the test file's language).
 
@@ -247,8 +257,7 @@ def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: s
     check_mode(mode, "mlqa_scores")
     if mode == CORRECTED:
         _check_mlqa_lang(lang, "mlqa_scores")
-    result = _score_dataset(predictions, dataset, lambda s: mlqa_normalize_answer(s, lang, mode),
-                            "mlqa_scores", mode)
+    result = _score_dataset(predictions, dataset, lambda s: mlqa_normalize_answer(s, lang, mode), "mlqa_scores", mode)
     result["lang"] = lang
     result["unicode_version"] = unicodedata.unidata_version
     if mode == CORRECTED and lang == "ar":
@@ -299,8 +308,13 @@ def squad_v2_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mod
                 rows.append((golds != [""], em, f1))
     if not rows:
         raise ValueError("squad_v2_scores: no question was scored (empty dataset or no predictions)")
-    out = {"exact_match": 100.0 * sum(r[1] for r in rows) / len(rows), "f1": 100.0 * sum(r[2] for r in rows) / len(rows),
-           "total": len(rows), "n_missing": missing, "mode": mode}
+    out = {
+        "exact_match": 100.0 * sum(r[1] for r in rows) / len(rows),
+        "f1": 100.0 * sum(r[2] for r in rows) / len(rows),
+        "total": len(rows),
+        "n_missing": missing,
+        "mode": mode,
+    }
     for name, flag in (("HasAns", True), ("NoAns", False)):
         part = [r for r in rows if r[0] == flag]
         if part:
@@ -310,8 +324,9 @@ def squad_v2_scores(predictions: Mapping[str, str], dataset: Sequence[dict], mod
     return out
 
 
-def qa_score(predictions: Mapping[str, str], dataset: Sequence[dict], task: str, lang: str,
-             mode: str = OFFICIAL) -> dict:
+def qa_score(
+    predictions: Mapping[str, str], dataset: Sequence[dict], task: str, lang: str, mode: str = OFFICIAL
+) -> dict:
     """Dispatch like ``evaluate.py``, on the task's ``evaluator`` in the registry: ``qa_mlqa`` (MLQA)
     -> :func:`mlqa_scores` with ``lang``; ``qa_squad_v2`` -> :func:`squad_v2_scores`; ``qa_squad``
     (xquad, tydiqa, squad, ...) -> :func:`squad_scores` (``lang`` unused, English normalisation). Returns
@@ -324,4 +339,3 @@ def qa_score(predictions: Mapping[str, str], dataset: Sequence[dict], task: str,
     if evaluator == "qa_squad":
         return squad_scores(predictions, dataset, mode)
     raise ValueError(f"qa_score: task {task!r} is scored by {evaluator!r}, not a QA scorer")
-

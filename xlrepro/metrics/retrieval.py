@@ -4,6 +4,7 @@ and Mewsli-X "map@20" = MRR@20 (``third_party/utils_mewslix.py``) of google-rese
 Dict results are on a 0-100 scale; :func:`average_precision_at_k` returns one question's AP
 on the 0-1 scale like its official counterpart.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
@@ -17,8 +18,9 @@ def _map_key(k: Optional[int]) -> str:
     return f"map@{k}" if k else "map"
 
 
-def average_precision_at_k(ranked: Sequence[Union[int, str]], targets: Iterable, k: Optional[int] = 20,
-                           mode: str = OFFICIAL) -> float:
+def average_precision_at_k(
+    ranked: Sequence[Union[int, str]], targets: Iterable, k: Optional[int] = 20, mode: str = OFFICIAL
+) -> float:
     """Average precision at k of one ranking (``utils_lareqa.average_precision_at_k``).
 
     Args:
@@ -72,9 +74,14 @@ def xling_set(value) -> frozenset:
     return frozenset(value)
 
 
-def lareqa_map_at_k(question_embeddings, candidate_embeddings, question_xling_ids: Sequence[str],
-                    candidate_xling_ids: Sequence[Union[str, Iterable[str], None]], k: Optional[int] = 20,
-                    mode: str = OFFICIAL) -> dict:
+def lareqa_map_at_k(
+    question_embeddings,
+    candidate_embeddings,
+    question_xling_ids: Sequence[str],
+    candidate_xling_ids: Sequence[Union[str, Iterable[str], None]],
+    k: Optional[int] = 20,
+    mode: str = OFFICIAL,
+) -> dict:
     """LAReQA mean average precision at k (``utils_lareqa.mean_avg_prec_at_k``).
 
     Args:
@@ -132,14 +139,23 @@ def lareqa_map_at_k(question_embeddings, candidate_embeddings, question_xling_id
         else:
             ranking = np.argsort(-scores, kind="stable")
         ap_scores.append(average_precision_at_k(ranking.tolist(), targets, k))
-    tie_order = ("numpy default argsort()[::-1] (unstable; tie order is numpy's)" if mode == OFFICIAL
-                 else "stable descending: lowest candidate index first")
-    return {_map_key(k): float(np.mean(ap_scores)) * 100, "mode": mode, "n_questions": int(Q.shape[0]),
-            "n_candidates": int(C.shape[0]), "tie_order": tie_order}
+    tie_order = (
+        "numpy default argsort()[::-1] (unstable; tie order is numpy's)"
+        if mode == OFFICIAL
+        else "stable descending: lowest candidate index first"
+    )
+    return {
+        _map_key(k): float(np.mean(ap_scores)) * 100,
+        "mode": mode,
+        "n_questions": int(Q.shape[0]),
+        "n_candidates": int(C.shape[0]),
+        "tie_order": tie_order,
+    }
 
 
-def mewslix_map_at_k(predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]],
-                     k: int = 20, mode: str = OFFICIAL) -> dict:
+def mewslix_map_at_k(
+    predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]], k: int = 20, mode: str = OFFICIAL
+) -> dict:
     """Mewsli-X "map@20", which is MRR@k over a single gold entity (``utils_mewslix.evaluate``).
 
     Args:
@@ -171,8 +187,7 @@ def mewslix_map_at_k(predictions: Mapping[str, Sequence[str]], gold: Mapping[str
     notes: list = []
     rrs, missing, unexpected = _mewslix_rr(predictions, gold, k, mode, notes)
     mrr = sum(rrs) / len(rrs) if rrs else 0.0
-    out = {_map_key(k): mrr * 100, "mode": mode, "n_gold": len(gold),
-           "n_missing": missing, "n_unexpected": unexpected}
+    out = {_map_key(k): mrr * 100, "mode": mode, "n_gold": len(gold), "n_missing": missing, "n_unexpected": unexpected}
     if not rrs:
         notes.append("empty gold: the official code scores 0.0")
     if notes:
@@ -180,8 +195,9 @@ def mewslix_map_at_k(predictions: Mapping[str, Sequence[str]], gold: Mapping[str
     return out
 
 
-def mewslix_reciprocal_ranks(predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]],
-                             k: int = 20, mode: str = OFFICIAL) -> list[float]:
+def mewslix_reciprocal_ranks(
+    predictions: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]], k: int = 20, mode: str = OFFICIAL
+) -> list[float]:
     """Per-mention terms of :func:`mewslix_map_at_k`, in ``gold``'s order: 1/rank of the first exact
     match of the gold entity in the top k, 0 if none or if the prediction is missing (0-1 scale; the
     official value is their mean x 100). Same rules and errors as :func:`mewslix_map_at_k`."""
@@ -200,15 +216,21 @@ def _mewslix_mrr(predictions, gold, k, mode):
 def _mewslix_gold_id(example_id, labels, mode: str, notes: list):
     """``labels[0].strip()`` as the official code takes it, or a ValueError where that fails."""
     if mode == OFFICIAL and isinstance(labels, str) and labels:
-        notes.append(f"gold for {example_id!r} is the string {labels!r}, not a list: the official code "
-                     f"takes its first character {labels[0]!r} as the gold entity")
+        notes.append(
+            f"gold for {example_id!r} is the string {labels!r}, not a list: the official code "
+            f"takes its first character {labels[0]!r} as the gold entity"
+        )
         return labels[0].strip()
     if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
-        raise ValueError(f"mewslix_map_at_k: gold for {example_id!r} must be a non-empty list, got {labels!r} "
-                         "(the official code fails on it too)")
+        raise ValueError(
+            f"mewslix_map_at_k: gold for {example_id!r} must be a non-empty list, got {labels!r} "
+            "(the official code fails on it too)"
+        )
     if not isinstance(labels[0], str):
-        raise ValueError(f"mewslix_map_at_k: gold for {example_id!r} must start with an entity id string, got "
-                         f"{labels[0]!r} (the official code fails on it too)")
+        raise ValueError(
+            f"mewslix_map_at_k: gold for {example_id!r} must start with an entity id string, got "
+            f"{labels[0]!r} (the official code fails on it too)"
+        )
     return labels[0].strip()
 
 
@@ -222,8 +244,9 @@ def _mewslix_rr(predictions, gold, k, mode, notes=None):
     if not isinstance(gold, Mapping) or not isinstance(predictions, Mapping):
         raise ValueError("mewslix_map_at_k: predictions and gold must be dicts example_id -> list of entity ids")
     if len(gold) == 0 and mode == CORRECTED:
-        raise ValueError("mewslix_map_at_k: empty gold (nothing to score; mode 'official' returns 0.0 as the "
-                         "official code does)")
+        raise ValueError(
+            "mewslix_map_at_k: empty gold (nothing to score; mode 'official' returns 0.0 as the official code does)"
+        )
     gold_ids = {example_id: _mewslix_gold_id(example_id, labels, mode, notes) for example_id, labels in gold.items()}
     rrs = []
     missing = 0
@@ -232,8 +255,10 @@ def _mewslix_rr(predictions, gold, k, mode, notes=None):
             missing += 1
         preds = predictions.get(example_id, [])
         if isinstance(preds, str) and mode == OFFICIAL:
-            notes.append(f"prediction for {example_id!r} is a string, not a list: the official code compares "
-                         "its first k characters one by one with the gold id")
+            notes.append(
+                f"prediction for {example_id!r} is a string, not a list: the official code compares "
+                "its first k characters one by one with the gold id"
+            )
         elif isinstance(preds, str) or not isinstance(preds, Sequence):
             raise ValueError(f"mewslix_map_at_k: prediction for {example_id!r} must be a list of ids, got {preds!r}")
         rr = 0.0
@@ -246,9 +271,13 @@ def _mewslix_rr(predictions, gold, k, mode, notes=None):
     return rrs, missing, unexpected
 
 
-def mewslix_evaluate_all(per_lang_predictions: Mapping[str, Optional[Mapping[str, Sequence[str]]]],
-                         per_lang_gold: Mapping[str, Mapping[str, Sequence[str]]],
-                         languages: Sequence[str], k: int = 20, mode: str = OFFICIAL) -> dict:
+def mewslix_evaluate_all(
+    per_lang_predictions: Mapping[str, Optional[Mapping[str, Sequence[str]]]],
+    per_lang_gold: Mapping[str, Mapping[str, Sequence[str]]],
+    languages: Sequence[str],
+    k: int = 20,
+    mode: str = OFFICIAL,
+) -> dict:
     """Macro-average of :func:`mewslix_map_at_k` over ``languages`` (``utils_mewslix.evaluate_all``).
 
     Args:
@@ -284,10 +313,12 @@ def mewslix_evaluate_all(per_lang_predictions: Mapping[str, Optional[Mapping[str
         mrr = _mewslix_mrr(preds, per_lang_gold[lang], k, mode)[0]
         per_language[lang] = mrr * 100
         total += mrr
-    result = {key: total / len(languages) * 100, "per_language": per_language, "mode": mode,
-              "missing_prediction_languages": missing_langs}
+    result = {
+        key: total / len(languages) * 100,
+        "per_language": per_language,
+        "mode": mode,
+        "missing_prediction_languages": missing_langs,
+    }
     if missing_langs:
         add_note(result, f"no predictions for {', '.join(missing_langs)}: scored 0")
     return result
-
-

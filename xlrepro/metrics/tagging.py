@@ -8,6 +8,7 @@ seqeval's ``metrics/sequence_labeling.py`` (0.0.12) and ``metrics/v1.py`` (1.2.2
 compare them with the real packages. ``token_accuracy`` is the plain per-token accuracy the
 XTREME paper names (github.com/google-research/xtreme/issues/56) but the code does not compute.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -118,7 +119,8 @@ def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) ->
     if len(pred_tags) != len(gold_tags) and not official:
         raise ValueError(
             f"{func}: {len(pred_tags)} predicted sentences but {len(gold_tags)} gold sentences; "
-            "the official evaluate.py asserts that the sentence counts match")
+            "the official evaluate.py asserts that the sentence counts match"
+        )
     pred, gold = [], []
     for name, corpus, out in (("pred_tags", pred_tags, pred), ("gold_tags", gold_tags, gold)):
         for i, sentence in enumerate(corpus):
@@ -131,8 +133,7 @@ def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) ->
     return pred, gold, aligned
 
 
-def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]],
-               mode: str = OFFICIAL) -> dict:
+def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]], mode: str = OFFICIAL) -> dict:
     """Micro chunk F1 / precision / recall over all sentences (``evaluate.py:f1``).
 
     Args:
@@ -169,13 +170,20 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
             bad = next(i for i, (p, g) in enumerate(zip(pred, gold)) if len(p) != len(g))
             raise ValueError(
                 f"tagging_f1: sentence {bad} has {len(pred[bad])} predicted tags but {len(gold[bad])} "
-                f"gold tags (mode {mode!r} refuses misaligned input)")
+                f"gold tags (mode {mode!r} refuses misaligned input)"
+            )
         if len(pred) != len(gold):
-            add_note(result, f"{len(pred)} predicted sentences but {len(gold)} gold sentences; seqeval 0.0.12 "
-                             "scores the misaligned chunk offsets silently, and so does this mode")
+            add_note(
+                result,
+                f"{len(pred)} predicted sentences but {len(gold)} gold sentences; seqeval 0.0.12 "
+                "scores the misaligned chunk offsets silently, and so does this mode",
+            )
         else:
-            add_note(result, "token counts differ in some sentence; seqeval 0.0.12 scores the "
-                             "misaligned chunk offsets silently, and so does this mode")
+            add_note(
+                result,
+                "token counts differ in some sentence; seqeval 0.0.12 scores the "
+                "misaligned chunk offsets silently, and so does this mode",
+            )
     true_chunks = set(get_entities(gold, mode))
     pred_chunks = set(get_entities(pred, mode))
     n_correct = len(true_chunks & pred_chunks)
@@ -183,15 +191,25 @@ def tagging_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[
     p = n_correct / n_pred if n_pred > 0 else 0.0
     r = n_correct / n_true if n_true > 0 else 0.0
     f = 2 * p * r / (p + r) if p + r > 0 else 0.0
-    result.update({"f1": f * 100, "precision": p * 100, "recall": r * 100, "mode": mode,
-                   "n_gold_chunks": n_true, "n_pred_chunks": n_pred, "n_correct_chunks": n_correct})
+    result.update(
+        {
+            "f1": f * 100,
+            "precision": p * 100,
+            "recall": r * 100,
+            "mode": mode,
+            "n_gold_chunks": n_true,
+            "n_pred_chunks": n_pred,
+            "n_correct_chunks": n_correct,
+        }
+    )
     if "note" in result:  # keep the note last for readability
         result["note"] = result.pop("note")
     return result
 
 
-def token_accuracy(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]],
-                   mode: str = OFFICIAL) -> dict:
+def token_accuracy(
+    pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]], mode: str = OFFICIAL
+) -> dict:
     """Per-token tag accuracy over all sentences (not computed by the official code).
 
     The XTREME paper calls the UD-POS metric "accuracy", but ``evaluate.py`` computes seqeval
@@ -213,8 +231,9 @@ def token_accuracy(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Seque
     pred, gold, aligned = _validate_corpus(pred_tags, gold_tags, "token_accuracy")
     if not aligned:
         bad = next(i for i, (p, g) in enumerate(zip(pred, gold)) if len(p) != len(g))
-        raise ValueError(f"token_accuracy: sentence {bad} has {len(pred[bad])} predicted tags "
-                         f"but {len(gold[bad])} gold tags")
+        raise ValueError(
+            f"token_accuracy: sentence {bad} has {len(pred[bad])} predicted tags but {len(gold[bad])} gold tags"
+        )
     n = sum(len(g) for g in gold)
     if n == 0:
         raise ValueError("token_accuracy: no tokens")

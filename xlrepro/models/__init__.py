@@ -6,6 +6,7 @@ folder or Hub id), the masked-LM model and head, the positions of packed tokens 
 forward itself is ``xlrepro.packing``, shared by the post-LN families), the pooling of the
 classification heads, and the parameter count of a config. docs/models.md says how to add one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,7 @@ def get_family(name: str, key: str = "model.family") -> Family:
     if name not in FAMILY_MODULES:
         from xlrepro.errors import ConfigError, did_you_mean
 
-        raise ConfigError(f"{key}: {name!r} is not one of {list(FAMILIES)}"
-                          f"{did_you_mean(str(name), FAMILIES)}")
+        raise ConfigError(f"{key}: {name!r} is not one of {list(FAMILIES)}{did_you_mean(str(name), FAMILIES)}")
     return importlib.import_module(FAMILY_MODULES[name]).FAMILY
 
 
@@ -43,8 +43,9 @@ def family_for_model_type(model_type, where: str = "config.json") -> Family:
     from xlrepro.errors import ConfigError
 
     known = {t: f.name for f in families() for t in f.model_types}
-    raise ConfigError(f"{where}: model_type {model_type!r} belongs to no encoder family of xlrepro "
-                      f"(known model types: {known})")
+    raise ConfigError(
+        f"{where}: model_type {model_type!r} belongs to no encoder family of xlrepro (known model types: {known})"
+    )
 
 
 def family_of(encoder) -> Family:
@@ -86,8 +87,10 @@ def resolve_family(model_cfg) -> Family:
     from xlrepro.errors import ConfigError
 
     if model_cfg.init_config is not None:
-        raise ConfigError("model.family: 'auto' needs a model to read config.json from; a model built from "
-                          f"model.init_config names its family: one of {list(FAMILIES)}")
+        raise ConfigError(
+            "model.family: 'auto' needs a model to read config.json from; a model built from "
+            f"model.init_config names its family: one of {list(FAMILIES)}"
+        )
     from xlrepro.models.config_json import model_config_json
 
     config = model_config_json(model_cfg)
@@ -96,8 +99,10 @@ def resolve_family(model_cfg) -> Family:
     known = published_config(model_cfg.name_or_path)
     if known is not None:
         return known[0]
-    raise ConfigError(f"model.family: 'auto' found no config.json for {model_cfg.name_or_path!r} (not a local "
-                      f"folder, not in the Hugging Face cache); name the family: one of {list(FAMILIES)}")
+    raise ConfigError(
+        f"model.family: 'auto' found no config.json for {model_cfg.name_or_path!r} (not a local "
+        f"folder, not in the Hugging Face cache); name the family: one of {list(FAMILIES)}"
+    )
 
 
 def config_dict(model_cfg, vocab_size: int | None = None) -> tuple[Family, dict]:
@@ -118,9 +123,11 @@ def config_dict(model_cfg, vocab_size: int | None = None) -> tuple[Family, dict]
     known = published_config(model_cfg.name_or_path)
     if known is not None and known[0] is fam:
         return fam, known[1]
-    raise KeyError(f"model {model_cfg.name_or_path!r}: parameter count unknown (no config.json in a local folder "
-                   f"or the Hugging Face cache, and not a published config of the {fam.name} family: "
-                   f"{sorted(fam.published_configs)}); give a local model folder")
+    raise KeyError(
+        f"model {model_cfg.name_or_path!r}: parameter count unknown (no config.json in a local folder "
+        f"or the Hugging Face cache, and not a published config of the {fam.name} family: "
+        f"{sorted(fam.published_configs)}); give a local model folder"
+    )
 
 
 def param_count(model_cfg, vocab_size: int | None = None) -> tuple[int, int]:

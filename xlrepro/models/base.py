@@ -6,6 +6,7 @@ multi-task wrapper), ``xlrepro.mlm`` and ``xlrepro.packing`` ask the family for 
 differs between encoders: the encoder body, its MLM model and head, the positions of packed
 tokens, the sentence vector of the classification heads, and the parameter count of a config.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,8 +84,9 @@ class Family:
 
         return restarting_positions(cu_seqlens, self.position_offset)
 
-    def packed_forward(self, encoder: nn.Module, input_ids_packed: torch.Tensor, cu_seqlens: torch.Tensor,
-                       max_seqlen: int, **kw):
+    def packed_forward(
+        self, encoder: nn.Module, input_ids_packed: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, **kw
+    ):
         """The encoder on packed (unpadded) sequences: ``xlrepro.packing.packed_encoder_forward``,
         which runs the post-LN embedding and layer modules that XLM-R and BERT share, with this
         family's ``packed_position_ids``. A family with another layer overrides this."""
@@ -102,15 +104,22 @@ class Family:
         embeddings (word, position, token type, LayerNorm) + layers (attention q/k/v/output,
         LayerNorm, FFN, LayerNorm). Keys the config leaves out take the family's config defaults, as
         when the model is built, so the count equals ``sum(p.numel())`` of the built encoder."""
-        need = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
-                "type_vocab_size")
+        need = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        )
         config = {**self.default_config(), **config}
         missing = [k for k in need if isinstance(config.get(k), bool) or not isinstance(config.get(k), int)]
         if missing:
             from xlrepro.errors import ConfigError
 
-            raise ConfigError(f"{where}: missing or non-integer {missing}; expected a {self.name} model config "
-                              f"({', '.join(need)})")
+            raise ConfigError(
+                f"{where}: missing or non-integer {missing}; expected a {self.name} model config ({', '.join(need)})"
+            )
         V, H, L, I, P, T = (config[k] for k in need)
         emb = (V + P + T) * H + 2 * H
         layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H

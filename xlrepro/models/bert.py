@@ -8,6 +8,7 @@ sequence, a pair costs 3 special tokens (``[CLS] q [SEP] c [SEP]``), the LM head
 ``type_vocab_size`` is 2. Inputs are fed with token type 0 throughout (the task adapters give no
 segment ids), see docs/models.md.
 """
+
 from __future__ import annotations
 
 from xlrepro.models.base import Family
@@ -15,16 +16,25 @@ from xlrepro.models.base import Family
 
 class BertFamily(Family):
     name = "bert"
-    description = "BERT-style (BertModel): google-bert/bert-base-multilingual-cased (mBERT), or a local folder of that type"
+    description = (
+        "BERT-style (BertModel): google-bert/bert-base-multilingual-cased (mBERT), or a local folder of that type"
+    )
     model_types = ("bert",)
     position_offset = 0
     pair_special_tokens = 3
     mlm_body = "bert"
     # config.json of the Hub repository google-bert/bert-base-multilingual-cased (the shape fields)
     published_configs = {
-        "bert-base-multilingual-cased": {"vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12,
-                                         "num_attention_heads": 12, "intermediate_size": 3072,
-                                         "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0},
+        "bert-base-multilingual-cased": {
+            "vocab_size": 119547,
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+            "max_position_embeddings": 512,
+            "type_vocab_size": 2,
+            "pad_token_id": 0,
+        },
     }
 
     def classes(self):

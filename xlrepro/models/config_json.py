@@ -1,4 +1,5 @@
 """A model's ``config.json`` without the network: a local folder's, or the Hugging Face cache's copy."""
+
 from __future__ import annotations
 
 import json

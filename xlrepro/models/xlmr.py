@@ -5,6 +5,7 @@ model with ``max_position_embeddings`` P takes P - 2 tokens (514 -> 512 for XLM-
 (question, context) pair costs 4 special tokens: ``<s> q </s></s> c </s>``. The LM head is
 ``XLMRobertaLMHead`` (dense, GELU, LayerNorm, decoder tied to the input embeddings).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,12 +23,26 @@ class XLMRFamily(Family):
     # config.json of the Hub repositories FacebookAI/xlm-roberta-large and FacebookAI/xlm-roberta-base
     # (the shape fields; fairseq's XLM-R README lists the models as 560M and 270M parameters)
     published_configs = {
-        "xlm-roberta-large": {"vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24,
-                              "num_attention_heads": 16, "intermediate_size": 4096, "max_position_embeddings": 514,
-                              "type_vocab_size": 1, "pad_token_id": 1},
-        "xlm-roberta-base": {"vocab_size": 250002, "hidden_size": 768, "num_hidden_layers": 12,
-                             "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514,
-                             "type_vocab_size": 1, "pad_token_id": 1},
+        "xlm-roberta-large": {
+            "vocab_size": 250002,
+            "hidden_size": 1024,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+            "pad_token_id": 1,
+        },
+        "xlm-roberta-base": {
+            "vocab_size": 250002,
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+            "pad_token_id": 1,
+        },
     }
 
     def classes(self):

@@ -4,15 +4,18 @@ Every function here picks the fastest backend that supports its inputs (compiled
 CPU, PyTorch reference) and accepts ``backend=`` to force one; a forced backend that cannot run
 raises an error that lists every backend with its reasons. ``families()`` feeds ``xlrepro info``.
 """
+
 from __future__ import annotations
 
-from xlrepro.ops import _dispatch, _lib
-from xlrepro.ops import screen as _screen
+from xlrepro.ops import _dispatch, _lib, attention as _attention, pooling as _pooling, screen as _screen
 from xlrepro.ops._dispatch import BackendUnavailable
-from xlrepro.ops import attention as _attention
-from xlrepro.ops import pooling as _pooling
-from xlrepro.ops.attention import (pad_input, unpad_input, varlen_attention, varlen_attention_backend,
-                                   varlen_attention_reference)
+from xlrepro.ops.attention import (
+    pad_input,
+    unpad_input,
+    varlen_attention,
+    varlen_attention_backend,
+    varlen_attention_reference,
+)
 from xlrepro.ops.pooling import masked_mean_pool, masked_mean_pool_reference
 from xlrepro.ops.similarity import KNN_BACKENDS, KNN_BOTH_BACKENDS, MARGIN_BACKENDS, knn, knn_both, margin_mine
 
@@ -44,10 +47,27 @@ def status() -> dict:
             chosen = next((b for b, v in desc.items() if v["available"]), None)
             per_device[d] = {"selected": chosen, "backends": desc}
         ops[name] = per_device
-    return {"extension_loaded": _lib.load(), "reason": _lib.unavailable_reason(), "build": _lib.build_info(),
-            "ops": ops, "screens": {"bf16": _screen.availability()}}
+    return {
+        "extension_loaded": _lib.load(),
+        "reason": _lib.unavailable_reason(),
+        "build": _lib.build_info(),
+        "ops": ops,
+        "screens": {"bf16": _screen.availability()},
+    }
 
 
-__all__ = ["BackendUnavailable", "masked_mean_pool", "masked_mean_pool_reference", "families",
-           "knn", "knn_both", "margin_mine", "status",
-           "varlen_attention", "varlen_attention_reference", "varlen_attention_backend", "unpad_input", "pad_input"]
+__all__ = [
+    "BackendUnavailable",
+    "masked_mean_pool",
+    "masked_mean_pool_reference",
+    "families",
+    "knn",
+    "knn_both",
+    "margin_mine",
+    "status",
+    "varlen_attention",
+    "varlen_attention_reference",
+    "varlen_attention_backend",
+    "unpad_input",
+    "pad_input",
+]

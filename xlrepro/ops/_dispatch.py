@@ -7,10 +7,11 @@ backend that cannot run, the error lists every backend with its reasons. The pur
 ``reference`` backend supports everything and is always last, so an unspecified request never
 fails for lack of a build.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 

@@ -4,6 +4,7 @@ The library is optional: every op has a pure-PyTorch reference. Import never fai
 failure is logged once (set ``XLREPRO_VERBOSE=1`` for the traceback) and its reason is kept
 for ``xlrepro info`` and for the dispatcher's error messages.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -40,8 +41,11 @@ def load() -> bool:
         return False
     built_for = info.get("torch_version")
     if built_for and built_for != torch.__version__:
-        _state.update(loaded=False, reason=f"built for torch {built_for}, running torch {torch.__version__}; "
-                                           "rebuild with `pip install --no-build-isolation -e .`")
+        _state.update(
+            loaded=False,
+            reason=f"built for torch {built_for}, running torch {torch.__version__}; "
+            "rebuild with `pip install --no-build-isolation -e .`",
+        )
         log.warning("xlrepro: compiled ops not used: %s", _state["reason"])
         return False
     try:
@@ -84,6 +88,9 @@ def has_schemas(*ops: str) -> bool:
     missing = [op for op in ops if not hasattr(torch.ops.xlrepro, op)]
     if missing and not _state.get("warned_stale"):
         _state["warned_stale"] = True
-        log.warning("xlrepro: the compiled library lacks %s (stale build?); using the PyTorch references. "
-                    "Rebuild with `pip install --no-build-isolation -e .`", ", ".join(missing))
+        log.warning(
+            "xlrepro: the compiled library lacks %s (stale build?); using the PyTorch references. "
+            "Rebuild with `pip install --no-build-isolation -e .`",
+            ", ".join(missing),
+        )
     return not missing

@@ -31,6 +31,7 @@ CUDA kernel (no dropout yet) go to the reference.
 Accumulation is float32 (float64 for float64 inputs) in every backend except the reference,
 which computes in the input dtype like the eager model.
 """
+
 from __future__ import annotations
 
 import operator
@@ -62,6 +63,7 @@ _CUDA_OPT_IN = "XLREPRO_VARLEN_CUDA"
 # Argument checks
 # ---------------------------------------------------------------------------------------------
 
+
 def _dtype_name(d: torch.dtype) -> str:
     return str(d).replace("torch.", "")
 
@@ -79,8 +81,9 @@ def _check_args(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate_valu
         if t.shape != q.shape:
             raise ValueError(f"{fn}: {name} shape {tuple(t.shape)} must equal q shape {tuple(q.shape)}")
     if q.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{fn}: q dtype must be one of {[_dtype_name(d) for d in FLOAT_DTYPES]}, "
-                         f"got {_dtype_name(q.dtype)}")
+        raise ValueError(
+            f"{fn}: q dtype must be one of {[_dtype_name(d) for d in FLOAT_DTYPES]}, got {_dtype_name(q.dtype)}"
+        )
     for name, t in (("k", k), ("v", v)):
         if t.dtype != q.dtype:
             raise ValueError(f"{fn}: {name} dtype {_dtype_name(t.dtype)} must equal q dtype {_dtype_name(q.dtype)}")
@@ -89,8 +92,9 @@ def _check_args(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate_valu
             raise ValueError(f"{fn}: {name} is on {t.device} but q is on {q.device}")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.numel() and t.size(-1) > 1 and t.stride(-1) != 1:
-            raise ValueError(f"{fn}: {name} must have a contiguous last dimension (stride(-1) == 1), "
-                             f"got strides {t.stride()}")
+            raise ValueError(
+                f"{fn}: {name} must have a contiguous last dimension (stride(-1) == 1), got strides {t.stride()}"
+            )
     if cu_seqlens.dtype != torch.int32:
         raise ValueError(f"{fn}: cu_seqlens must be int32, got {_dtype_name(cu_seqlens.dtype)}")
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1:
@@ -133,8 +137,10 @@ def _check_cu_seqlens_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: i
     dec = (lens < 0).nonzero()
     if dec.numel():
         i = int(dec[0]) + 1
-        raise ValueError(f"{fn}: cu_seqlens must be non-decreasing, but cu_seqlens[{i}] = {int(cu[i])} < "
-                         f"cu_seqlens[{i - 1}] = {int(cu[i - 1])}")
+        raise ValueError(
+            f"{fn}: cu_seqlens must be non-decreasing, but cu_seqlens[{i}] = {int(cu[i])} < "
+            f"cu_seqlens[{i - 1}] = {int(cu[i - 1])}"
+        )
     if int(cu[-1]) != total:
         raise ValueError(f"{fn}: total_tokens mismatch: cu_seqlens[-1] = {int(cu[-1])} but q has {total} tokens")
     longest = int(lens.max()) if lens.numel() else 0
@@ -147,8 +153,10 @@ def _check_cu_seqlens_values(cu_seqlens: torch.Tensor, total: int, max_seqlen: i
 # Reference
 # ---------------------------------------------------------------------------------------------
 
-def varlen_attention_reference(q, k, v, cu_seqlens, max_seqlen, scale=None, dropout_p: float = 0.0,
-                               *, validate: bool = True) -> torch.Tensor:
+
+def varlen_attention_reference(
+    q, k, v, cu_seqlens, max_seqlen, scale=None, dropout_p: float = 0.0, *, validate: bool = True
+) -> torch.Tensor:
     """Plain PyTorch: per sequence, ``softmax(q k^T * scale) v`` in the input dtype (as XLM-R's
     eager attention), dropout on the probabilities with torch's RNG. Differentiable by autograd."""
     _, scale = _check_args(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p, validate_values=validate)
@@ -171,12 +179,14 @@ def varlen_attention_reference(q, k, v, cu_seqlens, max_seqlen, scale=None, drop
 # Compiled backends and dispatch
 # ---------------------------------------------------------------------------------------------
 
+
 def _compiled(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p):
     seed = 0
     if dropout_p > 0:  # from torch's default generator, so torch.manual_seed governs the mask
-        seed = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (), dtype=torch.int64))
-    out, _ = torch.ops.xlrepro.varlen_attention_fwd(q, k, v, cu_seqlens, max_seqlen, float(scale),
-                                                    float(dropout_p), seed)
+        seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64))
+    out, _ = torch.ops.xlrepro.varlen_attention_fwd(
+        q, k, v, cu_seqlens, max_seqlen, float(scale), float(dropout_p), seed
+    )
     return out
 
 
@@ -197,14 +207,22 @@ def _cuda_extra(main, dropout_p=0.0, **kw):
     if main.dim() == 3 and main.shape[-1] not in CUDA_HEAD_DIMS:
         reasons.append(f"head_dim {main.shape[-1]} not in {list(CUDA_HEAD_DIMS)}")
     if not kw.get("explicit") and os.environ.get(_CUDA_OPT_IN) != "1":
-        reasons.append(f"the CUDA kernel has not been validated on a GPU yet; set {_CUDA_OPT_IN}=1 "
-                       "(or pass backend='cuda') to use it")
+        reasons.append(
+            f"the CUDA kernel has not been validated on a GPU yet; set {_CUDA_OPT_IN}=1 "
+            "(or pass backend='cuda') to use it"
+        )
     return reasons
 
 
 BACKENDS = (
-    _dispatch.Backend("cuda", _compiled, ("cuda",), (torch.float32, torch.bfloat16, torch.float16),
-                      op="varlen_attention_fwd", extra=_cuda_extra),
+    _dispatch.Backend(
+        "cuda",
+        _compiled,
+        ("cuda",),
+        (torch.float32, torch.bfloat16, torch.float16),
+        op="varlen_attention_fwd",
+        extra=_cuda_extra,
+    ),
     _dispatch.Backend("cpp", _compiled, ("cpu",), FLOAT_DTYPES, op="varlen_attention_fwd", extra=_cpp_extra),
     _dispatch.Backend("reference", _reference_fn, ("cpu", "cuda", "meta"), FLOAT_DTYPES),
 )
@@ -216,9 +234,18 @@ def varlen_attention_backend(q: torch.Tensor, dropout_p: float = 0.0, backend: s
     return _dispatch.select(BACKENDS, backend, q, dropout_p=dropout_p, explicit=explicit).name
 
 
-def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                     max_seqlen: int, scale: float | None = None, dropout_p: float = 0.0, *,
-                     backend: str = "auto", validate: bool = True) -> torch.Tensor:
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+) -> torch.Tensor:
     """Softmax attention within each packed sequence.
 
     q, k, v: (total_tokens, heads, head_dim), one dtype (float32, float64, bfloat16, float16),
@@ -250,6 +277,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
 # Padding helpers (integer indices, as flash_attn.bert_padding)
 # ---------------------------------------------------------------------------------------------
 
+
 def unpad_input(hidden: torch.Tensor, attention_mask: torch.Tensor):
     """Padded batch -> packed tokens.
 
@@ -259,8 +287,10 @@ def unpad_input(hidden: torch.Tensor, attention_mask: torch.Tensor):
     (batch * seqlen) axis, ``cu_seqlens`` (batch + 1,) int32 and ``max_seqlen`` (int; one host sync).
     """
     if attention_mask.dim() != 2 or tuple(attention_mask.shape) != tuple(hidden.shape[:2]):
-        raise ValueError(f"unpad_input: attention_mask must be (batch, seqlen) = {tuple(hidden.shape[:2])}, "
-                         f"got {tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"unpad_input: attention_mask must be (batch, seqlen) = {tuple(hidden.shape[:2])}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
     keep = attention_mask.ne(0)
     seqlens = keep.sum(dim=1, dtype=torch.int32)
     indices = torch.nonzero(keep.flatten(), as_tuple=False).flatten()
@@ -280,6 +310,7 @@ def pad_input(packed: torch.Tensor, indices: torch.Tensor, batch: int, seqlen: i
 # ---------------------------------------------------------------------------------------------
 # Fake kernels and autograd of the compiled op
 # ---------------------------------------------------------------------------------------------
+
 
 def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -318,8 +349,9 @@ def _register_python_parts() -> None:
         if grad_out.numel() and grad_out.size(-1) > 1 and grad_out.stride(-1) != 1:
             grad_out = grad_out.contiguous()
         # The backward is itself a registered op, so it runs compiled and under tracing.
-        dq, dk, dv = torch.ops.xlrepro.varlen_attention_bwd(grad_out, q, k, v, out, lse, cu_seqlens,
-                                                            ctx.max_seqlen, ctx.scale, *ctx.dropout)
+        dq, dk, dv = torch.ops.xlrepro.varlen_attention_bwd(
+            grad_out, q, k, v, out, lse, cu_seqlens, ctx.max_seqlen, ctx.scale, *ctx.dropout
+        )
         return dq, dk, dv, None, None, None, None, None
 
     torch.library.register_autograd("xlrepro::varlen_attention_fwd", _backward, setup_context=_setup_context)

@@ -7,6 +7,7 @@ Backends, in priority order: ``cuda`` (compiled CUDA kernel), ``cpp`` (compiled 
 ``reference`` (PyTorch). All accumulate in float32 (float64 for float64 inputs). A row whose
 mask is all zero pools to zeros.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,9 @@ def _check(hidden: torch.Tensor, mask: torch.Tensor) -> None:
     if hidden.dim() != 3:
         raise ValueError(f"masked_mean_pool: hidden must be (batch, seq_len, hidden), got shape {tuple(hidden.shape)}")
     if mask.dim() != 2 or mask.shape != hidden.shape[:2]:
-        raise ValueError(f"masked_mean_pool: mask must be (batch, seq_len) = {tuple(hidden.shape[:2])}, "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(
+            f"masked_mean_pool: mask must be (batch, seq_len) = {tuple(hidden.shape[:2])}, got {tuple(mask.shape)}"
+        )
     if mask.is_floating_point() or mask.is_complex():
         raise ValueError(f"masked_mean_pool: mask must be bool or integer, got {mask.dtype}")
     if mask.device != hidden.device:

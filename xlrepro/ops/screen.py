@@ -59,6 +59,7 @@ close to the exact fused op.
 
 CPU only (the check in step 2 is about the CPU BLAS that the reference and the fused kernels use).
 """
+
 from __future__ import annotations
 
 import math
@@ -70,9 +71,9 @@ from xlrepro.ops import _lib
 SCREENS = ("bf16",)
 GROUPS = (32, 64, 128, 192, 256)  # rows (columns) per re-scoring GEMM to try, smallest first
 GROUP = GROUPS[-1]
-MIN_OTHER = 512    # the re-scoring GEMM's other side is padded to at least this many rows
-U32 = 2.0 ** -24
-BF16_OUT = 2.0 ** -7  # |o - a| <= 2^-7 |o| for round-to-nearest and for truncation
+MIN_OTHER = 512  # the re-scoring GEMM's other side is padded to at least this many rows
+U32 = 2.0**-24
+BF16_OUT = 2.0**-7  # |o - a| <= 2^-7 |o| for round-to-nearest and for truncation
 INFLATE = 1 + 1e-9
 
 
@@ -117,12 +118,18 @@ def availability() -> dict:
         reasons.append("no amx_bf16/avx512_bf16 in /proc/cpuinfo flags" if flags else "CPU flags unknown")
     if not mkldnn_bf16:
         reasons.append("torch's oneDNN reports no bf16 support")
-    return {"available": True, "fast": fast, "native_bf16": native, "cpu_capability":
-            torch.backends.cpu.get_cpu_capability(), "screen_kernel": "cpp" if compiled_screen() else "torch",
-            "reasons": reasons}
+    return {
+        "available": True,
+        "fast": fast,
+        "native_bf16": native,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "screen_kernel": "cpp" if compiled_screen() else "torch",
+        "reasons": reasons,
+    }
 
 
 # ----------------------------------------------------------------------------- screen
+
 
 def compiled_screen() -> bool:
     """True when the compiled CPU screen (xlrepro::knn_screen_bf16) is available."""
@@ -175,6 +182,7 @@ def _screen_lists(Xb, Yb, k_rows: int, k_cols: int | None, br: int, bc: int, com
 
 # ----------------------------------------------------------------------------- exact re-scoring
 
+
 def _pad_index(U: torch.Tensor, size: int, n: int) -> torch.Tensor:
     """``U`` (sorted, unique) plus the lowest indices < n not in it, up to ``min(size, n)`` entries."""
     need = min(size, n) - U.numel()
@@ -202,7 +210,7 @@ def _groups(idx: torch.Tensor, n: int, group: int):
             pad = _pad_index(torch.unique(rows), min(group, n), n)
             keep = torch.ones(n, dtype=torch.bool)
             keep[rows] = False
-            extra = pad[keep[pad]][:min(group, n) - rows.numel()]
+            extra = pad[keep[pad]][: min(group, n) - rows.numel()]
             yield g0, g1, torch.cat([rows, extra]), 0
 
 
@@ -240,8 +248,8 @@ def rescore_rows(X, Y, rows: torch.Tensor, cand: torch.Tensor, group: int = GROU
     groups = list(_groups(rows, N, group))
     U, counts, starts, pos = _unions(cand, [(g0, g1) for g0, g1, _, _ in groups], M, min_other)
     for (g0, g1, R, off), n, s in zip(groups, counts, starts):
-        S = X.index_select(0, R) @ Y.index_select(0, U[s:s + n]).T
-        out[g0:g1] = S[off:off + g1 - g0].gather(1, pos[g0:g1])
+        S = X.index_select(0, R) @ Y.index_select(0, U[s : s + n]).T
+        out[g0:g1] = S[off : off + g1 - g0].gather(1, pos[g0:g1])
     return out
 
 
@@ -253,8 +261,8 @@ def rescore_cols(X, Y, cols: torch.Tensor, cand: torch.Tensor, group: int = GROU
     groups = list(_groups(cols, M, group))
     U, counts, starts, pos = _unions(cand, [(g0, g1) for g0, g1, _, _ in groups], N, min_other)
     for (g0, g1, C, off), n, s in zip(groups, counts, starts):
-        S = X.index_select(0, U[s:s + n]) @ Y.index_select(0, C).T
-        out[g0:g1] = S.T[off:off + g1 - g0].gather(1, pos[g0:g1])
+        S = X.index_select(0, U[s : s + n]) @ Y.index_select(0, C).T
+        out[g0:g1] = S.T[off : off + g1 - g0].gather(1, pos[g0:g1])
     return out
 
 
@@ -284,7 +292,7 @@ def full_rows(X, Y, rows: torch.Tensor, c0: int, c1: int, group: int = GROUP, mi
     Yu = Y.index_select(0, U)
     pos = _positions(U, torch.arange(c0, c1), M)
     for g0, g1, R, off in _groups(rows, X.shape[0], group):
-        out[g0:g1] = (X.index_select(0, R) @ Yu.T)[off:off + g1 - g0][:, pos]
+        out[g0:g1] = (X.index_select(0, R) @ Yu.T)[off : off + g1 - g0][:, pos]
     return out
 
 
@@ -296,7 +304,7 @@ def full_cols(X, Y, cols: torch.Tensor, r0: int, r1: int, group: int = GROUP, mi
     Xu = X.index_select(0, U)
     pos = _positions(U, torch.arange(r0, r1), N)
     for g0, g1, C, off in _groups(cols, Y.shape[0], group):
-        out[g0:g1] = (Xu @ Y.index_select(0, C).T).T[off:off + g1 - g0][:, pos]
+        out[g0:g1] = (Xu @ Y.index_select(0, C).T).T[off : off + g1 - g0][:, pos]
     return out
 
 
@@ -330,8 +338,19 @@ def choose_group(X, Y, T, br, bc, c, rows: bool, cols: bool, min_other: int = MI
     return GROUPS[-1]
 
 
-def check_rescoring(X, Y, row_cand, col_cand, br, bc, group=GROUP, min_other=MIN_OTHER,
-                    row_scores=None, col_scores=None, tiles: dict | None = None) -> str | None:
+def check_rescoring(
+    X,
+    Y,
+    row_cand,
+    col_cand,
+    br,
+    bc,
+    group=GROUP,
+    min_other=MIN_OTHER,
+    row_scores=None,
+    col_scores=None,
+    tiles: dict | None = None,
+) -> str | None:
     """Compare the re-scoring with the reference's own tiles (step 2 of the module docstring).
 
     For one tile per distinct tile shape of the reference blocking: a probe group of rows (and of
@@ -377,6 +396,7 @@ def check_rescoring(X, Y, row_cand, col_cand, br, bc, group=GROUP, min_other=MIN
 
 # ----------------------------------------------------------------------------- bound
 
+
 def _norms(t: torch.Tensor, d: int):
     """Upper bounds of (||t_i||, ||t~_i||, ||t_i - t~_i||) (float64) and max|t~|, and t~ = bf16(t).
 
@@ -386,12 +406,12 @@ def _norms(t: torch.Tensor, d: int):
     and sqrt(d) 2^-60; e = t - t~ is exact in fp32 (t~ keeps t's leading bits)."""
     if compiled_split():
         tb, st = torch.ops.xlrepro.bf16_split(t)
-        up = 1 + (d + 4) * 2.0 ** -52
+        up = 1 + (d + 4) * 2.0**-52
         return st[:, 0] * up, st[:, 1] * up, st[:, 2] * up, float(st[:, 3].max()), tb
     tb = t.bfloat16()
     b = tb.float()
-    up = 1 + (d + 4) * 2.0 ** -23
-    ab = math.sqrt(d) * 2.0 ** -60
+    up = 1 + (d + 4) * 2.0**-23
+    ab = math.sqrt(d) * 2.0**-60
 
     def nrm(v):
         return torch.linalg.vector_norm(v, dim=1).double() * up + ab
@@ -404,7 +424,7 @@ def _bounds(nx, nxb, ex, ny, nyb, ey, d: int, amax: float):
     nn = d + 1
     g = nn * U32 / (1 - nn * U32)
     g2 = nn * 2 * U32 / (1 - nn * 2 * U32)
-    A = 2 * (d + 2) * 2.0 ** -126 * (1 + amax)
+    A = 2 * (d + 2) * 2.0**-126 * (1 + amax)
     b = g2 * nxb * nyb.max() + g * nx * ny.max() + nxb * ey.max() + ex * nyb.max() + ex * ey.max() + A
     return b * INFLATE
 
@@ -436,14 +456,15 @@ def topk_lowest_index(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
 
 # ----------------------------------------------------------------------------- driver
 
+
 def _exact_rows(X, Y, rows: torch.Tensor, k: int, br: int, bc: int, group: int, min_other: int):
     """Reference top-k of the given rows, recomputed in chunks of rows over the column tiles."""
     M = Y.shape[0]
     vs, is_ = torch.empty((rows.numel(), k)), torch.empty((rows.numel(), k), dtype=torch.long)
     for a in range(0, rows.numel(), br):
-        sel = rows[a:a + br]
+        sel = rows[a : a + br]
         S = torch.cat([full_rows(X, Y, sel, c0, min(c0 + bc, M), group, min_other) for c0 in range(0, M, bc)], 1)
-        vs[a:a + br], is_[a:a + br] = topk_lowest_index(S, k)
+        vs[a : a + br], is_[a : a + br] = topk_lowest_index(S, k)
     return vs, is_
 
 
@@ -451,9 +472,9 @@ def _exact_cols(X, Y, cols: torch.Tensor, k: int, br: int, bc: int, group: int, 
     N = X.shape[0]
     vs, is_ = torch.empty((cols.numel(), k)), torch.empty((cols.numel(), k), dtype=torch.long)
     for a in range(0, cols.numel(), bc):
-        sel = cols[a:a + bc]
+        sel = cols[a : a + bc]
         S = torch.cat([full_cols(X, Y, sel, r0, min(r0 + br, N), group, min_other) for r0 in range(0, N, br)], 1)
-        vs[a:a + bc], is_[a:a + bc] = topk_lowest_index(S, k)
+        vs[a : a + bc], is_[a : a + bc] = topk_lowest_index(S, k)
     return vs, is_
 
 
@@ -471,9 +492,20 @@ def _side(X, Y, k, extra, screened, bounds, rescore, group, min_other):
     return scores, idx, (~cert).nonzero(as_tuple=True)[0], cand, cs
 
 
-def screened_knn_both(op: str, X, Y, k_rows: int, k_cols: int | None,
-                      extra: int | None, br: int, bc: int, exact_all, report: dict | None,
-                      group: int | None = None, min_other: int = MIN_OTHER):
+def screened_knn_both(
+    op: str,
+    X,
+    Y,
+    k_rows: int,
+    k_cols: int | None,
+    extra: int | None,
+    br: int,
+    bc: int,
+    exact_all,
+    report: dict | None,
+    group: int | None = None,
+    min_other: int = MIN_OTHER,
+):
     """The screen on prepared fp32 ``X`` (N, d), ``Y`` (M, d) (see the module docstring).
 
     ``exact_all()`` computes the unscreened answer (used when the screen cannot run or its
@@ -486,16 +518,21 @@ def screened_knn_both(op: str, X, Y, k_rows: int, k_cols: int | None,
 
     def _all_exact(reason):
         out = exact_all()
-        info.update(reason=reason, exact_fallback_all=True,
-                    rows_fallback=info["rows"], cols_fallback=info["cols"],
-                    fallback_rows=torch.arange(info["rows"]), fallback_cols=torch.arange(info["cols"]))
+        info.update(
+            reason=reason,
+            exact_fallback_all=True,
+            rows_fallback=info["rows"],
+            cols_fallback=info["cols"],
+            fallback_rows=torch.arange(info["rows"]),
+            fallback_cols=torch.arange(info["cols"]),
+        )
         if report is not None:
             report.update(info)
         return out
 
     nx, nxb, ex, amx, Xb = _norms(X, d)
     ny, nyb, ey, amy, Yb = _norms(Y, d)
-    if 1.01 * d * amx * amy >= 2.0 ** 127:
+    if 1.01 * d * amx * amy >= 2.0**127:
         return _all_exact("magnitudes too large for the bf16 screen (possible overflow)")
     kr = min(k_rows + extra + 1, M)
     kc = min(k_cols + extra + 1, N) if k_cols else None
@@ -514,8 +551,19 @@ def screened_knn_both(op: str, X, Y, k_rows: int, k_cols: int | None,
     if k_cols:
         B = _bounds(ny, nyb, ey, nx, nxb, ex, d, amx + amy)
         cols = _side(X, Y, k_cols, extra, cols_s, B, rescore_cols, group, min_other)
-    bad = check_rescoring(X, Y, rows[3] if rows else None, cols[3] if cols else None, br, bc, group, min_other,
-                          rows[4] if rows else None, cols[4] if cols else None, tiles)
+    bad = check_rescoring(
+        X,
+        Y,
+        rows[3] if rows else None,
+        cols[3] if cols else None,
+        br,
+        bc,
+        group,
+        min_other,
+        rows[4] if rows else None,
+        cols[4] if cols else None,
+        tiles,
+    )
     if bad is not None:
         return _all_exact(bad + "; computed exactly without the screen")
     out = []

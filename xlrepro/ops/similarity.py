@@ -52,12 +52,12 @@ k-NN score (LASER recomputes ``x[i].dot(y[j])`` with numpy, which may differ in 
 and ``max`` orders equal scores stably (forward candidates in source order, then backward in
 target order) where LASER's ``np.argsort`` quicksort leaves the order of ties unspecified.
 """
+
 from __future__ import annotations
 
 import torch
 
-from xlrepro.ops import _dispatch, _lib
-from xlrepro.ops import screen as _screen
+from xlrepro.ops import _dispatch, _lib, screen as _screen
 from xlrepro.ops.screen import topk_lowest_index
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -69,10 +69,11 @@ BLOCK_COLS = 2048
 CUDA_MAX_K = 32  # the CUDA k-selection keeps each list in registers, sized at compile time (csrc/cuda/topk.cuh)
 
 
-TINY_ROW_MAX = 2.0 ** -32  # cosine: rows with max |x| below this are rescaled exactly first
+TINY_ROW_MAX = 2.0**-32  # cosine: rows with max |x| below this are rescaled exactly first
 
 
 # ----------------------------------------------------------------------------- checks
+
 
 def _check_pair(op: str, x: torch.Tensor, y: torch.Tensor, xn: str, yn: str) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -108,6 +109,7 @@ def _check_similarity(op: str, similarity: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- reference
+
 
 def rescale_tiny_rows(t: torch.Tensor) -> torch.Tensor:
     """The tiny-vector rule of cosine similarity (module doc): rows with ``0 < max|x| < 2**-32``
@@ -145,12 +147,14 @@ def _prepare(op: str, t: torch.Tensor, cosine: bool) -> tuple[torch.Tensor, floa
 
 def _check_overflow(op: str, ax: float, ay: float, d: int, cosine: bool) -> None:
     if not cosine and d * ax * ay >= torch.finfo(torch.float32).max:
-        raise ValueError(f"{op}: values too large: a dot product could overflow float32 "
-                         f"(d * max|x| * max|y| = {d * ax * ay:g})")
+        raise ValueError(
+            f"{op}: values too large: a dot product could overflow float32 (d * max|x| * max|y| = {d * ax * ay:g})"
+        )
 
 
-def _tiles(X: torch.Tensor, Y: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int],
-           br: int, bc: int) -> torch.Tensor:
+def _tiles(
+    X: torch.Tensor, Y: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int], br: int, bc: int
+) -> torch.Tensor:
     """S[rows, cols] assembled from the canonical tiles X[r0:r0+br] @ Y[c0:c0+bc].T.
 
     ``rows``/``cols`` are aligned to the blocking along the axis that is cut (a full row block
@@ -158,14 +162,22 @@ def _tiles(X: torch.Tensor, Y: torch.Tensor, rows: tuple[int, int], cols: tuple[
     (r_lo, r_hi), (c_lo, c_hi) = rows, cols
     out = []
     for r0 in range(r_lo, r_hi, br):
-        xb = X[r0:min(r0 + br, r_hi)]
-        out.append(torch.cat([xb @ Y[c0:min(c0 + bc, c_hi)].T for c0 in range(c_lo, c_hi, bc)], dim=1))
+        xb = X[r0 : min(r0 + br, r_hi)]
+        out.append(torch.cat([xb @ Y[c0 : min(c0 + bc, c_hi)].T for c0 in range(c_lo, c_hi, bc)], dim=1))
     return torch.cat(out, dim=0)
 
 
-def knn_both_reference(x: torch.Tensor, y: torch.Tensor, k_rows: int, k_cols: int | None = None,
-                       similarity: str = "dot", block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS,
-                       rows: bool = True, cols: bool = True):
+def knn_both_reference(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k_rows: int,
+    k_cols: int | None = None,
+    similarity: str = "dot",
+    block_rows: int = BLOCK_ROWS,
+    block_cols: int = BLOCK_COLS,
+    rows: bool = True,
+    cols: bool = True,
+):
     """PyTorch definition of ``knn_both`` (and, with ``cols=False``, of ``knn``).
 
     Memory is bounded by one row block (block_rows x M) or one column block (N x block_cols);
@@ -200,14 +212,19 @@ def knn_both_reference(x: torch.Tensor, y: torch.Tensor, k_rows: int, k_cols: in
     return tuple(out)
 
 
-def knn_reference(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "dot",
-                  block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS):
+def knn_reference(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    similarity: str = "dot",
+    block_rows: int = BLOCK_ROWS,
+    block_cols: int = BLOCK_COLS,
+):
     """PyTorch definition of ``knn``: (scores (N, k) float32, indices (N, k) int64)."""
     cosine = _check_similarity("knn", similarity)
     _check_pair("knn", queries, keys, "queries", "keys")
     _check_k("knn", k, keys.shape[0], "keys")
-    return knn_both_reference(queries, keys, k, 1, "cosine" if cosine else "dot", block_rows, block_cols,
-                              cols=False)
+    return knn_both_reference(queries, keys, k, 1, "cosine" if cosine else "dot", block_rows, block_cols, cols=False)
 
 
 def _seq_mean(s: torch.Tensor) -> torch.Tensor:
@@ -236,6 +253,7 @@ def margin_scores_reference(fwd_sim, fwd_idx, bwd_sim, bwd_idx, margin: str = "r
 
 # ----------------------------------------------------------------------------- compiled paths
 
+
 def _cosine_flag(similarity: str) -> bool:
     return similarity == "cosine"
 
@@ -253,8 +271,7 @@ def _knn_compiled(queries, keys, k, similarity="dot", block_rows=BLOCK_ROWS, blo
     return torch.ops.xlrepro.knn(queries, keys, k, _cosine_flag(similarity), block_rows, block_cols)
 
 
-def _knn_both_compiled(x, y, k_rows, k_cols=None, similarity="dot", block_rows=BLOCK_ROWS,
-                       block_cols=BLOCK_COLS):
+def _knn_both_compiled(x, y, k_rows, k_cols=None, similarity="dot", block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
     k_cols = k_rows if k_cols is None else k_cols
     x, y = _tiny_rule(similarity, x, y)
     return torch.ops.xlrepro.knn_both(x, y, k_rows, k_cols, _cosine_flag(similarity), block_rows, block_cols)
@@ -290,8 +307,17 @@ MARGIN_BACKENDS = (
 
 # ----------------------------------------------------------------------------- public
 
-def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto",
-        screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
+
+def knn(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    similarity: str = "dot",
+    backend: str = "auto",
+    screen: str | None = None,
+    screen_extra: int | None = None,
+    report: dict | None = None,
+):
     """Top-k keys of every query: ``(scores (N, k) float32, indices (N, k) int64)``.
 
     ``similarity``: "dot" (raw inner product; LAReQA, Mewsli-X) or "cosine" (normalisation
@@ -311,14 +337,32 @@ def knn(queries: torch.Tensor, keys: torch.Tensor, k: int, similarity: str = "do
     _check_pair("knn", queries, keys, "queries", "keys")
     _check_k("knn", k, keys.shape[0], "keys")
     if screen is not None:
-        return screened("knn", queries, keys, k, None, similarity, screen, screen_extra, report,
-                        lambda: knn(queries, keys, k, similarity, backend))
+        return screened(
+            "knn",
+            queries,
+            keys,
+            k,
+            None,
+            similarity,
+            screen,
+            screen_extra,
+            report,
+            lambda: knn(queries, keys, k, similarity, backend),
+        )
     b = _dispatch.select(KNN_BACKENDS, backend, queries, k=k)
     return _run(b, "knn", queries, keys, k, similarity=similarity)
 
 
-def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", backend: str = "auto",
-             screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
+def knn_both(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k: int,
+    similarity: str = "dot",
+    backend: str = "auto",
+    screen: str | None = None,
+    screen_extra: int | None = None,
+    report: dict | None = None,
+):
     """Top-k of every row and of every column of ``x . y^T`` from one pass.
 
     Returns ``(row_scores (N, k), row_idx (N, k) into y, col_scores (M, k), col_idx (M, k) into x)``;
@@ -331,15 +375,38 @@ def knn_both(x: torch.Tensor, y: torch.Tensor, k: int, similarity: str = "dot", 
     _check_k("knn_both", k, y.shape[0], "rows of y")
     _check_k("knn_both", k, x.shape[0], "rows of x")
     if screen is not None:
-        return screened("knn_both", x, y, k, k, similarity, screen, screen_extra, report,
-                        lambda: knn_both(x, y, k, similarity, backend))
+        return screened(
+            "knn_both",
+            x,
+            y,
+            k,
+            k,
+            similarity,
+            screen,
+            screen_extra,
+            report,
+            lambda: knn_both(x, y, k, similarity, backend),
+        )
     b = _dispatch.select(KNN_BOTH_BACKENDS, backend, x, k=k)
     return _run(b, "knn_both", x, y, k, k, similarity=similarity)
 
 
-def screened(op: str, x, y, k_rows: int, k_cols: int | None, similarity: str, screen, extra,
-             report: dict | None, exact_all, block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS,
-             group: int | None = None, min_other: int = _screen.MIN_OTHER):
+def screened(
+    op: str,
+    x,
+    y,
+    k_rows: int,
+    k_cols: int | None,
+    similarity: str,
+    screen,
+    extra,
+    report: dict | None,
+    exact_all,
+    block_rows: int = BLOCK_ROWS,
+    block_cols: int = BLOCK_COLS,
+    group: int | None = None,
+    min_other: int = _screen.MIN_OTHER,
+):
     """The screened path of knn / knn_both (see xlrepro/ops/screen.py); arguments already checked
     except the screen's own. ``exact_all()`` returns the unscreened answer."""
     _screen.check_screen(op, screen, extra)
@@ -351,8 +418,9 @@ def screened(op: str, x, y, k_rows: int, k_cols: int | None, similarity: str, sc
     X, ax = _prepare(op, x, cosine)
     Y, ay = _prepare(op, y, cosine)
     _check_overflow(op, ax, ay, X.shape[1], cosine)
-    return _screen.screened_knn_both(op, X, Y, k_rows, k_cols, extra, block_rows, block_cols,
-                                     exact_all, report, group, min_other)
+    return _screen.screened_knn_both(
+        op, X, Y, k_rows, k_cols, extra, block_rows, block_cols, exact_all, report, group, min_other
+    )
 
 
 def _run(b: _dispatch.Backend, op: str, *args, **kwargs):
@@ -376,9 +444,19 @@ def _first_argmax(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(nan.any(dim=1), first_nan, first_max)
 
 
-def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "ratio", mode: str = "max",
-                similarity: str = "cosine", threshold: float = 0.0, backend: str = "auto",
-                screen: str | None = None, screen_extra: int | None = None, report: dict | None = None):
+def margin_mine(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k: int = 4,
+    margin: str = "ratio",
+    mode: str = "max",
+    similarity: str = "cosine",
+    threshold: float = 0.0,
+    backend: str = "auto",
+    screen: str | None = None,
+    screen_extra: int | None = None,
+    report: dict | None = None,
+):
     """Mine candidate pairs between source ``x`` (N, d) and target ``y`` (M, d), as LASER/XTREME.
 
     Returns ``(src (P,) int64, tgt (P,) int64, scores (P,) float32)`` in the official output order
@@ -412,8 +490,18 @@ def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "rat
     kf, kb = min(k, M), min(k, N)
     b = _dispatch.select(KNN_BOTH_BACKENDS, backend, x, k=kf, k_cols=kb)
     if screen is not None:
-        fs, fi, bs, bi = screened("margin_mine", x, y, kf, kb, similarity, screen, screen_extra, report,
-                                  lambda: _run(b, "knn_both", x, y, kf, kb, similarity=similarity))
+        fs, fi, bs, bi = screened(
+            "margin_mine",
+            x,
+            y,
+            kf,
+            kb,
+            similarity,
+            screen,
+            screen_extra,
+            report,
+            lambda: _run(b, "knn_both", x, y, kf, kb, similarity=similarity),
+        )
     else:
         fs, fi, bs, bi = _run(b, "knn_both", x, y, kf, kb, similarity=similarity)
     # A forced backend forces the same one for the margins (both compiled or both reference).
@@ -422,8 +510,14 @@ def margin_mine(x: torch.Tensor, y: torch.Tensor, k: int = 4, margin: str = "rat
     return mine_from_scores(fi, fsc, bi, bsc, mode=mode, threshold=threshold)
 
 
-def mine_from_scores(fwd_idx: torch.Tensor, fwd_scores: torch.Tensor, bwd_idx: torch.Tensor,
-                     bwd_scores: torch.Tensor, mode: str = "max", threshold: float = 0.0):
+def mine_from_scores(
+    fwd_idx: torch.Tensor,
+    fwd_scores: torch.Tensor,
+    bwd_idx: torch.Tensor,
+    bwd_scores: torch.Tensor,
+    mode: str = "max",
+    threshold: float = 0.0,
+):
     """The retrieval modes of LASER's ``mine_bitext`` on precomputed candidate margins (D8).
 
     ``fwd_idx``/``fwd_scores``: (N, k_f) candidates of each source and their margins;
@@ -470,6 +564,7 @@ def mine_from_scores(fwd_idx: torch.Tensor, fwd_scores: torch.Tensor, bwd_idx: t
 
 # ----------------------------------------------------------------------------- registration
 
+
 def _register_python_parts() -> None:
     """Fake kernels for the compiled ops (only when the library is loaded). The ops are not
     differentiable (retrieval), so no autograd is registered."""
@@ -489,8 +584,12 @@ def _register_python_parts() -> None:
         torch._check(x.shape[1] == y.shape[1], lambda: f"{op}: embedding dims differ")
         n, m = x.shape[0], y.shape[0]
         f, i = torch.float32, torch.long
-        return (x.new_empty((n, k_rows), dtype=f), x.new_empty((n, k_rows), dtype=i),
-                x.new_empty((m, k_cols), dtype=f), x.new_empty((m, k_cols), dtype=i))
+        return (
+            x.new_empty((n, k_rows), dtype=f),
+            x.new_empty((n, k_rows), dtype=i),
+            x.new_empty((m, k_cols), dtype=f),
+            x.new_empty((m, k_cols), dtype=i),
+        )
 
     @torch.library.register_fake("xlrepro::knn_both")
     def _fake_knn_both(x, y, k_rows, k_cols, cosine=False, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
@@ -501,12 +600,14 @@ def _register_python_parts() -> None:
         return torch.empty_like(fwd_sim), torch.empty_like(bwd_sim)
 
     if _lib.has_schemas("bf16_split"):
+
         @torch.library.register_fake("xlrepro::bf16_split")
         def _fake_split(x):
             torch._check(x.dim() == 2, lambda: "bf16_split: x must be 2-D")
             return x.new_empty(x.shape, dtype=torch.bfloat16), x.new_empty((x.shape[0], 4), dtype=torch.float64)
 
     if _lib.has_schemas("knn_screen_bf16"):
+
         @torch.library.register_fake("xlrepro::knn_screen_bf16")
         def _fake_screen(xb, yb, k_rows, k_cols, block_rows=BLOCK_ROWS, block_cols=BLOCK_COLS):
             return _both_directions("knn_screen_bf16", xb, yb, k_rows, k_cols)

@@ -11,6 +11,7 @@
 ``graph.build_graph`` turns a resolved config into nodes (phase, spec, key, upstream);
 ``orchestrator`` runs them (docs/architecture.md).
 """
+
 from xlrepro.phases.base import Node, Outcome, Phase
 from xlrepro.phases.context import METRIC_MODE, Context
 

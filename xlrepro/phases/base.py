@@ -6,6 +6,7 @@ spec's hash, and the orchestrator later calls ``run(ctx, node, upstream)`` with 
 spec a run is keyed by is the spec it runs with. ``upstream`` is the ``Node`` whose encoder the
 run starts from (None: the configured base model).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from xlrepro.runs import Run, atomic_write_json
 class Node:
     """One run of the graph. ``key``: the sha256 of its spec; ``upstream``: the key of the node whose
     encoder it starts from (None: the base model)."""
+
     phase: Phase
     spec: dict
     key: str
@@ -64,6 +66,7 @@ class Node:
 class Outcome:
     """What a finished (or skipped) run gives the orchestrator: its ``Run``, and whether its
     results.json holds records of the experiment."""
+
     run: Run
     records: bool = False
     runs_entry: dict = field(default_factory=dict)

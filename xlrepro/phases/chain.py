@@ -5,6 +5,7 @@ and the head where the previous stage has the same format), trains on the stage'
 split with early stopping on its English dev, and hands on its encoder and head (``head.pt``). A
 stage's train config is ``target.per_task[<stage>]`` when given, else the target task's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,12 +39,22 @@ class Chain(Phase):
 
     def spec(self, ctx, upstream: Node | None) -> dict:
         sspec = get_task(self.task)
-        carry = upstream is not None and upstream.kind == "chain" and \
-            get_task(upstream.task).format.value == sspec.format.value
-        return {"kind": "chain", "task": self.task, "task_version": sspec.version,
-                "train": key_config(to_dict(self.train_config(ctx.cfg))), "upstream": self.upstream_encoder(ctx, upstream)[1],
-                "head_from_upstream": carry, "seed": ctx.cfg.seed, "control_shuffled_labels": self.control,
-                "data": ctx.data_spec(self.task)}
+        carry = (
+            upstream is not None
+            and upstream.kind == "chain"
+            and get_task(upstream.task).format.value == sspec.format.value
+        )
+        return {
+            "kind": "chain",
+            "task": self.task,
+            "task_version": sspec.version,
+            "train": key_config(to_dict(self.train_config(ctx.cfg))),
+            "upstream": self.upstream_encoder(ctx, upstream)[1],
+            "head_from_upstream": carry,
+            "seed": ctx.cfg.seed,
+            "control_shuffled_labels": self.control,
+            "data": ctx.data_spec(self.task),
+        }
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         cfg = ctx.cfg
@@ -53,8 +64,15 @@ class Chain(Phase):
         if not run.done:
             model = ctx.new_model(self.upstream_encoder(ctx, upstream)[0], cfg.seed)
             head = carried_head(ctx, upstream, fmt) if node.spec["head_from_upstream"] else None
-            info, _ = ctx.train_tasks(model, [stage], self.train_config(cfg), run, cfg.seed, shuffle_labels=self.control,
-                                      head_init={stage: head} if head is not None else None)
+            info, _ = ctx.train_tasks(
+                model,
+                [stage],
+                self.train_config(cfg),
+                run,
+                cfg.seed,
+                shuffle_labels=self.control,
+                head_init={stage: head} if head is not None else None,
+            )
             ctx.save_encoder(model, run.dir / "encoder", {"tasks": [stage], "run": run.hash, "chain_of": self.target})
             if dist.is_main():
                 dest = run.dir / "head.pt"

@@ -5,6 +5,7 @@ world and the tokenizer). Phases read data, build models and train through its p
 none of them keeps state between runs. Model construction goes through ``xlrepro.model``'s
 public builders.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,10 @@ class Context:
         spec = get_task(task)
         if self.cfg.data.sources.get(task, self.cfg.data.source) == "hub":
             from xlrepro.data.hub import read_hub
-            return read_hub(spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub,
-                            prepared=self.task_dir(task))
+
+            return read_hub(
+                spec, split, lang, allow_unpinned=self.cfg.data.allow_unpinned_hub, prepared=self.task_dir(task)
+            )
         return spec.read(self.task_dir(task), split, lang, self.cfg.data.layouts.get(task))
 
     def eval_languages(self, task: str, split: str) -> list[str]:
@@ -68,12 +71,17 @@ class Context:
         (or the Hub revision), whatever ``data.root``/``data.task_dirs`` point at."""
         from xlrepro.datakey import data_content
 
-        return {"source": self.cfg.data.sources.get(task, self.cfg.data.source), "layout": self.cfg.data.layouts.get(task),
-                "languages": self.cfg.data.languages, "content": data_content(self, task)}
+        return {
+            "source": self.cfg.data.sources.get(task, self.cfg.data.source),
+            "layout": self.cfg.data.layouts.get(task),
+            "languages": self.cfg.data.languages,
+            "content": data_content(self, task),
+        }
 
     @staticmethod
     def has_label(e) -> bool:
         from xlrepro.check import example_has_label
+
         return example_has_label(e)
 
     # ------------------------------------------------------------------ setup
@@ -98,14 +106,24 @@ class Context:
             from xlrepro.smoke.tokenizer import build_tokenizer
             from xlrepro.smoke.world import WORLD_VERSION, generate
 
-            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[:12]
+            key = config_hash({"smoke": to_dict(cfg.smoke), "seed": self.base_seed, "world_version": WORLD_VERSION})[
+                :12
+            ]
             world = self.out / f"world-{key}"
             tok_dir = world / "tokenizer"
             if dist.is_main() and not (tok_dir / "tokenizer.json").exists():
                 with FolderLock(self.out, "smoke world", name=f".world-{key}.lock"):  # one process builds it
                     if not (world / "WORLD.json").exists():
-                        generate(world, cfg.smoke.languages, self.base_seed, cfg.smoke.n_train, cfg.smoke.n_dev,
-                                 cfg.smoke.n_test, cfg.smoke.n_corpus, cfg.smoke.code_switch)
+                        generate(
+                            world,
+                            cfg.smoke.languages,
+                            self.base_seed,
+                            cfg.smoke.n_train,
+                            cfg.smoke.n_dev,
+                            cfg.smoke.n_test,
+                            cfg.smoke.n_corpus,
+                            cfg.smoke.code_switch,
+                        )
                     if not (tok_dir / "tokenizer.json").exists():
                         build_tokenizer(sorted((world / "corpus").glob("*.txt")), cfg.smoke.vocab_size, tok_dir)
             dist.barrier()  # the other ranks read the world rank 0 wrote
@@ -113,8 +131,9 @@ class Context:
             self.tokenizer_path = str(tok_dir)
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path,
-                                                       revision=None if cfg.smoke else cfg.model.revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.tokenizer_path, revision=None if cfg.smoke else cfg.model.revision
+        )
 
     def base_encoder_spec(self) -> dict:
         """The configured encoder, keyed by its identity (``xlrepro.model.model_identity``: a local
@@ -161,14 +180,27 @@ class Context:
         if encoder_dir is None:
             from xlrepro.model import model_identity
 
-            enc = build_encoder(self.cfg.model, vocab_size=len(self.tokenizer), seed=seed,
-                                revision=model_identity(self.cfg.model).get("commit"))
+            enc = build_encoder(
+                self.cfg.model,
+                vocab_size=len(self.tokenizer),
+                seed=seed,
+                revision=model_identity(self.cfg.model).get("commit"),
+            )
         else:
             enc = load_encoder(encoder_dir)
         return MultiTaskModel(enc, packed=self.cfg.model.attention == "packed").to(self.device)
 
-    def task_stream(self, model: MultiTaskModel, task: str, train_cfg: TrainConfig, seed: int, volume,
-                    shuffle_labels: bool = False, translated: dict | None = None, head_init: dict | None = None):
+    def task_stream(
+        self,
+        model: MultiTaskModel,
+        task: str,
+        train_cfg: TrainConfig,
+        seed: int,
+        volume,
+        shuffle_labels: bool = False,
+        translated: dict | None = None,
+        head_init: dict | None = None,
+    ):
         """Stream, dev evaluator, data record and adapter of one task trained on its English training data.
 
         ``volume``: nested subset of the English examples; ``translated``: {language: folder} of
@@ -186,9 +218,11 @@ class Context:
         if not train_data.examples:  # before training: an empty stream would have no batch to give
             from xlrepro.errors import DataFormatError
 
-            raise DataFormatError(", ".join(sorted(train_data.files)) or f"task {train_task.name}",
-                                  "the English training split has no examples (an empty file, or a header without "
-                                  "rows?); expected at least one")
+            raise DataFormatError(
+                ", ".join(sorted(train_data.files)) or f"task {train_task.name}",
+                "the English training split has no examples (an empty file, or a header without "
+                "rows?); expected at least one",
+            )
         # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
         keep = nested_subset(len(train_data.examples), volume, seed)
         examples = [train_data.examples[i] for i in keep]
@@ -202,7 +236,9 @@ class Context:
         if shuffle_labels:
             labels = [adapter.label_of(e) for e in examples]
             if all(l is None for l in labels):
-                raise ValueError(f"task {task}: the shuffled-label control needs a classification or multiple-choice task")
+                raise ValueError(
+                    f"task {task}: the shuffled-label control needs a classification or multiple-choice task"
+                )
             random.Random(seed + 7).shuffle(labels)
             examples = [adapter.with_label(e, l) for e, l in zip(examples, labels)]
         feats = adapter.featurize(examples, train=True)
@@ -223,16 +259,34 @@ class Context:
             targets = {k: v.to(device) for k, v in batch.targets.items()}
             return adapter.loss(m(task, **inputs), targets)
 
-        info = {"n_examples": len(examples), "n_available": len(train_data.examples), "volume": volume,
-                "subset_sha256": subset_digest([e.guid for e in examples]), "n_features": len(feats),
-                "language_mix": language_mix, "train_source": train_task.name, "dev_source": dev_task.name,
-                "dev_subset": len(dev_examples), "train_data_sha256": files_digest(files),
-                "shuffle_labels": shuffle_labels, "skipped": train_data.skipped,
-                "head": "continued from the previous chain stage" if head_init is not None else "fresh"}
+        info = {
+            "n_examples": len(examples),
+            "n_available": len(train_data.examples),
+            "volume": volume,
+            "subset_sha256": subset_digest([e.guid for e in examples]),
+            "n_features": len(feats),
+            "language_mix": language_mix,
+            "train_source": train_task.name,
+            "dev_source": dev_task.name,
+            "dev_subset": len(dev_examples),
+            "train_data_sha256": files_digest(files),
+            "shuffle_labels": shuffle_labels,
+            "skipped": train_data.skipped,
+            "head": "continued from the previous chain stage" if head_init is not None else "fresh",
+        }
         return Stream(task, feats, adapter.collate, loss_fn), evaluate, info, adapter
 
-    def train_tasks(self, model: MultiTaskModel, tasks: list[str], train_cfg: TrainConfig, run: Run, seed: int,
-                    shuffle_labels: bool = False, inter=None, head_init: dict | None = None) -> tuple[dict, dict]:
+    def train_tasks(
+        self,
+        model: MultiTaskModel,
+        tasks: list[str],
+        train_cfg: TrainConfig,
+        run: Run,
+        seed: int,
+        shuffle_labels: bool = False,
+        inter=None,
+        head_init: dict | None = None,
+    ) -> tuple[dict, dict]:
         """Train on one task, or on several at once (shared encoder, one head each; ``inter`` gives
         the sampler, volume scope, MLM mixing and translated data); early-stop on the mean of the
         tasks' English dev scores and reload the best. Returns (run summary, {task: adapter})."""
@@ -248,41 +302,79 @@ class Context:
         infos: dict = {}
         adapters: dict = {}
         for t in tasks:
-            stream, ev, info, ad = self.task_stream(model, t, train_cfg, seed, volumes[t], shuffle_labels,
-                                                    (inter.translated.get(t) if inter is not None else None),
-                                                    (head_init or {}).get(t))
+            stream, ev, info, ad = self.task_stream(
+                model,
+                t,
+                train_cfg,
+                seed,
+                volumes[t],
+                shuffle_labels,
+                (inter.translated.get(t) if inter is not None else None),
+                (head_init or {}).get(t),
+            )
             streams.append(stream)
             evals.append(ev)
             infos[t], adapters[t] = info, ad
             run.log({"event": "data", "task": t, **info})
         sampler: Any = None
         if len(streams) > 1 or (inter is not None and inter.mlm_mix > 0):
-            sampler = TaskSampler({t: len(s.feats) for t, s in zip(tasks, streams)}, inter.sampler if inter else
-                                  "proportional", inter.temperature if inter else 1.0, seed)
+            sampler = TaskSampler(
+                {t: len(s.feats) for t, s in zip(tasks, streams)},
+                inter.sampler if inter else "proportional",
+                inter.temperature if inter else 1.0,
+                seed,
+            )
             run.log({"event": "sampler", "method": sampler.method, "probabilities": sampler.probabilities()})
         if inter is not None and inter.mlm_mix > 0:
             from xlrepro.mlm import mlm_stream
 
             files = self.mlm_corpus_files(inter)
-            streams.append(mlm_stream(model, self.tokenizer, files, self.cfg.pretrain.max_seq_length if self.cfg.pretrain
-                                      else 128, 0.15, self.device, seed))
+            streams.append(
+                mlm_stream(
+                    model,
+                    self.tokenizer,
+                    files,
+                    self.cfg.pretrain.max_seq_length if self.cfg.pretrain else 128,
+                    0.15,
+                    self.device,
+                    seed,
+                )
+            )
             sampler = MixSampler(sampler, inter.mlm_mix, seed)
             run.log({"event": "mlm_mix", "ratio": inter.mlm_mix, "corpus": [str(f) for f in files]})
 
         def evaluate() -> float:
             return sum(e() for e in evals) / len(evals)
 
-        state = train(model, streams, train_cfg, seed, run.dir, evaluate, run.log, desc=f"{run.kind}:{'+'.join(tasks)}",
-                      sampler=sampler, keep_checkpoint=True)
-        return ({"tasks": infos, "steps": state.step, "best_step": state.best_step, "best_dev": state.best_score,
-                 "stopped_early": state.stopped_early}, adapters)
+        state = train(
+            model,
+            streams,
+            train_cfg,
+            seed,
+            run.dir,
+            evaluate,
+            run.log,
+            desc=f"{run.kind}:{'+'.join(tasks)}",
+            sampler=sampler,
+            keep_checkpoint=True,
+        )
+        return (
+            {
+                "tasks": infos,
+                "steps": state.step,
+                "best_step": state.best_step,
+                "best_dev": state.best_score,
+                "stopped_early": state.stopped_early,
+            },
+            adapters,
+        )
 
     @torch.no_grad()
     def predict(self, model, task, adapter, feats, examples, batch_size: int):
         model.eval()
         logits = []
         for s in range(0, len(feats), batch_size):
-            batch = adapter.collate(feats[s:s + batch_size])
+            batch = adapter.collate(feats[s : s + batch_size])
             out = model(task, **{k: v.to(self.device) for k, v in batch.inputs.items()}).float().cpu()
             if adapter.fmt == Format.SPAN_QA or adapter.fmt == Format.TAGGING:
                 mask = batch.inputs["attention_mask"]

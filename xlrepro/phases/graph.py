@@ -13,6 +13,7 @@ the node with that very spec. A run two branches share (the LAReQA dual encoder 
 reads under ``squad_dual_encoder``) is one node. Every node has at most one upstream node: the
 run whose encoder it starts from.
 """
+
 from __future__ import annotations
 
 from xlrepro.config import config_hash
@@ -94,16 +95,20 @@ def retrieval_nodes(graph: RunGraph, task: str, enc: Node | None) -> Node:
     return graph.add(Retrieval(task, source), up)
 
 
-def target_nodes(graph: RunGraph, task: str, enc: Node | None, control: bool = False,
-                 baseline: bool = False) -> Node:
+def target_nodes(graph: RunGraph, task: str, enc: Node | None, control: bool = False, baseline: bool = False) -> Node:
     up: Node | None = enc
     for stage in get_task(task).training_chain()[:-1]:
         up = graph.add(Chain(task, stage, control), up)
     return graph.add(Target(task, control, baseline), up)
 
 
-def build_graph(ctx, retrieval: list[str] | None = None, targets: list[str] | None = None,
-                controls: list[str] | None = None, baselines: bool = True) -> RunGraph:
+def build_graph(
+    ctx,
+    retrieval: list[str] | None = None,
+    targets: list[str] | None = None,
+    controls: list[str] | None = None,
+    baselines: bool = True,
+) -> RunGraph:
     """The run graph of ``ctx.cfg`` (the config's retrieval, target and control tasks unless given).
     ``baselines``: with an intermediate phase, also fine-tune each control task from the pre-trained
     encoder (the single run's no-intermediate contrast; a sweep has its own baseline variant).
@@ -117,7 +122,9 @@ def build_graph(ctx, retrieval: list[str] | None = None, targets: list[str] | No
         target_nodes(graph, task, enc)
     for task in cfg.controls if controls is None else controls:
         target_nodes(graph, task, enc, control=True)
-    if baselines and cfg.intermediate.tasks:  # and the no-intermediate baseline of the control tasks (the report's contrast)
+    if (
+        baselines and cfg.intermediate.tasks
+    ):  # and the no-intermediate baseline of the control tasks (the report's contrast)
         base = graph.find("pretrain", "mlm") if cfg.pretrain is not None and cfg.pretrain.steps != 0 else None
         for task in cfg.controls if controls is None else controls:
             target_nodes(graph, task, base, baseline=True)

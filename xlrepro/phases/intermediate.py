@@ -1,4 +1,5 @@
 """(1) Fine-tune the encoder on the English intermediate task(s); the encoder is handed on."""
+
 from __future__ import annotations
 
 from xlrepro.config import to_dict
@@ -18,17 +19,31 @@ class Intermediate(Phase):
         cfg = ctx.cfg
         tasks = self.tasks
         inter = key_config({k: v for k, v in to_dict(cfg.intermediate).items() if k != "tasks"})
-        spec = {"kind": "intermediate", "tasks": tasks, "task_versions": {t: get_task(t).version for t in tasks},
-                "intermediate": inter, "upstream": self.upstream_encoder(ctx, upstream)[1], "seed": cfg.seed,
-                "data": {t: ctx.data_spec(t) for t in tasks}}
+        spec = {
+            "kind": "intermediate",
+            "tasks": tasks,
+            "task_versions": {t: get_task(t).version for t in tasks},
+            "intermediate": inter,
+            "upstream": self.upstream_encoder(ctx, upstream)[1],
+            "seed": cfg.seed,
+            "data": {t: ctx.data_spec(t) for t in tasks},
+        }
         from xlrepro.datakey import files_content, folder_content
 
         if cfg.intermediate.translated:  # the translated copies' content, not only their folders' names
             spec["translated_content"] = {
-                t: {lang: folder_content(get_task(get_task(t).train_source or t), folder, "train", "en",
-                                         cfg.data.layouts.get(get_task(t).train_source or t))
-                    for lang, folder in sorted(by_lang.items())}
-                for t, by_lang in sorted(cfg.intermediate.translated.items())}
+                t: {
+                    lang: folder_content(
+                        get_task(get_task(t).train_source or t),
+                        folder,
+                        "train",
+                        "en",
+                        cfg.data.layouts.get(get_task(t).train_source or t),
+                    )
+                    for lang, folder in sorted(by_lang.items())
+                }
+                for t, by_lang in sorted(cfg.intermediate.translated.items())
+            }
         if cfg.intermediate.mlm_mix > 0:
             spec["mlm_corpus_content"] = files_content(ctx.mlm_corpus_files(cfg.intermediate))
         return spec

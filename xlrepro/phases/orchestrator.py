@@ -5,13 +5,13 @@ nodes through ``execute``. A finished run is skipped, an interrupted one resumes
 checkpoint (``xlrepro.runs.Run``). Under a launcher (``torchrun``/``deepspeed``) every rank walks
 the graph in lockstep; rank 0 alone writes files.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from xlrepro import distributed as dist
-from xlrepro import languages as langtab
+from xlrepro import distributed as dist, languages as langtab
 from xlrepro.config import ExperimentConfig, config_hash, to_dict
 from xlrepro.phases.base import Node, Outcome
 from xlrepro.phases.context import METRIC_MODE, Context
@@ -43,8 +43,15 @@ class Collected:
             self.withheld += res.get("withheld", [])
             inter = None if node.kind == "baseline" else "+".join(self.cfg.intermediate.tasks) or None
             for rec in res["records"]:
-                self.records.append({**rec, "phase": node.kind, "intermediate": inter, "control": node.kind == "control",
-                                     "run": run.hash[:12]})
+                self.records.append(
+                    {
+                        **rec,
+                        "phase": node.kind,
+                        "intermediate": inter,
+                        "control": node.kind == "control",
+                        "run": run.hash[:12],
+                    }
+                )
         self.runs[run.hash] = node.phase.entry(run)
 
 
@@ -95,9 +102,11 @@ def assemble_submission(ctx: Context, got: Collected) -> None:
     if not dist.is_main():
         return
     scored = {(r["task"], r["language"]) for r in got.records if r["split"] == "test" and not r.get("control")}
-    sources = [(info["task"], h[:12], Path(info["dir"]) / "predictions" / info["task"])
-               for h, info in sorted(got.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0]))
-               if info["kind"] not in ("control", "baseline") and "task" in info]  # all but controls and baselines
+    sources = [
+        (info["task"], h[:12], Path(info["dir"]) / "predictions" / info["task"])
+        for h, info in sorted(got.runs.items(), key=lambda kv: (kv[1].get("task", ""), kv[0]))
+        if info["kind"] not in ("control", "baseline") and "task" in info
+    ]  # all but controls and baselines
     assemble(ctx.out / "submission", sources, scored)
 
 
@@ -132,6 +141,5 @@ def finish(ctx: Context, got: Collected) -> dict:
         if cfg.export.at_end:  # the fine-tuned models as transformers models (xlrepro.export)
             from xlrepro.export import export_experiment
 
-            export_experiment(ctx.out, Path(cfg.export.dir) if cfg.export.dir else ctx.out / "export",
-                              allow_empty=True)
+            export_experiment(ctx.out, Path(cfg.export.dir) if cfg.export.dir else ctx.out / "export", allow_empty=True)
     return results

@@ -1,4 +1,5 @@
 """(0) Continued multilingual MLM pre-training (the smoke world's stand-in for XLM-R's pre-training)."""
+
 from __future__ import annotations
 
 from xlrepro import distributed as dist
@@ -13,9 +14,14 @@ class Pretrain(Phase):
     def spec(self, ctx, upstream: Node | None) -> dict:
         cfg = ctx.cfg
         files = ctx.pretrain_files()
-        return {"kind": "pretrain", "base": ctx.base_encoder_spec(), "pretrain": key_config(to_dict(cfg.pretrain)),
-                "seed": ctx.base_seed, "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
-                "corpus": files_digest({str(f): file_sha256(f) for f in files})}
+        return {
+            "kind": "pretrain",
+            "base": ctx.base_encoder_spec(),
+            "pretrain": key_config(to_dict(cfg.pretrain)),
+            "seed": ctx.base_seed,
+            "smoke": to_dict(cfg.smoke) if cfg.smoke else None,
+            "corpus": files_digest({str(f): file_sha256(f) for f in files}),
+        }
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         import dataclasses
@@ -24,8 +30,9 @@ class Pretrain(Phase):
 
         run = self.open_run(ctx, node)
         if not run.done:
-            state = pretrain_mlm(dataclasses.replace(ctx.cfg, seed=ctx.base_seed), ctx.tokenizer, ctx.pretrain_files(),
-                                 run, ctx.device)
+            state = pretrain_mlm(
+                dataclasses.replace(ctx.cfg, seed=ctx.base_seed), ctx.tokenizer, ctx.pretrain_files(), run, ctx.device
+            )
             if dist.is_main():
                 ctx.tokenizer.save_pretrained(str(run.dir / "encoder"))
             run.finish({"steps": state.step})

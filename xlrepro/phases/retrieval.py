@@ -5,6 +5,7 @@ Which encoder is read: ``retrieval.encoder[task]``, else the task's registry cho
 one; XTREME-R Tatoeba: a SQuAD-fine-tuned one, ``xlrepro.phases.squad_mrc``). The graph builder
 makes that training the retrieval node's upstream.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,10 +36,16 @@ class Retrieval(Phase):
         self.task, self.source = task, source  # source: intermediate | squad_mrc | squad_dual_encoder
 
     def spec(self, ctx, upstream: Node | None) -> dict:
-        return {"kind": "retrieval", "task": self.task, "task_version": get_task(self.task).version,
-                "retrieval": {k: v for k, v in to_dict(ctx.cfg.retrieval).items() if k != "dual_encoder"},
-                "encoder_source": self.source, "upstream": self.upstream_encoder(ctx, upstream)[1],
-                "data": ctx.data_spec(self.task), "metric_mode": METRIC_MODE}
+        return {
+            "kind": "retrieval",
+            "task": self.task,
+            "task_version": get_task(self.task).version,
+            "retrieval": {k: v for k, v in to_dict(ctx.cfg.retrieval).items() if k != "dual_encoder"},
+            "encoder_source": self.source,
+            "upstream": self.upstream_encoder(ctx, upstream)[1],
+            "data": ctx.data_spec(self.task),
+            "metric_mode": METRIC_MODE,
+        }
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         from xlrepro.metrics import tatoeba_accuracy
@@ -48,7 +55,11 @@ class Retrieval(Phase):
         r = cfg.retrieval
         encoder_dir, encoder_spec = self.upstream_encoder(ctx, upstream)
         run = self.open_run(ctx, node)
-        encoder_info = {"encoder_source": self.source, "encoder_upstream": encoder_spec, "benchmark_protocol": r.benchmark}
+        encoder_info = {
+            "encoder_source": self.source,
+            "encoder_upstream": encoder_spec,
+            "benchmark_protocol": r.benchmark,
+        }
         if not run.done and get_task(task).retrieval.get("threshold") == "tune_on_dev":
             model = ctx.new_model(encoder_dir, cfg.seed)
             records, protocol = self.bucc(ctx, model, run)
@@ -59,14 +70,28 @@ class Retrieval(Phase):
         if not run.done:
             model = ctx.new_model(encoder_dir, cfg.seed)
             records = []
-            protocol = {**encoder_info, "layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "k": 1,
-                        "direction": "en queries -> other side indexed", "search": search_backend(torch.zeros(1, 1)),
-                        "attention": "packed" if model.packed else "padded"}
+            protocol = {
+                **encoder_info,
+                "layer": r.layer,
+                "pooling": r.pooling,
+                "similarity": r.similarity,
+                "k": 1,
+                "direction": "en queries -> other side indexed",
+                "search": search_backend(torch.zeros(1, 1)),
+                "attention": "packed" if model.packed else "padded",
+            }
             for lang in ctx.eval_languages(task, "test"):
                 data = ctx.read(task, "test", lang)
                 ex = data.examples[0]
-                args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size,
-                            device=ctx.device, packed=model.packed, attention_backend=model.attention_backend)
+                args = dict(
+                    layer=r.layer,
+                    pooling=r.pooling,
+                    max_len=r.max_seq_length,
+                    batch_size=r.batch_size,
+                    device=ctx.device,
+                    packed=model.packed,
+                    attention_backend=model.attention_backend,
+                )
                 src = embed(model.encoder, ctx.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, ctx.tokenizer, ex.tgt_sentences, **args)
                 # official direction: English queries, the other side is the index (xtreme
@@ -76,11 +101,23 @@ class Retrieval(Phase):
                 acc = tatoeba_accuracy(idx[:, 0].tolist(), mode=METRIC_MODE)
                 _, ridx = nearest(src, eng, r.similarity, k=1)
                 rev = tatoeba_accuracy(ridx[:, 0].tolist(), mode=METRIC_MODE)
-                common = {"task": task, "language": lang, "split": "test", "n": len(ex.src_sentences),
-                          "data_sha256": files_digest(data.files), "protocol": protocol}
+                common = {
+                    "task": task,
+                    "language": lang,
+                    "split": "test",
+                    "n": len(ex.src_sentences),
+                    "data_sha256": files_digest(data.files),
+                    "protocol": protocol,
+                }
                 records.append({**common, "metric": "accuracy", "value": float(acc["accuracy"]), "mode": acc["mode"]})
-                records.append({**common, "metric": "accuracy_reverse_diagnostic", "value": float(rev["accuracy"]),
-                                "mode": rev["mode"]})
+                records.append(
+                    {
+                        **common,
+                        "metric": "accuracy_reverse_diagnostic",
+                        "value": float(rev["accuracy"]),
+                        "mode": rev["mode"],
+                    }
+                )
             self.write_results(ctx, run, {"records": records, "protocol": protocol})
             run.finish({"protocol": protocol})
         return Outcome(run, records=True)
@@ -97,8 +134,15 @@ class Retrieval(Phase):
         r = ctx.cfg.retrieval
         tr = get_task(task).retrieval
         k, margin = int(tr.get("k", 4)), tr.get("margin", "ratio")
-        args = dict(layer=r.layer, pooling=r.pooling, max_len=r.max_seq_length, batch_size=r.batch_size, device=ctx.device,
-                    packed=model.packed, attention_backend=model.attention_backend)
+        args = dict(
+            layer=r.layer,
+            pooling=r.pooling,
+            max_len=r.max_seq_length,
+            batch_size=r.batch_size,
+            device=ctx.device,
+            packed=model.packed,
+            attention_backend=model.attention_backend,
+        )
         records = []
         for lang in ctx.eval_languages(task, "test"):
             cands, golds, files = {}, {}, {}
@@ -126,13 +170,37 @@ class Retrieval(Phase):
             if run is not None:
                 export_retrieval(run, task, "test", lang, bucc_extract(cands["test"], tuned["threshold"]))
             common = {"task": task, "language": lang, "mode": METRIC_MODE}
-            records.append({**common, "split": "dev", "metric": "f1_dev_oracle", "value": float(tuned["best_f1"]),
-                            "n": len(golds["dev"]), "data_sha256": files["dev"]})
+            records.append(
+                {
+                    **common,
+                    "split": "dev",
+                    "metric": "f1_dev_oracle",
+                    "value": float(tuned["best_f1"]),
+                    "n": len(golds["dev"]),
+                    "data_sha256": files["dev"],
+                }
+            )
             for m in ("f1", "precision", "recall"):
-                records.append({**common, "split": "test", "metric": m, "value": float(test[m]), "n": len(golds["test"]),
-                                "data_sha256": files["test"], "threshold": tuned["threshold"],
-                                "threshold_source": "tuned on dev gold"})
-        protocol = {"layer": r.layer, "pooling": r.pooling, "similarity": r.similarity, "margin": margin, "k": k,
-                    "retrieval": "max", "threshold": "tuned on dev (BUCC sample), applied to test",
-                    "attention": "packed" if model.packed else "padded"}
+                records.append(
+                    {
+                        **common,
+                        "split": "test",
+                        "metric": m,
+                        "value": float(test[m]),
+                        "n": len(golds["test"]),
+                        "data_sha256": files["test"],
+                        "threshold": tuned["threshold"],
+                        "threshold_source": "tuned on dev gold",
+                    }
+                )
+        protocol = {
+            "layer": r.layer,
+            "pooling": r.pooling,
+            "similarity": r.similarity,
+            "margin": margin,
+            "k": k,
+            "retrieval": "max",
+            "threshold": "tuned on dev (BUCC sample), applied to test",
+            "attention": "packed" if model.packed else "padded",
+        }
         return records, protocol

@@ -3,6 +3,7 @@
 The retrieval phase's encoder is fine-tuned on SQuAD (``target.train`` + ``target.per_task.squad``)
 and the encoder alone is kept; a BUCC/Tatoeba run whose encoder source is ``squad_mrc`` reads it.
 """
+
 from __future__ import annotations
 
 from xlrepro.config import to_dict, train_config_for
@@ -16,9 +17,15 @@ class SquadMrc(Phase):
 
     def spec(self, ctx, upstream: Node | None) -> dict:
         cfg = ctx.cfg
-        return {"kind": "squad_mrc", "task": "squad", "task_version": get_task("squad").version,
-                "train": key_config(to_dict(train_config_for(cfg, "squad"))),
-                "upstream": self.upstream_encoder(ctx, upstream)[1], "seed": cfg.seed, "data": ctx.data_spec("squad")}
+        return {
+            "kind": "squad_mrc",
+            "task": "squad",
+            "task_version": get_task("squad").version,
+            "train": key_config(to_dict(train_config_for(cfg, "squad"))),
+            "upstream": self.upstream_encoder(ctx, upstream)[1],
+            "seed": cfg.seed,
+            "data": ctx.data_spec("squad"),
+        }
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         cfg = ctx.cfg

@@ -3,6 +3,7 @@ training data with early stopping on an English dev subset, then (3) zero-shot e
 language and split of the benchmark. Every evaluated split's predictions are written in the XTREME
 submission layout; a split without labels is exported, never scored. A ``control`` run trains on
 shuffled English labels."""
+
 from __future__ import annotations
 
 import logging
@@ -44,11 +45,18 @@ class Target(Phase):
 
     def spec(self, ctx, upstream: Node | None) -> dict:
         cfg = ctx.cfg
-        return {"kind": "target", "task": self.task, "task_version": get_task(self.task).version,
-                "train": key_config(to_dict(train_config_for(cfg, self.task))),
-                "upstream": self.upstream_encoder(ctx, upstream)[1], "seed": cfg.seed,
-                "control_shuffled_labels": self.control, "eval_splits": cfg.target.eval_splits,
-                "data": ctx.data_spec(self.task), "metric_mode": METRIC_MODE}
+        return {
+            "kind": "target",
+            "task": self.task,
+            "task_version": get_task(self.task).version,
+            "train": key_config(to_dict(train_config_for(cfg, self.task))),
+            "upstream": self.upstream_encoder(ctx, upstream)[1],
+            "seed": cfg.seed,
+            "control_shuffled_labels": self.control,
+            "eval_splits": cfg.target.eval_splits,
+            "data": ctx.data_spec(self.task),
+            "metric_mode": METRIC_MODE,
+        }
 
     def run(self, ctx, node: Node, upstream: Node | None) -> Outcome:
         from xlrepro.submission import write_predictions
@@ -60,9 +68,15 @@ class Target(Phase):
         if not run.done:
             head_init = carried_head(ctx, upstream, tspec.format.value)
             model = ctx.new_model(self.upstream_encoder(ctx, upstream)[0], cfg.seed)
-            info, adapters = ctx.train_tasks(model, [task], train_config_for(cfg, task), run, cfg.seed,
-                                             shuffle_labels=self.control,
-                                             head_init={task: head_init} if head_init is not None else None)
+            info, adapters = ctx.train_tasks(
+                model,
+                [task],
+                train_config_for(cfg, task),
+                run,
+                cfg.seed,
+                shuffle_labels=self.control,
+                head_init={task: head_init} if head_init is not None else None,
+            )
             adapter = adapters[task]
             records: list[dict] = []
             withheld: list[dict] = []
@@ -73,18 +87,28 @@ class Target(Phase):
                     preds = ctx.predict(model, task, adapter, feats, data.examples, cfg.target.eval_batch_size)
                     scored = labelled(run, tspec, split, lang, data, withheld)
                     if dist.is_main():  # predictions/<task>/<split>-<lang>.<ext> (the XTREME submission layout)
-                        write_predictions(run.dir / "predictions", task, split, lang, adapter.fmt, preds,
-                                          data.examples, data.raw)
+                        write_predictions(
+                            run.dir / "predictions", task, split, lang, adapter.fmt, preds, data.examples, data.raw
+                        )
                     if not scored:
                         continue
                     scores = adapter.score(preds, data.examples, data, lang, METRIC_MODE)
                     for metric, value in scores.items():
                         if metric in ("mode", "note") or not isinstance(value, (int, float)):
                             continue
-                        records.append({"task": task, "language": lang, "split": split, "metric": metric,
-                                        "value": float(value), "mode": scores.get("mode", METRIC_MODE),
-                                        "n": len(data.examples), "data_sha256": files_digest(data.files),
-                                        "train_chain": tspec.training_chain()})
+                        records.append(
+                            {
+                                "task": task,
+                                "language": lang,
+                                "split": split,
+                                "metric": metric,
+                                "value": float(value),
+                                "mode": scores.get("mode", METRIC_MODE),
+                                "n": len(data.examples),
+                                "data_sha256": files_digest(data.files),
+                                "train_chain": tspec.training_chain(),
+                            }
+                        )
             self.write_results(ctx, run, {"records": records, "withheld": withheld})
             run.finish({k: v for k, v in info.items()})
         return Outcome(run, records=True)

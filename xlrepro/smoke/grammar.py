@@ -2,6 +2,7 @@
 their nouns' class, numbers; each language's realisation of it (``Language``: vocabulary, word
 order, determiner); samplers of clauses and task items; and the atomic file writer the task
 generators share. ``world.generate`` writes the world from these (see ``world.py``)."""
+
 from __future__ import annotations
 
 import os
@@ -22,16 +23,28 @@ NOUNS = {
 }
 # verb -> (subject classes, object class)
 VERBS = {
-    "eats": (("person", "animal"), "food"), "cooks": (("person",), "food"), "buys": (("person",), "food"),
-    "bakes": (("person",), "food"), "smells": (("animal",), "food"), "sells": (("person",), "tool"),
-    "uses": (("person",), "tool"), "holds": (("person",), "tool"), "drops": (("person",), "tool"),
-    "finds": (("person", "animal"), "tool"), "carries": (("person", "animal"), "tool"),
-    "sees": (("person", "animal"), "animal"), "chases": (("animal",), "animal"), "feeds": (("person",), "animal"),
-    "washes": (("person",), "animal"), "catches": (("person", "animal"), "animal"),
+    "eats": (("person", "animal"), "food"),
+    "cooks": (("person",), "food"),
+    "buys": (("person",), "food"),
+    "bakes": (("person",), "food"),
+    "smells": (("animal",), "food"),
+    "sells": (("person",), "tool"),
+    "uses": (("person",), "tool"),
+    "holds": (("person",), "tool"),
+    "drops": (("person",), "tool"),
+    "finds": (("person", "animal"), "tool"),
+    "carries": (("person", "animal"), "tool"),
+    "sees": (("person", "animal"), "animal"),
+    "chases": (("animal",), "animal"),
+    "feeds": (("person",), "animal"),
+    "washes": (("person",), "animal"),
+    "catches": (("person", "animal"), "animal"),
 }
 ADJECTIVES = {
-    "person": ["tall", "old", "young"], "animal": ["wild", "small", "brown"],
-    "food": ["fresh", "sweet", "hot"], "tool": ["heavy", "sharp", "new"],
+    "person": ["tall", "old", "young"],
+    "animal": ["wild", "small", "brown"],
+    "food": ["fresh", "sweet", "hot"],
+    "tool": ["heavy", "sharp", "new"],
 }
 NUMBERS = [str(i) for i in range(2, 10)]
 FUNCTION = {"det": "the", "who": "who", "what": "what"}
@@ -68,8 +81,12 @@ class Language:
     def __init__(self, code: str, index: int, seed: int):
         self.code = code
         rng = random.Random(f"{seed}-{code}")
-        concepts = [n for c in CLASSES for n in NOUNS[c]] + list(VERBS) + [a for c in CLASSES for a in ADJECTIVES[c]] \
+        concepts = (
+            [n for c in CLASSES for n in NOUNS[c]]
+            + list(VERBS)
+            + [a for c in CLASSES for a in ADJECTIVES[c]]
             + list(FUNCTION)
+        )
         if code == "en":
             self.lexicon = {c: FUNCTION.get(c, c) for c in concepts}
             self.order, self.adj_after = "SVO", False
@@ -78,7 +95,10 @@ class Language:
             letters = _LETTERS.get(script) or _LETTERS["Latin"]
             if letters is not None:  # each language its own orthography: a subset of the script's letters
                 cons, vows = letters
-                letters = ("".join(rng.sample(cons, max(6, 2 * len(cons) // 3))), "".join(rng.sample(vows, max(2, len(vows) - 1))))
+                letters = (
+                    "".join(rng.sample(cons, max(6, 2 * len(cons) // 3))),
+                    "".join(rng.sample(vows, max(2, len(vows) - 1))),
+                )
             used = set()
             self.lexicon = {}
             for c in concepts:
@@ -131,8 +151,11 @@ def text(words: list[tuple[str, str]]) -> str:
 
 
 def sample_np(rng: random.Random, cls: str, p_mod: float = 0.5) -> NP:
-    return NP(rng.choice(NOUNS[cls]), rng.choice(ADJECTIVES[cls]) if rng.random() < p_mod else None,
-              rng.choice(NUMBERS) if rng.random() < 0.2 else None)
+    return NP(
+        rng.choice(NOUNS[cls]),
+        rng.choice(ADJECTIVES[cls]) if rng.random() < p_mod else None,
+        rng.choice(NUMBERS) if rng.random() < 0.2 else None,
+    )
 
 
 def sample_clause(rng: random.Random, p_mod: float = 0.5) -> Clause:
@@ -162,8 +185,7 @@ def nli_pair(rng: random.Random) -> tuple[Clause, Clause, str]:
         what = rng.choice(["subj", "obj", "verb"])
         if what == "verb":
             frame = VERBS[p.verb]
-            alts = [v for v, f in VERBS.items() if v != p.verb and f[1] == frame[1]
-                    and noun_class(p.subj.noun) in f[0]]
+            alts = [v for v, f in VERBS.items() if v != p.verb and f[1] == frame[1] and noun_class(p.subj.noun) in f[0]]
             if alts:
                 h.verb = rng.choice(alts)
             else:
@@ -242,7 +264,12 @@ def squad_article(lang: Language, rng: random.Random, n_par: int, title: str, qi
             off = sent_text.find(answer)
             assert off >= 0
             question = text(lang.clause(c, wh=wh))
-            qas.append({"id": f"{qid}-{p}-{i}", "question": question,
-                        "answers": [{"text": answer, "answer_start": starts[i] + off}]})
+            qas.append(
+                {
+                    "id": f"{qid}-{p}-{i}",
+                    "question": question,
+                    "answers": [{"text": answer, "answer_start": starts[i] + off}],
+                }
+            )
         paragraphs.append({"context": context, "qas": qas})
     return {"title": title, "paragraphs": paragraphs}

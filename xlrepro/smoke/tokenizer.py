@@ -7,6 +7,7 @@ vocabulary: piece score = -1 - rank/|V| (fewest pieces first, then the more freq
 The result is a real ``XLMRobertaTokenizer``: ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3,
 ``<mask>`` last, pairs encoded ``<s> A </s></s> B </s>``, Metaspace (``▁``) pre-tokenisation.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ def build_tokenizer(corpus_files: list[str | Path], vocab_size: int, out_dir: st
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    bpe.train([str(f) for f in corpus_files],
-              trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False))
+    bpe.train(
+        [str(f) for f in corpus_files],
+        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False),
+    )
     pieces = [p for p, _ in sorted(bpe.get_vocab().items(), key=lambda kv: kv[1]) if p not in SPECIAL]
     n = len(pieces)
     vocab = [(t, 0.0) for t in SPECIAL] + [(p, -1.0 - r / n) for r, p in enumerate(pieces)] + [("<mask>", 0.0)]

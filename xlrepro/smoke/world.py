@@ -25,6 +25,7 @@ readers run on it:
   pawsx/ panx/ mlqa/ tydiqa/ socialiqa/ labels/                      see ``world_tasks`` (own random stream)
   lareqa/, mewslix/, mewslix_wikipedia/                              dual-encoder retrieval (world_retrieval.py)
 """
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,21 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 from xlrepro.fsmode import apply_umask
-from xlrepro.smoke.grammar import Language, atomic_write, copa_item, mc_item, nli_pair, sample_clause, squad_article, text
 from xlrepro.smoke import world_tasks  # PAWS-X, PAN-X, MLQA, TyDiQA, Social IQa, withheld test labels
+from xlrepro.smoke.grammar import (
+    Language,
+    atomic_write,
+    copa_item,
+    mc_item,
+    nli_pair,
+    sample_clause,
+    squad_article,
+    text,
+)
 from xlrepro.smoke.world_retrieval import generate_retrieval  # LAReQA, Mewsli-X (own RNG)
 
 WORLD_VERSION = 5  # bump when the generator's output changes (it is part of the world's cache key)
+
 
 def _conllu(sentences: list[list[tuple[str, str]]], prefix: str) -> str:
     out = []
@@ -53,8 +64,16 @@ def _conllu(sentences: list[list[tuple[str, str]]], prefix: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2000, n_dev: int = 200,
-             n_test: int = 300, n_corpus: int = 8000, code_switch: float = 0.5) -> dict:
+def generate(
+    root: str | Path,
+    languages: list[str],
+    seed: int,
+    n_train: int = 2000,
+    n_dev: int = 200,
+    n_test: int = 300,
+    n_corpus: int = 8000,
+    code_switch: float = 0.5,
+) -> dict:
     """Write the smoke world under ``root`` (replaced atomically); returns a manifest."""
     if "en" not in languages:
         raise ValueError("the smoke world needs English ('en') among its languages")
@@ -81,15 +100,43 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
     atomic_write(tmp / "corpus" / "mixed.txt", "\n".join(mixed) + "\n")
 
     # NLI: MNLI (English train/dev, GLUE tsv) and XNLI (every language, XTREME tsv, labelled)
-    header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-              "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
+    header = [
+        "index",
+        "promptID",
+        "pairID",
+        "genre",
+        "sentence1_binary_parse",
+        "sentence2_binary_parse",
+        "sentence1_parse",
+        "sentence2_parse",
+        "sentence1",
+        "sentence2",
+        "label1",
+        "gold_label",
+    ]
     for _split, fname, n in (("train", "train.tsv", n_train), ("dev", "dev_matched.tsv", n_dev)):
         rows = ["\t".join(header)]
         for i in range(n):
             p, h, label = nli_pair(rng)
             s1, s2 = text(en.clause(p)), text(en.clause(h))
-            rows.append("\t".join([str(i), str(i), f"{i}{label[0]}", "smoke", f"( {s1} )", f"( {s2} )",
-                                   f"(ROOT {s1})", f"(ROOT {s2})", s1, s2, label, label]))
+            rows.append(
+                "\t".join(
+                    [
+                        str(i),
+                        str(i),
+                        f"{i}{label[0]}",
+                        "smoke",
+                        f"( {s1} )",
+                        f"( {s2} )",
+                        f"(ROOT {s1})",
+                        f"(ROOT {s2})",
+                        s1,
+                        s2,
+                        label,
+                        label,
+                    ]
+                )
+            )
         atomic_write(tmp / "mnli" / fname, "\n".join(rows) + "\n")
     for c in languages:
         for split, n in (("dev", n_dev), ("test", n_test)):
@@ -106,9 +153,22 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
             c, choices, label = mc_item(rng, 4)
             ctx = text(en.np(c.subj) + [(en.word(c.verb), "VERB")])
             endings = [text(en.np(np)) + " ." for np in choices]
-            rows.append(json.dumps({"ind": i, "activity_label": "smoke", "ctx_a": ctx, "ctx_b": "", "ctx": ctx,
-                                    "split": "train" if split == "train" else "val", "split_type": "indomain",
-                                    "label": label, "endings": endings, "source_id": f"smoke~{i}"}))
+            rows.append(
+                json.dumps(
+                    {
+                        "ind": i,
+                        "activity_label": "smoke",
+                        "ctx_a": ctx,
+                        "ctx_b": "",
+                        "ctx": ctx,
+                        "split": "train" if split == "train" else "val",
+                        "split_type": "indomain",
+                        "label": label,
+                        "endings": endings,
+                        "source_id": f"smoke~{i}",
+                    }
+                )
+            )
         atomic_write(tmp / "hellaswag" / fname, "\n".join(rows) + "\n")
 
     # COPA (English train/val, XTREME layout) and XCOPA (every language, original layout)
@@ -116,23 +176,38 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
         rows = []
         for i in range(n):
             p, c1, c2, label, q = copa_item(rng)
-            rows.append(json.dumps({"premise": text(lang.clause(p)), "choice1": text(lang.clause(c1)),
-                                    "choice2": text(lang.clause(c2)), "question": q, "label": label, "idx": i},
-                                   ensure_ascii=False))
+            rows.append(
+                json.dumps(
+                    {
+                        "premise": text(lang.clause(p)),
+                        "choice1": text(lang.clause(c1)),
+                        "choice2": text(lang.clause(c2)),
+                        "question": q,
+                        "label": label,
+                        "idx": i,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         return rows
+
     atomic_write(tmp / "copa" / "train-en.jsonl", "\n".join(copa_rows(en, n_train)) + "\n")
     atomic_write(tmp / "copa" / "val-en.jsonl", "\n".join(copa_rows(en, n_dev)) + "\n")
     for c in languages:
         for split, n in (("val", n_dev), ("test", n_test)):
-            atomic_write(tmp / "xcopa" / "data" / c / f"{split}.{c}.jsonl",
-                          "\r\n".join(copa_rows(langs[c], n)) + "\r\n")  # CRLF, as XCOPA's
+            atomic_write(
+                tmp / "xcopa" / "data" / c / f"{split}.{c}.jsonl", "\r\n".join(copa_rows(langs[c], n)) + "\r\n"
+            )  # CRLF, as XCOPA's
 
     # SQuAD v1.1 (English) and XQuAD (every language)
     def squad_file(lang, n_questions, tag):
         n_par = max(1, n_questions // 3)
-        arts = [squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
-                for a in range((n_par + 9) // 10)]
+        arts = [
+            squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
+            for a in range((n_par + 9) // 10)
+        ]
         return json.dumps({"version": "1.1", "data": arts}, ensure_ascii=False)
+
     atomic_write(tmp / "squad" / "train-v1.1.json", squad_file(en, n_train, "train"))
     atomic_write(tmp / "squad" / "dev-v1.1.json", squad_file(en, n_dev, "dev"))
     for c in languages:
@@ -143,11 +218,14 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
         L = langtab.get(c)
         if L.ud_name is None:
             continue
-        splits = (("train", n_train), ("dev", n_dev), ("test", n_test)) if c == "en" else (("dev", n_dev), ("test", n_test))
+        splits = (
+            (("train", n_train), ("dev", n_dev), ("test", n_test)) if c == "en" else (("dev", n_dev), ("test", n_test))
+        )
         for split, n in splits:
             sents = [langs[c].clause(sample_clause(rng)) for _ in range(n)]
-            atomic_write(tmp / "udpos" / f"UD_{L.ud_name}-SMOKE" / f"{c}_smoke-ud-{split}.conllu",
-                          _conllu(sents, f"{c}-{split}"))
+            atomic_write(
+                tmp / "udpos" / f"UD_{L.ud_name}-SMOKE" / f"{c}_smoke-ud-{split}.conllu", _conllu(sents, f"{c}-{split}")
+            )
 
     # Tatoeba (LASER layout): the same clause in English and in the other language
     for c in others:
@@ -155,7 +233,9 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
         if code is None:
             continue
         clauses = [sample_clause(rng) for _ in range(n_test)]
-        atomic_write(tmp / "tatoeba" / f"tatoeba.{code}-eng.{code}", "\n".join(text(langs[c].clause(x)) for x in clauses) + "\n")
+        atomic_write(
+            tmp / "tatoeba" / f"tatoeba.{code}-eng.{code}", "\n".join(text(langs[c].clause(x)) for x in clauses) + "\n"
+        )
         atomic_write(tmp / "tatoeba" / f"tatoeba.{code}-eng.eng", "\n".join(text(en.clause(x)) for x in clauses) + "\n")
 
     # BUCC 2018 (XTREME layout): comparable corpora, a third of the sentences translated
@@ -166,8 +246,10 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
             clauses = [sample_clause(rng) for _ in range(n)]
             pairs = rng.sample(range(n), n // 3)
             src = [(f"{c}-{split}-{i:06d}", text(langs[c].clause(cl))) for i, cl in enumerate(clauses)]
-            eng = [(f"en-{split}-{i:06d}", text(en.clause(sample_clause(rng) if i not in pairs else clauses[i])))
-                   for i in range(n)]
+            eng = [
+                (f"en-{split}-{i:06d}", text(en.clause(sample_clause(rng) if i not in pairs else clauses[i])))
+                for i in range(n)
+            ]
             order = list(range(n))
             rng.shuffle(order)  # the English side is not in the same order
             eng = [eng[i] for i in order]
@@ -180,11 +262,17 @@ def generate(root: str | Path, languages: list[str], seed: int, n_train: int = 2
     world_tasks.generate(tmp, langs, seed, n_train, n_dev, n_test)
     generate_retrieval(tmp, langs, seed, n_train, n_dev, n_test)
 
-    manifest = {"seed": seed, "world_version": WORLD_VERSION, "languages": languages,
-                "word_order": {c: {"order": l.order, "adjective_after_noun": l.adj_after, "determiner": l.has_det}
-                               for c, l in langs.items()},
-                "sizes": {"train": n_train, "dev": n_dev, "test": n_test, "corpus": n_corpus},
-                "code_switch": code_switch}
+    manifest = {
+        "seed": seed,
+        "world_version": WORLD_VERSION,
+        "languages": languages,
+        "word_order": {
+            c: {"order": l.order, "adjective_after_noun": l.adj_after, "determiner": l.has_det}
+            for c, l in langs.items()
+        },
+        "sizes": {"train": n_train, "dev": n_dev, "test": n_test, "corpus": n_corpus},
+        "code_switch": code_switch,
+    }
     atomic_write(tmp / "WORLD.json", json.dumps(manifest, indent=2, ensure_ascii=False))
     apply_umask(tmp)  # mkdtemp creates 0700
     if root.exists():

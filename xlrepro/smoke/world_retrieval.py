@@ -13,6 +13,7 @@ A third of the entities never occurs in a training pair (Mewsli-X is doubly zero
 Everything is drawn from its own RNG (``seed``-retrieval), so the other tasks of the world do
 not change when this generator does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,16 +74,24 @@ def _lareqa(root: Path, langs: dict, rng: random.Random, n_par: int) -> None:
                     sents.append(s)
                     breaks.append([start, start + len(s)])
                     a0, a1 = spans["S" if wh == "subj" else "O"]
-                    qas.append({"id": f"lareqa-{a}-{p}-{i}", "question": W.text(lang.clause(c, wh=wh)),
-                                "answers": [{"text": s[a0:a1], "answer_start": start + a0}]})
+                    qas.append(
+                        {
+                            "id": f"lareqa-{a}-{p}-{i}",
+                            "question": W.text(lang.clause(c, wh=wh)),
+                            "answers": [{"text": s[a0:a1], "answer_start": start + a0}],
+                        }
+                    )
                 out_paras.append({"context": context, "sentences": sents, "sentence_breaks": breaks, "qas": qas})
             data.append({"title": f"smoke-lareqa-{a}", "paragraphs": out_paras})
-        W.atomic_write(root / "lareqa" / "xquad-r" / f"{code}.json",
-                        json.dumps({"version": "1.1", "data": data}, ensure_ascii=False))
+        W.atomic_write(
+            root / "lareqa" / "xquad-r" / f"{code}.json",
+            json.dumps({"version": "1.1", "data": data}, ensure_ascii=False),
+        )
 
 
-def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pairs: int, n_articles: int,
-             n_dev_articles: int) -> None:
+def _mewslix(
+    root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pairs: int, n_articles: int, n_dev_articles: int
+) -> None:
     en = langs["en"]
     entities = [(noun, adj) for c in W.CLASSES for noun in W.NOUNS[c] for adj in W.ADJECTIVES[c]]
     qid = {e: f"Q{7000 + i}" for i, e in enumerate(entities)}
@@ -93,13 +102,18 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
         c, _ = _entity_clause(rng, W.NP(e[0], e[1]))
         first, second = name + " .", _clause_with_offsets(lang, c)[0]
         desc = f"{first} {second}"
-        records[e] = {"entity_id": qid[e], "title": W.text(en.np(W.NP(e[0], e[1]))), "description": desc,
-                      "description_language": lang.code,
-                      "description_url": f"https://{lang.code}.wikipedia.org/wiki/Smoke_{qid[e]}",
-                      "sentence_spans": [{"start": 0, "end": len(first)},
-                                         {"start": len(first) + 1, "end": len(desc)}]}
-    W.atomic_write(root / "mewslix" / "candidate_set_entities.jsonl",
-                    "\n".join(json.dumps(records[e], ensure_ascii=False) for e in entities) + "\n")
+        records[e] = {
+            "entity_id": qid[e],
+            "title": W.text(en.np(W.NP(e[0], e[1]))),
+            "description": desc,
+            "description_language": lang.code,
+            "description_url": f"https://{lang.code}.wikipedia.org/wiki/Smoke_{qid[e]}",
+            "sentence_spans": [{"start": 0, "end": len(first)}, {"start": len(first) + 1, "end": len(desc)}],
+        }
+    W.atomic_write(
+        root / "mewslix" / "candidate_set_entities.jsonl",
+        "\n".join(json.dumps(records[e], ensure_ascii=False) for e in entities) + "\n",
+    )
 
     seen = entities[:]
     rng.shuffle(seen)
@@ -111,13 +125,24 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
             c, slot = _entity_clause(rng, W.NP(e[0], e[1]))
             text, spans = _clause_with_offsets(en, c)
             a, b = spans[slot]
-            ctx = {"document_title": f"Smoke {split} {i}", "document_url": f"https://en.wikipedia.org/wiki?curid={i}",
-                   "document_id": f"Q{90000 + i}", "language": "en", "text": text,
-                   "sentence_spans": [{"start": 0, "end": len(text)}]}
-            men = {"example_id": f"wiki-{split}-{i}", "mention_span": {"start": a, "end": b, "text": text[a:b]},
-                   "entity_id": qid[e]}
-            rows.append(json.dumps({"contextual_mention": {"context": ctx, "mention": men}, "entity": records[e]},
-                                   ensure_ascii=False))
+            ctx = {
+                "document_title": f"Smoke {split} {i}",
+                "document_url": f"https://en.wikipedia.org/wiki?curid={i}",
+                "document_id": f"Q{90000 + i}",
+                "language": "en",
+                "text": text,
+                "sentence_spans": [{"start": 0, "end": len(text)}],
+            }
+            men = {
+                "example_id": f"wiki-{split}-{i}",
+                "mention_span": {"start": a, "end": b, "text": text[a:b]},
+                "entity_id": qid[e],
+            }
+            rows.append(
+                json.dumps(
+                    {"contextual_mention": {"context": ctx, "mention": men}, "entity": records[e]}, ensure_ascii=False
+                )
+            )
         W.atomic_write(root / "mewslix_wikipedia" / f"wikipedia_pairs-{split}.jsonl", "\n".join(rows) + "\n")
 
     codes = [c for c in langs if c in langtab.languages_for("Mewsli-X", "xtreme_r")]
@@ -138,15 +163,36 @@ def _mewslix(root: Path, langs: dict, rng: random.Random, n_pairs: int, n_dev_pa
                     mentions.append((start + a, start + b, qid[e], j))
                 md5 = hashlib.md5(text.encode("utf-8")).hexdigest()
                 doc = f"{code}-{split}{i}"
-                rows.append(json.dumps({
-                    "context": {"document_title": f"Smoke news {i}", "document_url": f"https://{code}.wikinews.org/wiki?curid={i}",
-                                "document_id": doc, "language": code, "text": text, "sentence_spans": spans},
-                    "mentions": [{"example_id": hashlib.md5(f"{doc}-{j}".encode()).hexdigest(),
-                                  "mention_span": {"start": a, "end": b, "text": text[a:b]}, "entity_id": q,
-                                  "metadata": {"curid": str(i), "revid": str(1000 + i), "text_md5": md5,
-                                               "mention_url": f"https://{code}.wikinews.org/wiki?curid={i}",
-                                               "bin_name": "smoke"}}
-                                 for a, b, q, j in mentions]}, ensure_ascii=False))
+                rows.append(
+                    json.dumps(
+                        {
+                            "context": {
+                                "document_title": f"Smoke news {i}",
+                                "document_url": f"https://{code}.wikinews.org/wiki?curid={i}",
+                                "document_id": doc,
+                                "language": code,
+                                "text": text,
+                                "sentence_spans": spans,
+                            },
+                            "mentions": [
+                                {
+                                    "example_id": hashlib.md5(f"{doc}-{j}".encode()).hexdigest(),
+                                    "mention_span": {"start": a, "end": b, "text": text[a:b]},
+                                    "entity_id": q,
+                                    "metadata": {
+                                        "curid": str(i),
+                                        "revid": str(1000 + i),
+                                        "text_md5": md5,
+                                        "mention_url": f"https://{code}.wikinews.org/wiki?curid={i}",
+                                        "bin_name": "smoke",
+                                    },
+                                }
+                                for a, b, q, j in mentions
+                            ],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
         W.atomic_write(root / "mewslix" / f"wikinews_mentions-{split}.jsonl", "\n".join(rows))  # no final newline
 
 
@@ -156,8 +202,18 @@ def generate_retrieval(root: str | Path, langs: dict, seed: int, n_train: int, n
     root = Path(root)
     n_par = max(2, n_test // 5)
     _lareqa(root, langs, rng, n_par)
-    sizes = {"lareqa_questions_per_language": 3 * n_par, "mewslix_pairs": [max(20, n_train // 2), max(10, n_dev // 2)],
-             "mewslix_articles": [max(2, n_dev // 10), max(2, n_test // 10)]}
-    _mewslix(root, langs, rng, sizes["mewslix_pairs"][0], sizes["mewslix_pairs"][1], sizes["mewslix_articles"][1],
-             sizes["mewslix_articles"][0])
+    sizes = {
+        "lareqa_questions_per_language": 3 * n_par,
+        "mewslix_pairs": [max(20, n_train // 2), max(10, n_dev // 2)],
+        "mewslix_articles": [max(2, n_dev // 10), max(2, n_test // 10)],
+    }
+    _mewslix(
+        root,
+        langs,
+        rng,
+        sizes["mewslix_pairs"][0],
+        sizes["mewslix_pairs"][1],
+        sizes["mewslix_articles"][1],
+        sizes["mewslix_articles"][0],
+    )
     return sizes

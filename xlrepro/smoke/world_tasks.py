@@ -26,6 +26,7 @@ The tasks reuse the latent grammar of ``grammar``:
 - Social IQa: a premise and three follow-ups about its object; only one follow-up's verb takes
   an object of that class.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,15 +35,44 @@ import random
 from pathlib import Path
 
 from xlrepro import languages as langtab
-from xlrepro.smoke.grammar import (NP, VERBS, Clause, Language, atomic_write, squad_article, noun_class, sample_clause,
-                                 sample_np, text, NOUNS)
+from xlrepro.smoke.grammar import (
+    NOUNS,
+    NP,
+    VERBS,
+    Clause,
+    Language,
+    atomic_write,
+    noun_class,
+    sample_clause,
+    sample_np,
+    squad_article,
+    text,
+)
 from xlrepro.tasks import get_task
 
 NAMES = {  # lower case: the smoke tokenizer learnt no capital letters
-    "PER": ["anna berg", "boris", "carla mendez", "dmitri volk", "elif", "farid nasser", "greta", "hiro sato",
-            "ines costa", "jonas lind"],
-    "ORG": ["acme", "nordic bank", "vega motors", "delta foods", "orion group", "kappa", "sunrise media",
-            "atlas steel"],
+    "PER": [
+        "anna berg",
+        "boris",
+        "carla mendez",
+        "dmitri volk",
+        "elif",
+        "farid nasser",
+        "greta",
+        "hiro sato",
+        "ines costa",
+        "jonas lind",
+    ],
+    "ORG": [
+        "acme",
+        "nordic bank",
+        "vega motors",
+        "delta foods",
+        "orion group",
+        "kappa",
+        "sunrise media",
+        "atlas steel",
+    ],
     "LOC": ["oslo", "cape town", "lima", "nairobi", "new harbor", "kyoto", "porto", "santa rosa", "tromso"],
 }
 # TyDi QA languages written into the mixed official files besides the world's own (never read as
@@ -55,11 +85,13 @@ def generate(root: str | Path, langs: dict[str, Language], seed: int, n_train: i
     root = Path(root)
     rng = random.Random(f"{seed}-xtreme-tasks")
     en = langs["en"]
-    sizes = {"pawsx": _pawsx(root, langs, rng, max(40, n_train // 2), max(20, n_dev // 2), max(20, n_test // 3)),
-             "panx": _panx(root, langs, rng, max(40, n_train // 2), max(20, n_dev // 2), max(20, n_test // 3)),
-             "mlqa": _mlqa(root, langs, rng, max(9, n_dev // 4), max(9, n_test // 4)),
-             "tydiqa": _tydiqa(root, en, seed, rng, max(30, n_train // 5), max(9, n_test // 4)),
-             "socialiqa": _socialiqa(root, en, rng, max(30, n_train // 4), max(20, n_dev // 2))}
+    sizes = {
+        "pawsx": _pawsx(root, langs, rng, max(40, n_train // 2), max(20, n_dev // 2), max(20, n_test // 3)),
+        "panx": _panx(root, langs, rng, max(40, n_train // 2), max(20, n_dev // 2), max(20, n_test // 3)),
+        "mlqa": _mlqa(root, langs, rng, max(9, n_dev // 4), max(9, n_test // 4)),
+        "tydiqa": _tydiqa(root, en, seed, rng, max(30, n_train // 5), max(9, n_test // 4)),
+        "socialiqa": _socialiqa(root, en, rng, max(30, n_train // 4), max(20, n_dev // 2)),
+    }
     return sizes
 
 
@@ -163,8 +195,9 @@ def _panx(root, langs, rng, n_train, n_dev, n_test) -> dict:
         atomic_write(root / "panx" / f"dev-{code}.tsv", block([ner_sentence(lang, rng) for _ in range(n_dev)], True))
         test = [ner_sentence(lang, rng) for _ in range(n_test)]
         atomic_write(root / "panx" / f"test-{code}.tsv", block(test, False))
-        atomic_write(root / "labels" / "panx" / f"test-{code}.tsv",
-                      "".join("".join(f"{t}\n" for _, t in s) + "\n" for s in test))
+        atomic_write(
+            root / "labels" / "panx" / f"test-{code}.tsv", "".join("".join(f"{t}\n" for _, t in s) + "\n" for s in test)
+        )
     return {"train": n_train, "dev": n_dev, "test": n_test}
 
 
@@ -173,8 +206,10 @@ def _panx(root, langs, rng, n_train, n_dev, n_test) -> dict:
 
 def _squad_file(lang: Language, rng: random.Random, n_questions: int, tag: str) -> dict:
     n_par = max(1, n_questions // 3)
-    arts = [squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
-            for a in range((n_par + 9) // 10)]
+    arts = [
+        squad_article(lang, rng, min(10, n_par - a * 10), f"smoke-{tag}-{a}", f"{tag}{a}")
+        for a in range((n_par + 9) // 10)
+    ]
     return {"version": "1.1", "data": arts}
 
 
@@ -182,8 +217,10 @@ def _mlqa(root, langs, rng, n_dev, n_test) -> dict:
     for code, lang in _task_langs("mlqa", langs).items():
         for split, n in (("dev", n_dev), ("test", n_test)):
             obj = _squad_file(lang, rng, n, f"mlqa-{split}-{code}")
-            atomic_write(root / "mlqa" / "MLQA_V1" / split / f"{split}-context-{code}-question-{code}.json",
-                          json.dumps(obj, ensure_ascii=False))
+            atomic_write(
+                root / "mlqa" / "MLQA_V1" / split / f"{split}-context-{code}-question-{code}.json",
+                json.dumps(obj, ensure_ascii=False),
+            )
     return {"dev": n_dev, "test": n_test}
 
 
@@ -198,12 +235,14 @@ def _tydiqa(root, en: Language, seed: int, rng, n_train, n_test) -> dict:
             for art in _squad_file(lang, rng, n, f"tydiqa-{split}-{code}")["data"]:
                 for para in art["paragraphs"]:
                     for k, qa in enumerate(para["qas"]):
-                        qa["id"] = f"{name}-{rng.randint(-2 ** 63, 2 ** 63 - 1)}-{k}"
+                        qa["id"] = f"{name}-{rng.randint(-(2**63), 2**63 - 1)}-{k}"
                 articles.append(art)
         rng.shuffle(articles)  # the official files interleave the languages' articles
         return {"data": articles, "version": "TyDiQA-GoldP-1.1-for-SQuAD-1.1"}
 
-    atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-train.json", json.dumps(mixed(n_train, "train"), ensure_ascii=False))
+    atomic_write(
+        root / "tydiqa" / "tydiqa-goldp-v1.1-train.json", json.dumps(mixed(n_train, "train"), ensure_ascii=False)
+    )
     atomic_write(root / "tydiqa" / "tydiqa-goldp-v1.1-dev.json", json.dumps(mixed(n_test, "dev"), ensure_ascii=False))
     return {"train_en": n_train, "test_en": n_test, "other_languages": list(TYDIQA_OTHERS)}
 
@@ -229,8 +268,17 @@ def _socialiqa(root, en: Language, rng, n_train, n_dev) -> dict:
         rows = []
         for _ in range(n):
             p, answers, label = siqa_item(rng)
-            rows.append(json.dumps({"context": text(en.clause(p)), "question": "What happens next?",
-                                    "answerA": text(en.clause(answers[0])), "answerB": text(en.clause(answers[1])),
-                                    "answerC": text(en.clause(answers[2])), "correct": "ABC"[label]}))
+            rows.append(
+                json.dumps(
+                    {
+                        "context": text(en.clause(p)),
+                        "question": "What happens next?",
+                        "answerA": text(en.clause(answers[0])),
+                        "answerB": text(en.clause(answers[1])),
+                        "answerC": text(en.clause(answers[2])),
+                        "correct": "ABC"[label],
+                    }
+                )
+            )
         atomic_write(root / "socialiqa" / fname, "\n".join(rows) + "\n")
     return {"train": n_train, "dev": n_dev}

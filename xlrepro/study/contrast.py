@@ -10,6 +10,7 @@ Chance level of a task (``chance_level``) comes from the registry: 1 / number of
 classification, 1 / number of choices for multiple choice. F1 (tagging, QA) and retrieval scores
 have no useful chance line (it is about 0), so none is drawn.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,8 +37,11 @@ def chance_level(task: str) -> float | None:
 
 
 def _run_dirs(results: Mapping, out_dir: Path, kind: str) -> dict[str, Path]:
-    return {info["task"]: Path(out_dir) / "runs" / Path(info["dir"]).name
-            for info in results.get("runs", {}).values() if info.get("kind") == kind and "task" in info}
+    return {
+        info["task"]: Path(out_dir) / "runs" / Path(info["dir"]).name
+        for info in results.get("runs", {}).values()
+        if info.get("kind") == kind and "task" in info
+    }
 
 
 def contrast(results: Mapping, out_dir: str | Path, split: str = "test") -> list[dict]:
@@ -79,17 +83,31 @@ def contrast(results: Mapping, out_dir: str | Path, split: str = "test") -> list
                     s = c.sum(axis=0)
                     return 0.0 if s[1] + s[2] == 0 else 200 * s[0] / (s[1] + s[2])
 
-                res = stats.paired_bootstrap_statistic(len(ca), lambda idx, ca=ca, cb=cb: f1(ca[idx]) - f1(cb[idx]),
-                                                       n_boot=N_BOOT, seed=0)
+                res = stats.paired_bootstrap_statistic(
+                    len(ca), lambda idx, ca=ca, cb=cb: f1(ca[idx]) - f1(cb[idx]), n_boot=N_BOOT, seed=0
+                )
                 sa, sb = f1(ca), f1(cb)
             else:
                 xa = np.concatenate([np.asarray(e["scores"], float) for e in pa])
                 xb = np.concatenate([np.asarray(e["scores"], float) for e in pb])
                 res = stats.paired_bootstrap(xa.tolist(), xb.tolist(), n_boot=N_BOOT, seed=0)
                 sa, sb = float(xa.mean()), float(xb.mean())
-            rows.append({"task": task, "group": group, "languages": langs, "n": res["n"], "intermediate": sa,
-                         "baseline": sb, "diff": res["diff"], "low": res["low"], "high": res["high"],
-                         "p_value": res["p_value"], "kind": kind, "chance": chance_level(task)})
+            rows.append(
+                {
+                    "task": task,
+                    "group": group,
+                    "languages": langs,
+                    "n": res["n"],
+                    "intermediate": sa,
+                    "baseline": sb,
+                    "diff": res["diff"],
+                    "low": res["low"],
+                    "high": res["high"],
+                    "p_value": res["p_value"],
+                    "kind": kind,
+                    "chance": chance_level(task),
+                }
+            )
     return rows
 
 
@@ -97,17 +115,23 @@ def section(rows: list[dict]) -> list[str]:
     """The report's Markdown section of ``contrast`` rows (empty without rows)."""
     if not rows:
         return []
-    L = ["## Intermediate training minus the no-intermediate baseline", "",
-         "The research question in miniature: the same target fine-tuning started from the intermediate model "
-         "and from the pre-trained encoder (the baseline run). Per resource group (`xlrepro.languages`), the test "
-         f"items of the group's languages pooled; 95% CI and p from a paired item bootstrap ({N_BOOT} resamples; "
-         "both runs scored on the same items). A CI that spans 0 cannot tell the two apart. "
-         f"Chance from the task registry (1/labels, 1/choices); {CHANCE_NOTE}.", "",
-         "| task | group (languages) | items | intermediate | baseline | difference | 95% CI | p | chance |",
-         "|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "## Intermediate training minus the no-intermediate baseline",
+        "",
+        "The research question in miniature: the same target fine-tuning started from the intermediate model "
+        "and from the pre-trained encoder (the baseline run). Per resource group (`xlrepro.languages`), the test "
+        f"items of the group's languages pooled; 95% CI and p from a paired item bootstrap ({N_BOOT} resamples; "
+        "both runs scored on the same items). A CI that spans 0 cannot tell the two apart. "
+        f"Chance from the task registry (1/labels, 1/choices); {CHANCE_NOTE}.",
+        "",
+        "| task | group (languages) | items | intermediate | baseline | difference | 95% CI | p | chance |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         chance = "—" if r["chance"] is None else f"{r['chance']:.1f}"
-        L.append(f"| {r['task']} | {r['group']} ({' '.join(r['languages'])}) | {r['n']} | {r['intermediate']:.1f} | "
-                 f"{r['baseline']:.1f} | {r['diff']:+.1f} | [{r['low']:+.1f}, {r['high']:+.1f}] | "
-                 f"{r['p_value']:.3f} | {chance} |")
+        L.append(
+            f"| {r['task']} | {r['group']} ({' '.join(r['languages'])}) | {r['n']} | {r['intermediate']:.1f} | "
+            f"{r['baseline']:.1f} | {r['diff']:+.1f} | [{r['low']:+.1f}, {r['high']:+.1f}] | "
+            f"{r['p_value']:.3f} | {chance} |"
+        )
     return L + [""]

@@ -19,6 +19,7 @@ negative control: it passes when at most ``MAX_FALSE_POSITIVES`` of the replicat
 (probability 1.2% for a calibrated test), and the positive control passes when at least
 ``MIN_DETECTIONS`` of them find the planted slope.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,14 @@ def synthetic_scores(design: Sequence[Mapping], slope: float, seed: int) -> list
     tasks = {k: rng.normal(0, TASK_SD) for k in sorted({str(r["task"]) for r in design})}
     out = []
     for r in design:
-        score = (50 + tasks[str(r["task"])] + lang[str(r["language"])] + seeds[str(r["seed"])]
-                 + slope * math.log10(float(r["volume"])) + rng.normal(0, NOISE_SD))
+        score = (
+            50
+            + tasks[str(r["task"])]
+            + lang[str(r["language"])]
+            + seeds[str(r["seed"])]
+            + slope * math.log10(float(r["volume"]))
+            + rng.normal(0, NOISE_SD)
+        )
         out.append({**r, "score": float(score)})
     return out
 
@@ -58,8 +65,11 @@ def run(design: Sequence[Mapping], arm: str) -> dict:
     ``{"status": "run", "positive", "negative", "passed", ...}`` or ``{"status": "not run", "reason"}``."""
     from xlrepro.study import primary
 
-    base = {"arm": arm, "planted_slope": PLANTED_SLOPE,
-            "noise": {"language_sd": LANGUAGE_SD, "seed_sd": SEED_SD, "task_sd": TASK_SD, "item_sd": NOISE_SD}}
+    base = {
+        "arm": arm,
+        "planted_slope": PLANTED_SLOPE,
+        "noise": {"language_sd": LANGUAGE_SD, "seed_sd": SEED_SD, "task_sd": TASK_SD, "item_sd": NOISE_SD},
+    }
     if not design:
         return {"status": "not run", "reason": f"no scores of the {arm} arm to take the design from", **base}
     why = primary.fittable(list(design))
@@ -78,9 +88,15 @@ def run(design: Sequence[Mapping], arm: str) -> dict:
             excluding += int(lo > 0 or hi < 0)
             above += int(lo > 0)
         ok = (above >= MIN_DETECTIONS if name == "positive" else excluding <= MAX_FALSE_POSITIVES) and not failed
-        out[name] = {"planted": slope, "fitted": len(estimates), "failed": failed,
-                     "mean_estimate": sum(estimates) / len(estimates) if estimates else None,
-                     "ci_above_0": above, "ci_excludes_0": excluding, "passed": ok}
+        out[name] = {
+            "planted": slope,
+            "fitted": len(estimates),
+            "failed": failed,
+            "mean_estimate": sum(estimates) / len(estimates) if estimates else None,
+            "ci_above_0": above,
+            "ci_excludes_0": excluding,
+            "passed": ok,
+        }
     out["passed"] = bool(out["positive"]["passed"] and out["negative"]["passed"])
     return out
 
@@ -89,27 +105,43 @@ def section(c: Mapping) -> list[str]:
     """The report's Markdown section of the analysis controls."""
     if not c:
         return []
-    L = ["## Controls of the analysis", "",
-         "The primary model fitted to generated scores laid out like this sweep's rows (same languages, seeds, "
-         f"volumes and tasks; arm {c['arm']}): a **positive control** where the score rises "
-         f"{c['planted_slope']:g} points per tenfold volume (the fitted `lv` must be positive, its CI excluding 0) "
-         "and a **negative control** where intermediate data carry no information, as with shuffled intermediate "
-         "labels (the `lv` CI must cover 0). Noise: language sd {language_sd:g}, seed sd {seed_sd:g}, task sd "
-         "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. These check the analysis code and the design's power; the "
-         "controls are synthetic, not trained runs (docs/scaling-study.md).".format(replicates=REPLICATES, **c["noise"]), ""]
+    L = [
+        "## Controls of the analysis",
+        "",
+        "The primary model fitted to generated scores laid out like this sweep's rows (same languages, seeds, "
+        f"volumes and tasks; arm {c['arm']}): a **positive control** where the score rises "
+        f"{c['planted_slope']:g} points per tenfold volume (the fitted `lv` must be positive, its CI excluding 0) "
+        "and a **negative control** where intermediate data carry no information, as with shuffled intermediate "
+        "labels (the `lv` CI must cover 0). Noise: language sd {language_sd:g}, seed sd {seed_sd:g}, task sd "
+        "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. These check the analysis code and the design's power; the "
+        "controls are synthetic, not trained runs (docs/scaling-study.md).".format(replicates=REPLICATES, **c["noise"]),
+        "",
+    ]
     if c["status"] != "run":
         return L + [f"**Not run:** {c['reason']}.", ""]
     n = c["replicates"]
-    L += ["| control | planted lv | mean fitted lv | replicates with the CI above 0 | with the CI excluding 0 | "
-          "expected | result |", "|---|---|---|---|---|---|---|"]
-    for name, want in (("positive", f"CI above 0 in at least {MIN_DETECTIONS} of {n}"),
-                       ("negative", f"CI excludes 0 in at most {MAX_FALSE_POSITIVES} of {n}")):
+    L += [
+        "| control | planted lv | mean fitted lv | replicates with the CI above 0 | with the CI excluding 0 | "
+        "expected | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, want in (
+        ("positive", f"CI above 0 in at least {MIN_DETECTIONS} of {n}"),
+        ("negative", f"CI excludes 0 in at most {MAX_FALSE_POSITIVES} of {n}"),
+    ):
         e = c[name]
         mean = "—" if e["mean_estimate"] is None else f"{e['mean_estimate']:+.2f}"
-        L.append(f"| {name} | {e['planted']:+.1f} | {mean} | {e['ci_above_0']}/{n} | {e['ci_excludes_0']}/{n} | "
-                 f"{want} | {'passed' if e['passed'] else '**FAILED**'} |")
+        L.append(
+            f"| {name} | {e['planted']:+.1f} | {mean} | {e['ci_above_0']}/{n} | {e['ci_excludes_0']}/{n} | "
+            f"{want} | {'passed' if e['passed'] else '**FAILED**'} |"
+        )
         if e["failed"]:
             L.append(f"| | {len(e['failed'])} fit(s) failed: {e['failed'][0]} | | | | | |")
-    L += ["", "Both controls passed." if c["passed"] else
-          "**A control failed: the primary analysis above cannot be trusted on this design.**", ""]
+    L += [
+        "",
+        "Both controls passed."
+        if c["passed"]
+        else "**A control failed: the primary analysis above cannot be trusted on this design.**",
+        "",
+    ]
     return L

@@ -21,6 +21,7 @@ What ``xlrepro.study.spec.expand`` asks of this module (the pre-registration is
   stages, the SQuAD encoder of XTREME-R Tatoeba, the dual encoders of LAReQA and Mewsli-X) with
   its GPU-hours.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,8 +59,11 @@ def check_volumes(cells, where: str) -> None:
                 if msg not in bad:
                     bad.append(msg)
     if bad:
-        raise ConfigError(f"{where}: volumes larger than the training set: " + "; ".join(bad)
-                          + ". Use 'all' for the whole set, or a volume no larger than it.")
+        raise ConfigError(
+            f"{where}: volumes larger than the training set: "
+            + "; ".join(bad)
+            + ". Use 'all' for the whole set, or a volume no larger than it."
+        )
 
 
 # ---------------------------------------------------------------------- arms and model selection
@@ -86,8 +90,10 @@ def intermediate_steps(cfg) -> int:
 
     tc = cfg.intermediate.train
     if tc.token_budget and tc.max_steps is None:
-        raise ConfigError("selection by validation count needs fixed-size batches or max_steps "
-                          "(intermediate.train.token_budget plans batches from the data)")
+        raise ConfigError(
+            "selection by validation count needs fixed-size batches or max_steps "
+            "(intermediate.train.token_budget plans batches from the data)"
+        )
     return total_steps(tc, n_examples(cfg))
 
 
@@ -109,8 +115,10 @@ def eval_schedule(n_steps: int, k: int) -> int:
             return every
         if c < k:
             break
-    raise ConfigError(f"no fixed interval gives exactly {k} validations in {n_steps} steps "
-                      f"(try validations <= {max(1, int(math.sqrt(n_steps)))})")
+    raise ConfigError(
+        f"no fixed interval gives exactly {k} validations in {n_steps} steps "
+        f"(try validations <= {max(1, int(math.sqrt(n_steps)))})"
+    )
 
 
 def selection_overrides(spec, cfg) -> tuple[list[str], dict]:
@@ -118,8 +126,13 @@ def selection_overrides(spec, cfg) -> tuple[list[str], dict]:
     steps = intermediate_steps(cfg) if spec.selection != "config" else None
     if spec.selection == "scaled":
         every = eval_schedule(steps, spec.validations)
-        rec = {"mode": "scaled", "steps": steps, "eval_every_steps": every, "validations": spec.validations,
-               "patience": spec.validations}
+        rec = {
+            "mode": "scaled",
+            "steps": steps,
+            "eval_every_steps": every,
+            "validations": spec.validations,
+            "patience": spec.validations,
+        }
         return [f"intermediate.train.eval_every_steps={every}", f"intermediate.train.patience={spec.validations}"], rec
     if spec.selection == "last":
         rec = {"mode": "last", "steps": steps, "eval_every_steps": steps, "validations": 1}
@@ -188,8 +201,10 @@ def apply_recipe_layer(data: dict, protocol: str, apply_spec, apply_override) ->
     given on the command line wins over both. Returns the provenance of every per-task value
     (``recipe_provenance``)."""
     if protocol not in RECIPE_PROTOCOLS:
-        raise ConfigError(f"recipe: {protocol!r} is not one of {list(RECIPE_PROTOCOLS)}"
-                          f"{did_you_mean(str(protocol), RECIPE_PROTOCOLS)}")
+        raise ConfigError(
+            f"recipe: {protocol!r} is not one of {list(RECIPE_PROTOCOLS)}"
+            f"{did_you_mean(str(protocol), RECIPE_PROTOCOLS)}"
+        )
 
     missing = object()
     spec_data = copy.deepcopy(data)
@@ -263,8 +278,9 @@ def target_training_sources(cfg, target: str) -> set[str]:
         out.add(spec.train_source)
     elif spec.format.value == "retrieval":
         by_bench = spec.retrieval.get("encoder") or {}
-        src = cfg.retrieval.encoder.get(target) or (by_bench.get(cfg.retrieval.benchmark)
-                                                     if isinstance(by_bench, dict) else None)
+        src = cfg.retrieval.encoder.get(target) or (
+            by_bench.get(cfg.retrieval.benchmark) if isinstance(by_bench, dict) else None
+        )
         if src in ("squad_mrc", "squad_dual_encoder"):
             out.add("squad")
     return out
@@ -308,17 +324,33 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
 
     states = graph.states()
     spec = graph.spec
-    lines = [f"{spec.name}: {spec.result}", f"{len(graph.cells)} cells, {len(graph.nodes)} runs -> {graph.out}", "",
-             f"{'cell':>5} {'variant':<14} {'arm':<13} {'volume':>8} {'seed':>5} {'selection':<24} overlap"]
+    lines = [
+        f"{spec.name}: {spec.result}",
+        f"{len(graph.cells)} cells, {len(graph.nodes)} runs -> {graph.out}",
+        "",
+        f"{'cell':>5} {'variant':<14} {'arm':<13} {'volume':>8} {'seed':>5} {'selection':<24} overlap",
+    ]
     for c in graph.cells:
         sel = c.selection or {}
-        s = "-" if not sel else (f"{sel['mode']}: {sel.get('validations', '?')} x every {sel.get('eval_every_steps')}"
-                                 if sel["mode"] != "config" else f"config: every {sel.get('eval_every_steps')}")
+        s = (
+            "-"
+            if not sel
+            else (
+                f"{sel['mode']}: {sel.get('validations', '?')} x every {sel.get('eval_every_steps')}"
+                if sel["mode"] != "config"
+                else f"config: every {sel.get('eval_every_steps')}"
+            )
+        )
         ov = ", ".join(f"{t}<-{'+'.join(v['overlap'])}" for t, v in (c.design or {}).items() if v["overlap"]) or "-"
-        lines.append(f"{c.index:>5} {c.variant:<14} {c.arm or '-':<13} {str(c.volume) if c.volume is not None else '-':>8} "
-                     f"{c.seed:>5} {s:<24} {ov}")
-    lines += ["", f"{'state':<10} {'kind':<15} {'task':<18} {'arm':<13} {'run folder':<44} {'tokens':>10} {'prec':>5} "
-              f"{'GPU-h':>8}"]
+        lines.append(
+            f"{c.index:>5} {c.variant:<14} {c.arm or '-':<13} {str(c.volume) if c.volume is not None else '-':>8} "
+            f"{c.seed:>5} {s:<24} {ov}"
+        )
+    lines += [
+        "",
+        f"{'state':<10} {'kind':<15} {'task':<18} {'arm':<13} {'run folder':<44} {'tokens':>10} {'prec':>5} "
+        f"{'GPU-h':>8}",
+    ]
     total = remaining = 0.0
     precisions = set()
     for key, node in graph.nodes.items():
@@ -335,18 +367,23 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
         total += h
         if states[key] != "done":
             remaining += h
-        lines.append(f"{states[key]:<10} {node.kind:<15} {node.task:<18} {arm:<13} {node.run_dir:<44} {tokens:>10.3g} "
-                     f"{prec:>5} {h:>8.2f}")
+        lines.append(
+            f"{states[key]:<10} {node.kind:<15} {node.task:<18} {arm:<13} {node.run_dir:<44} {tokens:>10.3g} "
+            f"{prec:>5} {h:>8.2f}"
+        )
     counts = {s: list(states.values()).count(s) for s in ("done", "resumable", "pending")}
     c = CARDS[card]
-    lines += ["", f"runs: {counts['done']} done, {counts['resumable']} resumable, {counts['pending']} pending; "
-              f"{sum(n.kind in HIDDEN_KINDS for n in graph.nodes.values())} of them trained inside target or retrieval "
-              "phases (chain stages, SQuAD and dual encoders)",
-              f"estimated GPU-hours: {total:.1f} in all, {remaining:.1f} still to run "
-              f"(6 x N x training tokens / (peak x MFU {mfu:g}); {c.name}, dense peak "
-              + ", ".join(f"{p.upper()} {c.peak(p):g} TFLOP/s" for p in sorted(precisions or {"fp32"}))
-              + f" [{c.source}]; fp32 = CUDA cores, TF32 off; tokens counted at maximum sequence length, "
-              "evaluation not counted)"]
+    lines += [
+        "",
+        f"runs: {counts['done']} done, {counts['resumable']} resumable, {counts['pending']} pending; "
+        f"{sum(n.kind in HIDDEN_KINDS for n in graph.nodes.values())} of them trained inside target or retrieval "
+        "phases (chain stages, SQuAD and dual encoders)",
+        f"estimated GPU-hours: {total:.1f} in all, {remaining:.1f} still to run "
+        f"(6 x N x training tokens / (peak x MFU {mfu:g}); {c.name}, dense peak "
+        + ", ".join(f"{p.upper()} {c.peak(p):g} TFLOP/s" for p in sorted(precisions or {"fp32"}))
+        + f" [{c.source}]; fp32 = CUDA cores, TF32 off; tokens counted at maximum sequence length, "
+        "evaluation not counted)",
+    ]
     return "\n".join(lines)
 
 
@@ -358,11 +395,22 @@ def dry_run_table(graph, card: str, mfu: float) -> str:
 # Rahimi et al. 2019 (sentences), Tatoeba test pairs (google-research/xtreme), XCOPA test
 # (Ponti et al. 2020), TyDiQA-GoldP v1.1 dev (Clark et al. 2020), XNLI test (Conneau et al. 2018).
 POWER_TEST_SIZES = {
-    ("udpos", "mr"): 47, ("udpos", "yo"): 100, ("udpos", "te"): 146, ("udpos", "wo"): 470,
-    ("panx", "jv"): 100, ("panx", "my"): 100, ("panx", "yo"): 100,
-    ("tatoeba", "jv"): 205, ("tatoeba", "te"): 234, ("tatoeba", "sw"): 390, ("tatoeba", "ml"): 687,
-    ("xcopa", "ht"): 500, ("xcopa", "qu"): 500, ("xcopa", "sw"): 500,
-    ("tydiqa", "sw"): 499, ("tydiqa", "te"): 669,
+    ("udpos", "mr"): 47,
+    ("udpos", "yo"): 100,
+    ("udpos", "te"): 146,
+    ("udpos", "wo"): 470,
+    ("panx", "jv"): 100,
+    ("panx", "my"): 100,
+    ("panx", "yo"): 100,
+    ("tatoeba", "jv"): 205,
+    ("tatoeba", "te"): 234,
+    ("tatoeba", "sw"): 390,
+    ("tatoeba", "ml"): 687,
+    ("xcopa", "ht"): 500,
+    ("xcopa", "qu"): 500,
+    ("xcopa", "sw"): 500,
+    ("tydiqa", "sw"): 499,
+    ("tydiqa", "te"): 669,
     ("xnli", "sw"): 5010,
 }
 
@@ -376,21 +424,31 @@ def power_table(p: float = 0.5, alpha: float = 0.05, power: float = 0.8, correla
 
     rows = []
     for (task, lang), n in POWER_TEST_SIZES.items():
-        rows.append({"task": task, "language": lang, "n": n,
-                     "ci_half_width": 100 * stats.ci_half_width(n, p, alpha),
-                     "mde_unpaired": 100 * stats.min_detectable_difference(n, p, alpha, power),
-                     "mde_paired": 100 * stats.min_detectable_difference(n, p, alpha, power, paired=True,
-                                                                         correlation=correlation)})
+        rows.append(
+            {
+                "task": task,
+                "language": lang,
+                "n": n,
+                "ci_half_width": 100 * stats.ci_half_width(n, p, alpha),
+                "mde_unpaired": 100 * stats.min_detectable_difference(n, p, alpha, power),
+                "mde_paired": 100
+                * stats.min_detectable_difference(n, p, alpha, power, paired=True, correlation=correlation),
+            }
+        )
     return rows
 
 
 def render_power_table(**kw) -> str:
     """``power_table`` as the Markdown table of docs/scaling-study.md."""
-    lines = ["| task | language | test items | 95% CI ± | MDE unpaired | MDE paired (ρ = 0.5) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| task | language | test items | 95% CI ± | MDE unpaired | MDE paired (ρ = 0.5) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in power_table(**kw):
-        lines.append(f"| {r['task']} | {r['language']} | {r['n']} | {r['ci_half_width']:.1f} | "
-                     f"{r['mde_unpaired']:.1f} | {r['mde_paired']:.1f} |")
+        lines.append(
+            f"| {r['task']} | {r['language']} | {r['n']} | {r['ci_half_width']:.1f} | "
+            f"{r['mde_unpaired']:.1f} | {r['mde_paired']:.1f} |"
+        )
     return "\n".join(lines)
 
 

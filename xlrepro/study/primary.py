@@ -18,6 +18,7 @@ the language table (``xlrepro.languages``): log10 of the language's CC-100 GiB, 
 languages XLM-R never saw (their own stratum). A design that cannot identify the estimand (too
 few rows, volumes or seen languages) is reported as such with the reason, never fitted.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,10 @@ ATTEMPTS = {
     "first": "first attempts (collapsed runs kept)",
     "no-reseeded": "re-seeded cells left out",
 }
-ARM_ROLE = {"fixed-steps": "primary (volume at equal compute)", "fixed-epochs": "secondary (volume and compute together)"}
+ARM_ROLE = {
+    "fixed-steps": "primary (volume at equal compute)",
+    "fixed-epochs": "secondary (volume and compute together)",
+}
 MIN_ROWS = 8
 MIN_VOLUMES = 2
 MIN_SEEN_LANGUAGES = 2
@@ -79,8 +83,16 @@ def model_rows(records: Iterable[Mapping], main: Mapping[str, str], volumes_by_c
             skip(f"language {r['language']} has no CC-100 size in the language table")
             continue
         by_arm.setdefault(r.get("arm") or "fixed-epochs", []).append(
-            {"score": float(r["value"]), "volume": float(vol), "language": r["language"], "seed": r["seed"],
-             "log_cc100": lc, "task": f"{r['task']}|{r.get('intermediate')}", "cell": r["cell"]})
+            {
+                "score": float(r["value"]),
+                "volume": float(vol),
+                "language": r["language"],
+                "seed": r["seed"],
+                "log_cc100": lc,
+                "task": f"{r['task']}|{r.get('intermediate')}",
+                "cell": r["cell"],
+            }
+        )
     return {"rows": by_arm, "left_out": left_out}
 
 
@@ -94,8 +106,10 @@ def fittable(rows: Sequence[Mapping]) -> str | None:
     if len(vols) < MIN_VOLUMES:
         problems.append(f"{len(vols)} distinct volume(s) (at least {MIN_VOLUMES} needed for a slope)")
     if len({r["log_cc100"] for r in rows if r["log_cc100"] is not None}) < MIN_SEEN_LANGUAGES:
-        problems.append(f"{len(seen)} language(s) seen by XLM-R ({', '.join(seen) or 'none'}; at least "
-                        f"{MIN_SEEN_LANGUAGES} with different CC-100 sizes needed for the interaction)")
+        problems.append(
+            f"{len(seen)} language(s) seen by XLM-R ({', '.join(seen) or 'none'}; at least "
+            f"{MIN_SEEN_LANGUAGES} with different CC-100 sizes needed for the interaction)"
+        )
     return "; ".join(problems) if problems else None
 
 
@@ -106,8 +120,14 @@ def fit(rows: list[dict], alpha: float = 0.05) -> dict:
 
     seen = sorted({r["language"] for r in rows if r["log_cc100"] is not None})
     unseen = sorted({r["language"] for r in rows if r["log_cc100"] is None})
-    design = {"n": len(rows), "seen": seen, "unseen": unseen, "seeds": sorted({str(r["seed"]) for r in rows}),
-              "volumes": sorted({r["volume"] for r in rows}), "tasks": sorted({r["task"] for r in rows})}
+    design = {
+        "n": len(rows),
+        "seen": seen,
+        "unseen": unseen,
+        "seeds": sorted({str(r["seed"]) for r in rows}),
+        "volumes": sorted({r["volume"] for r in rows}),
+        "tasks": sorted({r["task"] for r in rows}),
+    }
     why = fittable(rows)
     if why is not None:
         return {"status": "too few", "reason": why, **design}
@@ -118,25 +138,42 @@ def fit(rows: list[dict], alpha: float = 0.05) -> dict:
     lv = res["effects"]["lv"]
     notes = []
     if len(seen) < FEW_LANGUAGES:
-        notes.append(f"only {len(seen)} seen languages: the interaction is their slope difference, and the "
-                     "language variance is barely estimable")
+        notes.append(
+            f"only {len(seen)} seen languages: the interaction is their slope difference, and the "
+            "language variance is barely estimable"
+        )
     if not res["converged"]:
         notes.append("the optimiser did not report convergence")
-    return {"status": "fitted", **design, "estimand": res["estimand"],
-            "slope": {"term": "lv", **lv, "detected": bool(lv["ci"][0] > 0 or lv["ci"][1] < 0)},
-            "effects": res["effects"], "formula": res["formula"], "random": res["random"],
-            "variance_components": res["variance_components"], "residual_variance": res["residual_variance"],
-            "converged": res["converged"], "notes": notes}
+    return {
+        "status": "fitted",
+        **design,
+        "estimand": res["estimand"],
+        "slope": {"term": "lv", **lv, "detected": bool(lv["ci"][0] > 0 or lv["ci"][1] < 0)},
+        "effects": res["effects"],
+        "formula": res["formula"],
+        "random": res["random"],
+        "variance_components": res["variance_components"],
+        "residual_variance": res["residual_variance"],
+        "converged": res["converged"],
+        "notes": notes,
+    }
 
 
-def analyse(records_by_attempt: Mapping[str, list], main: Mapping[str, str], volumes_by_cell: Mapping[int, float],
-            arms: Iterable[str]) -> dict:
+def analyse(
+    records_by_attempt: Mapping[str, list],
+    main: Mapping[str, str],
+    volumes_by_cell: Mapping[int, float],
+    arms: Iterable[str],
+) -> dict:
     """{arm: {"role", "fits": {attempt: fit}, "left_out": {...}}} for every arm of the spec."""
     built = {mode: model_rows(recs, main, volumes_by_cell) for mode, recs in records_by_attempt.items()}
     out = {}
     for arm in arms:
-        out[arm] = {"role": ARM_ROLE.get(arm, arm), "fits": {}, "left_out": built["accepted"]["left_out"]
-                    if "accepted" in built else {}}
+        out[arm] = {
+            "role": ARM_ROLE.get(arm, arm),
+            "fits": {},
+            "left_out": built["accepted"]["left_out"] if "accepted" in built else {},
+        }
         for mode in ATTEMPTS:
             if mode in built:
                 out[arm]["fits"][mode] = fit(built[mode]["rows"].get(arm, []))
@@ -151,42 +188,62 @@ def section(primary: Mapping, collapse: Mapping | None) -> list[str]:
     """The report's Markdown section of the primary analysis."""
     if not primary:
         return []
-    L = ["## Primary analysis: the pre-registered mixed model", "",
-         "`score ~ lv + lc + lv:lc + unseen + lv:unseen + task`, random intercepts for language and seed "
-         "(crossed), REML (statsmodels MixedLM; `xlrepro.study.stats.scaling_mixed_model`). `lv` = centred log10 "
-         "intermediate examples, `lc` = centred log10 CC-100 GiB of the seen languages (0 for unseen), "
-         "`unseen` = XLM-R never saw the language. Rows: test scores of the main metric, English and cells whose "
-         "intermediate data overlap the target's training data left out; `task` = target × intermediate task. "
-         "**Estimand (H1): `lv:lc`**, negative = more intermediate data helps the less-resourced languages more; "
-         "`lv` is the volume slope at the mean log CC-100 size (H2), in points per tenfold volume. "
-         "Each arm is fitted on its own, three ways: with the re-seeded runs, with the first attempts only "
-         "(collapsed runs kept), and with every re-seeded cell left out.", "",
-         "| arm | runs used | scores | languages (seen; unseen) | seeds | volumes | lv:lc (estimand), 95% CI, p | "
-         "lv (volume slope), 95% CI, p | verdict |",
-         "|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "## Primary analysis: the pre-registered mixed model",
+        "",
+        "`score ~ lv + lc + lv:lc + unseen + lv:unseen + task`, random intercepts for language and seed "
+        "(crossed), REML (statsmodels MixedLM; `xlrepro.study.stats.scaling_mixed_model`). `lv` = centred log10 "
+        "intermediate examples, `lc` = centred log10 CC-100 GiB of the seen languages (0 for unseen), "
+        "`unseen` = XLM-R never saw the language. Rows: test scores of the main metric, English and cells whose "
+        "intermediate data overlap the target's training data left out; `task` = target × intermediate task. "
+        "**Estimand (H1): `lv:lc`**, negative = more intermediate data helps the less-resourced languages more; "
+        "`lv` is the volume slope at the mean log CC-100 size (H2), in points per tenfold volume. "
+        "Each arm is fitted on its own, three ways: with the re-seeded runs, with the first attempts only "
+        "(collapsed runs kept), and with every re-seeded cell left out.",
+        "",
+        "| arm | runs used | scores | languages (seen; unseen) | seeds | volumes | lv:lc (estimand), 95% CI, p | "
+        "lv (volume slope), 95% CI, p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     notes = []
     for arm, entry in primary.items():
         for mode, f in entry["fits"].items():
             langs = f"{' '.join(f['seen']) or '—'}; {' '.join(f['unseen']) or '—'}"
-            head = (f"| {arm}: {entry['role']} | {ATTEMPTS[mode]} | {f['n']} | {langs} | {len(f['seeds'])} | "
-                    f"{len(f['volumes'])} |")
+            head = (
+                f"| {arm}: {entry['role']} | {ATTEMPTS[mode]} | {f['n']} | {langs} | {len(f['seeds'])} | "
+                f"{len(f['volumes'])} |"
+            )
             if f["status"] != "fitted":
                 word = "too few to fit" if f["status"] == "too few" else "fit failed"
                 L.append(f"{head} — | — | **{word}**: {f['reason']} |")
                 continue
             e = f["estimand"]
-            verdict = ("lv:lc < 0 (H1 supported)" if e["ci"][1] < 0 else "lv:lc > 0 (against H1)" if e["ci"][0] > 0
-                       else "cannot tell (CI spans 0)")
+            verdict = (
+                "lv:lc < 0 (H1 supported)"
+                if e["ci"][1] < 0
+                else "lv:lc > 0 (against H1)"
+                if e["ci"][0] > 0
+                else "cannot tell (CI spans 0)"
+            )
             L.append(f"{head} {_ci(e)} | {_ci(f['slope'])} | {verdict} |")
             notes += [f"- {arm}: {n}" for n in f["notes"] if f"- {arm}: {n}" not in notes]
         dropped = entry.get("left_out") or {}
         if dropped:
-            notes.append(f"- {arm}: left out of the rows: " + "; ".join(f"{why} ({k})" for why, k in sorted(dropped.items())))
+            notes.append(
+                f"- {arm}: left out of the rows: " + "; ".join(f"{why} ({k})" for why, k in sorted(dropped.items()))
+            )
     L += [""] + (notes + [""] if notes else [])
     if collapse:
-        L += ["Collapse rate per volume beside it (first attempts that collapsed): "
-              + ", ".join(f"{v} {d['collapsed']}/{d['runs']}" for v, d in collapse.items()) + ".", ""]
+        L += [
+            "Collapse rate per volume beside it (first attempts that collapsed): "
+            + ", ".join(f"{v} {d['collapsed']}/{d['runs']}" for v, d in collapse.items())
+            + ".",
+            "",
+        ]
     else:
-        L += ["No re-seed decisions were logged (no classification fine-tune was checked for collapse, or none "
-              "collapsed), so the three fits use the same runs.", ""]
+        L += [
+            "No re-seed decisions were logged (no classification fine-tune was checked for collapse, or none "
+            "collapsed), so the three fits use the same runs.",
+            "",
+        ]
     return L

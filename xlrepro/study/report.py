@@ -17,6 +17,7 @@ and retrieval runs (re-seeded runs replace collapsed ones, as ``reseeds.jsonl`` 
 
 Writes ``<dir>/report-<name>/report.md``, ``report.html``, the PNGs and ``analysis.json``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrepro.study import stats
-from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
+from xlrepro.study import stats
+from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 from xlrepro.tasks.registry import benchmark_tasks, headline_metric, headline_metrics
 
 MAIN = {"accuracy", "f1", "map@20"}
@@ -52,6 +53,7 @@ def _vol_label(v) -> str:
 
 
 # ---------------------------------------------------------------------- collection
+
 
 def collect(out: Path, desc: dict, attempts: str = "accepted") -> dict:
     """Finished runs' records with their cell labels. ``attempts``: ``accepted`` applies the re-seed
@@ -92,9 +94,20 @@ def collect(out: Path, desc: dict, attempts: str = "accepted") -> dict:
             rid = run_dir.name
             runs[rid] = {"dir": run_dir, "kind": node["kind"], "task": node["task"], "note": note}
             for r in res["records"]:
-                records.append({**r, "phase": node["kind"], "variant": _row_label(cell), "volume": cell["volume"],
-                                "seed": cell["seed"], "intermediate": cell["intermediate"], "cell": cell["index"],
-                                "run": rid, "upstream": node["upstream"], **_design_fields(cell, node["task"])})
+                records.append(
+                    {
+                        **r,
+                        "phase": node["kind"],
+                        "variant": _row_label(cell),
+                        "volume": cell["volume"],
+                        "seed": cell["seed"],
+                        "intermediate": cell["intermediate"],
+                        "cell": cell["index"],
+                        "run": rid,
+                        "upstream": node["upstream"],
+                        **_design_fields(cell, node["task"]),
+                    }
+                )
     return {"records": records, "runs": runs, "missing": sorted(set(missing)), "collapsed": collapsed}
 
 
@@ -109,9 +122,13 @@ def _design_fields(cell: dict, task: str) -> dict:
     """Arm, overlap with the intermediate data, domain shift and resolved recipe of a record."""
     design = (cell.get("design") or {}).get(task) or {}
     recipe = next((r for r in (cell.get("recipes") or {}).values() if r.get("task") == task), None)
-    return {"arm": cell.get("arm"), "overlap": design.get("overlap") or [], "domain": design.get("domain"),
-            "recipe": {k: v["value"] for k, v in recipe["settings"].items()} if recipe else None,
-            "recipe_source": recipe.get("source") if recipe else None}
+    return {
+        "arm": cell.get("arm"),
+        "overlap": design.get("overlap") or [],
+        "domain": design.get("domain"),
+        "recipe": {k: v["value"] for k, v in recipe["settings"].items()} if recipe else None,
+        "recipe_source": recipe.get("source") if recipe else None,
+    }
 
 
 def _items_for(runs: dict, rid: str, split: str, lang: str, rec: dict) -> dict | None:
@@ -127,6 +144,7 @@ def _items_for(runs: dict, rid: str, split: str, lang: str, rec: dict) -> dict |
 
 
 # ---------------------------------------------------------------------- analysis
+
 
 def _intermediate_volumes(out: Path, desc: dict) -> dict[int, float]:
     """Cell index -> intermediate examples actually used (from the intermediate run's done.json)."""
@@ -172,11 +190,13 @@ def analyse(out: Path, desc: dict, spec) -> dict:
                     no_items[task].add(r["run"])
                 if entry is not None and len(entry["scores"]) > 1:
                     x, f = statistic(entry)
-                    ci = stats.bootstrap_ci(list(range(len(x))), n_boot=N_BOOT, seed=seed,
-                                            statistic=_as_index(f))
+                    ci = stats.bootstrap_ci(list(range(len(x))), n_boot=N_BOOT, seed=seed, statistic=_as_index(f))
                     cis.append(ci["half_width"])
-            langs[lang] = {"seeds": stats.seed_summary(vals), "ci_half_width": float(np.mean(cis)) if cis else None,
-                           "n": int(next(iter(by_seed.values())).get("n", 0))}
+            langs[lang] = {
+                "seeds": stats.seed_summary(vals),
+                "ci_half_width": float(np.mean(cis)) if cis else None,
+                "n": int(next(iter(by_seed.values())).get("n", 0)),
+            }
         seed_means = collections.defaultdict(list)
         for lang, by_seed in by_lang.items():
             for seed, r in by_seed.items():
@@ -187,20 +207,40 @@ def analyse(out: Path, desc: dict, spec) -> dict:
             g = stats.group_means({l: by_lang[l][seed]["value"] for l in by_lang if seed in by_lang[l]})
             for name, v in g["means"].items():
                 groups.setdefault(name, {"languages": g["languages"][name], "by_seed": {}})["by_seed"][seed] = v
-        cells.append({"task": task, "variant": variant, "volume": volume, "metric": main[task], "languages": langs,
-                      "cell_indices": sorted(cell_ids[(task, variant, volume)]),
-                      "mean_by_seed": complete, "mean": stats.seed_summary(list(complete.values())) if complete else None,
-                      "groups": groups})
+        cells.append(
+            {
+                "task": task,
+                "variant": variant,
+                "volume": volume,
+                "metric": main[task],
+                "languages": langs,
+                "cell_indices": sorted(cell_ids[(task, variant, volume)]),
+                "mean_by_seed": complete,
+                "mean": stats.seed_summary(list(complete.values())) if complete else None,
+                "groups": groups,
+            }
+        )
     paired = _paired_tests(rows, runs, spec)
     volumes = _intermediate_volumes(out, desc)
     scaling = _scaling(cells, volumes, spec)
     comparison = _paper_comparison(recs, spec, desc)
     primary_fits, controls = _primary(out, desc, spec, recs, main, volumes)
-    return {"cells": cells, "paired": paired, "scaling": scaling, "comparison": comparison,
-            "primary": primary_fits, "controls": controls,
-            "missing": col["missing"], "collapsed": col["collapsed"], "runs": runs, "records": recs, "main": main,
-            "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())}, "design": _design_rows(test),
-            "collapse_by_volume": collapse_by_volume(out, desc)}
+    return {
+        "cells": cells,
+        "paired": paired,
+        "scaling": scaling,
+        "comparison": comparison,
+        "primary": primary_fits,
+        "controls": controls,
+        "missing": col["missing"],
+        "collapsed": col["collapsed"],
+        "runs": runs,
+        "records": recs,
+        "main": main,
+        "no_item_runs": {t: sorted(v) for t, v in sorted(no_items.items())},
+        "design": _design_rows(test),
+        "collapse_by_volume": collapse_by_volume(out, desc),
+    }
 
 
 def _primary(out: Path, desc: dict, spec, recs: list, main: dict, volumes: dict) -> tuple[dict, dict]:
@@ -210,8 +250,11 @@ def _primary(out: Path, desc: dict, spec, recs: list, main: dict, volumes: dict)
         return {}, {}
     from xlrepro.study import controls, primary
 
-    by_attempt = {"accepted": recs, "first": collect(out, desc, "first")["records"],
-                  "no-reseeded": collect(out, desc, "no-reseeded")["records"]}
+    by_attempt = {
+        "accepted": recs,
+        "first": collect(out, desc, "first")["records"],
+        "no-reseeded": collect(out, desc, "no-reseeded")["records"],
+    }
     arms = list(getattr(spec, "arms", None) or ["fixed-epochs"])
     fits = primary.analyse(by_attempt, main, volumes, arms)
     arm = "fixed-steps" if "fixed-steps" in arms else arms[0]
@@ -233,8 +276,10 @@ def collapse_by_volume(out: Path, desc: dict) -> dict:
             e = json.loads(line)
             if len(e["seeds_tried"]) == 1 and e["cell"] in cells:
                 first.setdefault((e["cell"], e["task"]), e)
-    entries = [{"volume": f"{_row_label(cells[c])} @ {cells[c]['volume']}", "collapsed": e["action"] != "accept"}
-               for (c, _), e in first.items()]
+    entries = [
+        {"volume": f"{_row_label(cells[c])} @ {cells[c]['volume']}", "collapsed": e["action"] != "accept"}
+        for (c, _), e in first.items()
+    ]
     return stats.collapse_rate_by_volume(entries)
 
 
@@ -245,8 +290,15 @@ def _design_rows(test: list[dict]) -> list[dict]:
     for r in test:
         key = (r["task"], r["variant"])
         if key not in out:
-            out[key] = {"task": r["task"], "variant": r["variant"], "arm": r.get("arm"), "overlap": r.get("overlap") or [],
-                        "domain": r.get("domain"), "recipe": r.get("recipe"), "recipe_source": r.get("recipe_source")}
+            out[key] = {
+                "task": r["task"],
+                "variant": r["variant"],
+                "arm": r.get("arm"),
+                "overlap": r.get("overlap") or [],
+                "domain": r.get("domain"),
+                "recipe": r.get("recipe"),
+                "recipe_source": r.get("recipe_source"),
+            }
     return [out[k] for k in sorted(out)]
 
 
@@ -255,15 +307,22 @@ def _design_section(rows: list[dict]) -> list[str]:
     and resolved recipes; empty for sweeps without these records (specs without the study fields)."""
     if not any(r["overlap"] or r["domain"] or r["recipe"] for r in rows):
         return []
-    L = ["## Design: arms, overlap, domain shift, recipes", "",
-         "Rows marked *overlap* train the intermediate phase on (part of) the target's own training data; "
-         "their volume effect is extra in-task training, so they are reported and analysed apart.", "",
-         "| task | row | arm | overlap | domain | recipe |", "|---|---|---|---|---|---|"]
+    L = [
+        "## Design: arms, overlap, domain shift, recipes",
+        "",
+        "Rows marked *overlap* train the intermediate phase on (part of) the target's own training data; "
+        "their volume effect is extra in-task training, so they are reported and analysed apart.",
+        "",
+        "| task | row | arm | overlap | domain | recipe |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         dom = f"{r['domain']['shift']}" if r["domain"] else "—"
         rec = ", ".join(f"{k} {v}" for k, v in sorted((r["recipe"] or {}).items())) or "—"
-        L.append(f"| {r['task']} | {r['variant']} | {r['arm'] or '—'} | "
-                 f"{'*overlap*: ' + ', '.join(r['overlap']) if r['overlap'] else '—'} | {dom} | {rec} |")
+        L.append(
+            f"| {r['task']} | {r['variant']} | {r['arm'] or '—'} | "
+            f"{'*overlap*: ' + ', '.join(r['overlap']) if r['overlap'] else '—'} | {dom} | {rec} |"
+        )
     return L + [""]
 
 
@@ -297,8 +356,14 @@ def _paired_tests(rows, runs, spec) -> list[dict]:
                 if b is None:
                     continue
                 ea, eb = _items_for(runs, r["run"], "test", lang, r), _items_for(runs, b["run"], "test", lang, b)
-                if ea is None or eb is None or ea.get("unpaired") or eb.get("unpaired") or \
-                        len(ea["scores"]) != len(eb["scores"]) or ea["kind"] != eb["kind"]:
+                if (
+                    ea is None
+                    or eb is None
+                    or ea.get("unpaired")
+                    or eb.get("unpaired")
+                    or len(ea["scores"]) != len(eb["scores"])
+                    or ea["kind"] != eb["kind"]
+                ):
                     continue
                 pairs.append((ea, eb))
             if not pairs:
@@ -326,9 +391,17 @@ def _paired_tests(rows, runs, spec) -> list[dict]:
                 a = np.concatenate([np.asarray(x["scores"], float) for x, _ in pairs])
                 b = np.concatenate([np.asarray(y["scores"], float) for _, y in pairs])
                 res = stats.paired_bootstrap(a.tolist(), b.tolist(), n_boot=N_BOOT, seed=0)
-            tests.append({"task": task, "variant": variant, "volume": volume, "language": lang,
-                          "n_seeds": len(pairs), **res,
-                          "cannot_tell": stats.underpowered(res["half_width"], res["diff"])})
+            tests.append(
+                {
+                    "task": task,
+                    "variant": variant,
+                    "volume": volume,
+                    "language": lang,
+                    "n_seeds": len(pairs),
+                    **res,
+                    "cannot_tell": stats.underpowered(res["half_width"], res["diff"]),
+                }
+            )
     for (variant, volume), group in _group(tests, lambda t: (t["variant"], str(t["volume"]))).items():
         adj = stats.holm({i: t["p_value"] for i, t in enumerate(group)})
         for i, t in enumerate(group):
@@ -377,17 +450,24 @@ def _fits(cells, volumes_by_cell) -> list[dict]:
     return fits
 
 
-def _task_average(recs, task, variant_filter, split, metric, language=None, languages=None,
-                  missing: set | None = None) -> float | None:
+def _task_average(
+    recs, task, variant_filter, split, metric, language=None, languages=None, missing: set | None = None
+) -> float | None:
     """Seed mean of the uniform language mean of one task and metric (None if not run).
     ``languages``: average over these only (a paper table's set); those without a record are
     added to ``missing``."""
     by_seed = collections.defaultdict(list)
     seen = set()
     for r in recs:
-        if r["task"] == task and r["split"] == split and r["metric"] == metric and variant_filter(r) \
-                and r["phase"] in ("target", "retrieval") and (language is None or r["language"] == language) \
-                and (languages is None or r["language"] in languages):
+        if (
+            r["task"] == task
+            and r["split"] == split
+            and r["metric"] == metric
+            and variant_filter(r)
+            and r["phase"] in ("target", "retrieval")
+            and (language is None or r["language"] == language)
+            and (languages is None or r["language"] in languages)
+        ):
             by_seed[r["seed"]].append(r["value"])
             seen.add(r["language"])
     if languages is not None and missing is not None and by_seed:
@@ -424,15 +504,37 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
                     chosen = variant
                 langs = None if e.get("language") else paper_languages(t.get("benchmark"), e["task"], t["split"])
                 if variant is not None:
-                    ours = _task_average(recs, e["task"], lambda r, v=variant: r["variant"] == v, t["split"],
-                                         e["metric"], e.get("language"), langs, missing)
+                    ours = _task_average(
+                        recs,
+                        e["task"],
+                        lambda r, v=variant: r["variant"] == v,
+                        t["split"],
+                        e["metric"],
+                        e.get("language"),
+                        langs,
+                        missing,
+                    )
             if missing:  # the mean is over fewer languages than the paper's: say which are absent
                 miss = sorted(missing)
-                e = {**e, "missing_languages": miss, "note": "; ".join(filter(None, [
-                    e.get("note"), f"ours lacks {len(miss)} of the paper's languages: {', '.join(miss)}"]))}
-            rows.append({**e, "our_row": our_row, "chosen": chosen, "ours": ours,
-                         "diff": None if ours is None or e["value"] is None else ours - e["value"],
-                         "mark": mark(ours, e)})
+                e = {
+                    **e,
+                    "missing_languages": miss,
+                    "note": "; ".join(
+                        filter(
+                            None, [e.get("note"), f"ours lacks {len(miss)} of the paper's languages: {', '.join(miss)}"]
+                        )
+                    ),
+                }
+            rows.append(
+                {
+                    **e,
+                    "our_row": our_row,
+                    "chosen": chosen,
+                    "ours": ours,
+                    "diff": None if ours is None or e["value"] is None else ours - e["value"],
+                    "mark": mark(ours, e),
+                }
+            )
         out.append({"id": tid, "title": t["title"], "split": t["split"], "rows": rows, "smoke_table": t["smoke"]})
     return out
 
@@ -462,6 +564,7 @@ def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | Non
 
 
 # ---------------------------------------------------------------------- figures
+
 
 def _plt():
     import matplotlib
@@ -495,16 +598,23 @@ def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_gro
             for v, y in f["points"]:
                 pts[v].append(y)
             xs = sorted(pts)
-            ax.errorbar(xs, [np.mean(pts[x]) for x in xs], yerr=[np.std(pts[x]) for x in xs], fmt="o", color=color,
-                        capsize=3, label=f["variant"])
+            ax.errorbar(
+                xs,
+                [np.mean(pts[x]) for x in xs],
+                yerr=[np.std(pts[x]) for x in xs],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=f["variant"],
+            )
             fit = f["fit"]
             if fit:
                 grid = np.linspace(np.log10(min(xs)), np.log10(max(xs)), 50)
                 xm = float(np.mean(np.log10([p[0] for p in f["points"]])))
                 ym = fit["intercept"] + fit["slope"] * xm
-                ax.plot(10 ** grid, fit["intercept"] + fit["slope"] * grid, "-", color=color, lw=1)
+                ax.plot(10**grid, fit["intercept"] + fit["slope"] * grid, "-", color=color, lw=1)
                 lo, hi = ym + fit["slope_low"] * (grid - xm), ym + fit["slope_high"] * (grid - xm)
-                ax.fill_between(10 ** grid, np.minimum(lo, hi), np.maximum(lo, hi), color=color, alpha=0.15)
+                ax.fill_between(10**grid, np.minimum(lo, hi), np.maximum(lo, hi), color=color, alpha=0.15)
         if baseline:
             base = [c for c in cells if c["task"] == task and c["variant"] == baseline and c["mean"]]
             if base and group == "all languages":
@@ -518,14 +628,20 @@ def scaling_figure(fits, cells, task, folder: Path, baseline: str | None, by_gro
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance (1/labels, 1/choices)")
         else:
             ax.plot([], [], " ", label=CHANCE_NOTE)
-        langs: list = next((c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), [])
+        langs: list = next(
+            (c["groups"][group]["languages"] for c in cells if c["task"] == task and group in c["groups"]), []
+        )
         ax.set_title(group + (f" ({' '.join(langs)})" if langs else ""), fontsize="small")
         ax.set_xscale("log")
         ax.set_xlabel("English intermediate examples (log)")
         ax.legend(fontsize="x-small")
     axes[0][0].set_ylabel(f"{task} test score (seed mean ± sd)")
-    fig.suptitle(f"{task}: score vs. intermediate volume" + (" per resource group" if by_group else "") +
-                 " — line: log-linear fit; band: 95% CI of its slope", fontsize="small")
+    fig.suptitle(
+        f"{task}: score vs. intermediate volume"
+        + (" per resource group" if by_group else "")
+        + " — line: log-linear fit; band: 95% CI of its slope",
+        fontsize="small",
+    )
     fig.tight_layout()
     name = f"scaling-{task}{'-groups' if by_group else ''}.png"
     _save(fig, folder / name)
@@ -550,8 +666,9 @@ def heatmap_figure(cells, task, folder: Path) -> str | None:
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=7, color="w")
     chance = chance_level(task)
-    bar = fig.colorbar(im, ax=ax, label="test score (seed mean)" + ("; red: chance" if chance is not None else
-                                                                      f"; {CHANCE_NOTE}"))
+    bar = fig.colorbar(
+        im, ax=ax, label="test score (seed mean)" + ("; red: chance" if chance is not None else f"; {CHANCE_NOTE}")
+    )
     if chance is not None:
         bar.ax.axhline(chance, color="r", lw=2)
     ax.set_title(f"{task}: per-language test scores")
@@ -564,19 +681,30 @@ def heatmap_figure(cells, task, folder: Path) -> str | None:
 
 # ---------------------------------------------------------------------- rendering
 
+
 def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
     L = [f"# xlrepro reproduction report: {desc['spec']}", "", f"**Result:** {spec.result}", ""]
     if desc.get("smoke_scale"):
-        L += ["> **Smoke scale.** A tiny XLM-R-shaped model on the generated smoke world; its languages are",
-              "> synthetic stand-ins named after real ones. These numbers test the machinery (runs, curves,",
-              "> statistics, tables); they are not the paper's numbers and not the scaling study's.", ""]
+        L += [
+            "> **Smoke scale.** A tiny XLM-R-shaped model on the generated smoke world; its languages are",
+            "> synthetic stand-ins named after real ones. These numbers test the machinery (runs, curves,",
+            "> statistics, tables); they are not the paper's numbers and not the scaling study's.",
+            "",
+        ]
     n_runs = len(desc["nodes"])
-    L += [f"Spec kind `{spec.kind}` · {len(desc['cells'])} cells · {n_runs} runs in the graph · "
-          f"{len(a['runs'])} finished evaluation runs used · seeds {spec.seeds}", ""]
+    L += [
+        f"Spec kind `{spec.kind}` · {len(desc['cells'])} cells · {n_runs} runs in the graph · "
+        f"{len(a['runs'])} finished evaluation runs used · seeds {spec.seeds}",
+        "",
+    ]
     if a["missing"]:
-        L += [f"**Incomplete:** {len(a['missing'])} evaluation runs have not finished and are left out "
-              f"(this report uses finished runs only): " + ", ".join(f"`{m}`" for m in a["missing"][:10])
-              + (" …" if len(a["missing"]) > 10 else ""), ""]
+        L += [
+            f"**Incomplete:** {len(a['missing'])} evaluation runs have not finished and are left out "
+            f"(this report uses finished runs only): "
+            + ", ".join(f"`{m}`" for m in a["missing"][:10])
+            + (" …" if len(a["missing"]) > 10 else ""),
+            "",
+        ]
     L += _design_section(a.get("design") or [])
     if a.get("primary"):
         from xlrepro.study import controls, primary
@@ -584,39 +712,59 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
         L += primary.section(a["primary"], a.get("collapse_by_volume"))
         L += controls.section(a.get("controls") or {})
     if a.get("collapse_by_volume"):
-        L += ["## Collapse rate per volume", "", "First attempts of classification / multiple-choice fine-tunes "
-              "that collapsed to one class (then re-seeded); compare across volumes before reading the curves.", "",
-              "| row @ volume | fine-tunes | collapsed | rate |", "|---|---|---|---|"]
+        L += [
+            "## Collapse rate per volume",
+            "",
+            "First attempts of classification / multiple-choice fine-tunes "
+            "that collapsed to one class (then re-seeded); compare across volumes before reading the curves.",
+            "",
+            "| row @ volume | fine-tunes | collapsed | rate |",
+            "|---|---|---|---|",
+        ]
         L += [f"| {v} | {d['runs']} | {d['collapsed']} | {d['rate']:.2f} |" for v, d in a["collapse_by_volume"].items()]
         L.append("")
     # paper comparison
-    L += ["## The paper's numbers beside ours", "",
-          "Mark: **pass** = within the tolerance, **deviation** = outside it, *no reference* = the paper's number "
-          "is not known (a gap, kept visible), *not run* = no finished run of ours. Tags: C checked, S secondary, "
-          "R recalled (unverified), D derived.", ""]
+    L += [
+        "## The paper's numbers beside ours",
+        "",
+        "Mark: **pass** = within the tolerance, **deviation** = outside it, *no reference* = the paper's number "
+        "is not known (a gap, kept visible), *not run* = no finished run of ours. Tags: C checked, S secondary, "
+        "R recalled (unverified), D derived.",
+        "",
+    ]
     for t in a["comparison"]:
         L += [f"### {t['title']} ({t['split']})", ""]
         if t["smoke_table"]:
             L += ["*Smoke orientation values, not published numbers.*", ""]
-        L += ["| paper system | our row | task | metric | lang | paper | tag | source | ours | diff | tol | mark |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "| paper system | our row | task | metric | lang | paper | tag | source | ours | diff | tol | mark |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in t["rows"]:
             row = r["our_row"] + (f" → {r['chosen']}" if r["chosen"] else "")
-            L.append(f"| {r['system']} | {row} | {r['task']} | {r['metric']} | {r.get('language') or 'mean'} | "
-                     f"{_fmt(r['value'])} | {r['tag'] or '—'} | {r['source'] or '—'} | {_fmt(r['ours'])} | "
-                     f"{_fmt(r['diff'])} | {_fmt(r['tolerance'])} | {r['mark']} |")
+            L.append(
+                f"| {r['system']} | {row} | {r['task']} | {r['metric']} | {r.get('language') or 'mean'} | "
+                f"{_fmt(r['value'])} | {r['tag'] or '—'} | {r['source'] or '—'} | {_fmt(r['ours'])} | "
+                f"{_fmt(r['diff'])} | {_fmt(r['tolerance'])} | {r['mark']} |"
+            )
         counts = collections.Counter(r["mark"] for r in t["rows"])
         L += ["", "Marks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."]
         notes = [r for r in t["rows"] if r.get("note") and r["value"] is not None]
         L += [f"- {r['system']} {r['task']} {r['metric']}: {r['note']}" for r in notes]
         if any(r["chosen"] for r in t["rows"]):
-            L.append(f"- `best → X`: per target, the variant with the best mean on the {spec.select_on} split; "
-                     "its score on this table's split is shown.")
+            L.append(
+                f"- `best → X`: per target, the variant with the best mean on the {spec.select_on} split; "
+                "its score on this table's split is shown."
+            )
         L.append("")
     # per task tables
-    L += ["## Scores per task, variant and volume (test split)", "",
-          "Per language: seed mean ± sd (n seeds), and ± the item-bootstrap 95% CI half-width (mean over seeds; "
-          f"{N_BOOT} resamples of the test items). `n` = test items. Language means are uniform over languages.", ""]
+    L += [
+        "## Scores per task, variant and volume (test split)",
+        "",
+        "Per language: seed mean ± sd (n seeds), and ± the item-bootstrap 95% CI half-width (mean over seeds; "
+        f"{N_BOOT} resamples of the test items). `n` = test items. Language means are uniform over languages.",
+        "",
+    ]
     for task, cs in _group(a["cells"], lambda c: c["task"]).items():
         langs = sorted({l for c in cs for l in c["languages"]}, key=lambda l: (l != "en", l))
         L += [f"### {task} ({cs[0]['metric']})", ""]
@@ -634,60 +782,92 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
                 ci = f" [CI ±{d['ci_half_width']:.1f}]" if d["ci_half_width"] is not None else ""
                 cells_txt.append(f"{s['mean']:.1f}{sd} ({s['n']}){ci}")
             m = c["mean"]
-            L.append(f"| {c['variant']} | {_vol_label(c['volume'])} | "
-                     f"{_fmt(m['mean']) if m else '—'}{' ± ' + _fmt(m['sd']) if m and m['sd'] is not None else ''} | "
-                     + " | ".join(cells_txt) + " |")
+            L.append(
+                f"| {c['variant']} | {_vol_label(c['volume'])} | "
+                f"{_fmt(m['mean']) if m else '—'}{' ± ' + _fmt(m['sd']) if m and m['sd'] is not None else ''} | "
+                + " | ".join(cells_txt)
+                + " |"
+            )
         if a.get("no_item_runs", {}).get(task):
             n_runs = len(a["no_item_runs"][task])
-            L += ["", f"{task}: {n_runs} run(s) have no item-level scores (no per-item file, e.g. finished before "
-                  "this task exported one), so their numbers have no bootstrap CI and no paired test against the "
-                  "baseline (seed spread only)."]
+            L += [
+                "",
+                f"{task}: {n_runs} run(s) have no item-level scores (no per-item file, e.g. finished before "
+                "this task exported one), so their numbers have no bootstrap CI and no paired test against the "
+                "baseline (seed spread only).",
+            ]
         ns = {l: d["n"] for c in cs for l, d in c["languages"].items()}
         small = {l: n for l, n in ns.items() if n and stats.ci_half_width(n) * 100 > 5}
         L += ["", f"Test items per language: {', '.join(f'{l} {n}' for l, n in sorted(ns.items()))}."]
         if small:
             by_n = _group(sorted(small.items()), lambda kv: kv[1])
-            L.append("**Test sets too small to tell small differences** (normal approximation for an accuracy near 50%; "
-                     "paired tests on the same items do better): "
-                     + "; ".join(f"{', '.join(l for l, _ in ls)} (n={n}): ±{stats.ci_half_width(n) * 100:.1f} points, "
-                                 f"unpaired detectable difference {stats.min_detectable_difference(n) * 100:.1f} points"
-                                 for n, ls in sorted(by_n.items())) + ".")
+            L.append(
+                "**Test sets too small to tell small differences** (normal approximation for an accuracy near 50%; "
+                "paired tests on the same items do better): "
+                + "; ".join(
+                    f"{', '.join(l for l, _ in ls)} (n={n}): ±{stats.ci_half_width(n) * 100:.1f} points, "
+                    f"unpaired detectable difference {stats.min_detectable_difference(n) * 100:.1f} points"
+                    for n, ls in sorted(by_n.items())
+                )
+                + "."
+            )
         L.append("")
         if task in figures.get("heatmaps", {}):
             L += [f"![{task} per-language heatmap]({figures['heatmaps'][task]})", ""]
     # paired tests
     if a["paired"]:
-        L += ["## Paired tests against the baseline", "",
-              f"Paired item bootstrap ({N_BOOT} resamples; items paired by seed: variant seed s vs. baseline seed s on "
-              "the same test items); p-values Holm-corrected over the language × task cells of each variant and volume. "
-              "**cannot tell** = the 95% CI of the difference is wider than the difference itself.", "",
-              "| task | variant | volume | lang | seeds | diff | 95% CI | p | p (Holm) | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "## Paired tests against the baseline",
+            "",
+            f"Paired item bootstrap ({N_BOOT} resamples; items paired by seed: variant seed s vs. baseline seed s on "
+            "the same test items); p-values Holm-corrected over the language × task cells of each variant and volume. "
+            "**cannot tell** = the 95% CI of the difference is wider than the difference itself.",
+            "",
+            "| task | variant | volume | lang | seeds | diff | 95% CI | p | p (Holm) | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for t in sorted(a["paired"], key=lambda t: (t["task"], t["variant"], str(t["volume"]), t["language"])):
-            verdict = "cannot tell" if t["cannot_tell"] else ("significant" if t["p_holm"] <= 0.05 else "not significant")
-            L.append(f"| {t['task']} | {t['variant']} | {_vol_label(t['volume'])} | {t['language']} | {t['n_seeds']} | "
-                     f"{t['diff']:+.1f} | [{t['low']:+.1f}, {t['high']:+.1f}] | {t['p_value']:.3f} | "
-                     f"{t['p_holm']:.3f} | {verdict} |")
+            verdict = (
+                "cannot tell" if t["cannot_tell"] else ("significant" if t["p_holm"] <= 0.05 else "not significant")
+            )
+            L.append(
+                f"| {t['task']} | {t['variant']} | {_vol_label(t['volume'])} | {t['language']} | {t['n_seeds']} | "
+                f"{t['diff']:+.1f} | [{t['low']:+.1f}, {t['high']:+.1f}] | {t['p_value']:.3f} | "
+                f"{t['p_holm']:.3f} | {verdict} |"
+            )
         n_ct = sum(t["cannot_tell"] for t in a["paired"])
-        L += ["", f"{n_ct} of {len(a['paired'])} comparisons cannot be told apart from no difference with these "
-              "test sets and seeds.", ""]
+        L += [
+            "",
+            f"{n_ct} of {len(a['paired'])} comparisons cannot be told apart from no difference with these "
+            "test sets and seeds.",
+            "",
+        ]
     # scaling
     if a["scaling"]:
-        L += ["## Scaling: score vs. intermediate volume", "",
-              "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
-              f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `xlrepro.languages` (docs/scaling-study.md): "
-              "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).", "",
-              "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+        L += [
+            "## Scaling: score vs. intermediate volume",
+            "",
+            "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
+            f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `xlrepro.languages` (docs/scaling-study.md): "
+            "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).",
+            "",
+            "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for f in a["scaling"]:
             fit = f["fit"]
             if fit is None:
-                L.append(f"| {f['task']} | {f['variant']} | {f['group']} | {len(f['points'])} | — | — | — | too few points |")
+                L.append(
+                    f"| {f['task']} | {f['variant']} | {f['group']} | {len(f['points'])} | — | — | — | too few points |"
+                )
                 continue
-            verdict = "rises" if fit["slope_low"] > 0 else "falls" if fit["slope_high"] < 0 else \
-                "cannot tell (CI spans 0)"
-            L.append(f"| {f['task']} | {f['variant']} | {f['group']} | {len(f['points'])} | {fit['slope']:+.2f} | "
-                     f"[{fit['slope_low']:+.2f}, {fit['slope_high']:+.2f}] | {fit['r2']:.2f} | {verdict} |")
+            verdict = (
+                "rises" if fit["slope_low"] > 0 else "falls" if fit["slope_high"] < 0 else "cannot tell (CI spans 0)"
+            )
+            L.append(
+                f"| {f['task']} | {f['variant']} | {f['group']} | {len(f['points'])} | {fit['slope']:+.2f} | "
+                f"[{fit['slope_low']:+.2f}, {fit['slope_high']:+.2f}] | {fit['r2']:.2f} | {verdict} |"
+            )
         L.append("")
         for task, names in figures.get("scaling", {}).items():
             for n in names:
@@ -713,8 +893,10 @@ def provenance_of(a: dict) -> dict:
         gpu = (prov.get("gpu") or {}).get("name", "no GPU")
         hardware.add(f"{prov.get('cpu')} ({prov.get('cpu_count')} cores); {gpu}")
         v = prov.get("versions", {})
-        versions.add(f"xlrepro {v.get('xlrepro')}, torch {v.get('torch')}, transformers {v.get('transformers')}, "
-                     f"python {prov.get('python')}")
+        versions.add(
+            f"xlrepro {v.get('xlrepro')}, torch {v.get('torch')}, transformers {v.get('transformers')}, "
+            f"python {prov.get('python')}"
+        )
     for r in a["records"]:
         if r.get("data_sha256"):
             data.setdefault((r["task"], r["split"], r["language"]), set()).add(r["data_sha256"][:12])
@@ -724,9 +906,14 @@ def provenance_of(a: dict) -> dict:
     for task in {r["task"] for r in a["records"]}:
         hub = get_task(task).hub
         revisions[task] = f"{hub.repo}@{hub.revision or 'unpinned'}" if hub else "local files only"
-    return {"commits": sorted(commits), "images": sorted(images), "hardware": sorted(hardware),
-            "versions": sorted(versions), "data": {f"{k[0]}/{k[1]}/{k[2]}": sorted(v) for k, v in sorted(data.items())},
-            "revisions": revisions}
+    return {
+        "commits": sorted(commits),
+        "images": sorted(images),
+        "hardware": sorted(hardware),
+        "versions": sorted(versions),
+        "data": {f"{k[0]}/{k[1]}/{k[2]}": sorted(v) for k, v in sorted(data.items())},
+        "revisions": revisions,
+    }
 
 
 def provenance_lines(p: dict) -> list[str]:
@@ -735,24 +922,35 @@ def provenance_lines(p: dict) -> list[str]:
     L.append(f"- image digests: {', '.join(p['images']) or 'unknown'}")
     L.append(f"- hardware: {'; '.join(p['hardware']) or 'unknown'}")
     L.append(f"- software: {'; '.join(p['versions']) or 'unknown'}")
-    L.append("- data revisions (Hub id@revision; the local files are identified by their digests below): "
-             + ", ".join(f"{t} {r}" for t, r in sorted(p["revisions"].items())))
+    L.append(
+        "- data revisions (Hub id@revision; the local files are identified by their digests below): "
+        + ", ".join(f"{t} {r}" for t, r in sorted(p["revisions"].items()))
+    )
     digests = sorted({d for v in p["data"].values() for d in v})
     conflicting = [k for k, v in p["data"].items() if len(v) > 1]
-    L.append(f"- data file digests: {len(digests)} distinct over {len(p['data'])} task/split/language cells"
-             + (f"; **different data for the same cell in different runs:** {', '.join(conflicting)}" if conflicting else
-                "; every run read identical data for each cell"))
-    L.append("- every run folder holds `spec.json` (resolved spec), `log.jsonl`, `done.json`, `provenance.json`; "
-             "`sweep-log.jsonl` records every start, finish, skip and re-seed decision")
+    L.append(
+        f"- data file digests: {len(digests)} distinct over {len(p['data'])} task/split/language cells"
+        + (
+            f"; **different data for the same cell in different runs:** {', '.join(conflicting)}"
+            if conflicting
+            else "; every run read identical data for each cell"
+        )
+    )
+    L.append(
+        "- every run folder holds `spec.json` (resolved spec), `log.jsonl`, `done.json`, `provenance.json`; "
+        "`sweep-log.jsonl` records every start, finish, skip and re-seed decision"
+    )
     return L + [""]
 
 
 def to_html(md: str, title: str) -> str:
     """A small Markdown subset (headings, tables, images, lists, quotes, paragraphs) as HTML."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:75em;margin:2em auto}table{border-collapse:collapse;"
-           "font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}blockquote{background:#fff3cd;"
-           "padding:.5em 1em;border-left:4px solid #e0a800}img{max-width:100%}</style></head><body>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:75em;margin:2em auto}table{border-collapse:collapse;"
+        "font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px}blockquote{background:#fff3cd;"
+        "padding:.5em 1em;border-left:4px solid #e0a800}img{max-width:100%}</style></head><body>",
+    ]
 
     def inline(s: str) -> str:
         s = html.escape(s)
@@ -804,7 +1002,8 @@ def to_html(md: str, title: str) -> str:
 
 def _jsonable(a: dict) -> dict:
     return {k: v for k, v in a.items() if k not in ("runs", "records")} | {
-        "runs": {k: {**v, "dir": str(v["dir"])} for k, v in a["runs"].items()}}
+        "runs": {k: {**v, "dir": str(v["dir"])} for k, v in a["runs"].items()}
+    }
 
 
 def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
@@ -812,12 +1011,14 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
     with the run's spec hash and seed (a re-seeded run: its own seed) and the cell config's hash."""
     from xlrepro import languages as langtab
     from xlrepro.config import config_hash
-    from xlrepro.study.spec import load_cell_config
     from xlrepro.report import csv_rows, write_csv
+    from xlrepro.study.spec import load_cell_config
 
     key_of = {Path(n["run_dir"]).name: k for k, n in desc["nodes"].items()}
-    cell_hash = {c["index"]: config_hash(load_cell_config(spec.config, c["overrides"], f"{spec.name}: cell {c['index']}"))
-                 for c in desc["cells"]}
+    cell_hash = {
+        c["index"]: config_hash(load_cell_config(spec.config, c["overrides"], f"{spec.name}: cell {c['index']}"))
+        for c in desc["cells"]
+    }
     seeds = {}
     for rid, info in a["runs"].items():
         path = Path(info["dir"]) / "spec.json"
@@ -828,16 +1029,24 @@ def write_sweep_csv(out: Path, desc: dict, spec, a: dict, folder: Path) -> Path:
             group = langtab.get(r["language"]).resource_group
         except KeyError:
             group = None
-        recs.append({**r, "experiment": desc["spec"], "run_hash": key_of.get(r["run"], r["run"].rsplit("-", 1)[-1]),
-                     "config_hash": cell_hash.get(r["cell"]), "seed": r.get("seed") if seeds.get(r["run"]) is None else seeds[r["run"]],
-                     "resource_group": r.get("resource_group") or group})
+        recs.append(
+            {
+                **r,
+                "experiment": desc["spec"],
+                "run_hash": key_of.get(r["run"], r["run"].rsplit("-", 1)[-1]),
+                "config_hash": cell_hash.get(r["cell"]),
+                "seed": r.get("seed") if seeds.get(r["run"]) is None else seeds[r["run"]],
+                "resource_group": r.get("resource_group") or group,
+            }
+        )
     return write_csv(csv_rows(recs), folder / "results.csv")
 
 
 def build_report(out_dir: str | Path) -> list[Path]:
     """Reports for every sweep in ``out_dir`` (``sweep-<name>.json``); returns the Markdown paths."""
-    from xlrepro.study.spec import parse_spec, resolve_spec_path
     import yaml
+
+    from xlrepro.study.spec import parse_spec, resolve_spec_path
 
     out = Path(out_dir)
     sweeps = sorted(out.glob("sweep-*.json"))
@@ -858,15 +1067,23 @@ def build_report(out_dir: str | Path) -> list[Path]:
             if h:
                 figures["heatmaps"][task] = h
             if a["scaling"]:
-                names = [n for n in (scaling_figure(a["scaling"], a["cells"], task, folder, spec.baseline, False),
-                                     scaling_figure(a["scaling"], a["cells"], task, folder, spec.baseline, True)) if n]
+                names = [
+                    n
+                    for n in (
+                        scaling_figure(a["scaling"], a["cells"], task, folder, spec.baseline, False),
+                        scaling_figure(a["scaling"], a["cells"], task, folder, spec.baseline, True),
+                    )
+                    if n
+                ]
                 figures["scaling"][task] = names
         prov = provenance_of(a)
         md = render(desc, spec, a, figures, prov)
         atomic_write_text(folder / "report.md", md)
         atomic_write_text(folder / "report.html", to_html(md, f"xlrepro report: {desc['spec']}"))
-        atomic_write_json(folder / "analysis.json", {**_jsonable(a), "provenance": prov, "figures": figures,
-                                                    "smoke_scale": desc.get("smoke_scale", False)})
+        atomic_write_json(
+            folder / "analysis.json",
+            {**_jsonable(a), "provenance": prov, "figures": figures, "smoke_scale": desc.get("smoke_scale", False)},
+        )
         write_sweep_csv(out, desc, spec, a, folder)  # per-language tables as CSV
         paths.append(folder / "report.md")
     return paths

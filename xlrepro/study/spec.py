@@ -19,6 +19,7 @@ Cells = variants x volumes x seeds; each cell is a full ``ExperimentConfig`` (lo
 validated like any config). ``xlrepro.sweep`` turns the cells into a graph of runs. Unknown keys
 are rejected with a did-you-mean; every shipped spec is validated and expanded by a test.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,8 +100,10 @@ def resolve_spec_path(name_or_path: str) -> Path:
     shipped = shipped_specs()
     if name_or_path in shipped:
         return shipped[name_or_path]
-    raise ConfigError(f"no experiment spec {name_or_path!r}: not a file and not a shipped spec"
-                      f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})")
+    raise ConfigError(
+        f"no experiment spec {name_or_path!r}: not a file and not a shipped spec"
+        f"{did_you_mean(name_or_path, shipped)} (shipped: {sorted(shipped)})"
+    )
 
 
 def is_spec(name_or_path: str) -> bool:
@@ -131,8 +134,11 @@ def parse_spec(data: dict, where: str) -> ExperimentSpec:
             variants.append(v)
             continue
         try:
-            variants.append(from_dict(Variant, v, f"variants[{i}]") if isinstance(v, dict) else _bad(
-                f"variants[{i}]: expected a mapping with label and overrides, got {v!r}"))
+            variants.append(
+                from_dict(Variant, v, f"variants[{i}]")
+                if isinstance(v, dict)
+                else _bad(f"variants[{i}]: expected a mapping with label and overrides, got {v!r}")
+            )
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
     spec.variants = variants or [Variant(label="main")]
@@ -153,11 +159,14 @@ def _check(spec: ExperimentSpec, where: str) -> None:
         raise ConfigError(f"{where}: variants: duplicate labels {dup}")
     for i, v in enumerate(spec.variants):
         if not isinstance(v.overrides, list) or not all(isinstance(o, str) and "=" in o for o in v.overrides):
-            raise ConfigError(f"{where}: variants[{i}] ({v.label}).overrides: expected a list of key.path=value strings")
+            raise ConfigError(
+                f"{where}: variants[{i}] ({v.label}).overrides: expected a list of key.path=value strings"
+            )
     if not all(isinstance(o, str) and "=" in o for o in spec.overrides):
         raise ConfigError(f"{where}: overrides: expected a list of key.path=value strings")
-    for name, vols in [("volumes", spec.volumes)] + [(f"variants[{i}] ({x.label}).volumes", x.volumes or [])
-                                                     for i, x in enumerate(spec.variants)]:
+    for name, vols in [("volumes", spec.volumes)] + [
+        (f"variants[{i}] ({x.label}).volumes", x.volumes or []) for i, x in enumerate(spec.variants)
+    ]:
         if not isinstance(vols, list):
             raise ConfigError(f"{where}: {name}: expected a list of positive integers or 'all', got {vols!r}")
         for v in vols:
@@ -168,24 +177,34 @@ def _check(spec: ExperimentSpec, where: str) -> None:
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ConfigError(f"{where}: seeds: repeated seeds in {spec.seeds}")
     if spec.baseline is not None and spec.baseline not in labels:
-        raise ConfigError(f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}")
+        raise ConfigError(
+            f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}"
+        )
     if spec.kind == "scaling" and not spec.volumes:
         raise ConfigError(f"{where}: a scaling spec needs volumes")
     from xlrepro.study.design import ARMS, RECIPE_PROTOCOLS, SELECTIONS
 
     if not spec.arms or any(a not in ARMS for a in spec.arms) or len(set(spec.arms)) != len(spec.arms):
-        raise ConfigError(f"{where}: arms: expected a non-empty list of distinct arms from {list(ARMS)}, got {spec.arms!r}")
+        raise ConfigError(
+            f"{where}: arms: expected a non-empty list of distinct arms from {list(ARMS)}, got {spec.arms!r}"
+        )
     if "fixed-steps" in spec.arms and not (isinstance(spec.fixed_steps, int) and spec.fixed_steps > 0):
-        raise ConfigError(f"{where}: fixed_steps: the fixed-steps arm needs a positive number of optimiser steps, "
-                          f"got {spec.fixed_steps!r}")
+        raise ConfigError(
+            f"{where}: fixed_steps: the fixed-steps arm needs a positive number of optimiser steps, "
+            f"got {spec.fixed_steps!r}"
+        )
     if spec.selection not in SELECTIONS:
-        raise ConfigError(f"{where}: selection: {spec.selection!r} is not one of {list(SELECTIONS)}"
-                          f"{did_you_mean(spec.selection, SELECTIONS)}")
+        raise ConfigError(
+            f"{where}: selection: {spec.selection!r} is not one of {list(SELECTIONS)}"
+            f"{did_you_mean(spec.selection, SELECTIONS)}"
+        )
     if not (isinstance(spec.validations, int) and spec.validations >= 1):
         raise ConfigError(f"{where}: validations: expected a positive integer, got {spec.validations!r}")
     if spec.recipe is not None and spec.recipe not in RECIPE_PROTOCOLS:
-        raise ConfigError(f"{where}: recipe: {spec.recipe!r} is not one of {list(RECIPE_PROTOCOLS)}"
-                          f"{did_you_mean(spec.recipe, RECIPE_PROTOCOLS)}")
+        raise ConfigError(
+            f"{where}: recipe: {spec.recipe!r} is not one of {list(RECIPE_PROTOCOLS)}"
+            f"{did_you_mean(spec.recipe, RECIPE_PROTOCOLS)}"
+        )
     if spec.select_on not in ("dev", "test"):
         raise ConfigError(f"{where}: select_on: expected 'dev' or 'test', got {spec.select_on!r}")
     from xlrepro.paper import load_paper_numbers
@@ -206,8 +225,14 @@ def load_spec(name_or_path: str) -> ExperimentSpec:
     return parse_spec(data, str(path))
 
 
-def load_cell_config(base: str, overrides: list[str], where: str, recipe: str | None = None,
-                      late: list[str] | tuple = (), provenance: dict | None = None) -> ExperimentConfig:
+def load_cell_config(
+    base: str,
+    overrides: list[str],
+    where: str,
+    recipe: str | None = None,
+    late: list[str] | tuple = (),
+    provenance: dict | None = None,
+) -> ExperimentConfig:
     """A cell's config: the base config, ``overrides`` (the spec's), then ``late`` (the command
     line's). With ``recipe`` the registry's per-task recipe sits under the spec's overrides
     (``xlrepro.study.design.apply_recipe_layer``; ``provenance`` receives where each setting came from)."""
@@ -220,8 +245,12 @@ def load_cell_config(base: str, overrides: list[str], where: str, recipe: str | 
         else:
             from xlrepro.study.design import apply_recipe_layer
 
-            prov = apply_recipe_layer(data, recipe, lambda d: [apply_override(d, o) for o in overrides],
-                                      lambda d: [apply_override(d, o) for o in late])
+            prov = apply_recipe_layer(
+                data,
+                recipe,
+                lambda d: [apply_override(d, o) for o in overrides],
+                lambda d: [apply_override(d, o) for o in late],
+            )
             if provenance is not None:
                 provenance.update(prov)
         cfg = from_dict(ExperimentConfig, data)
@@ -238,8 +267,8 @@ def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> lis
     training size before anything runs (``xlrepro.study.design.check_volumes``); the intermediate phase's
     model selection is scheduled per cell (``spec.selection``), and each cell records its arm,
     selection, per-target overlap and domain shift, and resolved recipe."""
-    from xlrepro.study import design as study
     from xlrepro.config import config_hash
+    from xlrepro.study import design as study
 
     cells: list[Cell] = []
     seen: set[str] = set()
@@ -279,8 +308,22 @@ def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> lis
             if h in seen:
                 continue
             seen.add(h)
-            label_volume = vol if vol is not None else (None if not cfg.intermediate.tasks else cfg.intermediate.train.volume)
-            cells.append(Cell(len(cells), v.label, label_volume, seed, over, cfg, arm=arm, selection=selection,
-                              design=study.cell_design(cfg, cfg.retrieval.benchmark), recipes=prov or None))
+            label_volume = (
+                vol if vol is not None else (None if not cfg.intermediate.tasks else cfg.intermediate.train.volume)
+            )
+            cells.append(
+                Cell(
+                    len(cells),
+                    v.label,
+                    label_volume,
+                    seed,
+                    over,
+                    cfg,
+                    arm=arm,
+                    selection=selection,
+                    design=study.cell_design(cfg, cfg.retrieval.benchmark),
+                    recipes=prov or None,
+                )
+            )
     study.check_volumes(cells, spec.name)
     return cells

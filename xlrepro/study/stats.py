@@ -26,6 +26,7 @@ Conventions
   (JSON-serialisable).
 * Invalid input raises ``ValueError`` with a message naming the argument.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,6 +60,7 @@ _CHUNK_ELEMS = 4_000_000  # bound on the resample-index matrix held at once
 
 
 # --------------------------------------------------------------------------- validation
+
 
 def _vector(x, name: str, min_len: int = 1) -> np.ndarray:
     """A finite 1-D float array with at least ``min_len`` entries, or ValueError."""
@@ -123,8 +125,14 @@ def _percentile_interval(boots: np.ndarray, alpha: float) -> tuple[float, float]
 
 # --------------------------------------------------------------------------- bootstrap
 
-def bootstrap_ci(item_scores: Sequence[float], n_boot: int = 2000, alpha: float = 0.05,
-                 seed: int = 0, statistic: Callable[[np.ndarray], float] = np.mean) -> dict:
+
+def bootstrap_ci(
+    item_scores: Sequence[float],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+) -> dict:
     """Percentile bootstrap CI of ``statistic`` over items.
 
     ``item_scores`` holds one score per test item (sentence, question, pair): 0/1 for
@@ -143,13 +151,19 @@ def bootstrap_ci(item_scores: Sequence[float], n_boot: int = 2000, alpha: float 
     if statistic is np.mean:
         boots = _bootstrap_means(x, n_boot, rng)
     else:
-        boots = np.array([float(statistic(x[idx])) for chunk in _index_chunks(rng, x.size, n_boot)
-                          for idx in chunk])
+        boots = np.array([float(statistic(x[idx])) for chunk in _index_chunks(rng, x.size, n_boot) for idx in chunk])
         if not np.all(np.isfinite(boots)):
             raise ValueError("statistic returned NaN/inf on a bootstrap resample")
     lo, hi = _percentile_interval(boots, alpha)
-    return {"estimate": float(statistic(x)), "low": lo, "high": hi, "half_width": (hi - lo) / 2,
-            "n": int(x.size), "n_boot": n_boot, "alpha": alpha}
+    return {
+        "estimate": float(statistic(x)),
+        "low": lo,
+        "high": hi,
+        "half_width": (hi - lo) / 2,
+        "n": int(x.size),
+        "n_boot": n_boot,
+        "alpha": alpha,
+    }
 
 
 def _paired_diff(scores_a, scores_b) -> np.ndarray:
@@ -160,8 +174,9 @@ def _paired_diff(scores_a, scores_b) -> np.ndarray:
     return a - b
 
 
-def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], n_boot: int = 2000,
-                     alpha: float = 0.05, seed: int = 0) -> dict:
+def paired_bootstrap(
+    scores_a: Sequence[float], scores_b: Sequence[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict:
     """Paired item bootstrap of the mean difference ``mean(a) - mean(b)``.
 
     ``scores_a[i]`` and ``scores_b[i]`` must be the two systems' scores on the same item i;
@@ -183,12 +198,21 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], n_boo
     tol = 1e-12 * max(1.0, abs(obs))
     extreme = int(np.count_nonzero(np.abs(boots - obs) >= abs(obs) - tol))
     p = (1 + extreme) / (1 + n_boot)
-    return {"diff": obs, "low": lo, "high": hi, "half_width": (hi - lo) / 2, "p_value": min(1.0, p),
-            "n": int(d.size), "n_boot": n_boot, "alpha": alpha}
+    return {
+        "diff": obs,
+        "low": lo,
+        "high": hi,
+        "half_width": (hi - lo) / 2,
+        "p_value": min(1.0, p),
+        "n": int(d.size),
+        "n_boot": n_boot,
+        "alpha": alpha,
+    }
 
 
-def paired_bootstrap_statistic(n_items: int, statistic: Callable[[np.ndarray], float], n_boot: int = 2000,
-                               alpha: float = 0.05, seed: int = 0) -> dict:
+def paired_bootstrap_statistic(
+    n_items: int, statistic: Callable[[np.ndarray], float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> dict:
     """Paired item bootstrap of a difference that is not a mean of item differences.
 
     ``statistic(idx)`` returns system A's score minus system B's on the items ``idx`` (an int
@@ -213,12 +237,19 @@ def paired_bootstrap_statistic(n_items: int, statistic: Callable[[np.ndarray], f
     lo, hi = _percentile_interval(boots, alpha)
     tol = 1e-12 * max(1.0, abs(obs))
     extreme = int(np.count_nonzero(np.abs(boots - obs) >= abs(obs) - tol))
-    return {"diff": obs, "low": lo, "high": hi, "half_width": (hi - lo) / 2,
-            "p_value": min(1.0, (1 + extreme) / (1 + n_boot)), "n": n, "n_boot": n_boot, "alpha": alpha}
+    return {
+        "diff": obs,
+        "low": lo,
+        "high": hi,
+        "half_width": (hi - lo) / 2,
+        "p_value": min(1.0, (1 + extreme) / (1 + n_boot)),
+        "n": n,
+        "n_boot": n_boot,
+        "alpha": alpha,
+    }
 
 
-def paired_permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000,
-                            seed: int = 0) -> dict:
+def paired_permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> dict:
     """Two-sided paired sign-flip permutation test of ``mean(a - b) = 0``.
 
     Under the null the two systems are exchangeable on each item, so each item difference
@@ -240,11 +271,11 @@ def paired_permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int 
         signs = rng.integers(0, 2, size=(k, d.size), dtype=np.int8) * 2 - 1
         extreme += int(np.count_nonzero(np.abs((signs * d).mean(axis=1)) >= obs - tol))
         done += k
-    return {"diff": float(d.mean()), "p_value": (1 + extreme) / (1 + n_perm), "n": int(d.size),
-            "n_perm": n_perm}
+    return {"diff": float(d.mean()), "p_value": (1 + extreme) / (1 + n_perm), "n": int(d.size), "n_perm": n_perm}
 
 
 # --------------------------------------------------------------------------- seeds
+
 
 def seed_summary(values: Sequence[float]) -> dict:
     """Summary of one configuration's scores across fine-tuning seeds.
@@ -265,6 +296,7 @@ def seed_summary(values: Sequence[float]) -> dict:
 
 
 # --------------------------------------------------------------------------- multiplicity
+
 
 def holm(pvalues: Mapping) -> dict:
     """Holm–Bonferroni adjusted p-values, same keys as ``pvalues``.
@@ -296,12 +328,14 @@ def holm(pvalues: Mapping) -> dict:
 
 # --------------------------------------------------------------------------- collapse
 
+
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def detect_collapse(predictions: Sequence, labels: Sequence, majority_margin: float = 0.02,
-                    dominant_share: float = 0.95) -> dict:
+def detect_collapse(
+    predictions: Sequence, labels: Sequence, majority_margin: float = 0.02, dominant_share: float = 0.95
+) -> dict:
     """Flag a classifier that collapsed to (nearly) one class (huggingface/transformers #6210, #10588).
 
     Collapsed if either
@@ -347,10 +381,17 @@ def detect_collapse(predictions: Sequence, labels: Sequence, majority_margin: fl
         reasons.append("dominant-prediction")
     if accuracy <= majority_rate + majority_margin:
         reasons.append("near-majority")
-    return {"collapsed": bool(reasons), "reason": "+".join(reasons) or None, "accuracy": accuracy,
-            "majority_label": _py(g_vals[top_g]), "majority_rate": majority_rate,
-            "dominant_prediction": _py(p_vals[top_p]), "dominant_share": share,
-            "n_predicted_classes": int(p_vals.size), "n": n}
+    return {
+        "collapsed": bool(reasons),
+        "reason": "+".join(reasons) or None,
+        "accuracy": accuracy,
+        "majority_label": _py(g_vals[top_g]),
+        "majority_rate": majority_rate,
+        "dominant_prediction": _py(p_vals[top_p]),
+        "dominant_share": share,
+        "n_predicted_classes": int(p_vals.size),
+        "n": n,
+    }
 
 
 def _check_seeds(seeds_tried: Sequence[int], max_reseeds) -> tuple[list[int], int]:
@@ -365,8 +406,9 @@ def _check_seeds(seeds_tried: Sequence[int], max_reseeds) -> tuple[list[int], in
     base = int(seeds[0])
     expected = [base + RESEED_STRIDE * k for k in range(len(seeds))]
     if [int(s) for s in seeds] != expected:
-        raise ValueError(f"seeds_tried {seeds} does not follow the policy seed + {RESEED_STRIDE}*k "
-                         f"(expected {expected})")
+        raise ValueError(
+            f"seeds_tried {seeds} does not follow the policy seed + {RESEED_STRIDE}*k (expected {expected})"
+        )
     return seeds, max_reseeds
 
 
@@ -396,8 +438,13 @@ def reseed_decision(seeds_tried: Sequence[int], collapse: Mapping, max_reseeds: 
     seeds, max_reseeds = _check_seeds(seeds_tried, max_reseeds)
     if not isinstance(collapse, Mapping) or "collapsed" not in collapse:
         raise ValueError("collapse must be the dict returned by detect_collapse")
-    base = {"seed": int(seeds[-1]), "attempt": len(seeds) - 1, "max_reseeds": max_reseeds,
-            "reason": collapse.get("reason"), "policy": f"seed + {RESEED_STRIDE}*k"}
+    base = {
+        "seed": int(seeds[-1]),
+        "attempt": len(seeds) - 1,
+        "max_reseeds": max_reseeds,
+        "reason": collapse.get("reason"),
+        "policy": f"seed + {RESEED_STRIDE}*k",
+    }
     if not collapse["collapsed"]:
         return {"action": "accept", "next_seed": None, **base}
     nxt = reseed_policy(seeds, max_reseeds)
@@ -406,13 +453,15 @@ def reseed_decision(seeds_tried: Sequence[int], collapse: Mapping, max_reseeds: 
 
 # --------------------------------------------------------------------------- scaling
 
+
 def _positive(x: np.ndarray, name: str) -> None:
     if np.any(x <= 0):
         raise ValueError(f"{name} must be > 0 (log scale)")
 
 
-def fit_log_linear(volumes: Sequence[float], scores: Sequence[float], seed: int = 0,
-                   n_boot: int = 2000, alpha: float = 0.05) -> dict:
+def fit_log_linear(
+    volumes: Sequence[float], scores: Sequence[float], seed: int = 0, n_boot: int = 2000, alpha: float = 0.05
+) -> dict:
     """Least-squares fit ``score = a + b * log10(volume)`` with a bootstrap CI for b.
 
     ``volumes`` (> 0, e.g. intermediate examples) and ``scores`` are paired points; repeated
@@ -448,7 +497,7 @@ def fit_log_linear(volumes: Sequence[float], scores: Sequence[float], seed: int 
     b, a = float(b), float(a)
     resid = y - (a + b * x)
     ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
 
     parts = []
     for idx in _index_chunks(rng, x.size, n_boot):
@@ -459,9 +508,18 @@ def fit_log_linear(volumes: Sequence[float], scores: Sequence[float], seed: int 
     if slopes.size < 2:
         raise ValueError("almost every bootstrap resample had a single distinct volume; add points")
     lo, hi = _percentile_interval(slopes, alpha)
-    return {"intercept": a, "slope": b, "slope_low": lo, "slope_high": hi, "r2": r2,
-            "residuals": resid.tolist(), "n": int(x.size), "n_boot": n_boot,
-            "n_boot_degenerate": degenerate, "alpha": alpha}
+    return {
+        "intercept": a,
+        "slope": b,
+        "slope_low": lo,
+        "slope_high": hi,
+        "r2": r2,
+        "residuals": resid.tolist(),
+        "n": int(x.size),
+        "n_boot": n_boot,
+        "n_boot_degenerate": degenerate,
+        "alpha": alpha,
+    }
 
 
 def _power_fit_fixed(logv: np.ndarray, err: np.ndarray, e_inf: float):
@@ -475,8 +533,9 @@ def _power_fit_fixed(logv: np.ndarray, err: np.ndarray, e_inf: float):
     return c, beta, float(((err - pred) ** 2).sum())
 
 
-def fit_power_law(volumes: Sequence[float], errors: Sequence[float], e_inf: float | None = None,
-                  n_grid: int = 200, n_refine: int = 40) -> dict:
+def fit_power_law(
+    volumes: Sequence[float], errors: Sequence[float], e_inf: float | None = None, n_grid: int = 200, n_refine: int = 40
+) -> dict:
     """Fit ``error = c * volume**(-beta) + e_inf`` (Hernandez et al. 2021 form).
 
     ``errors`` are "lower is better" quantities (e.g. ``100 - score`` or ``1 - accuracy``),
@@ -527,11 +586,20 @@ def fit_power_law(volumes: Sequence[float], errors: Sequence[float], e_inf: floa
                 break
     c, beta, sse = _power_fit_fixed(logv, err, best_e)
     resid = err - (c * v ** (-beta) + best_e)
-    return {"c": c, "beta": beta, "e_inf": best_e, "residuals": resid.tolist(), "sse": sse,
-            "rmse": math.sqrt(sse / v.size), "n": int(v.size), "e_inf_fixed": fixed}
+    return {
+        "c": c,
+        "beta": beta,
+        "e_inf": best_e,
+        "residuals": resid.tolist(),
+        "sse": sse,
+        "rmse": math.sqrt(sse / v.size),
+        "n": int(v.size),
+        "e_inf_fixed": fixed,
+    }
 
 
 # --------------------------------------------------------------------------- groups and power
+
 
 def group_means(per_language: Mapping[str, float]) -> dict:
     """Mean score per resource group (``docs/scaling-study.md``), grouping from the language table.
@@ -555,8 +623,11 @@ def group_means(per_language: Mapping[str, float]) -> dict:
             group = languages.get(code).resource_group
         except KeyError as e:
             raise ValueError(f"per_language: {e.args[0] if e.args else code}") from None
-        if isinstance(score, bool) or not isinstance(score, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(float(score)):
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, (int, float, np.floating, np.integer))
+            or not math.isfinite(float(score))
+        ):
             raise ValueError(f"per_language[{code!r}] must be a finite number, got {score!r}")
         members.setdefault(group, []).append(code)
         values.setdefault(group, []).append(float(score))
@@ -570,8 +641,11 @@ def group_means(per_language: Mapping[str, float]) -> dict:
 def underpowered(ci_half_width: float, effect: float) -> bool:
     """True when a CI half-width exceeds the absolute effect claimed (rule 5 above)."""
     for name, val in (("ci_half_width", ci_half_width), ("effect", effect)):
-        if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(float(val)):
+        if (
+            isinstance(val, bool)
+            or not isinstance(val, (int, float, np.floating, np.integer))
+            or not math.isfinite(float(val))
+        ):
             raise ValueError(f"{name} must be a finite number, got {val!r}")
     if ci_half_width < 0:
         raise ValueError(f"ci_half_width must be >= 0, got {ci_half_width!r}")
@@ -591,8 +665,14 @@ def ci_half_width(n_items: int, p: float = 0.5, alpha: float = 0.05) -> float:
     return z * math.sqrt(p * (1 - p) / n)
 
 
-def min_detectable_difference(n_items: int, p: float = 0.5, alpha: float = 0.05, power: float = 0.8,
-                              paired: bool = False, correlation: float | None = None) -> float:
+def min_detectable_difference(
+    n_items: int,
+    p: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    paired: bool = False,
+    correlation: float | None = None,
+) -> float:
     """Smallest accuracy difference a two-sided test detects with the given power (normal approx.).
 
     ``(z_{1-alpha/2} + z_power) * sqrt(2 p (1-p) (1 - rho) / n)``, in proportions. Unpaired
@@ -667,8 +747,9 @@ def scaling_mixed_model(rows: Sequence[Mapping], alpha: float = 0.05) -> dict:
         terms.append("C(task)")
     formula = "score ~ " + " + ".join(terms)
     df["all"] = 1
-    model = smf.mixedlm(formula, df, groups="all", re_formula="0",
-                        vc_formula={"language": "0 + C(language)", "seed": "0 + C(seed)"})
+    model = smf.mixedlm(
+        formula, df, groups="all", re_formula="0", vc_formula={"language": "0 + C(language)", "seed": "0 + C(seed)"}
+    )
     import warnings
 
     with warnings.catch_warnings():
@@ -677,15 +758,27 @@ def scaling_mixed_model(rows: Sequence[Mapping], alpha: float = 0.05) -> dict:
     ci = fit.conf_int(alpha=alpha)
     effects = {}
     for name in fit.fe_params.index:
-        effects[name] = {"estimate": float(fit.fe_params[name]), "se": float(fit.bse_fe[name]),
-                         "ci": [float(ci.loc[name, 0]), float(ci.loc[name, 1])], "p": float(fit.pvalues[name])}
+        effects[name] = {
+            "estimate": float(fit.fe_params[name]),
+            "se": float(fit.bse_fe[name]),
+            "ci": [float(ci.loc[name, 0]), float(ci.loc[name, 1])],
+            "p": float(fit.pvalues[name]),
+        }
     vcomp = dict(zip(model.exog_vc.names, (float(v) for v in fit.vcomp)))
     est = effects["lv:lc"]
-    return {"formula": formula, "random": "crossed intercepts: language, seed", "n": int(len(df)),
-            "n_languages": int(df["language"].nunique()), "n_seeds": int(df["seed"].nunique()),
-            "effects": effects, "variance_components": vcomp, "residual_variance": float(fit.scale),
-            "estimand": {"term": "lv:lc", **est, "detected": bool(est["ci"][0] > 0 or est["ci"][1] < 0)},
-            "converged": bool(fit.converged), "alpha": alpha}
+    return {
+        "formula": formula,
+        "random": "crossed intercepts: language, seed",
+        "n": int(len(df)),
+        "n_languages": int(df["language"].nunique()),
+        "n_seeds": int(df["seed"].nunique()),
+        "effects": effects,
+        "variance_components": vcomp,
+        "residual_variance": float(fit.scale),
+        "estimand": {"term": "lv:lc", **est, "detected": bool(est["ci"][0] > 0 or est["ci"][1] < 0)},
+        "converged": bool(fit.converged),
+        "alpha": alpha,
+    }
 
 
 def collapse_rate_by_volume(entries: Iterable[Mapping]) -> dict:

@@ -16,6 +16,7 @@ A composite task (``components:``, e.g. ANLI+ = ANLI + MNLI + SNLI) has no layou
 each split it declares is the concatenation, in the listed order, of that split of every
 component, each read from its own root (``root/<component>/`` or ``root[component]``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,21 +40,23 @@ SPLITS = ("train", "dev", "test")
 #: Scorer kinds (``evaluator:``) and the metric keys each one's per-language dict carries. The code
 #: dispatches on these values, never on a task's name (docs/tasks.md); no value is a task's name.
 EVALUATORS = {
-    "accuracy": ("accuracy",),                              # label accuracy (classification, multiple choice)
+    "accuracy": ("accuracy",),  # label accuracy (classification, multiple choice)
     "tagging_f1": ("f1", "precision", "recall", "token_accuracy"),  # seqeval-style chunk F1 (+ token accuracy)
-    "qa_squad": ("f1", "exact_match"),                      # SQuAD v1.1 evaluate script
-    "qa_mlqa": ("f1", "exact_match"),                       # MLQA's evaluate script (language-aware normalisation)
-    "qa_squad_v2": ("f1", "exact_match"),                   # SQuAD v2.0 script (no-answer questions)
-    "bucc_f1": ("f1", "precision", "recall"),               # mined pairs against the gold pairs
-    "tatoeba_accuracy": ("accuracy",),                      # retrieved line is the query's own
-    "mewslix_map": ("map@20",),                             # Mewsli-X "map@20" (MRR@20) from ranked entity ids
-    "lareqa_map": ("map@20",),                              # LAReQA mAP@20 against the pooled candidates (embeddings)
+    "qa_squad": ("f1", "exact_match"),  # SQuAD v1.1 evaluate script
+    "qa_mlqa": ("f1", "exact_match"),  # MLQA's evaluate script (language-aware normalisation)
+    "qa_squad_v2": ("f1", "exact_match"),  # SQuAD v2.0 script (no-answer questions)
+    "bucc_f1": ("f1", "precision", "recall"),  # mined pairs against the gold pairs
+    "tatoeba_accuracy": ("accuracy",),  # retrieved line is the query's own
+    "mewslix_map": ("map@20",),  # Mewsli-X "map@20" (MRR@20) from ranked entity ids
+    "lareqa_map": ("map@20",),  # LAReQA mAP@20 against the pooled candidates (embeddings)
 }
 #: The submission file of a (task, split, language): its extension, or ``none`` (no per-file metric).
 PREDICTION_FILES = ("tsv", "jsonl", "json", "none")
 #: Benchmarks that have a scoring block, with the group names of ``evaluate.py``'s GROUP2TASK.
-SCRIPT_GROUPS = {"xtreme": ("classification", "tagging", "qa", "retrieval"),
-                 "xtreme_r": ("classification", "tagging", "qa", "retrieval", "multi_choice")}
+SCRIPT_GROUPS = {
+    "xtreme": ("classification", "tagging", "qa", "retrieval"),
+    "xtreme_r": ("classification", "tagging", "qa", "retrieval", "multi_choice"),
+}
 #: The papers' task categories (XTREME Table 1; XTREME-R Table 3).
 CATEGORIES = ("classification", "structured", "qa", "retrieval")
 #: The headline rule for a name the registry does not know: the first of these a score dict has.
@@ -144,7 +147,7 @@ class TaskSpec:
     def all_languages(self) -> list[str]:
         seen = []
         for b in self.language_column:
-            for l in (self.language_column[b] if b == "fixed" else self.languages(b)):
+            for l in self.language_column[b] if b == "fixed" else self.languages(b):
                 if l not in seen:
                     seen.append(l)
         return seen
@@ -162,8 +165,13 @@ class TaskSpec:
         spec = self.splits.get(split)
         if spec is None:
             return []
-        base = list(spec.languages) if spec.languages is not None else self.all_languages() if benchmark is None \
+        base = (
+            list(spec.languages)
+            if spec.languages is not None
+            else self.all_languages()
+            if benchmark is None
             else self.languages(benchmark)
+        )
         return [l for l in base if l not in spec.missing]
 
     def training_chain(self) -> list[str]:
@@ -205,8 +213,10 @@ class TaskSpec:
             if all(_expand(p) for p in paths.values()):
                 return lay.name
             tried.append(f"{lay.name}: {', '.join(str(p) for p in paths.values())}")
-        raise FileNotFoundError(f"task {self.name}: no files for split {split!r}, language {lang!r} under {root}; "
-                                "looked for\n  " + "\n  ".join(tried))
+        raise FileNotFoundError(
+            f"task {self.name}: no files for split {split!r}, language {lang!r} under {root}; "
+            "looked for\n  " + "\n  ".join(tried)
+        )
 
     def read(self, root, split: str, lang: str, layout: str | None = None) -> ReadResult:
         """Read one (split, language) of the task from a local folder in one of its layouts.
@@ -217,8 +227,10 @@ class TaskSpec:
         if split not in self.splits:
             raise KeyError(f"task {self.name} has no split {split!r} (has {list(self.splits)})")
         if lang not in self.split_languages(split):
-            raise KeyError(f"task {self.name}: language {lang!r} has no {split} split "
-                           f"(languages with one: {self.split_languages(split)})")
+            raise KeyError(
+                f"task {self.name}: language {lang!r} has no {split} split "
+                f"(languages with one: {self.split_languages(split)})"
+            )
         if self.components:
             return self._read_components(root, split, lang)
         name = layout or self.find_layout(root, split, lang)
@@ -234,7 +246,9 @@ class TaskSpec:
             if not matches:
                 raise FileNotFoundError(f"task {self.name}: no file matches {paths['file']}")
             parts = [fn({"file": m}, src_lang=lang, split=split, **opts) for m in matches]
-            merged = ReadResult([e for p in parts for e in p.examples], {k: v for p in parts for k, v in p.files.items()})
+            merged = ReadResult(
+                [e for p in parts for e in p.examples], {k: v for p in parts for k, v in p.files.items()}
+            )
             for p in parts:
                 for rule, n in p.skipped.items():
                     merged.skipped[rule] = merged.skipped.get(rule, 0) + n
@@ -268,8 +282,11 @@ def _strict(cls, data: dict, where: str):
     for k in data:
         if k not in names:
             raise ConfigError(f"{where}: unknown key {k!r}{did_you_mean(k, names)}")
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
+    ]
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {missing}")
 
@@ -302,8 +319,10 @@ def _parse(data: dict, where: str) -> TaskSpec:
     data["components"] = tuple(data.get("components") or ())
     data["train_chain"] = tuple(data.get("train_chain") or ())
     if data["train_chain"] and data["train_chain"][-1] != data.get("train_source"):
-        raise ConfigError(f"{where}: train_chain {list(data['train_chain'])} must end with train_source "
-                          f"{data.get('train_source')!r} (the stage whose data trains the target last)")
+        raise ConfigError(
+            f"{where}: train_chain {list(data['train_chain'])} must end with train_source "
+            f"{data.get('train_source')!r} (the stage whose data trains the target last)"
+        )
     if data["components"] and layouts:
         raise ConfigError(f"{where}: a composite task (components) reads through its components; it has no layouts")
     if not layouts and not data["components"]:
@@ -313,13 +332,16 @@ def _parse(data: dict, where: str) -> TaskSpec:
         data["hub"] = HubSource(**data["hub"])
         if layouts and not data["hub"].refuse:  # the parquet files `xlrepro data prepare` fetched
             from xlrepro.data.hub import prepared_layout
+
             layouts.append(prepared_layout(data["name"], data["hub"]))
     data["layouts"] = tuple(layouts)
     if data.get("hub") is not None:
         rev = data["hub"].revision
         if rev is not None and not re.fullmatch(r"[0-9a-f]{40}", str(rev)):
-            raise ConfigError(f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
-                              f"got {rev!r}; `xlrepro data pin --write` resolves and records it")
+            raise ConfigError(
+                f"{where} hub.revision: expected a 40-hex commit SHA (or null while unpinned), "
+                f"got {rev!r}; `xlrepro data pin --write` resolves and records it"
+            )
     _check_dispatch_fields(data, where)
     check_study_fields(data, where)
     return TaskSpec(**data)
@@ -334,7 +356,9 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
     :func:`load_task_file` also requires them."""
     ev = data.get("evaluator")
     if ev is not None and ev not in EVALUATORS:
-        raise ConfigError(f"{where}: evaluator: {ev!r} is not one of {list(EVALUATORS)}{did_you_mean(str(ev), EVALUATORS)}")
+        raise ConfigError(
+            f"{where}: evaluator: {ev!r} is not one of {list(EVALUATORS)}{did_you_mean(str(ev), EVALUATORS)}"
+        )
     pf = data.get("prediction_file")
     if pf is not None and pf not in PREDICTION_FILES:
         raise ConfigError(f"{where}: prediction_file: {pf!r} is not one of {list(PREDICTION_FILES)}")
@@ -346,10 +370,12 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
             raise ConfigError(f"{where}: headline: expected a non-empty list of metric names, got {data['headline']!r}")
         bad = [m for m in head if ev is not None and m not in EVALUATORS[ev]]
         if bad or len(set(head)) != len(head):
-            raise ConfigError(f"{where}: headline: {head} must be distinct metrics of the evaluator {ev!r} "
-                              f"(it reports {list(EVALUATORS.get(ev, ()))})")
+            raise ConfigError(
+                f"{where}: headline: {head} must be distinct metrics of the evaluator {ev!r} "
+                f"(it reports {list(EVALUATORS.get(ev, ()))})"
+            )
         data["headline"] = tuple(head)
-    conv = (data.get("hub") and data["hub"].converter)
+    conv = data.get("hub") and data["hub"].converter
     if conv is not None and conv not in HUB_CONVERTERS:
         raise ConfigError(f"{where} hub.converter: {conv!r} is not one of {list(HUB_CONVERTERS)}")
     scoring = dict(data.get("scoring") or {})
@@ -358,20 +384,25 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
     for bench, entry in scoring.items():
         at = f"{where}: scoring.{bench}"
         if bench not in SCRIPT_GROUPS or bench not in data["benchmarks"]:
-            raise ConfigError(f"{at}: not a scored benchmark of this task (benchmarks {list(data['benchmarks'])}; "
-                              f"scored benchmarks {list(SCRIPT_GROUPS)})")
+            raise ConfigError(
+                f"{at}: not a scored benchmark of this task (benchmarks {list(data['benchmarks'])}; "
+                f"scored benchmarks {list(SCRIPT_GROUPS)})"
+            )
         if not isinstance(entry, dict):
             raise ConfigError(f"{at}: expected a mapping {{position, groups, group, in_average}}, got {entry!r}")
         for k in entry:
             if k not in ("position", "groups", "group", "in_average"):
-                raise ConfigError(f"{at}: unknown key {k!r}{did_you_mean(k, ('position', 'groups', 'group', 'in_average'))}")
+                raise ConfigError(
+                    f"{at}: unknown key {k!r}{did_you_mean(k, ('position', 'groups', 'group', 'in_average'))}"
+                )
         for k in ("position", "groups", "group", "in_average"):
             if k not in entry:
                 raise ConfigError(f"{at}.{k}: missing")
         pos = entry["position"]
         if not isinstance(pos, int) or isinstance(pos, bool) or pos < 1:
-            raise ConfigError(f"{at}.position: expected a positive integer (the task's place in evaluate.py's "
-                              f"task list), got {pos!r}")
+            raise ConfigError(
+                f"{at}.position: expected a positive integer (the task's place in evaluate.py's task list), got {pos!r}"
+            )
         groups = entry["groups"]
         if not isinstance(groups, list) or any(g not in SCRIPT_GROUPS[bench] for g in groups):
             raise ConfigError(f"{at}.groups: expected a list of {list(SCRIPT_GROUPS[bench])}, got {groups!r}")
@@ -387,8 +418,10 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
     if train is not None and not ts:
         data["train_size"] = {"examples": train, "source": data["sizes"].get("source", "sizes.train.en")}
     elif train is not None and isinstance(ts, dict) and ts.get("examples") != train:
-        raise ConfigError(f"{where}: train_size.examples {ts.get('examples')!r} differs from sizes.train.en "
-                          f"{train!r}; they are one fact (the English training examples)")
+        raise ConfigError(
+            f"{where}: train_size.examples {ts.get('examples')!r} differs from sizes.train.en "
+            f"{train!r}; they are one fact (the English training examples)"
+        )
 
 
 def load_task_file(text: str, where: str, builtin: bool = True) -> TaskSpec:
@@ -406,13 +439,17 @@ def load_task_file(text: str, where: str, builtin: bool = True) -> TaskSpec:
         if data.get(key) is None:
             raise ConfigError(f"{where}: {key}: missing (every task file names it; see docs/tasks.md)")
     if not builtin and data.get("scoring"):
-        raise ConfigError(f"{where}: scoring: a task added from {TASK_DIRS_ENV} is scored per language but is "
-                          "not one of the official benchmark's tasks (evaluate.py's task order and average); "
-                          "drop the scoring block")
+        raise ConfigError(
+            f"{where}: scoring: a task added from {TASK_DIRS_ENV} is scored per language but is "
+            "not one of the official benchmark's tasks (evaluate.py's task order and average); "
+            "drop the scoring block"
+        )
     for bench in (data.get("benchmarks") or ()) if builtin else ():
         if bench in SCRIPT_GROUPS and bench not in (data.get("scoring") or {}):
-            raise ConfigError(f"{where}: scoring.{bench}: missing (the task is in benchmark {bench!r}; give its "
-                              "position, groups, group and in_average)")
+            raise ConfigError(
+                f"{where}: scoring.{bench}: missing (the task is in benchmark {bench!r}; give its "
+                "position, groups, group and in_average)"
+            )
     return _parse(data, where)
 
 
@@ -437,8 +474,9 @@ def check_study_fields(data: dict, where: str) -> None:
     (``xlrepro.config_checks.recipe_problems``), which sits above the registry."""
     for proto, rec in (data.get("recipe") or {}).items():
         if proto not in RECIPE_PROTOCOLS:
-            raise ConfigError(f"{where}: recipe.{proto}: not one of {list(RECIPE_PROTOCOLS)}"
-                              f"{did_you_mean(proto, RECIPE_PROTOCOLS)}")
+            raise ConfigError(
+                f"{where}: recipe.{proto}: not one of {list(RECIPE_PROTOCOLS)}{did_you_mean(proto, RECIPE_PROTOCOLS)}"
+            )
         if not isinstance(rec, dict) or not isinstance(rec.get("source"), str) or not rec["source"]:
             raise ConfigError(f"{where}: recipe.{proto}: expected a mapping of training settings with a 'source'")
     ts = data.get("train_size")
@@ -486,28 +524,35 @@ def _load_tasks(extra: tuple[str, ...]) -> dict[str, TaskSpec]:
     for spec in out.values():
         for ref in (spec.train_source, spec.dev_source, *spec.train_chain):
             if ref is not None and ref not in out:
-                raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train/dev source {ref!r} is not a task"
-                                  f"{did_you_mean(ref, out)}")
+                raise ConfigError(
+                    f"xlrepro/tasks/{spec.name}.yaml: train/dev source {ref!r} is not a task{did_you_mean(ref, out)}"
+                )
         for stage in spec.train_chain:
             if "train" not in out[stage].splits or "dev" not in out[stage].splits:
-                raise ConfigError(f"xlrepro/tasks/{spec.name}.yaml: train_chain stage {stage!r} needs a train and a "
-                                  "dev split (its English dev early-stops that stage)")
+                raise ConfigError(
+                    f"xlrepro/tasks/{spec.name}.yaml: train_chain stage {stage!r} needs a train and a "
+                    "dev split (its English dev early-stops that stage)"
+                )
         for comp in spec.components:
             where = f"xlrepro/tasks/{spec.name}.yaml: component {comp!r}"
             if comp not in out:
                 raise ConfigError(f"{where} is not a task{did_you_mean(comp, out)}")
             c = out[comp]
             if c.components or c.format != spec.format or c.labels != spec.labels:
-                raise ConfigError(f"{where} must be a plain task with the same format and labels "
-                                  f"(has {c.format.value}, {c.labels}; expected {spec.format.value}, {spec.labels})")
+                raise ConfigError(
+                    f"{where} must be a plain task with the same format and labels "
+                    f"(has {c.format.value}, {c.labels}; expected {spec.format.value}, {spec.labels})"
+                )
             missing = [s for s in spec.splits if s not in c.splits]
             if missing:
                 raise ConfigError(f"{where} has no split(s) {missing}")
     for bench in SCRIPT_GROUPS:
         pos = sorted((s.scoring[bench]["position"], s.name) for s in out.values() if bench in s.scoring)
         if [p for p, _ in pos] != list(range(1, len(pos) + 1)):
-            raise ConfigError(f"xlrepro/tasks/*.yaml: scoring.{bench}.position: expected 1..{len(pos)}, each once "
-                              f"(evaluate.py's task order); got {[f'{n}={p}' for p, n in pos]}")
+            raise ConfigError(
+                f"xlrepro/tasks/*.yaml: scoring.{bench}.position: expected 1..{len(pos)}, each once "
+                f"(evaluate.py's task order); got {[f'{n}={p}' for p, n in pos]}"
+            )
     return out
 
 
