@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from xlrepro.data.types import Format, qa_ids
+from xlrepro.formats import squad_data
 from xlrepro.metrics.evaluate import task_file_extension
 from xlrepro.runs import atomic_write_json, atomic_write_text
 from xlrepro.tasks.registry import get_task
@@ -115,25 +116,8 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
         unlabelled = [e.guid for e in examples if not e.answers]
         if unlabelled:
             raise ValueError(f"{task}: {len(unlabelled)} questions without answers (first: {unlabelled[0]})")
-        if raw is None:
-            raw = [
-                {
-                    "title": "",
-                    "paragraphs": [
-                        {
-                            "context": e.context,
-                            "qas": [
-                                {
-                                    "id": e.guid,
-                                    "question": e.question,
-                                    "answers": [{"text": a.text, "answer_start": a.start} for a in e.answers],
-                                }
-                            ],
-                        }
-                    ],
-                }
-                for e in examples
-            ]
+        if raw is None:  # the reader kept no raw file: the examples as SQuAD data
+            raw = squad_data(examples)
         return json.dumps({"version": "1.1", "data": list(raw)}, ensure_ascii=False) + "\n"
     gold = [e.tags if fmt == Format.TAGGING else e.label for e in examples]
     if any(g is None for g in gold):

@@ -28,6 +28,21 @@ def export_retrieval(run: Run, task: str, split: str, lang: str, predictions) ->
         write_predictions(run.dir / "predictions", task, split, lang, Format.RETRIEVAL, predictions)
 
 
+def embed_args(ctx, model) -> dict:
+    """``xlrepro.retrieval.embed``'s settings for ``model``: the config's retrieval layer, pooling,
+    length and batch size, the context's device, the model's attention."""
+    r = ctx.cfg.retrieval
+    return dict(
+        layer=r.layer,
+        pooling=r.pooling,
+        max_len=r.max_seq_length,
+        batch_size=r.batch_size,
+        device=ctx.device,
+        packed=model.packed,
+        attention_backend=model.attention_backend,
+    )
+
+
 class Retrieval(Phase):
     kind = "retrieval"
     records = True
@@ -80,18 +95,10 @@ class Retrieval(Phase):
                 "search": search_backend(torch.zeros(1, 1)),
                 "attention": "packed" if model.packed else "padded",
             }
+            args = embed_args(ctx, model)
             for lang in ctx.eval_languages(task, "test"):
                 data = ctx.read(task, "test", lang)
                 ex = data.examples[0]
-                args = dict(
-                    layer=r.layer,
-                    pooling=r.pooling,
-                    max_len=r.max_seq_length,
-                    batch_size=r.batch_size,
-                    device=ctx.device,
-                    packed=model.packed,
-                    attention_backend=model.attention_backend,
-                )
                 src = embed(model.encoder, ctx.tokenizer, ex.src_sentences, **args)
                 eng = embed(model.encoder, ctx.tokenizer, ex.tgt_sentences, **args)
                 # official direction: English queries, the other side is the index (xtreme
@@ -134,15 +141,7 @@ class Retrieval(Phase):
         r = ctx.cfg.retrieval
         tr = get_task(task).retrieval
         k, margin = int(tr.get("k", 4)), tr.get("margin", "ratio")
-        args = dict(
-            layer=r.layer,
-            pooling=r.pooling,
-            max_len=r.max_seq_length,
-            batch_size=r.batch_size,
-            device=ctx.device,
-            packed=model.packed,
-            attention_backend=model.attention_backend,
-        )
+        args = embed_args(ctx, model)
         records = []
         for lang in ctx.eval_languages(task, "test"):
             cands, golds, files = {}, {}, {}
