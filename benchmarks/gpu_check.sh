@@ -40,7 +40,7 @@ print("xlrepro._C loaded with CUDA kernels" if ok else "no CUDA kernels: %s" % _
 sys.exit(0 if ok else 1)' || exit 4
 
 step "op tests (CUDA cases included)"
-XLREPRO_VARLEN_CUDA=1 "$PY" -m pytest -q -ra -p no:cacheprovider tests/ops/test_similarity.py \
+XLREPRO_VARLEN_CUDA=1 XLREPRO_REQUIRE_GPU=1 "$PY" -m pytest -q -ra -p no:cacheprovider tests/ops/test_similarity.py \
   tests/ops/test_screen.py tests/ops/test_cuda_select_logic.py tests/ops/test_ops_pooling.py \
   tests/ops/test_varlen_attention.py 2>&1 | tee "$OUT/tests.txt"
 rc=${PIPESTATUS[0]}

@@ -20,6 +20,8 @@ from xlrepro.phases import Context
 from xlrepro.phases.graph import build_graph
 from xlrepro.phases.orchestrator import run_experiment
 
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
 REPO = Path(__file__).resolve().parents[2]
 MINI = [
     "smoke.n_train=120",

@@ -397,6 +397,7 @@ MINI = [
 ]
 
 
+@pytest.mark.slow
 def test_bert_family_trains_and_evaluates_the_smoke_world_end_to_end(tmp_path, capsys):
     import math
 
