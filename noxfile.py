@@ -2,7 +2,8 @@
 
   nox -s tests      the whole test suite (CPU), the smoke reproduction end to end included, and
                     the DeepSpeed engine (deepspeed from requirements/deepspeed.txt; its CPU ops
-                    are compiled once into .nox/.torch_extensions and reused)
+                    are compiled once into .nox/.torch_extensions and reused);
+                    `nox -s tests -- -m "not slow"` leaves out the trainings (tests/README.md)
   nox -s smoke      the kick-the-tires reproduction: `xlrepro reproduce smoke --out results/smoke`
   nox -s info       build metadata and op availability of the installed package
   nox -s dev        a working environment at .venv/ (xlrepro editable, the test packages);
@@ -13,7 +14,8 @@
   nox -s format_check  `ruff format --check --diff` (lint runs the check without the diff)
   nox -s lock_check the image lock files are what `docker/lock.sh` would write today (needs PyPI)
   nox -s typecheck  mypy over xlrepro/ (modules in UNTYPED are not yet clean and are skipped)
-  nox -s gpu_tests  the test suite against a CUDA build of xlrepro._C (skips where no GPU)
+  nox -s gpu_tests  the tests marked gpu against a CUDA build of xlrepro._C (skips where no GPU;
+                    `nox -s gpu_tests -- tests/ops` runs a folder instead)
   nox -s bench      the micro-benchmarks in benchmarks/ (`nox -s bench -- retrieval --quick`)
   nox -s docker_build  build the CPU image with podman over a debootstrapped Debian base and run
                     the smoke reproduction inside it with the network off (root, Debian 12)
@@ -213,8 +215,8 @@ def lint(session: nox.Session) -> None:
         "pytest",
         "-q",
         "-ra",
-        "tests/test_docker_policy.py",
-        "tests/test_artifact.py",
+        "tests/repo/test_docker_policy.py",
+        "tests/repo/test_artifact.py",
         *session.posargs,
         env={"PYTHONPATH": os.getcwd()},
     )
@@ -238,7 +240,7 @@ def lock_check(session: nox.Session) -> None:
         "pytest",
         "-q",
         "-ra",
-        "tests/test_docker_policy.py",
+        "tests/repo/test_docker_policy.py",
         "-k",
         "lock",
         *session.posargs,
@@ -281,9 +283,11 @@ def _gpu_visible() -> str | None:
 
 @nox.session(python=PYTHON, download_python="never")
 def gpu_tests(session: nox.Session) -> None:
-    """The test suite with xlrepro._C built for CUDA (XLREPRO_USE_CUDA=1). Needs an NVIDIA GPU,
-    a CUDA toolkit matching torch's CUDA major version (CUDA_HOME) and a CUDA torch: set
-    XLREPRO_TORCH (default torch==2.13.0 from PyPI, a CUDA 13.0 build)."""
+    """The tests marked gpu with xlrepro._C built for CUDA (XLREPRO_USE_CUDA=1); arguments replace
+    the selection (`-- tests/ops`, `-- -m "not slow"`). A gpu test that cannot run is an error here
+    (XLREPRO_REQUIRE_GPU=1), not a skip. Needs an NVIDIA GPU, a CUDA toolkit matching torch's CUDA
+    major version (CUDA_HOME) and a CUDA torch: set XLREPRO_TORCH (default torch==2.13.0 from
+    PyPI, a CUDA 13.0 build)."""
     why = _gpu_visible()
     if why:
         session.skip(
@@ -311,7 +315,8 @@ def gpu_tests(session: nox.Session) -> None:
         "import torch, sys; sys.exit(0 if torch.cuda.is_available() else "
         "'torch sees no GPU: a CPU build of torch, or a driver older than its CUDA')",
     )
-    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs, env={"XLREPRO_PROGRESS": "0"})
+    args = session.posargs or ["-m", "gpu"]
+    session.run("python", "-m", "pytest", "-q", "-ra", *args, env={"XLREPRO_PROGRESS": "0", "XLREPRO_REQUIRE_GPU": "1"})
 
 
 @nox.session(python=PYTHON, download_python="never")

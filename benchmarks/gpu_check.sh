@@ -40,8 +40,9 @@ print("xlrepro._C loaded with CUDA kernels" if ok else "no CUDA kernels: %s" % _
 sys.exit(0 if ok else 1)' || exit 4
 
 step "op tests (CUDA cases included)"
-XLREPRO_VARLEN_CUDA=1 "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_similarity.py tests/test_screen.py \
-  tests/test_cuda_select_logic.py tests/test_ops_pooling.py tests/test_varlen_attention.py 2>&1 | tee "$OUT/tests.txt"
+XLREPRO_VARLEN_CUDA=1 XLREPRO_REQUIRE_GPU=1 "$PY" -m pytest -q -ra -p no:cacheprovider tests/ops/test_similarity.py \
+  tests/ops/test_screen.py tests/ops/test_cuda_select_logic.py tests/ops/test_ops_pooling.py \
+  tests/ops/test_varlen_attention.py 2>&1 | tee "$OUT/tests.txt"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || { echo "tests failed ($rc): the benchmark is not run"; exit 5; }
 

@@ -3,7 +3,7 @@
 #   docker/lock.sh                 # keep the current --exclude-newer date (no version changes)
 #   docker/lock.sh 2027-01-01      # move the date: picks up newer releases of unpinned deps
 # Resolution is for the image's platform (CPython 3.11, x86_64 manylinux_2_28), not this host's,
-# and nothing is downloaded. tests/test_docker_policy.py re-runs the same command and diffs.
+# and nothing is downloaded. tests/repo/test_docker_policy.py re-runs the same command and diffs.
 # docker/torch-cpu.lock is written by hand (see its header); docker/deepspeed.lock comes from
 # docker/deepspeed.in.
 set -euo pipefail
@@ -17,7 +17,7 @@ date=${1:-${cur:-}}
 case "$date" in *T*) ;; *) date="${date}T00:00:00Z" ;; esac
 # Each lock is resolved from scratch into a temporary file and then renamed into place: uv treats
 # an existing output file as preferences, so compiling over the old lock would keep its versions
-# even where a fresh resolution (what tests/test_docker_policy.py checks) picks others. The header
+# even where a fresh resolution (what tests/repo/test_docker_policy.py checks) picks others. The header
 # records the canonical command.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

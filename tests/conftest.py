@@ -50,3 +50,37 @@ def assert_names(exc, path, line=None, field=None):
         assert f"line {line}" in msg, msg
     if field is not None:
         assert f"field {field!r}" in msg, msg
+
+
+def gpu_unavailable_reason() -> str | None:
+    """Why the ``gpu`` tests cannot run here, or None: they need a CUDA GPU that torch sees and
+    xlrepro._C built with its CUDA kernels (``nox -s gpu_tests`` builds it so). torch is imported
+    only when a gpu test was collected (``nox -s lint`` runs tests without torch installed)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch"
+    from xlrepro.ops import _lib
+
+    if not _lib.load():
+        return f"xlrepro._C not loaded: {_lib.unavailable_reason()}"
+    if _lib.build_info().get("extension") != "cuda":
+        return "xlrepro._C was built without CUDA kernels (build it with XLREPRO_USE_CUDA=1)"
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: only the selected gpu tests count
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``gpu`` where they cannot run, with the reason; with
+    XLREPRO_REQUIRE_GPU=1 (``nox -s gpu_tests``) that is an error instead of a skip."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    why = gpu_unavailable_reason()
+    if why is None:
+        return
+    if os.environ.get("XLREPRO_REQUIRE_GPU") == "1":
+        raise pytest.UsageError(f"XLREPRO_REQUIRE_GPU=1 but {len(gpu)} gpu tests cannot run: {why}")
+    skip = pytest.mark.skip(reason=f"gpu test: {why}")
+    for item in gpu:
+        item.add_marker(skip)

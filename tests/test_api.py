@@ -34,6 +34,7 @@ def notebook(tmp_path_factory):
     return cwd, ns
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs_and_reads_results_back(notebook):
     cwd, ns = notebook
     out = cwd / "results" / "notebook"
@@ -57,6 +58,7 @@ def test_the_readme_example_runs_and_reads_results_back(notebook):
     assert isinstance(ns["later"], list) and len(ns["later"]) == len(df) and isinstance(ns["later"][0], dict)
 
 
+@pytest.mark.slow
 def test_one_phase_alone_and_errors(notebook, tmp_path):
     cwd, ns = notebook
     cfg = ns["cfg"]

@@ -243,6 +243,7 @@ def _max_param_diff(a, b):
     return max(float((p.float() - q.float()).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
+@pytest.mark.slow
 @needs_ds
 @pytest.mark.parametrize("config", ["zero0", "zero1", "zero2", "zero3"])
 def test_every_zero_stage_trains_like_the_torch_engine(tmp_path, config):
@@ -261,6 +262,7 @@ def test_every_zero_stage_trains_like_the_torch_engine(tmp_path, config):
     assert not (tmp_path / "ds" / "ds_checkpoint").exists(), "a finished run removes its checkpoints"
 
 
+@pytest.mark.slow
 @needs_ds
 def test_bf16_on_cpu_and_packed_batches(tmp_path):
     _require_ds()
@@ -274,6 +276,7 @@ def test_bf16_on_cpu_and_packed_batches(tmp_path):
     assert max(abs(a - b) for a, b in zip(packed, packed_base)) < 1e-5
 
 
+@pytest.mark.slow
 @needs_ds
 @pytest.mark.parametrize("config", ["zero2", "zero3-bf16"])
 def test_resume_from_a_deepspeed_checkpoint_reproduces_the_trajectory(tmp_path, config):
@@ -300,6 +303,7 @@ class _Planted:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 @needs_ds
 def test_resume_refuses_a_planted_pickle_in_the_deepspeed_checkpoint(tmp_path):
     """DeepSpeed's own loader would unpickle it (torch.load(weights_only=False)); the engine's is replaced."""
@@ -316,6 +320,7 @@ def test_resume_refuses_a_planted_pickle_in_the_deepspeed_checkpoint(tmp_path):
     assert not marker.exists(), "the planted code ran"
 
 
+@pytest.mark.slow
 @needs_ds
 def test_optimizer_offload_steps_with_deepspeeds_cpu_adam(tmp_path):
     """ZeRO-Offload uses DeepSpeedCPUAdam (the cpu_adam op, compiled once and cached)."""
@@ -382,6 +387,7 @@ def zero2_two_ranks(tmp_path_factory):
 PACKED = ["--packed", "--token-budget", "40"]  # varlen attention, micro-batches of at most 40 real tokens
 
 
+@pytest.mark.slow
 @needs_ds
 @pytest.mark.parametrize("config", ["zero1", "zero2"])
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path, config, zero2_two_ranks):
@@ -408,6 +414,7 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path, config, z
     assert not (two / "run" / "ds_checkpoint").exists()
 
 
+@pytest.mark.slow
 @needs_ds
 @pytest.mark.parametrize("attempt", range(5))
 def test_zero3_two_ranks_train_and_exit_cleanly(tmp_path, attempt):
@@ -430,6 +437,7 @@ def test_zero3_two_ranks_train_and_exit_cleanly(tmp_path, attempt):
         assert digest(enc.state_dict()) == a["encoder_sha256"]
 
 
+@pytest.mark.slow
 @needs_ds
 def test_killing_one_rank_stops_the_run_and_a_restart_resumes_to_the_same_result(tmp_path, zero2_two_ranks):
     _require_ds()
@@ -559,6 +567,7 @@ def _check_smoke_run(out):
     return results
 
 
+@pytest.mark.slow
 @needs_ds
 def test_xlrepro_train_on_two_ranks_with_multi_task_zero3(tmp_path):
     """Under torchrun the ranks run the pipeline in lockstep; MLM-mixed multi-task micro-batches of
@@ -593,6 +602,7 @@ def _launch_env():
     return {**env, "XLREPRO_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 @needs_ds
 def test_xlrepro_train_under_the_deepspeed_launcher_on_one_node_and_on_two(tmp_path):
     """The `deepspeed` launcher (it passes --local_rank=N before the command): two ranks on one node,
@@ -663,6 +673,7 @@ def test_xlrepro_train_under_the_deepspeed_launcher_on_one_node_and_on_two(tmp_p
     assert values(first) == values(second)
 
 
+@pytest.mark.slow
 @needs_ds
 def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
     """`xlrepro train` with no launcher: MLM pre-training on ZeRO-2, the intermediate task mixed with
@@ -676,6 +687,7 @@ def test_xlrepro_train_runs_every_phase_on_deepspeed_in_one_process(tmp_path):
     _check_smoke_run(tmp_path)
 
 
+@pytest.mark.slow
 @needs_ds
 def test_a_failing_rank_is_named_and_stops_the_run(tmp_path):
     _require_ds()

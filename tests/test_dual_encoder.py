@@ -315,6 +315,7 @@ MINI = [
 ]
 
 
+@pytest.mark.slow
 def test_xtreme_r_retrieval_end_to_end(tmp_path):
     """LAReQA and Mewsli-X train their dual encoders and are scored with the protocol attached;
     XTREME-R Tatoeba reads a SQuAD-fine-tuned encoder, XTREME Tatoeba the intermediate one."""

@@ -41,6 +41,7 @@ def done(tmp_path_factory):
     return out, res
 
 
+@pytest.mark.slow
 def test_results_csv_has_one_row_per_record_with_run_hash_and_seed(done):
     out, res = done
     df = pd.read_csv(out / "results.csv")
@@ -60,6 +61,7 @@ def test_results_csv_has_one_row_per_record_with_run_hash_and_seed(done):
     assert set(df["task"]) == {"xnli", "xquad", "tatoeba"}
 
 
+@pytest.mark.slow
 def test_report_notes_tasks_with_nothing_scored(done):
     out, _ = done
     md = (out / "report.md").read_text()
@@ -69,6 +71,7 @@ def test_report_notes_tasks_with_nothing_scored(done):
     assert "Nothing scored" in bucc and "de, fr, ru, zh" in bucc and "en, tr, vi" in bucc
 
 
+@pytest.mark.slow
 def test_qa_mean_row_has_f1_and_em(done):
     out, res = done
     md = (out / "report.md").read_text()
@@ -86,6 +89,7 @@ def test_qa_mean_row_has_f1_and_em(done):
         assert cells[cols.index(metric)] == f"{sum(vals) / len(vals):.1f}"
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_the_experiment_report_and_csv(done, capsys):
     out, _ = done
     before = (out / "results.csv").read_text()

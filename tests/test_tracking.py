@@ -37,6 +37,7 @@ def _scalars(logdir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 def test_tensorboard_curves_per_phase_match_the_log(tmp_path):
     pytest.importorskip("tensorboard")
     res = run_experiment(load_config("smoke", MINI + ["logging.tensorboard=true"]), tmp_path)
@@ -69,6 +70,7 @@ def test_tensorboard_curves_per_phase_match_the_log(tmp_path):
     assert {"train/loss/hellaswag", "train/loss/mnli"} <= set(_scalars(dirs["intermediate"] / "tensorboard"))
 
 
+@pytest.mark.slow
 def test_no_event_files_unless_asked(tmp_path):
     res = run_experiment(load_config("smoke", MINI + ["intermediate.tasks=[]", "pretrain.steps=2"]), tmp_path)
     for v in res["runs"].values():

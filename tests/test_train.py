@@ -50,6 +50,7 @@ def _losses(log_path):
     return [e["loss"] for e in map(json.loads, open(log_path)) if e["event"] == "train"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token_budget", [None, 40])
 def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path, token_budget):
     """Also with token-budget batches (micro-batches of at most 40 real tokens)."""

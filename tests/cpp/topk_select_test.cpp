@@ -7,9 +7,9 @@
 // lists of earlier tiles (negative local indices, empty slots when a tile is narrower than k).
 // Within one round of the tree merge the threads touch disjoint lists, so running them one after
 // another gives what the block computes. What this cannot check is CUDA itself (launch
-// configuration, barriers, memory): the GPU tests in tests/test_similarity.py do, on a lent GPU.
+// configuration, barriers, memory): the GPU tests in tests/ops/test_similarity.py do, on a lent GPU.
 //
-// Built and run by tests/test_cuda_select_logic.py (g++ -std=c++17). Exit status 0 = all agree.
+// Built and run by tests/ops/test_cuda_select_logic.py (g++ -std=c++17). Exit status 0 = all agree.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>

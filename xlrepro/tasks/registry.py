@@ -4,8 +4,8 @@ An entry says everything the pipeline needs: format, version, benchmarks, langua
 from the language table by the task's column label), per-language split availability, label
 set, metric, where its English training data comes from, its Hub source pinned by revision,
 and readers for the original local file layouts. Adding a task of an existing format is one
-YAML file. Unknown keys are rejected (with a did-you-mean); ``tests/test_readers_xtreme.py`` loads
-every entry, and the ``tests/test_readers_*.py`` files read each task's sample files.
+YAML file. Unknown keys are rejected (with a did-you-mean); ``tests/data/test_readers_xtreme.py`` loads
+every entry, and the ``tests/data/test_readers_*.py`` files read each task's sample files.
 
 Split names are xlrepro's: ``train``, ``dev``, ``test``. Layout file templates may use
 ``{lang}`` (ISO 639-1), ``{iso639_3}``, ``{tatoeba}``, ``{ud}``, ``{name_lower}`` (the table's

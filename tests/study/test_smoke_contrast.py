@@ -42,6 +42,7 @@ def test_chance_levels_come_from_the_registry():
     assert all(chance_level(t) is None for t in ("udpos", "panx", "xquad", "tatoeba", "bucc2018", "lareqa"))
 
 
+@pytest.mark.slow
 def test_a_control_task_gets_a_baseline_run_and_the_report_its_difference_per_group(mini):
     out, res = mini
     kinds = {(v["kind"], v.get("task")) for v in res["runs"].values()}
@@ -83,6 +84,7 @@ def test_a_control_task_gets_a_baseline_run_and_the_report_its_difference_per_gr
     assert CHANCE_NOTE in sec
 
 
+@pytest.mark.slow
 def test_scores_png_marks_chance_for_classification_only(mini, monkeypatch, tmp_path):
     from xlrepro.report import write_plot
 

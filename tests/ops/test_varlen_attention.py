@@ -20,11 +20,9 @@ from xlrepro.ops import (
 )
 
 HAS_EXT = _lib.has_kernel("varlen_attention_fwd", "CPU")
-HAS_CUDA = torch.cuda.is_available() and _lib.has_kernel("varlen_attention_fwd", "CUDA")
 requires_ext = pytest.mark.skipif(
     not HAS_EXT, reason=f"xlrepro._C has no CPU varlen kernel: {_lib.unavailable_reason()}"
 )
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and a CUDA build of xlrepro._C")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -472,14 +470,14 @@ def test_cpu_dropout_does_not_depend_on_thread_count():
 # ---------------------------------------------------------------------------------------------
 
 
-@requires_cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("lens", LENGTH_SETS.values(), ids=LENGTH_SETS.keys())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_cuda_error_rule(lens, dtype):
     assert_error_rule(lens, heads=3, dim=64, dtype=dtype, backend="cuda", device="cuda")
 
 
-@requires_cuda
+@pytest.mark.gpu
 def test_cuda_strided_and_opcheck():
     lens = [5, 70]
     qkv = torch.randn(sum(lens), 3, 2, 64, device="cuda")
@@ -493,7 +491,7 @@ def test_cuda_strided_and_opcheck():
     )
 
 
-@requires_cuda
+@pytest.mark.gpu
 def test_cuda_auto_dispatch_is_opt_in(monkeypatch):
     q = torch.randn(4, 2, 64, device="cuda")
     monkeypatch.delenv("XLREPRO_VARLEN_CUDA", raising=False)

@@ -9,6 +9,8 @@ import pytest
 from xlrepro.config import load_config
 from xlrepro.phases.orchestrator import run_experiment
 
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
 MINI = [
     "smoke.n_train=120",
     "smoke.n_dev=30",

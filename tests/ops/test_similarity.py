@@ -25,9 +25,7 @@ from xlrepro.ops._dispatch import BackendUnavailable
 torch.set_num_threads(2)
 
 HAVE_EXT = _lib.load() and _lib.has_kernel("knn", "CPU")
-HAVE_CUDA = torch.cuda.is_available() and _lib.load() and _lib.has_kernel("knn", "CUDA")
 requires_ext = pytest.mark.skipif(not HAVE_EXT, reason=f"CPU extension not built: {_lib.unavailable_reason()}")
-requires_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="no CUDA GPU (or no CUDA build of xlrepro._C)")
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 SMALL = dict(block_rows=37, block_cols=23)  # several tiles with ragged edges on small inputs
@@ -416,10 +414,10 @@ def test_families_and_dispatch_explain():
     assert chosen == ("cpp" if HAVE_EXT else "reference")
 
 
-# ---------------------------------------------------------------- CUDA (runs when a GPU is lent)
+# ---------------------------------------------------------------- CUDA (gpu: skipped without a GPU)
 
 
-@requires_cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
 def test_cuda_matches_reference(dtype, similarity):
@@ -432,7 +430,7 @@ def test_cuda_matches_reference(dtype, similarity):
     assert torch.equal(s, ref[0]) and torch.equal(i, ref[1])
 
 
-@requires_cuda
+@pytest.mark.gpu
 def test_cuda_adversarial_and_margins():
     x, y = _adversarial(90, 70, 12, seed=22)
     got = torch.ops.xlrepro.knn_both(x.cuda(), y.cuda(), 4, 4, False, 37, 23)
@@ -448,7 +446,7 @@ def test_cuda_adversarial_and_margins():
     torch.library.opcheck(torch.ops.xlrepro.knn_both.default, (x.cuda(), y.cuda(), 3, 2, True, 16, 8))
 
 
-@requires_cuda
+@pytest.mark.gpu
 def test_cuda_every_list_size_and_tile_shape():
     """Every compile-time list size of csrc/cuda/topk.cuh, tiles narrower than k (running lists
     with empty slots), several column chunks per tile, and the default tiles; random and tied."""

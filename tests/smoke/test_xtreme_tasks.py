@@ -97,6 +97,7 @@ def _log(run_dir):
     return [json.loads(l) for l in open(f"{run_dir}/log.jsonl")]
 
 
+@pytest.mark.slow
 def test_xcopa_trains_social_iqa_then_copa_on_one_model(mini):
     out, res = mini
     chain = _runs(res, "chain")
@@ -123,6 +124,7 @@ def test_xcopa_trains_social_iqa_then_copa_on_one_model(mini):
     )
 
 
+@pytest.mark.slow
 def test_unlabelled_splits_are_exported_never_scored(mini):
     out, res = mini
     world = next(out.glob("world-*"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 LOCKS = {"cpu": DOCKER / "requirements-cpu.lock", "gpu": DOCKER / "requirements-gpu.lock"}

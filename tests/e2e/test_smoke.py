@@ -15,6 +15,8 @@ from xlrepro.config import load_config
 from xlrepro.metrics.evaluate import score_language
 from xlrepro.phases.orchestrator import run_experiment
 
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
 CHANCE = {"xnli": 100 / 3, "xcopa": 50.0}
 LANGS = {"en", "tr", "vi", "zh"}
 

@@ -64,6 +64,7 @@ def test_the_graph_holds_the_trainings_inside_target_and_retrieval_phases(tmp_pa
     assert g2.find("retrieval", "tatoeba").upstream == g2.find("dual_encoder", "lareqa").key
 
 
+@pytest.mark.slow
 def test_each_node_spec_is_computed_once_and_is_the_spec_it_runs_with(tmp_path, monkeypatch):
     from xlrepro.phases.chain import Chain
     from xlrepro.phases.dual_encoder import DualEncoderTraining, DualRetrieval
@@ -154,6 +155,7 @@ def _copy_of_pawsx(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_a_target_task_of_an_existing_format_is_one_yaml_file(tmp_path, monkeypatch):
     overrides = MINI + ["intermediate.tasks=[]", "pretrain.steps=2", "target.tasks=[pawsx]"]
     with pytest.raises(ConfigError, match="pawsx_copy"):  # not a task without the YAML

@@ -257,9 +257,13 @@ def test_bad_arguments():
         ops.knn(x, y, 13, screen="bf16")
     with pytest.raises(ValueError, match="NaN or Inf"):
         ops.knn_both(x / 0, y, 2, screen="bf16")
-    if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CPU only"):
-            ops.knn(x.cuda(), y.cuda(), 2, screen="bf16")
+
+
+@pytest.mark.gpu
+def test_the_screen_refuses_cuda_tensors():
+    x, y = _rand(10, 4), _rand(12, 4)
+    with pytest.raises(ValueError, match="CPU only"):
+        ops.knn(x.cuda(), y.cuda(), 2, screen="bf16")
 
 
 # ---------------------------------------------------------------- compiled screen

@@ -283,5 +283,5 @@ def test_reproduce_tells_specs_from_configs(tmp_path):
     assert is_spec("xstilts-table") and is_spec(str(spec))
     assert not is_spec("smoke") and not is_spec(str(cfg)) and not is_spec("xstilts-squad")
     assert set(shipped_specs()).isdisjoint(
-        {p.stem for p in (Path(__file__).parents[1] / "xlrepro" / "configs").glob("*.yaml")}
+        {p.stem for p in (Path(__file__).parents[2] / "xlrepro" / "configs").glob("*.yaml")}
     )

@@ -15,6 +15,8 @@ from xlrepro.phases import Context
 from xlrepro.phases.orchestrator import run_experiment
 from xlrepro.tasks import get_task
 
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
 MINI = [
     "smoke.n_train=120",
     "smoke.n_dev=30",

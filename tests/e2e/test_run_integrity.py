@@ -20,7 +20,9 @@ from xlrepro.phases import Context
 from xlrepro.phases.graph import build_graph
 from xlrepro.phases.orchestrator import run_experiment
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
+REPO = Path(__file__).resolve().parents[2]
 MINI = [
     "smoke.n_train=120",
     "smoke.n_dev=30",

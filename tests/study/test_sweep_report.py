@@ -1,4 +1,4 @@
-"""The report's comparison logic on planted records (fast; the end-to-end report is in test_sweep.py)."""
+"""The report's comparison logic on planted records (fast; the end-to-end report is in tests/e2e/test_sweep.py)."""
 
 import pytest
 

@@ -23,6 +23,8 @@ import pytest
 
 from xlrepro.sweep import build_graph, run_local, run_submitit
 
+pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
+
 KILL_AFTER = 8  # finished runs before the SIGKILL
 
 

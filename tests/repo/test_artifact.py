@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", REPO / "ARTIFACT.md", REPO / "docker" / "README.md"]
 IMAGE_TOKEN = re.compile(r"^(?:<image>|(?:[\w.\-]+(?::\d+)?/)*xlrepro(?::[\w.\-<>]+)?(?:@sha256:[0-9a-f<>\w]+)?)$")
 

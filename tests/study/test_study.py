@@ -332,7 +332,7 @@ def test_the_pre_registration_has_the_current_power_table():
 
     from xlrepro.study.design import render_power_table
 
-    doc = (Path(__file__).parents[1] / "docs" / "scaling-study.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[2] / "docs" / "scaling-study.md").read_text(encoding="utf-8")
     assert render_power_table() in doc
     for heading in (
         "## Hypotheses",

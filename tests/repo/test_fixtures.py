@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 SAMPLE_TESTS = [
-    "tests/test_readers_foundation.py",
-    "tests/test_readers_intermediate.py",
-    "tests/test_readers_xtreme.py",
+    "tests/data/test_readers_foundation.py",
+    "tests/data/test_readers_intermediate.py",
+    "tests/data/test_readers_xtreme.py",
     "tests/test_submission.py",
     "tests/metrics/test_metrics_qa.py",
 ]

@@ -5,7 +5,7 @@ functions. tests/cpp/topk_select_test.cpp replays the kernels' decomposition wit
 functions (strided row scans + tree merge, column chunks + partial-list merge, running lists across
 tiles) and compares every row and column list with brute force on random scores, ties everywhere
 and duplicates, for every compile-time list size and tiles narrower than k. This runs without a GPU;
-the CUDA tests in tests/test_similarity.py run the kernels themselves when a GPU is lent.
+the CUDA tests in tests/ops/test_similarity.py run the kernels themselves when a GPU is lent.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cuda_topk_selection_replayed_on_the_host_matches_brute_force(tmp_path):
