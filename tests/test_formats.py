@@ -90,3 +90,21 @@ def test_squad_v2_predicts_no_answer_when_the_null_score_wins(tok):
         l[first_ctx] = 4.0  # best span scores 8
         pred = ad.predict([l], feats, [ex])[0]
         assert (pred == "") == expect_empty, (task, pred)
+
+
+def test_shuffled_tags_keep_lengths_and_distribution_and_lose_the_word_relation(tok):
+    import random
+
+    ad = adapter_for(get_task("udpos"), tok, 32, TrainConfig())
+    words = [["the", "dog", "eats", "the", "apple", "."], ["the", "cat", "sees", "a", "dog", "."]] * 20
+    tags = [["DET", "NOUN", "VERB", "DET", "NOUN", "PUNCT"], ["DET", "NOUN", "VERB", "DET", "NOUN", "PUNCT"]] * 20
+    exs = [TaggingExample(f"s{i}", w, t) for i, (w, t) in enumerate(zip(words, tags))]
+    out = ad.shuffled(exs, random.Random(0))
+    assert [len(e.tags) for e in out] == [len(e.tags) for e in exs] and [e.words for e in out] == words
+    flat = lambda es: sorted(t for e in es for t in e.tags)
+    assert flat(out) == flat(exs)  # the tag distribution is kept
+    # ... and "the" no longer always carries DET
+    assert {t for e in out for w, t in zip(e.words, e.tags) if w == "the"} != {"DET"}
+    assert ad.shuffled(exs, random.Random(0)) == out  # seeded
+    # span QA has no labels to shuffle
+    assert adapter_for(get_task("squad"), tok, 32, TrainConfig()).shuffled([], random.Random(0)) is None

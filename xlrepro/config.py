@@ -361,6 +361,9 @@ def validate(cfg: ExperimentConfig, where: str = "config") -> None:
         raise ConfigError("\n".join(f"{where}: {p}" for p in found), problems=[f"{where}: {p}" for p in found])
 
 
+SHUFFLABLE_FORMATS = ("classification", "multiple_choice", "tagging")  # formats whose training labels can be permuted
+
+
 def problems(cfg: ExperimentConfig) -> list[str]:
     """Every problem of a typed config that needs no data, each as ``key: what is wrong (what is
     allowed)``: task names exist, per-task overrides name TrainConfig fields, enums, the ranges of
@@ -382,11 +385,22 @@ def problems(cfg: ExperimentConfig) -> list[str]:
     for n in cfg.controls:
         if n not in cfg.target.tasks:
             out.append(f"controls: {n!r} is not one of target.tasks {cfg.target.tasks}")
-        elif n in tasks and tasks[n].format.value not in ("classification", "multiple_choice"):
+        elif n in tasks and tasks[n].format.value not in SHUFFLABLE_FORMATS:
             out.append(
-                f"controls: the shuffled-label control needs a classification or "
-                f"multiple-choice task; {n!r} is {tasks[n].format.value}"
+                f"controls: the shuffled-label control needs a classification, multiple-choice or "
+                f"tagging task; {n!r} is {tasks[n].format.value}"
             )
+    for section, names, tc in (
+        ("intermediate", cfg.intermediate.tasks, cfg.intermediate.train),
+        ("target", cfg.target.tasks, cfg.target.train),
+    ):
+        if tc.shuffle_labels:
+            for n in names:
+                if n in tasks and tasks[n].format.value not in SHUFFLABLE_FORMATS:
+                    out.append(
+                        f"{section}.train.shuffle_labels: labels can be shuffled for classification, "
+                        f"multiple-choice or tagging tasks; {n!r} is {tasks[n].format.value}"
+                    )
     train_fields = [f.name for f in dataclasses.fields(TrainConfig)]
     for t, over in cfg.target.per_task.items():
         if t not in tasks:

@@ -61,6 +61,16 @@ class FormatAdapter:
     def label_of(self, example): ...
     def with_label(self, example, label): ...
 
+    def shuffled(self, examples: list, rng) -> list | None:
+        """``examples`` with their labels permuted among them (the negative control's training
+        data: labels that carry no information but keep their distribution); None for a format
+        without labels to permute (span QA)."""
+        labels = [self.label_of(e) for e in examples]
+        if all(l is None for l in labels):
+            return None
+        rng.shuffle(labels)
+        return [self.with_label(e, l) for e, l in zip(examples, labels)]
+
     def n_labels(self) -> int | None:
         return len(self.labels) if self.labels else None
 
@@ -337,6 +347,21 @@ class TaggingAdapter(FormatAdapter):
 
     def with_label(self, ex, label):
         return ex
+
+    def shuffled(self, examples: list, rng) -> list | None:
+        """Tags permuted across every token of ``examples`` (sentence lengths differ, so whole tag
+        sequences cannot be swapped): each word keeps a tag drawn from the corpus' tag distribution
+        and loses its relation to the word."""
+        tags = [t for e in examples for t in (e.tags or [])]
+        if not tags:
+            return None
+        rng.shuffle(tags)
+        out, k = [], 0
+        for e in examples:
+            n = len(e.tags or [])
+            out.append(type(e)(e.guid, e.words, tags[k : k + n] if e.tags is not None else None))
+            k += n
+        return out
 
 
 ADAPTERS = {

@@ -1,7 +1,8 @@
 """Acceptance of the sweep (CPU): the smoke-scale scaling study end to end, killed and resumed.
 
 ``scaling-smoke`` is 3 intermediate volumes x 2 intermediate tasks x 2 seeds (+ the baseline per
-seed) on a small generated world: 40 runs sharing one pre-trained encoder. The sweep runs as a
+seed), and the two trained analysis controls (CCG and CCG with shuffled labels, 3 volumes x 2
+seeds each, UD-POS only) on a small generated world: 64 runs sharing one pre-trained encoder. The sweep runs as a
 subprocess (``xlrepro reproduce scaling-smoke``) and is SIGKILLed after some runs finished;
 started again it must finish the remaining runs only (checked on the run log and on the finished
 runs' files, which must not be rewritten), and the report must show the curves, CIs, paired tests
@@ -103,11 +104,11 @@ def test_the_killed_sweep_finishes_only_the_remaining_runs(killed_and_resumed):
             assert now[name] == before, f"{graph.nodes[key].run_dir}/{name} was rewritten"
     ran_second = {e["node"] for e in later if e["event"] == "finish"}
     assert len(ran_second) + len(k["finished"]) == len(graph.nodes)
-    # the pre-trained encoder is one run shared by all 14 cells; each intermediate checkpoint is one run
+    # the pre-trained encoder is one run shared by all 26 cells; each intermediate checkpoint is one run
     pre = [n for n in graph.nodes.values() if n.kind == "pretrain"]
-    assert len(pre) == 1 and len(pre[0].cells) == len(graph.cells) == 14
+    assert len(pre) == 1 and len(pre[0].cells) == len(graph.cells) == 2 + 4 * 3 * 2
     inter = [n for n in graph.nodes.values() if n.kind == "intermediate"]
-    assert len(inter) == 3 * 2 * 2
+    assert len(inter) == 4 * 3 * 2
     assert f"{len(ran_second)} runs executed, {len(k['finished'])} already finished" in k["stdout"]
 
 
@@ -142,11 +143,23 @@ def test_the_report_shows_curves_cis_tests_and_the_paper_table(killed_and_resume
     tests = [t for t in a["paired"] if t["task"] == "udpos"]
     assert len(tests) == 2 * 3 * 4 and all(t["n_seeds"] == 2 and 0 < t["p_value"] <= 1 for t in tests)
     assert "Too small" in md or "too small" in md
-    # the pre-registered model is fitted (or said to be unfittable) with and without re-seeds, and the
-    # analysis controls (synthetic scores on this sweep's design) pass
+    # the pre-registered model is fitted (or said to be unfittable) with and without re-seeds, without
+    # the control variants; the analysis controls (synthetic scores on this sweep's design) pass
     assert "## Primary analysis: the pre-registered mixed model" in md and "first attempts (collapsed runs kept)" in md
     assert set(a["primary"]["fixed-epochs"]["fits"]) == {"accepted", "first", "no-reseeded"}
+    assert a["primary"]["fixed-epochs"]["left_out"]["analysis-control variant (fitted apart)"] == 2 * 3 * 2 * 3
     assert "## Controls of the analysis" in md and a["controls"]["passed"] and "Both controls passed." in md
+    # the trained controls: more CCG data helps UD-POS (slope detected), shuffled CCG labels do not
+    trained = a["controls"]["trained"]["fixed-epochs"]
+    pos, neg = trained["positive"], trained["negative"]
+    assert (pos["variant"], neg["variant"]) == ("ccg", "ccg-shuffled") and pos["n"] == neg["n"] == 3 * 3 * 2
+    assert pos["status"] == "fitted" and pos["slope"]["ci"][0] > 0 and pos["passed"], pos
+    assert neg["status"] == "fitted" and neg["slope"]["ci"][0] <= 0 <= neg["slope"]["ci"][1] and neg["passed"], neg
+    assert "### Trained controls" in md and "Both trained controls passed." in md
+    # the CCG task has no fixed tag set: its head takes the 5 supertags of the training split
+    ccg = [n for n in killed_and_resumed["graph"].nodes.values() if n.kind == "intermediate" and n.task == "ccg"]
+    done = json.loads((out / ccg[0].run_dir / "done.json").read_text())
+    assert len(ccg) == 2 * 3 * 2 and done["tasks"]["ccg"]["labels_from_training_data"] == 5
     prov = a["provenance"]
     assert prov["commits"] and prov["hardware"] and "none (not run in the image)" in prov["images"][0]
 

@@ -159,6 +159,11 @@ def test_eval_schedule():
         ({"validations": 0}, "validations: expected a positive integer"),
         ({"recipe": "xtreme-r"}, "recipe: 'xtreme-r' is not one of"),
         ({"variants": [{"label": "a", "volumes": [0]}]}, "variants[0] (a).volumes: 0 is not"),
+        ({"analysis_controls": {"positive": "hellaswg"}}, "analysis_controls.positive: 'hellaswg' is not a variant"),
+        ({"analysis_controls": {"postive": "hellaswag"}}, "analysis_controls: expected a mapping with the keys"),
+        ({"analysis_controls": {"positive": "hellaswag", "negative": "hellaswag"}}, "must be different variants"),
+        ({"analysis_controls": {"negative": "baseline"}, "baseline": "baseline"}, "'baseline' is the baseline"),
+        ({"analysis_controls": {"positive": "hellaswag"}, "kind": "table"}, "only a scaling spec"),
     ],
 )
 def test_bad_design_fields(over, message):
@@ -166,6 +171,45 @@ def test_bad_design_fields(over, message):
         ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
     ):
         _spec(**over)
+
+
+def test_analysis_controls_must_be_able_to_show_what_they_claim():
+    shuffled = {
+        "label": "hs-shuffled",
+        "overrides": ["intermediate.tasks=[hellaswag]", "intermediate.train.shuffle_labels=true"],
+    }
+    hs = {"label": "hellaswag", "overrides": ["intermediate.tasks=[hellaswag]"]}
+    base = {"label": "baseline", "overrides": ["intermediate.tasks=[]"]}
+    cells = expand(
+        _spec(variants=[base, hs, shuffled], analysis_controls={"positive": "hellaswag", "negative": "hs-shuffled"})
+    )
+    assert {c.variant for c in cells} == {"baseline", "hellaswag", "hs-shuffled"}
+    for controls, variants, message in (
+        (
+            {"negative": "hellaswag"},
+            [hs],
+            "negative control 'hellaswag' must set intermediate.train.shuffle_labels=true",
+        ),
+        ({"positive": "hs-shuffled"}, [shuffled], "positive control 'hs-shuffled' shuffles its intermediate labels"),
+        ({"positive": "baseline"}, [base, hs], "positive control 'baseline' has no intermediate phase"),
+        ({"positive": "hellaswag"}, [{**hs, "volumes": [1000]}], "runs one volume; a slope needs two or more"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            expand(_spec(variants=variants, analysis_controls=controls))
+    # a span-QA intermediate task has no labels to shuffle: said before anything runs
+    with pytest.raises(
+        ConfigError, match=r"intermediate.train.shuffle_labels: labels can be shuffled for .*'squad' is span_qa"
+    ):
+        expand(
+            _spec(
+                variants=[
+                    {
+                        "label": "s",
+                        "overrides": ["intermediate.tasks=[squad]", "intermediate.train.shuffle_labels=true"],
+                    }
+                ]
+            )
+        )
 
 
 # ---------------------------------------------------------------------- recipes

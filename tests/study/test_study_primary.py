@@ -263,3 +263,70 @@ def test_analysis_controls_say_why_they_did_not_run():
     assert c["status"] == "not run" and "1 distinct volume(s)" in c["reason"]
     assert "**Not run:**" in "\n".join(controls.section(c))
     assert controls.run([], "fixed-steps")["reason"] == "no scores of the fixed-steps arm to take the design from"
+
+
+# ---------------------------------------------------------------------- trained controls
+
+
+def _control_records(slopes: dict, seeds=(1, 2), volumes=(100, 300, 900), arm="fixed-epochs"):
+    """Target records of control variants: score = 40 + language + seed + slope x log10(volume) +
+    noise, UD-POS after ccg, in three non-English languages (yo unseen) and English."""
+    rng = np.random.default_rng(3)
+    lang = {"en": 10.0, "tr": 2.0, "mr": -3.0, "yo": -6.0}
+    out, cell = [], 0
+    for variant, slope in slopes.items():
+        for v in volumes:
+            for s in seeds:
+                cell += 1
+                for l, e in lang.items():
+                    out.append(
+                        {
+                            "split": "test",
+                            "phase": "target",
+                            "metric": "accuracy",
+                            "task": "udpos",
+                            "language": l,
+                            "seed": s,
+                            "cell": cell,
+                            "intermediate": "ccg",
+                            "variant": variant,
+                            "arm": arm,
+                            "volume": v,
+                            "value": 40 + e + 0.5 * s + slope * math.log10(v) + rng.normal(0, 0.3),
+                        }
+                    )
+    return out
+
+
+def test_trained_controls_pass_on_a_real_effect_and_a_null_and_stay_out_of_the_primary_rows():
+    recs = _control_records({"ccg": 6.0, "ccg-shuffled": 0.0, "mnli": 1.0})
+    roles = {"positive": "ccg", "negative": "ccg-shuffled"}
+    t = controls.trained(recs, {"udpos": "accuracy"}, {}, ["fixed-epochs"], roles)
+    pos, neg = t["fixed-epochs"]["positive"], t["fixed-epochs"]["negative"]
+    assert pos["status"] == "fitted" and pos["passed"] and pos["slope"]["ci"][0] > 0
+    assert abs(pos["slope"]["estimate"] - 6.0) < 1.5 and pos["languages"] == ["mr", "tr", "yo"]
+    assert neg["passed"] and neg["slope"]["ci"][0] <= 0 <= neg["slope"]["ci"][1]
+    text = "\n".join(controls.trained_section(t))
+    assert text.count("| passed |") == 2 and "Both trained controls passed." in text
+    # the primary rows leave both control variants out, and say so
+    rows = primary.model_rows(recs, {"udpos": "accuracy"}, {}, roles.values())
+    assert {r["task"] for r in rows["rows"]["fixed-epochs"]} == {"udpos|ccg"} and len(
+        rows["rows"]["fixed-epochs"]
+    ) == 18
+    assert rows["left_out"] == {"analysis-control variant (fitted apart)": 36}
+
+
+def test_trained_controls_fail_when_the_effect_is_missing_or_appears_in_the_shuffled_variant():
+    # the intermediate data hurt the positive variant, and help the "shuffled" one
+    recs = _control_records({"ccg": -6.0, "ccg-shuffled": 6.0})
+    t = controls.trained(
+        recs, {"udpos": "accuracy"}, {}, ["fixed-epochs"], {"positive": "ccg", "negative": "ccg-shuffled"}
+    )
+    assert not t["fixed-epochs"]["positive"]["passed"] and not t["fixed-epochs"]["negative"]["passed"]
+    text = "\n".join(controls.trained_section(t))
+    assert text.count("**FAILED**") == 2 and "cannot be trusted" in text
+    # a control with too few rows is reported as not fitted, and fails
+    t = controls.trained(recs[:4], {"udpos": "accuracy"}, {}, ["fixed-epochs"], {"positive": "ccg"})
+    assert t["fixed-epochs"]["positive"]["status"] == "too few" and not t["fixed-epochs"]["positive"]["passed"]
+    assert "**not fitted**" in "\n".join(controls.trained_section(t))
+    assert controls.trained(recs, {"udpos": "accuracy"}, {}, ["fixed-epochs"], {}) == {}

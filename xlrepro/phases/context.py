@@ -211,9 +211,6 @@ class Context:
         dev_task = get_task(spec.dev_source or train_task.name)
         max_len = train_cfg.max_seq_length or spec.max_seq_length
         adapter = adapter_for(spec, self.tokenizer, max_len, train_cfg)
-        model.add_head(task, spec.format, adapter.n_labels(), self.cfg.model.classifier_dropout, seed=seed + 1)
-        if head_init is not None:  # continue a training chain with the previous stage's head
-            model.heads[task].load_state_dict(head_init)
         train_data = self.read(train_task.name, "train", "en")
         if not train_data.examples:  # before training: an empty stream would have no batch to give
             from xlrepro.errors import DataFormatError
@@ -223,6 +220,17 @@ class Context:
                 "the English training split has no examples (an empty file, or a header without "
                 "rows?); expected at least one",
             )
+        labels_from_data = None
+        if adapter.n_labels() is None and spec.format.value == "tagging":
+            # a tagging task without a fixed tag set (CCG supertags): the tags of the whole English
+            # training split, sorted, so that the head and the label indices do not depend on the volume
+            labels_from_data = sorted({t for e in train_data.examples for t in getattr(e, "tags", ())})
+            if not labels_from_data:
+                raise ValueError(f"task {task}: no tag set in its YAML and no tags in its training data")
+            adapter.labels = labels_from_data
+        model.add_head(task, spec.format, adapter.n_labels(), self.cfg.model.classifier_dropout, seed=seed + 1)
+        if head_init is not None:  # continue a training chain with the previous stage's head
+            model.heads[task].load_state_dict(head_init)
         # data volume: a prefix of one seeded permutation, so smaller volumes nest in larger ones
         keep = nested_subset(len(train_data.examples), volume, seed)
         examples = [train_data.examples[i] for i in keep]
@@ -234,13 +242,12 @@ class Context:
             language_mix[lang] = language_mix.get(lang, 0) + len(extra.examples)
             files.update(extra.files)
         if shuffle_labels:
-            labels = [adapter.label_of(e) for e in examples]
-            if all(l is None for l in labels):
+            shuffled = adapter.shuffled(examples, random.Random(seed + 7))
+            if shuffled is None:
                 raise ValueError(
-                    f"task {task}: the shuffled-label control needs a classification or multiple-choice task"
+                    f"task {task}: the shuffled-label control needs a classification, multiple-choice or tagging task"
                 )
-            random.Random(seed + 7).shuffle(labels)
-            examples = [adapter.with_label(e, l) for e, l in zip(examples, labels)]
+            examples = shuffled
         feats = adapter.featurize(examples, train=True)
         dev = self.read(dev_task.name, "dev", "en")
         dev_examples = dev.examples[: train_cfg.eval_subset]
@@ -274,6 +281,8 @@ class Context:
             "skipped": train_data.skipped,
             "head": "continued from the previous chain stage" if head_init is not None else "fresh",
         }
+        if labels_from_data:
+            info["labels_from_training_data"] = len(labels_from_data)
         return Stream(task, feats, adapter.collate, loss_fn), evaluate, info, adapter
 
     def train_tasks(
@@ -292,6 +301,9 @@ class Context:
         tasks' English dev scores and reload the best. Returns (run summary, {task: adapter})."""
         from xlrepro.sampling import MixSampler, TaskSampler, split_volume
 
+        # the config's own switch (e.g. ``intermediate.train.shuffle_labels``: an intermediate phase
+        # that carries no information, the scaling sweep's negative control) or the caller's
+        shuffle_labels = shuffle_labels or train_cfg.shuffle_labels
         if inter is not None and inter.volume_scope == "total" and train_cfg.volume != "all":
             sizes = {t: len(self.read(get_task(t).train_source or t, "train", "en").examples) for t in tasks}
             volumes: dict = split_volume(int(train_cfg.volume), sizes)

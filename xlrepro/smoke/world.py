@@ -50,7 +50,7 @@ from xlrepro.smoke.grammar import (
 )
 from xlrepro.smoke.world_retrieval import generate_retrieval  # LAReQA, Mewsli-X (own RNG)
 
-WORLD_VERSION = 5  # bump when the generator's output changes (it is part of the world's cache key)
+WORLD_VERSION = 6  # bump when the generator's output changes (it is part of the world's cache key)
 
 
 def _conllu(sentences: list[list[tuple[str, str]]], prefix: str) -> str:

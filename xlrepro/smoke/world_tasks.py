@@ -11,6 +11,9 @@ files (and the pre-training corpus) byte-identical.
   tydiqa/     tydiqa-goldp-v1.1-{train,dev}.json: the official files, every language in one file,
               ids ``<language>-<signed int>-<k>``; English training data must be filtered out
   socialiqa/  socialIQa_v1.4_{trn,dev}.jsonl (first stage of XCOPA's XTREME-R training chain)
+  ccg/        ccgbank/data/AUTO/<section>/wsj_*.auto: English CCG derivations of the grammar's
+              clauses (train in sections 02-21, dev 00, test 23, as CCGbank's standard split);
+              a tagging intermediate task whose supertags refine the clause's UPOS tags
   labels/     <task>/test-xx.<ext>: the test labels withheld above, in the XTREME label layout
               that ``xlrepro score`` (and evaluate.py) reads
 
@@ -91,6 +94,8 @@ def generate(root: str | Path, langs: dict[str, Language], seed: int, n_train: i
         "mlqa": _mlqa(root, langs, rng, max(9, n_dev // 4), max(9, n_test // 4)),
         "tydiqa": _tydiqa(root, en, seed, rng, max(30, n_train // 5), max(9, n_test // 4)),
         "socialiqa": _socialiqa(root, en, rng, max(30, n_train // 4), max(20, n_dev // 2)),
+        # its own stream: the files above stay byte-identical to worlds generated before CCG
+        "ccg": _ccg(root, en, random.Random(f"{seed}-ccg"), n_train, n_dev, n_test),
     }
     return sizes
 
@@ -282,3 +287,58 @@ def _socialiqa(root, en: Language, rng, n_train, n_dev) -> dict:
             )
         atomic_write(root / "socialiqa" / fname, "\n".join(rows) + "\n")
     return {"train": n_train, "dev": n_dev}
+
+
+# ---------------------------------------------------------------------- CCGbank
+
+# English leaves: UPOS -> (supertag, PTB tag, predicate-argument category), CCGbank's notation
+CCG_LEAVES = {
+    "DET": ("NP[nb]/N", "DT", "NP[nb]_1/N_1"),
+    "NUM": ("N/N", "CD", "N_1/N_1"),
+    "ADJ": ("N/N", "JJ", "N_1/N_1"),
+    "NOUN": ("N", "NN", "N"),
+    "VERB": ("(S[dcl]\\NP)/NP", "VBZ", "(S[dcl]\\NP_1)/NP_2"),
+    "PUNCT": (".", ".", "."),
+}
+CCG_SPLITS = {"train": [f"{s:02d}" for s in range(2, 22)], "dev": ["00"], "test": ["23"]}
+
+
+def _leaf(word: str, upos: str) -> str:
+    cat, ptb, pred = CCG_LEAVES[upos]
+    return f"(<L {cat} {ptb} {ptb} {word} {pred}>)"
+
+
+def ccg_derivation(en: Language, c: Clause) -> str:
+    """One line of a CCGbank AUTO derivation of an English clause (determiner, numbers and
+    adjectives before the noun, subject-verb-object, final stop)."""
+    if (en.order, en.adj_after, en.has_det) != ("SVO", False, True):
+        raise ValueError("ccg_derivation is written for English word order (SVO, adjective first, determiner)")
+
+    def np(words: list[tuple[str, str]]) -> str:
+        (det, _), *rest = words
+        nbar = _leaf(*rest[-1])
+        for w, t in reversed(rest[:-1]):  # modifiers apply right to left: N/N N -> N
+            nbar = f"(<T N 1 2> {_leaf(w, t)} {nbar} )"
+        return f"(<T NP 0 2> {_leaf(det, 'DET')} {nbar} )"
+
+    subj, verb, obj = en.np(c.subj), (en.word(c.verb), "VERB"), en.np(c.obj)
+    vp = f"(<T S[dcl]\\NP 0 2> {_leaf(*verb)} {np(obj)} )"
+    return f"(<T S[dcl] 0 2> (<T S[dcl] 1 2> {np(subj)} {vp} ) {_leaf('.', 'PUNCT')} )"
+
+
+def _ccg(root, en: Language, rng, n_train, n_dev, n_test) -> dict:
+    base = root / "ccg" / "ccgbank" / "data" / "AUTO"
+    sizes = {}
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        sections = CCG_SPLITS[split]
+        per = -(-n // len(sections))  # ceil: every section gets a file
+        done = 0
+        for sec in sections:
+            k = min(per, n - done)
+            rows = []
+            for i in range(1, max(k, 1) + 1):
+                rows += [f"ID=wsj_{sec}01.{i} PARSER=GOLD NUMPARSE=1", ccg_derivation(en, sample_clause(rng))]
+            done += max(k, 1)
+            atomic_write(base / sec / f"wsj_{sec}01.auto", "\n".join(rows) + "\n")
+        sizes[split] = done
+    return sizes

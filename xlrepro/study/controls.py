@@ -1,11 +1,22 @@
-"""Positive and negative controls of the primary analysis, on a sweep's own design.
+"""Positive and negative controls of the primary analysis.
 
 The analysis must find a volume effect where there is one and must not find one where there is
-none. Training a smoke-scale world where intermediate data measurably helps is too weak and too
-slow for CI (``docs/scaling-study.md``, "Analysis controls"), so the controls run the same code
-(``xlrepro.study.primary.fit``, hence ``xlrepro.study.stats.scaling_mixed_model``) on generated
-scores laid out exactly like the sweep's rows (its languages, seeds, volumes, target x intermediate
-tasks):
+none (``docs/scaling-study.md``, "Analysis controls"). Two kinds, both fitted with the same code as
+the primary analysis (``xlrepro.study.primary.fit``, hence ``xlrepro.study.stats.scaling_mixed_model``):
+
+**Trained controls** (:func:`trained`): two variants of the sweep, named by the spec's
+``analysis_controls``, are trained like every other cell and fitted apart from the primary rows:
+
+* positive: an intermediate task whose data can help the target (in the smoke world, CCG
+  supertags, a refinement of the UD-POS target's tags, drawn from the same grammar); the fitted
+  ``lv`` slope must be positive with a 95% CI above 0;
+* negative: the same task with its intermediate labels shuffled
+  (``intermediate.train.shuffle_labels``), so more of it carries no more information; the ``lv`` CI
+  must cover 0.
+
+**Synthetic controls** (:func:`run`): generated scores laid out exactly like the sweep's rows (its
+languages, seeds, volumes, target x intermediate tasks), which test the fitting code and the
+design's power without training:
 
 * positive control: scores rise by ``PLANTED_SLOPE`` points per tenfold intermediate volume; the
   fitted ``lv`` must be positive with a 95% CI that excludes 0;
@@ -101,20 +112,103 @@ def run(design: Sequence[Mapping], arm: str) -> dict:
     return out
 
 
-def section(c: Mapping) -> list[str]:
-    """The report's Markdown section of the analysis controls."""
-    if not c:
+def trained(
+    records: Sequence[Mapping],
+    main: Mapping[str, str],
+    volumes_by_cell: Mapping[int, float],
+    arms: Sequence[str],
+    variants: Mapping[str, str],
+) -> dict:
+    """The trained controls: ``{arm: {role: {...}}}`` with the primary model fitted on each control
+    variant's own rows (``variants``: {"positive" | "negative": variant label}); {} when the spec
+    names none."""
+    from xlrepro.study import primary
+
+    out: dict[str, dict] = {}
+    for arm in arms:
+        for role, label in variants.items():
+            mine = [r for r in records if r.get("variant") == label]
+            rows = primary.model_rows(mine, main, volumes_by_cell)["rows"].get(arm, [])
+            f = primary.fit(rows)
+            entry: dict[str, Any] = {
+                "variant": label,
+                "n": f["n"],
+                "languages": f["seen"] + f["unseen"],
+                "volumes": f["volumes"],
+                "status": f["status"],
+                "tasks": f["tasks"],
+            }
+            if f["status"] != "fitted":
+                entry.update(reason=f["reason"], passed=False)
+            else:
+                lo, hi = f["slope"]["ci"]
+                entry["slope"] = {k: f["slope"][k] for k in ("estimate", "ci", "p")}
+                entry["passed"] = bool(lo > 0) if role == "positive" else bool(lo <= 0 <= hi)
+            out.setdefault(arm, {})[role] = entry
+    return out
+
+
+TRAINED_EXPECTED = {
+    "positive": "slope > 0, CI above 0 (the effect that exists is found)",
+    "negative": "CI covers 0 (no effect where there is none)",
+}
+
+
+def trained_section(t: Mapping) -> list[str]:
+    """The report's Markdown table of the trained controls."""
+    if not t:
         return []
     L = [
-        "## Controls of the analysis",
+        "### Trained controls",
+        "",
+        "Two variants of this sweep, trained like every other cell and fitted apart from the primary rows with "
+        "the same model: the **positive** control's intermediate data can help the target, the **negative** "
+        "control trains on the same data with its intermediate labels shuffled. `lv` = points per tenfold "
+        "intermediate volume.",
+        "",
+        "| control | variant | arm | scores | languages | volumes | lv (volume slope), 95% CI, p | expected | result |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    passed = True
+    for arm, by_role in t.items():
+        for role, e in by_role.items():
+            head = (
+                f"| {role} | {e['variant']} | {arm} | {e['n']} | {' '.join(e['languages']) or '—'} | "
+                f"{len(e['volumes'])} |"
+            )
+            if e["status"] != "fitted":
+                L.append(f"{head} — ({e['reason']}) | {TRAINED_EXPECTED[role]} | **not fitted** |")
+            else:
+                s = e["slope"]
+                ci = f"{s['estimate']:+.2f} [{s['ci'][0]:+.2f}, {s['ci'][1]:+.2f}], p {s['p']:.3f}"
+                L.append(f"{head} {ci} | {TRAINED_EXPECTED[role]} | {'passed' if e['passed'] else '**FAILED**'} |")
+            passed = passed and e["passed"]
+    L += [
+        "",
+        "Both trained controls passed."
+        if passed
+        else "**A trained control failed: the primary analysis above cannot be trusted on this design.**",
+        "",
+    ]
+    return L
+
+
+def section(c: Mapping) -> list[str]:
+    """The report's Markdown section of the analysis controls (trained, then synthetic)."""
+    if not c:
+        return []
+    L = ["## Controls of the analysis", ""]
+    L += trained_section(c.get("trained") or {})
+    L += [
+        "### Synthetic controls",
         "",
         "The primary model fitted to generated scores laid out like this sweep's rows (same languages, seeds, "
         f"volumes and tasks; arm {c['arm']}): a **positive control** where the score rises "
         f"{c['planted_slope']:g} points per tenfold volume (the fitted `lv` must be positive, its CI excluding 0) "
         "and a **negative control** where intermediate data carry no information, as with shuffled intermediate "
         "labels (the `lv` CI must cover 0). Noise: language sd {language_sd:g}, seed sd {seed_sd:g}, task sd "
-        "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. These check the analysis code and the design's power; the "
-        "controls are synthetic, not trained runs (docs/scaling-study.md).".format(replicates=REPLICATES, **c["noise"]),
+        "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. These check the analysis code "
+        "and the design's power without training (docs/scaling-study.md).".format(replicates=REPLICATES, **c["noise"]),
         "",
     ]
     if c["status"] != "run":

@@ -66,6 +66,27 @@ def check_volumes(cells, where: str) -> None:
         )
 
 
+def check_analysis_controls(spec, cells) -> None:
+    """The trained analysis controls (``spec.analysis_controls``) must be able to show what they
+    claim: both variants train an intermediate phase at two volumes or more; the negative one on
+    shuffled intermediate labels in every cell, the positive one on real labels."""
+    bad: list[str] = []
+    for role, label in (spec.analysis_controls or {}).items():
+        mine = [c for c in cells if c.variant == label]
+        if not mine or any(not c.cfg.intermediate.tasks for c in mine):
+            bad.append(f"{role} control {label!r} has no intermediate phase")
+            continue
+        if len({c.volume for c in mine}) < 2:
+            bad.append(f"{role} control {label!r} runs one volume; a slope needs two or more")
+        shuffled = {c.cfg.intermediate.train.shuffle_labels for c in mine}
+        if role == "negative" and shuffled != {True}:
+            bad.append(f"negative control {label!r} must set intermediate.train.shuffle_labels=true")
+        if role == "positive" and True in shuffled:
+            bad.append(f"positive control {label!r} shuffles its intermediate labels")
+    if bad:
+        raise ConfigError(f"{spec.name}: analysis_controls: " + "; ".join(bad))
+
+
 # ---------------------------------------------------------------------- arms and model selection
 
 

@@ -54,8 +54,15 @@ def log_cc100(code: str) -> tuple[bool, float | None]:
     return True, math.log10(lang.cc100_gib)
 
 
-def model_rows(records: Iterable[Mapping], main: Mapping[str, str], volumes_by_cell: Mapping[int, float]) -> dict:
-    """{arm: [row]} for ``stats.scaling_mixed_model`` and what was left out, with reasons counted."""
+def model_rows(
+    records: Iterable[Mapping],
+    main: Mapping[str, str],
+    volumes_by_cell: Mapping[int, float],
+    exclude_variants: Iterable[str] = (),
+) -> dict:
+    """{arm: [row]} for ``stats.scaling_mixed_model`` and what was left out, with reasons counted.
+    ``exclude_variants``: the analysis-control variants, fitted apart (``xlrepro.study.controls``)."""
+    excluded = set(exclude_variants)
     by_arm: dict[str, list[dict]] = {}
     left_out: dict[str, int] = {}
 
@@ -68,6 +75,9 @@ def model_rows(records: Iterable[Mapping], main: Mapping[str, str], volumes_by_c
         if r.get("metric") != main.get(r["task"]):
             continue
         if r["language"] == "en":
+            continue
+        if r.get("variant") in excluded:
+            skip("analysis-control variant (fitted apart)")
             continue
         if r.get("overlap"):
             skip("overlapping cell (analysed apart)")
@@ -164,9 +174,12 @@ def analyse(
     main: Mapping[str, str],
     volumes_by_cell: Mapping[int, float],
     arms: Iterable[str],
+    exclude_variants: Iterable[str] = (),
 ) -> dict:
     """{arm: {"role", "fits": {attempt: fit}, "left_out": {...}}} for every arm of the spec."""
-    built = {mode: model_rows(recs, main, volumes_by_cell) for mode, recs in records_by_attempt.items()}
+    built = {
+        mode: model_rows(recs, main, volumes_by_cell, exclude_variants) for mode, recs in records_by_attempt.items()
+    }
     out = {}
     for arm in arms:
         out[arm] = {

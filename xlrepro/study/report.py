@@ -256,10 +256,12 @@ def _primary(out: Path, desc: dict, spec, recs: list, main: dict, volumes: dict)
         "no-reseeded": collect(out, desc, "no-reseeded")["records"],
     }
     arms = list(getattr(spec, "arms", None) or ["fixed-epochs"])
-    fits = primary.analyse(by_attempt, main, volumes, arms)
+    trained = dict(getattr(spec, "analysis_controls", None) or {})
+    apart = list(trained.values())
+    fits = primary.analyse(by_attempt, main, volumes, arms, apart)
     arm = "fixed-steps" if "fixed-steps" in arms else arms[0]
-    design = primary.model_rows(recs, main, volumes)["rows"].get(arm, [])
-    return fits, controls.run(design, arm)
+    design = primary.model_rows(recs, main, volumes, apart)["rows"].get(arm, [])
+    return fits, {**controls.run(design, arm), "trained": controls.trained(recs, main, volumes, arms, trained)}
 
 
 def collapse_by_volume(out: Path, desc: dict) -> dict:

@@ -66,6 +66,11 @@ class ExperimentSpec:
     selection: str = "config"  # intermediate model selection: config | scaled | last
     validations: int = 5  # selection=scaled: validations per intermediate run, at every volume
     recipe: str | None = None  # jiant | xtreme_r: the registry's per-task recipe under the spec's overrides
+    # Trained controls of the analysis (scaling specs; xlrepro.study.controls): {positive: label,
+    # negative: label} of two variants fitted apart from the primary rows. The positive variant's
+    # intermediate data must help (its volume slope is detected); the negative one trains on
+    # shuffled intermediate labels (intermediate.train.shuffle_labels=true; its slope's CI covers 0).
+    analysis_controls: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +185,23 @@ def _check(spec: ExperimentSpec, where: str) -> None:
         raise ConfigError(
             f"{where}: baseline: {spec.baseline!r} is not a variant label{did_you_mean(spec.baseline, labels)}"
         )
+    ctl = spec.analysis_controls
+    if not isinstance(ctl, dict) or any(k not in ("positive", "negative") for k in ctl):
+        raise ConfigError(
+            f"{where}: analysis_controls: expected a mapping with the keys positive and/or negative "
+            f"(variant labels), got {ctl!r}"
+        )
+    if ctl and spec.kind != "scaling":
+        raise ConfigError(f"{where}: analysis_controls: only a scaling spec fits a volume slope (kind is {spec.kind})")
+    for k, label in ctl.items():
+        if label not in labels:
+            raise ConfigError(
+                f"{where}: analysis_controls.{k}: {label!r} is not a variant label{did_you_mean(str(label), labels)}"
+            )
+        if label == spec.baseline:
+            raise ConfigError(f"{where}: analysis_controls.{k}: {label!r} is the baseline; a control needs volumes")
+    if len(set(ctl.values())) != len(ctl):
+        raise ConfigError(f"{where}: analysis_controls: the positive and negative controls must be different variants")
     if spec.kind == "scaling" and not spec.volumes:
         raise ConfigError(f"{where}: a scaling spec needs volumes")
     from xlrepro.study.design import ARMS, RECIPE_PROTOCOLS, SELECTIONS
@@ -326,4 +348,5 @@ def expand(spec: ExperimentSpec, extra_overrides: list[str] | tuple = ()) -> lis
                 )
             )
     study.check_volumes(cells, spec.name)
+    study.check_analysis_controls(spec, cells)
     return cells
