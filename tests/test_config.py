@@ -70,8 +70,11 @@ def test_enums_and_task_formats_are_checked():
         load_config("smoke", ["retrieval.pooling=sum"])
     with pytest.raises(ConfigError, match="is a retrieval task"):
         load_config("smoke", ["target.tasks=[tatoeba]", "controls=[]"])
-    with pytest.raises(ConfigError, match="controls"):
-        load_config("smoke", ["controls=[udpos]"])
+    with pytest.raises(ConfigError, match="multiple-choice or tagging task; 'xquad' is span_qa"):
+        load_config("smoke", ["controls=[xquad]"])
+    with pytest.raises(ConfigError, match="is not one of target.tasks"):
+        load_config("smoke", ["controls=[udpos]", "target.tasks=[xnli]"])
+    load_config("smoke", ["controls=[udpos]"])  # a tagging task's labels can be shuffled (across tokens)
 
 
 def test_hash_changes_with_any_value():

@@ -60,7 +60,8 @@ def test_the_paper_results_and_the_scaling_figure_each_have_a_spec():
     assert (
         len(smoke.volumes) == 3
         and len(smoke.seeds) == 2
-        and len([v for v in smoke.variants if v.label != "baseline"]) == 2
+        and len([v for v in smoke.variants if v.label != "baseline"]) == 2 + 2
+        and smoke.analysis_controls == {"positive": "ccg", "negative": "ccg-shuffled"}
     )
 
 
