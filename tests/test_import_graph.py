@@ -59,6 +59,38 @@ def imports(mods: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
     return graph
 
 
+def private_crossings(mods: dict[str, Path]) -> list[tuple[str, str, int]]:
+    """(importer, imported name, line) for every import of a private name (a segment starting with
+    ``_``, dunders aside) from outside the package or module that holds it: ``xlrepro.ops._dispatch``
+    may be imported inside ``xlrepro.ops`` only, ``xlrepro.x._helper`` inside ``xlrepro.x`` only."""
+    out = []
+    for mod, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    base = base[: len(base) - node.level + 1]
+                    parent = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    parent = node.module or ""
+                names = [f"{parent}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != PACKAGE:
+                    continue
+                for i, part in enumerate(parts):
+                    if part.startswith("_") and not (part.startswith("__") and part.endswith("__")):
+                        owner = ".".join(parts[:i])
+                        if mod != owner and not mod.startswith(owner + "."):
+                            out.append((mod, name, node.lineno))
+                        break
+    return sorted(out)
+
+
 def cycles(graph: dict[str, dict[str, list[int]]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -146,6 +178,28 @@ def test_graph_reader_sees_lazy_relative_and_package_imports(tmp_path):
     assert "xlrepro.a -> xlrepro.b  (xlrepro/a.py:2)" in text and "xlrepro.sub.c -> xlrepro.a" in text
     (pkg / "sub" / "c.py").write_text("X = 1\n")
     assert cycles(imports(modules(tmp_path))) == []
+
+
+def test_private_names_are_caught_where_they_cross_a_package_boundary(tmp_path):
+    pkg = tmp_path / PACKAGE
+    (pkg / "ops").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ops" / "__init__.py").write_text("from xlrepro.ops._dispatch import select\n")  # inside: fine
+    (pkg / "ops" / "_dispatch.py").write_text("from . import _lib\nfrom xlrepro import _C\n")  # inside: fine
+    (pkg / "ops" / "_lib.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from xlrepro.ops._dispatch import select\n")  # lazy, crossing
+    (pkg / "b.py").write_text("from xlrepro.a import _helper\nfrom xlrepro.ops import select\n")
+    assert private_crossings(modules(tmp_path)) == [
+        ("xlrepro.a", "xlrepro.ops._dispatch.select", 2),
+        ("xlrepro.b", "xlrepro.a._helper", 1),
+    ]
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    found = private_crossings(modules())
+    assert not found, "private names imported from outside their package (export a public name):\n" + "\n".join(
+        f"  {mod}: {name} (line {line})" for mod, name, line in found
+    )
 
 
 #: Cycles still open, each with why and how it is to be broken. The test fails on any other cycle,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from xlrepro.ops import knn, masked_mean_pool
+from xlrepro.ops import knn, knn_backend, masked_mean_pool
 
 POOLINGS = ("mean", "cls")
 
@@ -114,7 +114,4 @@ def nearest(
 
 def search_backend(queries: torch.Tensor) -> str:
     """Which backend ``nearest`` runs for inputs like ``queries`` (recorded with every result)."""
-    from xlrepro.ops._dispatch import select
-    from xlrepro.ops.similarity import KNN_BACKENDS
-
-    return "xlrepro.ops.knn/" + select(KNN_BACKENDS, "auto", queries.float().contiguous(), k=1).name
+    return "xlrepro.ops.knn/" + knn_backend(queries.float().contiguous(), k=1)
