@@ -220,9 +220,6 @@ KNOWN = {
             "xlrepro.tasks.registry",
         }
     ),
-    # packing's forward asks the encoder's family for its packed position ids when the caller gives
-    # none. To break: callers go through Family.packed_forward and packing requires position ids.
-    frozenset({"xlrepro.models", "xlrepro.models.base", "xlrepro.packing"}),
 }
 
 

@@ -9,7 +9,7 @@ PyTorch reference elsewhere; the backend used is recorded.
 
 Embeddings run the encoder padded (a (B, L) batch through the Hugging Face forward) or packed
 (``packed=True``, the experiment's ``model.attention: packed``): the batch's sentences are
-concatenated into one (total_tokens,) vector and run by ``packing.packed_encoder_forward`` (attention
+concatenated into one (total_tokens,) vector and run by the family's ``packed_forward`` (attention
 per sentence through ``xlrepro.ops.varlen_attention``), and the chosen layer is pooled straight from the
 packed (T, H) tokens: a segment mean per sentence, or its first token for ``cls``. No (B, L, H)
 tensor is built. Both give the same embeddings (fp32: relative error <= 1e-5, tested); the mode is
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from xlrepro.models import family_of
 from xlrepro.ops import knn, knn_backend, masked_mean_pool
 
 POOLINGS = ("mean", "cls")
@@ -66,6 +67,7 @@ def embed(
     if pooling not in POOLINGS:
         raise ValueError(f"retrieval pooling must be one of {POOLINGS}, got {pooling!r}")
     encoder.eval()
+    family = family_of(encoder) if packed else None
     out = []
     # sort by length so batches pad little (packed: so batches hold similar token counts); restore the order at the end
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -73,14 +75,12 @@ def embed(
         idx = order[s : s + batch_size]
         texts = [sentences[i] for i in idx]
         if packed:
-            from xlrepro.packing import packed_encoder_forward
-
             ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
             lens = torch.tensor([len(x) for x in ids], dtype=torch.int32)
             cu = torch.zeros(len(ids) + 1, dtype=torch.int32)
             torch.cumsum(lens, 0, out=cu[1:])
             flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=device)
-            _, hs = packed_encoder_forward(
+            _, hs = family.packed_forward(
                 encoder,
                 flat,
                 cu.to(device),
