@@ -3,7 +3,7 @@
 The analysis must find a volume effect where there is one and must not find one where there is
 none. Training a smoke-scale world where intermediate data measurably helps is too weak and too
 slow for CI (``docs/scaling-study.md``, "Analysis controls"), so the controls run the same code
-(``xlrepro.study.primary.fit``, hence ``xlrepro.study.stats.scaling_mixed_model``) on generated
+(``xlrepro.study.primary.fit``, hence ``xlrepro.stats.scaling_mixed_model``) on generated
 scores laid out exactly like the sweep's rows (its languages, seeds, volumes, target x intermediate
 tasks):
 
