@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlrepro.data.readers import READERS, get_reader
+from xlrepro.data.all_readers import READERS, get_reader
 from xlrepro.errors import DataFormatError
 
 

@@ -84,7 +84,7 @@ import json  # noqa: E402
 
 from conftest import needs_samples  # noqa: E402
 
-from xlrepro.data.readers import get_reader  # noqa: E402
+from xlrepro.data.all_readers import get_reader  # noqa: E402
 
 
 def _glue(names, rows):
@@ -317,11 +317,11 @@ def test_every_reader_is_registered_whichever_module_comes_first(first):
     import subprocess
     import sys
 
-    from xlrepro.data.readers import READERS
+    from xlrepro.data.all_readers import READERS
 
     code = (
         f"import {first}\n"
-        "from xlrepro.data.readers import READERS\n"
+        "from xlrepro.data.all_readers import READERS\n"
         "from xlrepro.tasks import all_tasks\n"
         "used = {l.reader for t in all_tasks().values() for l in t.layouts}\n"
         "assert used <= set(READERS), used - set(READERS)\n"

@@ -3,7 +3,7 @@ and on malformed input (errors name file, line and field)."""
 
 import pytest
 
-from xlrepro.data.readers_generic import read_conllu_upos, read_xtreme_tag_tsv
+from xlrepro.data.readers import read_conllu_upos, read_xtreme_tag_tsv
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import get_task
 

@@ -1,7 +1,7 @@
 """The table of readers and the decorator that fills it.
 
 Each reader module registers its readers with ``@reader(name)`` when it is imported. This module
-sits below them and imports none of them; the lookup, ``xlrepro.data.readers.get_reader``, lives in
+sits below them and imports none of them; the lookup, ``xlrepro.data.all_readers.get_reader``, lives in
 the module that imports every reader module, so a name is looked up only in the complete table.
 """
 

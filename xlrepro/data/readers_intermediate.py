@@ -4,7 +4,7 @@ ANLI (JSON lines, letter labels), CommonsenseQA (JSON lines, 5 lettered choices)
 (RFC-4180 CSV, CRLF, and the JSON-lines test file), Social IQa (v1.4 inline letters; AllenAI
 release with a 1-based label file) and CCGbank AUTO files (supertags). MNLI/SNLI, QQP, SST-2 and
 SQuAD v2.0 use the generic readers (``multinli_jsonl``, ``glue_mnli_tsv``, ``header_tsv``,
-``squad_json``). Same contract as ``readers_generic.py``.
+``squad_json``). Same contract as ``readers.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xlrepro.data.io import lines, read_jsonl, read_text, require
 from xlrepro.data.reader_registry import reader
-from xlrepro.data.readers_generic import check_label
+from xlrepro.data.readers import check_label
 from xlrepro.data.types import ClassificationExample, MultipleChoiceExample, ReadResult, TaggingExample
 from xlrepro.errors import DataFormatError
 

@@ -3,7 +3,7 @@
 PAWS-X and XNLI-1.0 (header tsv), PAN-X (Rahimi ``lang:token<TAB>TAG``), TyDiQA-GoldP (SQuAD-style
 JSON, per-file guids), BUCC 2018 (id-tagged sentence files + gold pairs), LAReQA / XQuAD-R
 (SQuAD JSON with sentence breaks) and Mewsli-X (WikiNews mention JSON lines). MLQA is SQuAD JSON
-and uses ``squad_json`` directly. Same contract as ``readers_generic.py``: LF and CRLF both accepted,
+and uses ``squad_json`` directly. Same contract as ``readers.py``: LF and CRLF both accepted,
 ``DataFormatError`` naming file, line (or JSON path) and field on malformed input.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from xlrepro import languages as langtab
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
 from xlrepro.data.reader_registry import reader
-from xlrepro.data.readers_generic import check_label, read_squad_json
+from xlrepro.data.readers import check_label, read_squad_json
 from xlrepro.data.types import (
     BitextExample,
     ClassificationExample,

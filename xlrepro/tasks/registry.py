@@ -32,8 +32,8 @@ from pathlib import Path
 import yaml
 
 from xlrepro import languages as langtab
+from xlrepro.data.all_readers import get_reader
 from xlrepro.data.hub import prepared_dir
-from xlrepro.data.readers import get_reader
 from xlrepro.data.types import Format, ReadResult
 from xlrepro.errors import ConfigError, did_you_mean
 
