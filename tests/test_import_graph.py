@@ -219,3 +219,28 @@ def test_no_import_cycles():
     )
     gone = KNOWN - {frozenset(c) for c in found}
     assert not gone, f"these known cycles are gone or changed; update KNOWN: {[sorted(g) for g in gone]}"
+
+
+def test_the_layers_contract_holds_with_no_import_exempt():
+    """``.importlinter``'s layers (what ``nox -s lint`` checks), here too: kept, with no ignore_imports."""
+    import configparser
+    import os
+    import subprocess
+    import sys
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".importlinter", encoding="utf-8")
+    assert "ignore_imports" not in cfg["importlinter:contract:layers"], "move the imported piece down instead"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command; lint_imports_command()",
+            "--no-cache",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and "1 kept, 0 broken" in run.stdout, run.stdout + run.stderr
