@@ -35,7 +35,7 @@ from .retrieval import (
 from .tagging import get_entities, tagging_f1, token_accuracy
 
 #: The mode the pipeline scores in and records with every score: the phases, early stopping on dev
-#: and the item scores of ``xlrepro.items`` (``xlrepro metrics --mode`` scores in either).
+#: and the item scores of ``xlrepro.items``.
 METRIC_MODE = OFFICIAL
 
 __all__ = [
