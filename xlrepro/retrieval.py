@@ -67,7 +67,6 @@ def embed(
     if pooling not in POOLINGS:
         raise ValueError(f"retrieval pooling must be one of {POOLINGS}, got {pooling!r}")
     encoder.eval()
-    family = family_of(encoder) if packed else None
     out = []
     # sort by length so batches pad little (packed: so batches hold similar token counts); restore the order at the end
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -80,7 +79,7 @@ def embed(
             cu = torch.zeros(len(ids) + 1, dtype=torch.int32)
             torch.cumsum(lens, 0, out=cu[1:])
             flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=device)
-            _, hs = family.packed_forward(
+            _, hs = family_of(encoder).packed_forward(
                 encoder,
                 flat,
                 cu.to(device),
