@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlrepro.data.readers import READERS, get_reader
+from xlrepro.data.all_readers import READERS, get_reader
 from xlrepro.errors import DataFormatError
 
 
@@ -148,6 +148,8 @@ def _made_up() -> dict:
 
 
 def cases(samples: Path) -> list[Case]:
+    from xlrepro.tasks import get_task
+
     s = samples
     made = _made_up()
     text = (s / "mewsli-x" / "testdata" / "example_mentions.jsonl").read_text(encoding="utf-8")
@@ -221,7 +223,7 @@ def cases(samples: Path) -> list[Case]:
             "xnli/hub",
             "hub_parquet",
             {"file": _xnli_parquet(s)},
-            {"task": "xnli", "src_lang": "de", "split": "dev"},
+            {"spec": get_task("xnli"), "src_lang": "de", "split": "dev"},
             ("xnli", "dev", "de"),
         ),
     ]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from xlrepro.config import load_config
-from xlrepro.data.readers import get_reader
+from xlrepro.data.all_readers import get_reader
 from xlrepro.data.readers_retrieval import mewslix_entity_text, mewslix_mention_text, sentence_breaks
 from xlrepro.data.types import EntityDescription, EntityMentionExample
 from xlrepro.dual_encoder import DualEncoder, lareqa_map_knn, load_dual_encoder, save_dual_encoder

@@ -128,3 +128,19 @@ def test_ops_status_is_public_in_the_ops_package():
     assert {"extension_loaded", "reason", "build", "ops", "screens"} <= set(status)
     assert set(status["ops"]) == set(ops.families())
     assert info.ops_status()["ops"].keys() == status["ops"].keys()
+
+
+def test_the_metric_mode_lives_with_the_metrics_and_the_phases_and_items_score_in_it():
+    from xlrepro import items, metrics, phases
+    from xlrepro.phases import context
+
+    assert metrics.METRIC_MODE == "official"
+    assert phases.METRIC_MODE is context.METRIC_MODE is items.METRIC_MODE is metrics.METRIC_MODE
+
+
+def test_statistics_and_the_smoke_contrast_sit_below_the_study():
+    from xlrepro import contrast, items, report, stats
+
+    assert items.detect_collapse is stats.detect_collapse
+    assert report.contrast is contrast.contrast and report.section is contrast.section
+    assert contrast.chance_level("xnli") == 100 / 3

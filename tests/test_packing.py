@@ -22,12 +22,18 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
 import xlrepro.packing as packing
+from xlrepro.models import get_family
 from xlrepro.ops import varlen_attention_backend
 from xlrepro.packing import pack_batch, packed_encoder_forward, packed_position_ids, plan_packed_batches, unpack
 
 PAD = 1
 LENGTHS = [1, 7, 33]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+def forward(model, p, cu, mx, **kw):
+    """``packed_encoder_forward`` with XLM-R's positions (what ``Family.packed_forward`` passes)."""
+    return packed_encoder_forward(model, p, cu, mx, position_ids=packed_position_ids(cu, PAD), **kw)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -135,7 +141,7 @@ def test_packed_forward_and_grads_equal_padded_hf(dtype, backend, side):
     ref_grads = {n: q.grad.clone() for n, q in model.named_parameters()}
     model.zero_grad(set_to_none=True)
 
-    last, states = packed_encoder_forward(model, p, cu, mx, output_hidden_states=True, attention_backend=backend)
+    last, states = forward(model, p, cu, mx, output_hidden_states=True, attention_backend=backend)
     assert last.dtype == dtype and last.shape == (T, H)
     assert len(states) == len(out.hidden_states) == model.config.num_hidden_layers + 1
     errs = {"last": rel_err(last, ref_states[-1])}
@@ -180,11 +186,18 @@ def test_given_position_ids_are_used():
     ids, mask = make_batch(LENGTHS)
     p, cu, mx, _ = pack_batch(ids, mask)
     with torch.no_grad():
-        a = packed_encoder_forward(model, p, cu, mx)
+        a = get_family("xlmr").packed_forward(model, p, cu, mx)  # the family's positions
         b = packed_encoder_forward(model, p, cu, mx, position_ids=packed_position_ids(cu, PAD))
         c = packed_encoder_forward(model, p, cu, mx, position_ids=packed_position_ids(cu, PAD) + 1)
+        d = get_family("xlmr").packed_forward(model, p, cu, mx, position_ids=packed_position_ids(cu, PAD) + 1)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+    assert torch.equal(c, d)
+    # packing itself has no default: the positions differ between families, so the caller passes them
+    with pytest.raises(TypeError, match="position_ids"):
+        packed_encoder_forward(model, p, cu, mx)
+    with pytest.raises(ValueError, match="position_ids are required"):
+        packed_encoder_forward(model, p, cu, mx, position_ids=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +218,7 @@ def test_hf_naive_packing_is_silently_wrong(attn):
         naive = model(
             input_ids=p[None], attention_mask=torch.ones(1, p.numel(), dtype=torch.long), position_ids=pos[None]
         ).last_hidden_state[0]
-        ours = packed_encoder_forward(model, p, cu, mx)
+        ours = forward(model, p, cu, mx)
     err_naive, err_ours = rel_err(naive, ref), rel_err(ours, ref)
     print(f"\nattn={attn}: naive one-row packing rel err {err_naive:.2e}, packed forward {err_ours:.2e}")
     assert err_naive > 1e-3  # >= 10^4 x the packed forward's error
@@ -218,7 +231,7 @@ def test_hf_naive_packing_is_silently_wrong(attn):
         naive2 = model(
             input_ids=p2[None], attention_mask=torch.ones(1, p2.numel(), dtype=torch.long), position_ids=pos[None]
         ).last_hidden_state[0]
-        ours2 = packed_encoder_forward(model, p2, cu, mx)
+        ours2 = forward(model, p2, cu, mx)
     s0 = slice(0, int(cu[1]))
     leak = rel_err(naive2[s0], naive[s0])
     print(f"attn={attn}: changing sequence 2 moves sequence 0's naive output by {leak:.2e} (relative)")
@@ -244,11 +257,11 @@ def test_attention_dropout_is_layer_probability_in_training_and_zero_in_eval(mon
 
     monkeypatch.setattr(packing, "varlen_attention", spy)
     with torch.no_grad():
-        packed_encoder_forward(model.eval(), p, cu, mx)
+        forward(model.eval(), p, cu, mx)
         assert seen == [0.0, 0.0]
         seen.clear()
-        a = packed_encoder_forward(model.train(), p, cu, mx)
-        b = packed_encoder_forward(model, p, cu, mx)
+        a = forward(model.train(), p, cu, mx)
+        b = forward(model, p, cu, mx)
     assert seen == [0.25] * 4
     assert not torch.equal(a, b)  # dropout is active (hidden and attention)
 
@@ -269,7 +282,7 @@ def test_training_mode_without_dropout_equals_eval_and_checkpointing_keeps_grads
         else:
             model.activation_checkpointing_disable()
         model.zero_grad(set_to_none=True)
-        h = packed_encoder_forward(model, p, cu, mx)
+        h = forward(model, p, cu, mx)
         (h * w).sum().backward()
         return h.detach(), {n: q.grad.clone() for n, q in model.named_parameters()}
 
@@ -286,13 +299,13 @@ def test_bad_arguments():
     ids, mask = make_batch(LENGTHS)
     p, cu, mx, _ = pack_batch(ids, mask)
     with pytest.raises(ValueError, match="input_ids_packed"):
-        packed_encoder_forward(model, ids, cu, mx)
+        forward(model, ids, cu, mx)
     with pytest.raises(ValueError, match="int32"):
-        packed_encoder_forward(model, p, cu.long(), mx)
+        forward(model, p, cu.long(), mx)
     with pytest.raises(ValueError, match="total_tokens"):
-        packed_encoder_forward(model, p[:-1], cu, mx)
+        forward(model, p[:-1], cu, mx)
     with pytest.raises(ValueError, match="max_seqlen"):
-        packed_encoder_forward(model, p, cu, mx - 1)
+        forward(model, p, cu, mx - 1)
     with pytest.raises(ValueError, match="position_ids"):
         packed_encoder_forward(model, p, cu, mx, position_ids=torch.zeros(3, dtype=torch.long))
 

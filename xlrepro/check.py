@@ -321,7 +321,7 @@ def _check_corpora(cfg, pf: Preflight) -> None:
 def _check_cand(cfg, pf: Preflight) -> None:
     """Parse each retrieval task's candidate set (``retrieval.candidates``: Mewsli-X's; duplicate
     entity ids, offsets) when it is there."""
-    from xlrepro.data.readers import get_reader
+    from xlrepro.data.all_readers import get_reader
     from xlrepro.tasks import get_task
 
     if cfg.smoke is not None or cfg.data.source != "local":

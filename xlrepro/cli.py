@@ -292,7 +292,7 @@ def cmd_data(a) -> int:
     from xlrepro.tasks import all_tasks
 
     if a.action in ("prepare", "verify"):
-        from xlrepro.data.cli import run
+        from xlrepro.cli_data import run
 
         return run(a)
     if a.names:
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("data", help="get and check the data: prepare, verify; Hub pinning: status, pin")
     s.add_argument("action", choices=["status", "pin", "prepare", "verify"])
     s.add_argument("names", nargs="*", metavar="TASK", help="prepare/verify: these tasks (default: --config's)")
-    from xlrepro.data.cli import add_arguments
+    from xlrepro.cli_data import add_arguments
 
     add_arguments(s)
     s.add_argument("--json", action="store_true", help="status: machine-readable")

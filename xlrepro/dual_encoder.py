@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlrepro.model import MultiTaskModel, load_encoder, save_encoder
+from xlrepro.packing import pack_batch
 from xlrepro.runs import tmp_path
 
 DUAL_ENCODER_TASKS = ("lareqa", "mewslix")
@@ -63,12 +64,10 @@ class DualEncoder(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.body.packed:  # unpadded tokens; the <s> vectors are taken from the packed output directly
-            from xlrepro.packing import pack_batch, packed_encoder_forward
-
             ids, cu, mx, _ = pack_batch(input_ids, attention_mask)
-            first = packed_encoder_forward(self.encoder, ids, cu, mx, attention_backend=self.body.attention_backend)[
-                cu[:-1].long()
-            ]
+            first = self.body.family.packed_forward(
+                self.encoder, ids, cu, mx, attention_backend=self.body.attention_backend
+            )[cu[:-1].long()]
         else:
             first = self.body.encode(input_ids, attention_mask).last_hidden_state[:, 0]
         return F.normalize(torch.tanh(self.pooler(first)), p=2, dim=1)

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xlrepro.metrics import METRIC_MODE
 from xlrepro.runs import atomic_write_json
+from xlrepro.stats import detect_collapse
 from xlrepro.tasks.registry import all_tasks, get_task
 
 ITEMS_VERSION = 3  # 2: Tatoeba and BUCC retrieval runs; 3: LAReQA and Mewsli-X
@@ -180,9 +182,6 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
 def write_items(exp, task_name: str, run_dir: Path) -> Path | None:
     """Write ``items.json`` for a finished target/control run, or a retrieval run of ``RETRIEVAL_ITEM_TASKS``
     (no-op when present)."""
-    from xlrepro.phases.context import METRIC_MODE
-    from xlrepro.tasks import get_task
-
     path = Path(run_dir) / "items.json"
     if path.exists():
         return path
@@ -221,8 +220,6 @@ def statistic(entry: dict):
 
 def collapse_check(run_dir: Path) -> dict | None:
     """detect_collapse on the English dev predictions (else another dev language, else test)."""
-    from xlrepro.study.stats import detect_collapse
-
     items = load_items(run_dir)
     binary = {k: v for k, v in items.items() if v["kind"] == "binary"}
     for key in ["dev/en", *sorted(k for k in binary if k.startswith("dev/")), "test/en", *sorted(binary)]:

@@ -8,7 +8,8 @@ restarting ``position_ids`` only isolates the sequences under ``flash_attention_
 sequence of the row and the result is silently wrong (``tests/test_packing.py`` shows it).
 
 ``packed_encoder_forward`` runs a loaded ``XLMRobertaModel`` or ``BertModel`` (the two share the
-embedding and layer modules) on a (total_tokens,) id vector:
+embedding and layer modules) on a (total_tokens,) id vector with the caller's position ids (model
+code calls it through the encoder family's ``packed_forward``, which supplies them):
 embeddings, every token-wise module (q/k/v projections, output dense, FFN, LayerNorms, dropout)
 on the (T, H) tensor by calling the model's own submodules, and self-attention through
 ``xlrepro.ops.varlen_attention`` with ``cu_seqlens``, so no FLOP is spent on padding and each
@@ -118,7 +119,8 @@ def packed_encoder_forward(
     input_ids_packed: torch.Tensor,
     cu_seqlens: torch.Tensor,
     max_seqlen: int,
-    position_ids: torch.Tensor | None = None,
+    *,
+    position_ids: torch.Tensor,
     output_hidden_states: bool = False,
     attention_backend: str = "auto",
     token_type_ids: torch.Tensor | None = None,
@@ -127,8 +129,9 @@ def packed_encoder_forward(
 
     input_ids_packed: (T,) int64, the sequences concatenated; cu_seqlens: (B+1,) int32 offsets
         (``pack_batch``); max_seqlen: the longest sequence.
-    position_ids: (T,) int64; default: the encoder family's (``Family.packed_position_ids``), as the
-        padded model numbers the real tokens of each row (XLM-R from ``padding_idx + 1``, BERT from 0).
+    position_ids: (T,) int64, required: they differ between families (XLM-R numbers each sequence from
+        ``padding_idx + 1``, BERT from 0), so the caller passes them; ``Family.packed_forward`` (the
+        entry the model code uses) passes its family's ``packed_position_ids``.
     token_type_ids: (T,) int64; default zeros (as the model's buffer).
     attention_backend: passed to ``varlen_attention`` ("auto", "cpp", "reference", "cuda").
     Dropout follows the modules' ``training`` flags (attention dropout = the layer's
@@ -158,9 +161,9 @@ def packed_encoder_forward(
     if bool(((cu_seqlens[1:] - cu_seqlens[:-1]) < 0).any()):
         raise ValueError("packed_encoder_forward: cu_seqlens must be non-decreasing")
     if position_ids is None:
-        from xlrepro.models import family_of
-
-        position_ids = family_of(encoder).packed_position_ids(encoder, cu_seqlens)
+        raise ValueError(
+            "packed_encoder_forward: position_ids are required (Family.packed_forward passes the family's)"
+        )
     if token_type_ids is None:
         token_type_ids = torch.zeros(T, dtype=torch.long, device=input_ids_packed.device)
     for name, t in (("position_ids", position_ids), ("token_type_ids", token_type_ids)):

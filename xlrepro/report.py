@@ -17,6 +17,7 @@ import io
 import json
 from pathlib import Path
 
+from xlrepro.contrast import CHANCE_NOTE, chance_level, contrast, section
 from xlrepro.runs import atomic_write_text, tmp_path
 from xlrepro.tasks.registry import headline_metric, headline_metrics
 
@@ -87,8 +88,6 @@ def write_plot(records: list[dict], path: Path) -> bool:
     for j, lang in enumerate(langs):
         xs = [i + j * width for i in range(len(groups))]
         ax.bar(xs, [g.get(lang, 0) for g in groups.values()], width, label=lang)
-    from xlrepro.study.contrast import CHANCE_NOTE, chance_level
-
     chance_drawn = False
     for i, name in enumerate(groups):  # chance level of each task over its bars
         c = chance_level(name.split(" ")[0])
@@ -279,8 +278,6 @@ def render(results: dict, plot_name: str | None, notes: dict | None = None, cont
             lines.append("")
         for note in (notes or {}).get((task, phase), []):
             lines += [f"> {note}", ""]
-    from xlrepro.study.contrast import section
-
     lines += section(contrast or [])
     if plot_name:
         lines += ["## Plot", "", f"![zero-shot test scores]({plot_name})", ""]
@@ -317,8 +314,6 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     has_plot = write_plot(results["records"], out_dir / "scores.png")
     path = out_dir / "report.md"
-    from xlrepro.study.contrast import contrast
-
     atomic_write_text(
         path,
         render(results, "scores.png" if has_plot else None, gap_notes(results, out_dir), contrast(results, out_dir)),

@@ -9,7 +9,7 @@ PyTorch reference elsewhere; the backend used is recorded.
 
 Embeddings run the encoder padded (a (B, L) batch through the Hugging Face forward) or packed
 (``packed=True``, the experiment's ``model.attention: packed``): the batch's sentences are
-concatenated into one (total_tokens,) vector and run by ``packing.packed_encoder_forward`` (attention
+concatenated into one (total_tokens,) vector and run by the family's ``packed_forward`` (attention
 per sentence through ``xlrepro.ops.varlen_attention``), and the chosen layer is pooled straight from the
 packed (T, H) tokens: a segment mean per sentence, or its first token for ``cls``. No (B, L, H)
 tensor is built. Both give the same embeddings (fp32: relative error <= 1e-5, tested); the mode is
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from xlrepro.ops import knn, masked_mean_pool
+from xlrepro.models import family_of
+from xlrepro.ops import knn, knn_backend, masked_mean_pool
 
 POOLINGS = ("mean", "cls")
 
@@ -73,14 +74,12 @@ def embed(
         idx = order[s : s + batch_size]
         texts = [sentences[i] for i in idx]
         if packed:
-            from xlrepro.packing import packed_encoder_forward
-
             ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
             lens = torch.tensor([len(x) for x in ids], dtype=torch.int32)
             cu = torch.zeros(len(ids) + 1, dtype=torch.int32)
             torch.cumsum(lens, 0, out=cu[1:])
             flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=device)
-            _, hs = packed_encoder_forward(
+            _, hs = family_of(encoder).packed_forward(
                 encoder,
                 flat,
                 cu.to(device),
@@ -114,7 +113,4 @@ def nearest(
 
 def search_backend(queries: torch.Tensor) -> str:
     """Which backend ``nearest`` runs for inputs like ``queries`` (recorded with every result)."""
-    from xlrepro.ops._dispatch import select
-    from xlrepro.ops.similarity import KNN_BACKENDS
-
-    return "xlrepro.ops.knn/" + select(KNN_BACKENDS, "auto", queries.float().contiguous(), k=1).name
+    return "xlrepro.ops.knn/" + knn_backend(queries.float().contiguous(), k=1)

@@ -84,7 +84,7 @@ import json  # noqa: E402
 
 from conftest import needs_samples  # noqa: E402
 
-from xlrepro.data.readers import get_reader  # noqa: E402
+from xlrepro.data.all_readers import get_reader  # noqa: E402
 
 
 def _glue(names, rows):
@@ -292,3 +292,40 @@ def test_the_pipeline_reads_each_task_from_its_own_source(tmp_path):
         exp.read("tydiqa", "test", "en")  # the Hub route (refused: unpinned)
     with pytest.raises(FileNotFoundError, match="task xquad: no files"):
         exp.read("xquad", "test", "en")  # the global default: local files
+
+
+# ---------------------------------------------------------------------- the hub_parquet reader and the reader table
+
+
+def test_hub_parquet_reads_by_the_entry_the_registry_hands_it(tmp_path):
+    from xlrepro.data.hub import read_hub_parquet
+    from xlrepro.tasks.registry import prepared_layout
+
+    spec = get_task("xnli")
+    assert spec.layout("hub") == prepared_layout(spec.hub)  # no options: the entry comes with the call
+    with pytest.raises(ValueError, match="hub_parquet: expected spec=<the task's TaskSpec>"):
+        read_hub_parquet({"file": tmp_path}, src_lang="de", split="dev")
+    with pytest.raises(FileNotFoundError, match="run `xlrepro data prepare xnli`"):
+        read_hub_parquet({"file": tmp_path}, src_lang="de", split="dev", spec=spec)
+
+
+@pytest.mark.parametrize(
+    "first", ["xlrepro.data.reader_registry", "xlrepro.data.hub", "xlrepro.data.readers_xtreme", "xlrepro.tasks"]
+)
+def test_every_reader_is_registered_whichever_module_comes_first(first):
+    """The table is complete at the first lookup, whatever was imported before (a fresh process)."""
+    import subprocess
+    import sys
+
+    from xlrepro.data.all_readers import READERS
+
+    code = (
+        f"import {first}\n"
+        "from xlrepro.data.all_readers import READERS\n"
+        "from xlrepro.tasks import all_tasks\n"
+        "used = {l.reader for t in all_tasks().values() for l in t.layouts}\n"
+        "assert used <= set(READERS), used - set(READERS)\n"
+        "print(len(READERS))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out) == len(READERS)

@@ -53,7 +53,7 @@ def _merge_squad(files) -> bytes:
 def _panx_parquet(samples, lang, split) -> bytes:
     import datasets
 
-    from xlrepro.data.readers import get_reader
+    from xlrepro.data.all_readers import get_reader
 
     ex = get_reader("panx_rahimi")({"file": samples / "panx" / "hf_dummy_data" / lang / split}, src_lang=lang).examples
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_names  # noqa: E402
 
-from xlrepro.data.readers import get_reader
+from xlrepro.data.all_readers import get_reader
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks import get_task
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import SAMPLES, assert_names, needs_samples  # noqa: E402  (shared helpers)
 
 from xlrepro import languages as langtab
-from xlrepro.data.readers import get_reader
+from xlrepro.data.all_readers import get_reader
 from xlrepro.data.readers_xtreme import (
     TYDIQA_ENGLISH_TRAIN_SIZE,
     filter_tydiqa_english,

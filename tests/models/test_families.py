@@ -101,7 +101,7 @@ def test_bert_packed_equals_padded_outputs_and_gradients(name, fmt, n):
 
 def test_bert_packed_positions_start_at_zero_in_each_sequence():
     from xlrepro.models import get_family
-    from xlrepro.packing import pack_batch, packed_encoder_forward
+    from xlrepro.packing import pack_batch
 
     enc = _bert().eval()
     cu = torch.tensor([0, 3, 5], dtype=torch.int32)
@@ -113,7 +113,7 @@ def test_bert_packed_positions_start_at_zero_in_each_sequence():
     with torch.no_grad():
         padded = enc(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         flat, cu, mx, idx = pack_batch(ids, mask)
-        _, packed = packed_encoder_forward(enc, flat, cu, mx, output_hidden_states=True)
+        _, packed = get_family("bert").packed_forward(enc, flat, cu, mx, output_hidden_states=True)
     assert len(packed) == len(padded) == 3
     for a, b in zip(packed, padded):
         torch.testing.assert_close(a, b.reshape(-1, b.shape[-1])[idx], atol=1e-5, rtol=1e-4)

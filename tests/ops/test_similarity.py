@@ -412,6 +412,11 @@ def test_families_and_dispatch_explain():
     b = ops.families()["knn"]
     chosen = [x.name for x in b if not x.not_supported_reasons(_rand(4, 3), k=2)][0]
     assert chosen == ("cpp" if HAVE_EXT else "reference")
+    # the public name of that choice (what retrieval records with its results)
+    assert ops.knn_backend(_rand(4, 3), k=2) == chosen
+    assert ops.knn_backend(_rand(4, 3), k=2, backend="reference") == "reference"
+    with pytest.raises(BackendUnavailable, match="unknown backend 'nope'"):
+        ops.knn_backend(_rand(4, 3), backend="nope")
 
 
 # ---------------------------------------------------------------- CUDA (gpu: skipped without a GPU)

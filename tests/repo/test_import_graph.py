@@ -59,6 +59,38 @@ def imports(mods: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
     return graph
 
 
+def private_crossings(mods: dict[str, Path]) -> list[tuple[str, str, int]]:
+    """(importer, imported name, line) for every import of a private name (a segment starting with
+    ``_``, dunders aside) from outside the package or module that holds it: ``xlrepro.ops._dispatch``
+    may be imported inside ``xlrepro.ops`` only, ``xlrepro.x._helper`` inside ``xlrepro.x`` only."""
+    out = []
+    for mod, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    base = base[: len(base) - node.level + 1]
+                    parent = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    parent = node.module or ""
+                names = [f"{parent}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != PACKAGE:
+                    continue
+                for i, part in enumerate(parts):
+                    if part.startswith("_") and not (part.startswith("__") and part.endswith("__")):
+                        owner = ".".join(parts[:i])
+                        if mod != owner and not mod.startswith(owner + "."):
+                            out.append((mod, name, node.lineno))
+                        break
+    return sorted(out)
+
+
 def cycles(graph: dict[str, dict[str, list[int]]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -148,28 +180,32 @@ def test_graph_reader_sees_lazy_relative_and_package_imports(tmp_path):
     assert cycles(imports(modules(tmp_path))) == []
 
 
-#: Cycles still open, each with why and how it is to be broken. The test fails on any other cycle,
-#: on a cycle that grew, and on an entry here that no longer exists (delete it then).
-KNOWN = {
-    # The reader registry: data.readers imports every reader module at its end so get_reader finds
-    # them, those modules import data.readers for the @reader decorator, and the task registry checks
-    # reader names at load while the prepared-Hub reader (data.hub) looks tasks up. To break: a
-    # registry module below the readers, filled by one module above both.
-    frozenset(
-        {
-            "xlrepro.data.hub",
-            "xlrepro.data.readers",
-            "xlrepro.data.readers_intermediate",
-            "xlrepro.data.readers_retrieval",
-            "xlrepro.data.readers_xtreme",
-            "xlrepro.tasks",
-            "xlrepro.tasks.registry",
-        }
-    ),
-    # packing's forward asks the encoder's family for its packed position ids when the caller gives
-    # none. To break: callers go through Family.packed_forward and packing requires position ids.
-    frozenset({"xlrepro.models", "xlrepro.models.base", "xlrepro.packing"}),
-}
+def test_private_names_are_caught_where_they_cross_a_package_boundary(tmp_path):
+    pkg = tmp_path / PACKAGE
+    (pkg / "ops").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ops" / "__init__.py").write_text("from xlrepro.ops._dispatch import select\n")  # inside: fine
+    (pkg / "ops" / "_dispatch.py").write_text("from . import _lib\nfrom xlrepro import _C\n")  # inside: fine
+    (pkg / "ops" / "_lib.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from xlrepro.ops._dispatch import select\n")  # lazy, crossing
+    (pkg / "b.py").write_text("from xlrepro.a import _helper\nfrom xlrepro.ops import select\n")
+    assert private_crossings(modules(tmp_path)) == [
+        ("xlrepro.a", "xlrepro.ops._dispatch.select", 2),
+        ("xlrepro.b", "xlrepro.a._helper", 1),
+    ]
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    found = private_crossings(modules())
+    assert not found, "private names imported from outside their package (export a public name):\n" + "\n".join(
+        f"  {mod}: {name} (line {line})" for mod, name, line in found
+    )
+
+
+#: Cycles still tolerated, each with why and how it is to be broken; none now, and a new entry needs
+#: a plan to break it. The test fails on any other cycle, on a cycle that grew, and on an entry here
+#: that no longer exists (delete it then).
+KNOWN: frozenset[frozenset[str]] = frozenset()
 
 
 def test_no_import_cycles():
@@ -183,3 +219,28 @@ def test_no_import_cycles():
     )
     gone = KNOWN - {frozenset(c) for c in found}
     assert not gone, f"these known cycles are gone or changed; update KNOWN: {[sorted(g) for g in gone]}"
+
+
+def test_the_layers_contract_holds_with_no_import_exempt():
+    """``.importlinter``'s layers (what ``nox -s lint`` checks), here too: kept, with no ignore_imports."""
+    import configparser
+    import os
+    import subprocess
+    import sys
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".importlinter", encoding="utf-8")
+    assert "ignore_imports" not in cfg["importlinter:contract:layers"], "move the imported piece down instead"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command; lint_imports_command()",
+            "--no-cache",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and "1 kept, 0 broken" in run.stdout, run.stdout + run.stderr

@@ -1,6 +1,6 @@
 """The kick-the-tires report shows the research question in miniature: a no-intermediate baseline
 beside the intermediate run, their difference per resource group with a paired-bootstrap CI, and
-chance levels on every chart (xlrepro.study.contrast, xlrepro.report). A miniature smoke world."""
+chance levels on every chart (xlrepro.contrast, xlrepro.report). A miniature smoke world."""
 
 import json
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from xlrepro.config import load_config
+from xlrepro.contrast import CHANCE_NOTE, chance_level
 from xlrepro.phases.orchestrator import run_experiment
-from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 
 MINI = [
     "smoke.n_train=120",
@@ -106,7 +106,7 @@ def test_contrast_pairs_items_per_group_with_a_bootstrap_ci(tmp_path):
     paired on the same items; English and the high group come out separately."""
     import numpy as np
 
-    from xlrepro.study.contrast import contrast, section
+    from xlrepro.contrast import contrast, section
 
     rng = np.random.default_rng(0)
     runs = {}
@@ -138,7 +138,7 @@ def test_contrast_pairs_items_per_group_with_a_bootstrap_ci(tmp_path):
 
 @pytest.mark.parametrize("task, chance", [("xnli", 100 / 3), ("udpos", None)])
 def test_sweep_figures_mark_chance_or_say_there_is_none(tmp_path, monkeypatch, task, chance):
-    from xlrepro.study import stats
+    from xlrepro import stats
     from xlrepro.study.report import heatmap_figure, scaling_figure
 
     lines, labels = [], []

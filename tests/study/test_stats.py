@@ -1,4 +1,4 @@
-"""Tests for xlrepro.study.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
+"""Tests for xlrepro.stats . Fast, deterministic (fixed seeds), no GPU, no data."""
 
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from xlrepro.study import stats
+from xlrepro import stats
 
 # ---------------------------------------------------------------- bootstrap
 

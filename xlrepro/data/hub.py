@@ -8,8 +8,9 @@ Environment variables that put the Hub offline must be set before ``datasets`` i
 (the CLI does this for ``XLREPRO_OFFLINE=1``).
 
 ``xlrepro data prepare`` fetches a task's parquet files into ``<task dir>/_hub/<config>/<split>/``;
-every task with a Hub source has a layout named ``hub`` (``prepared_layout``, read by the
-``hub_parquet`` reader) that reads them offline, through the same converter.
+every task with a Hub source has a layout named ``hub`` (``xlrepro.tasks.registry.prepared_layout``,
+read by the ``hub_parquet`` reader, which ``TaskSpec.read`` hands the task's entry) that reads them
+offline, through the same converter.
 
 The converter follows each dataset's published features (its dataset card): class ids become
 names through the ``ClassLabel`` feature, then ``hub.label_map`` (GLUE's ``not_duplicate`` ->
@@ -23,7 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlrepro import languages as langtab
-from xlrepro.data.readers import reader
+from xlrepro.data.io import sha256_file
+from xlrepro.data.reader_registry import reader
+from xlrepro.data.readers_xtreme import read_lareqa_json, read_mewslix_jsonl, tydiqa_language_prefix
 from xlrepro.data.types import (
     Answer,
     BitextExample,
@@ -44,17 +47,6 @@ def prepared_dir(hub, split_name: str) -> str:
     return f"{PREPARED}/{hub.config or 'default'}/{split_name}"
 
 
-def prepared_layout(task: str, hub):
-    from xlrepro.tasks.registry import Layout
-
-    return Layout(
-        name="hub",
-        reader="hub_parquet",
-        files={s: prepared_dir(hub, h) for s, h in hub.splits.items()},
-        options={"task": task},
-    )
-
-
 class Rows(list):
     """Rows of a Hub split with the dataset's ``features`` (what ``convert_rows`` needs)."""
 
@@ -64,18 +56,18 @@ class Rows(list):
 
 
 @reader("hub_parquet")
-def read_hub_parquet(paths, src_lang: str = "", split: str = "", task: str = "", **_) -> ReadResult:
-    """A prepared Hub split: every ``*.parquet`` under the folder, in name order."""
+def read_hub_parquet(paths, src_lang: str = "", split: str = "", spec=None, **_) -> ReadResult:
+    """A prepared Hub split: every ``*.parquet`` under the folder, in name order, converted with
+    ``convert_rows`` for ``spec``, the task's registry entry (``TaskSpec.read`` passes it)."""
     import datasets
     import pyarrow.parquet as pq
 
-    from xlrepro.data.io import sha256_file
-    from xlrepro.tasks import get_task
-
+    if spec is None or isinstance(spec, str):
+        raise ValueError(f"hub_parquet: expected spec=<the task's TaskSpec> (TaskSpec.read passes it), got {spec!r}")
     folder = Path(paths["file"])
     files = sorted(folder.rglob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no parquet files (run `xlrepro data prepare {task}`)")
+        raise FileNotFoundError(f"{folder}: no parquet files (run `xlrepro data prepare {spec.name}`)")
     rows, feats = [], None
     for f in files:
         try:
@@ -84,7 +76,7 @@ def read_hub_parquet(paths, src_lang: str = "", split: str = "", task: str = "",
             raise DataFormatError(f, f"not a readable parquet file ({type(e).__name__}: {e})") from None
         feats = feats or datasets.Features.from_arrow_schema(table.schema)
         rows.extend(table.to_pylist())
-    result = convert_rows(get_task(task), Rows(rows, feats), src_lang, str(folder))
+    result = convert_rows(spec, Rows(rows, feats), src_lang, str(folder))
     result.files = {str(f): sha256_file(f) for f in files}
     return result
 
@@ -222,8 +214,6 @@ def _lareqa(spec, rows, lang: str, where: str) -> ReadResult:
     import os
     import tempfile
 
-    from xlrepro.data.readers import get_reader
-
     if rows and not {"sentences", "sentence_breaks"} <= set(rows[0]):
         raise DataFormatError(
             where,
@@ -260,7 +250,7 @@ def _lareqa(spec, rows, lang: str, where: str) -> ReadResult:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"data": data}, f)
         try:
-            return get_reader("lareqa_json")({"file": Path(tmp)}, src_lang=lang)
+            return read_lareqa_json({"file": Path(tmp)}, src_lang=lang)
         except DataFormatError as e:
             raise DataFormatError(where, str(e).split(": ", 1)[-1]) from None
     finally:
@@ -272,8 +262,6 @@ def _mewslix(rows, lang: str, where: str) -> ReadResult:
     import json
     import os
     import tempfile
-
-    from xlrepro.data.readers import get_reader
 
     if rows and not {"context", "mentions"} <= set(rows[0]):
         raise DataFormatError(
@@ -289,7 +277,7 @@ def _mewslix(rows, lang: str, where: str) -> ReadResult:
             for r in rows:
                 f.write(json.dumps({"context": r["context"], "mentions": r["mentions"]}, ensure_ascii=False) + "\n")
         try:
-            return get_reader("mewslix_jsonl")({"file": Path(tmp)}, src_lang=lang)
+            return read_mewslix_jsonl({"file": Path(tmp)}, src_lang=lang)
         except DataFormatError as e:
             raise DataFormatError(where, str(e).split(": ", 1)[-1]) from None
     finally:
@@ -303,8 +291,6 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
     out, skipped = [], {}
     rows = list(ds)
     if spec.hub is not None and spec.hub.filter_language == "id_prefix":
-        from xlrepro.data.readers_xtreme import tydiqa_language_prefix
-
         prefix = tydiqa_language_prefix(lang)
         kept = [r for r in rows if str(r.get("id", "")).startswith(prefix)]
         if len(kept) < len(rows):

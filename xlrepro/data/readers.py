@@ -1,7 +1,8 @@
-"""Readers of the tasks' original file formats.
+"""Readers of the tasks' original file formats (those several tasks share; the other modules of
+``xlrepro.data.all_readers`` hold the rest).
 
-A reader is registered under a name with ``@reader(name)`` and called as
-``fn(paths: dict[str, Path], **options) -> ReadResult``; task registry entries name their
+A reader is registered under a name with ``@reader(name)`` (``xlrepro.data.reader_registry``) and
+called as ``fn(paths: dict[str, Path], **options) -> ReadResult``; task registry entries name their
 reader and the file templates (``xlrepro/tasks/*.yaml``). Readers parse, never regex, accept
 LF and CRLF, and raise ``DataFormatError`` naming file, line and field on malformed input.
 Skipping is allowed only by a documented rule and is counted in ``ReadResult.skipped``.
@@ -9,10 +10,10 @@ Skipping is allowed only by a documented rule and is counted in ``ReadResult.ski
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
+from xlrepro.data.reader_registry import reader
 from xlrepro.data.types import (
     Answer,
     BitextExample,
@@ -22,25 +23,7 @@ from xlrepro.data.types import (
     SpanQAExample,
     TaggingExample,
 )
-from xlrepro.errors import DataFormatError, did_you_mean
-
-READERS: dict[str, Callable[..., ReadResult]] = {}
-
-
-def reader(name: str):
-    def deco(fn):
-        if name in READERS:
-            raise ValueError(f"reader {name!r} registered twice")
-        READERS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_reader(name: str) -> Callable[..., ReadResult]:
-    if name not in READERS:
-        raise KeyError(f"unknown reader {name!r}{did_you_mean(name, READERS)}")
-    return READERS[name]
+from xlrepro.errors import DataFormatError
 
 
 def check_label(label: str, labels, path, line, field="label"):
@@ -446,11 +429,3 @@ def read_tatoeba_pair(paths, src_lang: str = "", **_) -> ReadResult:
     ids = [str(i) for i in range(len(src))]
     ex = BitextExample(f"tatoeba.{src_lang}", src_lang, "en", ids, src, list(ids), eng, [(i, i) for i in ids])
     return ReadResult([ex], {str(paths["src"]): src_digest, str(paths["eng"]): eng_digest})
-
-
-from xlrepro.data import (  # noqa: E402,F401  (register their readers)
-    hub,  # noqa: E402,F401  (the hub_parquet reader of prepared Hub splits)
-    readers_intermediate,
-    readers_retrieval,  # noqa: E402,F401  (dual-encoder retrieval: Mewsli-X pairs, candidates)
-    readers_xtreme,
-)

@@ -1,4 +1,4 @@
-"""Readers of the English intermediate tasks' original formats (registered in ``readers.READERS``).
+"""Readers of the English intermediate tasks' original formats (registered in ``reader_registry.READERS``).
 
 ANLI (JSON lines, letter labels), CommonsenseQA (JSON lines, 5 lettered choices), Cosmos QA
 (RFC-4180 CSV, CRLF, and the JSON-lines test file), Social IQa (v1.4 inline letters; AllenAI
@@ -14,7 +14,8 @@ import io
 from pathlib import Path
 
 from xlrepro.data.io import lines, read_jsonl, read_text, require
-from xlrepro.data.readers import check_label, reader
+from xlrepro.data.reader_registry import reader
+from xlrepro.data.readers import check_label
 from xlrepro.data.types import ClassificationExample, MultipleChoiceExample, ReadResult, TaggingExample
 from xlrepro.errors import DataFormatError
 

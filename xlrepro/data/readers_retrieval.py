@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 
 from xlrepro.data.io import read_jsonl, require
-from xlrepro.data.readers import reader
+from xlrepro.data.reader_registry import reader
 from xlrepro.data.types import EntityDescription, EntityMentionExample, MentionEntityPair, ReadResult
 from xlrepro.errors import DataFormatError
 

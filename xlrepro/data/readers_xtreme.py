@@ -1,4 +1,4 @@
-"""Readers of the XTREME / XTREME-R target tasks' original formats (registered in ``readers.READERS``).
+"""Readers of the XTREME / XTREME-R target tasks' original formats (registered in ``reader_registry.READERS``).
 
 PAWS-X and XNLI-1.0 (header tsv), PAN-X (Rahimi ``lang:token<TAB>TAG``), TyDiQA-GoldP (SQuAD-style
 JSON, per-file guids), BUCC 2018 (id-tagged sentence files + gold pairs), LAReQA / XQuAD-R
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from xlrepro import languages as langtab
 from xlrepro.data.io import lines, offset, read_json, read_jsonl, read_text, require, tsv_rows
-from xlrepro.data.readers import check_label, read_squad_json, reader
+from xlrepro.data.reader_registry import reader
+from xlrepro.data.readers import check_label, read_squad_json
 from xlrepro.data.types import (
     BitextExample,
     ClassificationExample,

@@ -11,6 +11,7 @@ used, and the task registry (``xlrepro.tasks.registry``) for the facts scoring d
 task's ``evaluator``, ``prediction_file``, ``headline`` and ``scoring`` fields (docs/tasks.md).
 """
 
+from ._common import OFFICIAL
 from .aggregate import task_average, xtreme_r_category_mean, xtreme_r_script_groups, xtreme_r_task_mean, xtreme_score
 from .bucc import bucc_dedup_sentences, bucc_evaluate, bucc_extract, bucc_f1, bucc_optimize
 from .classification import accuracy, tatoeba_accuracy
@@ -33,7 +34,12 @@ from .retrieval import (
 )
 from .tagging import get_entities, tagging_f1, token_accuracy
 
+#: The mode the pipeline scores in and records with every score: the phases, early stopping on dev
+#: and the item scores of ``xlrepro.items``.
+METRIC_MODE = OFFICIAL
+
 __all__ = [
+    "METRIC_MODE",
     "accuracy",
     "tatoeba_accuracy",
     "tagging_f1",

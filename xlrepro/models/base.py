@@ -2,8 +2,8 @@
 
 A family is an object with the attributes and methods of ``Family`` below; ``xlrepro.models``
 keeps one instance per family module (``xlmr``, ``bert``). ``xlrepro.model`` (task heads, the
-multi-task wrapper), ``xlrepro.mlm`` and ``xlrepro.packing`` ask the family for everything that
-differs between encoders: the encoder body, its MLM model and head, the positions of packed
+multi-task wrapper), ``xlrepro.mlm``, ``xlrepro.retrieval`` and ``xlrepro.dual_encoder`` ask the
+family for everything that differs between encoders: the encoder body, its MLM model and head, the positions of packed
 tokens, the sentence vector of the classification heads, and the parameter count of a config.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from xlrepro.packing import packed_encoder_forward, restarting_positions
 
 
 class Family:
@@ -80,19 +82,26 @@ class Family:
     def packed_position_ids(self, encoder: nn.Module, cu_seqlens: torch.Tensor) -> torch.Tensor:
         """(T,) position ids of packed sequences, numbered as the padded model numbers each row's
         real tokens (right padding)."""
-        from xlrepro.packing import restarting_positions
-
         return restarting_positions(cu_seqlens, self.position_offset)
 
     def packed_forward(
-        self, encoder: nn.Module, input_ids_packed: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, **kw
+        self,
+        encoder: nn.Module,
+        input_ids_packed: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        max_seqlen: int,
+        position_ids: torch.Tensor | None = None,
+        **kw,
     ):
         """The encoder on packed (unpadded) sequences: ``xlrepro.packing.packed_encoder_forward``,
         which runs the post-LN embedding and layer modules that XLM-R and BERT share, with this
-        family's ``packed_position_ids``. A family with another layer overrides this."""
-        from xlrepro.packing import packed_encoder_forward
-
-        return packed_encoder_forward(encoder, input_ids_packed, cu_seqlens, max_seqlen, **kw)
+        family's ``packed_position_ids`` unless ``position_ids`` are given. A family with another
+        layer overrides this."""
+        if position_ids is None:
+            position_ids = self.packed_position_ids(encoder, cu_seqlens)
+        return packed_encoder_forward(
+            encoder, input_ids_packed, cu_seqlens, max_seqlen, position_ids=position_ids, **kw
+        )
 
     def pool(self, h: torch.Tensor) -> torch.Tensor:
         """The sequence vector the classification heads read: the first token (<s> / [CLS])."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from xlrepro.models.base import Family
+from xlrepro.packing import packed_position_ids
 
 
 class XLMRFamily(Family):
@@ -53,8 +54,6 @@ class XLMRFamily(Family):
 
     def packed_position_ids(self, encoder, cu_seqlens: torch.Tensor) -> torch.Tensor:
         """Each sequence's positions restart at ``padding_idx + 1``, as the padded model numbers a row."""
-        from xlrepro.packing import packed_position_ids
-
         return packed_position_ids(cu_seqlens, encoder.embeddings.padding_idx)
 
 

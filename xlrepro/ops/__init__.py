@@ -17,7 +17,15 @@ from xlrepro.ops.attention import (
     varlen_attention_reference,
 )
 from xlrepro.ops.pooling import masked_mean_pool, masked_mean_pool_reference
-from xlrepro.ops.similarity import KNN_BACKENDS, KNN_BOTH_BACKENDS, MARGIN_BACKENDS, knn, knn_both, margin_mine
+from xlrepro.ops.similarity import (
+    KNN_BACKENDS,
+    KNN_BOTH_BACKENDS,
+    MARGIN_BACKENDS,
+    knn,
+    knn_backend,
+    knn_both,
+    margin_mine,
+)
 
 # name -> backends (priority order). Each op family adds itself here.
 _FAMILIES = {
@@ -62,6 +70,7 @@ __all__ = [
     "masked_mean_pool_reference",
     "families",
     "knn",
+    "knn_backend",
     "knn_both",
     "margin_mine",
     "status",

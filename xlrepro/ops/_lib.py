@@ -7,6 +7,7 @@ for ``xlrepro info`` and for the dispatcher's error messages.
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
 import json
 import logging
@@ -49,7 +50,9 @@ def load() -> bool:
         log.warning("xlrepro: compiled ops not used: %s", _state["reason"])
         return False
     try:
-        from xlrepro import _C  # noqa: F401  (static initialisers register torch.ops.xlrepro.*)
+        # Static initialisers register torch.ops.xlrepro.*. Imported by its full name: the compiled
+        # library, not the xlrepro package (which `from xlrepro import _C` would read as, to the linter).
+        importlib.import_module("xlrepro._C")
     except ImportError as e:
         reason = info.get("reason") or f"xlrepro._C could not be imported ({e})"
         if not info:

@@ -353,6 +353,11 @@ def knn(
     return _run(b, "knn", queries, keys, k, similarity=similarity)
 
 
+def knn_backend(queries: torch.Tensor, k: int = 1, backend: str = "auto") -> str:
+    """Name of the backend ``knn`` would run for ``queries`` and ``k`` (for logs and manifests)."""
+    return _dispatch.select(KNN_BACKENDS, backend, queries, k=k).name
+
+
 def knn_both(
     x: torch.Tensor,
     y: torch.Tensor,

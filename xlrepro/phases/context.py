@@ -20,6 +20,7 @@ from xlrepro import distributed as dist
 from xlrepro.config import ExperimentConfig, TrainConfig, config_hash, to_dict
 from xlrepro.data.types import Format, ReadResult
 from xlrepro.formats import adapter_for
+from xlrepro.metrics import METRIC_MODE
 from xlrepro.model import MultiTaskModel, build_encoder, load_encoder
 from xlrepro.runs import Run, files_digest
 from xlrepro.sampling import nested_subset, subset_digest
@@ -28,8 +29,6 @@ from xlrepro.tasks.registry import headline_value
 from xlrepro.train import Stream, train
 
 log = logging.getLogger("xlrepro")
-
-METRIC_MODE = "official"
 
 
 class Context:

@@ -375,7 +375,7 @@ def _evaluate_lareqa(ctx, model, splits, protocol, run) -> tuple[list, dict]:
 
 def _evaluate_mewslix(ctx, model, splits, protocol, run) -> tuple[list, dict]:
     """Mentions of each language rank the candidate entities; MRR@20 (the official "map@20")."""
-    from xlrepro.data.readers import get_reader
+    from xlrepro.data.all_readers import get_reader
     from xlrepro.data.readers_retrieval import mewslix_entity_text, mewslix_mention_text
     from xlrepro.metrics import mewslix_map_at_k
     from xlrepro.runs import atomic_write_json, files_digest

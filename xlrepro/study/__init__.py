@@ -4,8 +4,6 @@
   expansion into cells (was ``xlrepro.experiments``).
 * ``xlrepro.study.design``: the scaling study's design as code: volumes, arms, model selection,
   recipes, overlap, the dry-run table and the power table (was ``xlrepro.study``).
-* ``xlrepro.study.stats``: bootstrap CIs, paired tests, Holm, collapse detection, volume curves and
-  the pre-registered mixed model (was ``xlrepro.stats``).
 * ``xlrepro.study.primary``: the pre-registered primary analysis of a finished sweep, per arm, with
   and without the re-seeded runs.
 * ``xlrepro.study.controls``: positive and negative controls of that analysis on a sweep's design.

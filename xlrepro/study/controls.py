@@ -2,7 +2,7 @@
 
 The analysis must find a volume effect where there is one and must not find one where there is
 none (``docs/scaling-study.md``, "Analysis controls"). Two kinds, both fitted with the same code as
-the primary analysis (``xlrepro.study.primary.fit``, hence ``xlrepro.study.stats.scaling_mixed_model``):
+the primary analysis (``xlrepro.study.primary.fit``, hence ``xlrepro.stats.scaling_mixed_model``):
 
 **Trained controls** (:func:`trained`): two variants of the sweep, named by the spec's
 ``analysis_controls``, are trained like every other cell and fitted apart from the primary rows:

@@ -439,9 +439,9 @@ POWER_TEST_SIZES = {
 def power_table(p: float = 0.5, alpha: float = 0.05, power: float = 0.8, correlation: float = 0.5) -> list[dict]:
     """Per (task, language): test items, the 95% CI half-width of one score, and the minimum
     detectable difference between two systems, unpaired and paired (item scores correlated by
-    ``correlation``), in points (``xlrepro.study.stats``; normal approximation at accuracy ``p``). These
+    ``correlation``), in points (``xlrepro.stats``; normal approximation at accuracy ``p``). These
     are item-level bounds for one seed: seed variance comes on top."""
-    from xlrepro.study import stats
+    from xlrepro import stats
 
     rows = []
     for (task, lang), n in POWER_TEST_SIZES.items():

@@ -2,7 +2,7 @@
 
 From the records of a sweep's finished runs (``xlrepro.study.report.collect``) this module builds
 the rows of the primary model, one per (target task, intermediate task, language, seed, volume)
-test score, and fits ``xlrepro.study.stats.scaling_mixed_model`` on them:
+test score, and fits ``xlrepro.stats.scaling_mixed_model`` on them:
 
 * per arm (fixed-epochs and fixed-steps each get their own fit; fixed-steps is the primary one);
 * three times, side by side, for the re-seed rule: the accepted runs (a re-seeded run replaces
@@ -126,7 +126,7 @@ def fittable(rows: Sequence[Mapping]) -> str | None:
 def fit(rows: list[dict], alpha: float = 0.05) -> dict:
     """The primary model on ``rows``: ``{"status": "fitted", ...}`` with the estimand (``lv:lc``) and
     the average volume slope (``lv``), or ``{"status": "too few" | "failed", "reason"}``."""
-    from xlrepro.study import stats
+    from xlrepro import stats
 
     seen = sorted({r["language"] for r in rows if r["log_cc100"] is not None})
     unseen = sorted({r["language"] for r in rows if r["log_cc100"] is None})
@@ -205,7 +205,7 @@ def section(primary: Mapping, collapse: Mapping | None) -> list[str]:
         "## Primary analysis: the pre-registered mixed model",
         "",
         "`score ~ lv + lc + lv:lc + unseen + lv:unseen + task`, random intercepts for language and seed "
-        "(crossed), REML (statsmodels MixedLM; `xlrepro.study.stats.scaling_mixed_model`). `lv` = centred log10 "
+        "(crossed), REML (statsmodels MixedLM; `xlrepro.stats.scaling_mixed_model`). `lv` = centred log10 "
         "intermediate examples, `lc` = centred log10 CC-100 GiB of the seen languages (0 for unseen), "
         "`unseen` = XLM-R never saw the language. Rows: test scores of the main metric, English and cells whose "
         "intermediate data overlap the target's training data left out; `task` = target × intermediate task. "

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from xlrepro import stats
+from xlrepro.contrast import CHANCE_NOTE, chance_level
 from xlrepro.items import load_items, statistic
 from xlrepro.paper import load_paper_numbers, mark, paper_languages
 from xlrepro.runs import atomic_write_json, atomic_write_text, tmp_path
-from xlrepro.study import stats
-from xlrepro.study.contrast import CHANCE_NOTE, chance_level
 from xlrepro.tasks.registry import benchmark_tasks, headline_metric, headline_metrics
 
 MAIN = {"accuracy", "f1", "map@20"}

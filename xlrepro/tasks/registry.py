@@ -10,7 +10,8 @@ every entry, and the ``tests/data/test_readers_*.py`` files read each task's sam
 Split names are xlrepro's: ``train``, ``dev``, ``test``. Layout file templates may use
 ``{lang}`` (ISO 639-1), ``{iso639_3}``, ``{tatoeba}``, ``{ud}``, ``{name_lower}`` (the table's
 English name, lower-cased: TyDi QA's ``english``, ``swahili``) and ``{split}``. Readers are
-called as ``fn(paths, src_lang=lang, split=split, **layout.options)``.
+called as ``fn(paths, src_lang=lang, split=split, spec=<this TaskSpec>, **layout.options)`` (the
+``hub_parquet`` reader converts rows by the entry; the others ignore ``spec``).
 
 A composite task (``components:``, e.g. ANLI+ = ANLI + MNLI + SNLI) has no layouts of its own:
 each split it declares is the concatenation, in the listed order, of that split of every
@@ -31,7 +32,8 @@ from pathlib import Path
 import yaml
 
 from xlrepro import languages as langtab
-from xlrepro.data.readers import get_reader
+from xlrepro.data.all_readers import get_reader
+from xlrepro.data.hub import prepared_dir
 from xlrepro.data.types import Format, ReadResult
 from xlrepro.errors import ConfigError, did_you_mean
 
@@ -245,7 +247,7 @@ class TaskSpec:
             matches = _expand(paths["file"])
             if not matches:
                 raise FileNotFoundError(f"task {self.name}: no file matches {paths['file']}")
-            parts = [fn({"file": m}, src_lang=lang, split=split, **opts) for m in matches]
+            parts = [fn({"file": m}, src_lang=lang, split=split, spec=self, **opts) for m in matches]
             merged = ReadResult(
                 [e for p in parts for e in p.examples], {k: v for p in parts for k, v in p.files.items()}
             )
@@ -253,7 +255,7 @@ class TaskSpec:
                 for rule, n in p.skipped.items():
                     merged.skipped[rule] = merged.skipped.get(rule, 0) + n
             return merged
-        return fn(paths, src_lang=lang, split=split, **opts)
+        return fn(paths, src_lang=lang, split=split, spec=self, **opts)
 
     def _read_components(self, root, split: str, lang: str) -> ReadResult:
         out = ReadResult([], {})
@@ -331,9 +333,7 @@ def _parse(data: dict, where: str) -> TaskSpec:
         _strict(HubSource, data["hub"], f"{where} hub")
         data["hub"] = HubSource(**data["hub"])
         if layouts and not data["hub"].refuse:  # the parquet files `xlrepro data prepare` fetched
-            from xlrepro.data.hub import prepared_layout
-
-            layouts.append(prepared_layout(data["name"], data["hub"]))
+            layouts.append(prepared_layout(data["hub"]))
     data["layouts"] = tuple(layouts)
     if data.get("hub") is not None:
         rev = data["hub"].revision
@@ -451,6 +451,12 @@ def load_task_file(text: str, where: str, builtin: bool = True) -> TaskSpec:
                 "position, groups, group and in_average)"
             )
     return _parse(data, where)
+
+
+def prepared_layout(hub: HubSource) -> Layout:
+    """The ``hub`` layout of a task with a Hub source: the parquet files ``xlrepro data prepare``
+    put under the task folder, read by the ``hub_parquet`` reader."""
+    return Layout(name="hub", reader="hub_parquet", files={s: prepared_dir(hub, h) for s, h in hub.splits.items()})
 
 
 TASK_DIRS_ENV = "XLREPRO_TASK_DIRS"

@@ -1,4 +1,5 @@
-"""The ``prepare`` and ``verify`` actions of ``xlrepro data`` (hooked into xlrepro/cli.py)."""
+"""The ``prepare`` and ``verify`` actions of ``xlrepro data`` (hooked into xlrepro/cli.py; beside it, as it
+reads configs, above the data package it drives)."""
 
 from __future__ import annotations
 

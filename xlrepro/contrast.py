@@ -3,7 +3,7 @@
 For every task of an experiment that ran both a target run (after the intermediate phase) and a
 baseline run (the same fine-tuning from the pre-trained encoder; ``controls:`` in the config), the
 test-split difference intermediate − baseline per resource group (``xlrepro.languages``), with a
-paired item-bootstrap 95% CI and p (``xlrepro.study.stats``) over the items of the group's
+paired item-bootstrap 95% CI and p (``xlrepro.stats``) over the items of the group's
 languages, pooled: both runs are scored on the same test items (``xlrepro.items``).
 
 Chance level of a task (``chance_level``) comes from the registry: 1 / number of labels for
@@ -49,10 +49,9 @@ def contrast(results: Mapping, out_dir: str | Path, split: str = "test") -> list
     every task with a target and a baseline run and item scores for both."""
     import numpy as np
 
-    from xlrepro import languages as langtab
+    from xlrepro import languages as langtab, stats
     from xlrepro.items import load_items
-    from xlrepro.study import stats
-    from xlrepro.study.stats import GROUP_ORDER
+    from xlrepro.stats import GROUP_ORDER
 
     targets, baselines = _run_dirs(results, Path(out_dir), "target"), _run_dirs(results, Path(out_dir), "baseline")
     rows = []
