@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from mini import WORLD
 
 from xlrepro.config import load_config
 from xlrepro.data.all_readers import get_reader
@@ -295,11 +296,7 @@ def test_retrieval_spec_hashes_do_not_depend_on_the_search_backend(tmp_path, mon
     assert hashes() == built
 
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
+MINI = WORLD + [
     "pretrain.steps=10",
     "intermediate.train.max_steps=4",
     "intermediate.train.eval_every_steps=4",

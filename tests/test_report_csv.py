@@ -5,6 +5,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from mini import WORLD
 
 from xlrepro.cli import main
 from xlrepro.config import config_hash, load_config
@@ -13,11 +14,7 @@ from xlrepro.report import CSV_COLUMNS
 
 pd = pytest.importorskip("pandas")
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
+MINI = WORLD + [
     "pretrain.steps=4",
     "intermediate.train.max_steps=2",
     "intermediate.train.eval_every_steps=2",

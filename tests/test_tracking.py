@@ -5,16 +5,13 @@ import subprocess
 import sys
 
 import pytest
+from mini import WORLD
 
 from xlrepro.config import load_config
 from xlrepro.errors import ConfigError
 from xlrepro.phases.orchestrator import run_experiment
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
+MINI = WORLD + [
     "pretrain.steps=4",
     "intermediate.train.max_steps=4",
     "intermediate.train.eval_every_steps=2",

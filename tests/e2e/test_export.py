@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mini import MINI as BASE
 
 from xlrepro import export
 from xlrepro.cli import main
@@ -17,18 +18,8 @@ from xlrepro.tasks import get_task
 
 pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
-    "target.train.eval_every_steps=4",
+MINI = BASE + [
     "target.tasks=[xnli, xcopa, xquad, panx]",
-    "controls=[]",
     "retrieval.tasks=[tatoeba]",
     "target.per_task={xquad: {max_seq_length: 128, doc_stride: 64, max_query_length: 32}}",
     "target.eval_splits=[test]",

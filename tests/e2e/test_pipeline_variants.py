@@ -5,28 +5,14 @@ import json
 import shutil
 
 import pytest
+from mini import XNLI_TATOEBA
 
 from xlrepro.config import load_config
 from xlrepro.phases.orchestrator import run_experiment
 
 pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
-    "target.train.eval_every_steps=4",
-    "target.tasks=[xnli]",
-    "controls=[]",
-    "retrieval.tasks=[tatoeba]",
-    "target.per_task={}",
-    "target.eval_splits=[test]",
-]
+MINI = XNLI_TATOEBA
 
 
 def run(out, *overrides):

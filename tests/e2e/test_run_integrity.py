@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mini import MINI as BASE
 
 from xlrepro.config import ModelConfig, load_config
 from xlrepro.errors import ConfigError, DataFormatError, XlreproError
@@ -23,18 +24,9 @@ from xlrepro.phases.orchestrator import run_experiment
 pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
 
 REPO = Path(__file__).resolve().parents[2]
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
+MINI = BASE + [
     "target.train.eval_every_steps=2",
     "target.tasks=[xnli]",
-    "controls=[]",
     "retrieval.tasks=[]",
     "target.per_task={}",
     "target.eval_splits=[test]",

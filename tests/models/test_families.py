@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from mini import XNLI_TATOEBA
 
 from xlrepro.config import ModelConfig, load_config
 from xlrepro.data.types import Format
@@ -379,22 +380,7 @@ def test_info_lists_the_families():
 
 # ---------------------------------------------------------------------- the smoke world with a BERT encoder
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
-    "target.train.eval_every_steps=4",
-    "target.tasks=[xnli]",
-    "controls=[]",
-    "retrieval.tasks=[tatoeba]",
-    "target.per_task={}",
-    "target.eval_splits=[test]",
-]
+MINI = XNLI_TATOEBA
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from mini import MINI as BASE
 
 from xlrepro.config import load_config
 from xlrepro.metrics.evaluate import score_language
@@ -14,17 +15,7 @@ from xlrepro.smoke.world import generate
 from xlrepro.tasks import get_task
 
 LANGS = ["en", "tr", "vi", "zh"]
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
-    "smoke.n_test=30",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
-    "target.train.eval_every_steps=4",
-    "controls=[]",
+MINI = BASE + [
     "retrieval.tasks=[tatoeba]",
     "target.per_task={}",
     "target.train.doc_stride=32",

@@ -7,20 +7,14 @@ import json
 import matplotlib.axes
 import numpy as np
 import pytest
+from mini import MINI as BASE
 
 from xlrepro.config import load_config
 from xlrepro.contrast import CHANCE_NOTE, chance_level
 from xlrepro.phases.orchestrator import run_experiment
 
-MINI = [
-    "smoke.n_train=120",
-    "smoke.n_dev=30",
+MINI = BASE + [
     "smoke.n_test=40",
-    "smoke.n_corpus=600",
-    "pretrain.steps=10",
-    "intermediate.train.max_steps=6",
-    "intermediate.train.eval_every_steps=3",
-    "target.train.max_steps=4",
     "target.train.eval_every_steps=2",
     "target.tasks=[xnli]",
     "controls=[xnli]",
