@@ -389,7 +389,7 @@ def model_card(info: dict) -> str:
         ]
     lines += ["## Data", ""]
     if kind_is_target(spec):
-        for t, d in (done.get("tasks") or {}).items():
+        for d in (done.get("tasks") or {}).values():
             lines += [
                 f"- English training data: `{d.get('train_source')}` train split, {d.get('n_examples')} of "
                 f"{d.get('n_available')} examples (volume `{d.get('volume')}`, subset sha256 "
@@ -430,10 +430,12 @@ def model_card(info: dict) -> str:
         "## Provenance",
         "",
         f"- run `{info['run']}` (its spec: `run_spec` in `xlrepro_export.json`)",
-        f"- experiment `{exp.get('experiment')}`, config hash `{str(exp.get('config_hash'))[:12]}`, seed {exp.get('seed')}",
+        f"- experiment `{exp.get('experiment')}`, config hash `{str(exp.get('config_hash'))[:12]}`, "
+        f"seed {exp.get('seed')}",
         f"- trained with git commit `{prov.get('git_commit')}`"
         + (" (dirty)" if prov.get("git_dirty") else "")
-        + f", torch {(prov.get('versions') or {}).get('torch')}, transformers {(prov.get('versions') or {}).get('transformers')}",
+        + f", torch {(prov.get('versions') or {}).get('torch')}"
+        + f", transformers {(prov.get('versions') or {}).get('transformers')}",
         f"- exported {info['exported_at']} with git commit `{info['export_provenance'].get('git_commit')}`",
         "",
         "## Upload",
