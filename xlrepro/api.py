@@ -7,8 +7,9 @@
     xlrepro.run_phase(cfg, "target", task="xnli", out="results/nb").records
     xlrepro.load_results("results/nb").records              # read back later, no training
 
-The functions are thin: the same run graph and orchestrator (``xlrepro.phases``) and the same run folders as the command line,
-so a notebook and ``xlrepro reproduce`` share finished runs. Rows have the columns of ``results.csv``
+The functions are thin: the same run graph and orchestrator (``xlrepro.phases``) and the same run
+folders as the command line, so a notebook and ``xlrepro reproduce`` share finished runs. Rows have
+the columns of ``results.csv``
 (``xlrepro.report.CSV_COLUMNS``). pandas is imported only by ``Results.frame``.
 """
 

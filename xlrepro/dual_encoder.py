@@ -222,7 +222,7 @@ def ranked_ids(queries: torch.Tensor, keys: torch.Tensor, key_ids: list[str], k:
     return [[key_ids[j] for j in row] for row in idx.tolist()]
 
 
-# ---------------------------------------------------------------------- config (the phases: xlrepro.phases.dual_encoder)
+# --------------------------------------------------------------------- config (the phases: xlrepro.phases.dual_encoder)
 
 
 def dual_encoder_train_config(cfg, task: str):

@@ -3,9 +3,10 @@ encoder family (``xlrepro.models``: the family builds the masked-LM model and gi
 
 With ``pack``, text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in
 ``</s>``) are concatenated in corpus order into sequences of up to ``max_seq_length`` tokens;
-otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences). Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
-the tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
-training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
+otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences).
+Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become the
+tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG,
+which the training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
 
 from __future__ import annotations

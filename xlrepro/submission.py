@@ -24,8 +24,8 @@ File contents, one file per task and language, in the order of the task's own fi
 
 The content follows the task's registry fields, never its name: ``evaluator`` (bucc_f1, tatoeba_accuracy,
 mewslix_map have their own forms), ``prediction_file`` (jsonl: the XCOPA form) and ``format``.
-LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
-(temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
+LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and so no submission
+file. Writing is atomic (temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
 ``<out>/submission/`` from its runs' test files: the folder then holds exactly the files its
 ``MANIFEST.json`` lists.
 """

@@ -152,7 +152,8 @@ def _consistent_labels(rows: list[tuple[int, dict]], key: str, path) -> None:
 
 
 def _choice_label(obj: dict, allowed: tuple, path, line: int):
-    """The index label of a multiple-choice record: absent -> None; else an int (not a bool, not a float) in ``allowed``."""
+    """The index label of a multiple-choice record: absent -> None; else an int (not a bool, not a
+    float) in ``allowed``."""
     if "label" not in obj:
         return None
     v = obj["label"]

@@ -150,7 +150,9 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
 
 # --------------------------------------------------------------------------- TyDiQA-GoldP
 
-TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (google-research-datasets/tydiqa tydiqa-goldp-v1.1-train.json)
+# official GoldP v1.1 train questions with an english- id
+# (google-research-datasets/tydiqa tydiqa-goldp-v1.1-train.json)
+TYDIQA_ENGLISH_TRAIN_SIZE = 3696
 
 
 def tydiqa_language_prefix(lang: str) -> str:
@@ -192,8 +194,9 @@ def read_tydiqa_goldp_json(
     """TyDiQA-GoldP in SQuAD v1.1 form (official files, their per-language split, or XTREME's files).
 
     guid = ``<file name>#<index of the question in file order>`` (0-based), never the id: XTREME's
-    train files keep only the last id component, which is not unique (google-research/xtreme ``utils_preprocess.py``). The
-    official id of a question is recoverable from ``raw`` (the file's ``data``, same order).
+    train files keep only the last id component, which is not unique (google-research/xtreme
+    ``utils_preprocess.py``). The official id of a question is recoverable from ``raw`` (the file's
+    ``data``, same order).
     ``filter_language=True`` keeps only the questions whose id carries ``src_lang``'s prefix
     (``tydiqa_language_prefix``): for the official multilingual files; the others are counted in
     ``skipped`` and dropped from ``raw``.
@@ -262,7 +265,8 @@ def _bucc_side(path) -> tuple[list[str], list[str], str]:
 
 @reader("bucc_bitext")
 def read_bucc_bitext(paths, src_lang: str = "", split: str = "", **_) -> ReadResult:
-    """BUCC 2018 mining data: ``src`` / ``eng`` files of ``<id> \\t <sentence>`` and ``gold`` pairs ``<src id> \\t <en id>``.
+    """BUCC 2018 mining data: ``src`` / ``eng`` files of ``<id> \\t <sentence>`` and ``gold`` pairs
+    ``<src id> \\t <en id>``.
 
     One ``BitextExample`` with the corpus ids (most sentences have no translation). Every gold
     id must occur in its corpus. BUCC's "sample" set is XTREME's dev, its "training" set XTREME's test.
