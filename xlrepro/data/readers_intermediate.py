@@ -222,6 +222,7 @@ CCG_SECTIONS = {"train": tuple(f"{n:02d}" for n in range(2, 22)), "dev": ("00",)
 def _parse_auto_tree(tree: str, path, line: int) -> tuple[list[str], list[str]]:
     """(words, supertags) of one AUTO derivation; checks the bracket structure and child counts."""
     toks = tree.split()
+    stack: list[list[int]]
     words, tags, stack, k = [], [], [], 0
 
     def bad(msg):

@@ -54,8 +54,8 @@ def read_header_tsv(
     rows are skipped and counted in ``skipped``.
     """
     path = paths["file"]
-    rows, digest = tsv_rows(path)
-    rows = list(rows)
+    row_iter, digest = tsv_rows(path)
+    rows = list(row_iter)
     if not rows:
         raise DataFormatError(path, "empty file; expected a header row", line=1)
     header = rows[0][1]
@@ -120,6 +120,8 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
     """
     path = paths["file"]
     text, digest = read_text(path)
+    words: list[str]
+    tags: list[str]
     out, words, tags, start = [], [], [], 1
     for i, line in enumerate(lines(text, path) + [""], 1):
         if not line.strip():
@@ -312,7 +314,7 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
     if not isinstance(data, list):
         raise DataFormatError(path, "expected a top-level object with a 'data' list", field="data")
     pool = QASentencePool(f"lareqa.{src_lang}", src_lang, [], [], [], [], [], [], [])
-    seen = {}
+    seen: dict[str, str] = {}
     for a, article in enumerate(data):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DataFormatError(path, "expected an object with a 'paragraphs' list", field=f"data[{a}].paragraphs")
@@ -392,6 +394,7 @@ def pool_lareqa(pools: Iterable[QASentencePool]) -> tuple[list[str], list[str], 
     correct sentence per language.
     """
     pools = list(pools)
+    by_qid: dict[str, set[str]]
     sids, sents, by_qid = [], [], {}
     for pool in pools:
         for sid, sent, qids in zip(pool.sentence_ids, pool.sentences, pool.sentence_qids):
@@ -422,6 +425,7 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
     """
     path = paths["file"]
     rows, digest = read_jsonl(path, required=("context", "mentions"))
+    seen: dict[str, int]
     out, seen = [], {}
     for i, obj in rows:
         ctx = obj["context"]
