@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from xlrepro.tasks.registry import (
     CATEGORIES,
@@ -54,7 +55,7 @@ def in_average(benchmark: str) -> tuple:
 
 _EVALUATE_PY = official_source("evaluate.py")
 
-TaskAvg = Mapping[str, object] | float
+TaskAvg = Mapping[str, Any] | float
 
 
 def _avg_metric_of(task: str, entry: TaskAvg) -> float:
@@ -76,7 +77,7 @@ def _mode_of(entries) -> str | None:
 def _record_modes(result: dict[str, object], task_avgs: Mapping[str, TaskAvg], tasks: Sequence[str]) -> None:
     """Across tasks, modes may legitimately differ (e.g. tagging scored with seqeval_1x): record
     ``mode`` (the common one, or ``"mixed"``) and, when mixed, ``modes`` per task."""
-    per_task = {t: task_avgs[t]["mode"] for t in tasks if isinstance(task_avgs[t], Mapping) and "mode" in task_avgs[t]}
+    per_task = {t: a["mode"] for t in tasks if isinstance(a := task_avgs[t], Mapping) and "mode" in a}
     distinct = set(per_task.values())
     if len(distinct) == 1:
         result["mode"] = distinct.pop()
@@ -85,7 +86,7 @@ def _record_modes(result: dict[str, object], task_avgs: Mapping[str, TaskAvg], t
         result["modes"] = per_task
 
 
-def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Sequence[str], task: str) -> dict:
+def task_average(per_language: Mapping[str, Mapping[str, Any]], languages: Sequence[str], task: str) -> dict:
     """Per-task averages, as ``evaluate.py`` computes them (``evaluate``'s ``avg_<metric>`` loop).
 
     Args:
@@ -126,7 +127,7 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
                 f"task_average({task!r}): language {lang!r} has metrics {sorted(names)}, "
                 f"but {languages[0]!r} has {sorted(metric_names)}"
             )
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
     for m in metric_names:
         result[f"avg_{m}"] = sum(per_language[lang][m] for lang in languages) / len(languages)
     headline = headline_metrics(task)
@@ -138,12 +139,12 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
             )
         result["avg_metric"] = sum(result[f"avg_{m}"] for m in headline) / len(headline)
     else:
-        m = headline_metric(task, metric_names)
-        if m is None:
+        rule = headline_metric(task, metric_names)
+        if rule is None:
             raise ValueError(
                 f"task_average({task!r}): no avg_metric rule applies to {sorted(result)} (headline {list(headline)})"
             )
-        result["avg_metric"] = result[f"avg_{m}"]
+        result["avg_metric"] = result[f"avg_{rule}"]
     result.update(
         {
             "task": task,
@@ -186,7 +187,7 @@ def xtreme_score(task_avgs: Mapping[str, TaskAvg]) -> dict:
     """
     xtreme_tasks = benchmark_tasks("xtreme")
     present = [t for t in xtreme_tasks if t in task_avgs]
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
     if len(present) == len(xtreme_tasks):
         result["all_task"] = sum(_avg_metric_of(t, task_avgs[t]) for t in xtreme_tasks) / len(xtreme_tasks)
     result.update(_group_means(task_avgs, script_groups("xtreme")))

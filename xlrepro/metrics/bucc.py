@@ -107,8 +107,8 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     ngold = len(gold_set)
     result: dict = {}
     if mode == OFFICIAL:
-        threshold = 0
-        best_f1 = 0
+        threshold: float = 0
+        best_f1: float = 0
         best = None  # (n_extracted, n_correct, precision, recall)
         ncorrect = 0
         for i, (pair, score) in enumerate(items):
@@ -235,7 +235,10 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
 
 
 def bucc_evaluate(
-    candidate2score: Mapping[Pair, float], gold: Iterable[PairLike], threshold: float = None, mode: str = OFFICIAL
+    candidate2score: Mapping[Pair, float],
+    gold: Iterable[PairLike],
+    threshold: float | None = None,
+    mode: str = OFFICIAL,
 ) -> dict:
     """Optimise (or take) a threshold, extract, and score - what ``bucc_eval`` does.
 

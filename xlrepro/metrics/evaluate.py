@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks.registry import benchmark_tasks, get_task
@@ -41,7 +42,7 @@ def task_file_extension(task: str) -> str:
     """The task's ``prediction_file`` (``json`` for xquad/mlqa/tydiqa/mewslix, ``jsonl`` for xcopa,
     ``tsv`` for the others); ValueError for a task without a per-file metric (LAReQA)."""
     ext = get_task(task).prediction_file
-    if ext == "none":
+    if ext is None or ext == "none":
         raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so it has no prediction file")
     return ext
 
@@ -197,6 +198,8 @@ def score_language(
     except KeyError:
         raise ValueError(f"score_language: no metric for task {task!r}") from None
     ev, ext = spec.evaluator, spec.prediction_file
+    predictions: Any  # the evaluator's input: labels, tag sequences, or id -> answer mappings
+    labels: Any
     if ext == "jsonl":
         predictions, labels = read_xcopa(prediction_file), read_xcopa(label_file)
     elif ev in _LABEL_LINE_EVALUATORS or ev == "bucc_f1":
@@ -324,7 +327,7 @@ def score_folder(
         per_language[task] = scores
         avg = task_average(scores, langs, task)
         task_avgs[task] = avg
-        table: dict[str, object] = {}
+        table: dict[str, Any] = {}
         for lang in langs:
             for metric, value in scores[lang].items():
                 if is_metric_key(metric):
@@ -333,10 +336,10 @@ def score_folder(
         detailed[task] = table
     all_avgs: dict[str, Mapping] = dict(task_avgs)
     if extra_task_avgs:
-        for task, avg in extra_task_avgs.items():
+        for task, extra in extra_task_avgs.items():
             if task in all_avgs:
                 raise ValueError(f"score_folder: extra_task_avgs repeats scored task {task!r}")
-            all_avgs[task] = avg
+            all_avgs[task] = extra
     aggregates: dict[str, dict] = {}
     overall: dict[str, float] = {}
     if version == "xtreme":

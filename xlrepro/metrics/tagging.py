@@ -121,6 +121,8 @@ def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) ->
             f"{func}: {len(pred_tags)} predicted sentences but {len(gold_tags)} gold sentences; "
             "the official evaluate.py asserts that the sentence counts match"
         )
+    pred: list[list[str]]
+    gold: list[list[str]]
     pred, gold = [], []
     for name, corpus, out in (("pred_tags", pred_tags, pred), ("gold_tags", gold_tags, gold)):
         for i, sentence in enumerate(corpus):
