@@ -46,6 +46,8 @@ def pack_corpus(tokenizer, files: list[Path], max_len: int, pack: bool = True) -
         enc = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
         return [{"ex": i, "input_ids": ids} for i, ids in enumerate(enc)]
     enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len - 2)["input_ids"]
+    feats: list[dict]
+    cur: list[int]
     feats, cur = [], []
     for ids in enc:
         piece = ids + [tokenizer.sep_token_id]

@@ -177,7 +177,7 @@ def packed_encoder_forward(
             h = _layer(layer, h, cu_seqlens, max_seqlen, attention_backend)
         if states is not None:
             states.append(h)
-    if output_hidden_states:
+    if states is not None:  # output_hidden_states
         return h, tuple(states)
     return h
 
