@@ -494,6 +494,7 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
         rows = []
         for e in t["entries"]:
             our_row = t["rows"][e["system"]]
+            missing: set[str]
             ours, chosen, missing = None, None, set()
             if e["task"] == "xtreme_score":
                 ours = _xtreme_score(recs, our_row, spec, t["split"], t.get("benchmark"), missing)
@@ -548,7 +549,7 @@ def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | Non
             return None
         f = lambda r, v=variant: r["variant"] == v
         langs = paper_languages(benchmark, task, split)
-        lacking = set()
+        lacking: set[str] = set()
         s = _task_average(recs, task, f, split, metric, languages=langs, missing=lacking)
         if s is None:
             return None
