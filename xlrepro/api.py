@@ -131,8 +131,10 @@ def run_phase(
     graph = RunGraph(ctx)
     last = encoder_nodes(graph)  # the phases it starts from run first (skipped when finished)
     if phase == "retrieval":
+        assert task is not None  # checked above
         last = retrieval_nodes(graph, task, last)
     elif phase in ("target", "control"):
+        assert task is not None  # checked above
         last = target_nodes(graph, task, last, control=phase == "control")
     elif last is not None and last.kind != phase:  # pretrain asked for, the intermediate node is the last
         last = graph.upstream(last)

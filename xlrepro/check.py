@@ -429,7 +429,7 @@ ENGINE_PACKAGES = {"torch": ("torch",), "deepspeed": ("torch", "deepspeed")}
 
 
 def check_engines(cfg, pf: Preflight) -> None:
-    needed = {}
+    needed: dict[str, str] = {}
     for name, tc in _train_configs(cfg):
         for pkg in ENGINE_PACKAGES.get(getattr(tc, "engine", "torch"), ()):
             needed.setdefault(pkg, name)

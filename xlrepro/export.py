@@ -95,7 +95,7 @@ def _base_config_and_tokenizer(out: Path, upstream: dict, vocab_size: int):
             raise ConfigError(f"{out}: no world-*/tokenizer (the smoke world this run was trained on)")
         cfg = XLMRobertaConfig(**{**(model.get("init_config") or {}), "vocab_size": vocab_size})
         return cfg, AutoTokenizer.from_pretrained(str(worlds[0]))
-    name, rev = model.get("name_or_path"), model.get("revision")
+    name, rev = model["name_or_path"], model.get("revision")  # a run spec's model config always has a name
     return (
         AutoConfig.from_pretrained(name, revision=rev),
         AutoTokenizer.from_pretrained(upstream.get("tokenizer") or name, revision=rev),
@@ -194,7 +194,7 @@ def export_run(run_dir: str | Path, dest: str | Path, experiment: dict | None = 
     if not (run_dir / "done.json").exists():
         raise ConfigError(f"{run_dir}: not a finished run (no done.json)")
     spec = _json(run_dir / "spec.json")
-    kind, task = spec.get("kind"), spec.get("task")
+    kind, task = spec.get("kind"), str(spec.get("task"))
     tspec = get_task(task)
     fmt = "retrieval" if kind == "retrieval" else tspec.format.value
     if kind not in ("target", "retrieval") or fmt not in CLASSES:
@@ -236,6 +236,7 @@ def export_run(run_dir: str | Path, dest: str | Path, experiment: dict | None = 
     cls_name = CLASSES[fmt]
     config.architectures = [cls_name]
     if fmt in ("classification", "tagging"):
+        assert tspec.labels is not None  # the registry requires labels of these formats
         labels = list(tspec.labels)
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))

@@ -105,8 +105,8 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
         if spec.evaluator == "bucc_f1":
             return prediction_text(task, fmt, ex.gold)
         src_index = {s: i for i, s in enumerate(ex.src_ids)}
-        gold = dict((t, s) for s, t in ex.gold)
-        return prediction_text(task, fmt, [src_index[gold[t]] for t in ex.tgt_ids])
+        src_of = dict((t, s) for s, t in ex.gold)
+        return prediction_text(task, fmt, [src_index[src_of[t]] for t in ex.tgt_ids])
     if spec.evaluator == "mewslix_map":
         missing = [e.guid for e in examples if e.entity_id is None]
         if missing:
