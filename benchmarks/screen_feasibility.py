@@ -127,7 +127,8 @@ def main() -> None:
     av = scr.availability()
     print(
         f"# screen feasibility  {datetime.date.today()}  {platform.machine()}  threads={torch.get_num_threads()}"
-        f"  torch {torch.__version__}  cpu capability {av['cpu_capability']}  native bf16: {av['native_bf16'] or 'none'}"
+        f"  torch {torch.__version__}  cpu capability {av['cpu_capability']}"
+        f"  native bf16: {av['native_bf16'] or 'none'}"
     )
     print(f"\n## rate: ({args.size} x {args.d}) x ({args.d} x {args.size}), minimum of {args.repeats}\n")
     print("| arithmetic | time s | GFLOP/s | x fp32 rate |")

@@ -86,6 +86,9 @@ def test_overrides_as_python_values_keep_their_types():
 
 
 def test_importing_xlrepro_stays_light():
-    code = "import sys, xlrepro; xlrepro.load_config; print(sorted(m for m in ('torch', 'pandas', 'tensorboard', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, xlrepro; xlrepro.load_config; "
+        "print(sorted(m for m in ('torch', 'pandas', 'tensorboard', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

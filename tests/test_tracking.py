@@ -86,6 +86,9 @@ def test_missing_tensorboard_is_a_config_error_before_training(tmp_path, monkeyp
 
 
 def test_importing_the_training_loop_does_not_import_tensorboard():
-    code = "import sys, xlrepro, xlrepro.train, xlrepro.phases.orchestrator; print('tensorboard' in sys.modules, 'pandas' in sys.modules)"
+    code = (
+        "import sys, xlrepro, xlrepro.train, xlrepro.phases.orchestrator; "
+        "print('tensorboard' in sys.modules, 'pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

@@ -7,8 +7,9 @@
     xlrepro.run_phase(cfg, "target", task="xnli", out="results/nb").records
     xlrepro.load_results("results/nb").records              # read back later, no training
 
-The functions are thin: the same run graph and orchestrator (``xlrepro.phases``) and the same run folders as the command line,
-so a notebook and ``xlrepro reproduce`` share finished runs. Rows have the columns of ``results.csv``
+The functions are thin: the same run graph and orchestrator (``xlrepro.phases``) and the same run
+folders as the command line, so a notebook and ``xlrepro reproduce`` share finished runs. Rows have
+the columns of ``results.csv``
 (``xlrepro.report.CSV_COLUMNS``). pandas is imported only by ``Results.frame``.
 """
 
@@ -130,8 +131,10 @@ def run_phase(
     graph = RunGraph(ctx)
     last = encoder_nodes(graph)  # the phases it starts from run first (skipped when finished)
     if phase == "retrieval":
+        assert task is not None  # checked above
         last = retrieval_nodes(graph, task, last)
     elif phase in ("target", "control"):
+        assert task is not None  # checked above
         last = target_nodes(graph, task, last, control=phase == "control")
     elif last is not None and last.kind != phase:  # pretrain asked for, the intermediate node is the last
         last = graph.upstream(last)

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlrepro.errors import ConfigError, DataFormatError, XlreproError
+from xlrepro.errors import DataFormatError, XlreproError
 
 
 class PreflightError(XlreproError):
@@ -114,7 +114,8 @@ class Read:
 
 
 def eval_languages(cfg, task: str, split: str) -> list[str]:
-    """As ``xlrepro.phases.Context.eval_languages``: the task's languages of the split, restricted by ``data.languages``."""
+    """As ``xlrepro.phases.Context.eval_languages``: the task's languages of the split, restricted by
+    ``data.languages``."""
     from xlrepro.tasks import get_task
 
     keep = cfg.data.languages
@@ -428,7 +429,7 @@ ENGINE_PACKAGES = {"torch": ("torch",), "deepspeed": ("torch", "deepspeed")}
 
 
 def check_engines(cfg, pf: Preflight) -> None:
-    needed = {}
+    needed: dict[str, str] = {}
     for name, tc in _train_configs(cfg):
         for pkg in ENGINE_PACKAGES.get(getattr(tc, "engine", "torch"), ()):
             needed.setdefault(pkg, name)

@@ -122,7 +122,8 @@ def cmd_reproduce(a) -> int:
 
     if dist.is_main():
         print(
-            f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, report -> {os.path.join(out, 'report.md')}"
+            f"{cfg.name}: {n} result records -> {os.path.join(out, 'results.json')}, "
+            f"report -> {os.path.join(out, 'report.md')}"
         )
     return 0
 

@@ -43,7 +43,9 @@ class Range:
         lo = "-inf" if self.lo is None else _num(self.lo)
         hi = "inf" if self.hi is None else _num(self.hi)
         kind = "an integer" if self.integer else "a number"
-        s = f"{kind} in {'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
+        left = "(" if self.lo_open or self.lo is None else "["
+        right = ")" if self.hi_open or self.hi is None else "]"
+        s = f"{kind} in {left}{lo}, {hi}{right}"
         return s + (" or null" if self.none_ok else "")
 
     def ok(self, v) -> bool:

@@ -82,9 +82,10 @@ def contrast(results: Mapping, out_dir: str | Path, split: str = "test") -> list
                     s = c.sum(axis=0)
                     return 0.0 if s[1] + s[2] == 0 else 200 * s[0] / (s[1] + s[2])
 
-                res = stats.paired_bootstrap_statistic(
-                    len(ca), lambda idx, ca=ca, cb=cb: f1(ca[idx]) - f1(cb[idx]), n_boot=N_BOOT, seed=0
-                )
+                def diff(idx: np.ndarray, ca: np.ndarray = ca, cb: np.ndarray = cb) -> float:
+                    return f1(ca[idx]) - f1(cb[idx])
+
+                res = stats.paired_bootstrap_statistic(len(ca), diff, n_boot=N_BOOT, seed=0)
                 sa, sb = f1(ca), f1(cb)
             else:
                 xa = np.concatenate([np.asarray(e["scores"], float) for e in pa])

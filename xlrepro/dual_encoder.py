@@ -29,6 +29,7 @@ result equals ``metrics.lareqa_map_at_k`` on the same embeddings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from xlrepro.model import MultiTaskModel, load_encoder, save_encoder
 from xlrepro.packing import pack_batch
 from xlrepro.runs import tmp_path
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 DUAL_ENCODER_TASKS = ("lareqa", "mewslix")
 ENCODER_SOURCES = ("intermediate", "squad_mrc", "squad_dual_encoder")
 NEAR_TIE_RTOL = 1e-5
@@ -47,7 +51,7 @@ NEAR_TIE_RTOL = 1e-5
 class DualEncoder(nn.Module):
     """Shared-weight dual encoder (module docstring)."""
 
-    def __init__(self, encoder: nn.Module, packed: bool = False, seed: int = 0, logit_scale: float = 100.0):
+    def __init__(self, encoder: PreTrainedModel, packed: bool = False, seed: int = 0, logit_scale: float = 100.0):
         super().__init__()
         self.body = MultiTaskModel(encoder, packed=packed)
         hidden = encoder.config.hidden_size
@@ -59,7 +63,7 @@ class DualEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.full((1,), float(logit_scale)))
 
     @property
-    def encoder(self) -> nn.Module:
+    def encoder(self) -> PreTrainedModel:
         return self.body.encoder
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -221,7 +225,7 @@ def ranked_ids(queries: torch.Tensor, keys: torch.Tensor, key_ids: list[str], k:
     return [[key_ids[j] for j in row] for row in idx.tolist()]
 
 
-# ---------------------------------------------------------------------- config (the phases: xlrepro.phases.dual_encoder)
+# --------------------------------------------------------------------- config (the phases: xlrepro.phases.dual_encoder)
 
 
 def dual_encoder_train_config(cfg, task: str):

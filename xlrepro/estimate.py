@@ -90,7 +90,7 @@ def _n_train(cfg, task: str, volume, examples: dict | None = None) -> int:
 
     source = get_task(task).train_source or task
     if examples and (task in examples or source in examples):
-        n = int(examples.get(task, examples.get(source)))
+        n = int(examples[task] if task in examples else examples[source])
     else:
         try:  # the registry's train_size (xlrepro/tasks/<task>.yaml), or the smoke world's n_train
             n = train_size(source, cfg)[0]

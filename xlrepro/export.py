@@ -95,7 +95,7 @@ def _base_config_and_tokenizer(out: Path, upstream: dict, vocab_size: int):
             raise ConfigError(f"{out}: no world-*/tokenizer (the smoke world this run was trained on)")
         cfg = XLMRobertaConfig(**{**(model.get("init_config") or {}), "vocab_size": vocab_size})
         return cfg, AutoTokenizer.from_pretrained(str(worlds[0]))
-    name, rev = model.get("name_or_path"), model.get("revision")
+    name, rev = model["name_or_path"], model.get("revision")  # a run spec's model config always has a name
     return (
         AutoConfig.from_pretrained(name, revision=rev),
         AutoTokenizer.from_pretrained(upstream.get("tokenizer") or name, revision=rev),
@@ -194,7 +194,7 @@ def export_run(run_dir: str | Path, dest: str | Path, experiment: dict | None = 
     if not (run_dir / "done.json").exists():
         raise ConfigError(f"{run_dir}: not a finished run (no done.json)")
     spec = _json(run_dir / "spec.json")
-    kind, task = spec.get("kind"), spec.get("task")
+    kind, task = spec.get("kind"), str(spec.get("task"))
     tspec = get_task(task)
     fmt = "retrieval" if kind == "retrieval" else tspec.format.value
     if kind not in ("target", "retrieval") or fmt not in CLASSES:
@@ -236,6 +236,7 @@ def export_run(run_dir: str | Path, dest: str | Path, experiment: dict | None = 
     cls_name = CLASSES[fmt]
     config.architectures = [cls_name]
     if fmt in ("classification", "tagging"):
+        assert tspec.labels is not None  # the registry requires labels of these formats
         labels = list(tspec.labels)
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
@@ -389,7 +390,7 @@ def model_card(info: dict) -> str:
         ]
     lines += ["## Data", ""]
     if kind_is_target(spec):
-        for t, d in (done.get("tasks") or {}).items():
+        for d in (done.get("tasks") or {}).values():
             lines += [
                 f"- English training data: `{d.get('train_source')}` train split, {d.get('n_examples')} of "
                 f"{d.get('n_available')} examples (volume `{d.get('volume')}`, subset sha256 "
@@ -430,10 +431,12 @@ def model_card(info: dict) -> str:
         "## Provenance",
         "",
         f"- run `{info['run']}` (its spec: `run_spec` in `xlrepro_export.json`)",
-        f"- experiment `{exp.get('experiment')}`, config hash `{str(exp.get('config_hash'))[:12]}`, seed {exp.get('seed')}",
+        f"- experiment `{exp.get('experiment')}`, config hash `{str(exp.get('config_hash'))[:12]}`, "
+        f"seed {exp.get('seed')}",
         f"- trained with git commit `{prov.get('git_commit')}`"
         + (" (dirty)" if prov.get("git_dirty") else "")
-        + f", torch {(prov.get('versions') or {}).get('torch')}, transformers {(prov.get('versions') or {}).get('transformers')}",
+        + f", torch {(prov.get('versions') or {}).get('torch')}"
+        + f", transformers {(prov.get('versions') or {}).get('transformers')}",
         f"- exported {info['exported_at']} with git commit `{info['export_provenance'].get('git_commit')}`",
         "",
         "## Upload",

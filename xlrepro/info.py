@@ -85,7 +85,8 @@ def format_info(d: dict) -> str:
     ds = d.get("deepspeed") or {}
     if ds.get("version"):
         lines.append(
-            f"deepspeed {ds['version']}: compiled ops {', '.join(ds['compiled_ops']) or 'none yet (compiled on first use)'}"
+            f"deepspeed {ds['version']}: compiled ops "
+            f"{', '.join(ds['compiled_ops']) or 'none yet (compiled on first use)'}"
             f" in TORCH_EXTENSIONS_DIR={ds['torch_extensions_dir'] or 'default'}"
         )
     else:

@@ -151,14 +151,14 @@ def item_scores(task, fmt: str, preds, examples, lang: str, mode: str) -> dict:
             raise ValueError(
                 f"{task.name}/{lang}: {len(missing)} mentions without a gold entity id (first: {missing[0]})"
             )
-        gold = {e.guid: [e.entity_id] for e in examples}
-        unknown = set(preds) - set(gold)
+        gold_ids = {e.guid: [e.entity_id] for e in examples}
+        unknown = set(preds) - set(gold_ids)
         if unknown:
             raise ValueError(f"{task.name}/{lang}: predicted mention ids not in the data: {sorted(unknown)[:5]}")
         return {
             "metric": f"map@{k}",
             "kind": "mean",
-            "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold, k=k, mode=mode)],
+            "scores": [100.0 * rr for rr in mewslix_reciprocal_ranks(preds, gold_ids, k=k, mode=mode)],
         }
     if fmt == "retrieval" and task.evaluator == "lareqa_map":
         # one item per question: its AP@k (x 100) as the run computed it against the pooled candidates

@@ -3,9 +3,10 @@ encoder family (``xlrepro.models``: the family builds the masked-LM model and gi
 
 With ``pack``, text is packed like RoBERTa's FULL-SENTENCES: sentences (each ending in
 ``</s>``) are concatenated in corpus order into sequences of up to ``max_seq_length`` tokens;
-otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences). Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become
-the tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG, which the
-training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
+otherwise each sentence is one sequence (the smoke default: downstream inputs are sentences).
+Masking follows BERT/XLM-R: 15% of non-special tokens are chosen; of those 80% become the
+tokenizer's mask token, 10% a random token, 10% stay. The mask is drawn from torch's global RNG,
+which the training loop seeds and checkpoints, so a resumed run masks exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def pack_corpus(tokenizer, files: list[Path], max_len: int, pack: bool = True) -
         enc = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
         return [{"ex": i, "input_ids": ids} for i, ids in enumerate(enc)]
     enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len - 2)["input_ids"]
+    feats: list[dict]
+    cur: list[int]
     feats, cur = [], []
     for ids in enc:
         piece = ids + [tokenizer.sep_token_id]

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from xlrepro.data.types import Format
 from xlrepro.models.config_json import model_config_json  # noqa: F401  (its callers import it here)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def first_token(h: torch.Tensor) -> torch.Tensor:
@@ -72,18 +76,20 @@ def make_head(fmt: Format, hidden: int, n_labels: int | None, dropout: float, en
 
         pool = family_of(encoder).pool
     if fmt == Format.CLASSIFICATION:
+        assert n_labels is not None, "a classification head needs n_labels"
         return ClassificationHead(hidden, n_labels, dropout, pool)
     if fmt == Format.MULTIPLE_CHOICE:
         return ClassificationHead(hidden, 1, dropout, pool)
     if fmt == Format.SPAN_QA:
         return SpanHead(hidden)
     if fmt == Format.TAGGING:
+        assert n_labels is not None, "a tagging head needs n_labels"
         return TaggingHead(hidden, n_labels, dropout)
     raise ValueError(f"no head for format {fmt}")
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module, packed: bool = False, attention_backend: str = "auto"):
+    def __init__(self, encoder: PreTrainedModel, packed: bool = False, attention_backend: str = "auto"):
         super().__init__()
         from xlrepro.models import family_of
 
@@ -92,7 +98,7 @@ class MultiTaskModel(nn.Module):
         self.packed = packed  # model.attention: "packed" (varlen attention on unpadded tokens) or "padded"
         self.attention_backend = attention_backend
         self.heads = nn.ModuleDict()
-        self.head_formats: dict[str, Format] = {}
+        self.head_formats: dict[str, Format | None] = {}  # None: the MLM head
         # Set by the DeepSpeed engine: every training forward runs every head once, in a fixed
         # order, so all ranks run the same modules whatever task each one's micro-batch has
         # (ZeRO-3 gathers and all ranks' gradient reductions are collectives over the same parameters).
@@ -159,6 +165,7 @@ class MultiTaskModel(nn.Module):
             else:  # a zero-weighted touch: gradients exactly 0, the same reductions everywhere
                 t = head(h[:1, :1]).float().sum() * 0.0
                 touch = t if touch is None else touch + t
+        assert out is not None and touch is not None  # task is one of several heads
         return out + touch.to(out.dtype)
 
     def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -136,7 +136,8 @@ def packed_encoder_forward(
     attention_backend: passed to ``varlen_attention`` ("auto", "cpp", "reference", "cuda").
     Dropout follows the modules' ``training`` flags (attention dropout = the layer's
     ``attention_probs_dropout_prob`` in training, 0 in eval). Gradient checkpointing follows
-    ``encoder.gradient_checkpointing_enable()`` / ``activation_checkpointing_enable()`` (per layer, non-reentrant, RNG preserved).
+    ``encoder.gradient_checkpointing_enable()`` / ``activation_checkpointing_enable()`` (per layer,
+    non-reentrant, RNG preserved).
     The pooler, if any, is not applied (it needs one vector per sequence: ``h[cu_seqlens[:-1]]``).
 
     Returns the packed last hidden state (T, H); with ``output_hidden_states`` a pair
@@ -179,7 +180,7 @@ def packed_encoder_forward(
             h = _layer(layer, h, cu_seqlens, max_seqlen, attention_backend)
         if states is not None:
             states.append(h)
-    if output_hidden_states:
+    if states is not None:  # output_hidden_states
         return h, tuple(states)
     return h
 

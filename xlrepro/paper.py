@@ -146,7 +146,9 @@ def paper_languages(benchmark: str | None, task: str, split: str) -> list[str] |
     if benchmark is None:
         return None
     spec = all_tasks().get(task)
-    bench = spec.benchmark_for(benchmark) if spec is not None else None
+    if spec is None:
+        return None
+    bench = spec.benchmark_for(benchmark)
     return None if bench is None else spec.split_languages(split, bench)
 
 

@@ -156,7 +156,8 @@ def plan(
 
 def render(p: dict) -> str:
     lines = [
-        f"{p['config']}: {p['parameters'] / 1e6:.0f}M parameters (largest layer {p['largest_layer_parameters'] / 1e6:.0f}M), "
+        f"{p['config']}: {p['parameters'] / 1e6:.0f}M parameters "
+        f"(largest layer {p['largest_layer_parameters'] / 1e6:.0f}M), "
         f"{p['nodes']} node(s) x {p['gpus_per_node']} GPUs",
         "",
         "model states per GPU (DeepSpeed estimators; activations not included)",

@@ -54,7 +54,9 @@ def _fmt(v: float | None) -> str:
 
 def tables(records: list[dict]) -> dict:
     """{(task, phase): {split: {language: {metric: value}}}}."""
-    out = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
+    out: dict[tuple, dict[str, dict[str, dict]]] = collections.defaultdict(
+        lambda: collections.defaultdict(lambda: collections.defaultdict(dict))
+    )
     for r in records:
         out[(r["task"], r["phase"])][r["split"]][r["language"]][r["metric"]] = r["value"]
     return out
@@ -79,7 +81,7 @@ def write_plot(records: list[dict], path: Path) -> bool:
     ]
     if not rows:
         return False
-    groups = collections.OrderedDict()
+    groups: dict[str, dict[str, float]] = collections.OrderedDict()
     for r in rows:
         groups.setdefault(f"{r['task']}{PHASE_SUFFIX.get(r['phase'], '')}", {})[r["language"]] = r["value"]
     langs = sorted({r["language"] for r in rows}, key=lambda l: (l != "en", l))
@@ -99,7 +101,7 @@ def write_plot(records: list[dict], path: Path) -> bool:
                 colors="k",
                 linestyles="--",
                 lw=1,
-                label=None if chance_drawn else "chance (1/labels, 1/choices)",
+                label="" if chance_drawn else "chance (1/labels, 1/choices)",  # "": not in the legend
             )
             chance_drawn = True
     ax.plot([], [], " ", label=CHANCE_NOTE)

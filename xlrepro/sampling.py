@@ -61,7 +61,7 @@ class TaskSampler:
         return self.tasks[int(self._rng.choice(len(self.tasks), p=self.probs))]
 
     def state(self) -> dict:
-        return self._rng.bit_generator.state
+        return dict(self._rng.bit_generator.state)  # numpy types the state as a Mapping; it is a new dict
 
     def load_state(self, state: dict) -> None:
         self._rng.bit_generator.state = state
@@ -93,6 +93,7 @@ class MixSampler:
     def next(self) -> str:
         if self._rng.random() < self.ratio:
             return self.mlm_task
+        assert self.tasks is not None, "MixSampler without a task sampler needs ratio 1"
         return self.tasks.next()
 
     def state(self) -> dict:

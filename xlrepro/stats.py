@@ -756,7 +756,7 @@ def scaling_mixed_model(rows: Sequence[Mapping], alpha: float = 0.05) -> dict:
         warnings.simplefilter("ignore")
         fit = model.fit(reml=True, method=["lbfgs", "powell"])
     ci = fit.conf_int(alpha=alpha)
-    effects = {}
+    effects: dict[str, dict] = {}
     for name in fit.fe_params.index:
         effects[name] = {
             "estimate": float(fit.fe_params[name]),

@@ -24,8 +24,8 @@ File contents, one file per task and language, in the order of the task's own fi
 
 The content follows the task's registry fields, never its name: ``evaluator`` (bucc_f1, tatoeba_accuracy,
 mewslix_map have their own forms), ``prediction_file`` (jsonl: the XCOPA form) and ``format``.
-LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and so no submission file. Writing is atomic
-(temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
+LAReQA (``prediction_file: none``) has no per-file metric in ``evaluate.py`` and so no submission
+file. Writing is atomic (temporary file, then rename). :func:`assemble_submission` rebuilds an experiment's
 ``<out>/submission/`` from its runs' test files: the folder then holds exactly the files its
 ``MANIFEST.json`` lists.
 """
@@ -105,8 +105,8 @@ def label_text(task: str, fmt: Format, examples: Sequence, raw=None) -> str:
         if spec.evaluator == "bucc_f1":
             return prediction_text(task, fmt, ex.gold)
         src_index = {s: i for i, s in enumerate(ex.src_ids)}
-        gold = dict((t, s) for s, t in ex.gold)
-        return prediction_text(task, fmt, [src_index[gold[t]] for t in ex.tgt_ids])
+        src_of = dict((t, s) for s, t in ex.gold)
+        return prediction_text(task, fmt, [src_index[src_of[t]] for t in ex.tgt_ids])
     if spec.evaluator == "mewslix_map":
         missing = [e.guid for e in examples if e.entity_id is None]
         if missing:

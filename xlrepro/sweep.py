@@ -253,8 +253,9 @@ class Runner:
         return last is not None and last["action"] in ("accept", "give-up")
 
     def _collapse_policy(self, cell: Cell, node: Node, ctx) -> None:
-        """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a fine-tune collapsed to the majority class is re-run with seed + 1000*k
-        (stats.reseed_policy), at most ``max_reseeds`` times; every decision is logged to
+        """XLM-R Large fine-tunes sometimes collapse (huggingface/transformers #6210, #10588): a
+        fine-tune collapsed to the majority class is re-run with seed + 1000*k (stats.reseed_policy),
+        at most ``max_reseeds`` times; every decision is logged to
         ``<out>/reseeds.jsonl`` and the report uses the accepted run (or flags a give-up)."""
         from xlrepro import stats
         from xlrepro.items import collapse_check

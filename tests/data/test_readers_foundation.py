@@ -104,7 +104,8 @@ def test_udpos_conllu_layout(samples, lang, split, n):
     ],
 )
 def test_conllu_conversion_reproduces_xtremes_processed_files(samples, conllu, xtreme):
-    """XTREME replaces multi-word tokens by the fused surface form with the first part's tag (xtreme ``utils_preprocess.py``, ``--replace_subtokens_with_fused_forms`` in ``scripts/download_data.sh``)."""
+    """XTREME replaces multi-word tokens by the fused surface form with the first part's tag (xtreme
+    ``utils_preprocess.py``, ``--replace_subtokens_with_fused_forms`` in ``scripts/download_data.sh``)."""
     ours = read_conllu_upos({"file": samples / "udpos" / conllu}).examples
     theirs = read_xtreme_tag_tsv({"file": samples / "udpos" / "xtreme_processed" / xtreme}).examples
     assert len(theirs) <= len(ours)

@@ -2,7 +2,8 @@
 
 A loopback server and Hub stand-in (tests/loopback.py) serve the samples in their release
 layouts (UD-POS as UD v2.5's treebank tarball; what the samples lack is made in the real format by
-tests/data/test_prepare.py: English UD train, a Chinese treebank, MLQA test files, Tatoeba ron-eng); `xlrepro data prepare --config xstilts-squad` fetches them, `xlrepro data verify`
+tests/data/test_prepare.py: English UD train, a Chinese treebank, MLQA test files, Tatoeba ron-eng);
+`xlrepro data prepare --config xstilts-squad` fetches them, `xlrepro data verify`
 finds them, a Hugging Face-format stand-in model (a small XLMRobertaForMaskedLM with a tokenizer
 trained on the samples) is loaded by path, and `xlrepro reproduce xstilts-squad`, shrunk by
 overrides, runs every phase and target and writes the report and the submission folder.

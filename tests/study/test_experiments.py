@@ -5,7 +5,6 @@ configs, not files); the scaling-smoke graph generates its small world once.
 """
 
 import json
-import math
 from pathlib import Path
 
 import pytest

@@ -31,6 +31,7 @@ from xlrepro.data.types import (
     Answer,
     BitextExample,
     ClassificationExample,
+    Example,
     Format,
     MultipleChoiceExample,
     ReadResult,
@@ -152,8 +153,8 @@ def _need(row: dict, keys, where: str, i: int, what: str):
         )
 
 
-def _mc_row(r: dict, i: int, where: str, names) -> MultipleChoiceExample | None:
-    """One multiple-choice row in any of the published schemas, or None for an unlabelled -1."""
+def _mc_row(r: dict, i: int, where: str, names) -> MultipleChoiceExample:
+    """One multiple-choice row in any of the published schemas (label None when unlabelled, e.g. -1)."""
     if "choice1" in r:  # COPA (aps/super_glue copa), XCOPA (cambridgeltl/xcopa)
         _need(r, ("premise", "choice2", "question", "label"), where, i, "COPA")
         lab = r["label"]
@@ -288,6 +289,7 @@ def convert_rows(spec, ds, lang: str, where: str = "hub") -> ReadResult:
     """Rows of a Hub dataset (an iterable of dicts with ``.features``) as xlrepro examples."""
     if spec.hub is not None and spec.hub.refuse:
         raise ConfigError(f"task {spec.name}: the Hub copy {spec.hub.repo} is not used: {spec.hub.refuse}")
+    out: list[Example]
     out, skipped = [], {}
     rows = list(ds)
     if spec.hub is not None and spec.hub.filter_language == "id_prefix":

@@ -152,6 +152,7 @@ def write_pin(path: Path, pin: Pin, today: str | None = None) -> None:
     """Record ``pin.revision`` in the task file ``path`` (atomically; nothing else changes)."""
     today = today or _dt.date.today().isoformat()
     text = path.read_text(encoding="utf-8")
+    assert pin.revision is not None, "write_pin needs a resolved pin"
     new = _rewrite(text, str(path), pin.revision, f"{pin.ref} on {today}")
     parsed = yaml.safe_load(new)
     got = (parsed.get("hub") or {}).get("revision")

@@ -38,6 +38,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from xlrepro import languages as langtab
 from xlrepro.data import lock as lockmod
@@ -147,6 +148,8 @@ class _Archive:
 
     def __init__(self, path: Path, url: str):
         self.path, self.url = path, url
+        self.zf: zipfile.ZipFile | None
+        self.tf: tarfile.TarFile | None
         if zipfile.is_zipfile(path):
             self.zf, self.tf = zipfile.ZipFile(path), None
             self.names = [n for n in self.zf.namelist() if not n.endswith("/")]
@@ -168,13 +171,19 @@ class _Archive:
             )
         tmp = _tmp_beside(dest)
         try:
-            src = self.zf.open(member) if self.zf else self.tf.extractfile(member)
+            src = self.zf.open(member) if self.zf else self._tar_member(member)
             with src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
             _place(tmp, dest)
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+    def _tar_member(self, member: str) -> IO[bytes]:
+        assert self.tf is not None
+        f = self.tf.extractfile(member)
+        assert f is not None  # self.names lists regular files only
+        return f
 
     def close(self):
         (self.zf or self.tf).close()
@@ -422,6 +431,7 @@ class Preparer:
         endpoint = os.environ.get("HF_ENDPOINT") or None
         api = HfApi(endpoint=endpoint)
         rev = revision or api.dataset_info(repo).sha
+        assert rev is not None  # the Hub reports the commit of a dataset it serves
         tree = [
             e
             for e in api.list_repo_tree(repo, repo_type="dataset", revision=rev, recursive=True)
@@ -429,7 +439,7 @@ class Preparer:
         ]
         files = sorted(e.path for e in tree)
         lfs_sha = {e.path: e.lfs.sha256 for e in tree if e.lfs is not None}  # the Hub's own sha256 of LFS files
-        wanted = {}  # (config, hub split) -> fill language
+        wanted: dict[tuple[str | None, str], str] = {}  # (config, hub split) -> fill language
         for split, hsplit in hub.splits.items():
             if split not in spec.splits:
                 continue

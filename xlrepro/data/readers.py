@@ -70,8 +70,8 @@ def read_glue_mnli_tsv(paths, labels=None, **_) -> ReadResult:
     Columns used: ``sentence1``, ``sentence2`` and ``gold_label`` (train/dev) — by header name.
     """
     path = paths["file"]
-    rows, digest = tsv_rows(path)
-    rows = list(rows)
+    row_iter, digest = tsv_rows(path)
+    rows = list(row_iter)
     if not rows:
         raise DataFormatError(path, "empty file; expected a header row")
     header = rows[0][1]
@@ -87,7 +87,7 @@ def read_glue_mnli_tsv(paths, labels=None, **_) -> ReadResult:
             raise DataFormatError(
                 path, f"expected {len(header)} tab-separated columns as in the header, got {len(f)}", line=i
             )
-        label = check_label(f[il], labels, path, i, "gold_label") if has_label else None
+        label = check_label(f[il], labels, path, i, "gold_label") if il is not None else None
         guid = f[header.index("pairID")] if "pairID" in header else f"{Path(path).name}:{i}"
         out.append(ClassificationExample(guid, f[i1], f[i2], label))
     return ReadResult(out, {str(path): digest})
@@ -135,7 +135,8 @@ def _consistent_labels(rows: list[tuple[int, dict]], key: str, path) -> None:
 
 
 def _choice_label(obj: dict, allowed: tuple, path, line: int):
-    """The index label of a multiple-choice record: absent -> None; else an int (not a bool, not a float) in ``allowed``."""
+    """The index label of a multiple-choice record: absent -> None; else an int (not a bool, not a
+    float) in ``allowed``."""
     if "label" not in obj:
         return None
     v = obj["label"]
@@ -208,6 +209,7 @@ def read_squad_json(paths, require_answers: bool = True, unique_ids: bool = True
     data = obj.get("data") if isinstance(obj, dict) else None
     if not isinstance(data, list):
         raise DataFormatError(path, "expected a top-level object with a 'data' list", field="data")
+    seen: dict[str, str]
     out, seen = [], {}
     for a, article in enumerate(data):
         paragraphs = require(article, "paragraphs", list, path, None, f"data[{a}]")
@@ -282,6 +284,8 @@ def read_conllu_upos(paths, fused_forms: bool = True, labels=None, **_) -> ReadR
     """
     path = paths["file"]
     text, digest = read_text(path)
+    words: list[str]
+    tags: list[str | None]  # None: a fused form's tag, filled by its first part
     out, words, tags, sent_no = [], [], [], 0
     expect, span, span_line = 1, None, 0  # next word ID; open multi-word range (a, b) and its line
 
@@ -376,6 +380,8 @@ def read_xtreme_tag_tsv(paths, labels=None, **_) -> ReadResult:
     """
     path = paths["file"]
     text, digest = read_text(path)
+    words: list[str]
+    tags: list[str]
     out, words, tags, labelled = [], [], [], None
     start = 1
     body = lines(text, path)

@@ -52,7 +52,8 @@ def read_anli_jsonl(paths, labels=None, **_) -> ReadResult:
 
 @reader("commonsenseqa_jsonl")
 def read_commonsenseqa_jsonl(paths, **_) -> ReadResult:
-    """CommonsenseQA v1.11: ``{"answerKey", "id", "question": {"question_concept", "choices": [{label, text}], "stem"}}``.
+    """CommonsenseQA v1.11:
+    ``{"answerKey", "id", "question": {"question_concept", "choices": [{label, text}], "stem"}}``.
 
     ``question`` = the stem, ``context`` = "" (CSQA has no passage), ``choices`` in file order
     (labels A-E), ``label`` = index of ``answerKey`` among the choice labels; the test file has no
@@ -173,7 +174,8 @@ def _siqa_example(obj: dict, path, line: int, label) -> MultipleChoiceExample:
 
 @reader("socialiqa_jsonl")
 def read_socialiqa_jsonl(paths, **_) -> ReadResult:
-    """Social IQa v1.4 (``socialIQa_v1.4_{trn,dev,tst}.jsonl``): ``context, question, answerA-C, correct`` (A/B/C inline).
+    """Social IQa v1.4 (``socialIQa_v1.4_{trn,dev,tst}.jsonl``): ``context, question, answerA-C,
+    correct`` (A/B/C inline).
 
     guid = ``<file>:<line>`` (the release has no ids).
     """
@@ -221,6 +223,7 @@ CCG_SECTIONS = {"train": tuple(f"{n:02d}" for n in range(2, 22)), "dev": ("00",)
 def _parse_auto_tree(tree: str, path, line: int) -> tuple[list[str], list[str]]:
     """(words, supertags) of one AUTO derivation; checks the bracket structure and child counts."""
     toks = tree.split()
+    stack: list[list[int]]
     words, tags, stack, k = [], [], [], 0
 
     def bad(msg):

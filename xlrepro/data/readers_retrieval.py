@@ -71,6 +71,7 @@ def read_mewslix_entities(paths, src_lang: str = "", **_) -> ReadResult:
     ``src_lang`` is ignored: the candidate pool is language-agnostic). Duplicate entity ids are an error."""
     path = paths["file"]
     rows, digest = read_jsonl(path)
+    seen: dict[str, int]
     out, seen = [], {}
     for i, obj in rows:
         e = _entity(obj, path, i, "entity")

@@ -55,8 +55,8 @@ def read_header_tsv(
     rows are skipped and counted in ``skipped``.
     """
     path = paths["file"]
-    rows, digest = tsv_rows(path)
-    rows = list(rows)
+    row_iter, digest = tsv_rows(path)
+    rows = list(row_iter)
     if not rows:
         raise DataFormatError(path, "empty file; expected a header row", line=1)
     header = rows[0][1]
@@ -121,6 +121,8 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
     """
     path = paths["file"]
     text, digest = read_text(path)
+    words: list[str]
+    tags: list[str]
     out, words, tags, start = [], [], [], 1
     for i, line in enumerate(lines(text, path) + [""], 1):
         if not line.strip():
@@ -151,7 +153,9 @@ def read_panx_rahimi(paths, src_lang: str = "", labels=None, **_) -> ReadResult:
 
 # --------------------------------------------------------------------------- TyDiQA-GoldP
 
-TYDIQA_ENGLISH_TRAIN_SIZE = 3696  # official GoldP v1.1 train questions with an english- id (google-research-datasets/tydiqa tydiqa-goldp-v1.1-train.json)
+# official GoldP v1.1 train questions with an english- id
+# (google-research-datasets/tydiqa tydiqa-goldp-v1.1-train.json)
+TYDIQA_ENGLISH_TRAIN_SIZE = 3696
 
 
 def tydiqa_language_prefix(lang: str) -> str:
@@ -193,8 +197,9 @@ def read_tydiqa_goldp_json(
     """TyDiQA-GoldP in SQuAD v1.1 form (official files, their per-language split, or XTREME's files).
 
     guid = ``<file name>#<index of the question in file order>`` (0-based), never the id: XTREME's
-    train files keep only the last id component, which is not unique (google-research/xtreme ``utils_preprocess.py``). The
-    official id of a question is recoverable from ``raw`` (the file's ``data``, same order).
+    train files keep only the last id component, which is not unique (google-research/xtreme
+    ``utils_preprocess.py``). The official id of a question is recoverable from ``raw`` (the file's
+    ``data``, same order).
     ``filter_language=True`` keeps only the questions whose id carries ``src_lang``'s prefix
     (``tydiqa_language_prefix``): for the official multilingual files; the others are counted in
     ``skipped`` and dropped from ``raw``.
@@ -263,7 +268,8 @@ def _bucc_side(path) -> tuple[list[str], list[str], str]:
 
 @reader("bucc_bitext")
 def read_bucc_bitext(paths, src_lang: str = "", split: str = "", **_) -> ReadResult:
-    """BUCC 2018 mining data: ``src`` / ``eng`` files of ``<id> \\t <sentence>`` and ``gold`` pairs ``<src id> \\t <en id>``.
+    """BUCC 2018 mining data: ``src`` / ``eng`` files of ``<id> \\t <sentence>`` and ``gold`` pairs
+    ``<src id> \\t <en id>``.
 
     One ``BitextExample`` with the corpus ids (most sentences have no translation). Every gold
     id must occur in its corpus. BUCC's "sample" set is XTREME's dev, its "training" set XTREME's test.
@@ -309,7 +315,7 @@ def read_lareqa_json(paths, src_lang: str = "", **_) -> ReadResult:
     if not isinstance(data, list):
         raise DataFormatError(path, "expected a top-level object with a 'data' list", field="data")
     pool = QASentencePool(f"lareqa.{src_lang}", src_lang, [], [], [], [], [], [], [])
-    seen = {}
+    seen: dict[str, str] = {}
     for a, article in enumerate(data):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DataFormatError(path, "expected an object with a 'paragraphs' list", field=f"data[{a}].paragraphs")
@@ -389,6 +395,7 @@ def pool_lareqa(pools: Iterable[QASentencePool]) -> tuple[list[str], list[str], 
     correct sentence per language.
     """
     pools = list(pools)
+    by_qid: dict[str, set[str]]
     sids, sents, by_qid = [], [], {}
     for pool in pools:
         for sid, sent, qids in zip(pool.sentence_ids, pool.sentences, pool.sentence_qids):
@@ -419,6 +426,7 @@ def read_mewslix_jsonl(paths, src_lang: str = "", allow_missing_text: bool = Fal
     """
     path = paths["file"]
     rows, digest = read_jsonl(path, required=("context", "mentions"))
+    seen: dict[str, int]
     out, seen = [], {}
     for i, obj in rows:
         ctx = obj["context"]

@@ -7,7 +7,7 @@ Nothing here is part of the public API; the public names are re-exported by
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: The google-research/xtreme commit whose scorers the ``official`` mode reproduces.
 OFFICIAL_COMMIT = "838c13b6"

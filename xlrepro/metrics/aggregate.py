@@ -18,7 +18,8 @@ a task's ``avg_metric`` follows its ``headline`` field (docs/tasks.md).
 from __future__ import annotations
 
 import numbers
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from xlrepro.tasks.registry import (
     CATEGORIES,
@@ -32,7 +33,7 @@ from xlrepro.tasks.registry import (
 from ._common import is_metric_key, official_source
 
 
-def script_groups(benchmark: str) -> Dict[str, tuple]:
+def script_groups(benchmark: str) -> dict[str, tuple]:
     """``evaluate.py``'s GROUP2TASK of ``benchmark`` (``xtreme`` / ``xtreme_r``): group -> tasks in
     task order, from the tasks' ``scoring.<benchmark>.groups`` (XTREME-R: no lareqa; xcopa twice)."""
     tasks = benchmark_tasks(benchmark)
@@ -41,7 +42,7 @@ def script_groups(benchmark: str) -> Dict[str, tuple]:
     }
 
 
-def categories(benchmark: str) -> Dict[str, tuple]:
+def categories(benchmark: str) -> dict[str, tuple]:
     """The paper's categories of ``benchmark``: category -> tasks in task order (``scoring.<b>.group``)."""
     tasks = benchmark_tasks(benchmark)
     return {c: tuple(t for t in tasks if all_tasks()[t].scoring[benchmark]["group"] == c) for c in CATEGORIES}
@@ -54,7 +55,7 @@ def in_average(benchmark: str) -> tuple:
 
 _EVALUATE_PY = official_source("evaluate.py")
 
-TaskAvg = Union[Mapping[str, object], float]
+TaskAvg = Mapping[str, Any] | float
 
 
 def _avg_metric_of(task: str, entry: TaskAvg) -> float:
@@ -65,7 +66,7 @@ def _avg_metric_of(task: str, entry: TaskAvg) -> float:
     raise ValueError(f"task {task!r}: expected a task_average() dict with 'avg_metric' or a number, got {entry!r}")
 
 
-def _mode_of(entries) -> Optional[str]:
+def _mode_of(entries) -> str | None:
     """The common mode of per-language dicts of ONE task; mixing modes there is an error."""
     modes = {e["mode"] for e in entries if isinstance(e, Mapping) and "mode" in e}
     if len(modes) > 1:
@@ -73,10 +74,10 @@ def _mode_of(entries) -> Optional[str]:
     return modes.pop() if modes else None
 
 
-def _record_modes(result: Dict[str, object], task_avgs: Mapping[str, TaskAvg], tasks: Sequence[str]) -> None:
+def _record_modes(result: dict[str, object], task_avgs: Mapping[str, TaskAvg], tasks: Sequence[str]) -> None:
     """Across tasks, modes may legitimately differ (e.g. tagging scored with seqeval_1x): record
     ``mode`` (the common one, or ``"mixed"``) and, when mixed, ``modes`` per task."""
-    per_task = {t: task_avgs[t]["mode"] for t in tasks if isinstance(task_avgs[t], Mapping) and "mode" in task_avgs[t]}
+    per_task = {t: a["mode"] for t in tasks if isinstance(a := task_avgs[t], Mapping) and "mode" in a}
     distinct = set(per_task.values())
     if len(distinct) == 1:
         result["mode"] = distinct.pop()
@@ -85,7 +86,7 @@ def _record_modes(result: Dict[str, object], task_avgs: Mapping[str, TaskAvg], t
         result["modes"] = per_task
 
 
-def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Sequence[str], task: str) -> dict:
+def task_average(per_language: Mapping[str, Mapping[str, Any]], languages: Sequence[str], task: str) -> dict:
     """Per-task averages, as ``evaluate.py`` computes them (``evaluate``'s ``avg_<metric>`` loop).
 
     Args:
@@ -116,7 +117,7 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
     missing = [lang for lang in languages if lang not in per_language]
     if missing:
         raise ValueError(f"task_average({task!r}): no scores for language(s) {', '.join(missing)}")
-    metric_names: List[str] = [m for m in per_language[languages[0]] if is_metric_key(m)]
+    metric_names: list[str] = [m for m in per_language[languages[0]] if is_metric_key(m)]
     if not metric_names:
         raise ValueError(f"task_average({task!r}): language {languages[0]!r} has no metric values")
     for lang in languages:
@@ -126,7 +127,7 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
                 f"task_average({task!r}): language {lang!r} has metrics {sorted(names)}, "
                 f"but {languages[0]!r} has {sorted(metric_names)}"
             )
-    result: Dict[str, object] = {}
+    result: dict[str, Any] = {}
     for m in metric_names:
         result[f"avg_{m}"] = sum(per_language[lang][m] for lang in languages) / len(languages)
     headline = headline_metrics(task)
@@ -138,12 +139,12 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
             )
         result["avg_metric"] = sum(result[f"avg_{m}"] for m in headline) / len(headline)
     else:
-        m = headline_metric(task, metric_names)
-        if m is None:
+        rule = headline_metric(task, metric_names)
+        if rule is None:
             raise ValueError(
                 f"task_average({task!r}): no avg_metric rule applies to {sorted(result)} (headline {list(headline)})"
             )
-        result["avg_metric"] = result[f"avg_{m}"]
+        result["avg_metric"] = result[f"avg_{rule}"]
     result.update(
         {
             "task": task,
@@ -158,7 +159,7 @@ def task_average(per_language: Mapping[str, Mapping[str, object]], languages: Se
     return result
 
 
-def _group_means(task_avgs: Mapping[str, TaskAvg], groups: Mapping[str, Sequence[str]]) -> Dict[str, float]:
+def _group_means(task_avgs: Mapping[str, TaskAvg], groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
     out = {}
     for group, tasks in groups.items():
         if all(t in task_avgs for t in tasks):
@@ -186,7 +187,7 @@ def xtreme_score(task_avgs: Mapping[str, TaskAvg]) -> dict:
     """
     xtreme_tasks = benchmark_tasks("xtreme")
     present = [t for t in xtreme_tasks if t in task_avgs]
-    result: Dict[str, object] = {}
+    result: dict[str, Any] = {}
     if len(present) == len(xtreme_tasks):
         result["all_task"] = sum(_avg_metric_of(t, task_avgs[t]) for t in xtreme_tasks) / len(xtreme_tasks)
     result.update(_group_means(task_avgs, script_groups("xtreme")))
@@ -220,7 +221,7 @@ def xtreme_r_script_groups(task_avgs: Mapping[str, TaskAvg]) -> dict:
         ``{<group>: mean, "tasks", "aggregator": "xtreme_r_script_groups", "source", "note"}``.
     """
     present = [t for t in benchmark_tasks("xtreme_r") if t in task_avgs]
-    result: Dict[str, object] = dict(_group_means(task_avgs, script_groups("xtreme_r")))
+    result: dict[str, object] = dict(_group_means(task_avgs, script_groups("xtreme_r")))
     result.update(
         {
             "tasks": present,
@@ -295,7 +296,7 @@ def xtreme_r_category_mean(task_avgs: Mapping[str, TaskAvg]) -> dict:
     tasks = [t for group in groups.values() for t in group]
     _require(task_avgs, tasks, "xtreme_r_category_mean")
     cats = _group_means(task_avgs, groups)
-    result: Dict[str, object] = {"score": sum(cats[c] for c in groups) / len(groups)}
+    result: dict[str, object] = {"score": sum(cats[c] for c in groups) / len(groups)}
     result.update(cats)
     result.update(
         {

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
-from typing import Dict, Iterable, List, Mapping, Sequence, Set, Tuple, Union
 
 from ._common import CORRECTED, OFFICIAL, add_note, check_mode
 
-Pair = Tuple[str, ...]
-PairLike = Union[str, Sequence[str]]
+Pair = tuple[str, ...]
+PairLike = str | Sequence[str]
 
 
 def _joined(pair: PairLike) -> str:
@@ -26,7 +26,7 @@ def _as_tuple(pair: PairLike) -> Pair:
     return tuple(pair.split("\t")) if isinstance(pair, str) else tuple(pair)
 
 
-def _check_candidates(candidate2score: Mapping, func: str, strict: bool = True) -> List[Tuple[Pair, float]]:
+def _check_candidates(candidate2score: Mapping, func: str, strict: bool = True) -> list[tuple[Pair, float]]:
     """The (pair, score) items. ``strict`` (corrected mode): scores must be int/float and not NaN.
     Otherwise (official mode) any real number passes, NaN and numpy scalars included, as the
     official code sorts whatever it is given."""
@@ -66,8 +66,9 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     F1 values are separated by rounding (2/3 from 3-of-4 loses to 2/3 from 4-of-7 with
     |gold| = 5); the threshold is the midpoint of the best cut-off's score and the *next*
     candidate's score, so a next candidate tied with the cut-off is extracted too. If no
-    candidate is correct (an empty gold set or no candidates included) the threshold stays 0. **Crash handled:** when the best cut-off is the
-    last candidate the official code raises ``IndexError`` (``items[i + 1]``); this function
+    candidate is correct (an empty gold set or no candidates included) the threshold stays 0.
+    **Crash handled:** when the best cut-off is the last candidate the official code raises
+    ``IndexError`` (``items[i + 1]``); this function
     then returns the last candidate's own score as threshold (every candidate is extracted,
     which is evidently intended) and says so in ``note``.
 
@@ -106,8 +107,8 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     ngold = len(gold_set)
     result: dict = {}
     if mode == OFFICIAL:
-        threshold = 0
-        best_f1 = 0
+        threshold: float = 0
+        best_f1: float = 0
         best = None  # (n_extracted, n_correct, precision, recall)
         ncorrect = 0
         for i, (pair, score) in enumerate(items):
@@ -178,7 +179,7 @@ def bucc_optimize(candidate2score: Mapping[Pair, float], gold: Iterable[PairLike
     return out
 
 
-def bucc_extract(candidate2score: Mapping[Pair, float], threshold: float) -> List[Pair]:
+def bucc_extract(candidate2score: Mapping[Pair, float], threshold: float) -> list[Pair]:
     """Pairs with ``score >= threshold``, in ``candidate2score`` insertion order (``bucc_extract``;
     a candidate tied with the threshold is kept). Returns a list of tuples."""
     if not isinstance(candidate2score, Mapping):
@@ -234,7 +235,10 @@ def bucc_f1(predicted_pairs: Iterable[PairLike], gold_pairs: Iterable[PairLike],
 
 
 def bucc_evaluate(
-    candidate2score: Mapping[Pair, float], gold: Iterable[PairLike], threshold: float = None, mode: str = OFFICIAL
+    candidate2score: Mapping[Pair, float],
+    gold: Iterable[PairLike],
+    threshold: float | None = None,
+    mode: str = OFFICIAL,
 ) -> dict:
     """Optimise (or take) a threshold, extract, and score - what ``bucc_eval`` does.
 
@@ -273,7 +277,7 @@ def bucc_evaluate(
     return out
 
 
-def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str = OFFICIAL) -> Dict[str, str]:
+def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str = OFFICIAL) -> dict[str, str]:
     """Map sentence text -> sentence id, as ``utils_retrieve.read_sent2id`` does.
 
     Args:
@@ -296,8 +300,8 @@ def bucc_dedup_sentences(ids: Sequence[str], sentences: Sequence[str], mode: str
     check_mode(mode, "bucc_dedup_sentences")
     if len(ids) != len(sentences) and mode == CORRECTED:
         raise ValueError(f"bucc_dedup_sentences: {len(ids)} ids but {len(sentences)} sentences")
-    sent2id: Dict[str, str] = {}
-    repeated: Set[str] = set()
+    sent2id: dict[str, str] = {}
+    repeated: set[str] = set()
     for id_, sent in zip(ids, sentences):
         id_, sent = id_.strip(), sent.strip()
         if sent in sent2id:

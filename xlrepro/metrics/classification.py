@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from ._common import OFFICIAL, add_note, check_mode
 
-Label = Union[str, int]
+Label = str | int
 
 
 def accuracy(predictions: Sequence[Label], labels: Sequence[Label], mode: str = OFFICIAL) -> dict:
@@ -89,7 +89,7 @@ def _parse_index(value, row: int) -> int:
     raise ValueError(f"tatoeba_accuracy: row {row}: cannot read a row index from {value!r}")
 
 
-def tatoeba_accuracy(predicted_indices: Sequence[Union[int, str]], mode: str = OFFICIAL) -> dict:
+def tatoeba_accuracy(predicted_indices: Sequence[int | str], mode: str = OFFICIAL) -> dict:
     """Tatoeba retrieval accuracy: row ``i`` is correct when its prediction is ``i``.
 
     The prediction of (English) row ``i`` is the index of the retrieved non-English sentence

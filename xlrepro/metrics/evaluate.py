@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from xlrepro.errors import DataFormatError
 from xlrepro.tasks.registry import benchmark_tasks, get_task
@@ -41,7 +42,7 @@ def task_file_extension(task: str) -> str:
     """The task's ``prediction_file`` (``json`` for xquad/mlqa/tydiqa/mewslix, ``jsonl`` for xcopa,
     ``tsv`` for the others); ValueError for a task without a per-file metric (LAReQA)."""
     ext = get_task(task).prediction_file
-    if ext == "none":
+    if ext is None or ext == "none":
         raise ValueError(f"{task}: evaluate.py has no per-file metric for it, so it has no prediction file")
     return ext
 
@@ -49,7 +50,7 @@ def task_file_extension(task: str) -> str:
 # --------------------------------------------------------------------------- readers
 
 
-def _read_text_lines(path: str) -> List[str]:
+def _read_text_lines(path: str) -> list[str]:
     """Lines of a UTF-8 text file as Python's text mode yields them (universal newlines: ``\\n``,
     ``\\r\\n`` and ``\\r`` end a line), without the line ends. (``evaluate.py`` opens files with
     the locale's default encoding; UTF-8 is used here so results do not depend on the locale.)"""
@@ -69,14 +70,14 @@ def _read_text_lines(path: str) -> List[str]:
     return lines
 
 
-def read_label(path: str) -> List[str]:
+def read_label(path: str) -> list[str]:
     """One label per line, every line ``strip()``ped (``evaluate.py:read_label``): trailing spaces, tabs and ``\\r``
     vanish and a blank line becomes the example ``''``. Raises ``FileNotFoundError`` /
     ``ValueError`` (with file and line) on a missing or non-UTF-8 file."""
     return [line.strip() for line in _read_text_lines(path)]
 
 
-def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
+def read_tag(path: str, mode: str = OFFICIAL) -> list[list[str]]:
     """Tag sentences separated by blank lines (``evaluate.py:read_tag``).
 
     ``"official"``: every blank line closes a sentence, so two consecutive blank lines make an
@@ -85,8 +86,8 @@ def read_tag(path: str, mode: str = OFFICIAL) -> List[List[str]]:
     lines are one separator and no empty sentence is produced.
     """
     check_mode(mode, "read_tag")
-    sentences: List[List[str]] = []
-    current: List[str] = []
+    sentences: list[list[str]] = []
+    current: list[str] = []
     for line in _read_text_lines(path):
         line = line.strip()
         if line:
@@ -178,7 +179,7 @@ def score_language(
     label_file: str,
     lang: str,
     mode: str = OFFICIAL,
-    tagging_mode: Optional[str] = None,
+    tagging_mode: str | None = None,
 ) -> dict:
     """Score one ``(task, language)`` file pair like ``evaluate_one_task``; returns the metric
     dict of the task's metric function (accuracy / tagging_f1 / bucc_f1 / squad_scores /
@@ -197,6 +198,8 @@ def score_language(
     except KeyError:
         raise ValueError(f"score_language: no metric for task {task!r}") from None
     ev, ext = spec.evaluator, spec.prediction_file
+    predictions: Any  # the evaluator's input: labels, tag sequences, or id -> answer mappings
+    labels: Any
     if ext == "jsonl":
         predictions, labels = read_xcopa(prediction_file), read_xcopa(label_file)
     elif ev in _LABEL_LINE_EVALUATORS or ev == "bucc_f1":
@@ -236,7 +239,7 @@ def score_language(
         raise DataFormatError(prediction_file, f"{e} (scored against {label_file})") from None
 
 
-def _subfolders(folder: str) -> List[str]:
+def _subfolders(folder: str) -> list[str]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"not a folder: {folder}")
     return sorted(e.name for e in os.scandir(folder) if e.is_dir())
@@ -248,8 +251,8 @@ def score_folder(
     version: str,
     task2langs: Mapping[str, Sequence[str]],
     mode: str = OFFICIAL,
-    tagging_mode: Optional[str] = None,
-    extra_task_avgs: Optional[Mapping[str, Mapping]] = None,
+    tagging_mode: str | None = None,
+    extra_task_avgs: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """Do what ``evaluate.py --xtreme_version <version>`` does over a submission layout.
 
@@ -298,10 +301,10 @@ def score_folder(
     if unknown:
         raise ValueError(f"score_folder: task(s) {', '.join(unknown)} are not {version} tasks")
     pred_tasks, label_tasks = set(_subfolders(prediction_folder)), set(_subfolders(label_folder))
-    notes: List[str] = []
-    detailed: Dict[str, dict] = {}
-    per_language: Dict[str, Dict[str, dict]] = {}
-    task_avgs: Dict[str, dict] = {}
+    notes: list[str] = []
+    detailed: dict[str, dict] = {}
+    per_language: dict[str, dict[str, dict]] = {}
+    task_avgs: dict[str, dict] = {}
     for task, langs in task2langs.items():
         if task not in pred_tasks or task not in label_tasks:
             continue
@@ -314,7 +317,7 @@ def score_folder(
             )
             continue
         ext = task_file_extension(task)
-        scores: Dict[str, dict] = {}
+        scores: dict[str, dict] = {}
         for lang in langs:
             pfile = os.path.join(prediction_folder, task, f"test-{lang}.{ext}")
             lfile = os.path.join(label_folder, task, f"test-{lang}.{ext}")
@@ -324,21 +327,21 @@ def score_folder(
         per_language[task] = scores
         avg = task_average(scores, langs, task)
         task_avgs[task] = avg
-        table: Dict[str, object] = {}
+        table: dict[str, Any] = {}
         for lang in langs:
             for metric, value in scores[lang].items():
                 if is_metric_key(metric):
                     table.setdefault(metric, {})[lang] = value
         table.update({k: v for k, v in avg.items() if k.startswith("avg_")})
         detailed[task] = table
-    all_avgs: Dict[str, Mapping] = dict(task_avgs)
+    all_avgs: dict[str, Mapping] = dict(task_avgs)
     if extra_task_avgs:
-        for task, avg in extra_task_avgs.items():
+        for task, extra in extra_task_avgs.items():
             if task in all_avgs:
                 raise ValueError(f"score_folder: extra_task_avgs repeats scored task {task!r}")
-            all_avgs[task] = avg
-    aggregates: Dict[str, dict] = {}
-    overall: Dict[str, float] = {}
+            all_avgs[task] = extra
+    aggregates: dict[str, dict] = {}
+    overall: dict[str, float] = {}
     if version == "xtreme":
         agg = xtreme_score(all_avgs)
         aggregates["xtreme_score"] = agg

@@ -12,7 +12,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from typing import Callable, List, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from xlrepro.tasks.registry import get_task
 
@@ -170,11 +170,11 @@ def _is_mixed_segmentation_char(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fa5"
 
 
-def mlqa_mixed_segmentation(text: str) -> List[str]:
+def mlqa_mixed_segmentation(text: str) -> list[str]:
     """MLQA's Chinese tokeniser: each character in U+4E00-U+9FA5 (or punctuation, which is
     already gone when this runs) is its own token; everything else is whitespace-split in runs.
     ``二〇〇八年`` -> ``二 | 〇〇 | 八 | 年``; ``東京のの`` -> ``東 | 京 | のの``."""
-    tokens: List[str] = []
+    tokens: list[str] = []
     run = ""
     for ch in text:
         if _is_mixed_segmentation_char(ch) or is_mlqa_punctuation(ch):
@@ -265,7 +265,7 @@ def mlqa_scores(predictions: Mapping[str, str], dataset: Sequence[dict], lang: s
     return result
 
 
-def _v2_tokens(text: str) -> List[str]:
+def _v2_tokens(text: str) -> list[str]:
     return squad_normalize_answer(text).split() if text else []
 
 

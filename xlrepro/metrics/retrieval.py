@@ -7,19 +7,19 @@ on the 0-1 scale like its official counterpart.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ._common import CORRECTED, OFFICIAL, add_note, check_mode
 
 
-def _map_key(k: Optional[int]) -> str:
+def _map_key(k: int | None) -> str:
     return f"map@{k}" if k else "map"
 
 
 def average_precision_at_k(
-    ranked: Sequence[Union[int, str]], targets: Iterable, k: Optional[int] = 20, mode: str = OFFICIAL
+    ranked: Sequence[int | str], targets: Iterable, k: int | None = 20, mode: str = OFFICIAL
 ) -> float:
     """Average precision at k of one ranking (``utils_lareqa.average_precision_at_k``).
 
@@ -78,8 +78,8 @@ def lareqa_map_at_k(
     question_embeddings,
     candidate_embeddings,
     question_xling_ids: Sequence[str],
-    candidate_xling_ids: Sequence[Union[str, Iterable[str], None]],
-    k: Optional[int] = 20,
+    candidate_xling_ids: Sequence[str | Iterable[str] | None],
+    k: int | None = 20,
     mode: str = OFFICIAL,
 ) -> dict:
     """LAReQA mean average precision at k (``utils_lareqa.mean_avg_prec_at_k``).
@@ -124,7 +124,7 @@ def lareqa_map_at_k(
         raise ValueError(f"lareqa_map_at_k: {len(question_xling_ids)} question ids for {Q.shape[0]} questions")
     if len(candidate_xling_ids) != C.shape[0]:
         raise ValueError(f"lareqa_map_at_k: {len(candidate_xling_ids)} candidate ids for {C.shape[0]} candidates")
-    by_xling: Dict[str, List[int]] = {}
+    by_xling: dict[str, list[int]] = {}
     for c, value in enumerate(candidate_xling_ids):
         for x in xling_set(value):
             by_xling.setdefault(x, []).append(c)
@@ -272,7 +272,7 @@ def _mewslix_rr(predictions, gold, k, mode, notes=None):
 
 
 def mewslix_evaluate_all(
-    per_lang_predictions: Mapping[str, Optional[Mapping[str, Sequence[str]]]],
+    per_lang_predictions: Mapping[str, Mapping[str, Sequence[str]] | None],
     per_lang_gold: Mapping[str, Mapping[str, Sequence[str]]],
     languages: Sequence[str],
     k: int = 20,
@@ -302,7 +302,7 @@ def mewslix_evaluate_all(
     if absent:
         raise ValueError(f"mewslix_evaluate_all: no gold for language(s) {', '.join(absent)}")
     key = _map_key(k)
-    per_language: Dict[str, float] = {}
+    per_language: dict[str, float] = {}
     missing_langs = []
     total = 0.0
     for lang in sorted(languages):

@@ -11,16 +11,16 @@ XTREME paper names (github.com/google-research/xtreme/issues/56) but the code do
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 from ._common import CORRECTED, OFFICIAL, SEQEVAL_1X, add_note, check_mode
 
 TAGGING_MODES = (OFFICIAL, CORRECTED, SEQEVAL_1X)
 
-Chunk = Tuple[str, int, int]
+Chunk = tuple[str, int, int]
 
 
-def _prefix_and_type(tag: str, mode: str) -> Tuple[str, str]:
+def _prefix_and_type(tag: str, mode: str) -> tuple[str, str]:
     """Split a tag into seqeval's (pseudo-)prefix letter and chunk type."""
     if mode == SEQEVAL_1X:
         # 1.2.2: everything after the first character, split once on '-'; empty -> '_'.
@@ -51,7 +51,7 @@ def _check_tag(tag, where: str) -> None:
         raise ValueError(f"{where}: every tag must be a non-empty string, got {tag!r}")
 
 
-def get_entities(seq: Sequence, mode: str = OFFICIAL) -> List[Chunk]:
+def get_entities(seq: Sequence, mode: str = OFFICIAL) -> list[Chunk]:
     """Chunks ``(type, start, end)`` (end inclusive) of a tag sequence, seqeval style.
 
     Args:
@@ -81,13 +81,13 @@ def get_entities(seq: Sequence, mode: str = OFFICIAL) -> List[Chunk]:
     if any(nested):
         if not all(nested):
             raise ValueError("get_entities: mix of sentences (lists) and bare tags")
-        flat: List[str] = []
+        flat: list[str] = []
         for sentence in seq:
             flat.extend(sentence)
             flat.append("O")
         seq = flat
     prev_tag, prev_type, begin = "O", "", 0
-    chunks: List[Chunk] = []
+    chunks: list[Chunk] = []
     for i, tag_str in enumerate(seq + ["O"]):
         _check_tag(tag_str, "get_entities")
         tag, type_ = _prefix_and_type(tag_str, mode)
@@ -105,7 +105,7 @@ def _as_corpus(corpus):
     return corpus
 
 
-def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) -> Tuple[list, list, bool]:
+def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) -> tuple[list, list, bool]:
     """Return (pred, gold, token_counts_match) as lists of lists; raise on bad shapes.
 
     ``official``: an empty corpus and different sentence counts pass (seqeval 0.0.12 scores
@@ -121,6 +121,8 @@ def _validate_corpus(pred_tags, gold_tags, func: str, official: bool = False) ->
             f"{func}: {len(pred_tags)} predicted sentences but {len(gold_tags)} gold sentences; "
             "the official evaluate.py asserts that the sentence counts match"
         )
+    pred: list[list[str]]
+    gold: list[list[str]]
     pred, gold = [], []
     for name, corpus, out in (("pred_tags", pred_tags, pred), ("gold_tags", gold_tags, gold)):
         for i, sentence in enumerate(corpus):

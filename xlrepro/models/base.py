@@ -10,11 +10,15 @@ tokens, the sentence vector of the classification heads, and the parameter count
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from xlrepro.packing import packed_encoder_forward, restarting_positions
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class Family:
@@ -45,13 +49,13 @@ class Family:
         return cfg_cls(**{**init_config, **({"vocab_size": vocab_size} if vocab_size else {})})
 
     # ------------------------------------------------------------------ build and load
-    def build_encoder(self, init_config: dict, vocab_size: int | None = None, seed: int = 0) -> nn.Module:
+    def build_encoder(self, init_config: dict, vocab_size: int | None = None, seed: int = 0) -> PreTrainedModel:
         """A freshly initialised encoder (no pooler) from ``init_config``; its init depends on ``seed`` only."""
         cfg = self.config(init_config, vocab_size)
         torch.manual_seed(seed)
         return self.classes()[1](cfg, add_pooling_layer=False)
 
-    def load_encoder(self, name_or_path: str | Path, revision: str | None = None) -> nn.Module:
+    def load_encoder(self, name_or_path: str | Path, revision: str | None = None) -> PreTrainedModel:
         """The pretrained encoder without pooler, from a local folder or a Hub id (pinned by revision)."""
         kw = {"revision": revision} if revision is not None else {}
         return self.classes()[1].from_pretrained(str(name_or_path), add_pooling_layer=False, **kw)
@@ -62,21 +66,23 @@ class Family:
         torch.manual_seed(seed)
         return self.classes()[2](cfg)
 
-    def mlm_encoder(self, mlm_model: nn.Module) -> nn.Module:
+    def mlm_encoder(self, mlm_model: nn.Module) -> PreTrainedModel:
         """The encoder inside a masked-LM model (what pre-training hands on)."""
         return getattr(mlm_model, self.mlm_body)
 
-    def mlm_head(self, encoder: nn.Module, seed: int) -> nn.Module:
+    def mlm_head(self, encoder: PreTrainedModel, seed: int) -> nn.Module:
         """The family's LM head, initialised from ``seed``, its decoder tied to the input embeddings.
         Maps (..., H) hidden states to (..., vocab) logits."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             head = self.classes()[3](encoder.config)
-        self.tie_decoder(head, encoder.embeddings.word_embeddings.weight)
-        return head.to(encoder.embeddings.word_embeddings.weight.device)
+        # torch's stubs type a submodule reached by attribute as Tensor | Module (Module.__getattr__)
+        word: nn.Parameter = encoder.embeddings.word_embeddings.weight  # type: ignore[union-attr, assignment]
+        self.tie_decoder(head, word)
+        return head.to(word.device)
 
     def tie_decoder(self, head: nn.Module, weight: nn.Parameter) -> None:
-        head.decoder.weight = weight
+        head.decoder.weight = weight  # type: ignore[union-attr]  # (as above: decoder is an nn.Linear)
 
     # ------------------------------------------------------------------ forward pieces
     def packed_position_ids(self, encoder: nn.Module, cu_seqlens: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""bf16 screen with exact fp32 re-scoring for ``knn`` / ``knn_both`` / ``margin_mine`` (measurements: benchmarks/RESULTS.md).
+"""bf16 screen with exact fp32 re-scoring for ``knn`` / ``knn_both`` / ``margin_mine``
+(measurements: benchmarks/RESULTS.md).
 
 Opt-in: ``knn(..., screen="bf16")``, ``knn_both(..., screen="bf16")``, ``margin_mine(..., screen=...)``.
 The answer is always the fp32 answer of the same call without a screen (bit-identical scores and
@@ -20,8 +21,9 @@ How (rows; columns are the same with the roles of x and y swapped):
    one fp32 GEMM ``X[rows] @ Y[U].T`` per group of ``group`` rows, ``U`` the sorted union of the
    group's candidates (with the first ``MIN_OTHER`` indices added when it is smaller); ``group``
    is the smallest of ``GROUPS`` whose re-scoring reproduces the first reference tile
-   (``choose_group``). The reference's tiles are ``X[r0:r1] @ Y[c0:c1].T``; the BLAS computes an entry the same way for both only while both
-   GEMMs take the same code path, which the BLAS chooses from the shape (measured on MKL: below
+   (``choose_group``). The reference's tiles are ``X[r0:r1] @ Y[c0:c1].T``; the BLAS computes an
+   entry the same way for both only while both GEMMs take the same code path, which the BLAS
+   chooses from the shape (measured on MKL: below
    about 192 rows or 256 columns at d = 1024 it takes another path and the last bits differ).
    That is not a documented guarantee, so every call **checks it**: for one tile of every distinct
    tile shape of the reference blocking, it computes the reference tile and compares it with the

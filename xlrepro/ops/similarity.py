@@ -20,8 +20,9 @@ Contract (what the tests check):
   ranks exactly like the same vector at norm 1; only an all-zero row has no direction and
   follows the zero rule. The entry points apply the rule before any backend runs
   (``rescale_tiny_rows``), so the compiled and reference scores stay bit-identical; ``"dot"`` uses the
-  raw inner product (LAReQA's official scorer, google-research/xtreme ``third_party/utils_lareqa.py``). The reference computes the same
-  tiles with the same ATen calls, so on one machine and build the compiled scores and indices
+  raw inner product (LAReQA's official scorer, google-research/xtreme ``third_party/utils_lareqa.py``).
+  The reference computes the same tiles with the same ATen calls, so on one machine and build the
+  compiled scores and indices
   are **bit-identical** to the reference (tested with exact equality). Across BLAS builds or
   blockings scores may differ in the last bits (summation order); for inputs whose dot products
   are exact in float32 (e.g. small integers, the adversarial tests) every blocking and every
@@ -43,7 +44,8 @@ Contract (what the tests check):
   rows were recomputed (xlrepro/ops/screen.py).
 
 Margin mining (``margin_mine``) follows LASER's ``mine_bitext`` as XTREME uses it
-(google-research/xtreme ``third_party/utils_retrieve.py``; docs/protocol.md): k-NN each way with ``k = min(k, pool)``, the mean of the k similarities
+(google-research/xtreme ``third_party/utils_retrieve.py``; docs/protocol.md): k-NN each way with
+``k = min(k, pool)``, the mean of the k similarities
 (left-to-right float32 sum / k, which is numpy's float32 mean for k < 8), margin of every
 candidate ``margin(cos, (fwd_mean[x] + bwd_mean[y]) / 2)`` with ratio a/b, distance a-b,
 absolute a, best candidate = first argmax among the k, and the modes fwd / bwd / intersect /

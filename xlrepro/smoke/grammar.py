@@ -139,7 +139,9 @@ def _make_word(rng: random.Random, script: str, letters: tuple[str, str] | None 
         return "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(rng.choice((1, 2))))
     if script == "Hangul":
         return "".join(chr(rng.randint(0xAC00, 0xD7A3)) for _ in range(rng.choice((1, 2))))
-    cons, vows = letters or _LETTERS.get(script) or _LETTERS["Latin"]
+    pair = letters or _LETTERS.get(script) or _LETTERS["Latin"]
+    assert pair is not None  # Latin has letters
+    cons, vows = pair
     return "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.choice((2, 2, 3))))
 
 

@@ -85,7 +85,7 @@ def generate(
     rng = random.Random(seed)
 
     # corpus: monolingual text in every language, and code-switched text
-    corpus = {c: [] for c in languages}
+    corpus: dict[str, list[str]] = {c: [] for c in languages}
     mixed = []
     for _ in range(n_corpus):
         cl = sample_clause(rng)
@@ -150,8 +150,8 @@ def generate(
     for split, fname, n in (("train", "hellaswag_train.jsonl", n_train), ("dev", "hellaswag_val.jsonl", n_dev)):
         rows = []
         for i in range(n):
-            c, choices, label = mc_item(rng, 4)
-            ctx = text(en.np(c.subj) + [(en.word(c.verb), "VERB")])
+            clause, choices, answer = mc_item(rng, 4)
+            ctx = text(en.np(clause.subj) + [(en.word(clause.verb), "VERB")])
             endings = [text(en.np(np)) + " ." for np in choices]
             rows.append(
                 json.dumps(
@@ -163,7 +163,7 @@ def generate(
                         "ctx": ctx,
                         "split": "train" if split == "train" else "val",
                         "split_type": "indomain",
-                        "label": label,
+                        "label": answer,
                         "endings": endings,
                         "source_id": f"smoke~{i}",
                     }
@@ -222,9 +222,10 @@ def generate(
             (("train", n_train), ("dev", n_dev), ("test", n_test)) if c == "en" else (("dev", n_dev), ("test", n_test))
         )
         for split, n in splits:
-            sents = [langs[c].clause(sample_clause(rng)) for _ in range(n)]
+            tagged = [langs[c].clause(sample_clause(rng)) for _ in range(n)]
             atomic_write(
-                tmp / "udpos" / f"UD_{L.ud_name}-SMOKE" / f"{c}_smoke-ud-{split}.conllu", _conllu(sents, f"{c}-{split}")
+                tmp / "udpos" / f"UD_{L.ud_name}-SMOKE" / f"{c}_smoke-ud-{split}.conllu",
+                _conllu(tagged, f"{c}-{split}"),
             )
 
     # Tatoeba (LASER layout): the same clause in English and in the other language
@@ -254,10 +255,10 @@ def generate(
             rng.shuffle(order)  # the English side is not in the same order
             eng = [eng[i] for i in order]
             gold = sorted((f"{c}-{split}-{i:06d}", f"en-{split}-{i:06d}") for i in pairs)
-            base = tmp / "bucc2018" / f"{c}-en.{split}"
-            atomic_write(base.with_name(base.name + f".{c}"), "".join(f"{i}\t{t}\n" for i, t in src))
-            atomic_write(base.with_name(base.name + ".en"), "".join(f"{i}\t{t}\n" for i, t in eng))
-            atomic_write(base.with_name(base.name + ".gold"), "".join(f"{a}\t{b}\n" for a, b in gold))
+            stem = tmp / "bucc2018" / f"{c}-en.{split}"
+            atomic_write(stem.with_name(stem.name + f".{c}"), "".join(f"{i}\t{t}\n" for i, t in src))
+            atomic_write(stem.with_name(stem.name + ".en"), "".join(f"{i}\t{t}\n" for i, t in eng))
+            atomic_write(stem.with_name(stem.name + ".gold"), "".join(f"{a}\t{b}\n" for a, b in gold))
 
     world_tasks.generate(tmp, langs, seed, n_train, n_dev, n_test)
     generate_retrieval(tmp, langs, seed, n_train, n_dev, n_test)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from xlrepro import languages as langtab
 from xlrepro.smoke import grammar as W
@@ -28,6 +29,7 @@ from xlrepro.smoke import grammar as W
 def _clause_with_offsets(lang: W.Language, c: W.Clause) -> tuple[str, dict]:
     """The clause's text and the [start, end) character span of its subject and object NPs."""
     parts = {"S": lang.np(c.subj), "V": [(lang.word(c.verb), "VERB")], "O": lang.np(c.obj)}
+    words: list[str]
     words, spans, pos = [], {}, 0
     for k in lang.order:
         start = pos + (1 if words else 0)
@@ -151,14 +153,14 @@ def _mewslix(
         for code in codes:
             lang = langs[code]
             for i in range(n):
-                text, spans, mentions = "", [], []
+                text, sent_spans, mentions = "", [], []
                 for j in range(3):
                     e = rng.choice(entities)
                     c, slot = _entity_clause(rng, W.NP(e[0], e[1]), p_num=0.3)
                     s, sp = _clause_with_offsets(lang, c)
                     start = len(text) + (1 if text else 0)
                     text = (text + " " if text else "") + s
-                    spans.append({"start": start, "end": start + len(s)})
+                    sent_spans.append({"start": start, "end": start + len(s)})
                     a, b = sp[slot]
                     mentions.append((start + a, start + b, qid[e], j))
                 md5 = hashlib.md5(text.encode("utf-8")).hexdigest()
@@ -172,7 +174,7 @@ def _mewslix(
                                 "document_id": doc,
                                 "language": code,
                                 "text": text,
-                                "sentence_spans": spans,
+                                "sentence_spans": sent_spans,
                             },
                             "mentions": [
                                 {
@@ -202,7 +204,7 @@ def generate_retrieval(root: str | Path, langs: dict, seed: int, n_train: int, n
     root = Path(root)
     n_par = max(2, n_test // 5)
     _lareqa(root, langs, rng, n_par)
-    sizes = {
+    sizes: dict[str, Any] = {
         "lareqa_questions_per_language": 3 * n_par,
         "mewslix_pairs": [max(20, n_train // 2), max(10, n_dev // 2)],
         "mewslix_articles": [max(2, n_dev // 10), max(2, n_test // 10)],

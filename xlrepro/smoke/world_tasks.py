@@ -187,7 +187,7 @@ def _clause_with_slots(lang: Language, c: Clause) -> list[tuple[tuple[str, str |
     s = [((w, "subj"), p) for w, p in lang.np(c.subj)]
     o = [((w, "obj"), p) for w, p in lang.np(c.obj)]
     v = [((lang.word(c.verb), None), "VERB")]
-    parts = {"S": s, "V": v, "O": o}
+    parts: dict[str, list] = {"S": s, "V": v, "O": o}
     return [x for k in lang.order for x in parts[k]] + [((".", None), "PUNCT")]
 
 

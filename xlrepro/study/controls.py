@@ -207,8 +207,10 @@ def section(c: Mapping) -> list[str]:
         f"{c['planted_slope']:g} points per tenfold volume (the fitted `lv` must be positive, its CI excluding 0) "
         "and a **negative control** where intermediate data carry no information, as with shuffled intermediate "
         "labels (the `lv` CI must cover 0). Noise: language sd {language_sd:g}, seed sd {seed_sd:g}, task sd "
-        "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. These check the analysis code "
-        "and the design's power without training (docs/scaling-study.md).".format(replicates=REPLICATES, **c["noise"]),
+        "{task_sd:g}, item sd {item_sd:g} points; {replicates} generated worlds each. "
+        "These check the analysis code and the design's power without training (docs/scaling-study.md).".format(
+            replicates=REPLICATES, **c["noise"]
+        ),
         "",
     ]
     if c["status"] != "run":

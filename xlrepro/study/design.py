@@ -146,6 +146,7 @@ def selection_overrides(spec, cfg) -> tuple[list[str], dict]:
     """Overrides that make a cell's intermediate model selection the spec's, and the record of it."""
     steps = intermediate_steps(cfg) if spec.selection != "config" else None
     if spec.selection == "scaled":
+        assert steps is not None
         every = eval_schedule(steps, spec.validations)
         rec = {
             "mode": "scaled",
@@ -178,7 +179,9 @@ def _recipe_slots(data: dict) -> list[tuple[tuple[str, ...], str]]:
     from xlrepro.dual_encoder import DUAL_ENCODER_TASKS
     from xlrepro.tasks import get_task
 
-    slots = [(("target", "per_task", t), t) for t in (data.get("target") or {}).get("tasks") or []]
+    slots: list[tuple[tuple[str, ...], str]] = [
+        (("target", "per_task", t), t) for t in (data.get("target") or {}).get("tasks") or []
+    ]
     ret = data.get("retrieval") or {}
     bench = ret.get("benchmark", "xtreme")
     for t in ret.get("tasks") or []:
@@ -195,7 +198,7 @@ def _recipe_slots(data: dict) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _get(data: dict, path) -> dict:
-    node = data
+    node: object = data
     for p in path:
         node = node.get(p) if isinstance(node, dict) else None
         if node is None:
@@ -296,6 +299,7 @@ def target_training_sources(cfg, target: str) -> set[str]:
     spec = get_task(target)
     out = set(spec.training_chain()) if spec.format.value != "retrieval" else set()
     if target in DUAL_ENCODER_TASKS:
+        assert spec.train_source is not None  # lareqa and mewslix name theirs in the registry
         out.add(spec.train_source)
     elif spec.format.value == "retrieval":
         by_bench = spec.retrieval.get("encoder") or {}

@@ -165,7 +165,7 @@ def analyse(out: Path, desc: dict, spec) -> dict:
     recs, runs = col["records"], col["runs"]
     test = [r for r in recs if r["split"] == "test" and r["phase"] in ("target", "retrieval")]
     main = {}
-    for (task, phase), rs in _group(test, lambda r: (r["task"], r["phase"])).items():
+    for (task, _phase), rs in _group(test, lambda r: (r["task"], r["phase"])).items():
         m = _main_metric(task, {r["metric"] for r in rs})
         if m:
             main[task] = m
@@ -198,7 +198,7 @@ def analyse(out: Path, desc: dict, spec) -> dict:
                 "n": int(next(iter(by_seed.values())).get("n", 0)),
             }
         seed_means = collections.defaultdict(list)
-        for lang, by_seed in by_lang.items():
+        for by_seed in by_lang.values():
             for seed, r in by_seed.items():
                 seed_means[seed].append(r["value"])
         complete = {s: float(np.mean(v)) for s, v in seed_means.items() if len(v) == len(by_lang)}
@@ -404,7 +404,7 @@ def _paired_tests(rows, runs, spec) -> list[dict]:
                     "cannot_tell": stats.underpowered(res["half_width"], res["diff"]),
                 }
             )
-    for (variant, volume), group in _group(tests, lambda t: (t["variant"], str(t["volume"]))).items():
+    for group in _group(tests, lambda t: (t["variant"], str(t["volume"]))).values():
         adj = stats.holm({i: t["p_value"] for i, t in enumerate(group)})
         for i, t in enumerate(group):
             t["p_holm"] = adj[i]
@@ -436,10 +436,10 @@ def _fits(cells, volumes_by_cell) -> list[dict]:
                 vol = float(np.mean(used)) if used else None
             if vol is None:
                 continue
-            for seed, v in c["mean_by_seed"].items():
+            for v in c["mean_by_seed"].values():
                 series["all languages"].append((vol, v))
             for g, gd in c["groups"].items():
-                for seed, v in gd["by_seed"].items():
+                for v in gd["by_seed"].values():
                     series[g].append((vol, v))
         for group, pts in series.items():
             vols = [p[0] for p in pts]
@@ -496,6 +496,7 @@ def _paper_comparison(recs, spec, desc) -> list[dict]:
         rows = []
         for e in t["entries"]:
             our_row = t["rows"][e["system"]]
+            missing: set[str]
             ours, chosen, missing = None, None, set()
             if e["task"] == "xtreme_score":
                 ours = _xtreme_score(recs, our_row, spec, t["split"], t.get("benchmark"), missing)
@@ -550,7 +551,7 @@ def _xtreme_score(recs, our_row, spec, split, benchmark=None, missing: set | Non
             return None
         f = lambda r, v=variant: r["variant"] == v
         langs = paper_languages(benchmark, task, split)
-        lacking = set()
+        lacking: set[str] = set()
         s = _task_average(recs, task, f, split, metric, languages=langs, missing=lacking)
         if s is None:
             return None
@@ -850,7 +851,8 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
             "## Scaling: score vs. intermediate volume",
             "",
             "Fit: score = a + b · log10(examples) by least squares over (volume, seed) points; the slope's 95% CI "
-            f"from {N_BOOT} bootstrap resamples of the points. Resource groups follow `xlrepro.languages` (docs/scaling-study.md): "
+            f"from {N_BOOT} bootstrap resamples of the points. "
+            "Resource groups follow `xlrepro.languages` (docs/scaling-study.md): "
             "under-resourced = Joshi class ≤ 2 and seen by XLM-R; unseen = ht, qu, wo, yo (never pooled).",
             "",
             "| task | variant | group | points | slope b (points per 10×) | 95% CI | R² | verdict |",
@@ -884,7 +886,7 @@ def render(desc: dict, spec, a: dict, figures: dict, provenance: dict) -> str:
 def provenance_of(a: dict) -> dict:
     commits, images, hardware, versions = set(), set(), set(), set()
     data: dict[tuple, set] = {}
-    for rid, run in a["runs"].items():
+    for run in a["runs"].values():
         p = run["dir"] / "provenance.json"
         if not p.exists():
             continue

@@ -267,12 +267,15 @@ def load_cell_config(
         else:
             from xlrepro.study.design import apply_recipe_layer
 
-            prov = apply_recipe_layer(
-                data,
-                recipe,
-                lambda d: [apply_override(d, o) for o in overrides],
-                lambda d: [apply_override(d, o) for o in late],
-            )
+            def spec_layer(d: dict) -> None:
+                for o in overrides:
+                    apply_override(d, o)
+
+            def late_layer(d: dict) -> None:
+                for o in late:
+                    apply_override(d, o)
+
+            prov = apply_recipe_layer(data, recipe, spec_layer, late_layer)
             if provenance is not None:
                 provenance.update(prov)
         cfg = from_dict(ExperimentConfig, data)

@@ -27,6 +27,7 @@ import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import yaml
@@ -372,7 +373,7 @@ def _check_dispatch_fields(data: dict, where: str) -> None:
         if bad or len(set(head)) != len(head):
             raise ConfigError(
                 f"{where}: headline: {head} must be distinct metrics of the evaluator {ev!r} "
-                f"(it reports {list(EVALUATORS.get(ev, ()))})"
+                f"(it reports {list(EVALUATORS[ev] if ev is not None else ())})"
             )
         data["headline"] = tuple(head)
     conv = data.get("hub") and data["hub"].converter
@@ -503,7 +504,7 @@ def all_tasks() -> dict[str, TaskSpec]:
     return _load_tasks(extra_task_dirs())
 
 
-def _task_files(extra: tuple[str, ...]) -> list[tuple[str, object]]:
+def _task_files(extra: tuple[str, ...]) -> list[tuple[str, Traversable]]:
     folder = importlib.resources.files("xlrepro.tasks")
     files = [(f"xlrepro/tasks/{e.name}", e) for e in sorted(folder.iterdir(), key=lambda p: p.name)]
     for d in extra:
