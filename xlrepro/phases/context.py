@@ -223,7 +223,7 @@ class Context:
         if adapter.n_labels() is None and spec.format.value == "tagging":
             # a tagging task without a fixed tag set (CCG supertags): the tags of the whole English
             # training split, sorted, so that the head and the label indices do not depend on the volume
-            labels_from_data = sorted({t for e in train_data.examples for t in getattr(e, "tags", ())})
+            labels_from_data = sorted({t for e in train_data.examples for t in (getattr(e, "tags", None) or ())})
             if not labels_from_data:
                 raise ValueError(f"task {task}: no tag set in its YAML and no tags in its training data")
             adapter.labels = labels_from_data
