@@ -2,7 +2,7 @@
 
 A loopback server and Hub stand-in (tests/loopback.py) serve the samples in their release
 layouts (UD-POS as UD v2.5's treebank tarball; what the samples lack is made in the real format by
-tests/data/test_prepare.py: English UD train, a Chinese treebank, MLQA test files, Tatoeba ron-eng);
+tests/release_standins.py: English UD train, a Chinese treebank, MLQA test files, Tatoeba ron-eng);
 `xlrepro data prepare --config xstilts-squad` fetches them, `xlrepro data verify`
 finds them, a Hugging Face-format stand-in model (a small XLMRobertaForMaskedLM with a tokenizer
 trained on the samples) is loaded by path, and `xlrepro reproduce xstilts-squad`, shrunk by
@@ -14,18 +14,15 @@ of the 2-layer stand-in. About three minutes on two CPU cores.
 
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 from loopback import Loopback
+
+# the release servers in their layouts (tests/release_standins.py)
+from release_standins import publish, release_sums_off
 from standin_model import build_standin
 
 from xlrepro.cli import main
-
-# the release layouts come from the data-preparation tests (tests/data/test_prepare.py)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from test_prepare import publish, release_sums_off  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every test here trains (tests/README.md)
 
