@@ -6,6 +6,7 @@ import importlib.resources
 import re
 
 import pytest
+from mini import WORLD
 
 from xlrepro.cli import main as cli
 from xlrepro.config import config_hash, load_config
@@ -14,7 +15,6 @@ from xlrepro.phases import Context
 from xlrepro.phases.graph import build_graph
 from xlrepro.phases.orchestrator import run_experiment
 
-WORLD = ["smoke.n_train=120", "smoke.n_dev=30", "smoke.n_test=30", "smoke.n_corpus=600"]
 MINI = WORLD + [
     "pretrain.steps=4",
     "intermediate.train.max_steps=2",
