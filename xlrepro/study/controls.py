@@ -124,12 +124,11 @@ def trained(
     names none."""
     from xlrepro.study import primary
 
-    out: dict[str, dict] = {}
-    for arm in arms:
-        for role, label in variants.items():
-            mine = [r for r in records if r.get("variant") == label]
-            rows = primary.model_rows(mine, main, volumes_by_cell)["rows"].get(arm, [])
-            f = primary.fit(rows)
+    out: dict[str, dict] = {arm: {} for arm in arms}
+    for role, label in variants.items():
+        by_arm = primary.model_rows([r for r in records if r.get("variant") == label], main, volumes_by_cell)["rows"]
+        for arm in arms:
+            f = primary.fit(by_arm.get(arm, []))
             entry: dict[str, Any] = {
                 "variant": label,
                 "n": f["n"],
@@ -144,8 +143,8 @@ def trained(
                 lo, hi = f["slope"]["ci"]
                 entry["slope"] = {k: f["slope"][k] for k in ("estimate", "ci", "p")}
                 entry["passed"] = bool(lo > 0) if role == "positive" else bool(lo <= 0 <= hi)
-            out.setdefault(arm, {})[role] = entry
-    return out
+            out[arm][role] = entry
+    return {arm: by_role for arm, by_role in out.items() if by_role}
 
 
 TRAINED_EXPECTED = {
